@@ -1,0 +1,54 @@
+"""Settings of the Kafka side and of the event schema (``[kafka]`` and ``[events]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["EventFields", "KafkaSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """Where events come from and where rejected records go.
+
+    ``client`` is passed through to kafka-python's consumer, producer and admin client
+    (``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``, ``session_timeout_ms``, ...).
+    ``dead_letter_topic`` of ``None`` disables the dead-letter topic (rejects are then only
+    counted and logged).
+    """
+
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topics: tuple[str, ...] = ("predictions",)
+    group_id: str = "tilewatch"
+    dead_letter_topic: str | None = "tilewatch-dead-letter"
+    auto_offset_reset: str = "earliest"
+    max_poll_records: int = 5000
+    poll_timeout_seconds: float = 0.5
+    commit_interval_seconds: float = 1.0
+    client: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFields:
+    """Which JSON field holds each part of a prediction event.
+
+    Every path is a key of the top-level JSON object or a dotted path into nested objects
+    (``"meta.region"``). ``dimensions`` maps each cell dimension name to its path.
+    """
+
+    event_id: str = "event_id"
+    timestamp: str = "timestamp"
+    model: str = "model"
+    model_version: str = "model_version"
+    score: str = "score"
+    prediction: str = "prediction"
+    label: str = "label"
+    latency: str = "latency_ms"
+    features: str = "features"
+    dimensions: dict[str, str] = field(
+        default_factory=lambda: {"segment": "segment", "region": "region"}
+    )
+    score_min: float = 0.0
+    score_max: float = 1.0
+    max_event_bytes: int = 1_048_576
