@@ -1,0 +1,515 @@
+"""The TOML config file: schema, defaults and validation.
+
+A config file has four sections, each mapped onto the frozen settings dataclass of the package
+that uses it::
+
+    [kafka]      -> streams.settings.KafkaSettings      ([kafka.client] -> KafkaSettings.client)
+    [events]     -> streams.settings.EventFields
+    [cells]      -> aggregators.settings.CellSettings
+    [exporter]   -> exporters.settings.ExporterSettings
+
+Every key is optional; a missing key takes the dataclass default. Everything else is checked
+here, once, so the rest of tilewatch can trust its settings. Every error is a
+:class:`ConfigError` naming the file, the key, what was expected and what was found::
+
+    tilewatch.toml: [cells].window: expected a duration like "1m", got "soon"
+
+The reference of every key is ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aggregators.errors import TilewatchError
+from aggregators.settings import CellSettings
+from exporters.settings import ExporterSettings
+from streams.settings import EventFields, KafkaSettings
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration"]
+
+
+class ConfigError(TilewatchError):
+    """A config file that cannot be read or does not validate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated config: one settings object per section, and where it came from.
+
+    ``source`` is the file path as given to :func:`load_config`, or ``"<string>"``.
+    """
+
+    kafka: KafkaSettings
+    events: EventFields
+    cells: CellSettings
+    exporter: ExporterSettings
+    source: str
+
+
+_SECTIONS = ("cells", "events", "exporter", "kafka")
+_KAFKA_KEYS = (
+    "auto_offset_reset",
+    "bootstrap_servers",
+    "client",
+    "commit_interval",
+    "dead_letter_topic",
+    "group_id",
+    "max_poll_records",
+    "poll_timeout",
+    "topics",
+)
+#: [events] keys holding a JSON path, besides one key per cell dimension.
+_EVENT_PATHS = (
+    "event_id",
+    "timestamp",
+    "model",
+    "model_version",
+    "score",
+    "prediction",
+    "label",
+    "latency",
+    "features",
+)
+_EVENT_KEYS = (*_EVENT_PATHS, "score_min", "score_max", "max_event_bytes")
+_CELL_KEYS = ("dimensions", "window", "grace", "rolling_events", "max_cells", "label_max_length")
+_EXPORTER_KEYS = ("listen",)
+#: kafka-python options that tilewatch sets itself, with the reason they may not be overridden.
+_CLIENT_RESERVED = {
+    "bootstrap_servers": "set [kafka].bootstrap_servers instead",
+    "group_id": "set [kafka].group_id instead",
+    "auto_offset_reset": "set [kafka].auto_offset_reset instead",
+    "max_poll_records": "set [kafka].max_poll_records instead",
+    "enable_auto_commit": "tilewatch commits offsets itself",
+}
+_MAX_DIMENSIONS = 4
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_DURATION_EXPECTED = 'a duration like "1m"'
+_DIMENSION = re.compile(r"[a-z_][a-z0-9_]*")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_TOPIC_EXPECTED = "a topic name of 1 to 249 characters from A-Z a-z 0-9 . _ -"
+_PATH = re.compile(r"[^.]+(?:\.[^.]+)*")
+_PATH_EXPECTED = 'a JSON path of dot-separated non-empty parts like "meta.region"'
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_LISTEN_EXPECTED = '"host:port", "[ipv6]:port" or ":port" with a port in 0..65535'
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def parse_duration(text: str | float) -> float:
+    """Parse a duration into seconds.
+
+    Parameters
+    ----------
+    text
+        A number followed by one unit, ``ms``, ``s``, ``m``, ``h`` or ``d`` (``"500ms"``,
+        ``"1.5h"``), or a plain int or float meaning seconds. Combinations such as
+        ``"1m30s"`` are not accepted.
+
+    Returns
+    -------
+    float
+        The duration in seconds, finite and >= 0.
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` is not a duration (booleans are not numbers here), or is negative or
+        not finite.
+
+    Examples
+    --------
+    >>> parse_duration("500ms")
+    0.5
+    >>> parse_duration("1m"), parse_duration("1h"), parse_duration("1d")
+    (60.0, 3600.0, 86400.0)
+    >>> parse_duration(30)
+    30.0
+    >>> parse_duration("soon")
+    Traceback (most recent call last):
+    ...
+    tilewatch.config.ConfigError: expected a duration like "1m", got "soon"
+    """
+    if isinstance(text, str):
+        match = _DURATION.fullmatch(text.strip())
+        if match is None:
+            raise ConfigError(f"expected {_DURATION_EXPECTED}, got {_show(text)}")
+        seconds = float(match[1]) * _UNITS[match[2]]
+    elif isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raise ConfigError(f"expected {_DURATION_EXPECTED}, got {_show(text)}")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"expected a finite duration >= 0, got {_show(text)}")
+    return seconds
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file.
+
+    Parameters
+    ----------
+    path
+        The file to read. It is named, as given, in every error message and in
+        :attr:`Config.source`.
+
+    Returns
+    -------
+    Config
+        The validated settings.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read, is not valid UTF-8 TOML, or does not validate.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: not UTF-8 at byte {exc.start}") from exc
+    return parse_config(data, source)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
+    """Validate an already parsed config (the dict ``tomllib`` returns).
+
+    Parameters
+    ----------
+    data
+        The top-level table, with optional ``kafka``, ``events``, ``cells`` and ``exporter``
+        tables.
+    source
+        Where ``data`` came from, named in error messages.
+
+    Returns
+    -------
+    Config
+        The validated settings; every missing key takes its default.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown section or key, or a value of the wrong type or out of range. String
+        values of ``[kafka.client]`` of the form ``${env:NAME}`` are replaced by the
+        environment variable ``NAME``; an unset variable is an error too.
+
+    Examples
+    --------
+    >>> config = parse_config({"kafka": {"topics": "predictions", "poll_timeout": "250ms"}})
+    >>> config.kafka.topics, config.kafka.poll_timeout_seconds
+    (('predictions',), 0.25)
+    >>> config.events.dimensions
+    {'segment': 'segment', 'region': 'region'}
+    >>> try:
+    ...     parse_config({"cells": {"window": "soon"}}, "tilewatch.toml")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    tilewatch.toml: [cells].window: expected a duration like "1m", got "soon"
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a table of sections, got {_show(data)}")
+    for name, value in data.items():
+        if name not in _SECTIONS:
+            where, what = (
+                (f"[{_key(name)}]", "section")
+                if isinstance(value, Mapping)
+                else (_key(name), "top-level key")
+            )
+            allowed = ", ".join(f"[{section}]" for section in _SECTIONS)
+            raise ConfigError(
+                f"{source}: {where}: unknown {what}, expected one of the sections {allowed}"
+            )
+    tables = {name: _section(data, name, source) for name in _SECTIONS}
+    cells = _parse_cells(tables["cells"], source)
+    return Config(
+        kafka=_parse_kafka(tables["kafka"], source),
+        events=_parse_events(tables["events"], source, cells.dimensions),
+        cells=cells,
+        exporter=_parse_exporter(tables["exporter"], source),
+        source=source,
+    )
+
+
+def _section(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{name}]: expected a table, got {_show(value)}")
+    return value
+
+
+class _Table:
+    """One TOML table being read: typed getters with defaults, errors that name the key."""
+
+    def __init__(
+        self, source: str, name: str, data: Mapping[str, Any], allowed: Sequence[str]
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.data = data
+        for key in data:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{self.where(_key(key))}: unknown key, expected one of "
+                    + ", ".join(sorted(allowed))
+                )
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: [{self.name}].{key}"
+
+    def error(self, key: str, expected: str, found: Any) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: expected {expected}, got {_show(found)}")
+
+    def string(self, key: str, default: str) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, "a non-empty string", value)
+        return value
+
+    def integer(self, key: str, default: int, minimum: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(key, f"an integer >= {minimum}", value)
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self.error(key, "a finite number", value)
+        return float(value)
+
+    def duration(self, key: str, default: float, *, positive: bool) -> float:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        try:
+            seconds = parse_duration(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where(key)}: {exc}") from None
+        if positive and seconds <= 0:
+            raise self.error(key, "a duration > 0", value)
+        return seconds
+
+    def path(self, key: str, default: str) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str) or _PATH.fullmatch(value) is None:
+            raise self.error(key, _PATH_EXPECTED, value)
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+        """A string or a non-empty list of strings, as ``(location, item)`` pairs."""
+        value = self.data.get(key, default)
+        if isinstance(value, str):
+            return [(key, value)]
+        if not isinstance(value, list | tuple) or not value:
+            raise self.error(key, f"a {what} or a non-empty list of them", value)
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{index}]", f"a {what}", item)
+        return [(f"{key}[{index}]", item) for index, item in enumerate(value)]
+
+
+def _parse_kafka(data: Mapping[str, Any], source: str) -> KafkaSettings:
+    table = _Table(source, "kafka", data, _KAFKA_KEYS)
+    defaults = KafkaSettings()
+    servers: list[str] = []
+    for where, item in table.strings("bootstrap_servers", defaults.bootstrap_servers, "string"):
+        parts = item.split(",") if where == "bootstrap_servers" else [item]
+        for part in parts:
+            address = part.strip()
+            if not address or any(char.isspace() for char in address):
+                raise table.error(where, '"host:port" addresses separated by commas', item)
+            servers.append(address)
+    topics: list[str] = []
+    for where, topic in table.strings("topics", defaults.topics, "topic name"):
+        if _TOPIC.fullmatch(topic) is None or topic in {".", ".."}:
+            raise table.error(where, _TOPIC_EXPECTED, topic)
+        if topic in topics:
+            raise table.error(where, "a topic not listed before", topic)
+        topics.append(topic)
+    dead_letter: str | None = table.data.get("dead_letter_topic", defaults.dead_letter_topic)
+    if dead_letter == "":
+        dead_letter = None
+    elif not isinstance(dead_letter, str) or _TOPIC.fullmatch(dead_letter) is None:
+        raise table.error("dead_letter_topic", f'{_TOPIC_EXPECTED}, or ""', dead_letter)
+    elif dead_letter in topics:
+        raise table.error("dead_letter_topic", "a topic not in [kafka].topics", dead_letter)
+    offset_reset = table.data.get("auto_offset_reset", defaults.auto_offset_reset)
+    if offset_reset not in ("earliest", "latest"):
+        raise table.error("auto_offset_reset", '"earliest" or "latest"', offset_reset)
+    client = table.data.get("client", {})
+    if not isinstance(client, Mapping):
+        raise table.error("client", "a table of kafka-python options", client)
+    return KafkaSettings(
+        bootstrap_servers=tuple(servers),
+        topics=tuple(topics),
+        group_id=table.string("group_id", defaults.group_id),
+        dead_letter_topic=dead_letter,
+        auto_offset_reset=offset_reset,
+        max_poll_records=table.integer("max_poll_records", defaults.max_poll_records, 1),
+        poll_timeout_seconds=table.duration(
+            "poll_timeout", defaults.poll_timeout_seconds, positive=True
+        ),
+        commit_interval_seconds=table.duration(
+            "commit_interval", defaults.commit_interval_seconds, positive=False
+        ),
+        client=_parse_client(client, source),
+    )
+
+
+def _parse_client(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    client: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{source}: [kafka.client].{_key(key)}"
+        if key in _CLIENT_RESERVED:
+            raise ConfigError(
+                f"{where}: expected a kafka-python option tilewatch does not set itself, "
+                f"got {_show(key)} ({_CLIENT_RESERVED[key]})"
+            )
+        client[key] = _resolve_env(value, where)
+    return client
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    """Replace every string of the form ``${env:NAME}`` in ``value`` by that variable.
+
+    Error messages name the variable, never the value of any option or variable.
+    """
+    if isinstance(value, str):
+        if not value.startswith("${env:"):
+            return value
+        match = _ENV.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"{where}: expected a reference like ${{env:NAME}} with NAME made of "
+                "A-Z a-z 0-9 _, got a malformed ${env:...} reference"
+            )
+        name = match[1]
+        if name not in os.environ:
+            raise ConfigError(
+                f"{where}: expected the environment variable {name} to be set, got it unset"
+            )
+        return os.environ[name]
+    if isinstance(value, list):
+        return [_resolve_env(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {key: _resolve_env(item, f"{where}.{_key(key)}") for key, item in value.items()}
+    return value
+
+
+def _parse_cells(data: Mapping[str, Any], source: str) -> CellSettings:
+    table = _Table(source, "cells", data, _CELL_KEYS)
+    defaults = CellSettings()
+    names = table.data.get("dimensions", list(defaults.dimensions))
+    if not isinstance(names, list | tuple) or len(names) > _MAX_DIMENSIONS:
+        raise table.error("dimensions", f"a list of 0 to {_MAX_DIMENSIONS} dimension names", names)
+    dimensions: list[str] = []
+    for index, name in enumerate(names):
+        where = f"dimensions[{index}]"
+        if not isinstance(name, str) or _DIMENSION.fullmatch(name) is None:
+            raise table.error(where, "a name matching ^[a-z_][a-z0-9_]*$", name)
+        if name.startswith("__"):
+            raise table.error(where, 'a name not starting with "__"', name)
+        if name in _EVENT_KEYS:
+            raise table.error(where, "a name other than model and the other [events] keys", name)
+        if name in dimensions:
+            raise table.error(where, "a name not listed before", name)
+        dimensions.append(name)
+    return CellSettings(
+        dimensions=tuple(dimensions),
+        window_seconds=table.duration("window", defaults.window_seconds, positive=True),
+        grace_seconds=table.duration("grace", defaults.grace_seconds, positive=False),
+        rolling_events=table.integer("rolling_events", defaults.rolling_events, 2),
+        max_cells=table.integer("max_cells", defaults.max_cells, 1),
+        label_max_length=table.integer("label_max_length", defaults.label_max_length, 8),
+    )
+
+
+def _parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]) -> EventFields:
+    table = _Table(source, "events", data, (*_EVENT_KEYS, *dimensions))
+    defaults = EventFields()
+    paths = {key: table.path(key, getattr(defaults, key)) for key in _EVENT_PATHS}
+    score_min = table.number("score_min", defaults.score_min)
+    score_max = table.number("score_max", defaults.score_max)
+    if score_max <= score_min:
+        found = table.data.get("score_max", defaults.score_max)
+        raise table.error("score_max", f"a number > score_min ({score_min!r})", found)
+    return EventFields(
+        **paths,
+        dimensions={name: table.path(name, name) for name in dimensions},
+        score_min=score_min,
+        score_max=score_max,
+        max_event_bytes=table.integer("max_event_bytes", defaults.max_event_bytes, 1),
+    )
+
+
+def _parse_exporter(data: Mapping[str, Any], source: str) -> ExporterSettings:
+    table = _Table(source, "exporter", data, _EXPORTER_KEYS)
+    defaults = ExporterSettings()
+    if "listen" not in table.data:
+        return defaults
+    listen = table.data["listen"]
+    address = _parse_listen(listen) if isinstance(listen, str) else None
+    if address is None:
+        raise table.error("listen", _LISTEN_EXPECTED, listen)
+    host, port = address
+    return ExporterSettings(host=host or defaults.host, port=port)
+
+
+def _parse_listen(text: str) -> tuple[str, int] | None:
+    """Split ``host:port``, ``[ipv6]:port`` or ``:port``; ``None`` if it is none of them."""
+    if text.startswith("["):
+        host, bracket, port_text = text[1:].partition("]:")
+        if not bracket:
+            return None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon or (host and _HOST.fullmatch(host) is None):
+            return None
+    if _PORT.fullmatch(port_text) is None or int(port_text) > 65535:
+        return None
+    return host, int(port_text)
+
+
+def _key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, quoted otherwise."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _show(value: Any) -> str:
+    """A found value as it would look in TOML (strings in double quotes)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "a table"
+    return str(value)
