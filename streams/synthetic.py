@@ -1,0 +1,474 @@
+"""Deterministic synthetic prediction traffic for demos, tests and benchmarks.
+
+Pure: no Kafka, no clock, no I/O. A :class:`TrafficGenerator` draws every value from one seeded
+:class:`numpy.random.Generator`, so the same :class:`TrafficSpec` and ``start_time`` give the same
+records in the same order, byte for byte.
+
+Each ``(segment, region)`` cell has a stable base score distribution (a Beta with cell-specific
+parameters), feature distributions, latency and a traffic weight (some cells are much busier than
+others), all derived from the seed. Labels, when present (``label_share`` of the events), are drawn
+as ``Bernoulli(score)``: a healthy model is calibrated.
+
+Once the event time passes ``start_time + degrade_after_seconds``, the ``degrade_cell`` goes bad:
+
+- scores shift up by :data:`DEGRADE_SCORE_SHIFT` (clipped to [0, 1]);
+- labels stop following the scores (drawn from the cell's base rate instead), so accuracy drops;
+- ``monthly_spend`` and ``tickets_30d`` shift up (feature drift);
+- latency is multiplied by :data:`DEGRADE_LATENCY_FACTOR`.
+
+``invalid_share`` replaces that share of the encoded records by deliberately bad ones (not JSON,
+a JSON array, a score out of range, a ``"NaN"`` string score, no ``model``), so a demo exercises
+the dead-letter path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "DEFAULT_REGIONS",
+    "DEFAULT_SEGMENTS",
+    "DEGRADE_LATENCY_FACTOR",
+    "DEGRADE_SCORE_SHIFT",
+    "INVALID_KINDS",
+    "TrafficGenerator",
+    "TrafficSpec",
+]
+
+DEFAULT_SEGMENTS: tuple[str, ...] = (
+    "consumer",
+    "smb",
+    "mid_market",
+    "enterprise",
+    "public_sector",
+    "education",
+    "nonprofit",
+    "startup",
+)
+DEFAULT_REGIONS: tuple[str, ...] = (
+    "us-east",
+    "us-west",
+    "eu-west",
+    "eu-central",
+    "ap-south",
+    "sa-east",
+)
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "tenure_months",
+    "plan",
+    "monthly_spend",
+    "tickets_30d",
+    "channel",
+)
+
+#: How much the degraded cell's scores move up (before clipping to [0, 1]).
+DEGRADE_SCORE_SHIFT = 0.25
+#: Factor applied to the degraded cell's latency.
+DEGRADE_LATENCY_FACTOR = 3.0
+#: The kinds of bad records ``invalid_share`` produces, in the order their codes are drawn.
+INVALID_KINDS: tuple[str, ...] = (
+    "not_json",
+    "json_array",
+    "score_out_of_range",
+    "score_nan_string",
+    "missing_model",
+)
+
+_PLANS: tuple[str, ...] = ("free", "basic", "pro", "business")
+_CHANNELS: tuple[str, ...] = ("web", "mobile", "partner", "sales")
+_SPEND_DRIFT_FACTOR = 1.8
+_TICKETS_DRIFT = 3.0
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    """What synthetic traffic looks like.
+
+    Parameters
+    ----------
+    models
+        Model names; each event belongs to one, drawn uniformly.
+    segments, regions
+        The two cell dimensions.
+    features
+        Feature names. ``tenure_months``, ``plan``, ``monthly_spend``, ``tickets_30d`` and
+        ``channel`` have realistic generators; any other name gets a standard normal number.
+    degrade_cell
+        ``(segment, region)`` that degrades after ``degrade_after_seconds``, or ``None``.
+    degrade_after_seconds
+        Event time, in seconds since the generator's ``start_time``, at which it degrades.
+    label_share
+        Share of events that carry an inline label (the rest have ``"label": null``).
+    seed
+        Seed of the generator; the same seed gives the same traffic.
+    invalid_share
+        Share of encoded records replaced by deliberately invalid ones.
+    model_version
+        Value of every event's ``model_version``.
+    threshold
+        ``prediction = int(score >= threshold)``.
+    """
+
+    models: tuple[str, ...] = ("churn",)
+    segments: tuple[str, ...] = DEFAULT_SEGMENTS
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    degrade_cell: tuple[str, str] | None = ("smb", "eu-west")
+    degrade_after_seconds: float = 60.0
+    label_share: float = 0.3
+    seed: int = 7
+    invalid_share: float = 0.0
+    model_version: str = "2026.11.1"
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.models or not self.segments or not self.regions:
+            raise ValueError("TrafficSpec: models, segments and regions must not be empty")
+        for name in ("label_share", "invalid_share", "threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"TrafficSpec.{name}: expected a share in [0, 1], got {value!r}")
+        if self.degrade_cell is not None and (
+            self.degrade_cell[0] not in self.segments or self.degrade_cell[1] not in self.regions
+        ):
+            raise ValueError(
+                f"TrafficSpec.degrade_cell: {self.degrade_cell!r} is not a (segment, region) "
+                "of this spec"
+            )
+
+
+@dataclass(frozen=True)
+class _CellParams:
+    """Per-cell parameters, one array entry per (model, segment, region) cell."""
+
+    weights: np.ndarray
+    beta_a: np.ndarray
+    beta_b: np.ndarray
+    base_mean: np.ndarray
+    tenure_scale: np.ndarray
+    spend_mu: np.ndarray
+    tickets_lam: np.ndarray
+    plan_cdf: np.ndarray
+    channel_cdf: np.ndarray
+    latency_mu: np.ndarray
+
+
+def _cell_params(spec: TrafficSpec, n_cells: int) -> _CellParams:
+    # A separate stream from the per-event one, so cell parameters depend only on the seed.
+    rng = np.random.default_rng([spec.seed, 1])
+    weights = rng.lognormal(0.0, 0.9, n_cells)
+    mean = rng.uniform(0.12, 0.55, n_cells)
+    concentration = rng.uniform(6.0, 14.0, n_cells)
+    plan_p = rng.dirichlet(np.full(len(_PLANS), 2.0), n_cells)
+    channel_p = rng.dirichlet(np.full(len(_CHANNELS), 2.0), n_cells)
+    return _CellParams(
+        weights=weights / weights.sum(),
+        beta_a=mean * concentration,
+        beta_b=(1.0 - mean) * concentration,
+        base_mean=mean,
+        tenure_scale=rng.uniform(6.0, 20.0, n_cells),
+        spend_mu=rng.uniform(3.0, 4.8, n_cells),
+        tickets_lam=rng.uniform(0.3, 2.5, n_cells),
+        plan_cdf=np.cumsum(plan_p, axis=1),
+        channel_cdf=np.cumsum(channel_p, axis=1),
+        latency_mu=np.log(rng.uniform(6.0, 25.0, n_cells)),
+    )
+
+
+@dataclass
+class _Columns:
+    """One generated batch, column by column (plain Python lists, ready to encode)."""
+
+    spec: TrafficSpec
+    cell: list[int]
+    cell_names: list[tuple[str, str, str]]
+    event_id: list[str]
+    timestamp: list[float]
+    score: list[float]
+    prediction: list[int]
+    label: list[int | None]
+    latency: list[float]
+    features: dict[str, list[Any]]
+    invalid: np.ndarray | None
+    invalid_kind: np.ndarray
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Yield the events as dicts, in order."""
+        version = self.spec.model_version
+        names = self.cell_names
+        feature_names = list(self.features)
+        feature_rows = zip(*self.features.values(), strict=True)
+        for c, eid, t, s, p, lab, lat, row in zip(
+            self.cell,
+            self.event_id,
+            self.timestamp,
+            self.score,
+            self.prediction,
+            self.label,
+            self.latency,
+            feature_rows,
+            strict=True,
+        ):
+            model, segment, region = names[c]
+            yield {
+                "event_id": eid,
+                "timestamp": t,
+                "model": model,
+                "model_version": version,
+                "segment": segment,
+                "region": region,
+                "score": s,
+                "prediction": p,
+                "label": lab,
+                "latency_ms": lat,
+                "features": dict(zip(feature_names, row, strict=True)),
+            }
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The event at index ``i``."""
+        model, segment, region = self.cell_names[self.cell[i]]
+        return {
+            "event_id": self.event_id[i],
+            "timestamp": self.timestamp[i],
+            "model": model,
+            "model_version": self.spec.model_version,
+            "segment": segment,
+            "region": region,
+            "score": self.score[i],
+            "prediction": self.prediction[i],
+            "label": self.label[i],
+            "latency_ms": self.latency[i],
+            "features": {name: values[i] for name, values in self.features.items()},
+        }
+
+
+def _categorical(rng: np.random.Generator, cdf: np.ndarray, values: tuple[str, ...]) -> list[str]:
+    """Draw one category per row of ``cdf`` (rows are per-event cumulative probabilities)."""
+    u = rng.random((cdf.shape[0], 1))
+    idx = np.minimum((u >= cdf).sum(axis=1), len(values) - 1)
+    return [values[i] for i in idx.tolist()]
+
+
+class TrafficGenerator:
+    """Seeded stream of synthetic prediction events, in event-time order.
+
+    Parameters
+    ----------
+    spec
+        What the traffic looks like.
+    start_time
+        Epoch seconds of the first event; the event-time clock starts here and advances by
+        ``spread_seconds`` per batch.
+
+    Examples
+    --------
+    >>> gen = TrafficGenerator(TrafficSpec(seed=1), start_time=1767225600.0)
+    >>> events = gen.events(3)
+    >>> sorted(events[0])  # doctest: +NORMALIZE_WHITESPACE
+    ['event_id', 'features', 'label', 'latency_ms', 'model', 'model_version', 'prediction',
+     'region', 'score', 'segment', 'timestamp']
+    >>> all(0.0 <= e["score"] <= 1.0 for e in events)
+    True
+    >>> gen.key_for({"model": "churn", "segment": "smb", "region": "eu-west"})
+    b'churn|smb|eu-west'
+    >>> records = TrafficGenerator(TrafficSpec(seed=1), start_time=1767225600.0).batch(3)
+    >>> [orjson.loads(r) for r in records] == events
+    True
+    """
+
+    def __init__(self, spec: TrafficSpec, start_time: float) -> None:
+        self.spec = spec
+        self.start_time = float(start_time)
+        self._time = float(start_time)
+        self._seq = 0
+        self._rng = np.random.default_rng([spec.seed, 0])
+        n_seg, n_reg = len(spec.segments), len(spec.regions)
+        n_cells = len(spec.models) * n_seg * n_reg
+        self._cells = _cell_params(spec, n_cells)
+        cell_ids = np.arange(n_cells)
+        self._cell_model = cell_ids // (n_seg * n_reg)
+        self._cell_segment = (cell_ids // n_reg) % n_seg
+        self._cell_region = cell_ids % n_reg
+        degraded = np.zeros(n_cells, dtype=bool)
+        if spec.degrade_cell is not None:
+            seg = spec.segments.index(spec.degrade_cell[0])
+            reg = spec.regions.index(spec.degrade_cell[1])
+            degraded = (self._cell_segment == seg) & (self._cell_region == reg)
+        self._cell_degraded = degraded
+        self._degrade_at = self.start_time + spec.degrade_after_seconds
+        self._cell_names = [
+            (spec.models[m], spec.segments[sg], spec.regions[r])
+            for m, sg, r in zip(
+                self._cell_model.tolist(),
+                self._cell_segment.tolist(),
+                self._cell_region.tolist(),
+                strict=True,
+            )
+        ]
+        self._cell_keys = [f"{m}|{sg}|{r}".encode() for m, sg, r in self._cell_names]
+        self._cell_tag = [f"m{m + 1}" for m in self._cell_model.tolist()]
+
+    @property
+    def time(self) -> float:
+        """Event time (epoch seconds) at which the next batch starts."""
+        return self._time
+
+    @property
+    def cell_weights(self) -> dict[tuple[str, str, str], float]:
+        """Traffic share of each ``(model, segment, region)`` cell (sums to 1)."""
+        spec = self.spec
+        return {
+            (spec.models[m], spec.segments[s], spec.regions[r]): w
+            for m, s, r, w in zip(
+                self._cell_model.tolist(),
+                self._cell_segment.tolist(),
+                self._cell_region.tolist(),
+                self._cells.weights.tolist(),
+                strict=True,
+            )
+        }
+
+    @staticmethod
+    def key_for(event: dict[str, Any]) -> bytes:
+        """Kafka key of an event: ``b"model|segment|region"`` (producers key by cell)."""
+        return f"{event['model']}|{event['segment']}|{event['region']}".encode()
+
+    def events(
+        self, n: int, event_time: float | None = None, spread_seconds: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """Generate ``n`` valid events as dicts, with timestamps in ``[t, t + spread_seconds)``.
+
+        ``t`` is ``event_time`` if given, else the generator's clock; the clock then moves to
+        ``t + spread_seconds``. ``invalid_share`` does not apply here: these are the events
+        that :meth:`batch` would encode (given the same generator state), before any is
+        replaced by an invalid record.
+        """
+        return list(self._generate(n, event_time, spread_seconds).rows())
+
+    def batch(
+        self, n: int, event_time: float | None = None, spread_seconds: float = 1.0
+    ) -> list[bytes]:
+        """Generate ``n`` orjson-encoded records; see :meth:`events` for the time arguments.
+
+        A share ``spec.invalid_share`` of them are deliberately invalid records.
+        """
+        return self.keyed_batch(n, event_time, spread_seconds)[1]
+
+    def keyed_batch(
+        self, n: int, event_time: float | None = None, spread_seconds: float = 1.0
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Like :meth:`batch`, returning ``(keys, values)``; invalid records keep their cell key."""
+        cols = self._generate(n, event_time, spread_seconds)
+        dumps = orjson.dumps
+        # Encode each dict as soon as it is built: keeping n dicts alive costs GC passes.
+        values = [dumps(e) for e in cols.rows()]
+        if cols.invalid is not None:
+            for i in np.flatnonzero(cols.invalid).tolist():
+                values[i] = _corrupt(cols.row(i), int(cols.invalid_kind[i]))
+        keys = self._cell_keys
+        return [keys[c] for c in cols.cell], values
+
+    def _generate(self, n: int, event_time: float | None, spread_seconds: float) -> _Columns:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if not spread_seconds > 0.0 or not math.isfinite(spread_seconds):
+            raise ValueError(f"spread_seconds must be a positive number, got {spread_seconds!r}")
+        spec, cells, rng = self.spec, self._cells, self._rng
+        t0 = self._time if event_time is None else float(event_time)
+        self._time = t0 + spread_seconds
+
+        cell = rng.choice(len(cells.weights), size=n, p=cells.weights)
+        ts = t0 + np.sort(rng.random(n)) * spread_seconds
+        # Guard against rounding up to the end of the half-open interval.
+        ts = np.minimum(ts, np.nextafter(t0 + spread_seconds, -np.inf))
+        degraded = self._cell_degraded[cell] & (ts >= self._degrade_at)
+
+        score = rng.beta(cells.beta_a[cell], cells.beta_b[cell])
+        score = np.clip(score + DEGRADE_SCORE_SHIFT * degraded, 0.0, 1.0)
+        score = np.round(score, 4)
+        prediction = (score >= spec.threshold).astype(np.int64)
+
+        has_label = rng.random(n) < spec.label_share
+        u_label = rng.random(n)
+        # Healthy: label ~ Bernoulli(score) (calibrated). Degraded: independent of the score.
+        label_p = np.where(degraded, cells.base_mean[cell], score)
+        label = (u_label < label_p).astype(np.int64)
+
+        latency = rng.lognormal(cells.latency_mu[cell], 0.35)
+        latency = np.round(latency * np.where(degraded, DEGRADE_LATENCY_FACTOR, 1.0), 2)
+
+        features = self._features(cell, degraded, n)
+
+        # Always drawn, so the random stream is the same whatever invalid_share is.
+        bad_u = rng.random(n)
+        bad_kind = rng.integers(0, len(INVALID_KINDS), n)
+
+        seq0 = self._seq
+        self._seq += n
+        cell_list = cell.tolist()
+        return _Columns(
+            spec=spec,
+            cell=cell_list,
+            event_id=[
+                f"{self._cell_tag[c]}-{seq:09d}"
+                for c, seq in zip(cell_list, range(seq0, seq0 + n), strict=True)
+            ],
+            cell_names=self._cell_names,
+            timestamp=ts.tolist(),
+            score=score.tolist(),
+            prediction=prediction.tolist(),
+            label=[
+                lab if has else None
+                for lab, has in zip(label.tolist(), has_label.tolist(), strict=True)
+            ],
+            latency=latency.tolist(),
+            features=features,
+            invalid=(bad_u < spec.invalid_share) if spec.invalid_share > 0.0 else None,
+            invalid_kind=bad_kind,
+        )
+
+    def _features(self, cell: np.ndarray, degraded: np.ndarray, n: int) -> dict[str, list[Any]]:
+        cells, rng = self._cells, self._rng
+        out: dict[str, list[Any]] = {}
+        for name in self.spec.features:
+            if name == "tenure_months":
+                values = np.round(rng.gamma(2.0, cells.tenure_scale[cell]), 1)
+                out[name] = values.tolist()
+            elif name == "plan":
+                out[name] = _categorical(rng, cells.plan_cdf[cell], _PLANS)
+            elif name == "monthly_spend":
+                spend = rng.lognormal(cells.spend_mu[cell], 0.5)
+                spend = spend * np.where(degraded, _SPEND_DRIFT_FACTOR, 1.0)
+                out[name] = np.round(spend, 2).tolist()
+            elif name == "tickets_30d":
+                lam = cells.tickets_lam[cell] + _TICKETS_DRIFT * degraded
+                out[name] = rng.poisson(lam).tolist()
+            elif name == "channel":
+                out[name] = _categorical(rng, cells.channel_cdf[cell], _CHANNELS)
+            else:
+                out[name] = np.round(rng.standard_normal(n), 4).tolist()
+        return out
+
+
+def _corrupt(event: dict[str, Any], kind: int) -> bytes:
+    """Encode ``event`` as a record of invalid kind ``INVALID_KINDS[kind]``."""
+    name = INVALID_KINDS[kind]
+    if name == "not_json":
+        return b"{not json: " + str(event["event_id"]).encode() + b"'"
+    if name == "json_array":
+        return orjson.dumps([event["event_id"], event["score"]])
+    bad = dict(event)
+    if name == "score_out_of_range":
+        bad["score"] = 1.5 if event["score"] >= 0.5 else -0.25
+    elif name == "score_nan_string":
+        bad["score"] = "NaN"
+    else:  # missing_model
+        del bad["model"]
+    return orjson.dumps(bad)
