@@ -1,0 +1,12 @@
+"""Exporters of tilewatch: the Prometheus collector and its HTTP endpoint.
+
+They read aggregator snapshots at scrape time; they import nothing from ``streams``.
+"""
+
+from __future__ import annotations
+
+from exporters.collector import METRICS, CellCollector, MetricDoc
+from exporters.http import ExporterError, MetricsServer
+from exporters.settings import ExporterSettings
+
+__all__ = ["METRICS", "CellCollector", "ExporterError", "ExporterSettings", "MetricDoc", "MetricsServer"]

@@ -1,0 +1,196 @@
+"""The Prometheus collector: every cell of a replica, read from one snapshot per scrape.
+
+:class:`CellCollector` follows prometheus-client's custom collector protocol. Each scrape takes
+one consistent :class:`~aggregators.replica.Snapshot` (copied under the state's lock) and yields
+fresh metric families outside the lock; nothing is computed per event for Prometheus and
+scraping never changes state. Label values are the cell keys themselves (tuples of strings
+built once when the cell was created), so a scrape builds no label objects per cell.
+
+The metric names are a public contract; :data:`METRICS` documents each of them and the README
+table is generated from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aggregators.replica import Snapshot
+
+__all__ = ["METRICS", "CellCollector", "MetricDoc"]
+
+
+class MetricDoc(NamedTuple):
+    """Name (as exposed), type, label names (``cell`` = model + dimensions) and help text."""
+
+    name: str
+    kind: str
+    labels: str
+    help: str
+
+
+METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc("tilewatch_events_total", "counter", "cell",
+              "Valid events applied to the cell since the replica started."),
+    MetricDoc("tilewatch_invalid_events_total", "counter", "reason",
+              "Records rejected (sent to the dead-letter topic), by reason."),
+    MetricDoc("tilewatch_late_events_total", "counter", "model",
+              "Events that arrived after their window had closed (later than the grace)."),
+    MetricDoc("tilewatch_read_events_total", "counter", "",
+              "Records read from Kafka: valid + late + invalid."),
+    MetricDoc("tilewatch_window_events", "gauge", "cell",
+              "Events of the cell in its model's last closed window."),
+    MetricDoc("tilewatch_window_score_mean", "gauge", "cell",
+              "Mean score of the cell in the last closed window (NaN without events)."),
+    MetricDoc("tilewatch_window_score_variance", "gauge", "cell",
+              "Sample variance (ddof=1) of the score in the last closed window "
+              "(NaN below 2 events)."),
+    MetricDoc("tilewatch_rolling_events", "gauge", "cell",
+              "Events in the cell's rolling window (at most [cells].rolling_events per partition)."),
+    MetricDoc("tilewatch_rolling_score_mean", "gauge", "cell",
+              "Mean score over the cell's last [cells].rolling_events events."),
+    MetricDoc("tilewatch_rolling_score_variance", "gauge", "cell",
+              "Sample variance (ddof=1) of the score over the last [cells].rolling_events events."),
+    MetricDoc("tilewatch_window_end_timestamp_seconds", "gauge", "model",
+              "End (epoch seconds) of the model's last closed window."),
+    MetricDoc("tilewatch_last_event_timestamp_seconds", "gauge", "cell",
+              "Largest event time (epoch seconds) seen in the cell."),
+    MetricDoc("tilewatch_consumer_lag_events", "gauge", "topic, partition",
+              "Records between the consumer's position and the partition's high watermark."),
+    MetricDoc("tilewatch_cells", "gauge", "kind",
+              "Cells in the table: kind=leaf (model x dimension values) or kind=rollup."),
+    MetricDoc("tilewatch_cells_overflow_total", "counter", "model",
+              "Events sent to the model's __other__ cell because [cells].max_cells was reached."),
+    MetricDoc("tilewatch_dead_letter_events_total", "counter", "",
+              "Rejected records written to the dead-letter topic."),
+    MetricDoc("tilewatch_dead_letter_failures_total", "counter", "reason",
+              "Rejected records that could not be written to the dead-letter topic."),
+    MetricDoc("tilewatch_kafka_up", "gauge", "",
+              "1 while the consumer is connected to a broker, else 0."),
+    MetricDoc("tilewatch_partitions_assigned", "gauge", "",
+              "Input partitions this replica owns."),
+)
+
+_DOCS = {m.name: m for m in METRICS}
+
+
+def _help(name: str) -> str:
+    return _DOCS[name].help
+
+
+def _base(name: str) -> str:
+    return name.removesuffix("_total") if _DOCS[name].kind == "counter" else name
+
+
+class CellCollector(Collector):
+    """Yields the tilewatch metric families from a snapshot taken at scrape time.
+
+    Parameters
+    ----------
+    snapshot
+        Returns a fresh consistent snapshot (``ReplicaState.snapshot``).
+    """
+
+    def __init__(self, snapshot: Callable[[], Snapshot], dimensions: tuple[str, ...]) -> None:
+        self._snapshot = snapshot
+        self._cell_labels = ["model", *dimensions]
+
+    def describe(self) -> Iterator[Metric]:
+        """Names and types only, so registering does not take a snapshot."""
+        for doc in METRICS:
+            if doc.kind == "counter":
+                yield CounterMetricFamily(_base(doc.name), doc.help, labels=[])
+            else:
+                yield GaugeMetricFamily(doc.name, doc.help, labels=[])
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        yield from self._cells(snap)
+        yield from self._models(snap)
+        yield from self._ingest(snap)
+
+    def _cells(self, snap: Snapshot) -> Iterator[Metric]:
+        labels = self._cell_labels
+        keys = snap.keys
+        present = np.flatnonzero(snap.events_total > 0).tolist()
+
+        def family(name: str, values: list[float], counter: bool = False) -> Metric:
+            fam: Metric
+            if counter:
+                fam = CounterMetricFamily(_base(name), _help(name), labels=labels)
+            else:
+                fam = GaugeMetricFamily(name, _help(name), labels=labels)
+            add = fam.add_metric
+            for i, v in zip(present, values, strict=True):
+                add(keys[i], v)
+            return fam
+
+        def pick(arr: np.ndarray) -> list[float]:
+            return arr[present].tolist()  # type: ignore[no-any-return]
+
+        yield family("tilewatch_events_total", pick(snap.events_total), counter=True)
+        yield family("tilewatch_window_events", pick(snap.window_count))
+        yield family("tilewatch_window_score_mean", pick(snap.window_mean))
+        yield family("tilewatch_window_score_variance", pick(snap.window_variance))
+        yield family("tilewatch_rolling_events", pick(snap.rolling_count))
+        yield family("tilewatch_rolling_score_mean", pick(snap.rolling_mean))
+        yield family("tilewatch_rolling_score_variance", pick(snap.rolling_variance))
+        yield family("tilewatch_last_event_timestamp_seconds", pick(snap.last_event_time))
+        cells = GaugeMetricFamily("tilewatch_cells", _help("tilewatch_cells"), labels=["kind"])
+        leaves = int(snap.is_leaf.sum())
+        cells.add_metric(["leaf"], leaves)
+        cells.add_metric(["rollup"], len(keys) - leaves)
+        yield cells
+
+    def _models(self, snap: Snapshot) -> Iterator[Metric]:
+        name = "tilewatch_late_events_total"
+        late = CounterMetricFamily(_base(name), _help(name), labels=["model"])
+        for model, n in sorted(snap.late_by_model().items()):
+            late.add_metric([model], n)
+        yield late
+        name = "tilewatch_window_end_timestamp_seconds"
+        end = GaugeMetricFamily(name, _help(name), labels=["model"])
+        for model, t in sorted(snap.window_end.items()):
+            end.add_metric([model], t)
+        yield end
+        name = "tilewatch_cells_overflow_total"
+        over = CounterMetricFamily(_base(name), _help(name), labels=["model"])
+        for model, n in sorted(snap.overflow.items()):
+            over.add_metric([model], n)
+        yield over
+
+    def _ingest(self, snap: Snapshot) -> Iterator[Metric]:
+        ing = snap.ingest
+        name = "tilewatch_invalid_events_total"
+        invalid = CounterMetricFamily(_base(name), _help(name), labels=["reason"])
+        for reason, n in sorted(ing.invalid.items()):
+            invalid.add_metric([reason], n)
+        yield invalid
+        name = "tilewatch_dead_letter_failures_total"
+        failed = CounterMetricFamily(_base(name), _help(name), labels=["reason"])
+        for reason, n in sorted(ing.dead_letter_failures.items()):
+            failed.add_metric([reason], n)
+        yield failed
+        for name, value in (
+            ("tilewatch_read_events_total", ing.read),
+            ("tilewatch_dead_letter_events_total", ing.dead_lettered),
+        ):
+            yield CounterMetricFamily(_base(name), _help(name), value=value)
+        name = "tilewatch_consumer_lag_events"
+        lag = GaugeMetricFamily(name, _help(name), labels=["topic", "partition"])
+        for (topic, part), n in sorted(ing.lag.items()):
+            lag.add_metric([topic, str(part)], n)
+        yield lag
+        yield GaugeMetricFamily(
+            "tilewatch_kafka_up", _help("tilewatch_kafka_up"), value=ing.kafka_up
+        )
+        yield GaugeMetricFamily(
+            "tilewatch_partitions_assigned",
+            _help("tilewatch_partitions_assigned"),
+            value=len(snap.partitions),
+        )
+

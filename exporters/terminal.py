@@ -1,0 +1,100 @@
+"""A terminal heatmap of one statistic: first dimension down, second across, with counts.
+
+Used by ``tilewatch demo``. Colours come from a colour-blind-safe sequential scale (viridis
+stops) on a fixed range per statistic, so the same value always has the same colour.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aggregators.replica import Snapshot
+from aggregators.settings import ALL
+
+__all__ = ["STATISTICS", "render_heatmap"]
+
+#: Statistic name -> (snapshot attribute, count attribute, fixed colour range or None).
+STATISTICS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
+    "window_score_mean": ("window_mean", "window_count", (0.0, 1.0)),
+    "window_score_variance": ("window_variance", "window_count", (0.0, 0.1)),
+    "window_events": ("window_count", "window_count", None),
+    "rolling_score_mean": ("rolling_mean", "rolling_count", (0.0, 1.0)),
+    "rolling_score_variance": ("rolling_variance", "rolling_count", (0.0, 0.1)),
+    "events_total": ("events_total", "events_total", None),
+}
+
+# Viridis, sampled at 8 stops, as xterm-256 colour indices.
+_VIRIDIS_256 = (53, 54, 60, 24, 30, 36, 71, 184)
+
+
+def _colour(value: float, lo: float, hi: float) -> int | None:
+    if math.isnan(value) or hi <= lo:
+        return None
+    pos = min(max((value - lo) / (hi - lo), 0.0), 1.0)
+    return _VIRIDIS_256[min(int(pos * len(_VIRIDIS_256)), len(_VIRIDIS_256) - 1)]
+
+
+def render_heatmap(
+    snap: Snapshot, statistic: str = "window_score_mean", model: str | None = None,
+    color: bool = True,
+) -> str:
+    """Render ``statistic`` for ``model`` (default: the first model) as text.
+
+    Each tile shows the value and, below it, the sample count; ``__all__`` is the totals row
+    and column. Needs at least two dimensions; with fewer, the table has one column.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(STATISTICS)}")
+    attr, count_attr, fixed = STATISTICS[statistic]
+    values = np.asarray(getattr(snap, attr), dtype=float)
+    counts = np.asarray(getattr(snap, count_attr))
+    models = [m for m in snap.model_names if m != "__other__"] or snap.model_names
+    if not models:
+        return "no events yet"
+    model = model or models[0]
+    tiles: dict[tuple[str, str], int] = {}
+    rows: set[str] = set()
+    cols: set[str] = set()
+    for i, key in enumerate(snap.keys):
+        if key[0] != model or snap.events_total[i] == 0:
+            continue
+        r = key[1] if len(key) > 1 else ALL
+        c = key[2] if len(key) > 2 else ALL
+        if len(key) > 3 and any(v != ALL for v in key[3:]):
+            continue
+        tiles[(r, c)] = i
+        rows.add(r)
+        cols.add(c)
+    order = lambda vals: sorted(vals - {ALL}) + ([ALL] if ALL in vals else [])  # noqa: E731
+    row_names, col_names = order(rows), order(cols)
+    shown = [float(values[i]) for i in tiles.values() if not math.isnan(values[i])]
+    lo, hi = fixed if fixed else ((min(shown), max(shown)) if shown else (0.0, 1.0))
+    width = 12
+    dims = snap.dimensions
+    head = f"{model}: {statistic}"
+    if model in snap.window_end:
+        head += f"   (last closed window ends {snap.window_end[model]:.0f})"
+    lines = [head, " " * 16 + "".join(c[:width - 1].rjust(width) for c in col_names)]
+    for r in row_names:
+        top, bottom = [r[:15].ljust(16)], [("" if not dims else "").ljust(16)]
+        for c in col_names:
+            i = tiles.get((r, c))
+            if i is None:
+                top.append(" " * width)
+                bottom.append(" " * width)
+                continue
+            v = float(values[i])
+            text = "-" if math.isnan(v) else (f"{v:.0f}" if fixed is None else f"{v:.3f}")
+            cell = text.rjust(width - 1) + " "
+            code = _colour(v, lo, hi)
+            if color and code is not None:
+                cell = f"\x1b[48;5;{code}m\x1b[97m{cell}\x1b[0m"
+            top.append(cell)
+            bottom.append(f"n={int(counts[i])}".rjust(width - 1) + " ")
+        lines.append("".join(top))
+        lines.append("".join(bottom))
+    if fixed:
+        lines.append(f"colour scale: {lo:g} (dark) .. {hi:g} (yellow); '-' = no events")
+    return "\n".join(lines)

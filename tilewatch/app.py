@@ -1,0 +1,65 @@
+"""Wiring: one config in, a running monitor out (state, Kafka loop, collector, endpoint).
+
+This is the only place that knows all three packages; each of them only knows its settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from aggregators.replica import ReplicaState
+from exporters.collector import CellCollector
+from exporters.http import MetricsServer
+from streams.runtime import Monitor, RunSummary
+from tilewatch.config import Config
+
+__all__ = ["App"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """A monitor built from a config. Nothing starts until :meth:`serve` or :meth:`run`.
+
+    Parameters
+    ----------
+    config
+        The validated configuration.
+    registry
+        Where the collector is registered (a fresh one by default; never the global one).
+    """
+
+    config: Config
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.state = ReplicaState(cfg.cells)
+        self.monitor = Monitor(cfg.kafka, cfg.events, self.state)
+        self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
+        self.server = MetricsServer(self.registry, cfg.exporter.host, cfg.exporter.port)
+        self.stop_event = threading.Event()
+
+    def serve(self) -> MetricsServer:
+        """Start the metrics endpoint."""
+        self.server.start()
+        log.info("metrics at %s", self.server.url)
+        return self.server
+
+    def run(self) -> RunSummary:
+        """Serve metrics and consume until :attr:`stop_event` is set; then stop everything."""
+        if self.server._server is None:
+            self.serve()
+        try:
+            return self.monitor.run(self.stop_event)
+        finally:
+            self.server.stop()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish its batch, commit and return."""
+        self.stop_event.set()

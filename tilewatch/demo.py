@@ -1,0 +1,106 @@
+"""``tilewatch demo``: embedded broker, synthetic traffic, the monitor, a live terminal heatmap."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import TextIO
+
+from exporters.http import ExporterError
+from exporters.terminal import render_heatmap
+from streams.embedded import EmbeddedBroker
+from streams.producer import produce_traffic
+from streams.synthetic import TrafficSpec
+from tilewatch.app import App
+from tilewatch.config import parse_config
+
+__all__ = ["DEMO_TOPIC", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+DEMO_TOPIC = "predictions"
+
+
+def run_demo(
+    *,
+    duration: float | None = None,
+    statistic: str = "window_score_mean",
+    port: int = 9464,
+    rate: float = 2000.0,
+    window: str = "10s",
+    refresh: float = 3.0,
+    out: TextIO = sys.stdout,
+    color: bool | None = None,
+) -> int:
+    """Run the whole demo until Ctrl-C or ``duration`` seconds; returns an exit code."""
+    if color is None:
+        color = out.isatty()
+    stop = threading.Event()
+    broker = EmbeddedBroker().start()
+    threads: list[threading.Thread] = []
+    app: App | None = None
+    try:
+        broker.create_topic(DEMO_TOPIC, partitions=6)
+        config = parse_config(
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "topics": [DEMO_TOPIC],
+                    "group_id": "tilewatch-demo",
+                    "client": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000,
+                               "max_poll_interval_ms": 20000},
+                },
+                "cells": {"window": window, "grace": "2s"},
+                "exporter": {"listen": f"127.0.0.1:{port}"},
+            },
+            source="<demo>",
+        )
+        app = App(config)
+        try:
+            app.serve()
+        except ExporterError:
+            app.server.port = 0
+            app.serve()
+        print(f"tilewatch demo: broker {broker.bootstrap}, topic {DEMO_TOPIC!r}", file=out)
+        print(f"metrics at {app.server.url}   (Ctrl-C stops)", file=out, flush=True)
+        monitor = app.monitor
+        threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor"))
+        spec = TrafficSpec(invalid_share=0.01, degrade_after_seconds=60.0)
+        threads.append(
+            threading.Thread(
+                target=produce_traffic,
+                args=(broker.bootstrap, DEMO_TOPIC),
+                kwargs={"spec": spec, "rate": rate, "stop": stop},
+                name="producer",
+            )
+        )
+        for t in threads:
+            t.daemon = True
+            t.start()
+        started = time.monotonic()
+        while duration is None or time.monotonic() - started < duration:
+            time.sleep(min(refresh, max(0.0, (duration or refresh) - (time.monotonic() - started)))
+                       if duration else refresh)
+            snap = app.state.snapshot()
+            text = render_heatmap(snap, statistic, color=color)
+            ing = snap.ingest
+            status = (f"read {ing.read}  invalid {sum(ing.invalid.values())}  "
+                      f"dead-lettered {ing.dead_lettered}  lag {sum(ing.lag.values())}  "
+                      f"elapsed {time.monotonic() - started:.0f}s")
+            if color:
+                out.write("\x1b[2J\x1b[H")
+            out.write(f"{text}\n{status}\nmetrics at {app.server.url}\n\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        if app is not None:
+            app.server.stop()
+        broker.stop()
+    print("tilewatch demo: stopped", file=out)
+    return 0
