@@ -1,0 +1,31 @@
+"""Kafka in and out for tilewatch: decoding, validation, dead letters, the runtime loop.
+
+Turns Kafka records into validated event columns and hands them, a batch at a time, to
+``aggregators``. Kafka clients are created lazily, inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from streams.deadletter import DeadLetterSink, ProducerLike
+from streams.decode import REASONS, DecodedBatch, EventDecoder, RecordLike, Rejected
+from streams.errors import DecodeError, StreamError
+from streams.runtime import ConsumerLike, Monitor, RunSummary, kafka_client_config
+from streams.settings import EventFields, KafkaSettings
+
+__all__ = [
+    "REASONS",
+    "ConsumerLike",
+    "DeadLetterSink",
+    "DecodeError",
+    "DecodedBatch",
+    "EventDecoder",
+    "EventFields",
+    "KafkaSettings",
+    "Monitor",
+    "ProducerLike",
+    "RecordLike",
+    "Rejected",
+    "RunSummary",
+    "StreamError",
+    "kafka_client_config",
+]
