@@ -106,8 +106,8 @@ class CellRegistry:
         """Leaf index for a key not found by plain lookup: cap labels, apply ``max_cells``.
 
         Values equal to ``__all__`` or ``__other__`` get a ``_`` suffix so a producer cannot
-        write into a roll-up or overflow cell. Only canonical keys are stored, so a flood of over-long or overflowing values costs a
-        little time per event, never memory.
+        write into a roll-up or overflow cell. Only canonical keys are stored, so a flood of
+        over-long or overflowing values costs a little time per event, never memory.
         """
         if len(key) != self.ndims + 1:
             raise ValueError(f"cell key {key!r} must have {self.ndims + 1} parts")
@@ -169,9 +169,7 @@ class CellRegistry:
     def _create(self, leaf: CellKey) -> int:
         variants: list[int] = []
         for mask in range(self.nvariants):
-            key = (leaf[0],) + tuple(
-                ALL if mask & (1 << d) else v for d, v in enumerate(leaf[1:])
-            )
+            key = (leaf[0], *(ALL if mask & (1 << d) else v for d, v in enumerate(leaf[1:])))
             idx = self._index.get(key)
             if idx is None:
                 idx = self._add(key, leaf=mask == 0)

@@ -233,17 +233,19 @@ class PartitionState:
             for w, acc in sorted(table.items()):
                 c, m, s = acc.sized(n)
                 idx = np.flatnonzero(c).tolist()
-                out.append(
-                    [w, [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx]]
-                )
+                out.append([w, [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx]])
             return out
 
         return {
             "offset": self.offset,
             "max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
             "cells": [
-                [list(keys[i]), int(self.events[i]), int(self.late[i]),
-                 float(self.last_event_time[i])]
+                [
+                    list(keys[i]),
+                    int(self.events[i]),
+                    int(self.late[i]),
+                    float(self.last_event_time[i]),
+                ]
                 for i in touched
             ],
             "open": windows(self.open),

@@ -93,7 +93,9 @@ class Snapshot:
 
     def late_by_model(self) -> dict[str, int]:
         """Late events per model."""
-        totals = np.bincount(self.model_ids, weights=self.late_total, minlength=len(self.model_names))
+        totals = np.bincount(
+            self.model_ids, weights=self.late_total, minlength=len(self.model_names)
+        )
         return {m: int(totals[i]) for i, m in enumerate(self.model_names)}
 
 
@@ -196,9 +198,7 @@ class ReplicaState:
                 batches=self.ingest.batches,
             )
             overflow = dict(reg.overflow)
-        return _merge(
-            self.settings, keys, is_leaf, model_ids, model_names, parts, ingest, overflow
-        )
+        return _merge(self.settings, keys, is_leaf, model_ids, model_names, parts, ingest, overflow)
 
 
 def _merge(
@@ -286,4 +286,3 @@ def _merge(
         ingest=ingest,
         partitions={pk: off for pk, off, *_rest in parts},
     )
-

@@ -165,9 +165,7 @@ class RollingWindows:
         """Plain data: the window size and each cell's values (oldest first) by cell key."""
         return {
             "size": self.size,
-            "cells": [
-                [list(keys[int(c)]), self.values(int(c)).tolist()] for c in self.cells()
-            ],
+            "cells": [[list(keys[int(c)]), self.values(int(c)).tolist()] for c in self.cells()],
         }
 
     def load(self, data: dict[str, Any], index_of: dict[tuple[str, ...], int]) -> None:

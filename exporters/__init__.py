@@ -9,4 +9,11 @@ from exporters.collector import METRICS, CellCollector, MetricDoc
 from exporters.http import ExporterError, MetricsServer
 from exporters.settings import ExporterSettings
 
-__all__ = ["METRICS", "CellCollector", "ExporterError", "ExporterSettings", "MetricDoc", "MetricsServer"]
+__all__ = [
+    "METRICS",
+    "CellCollector",
+    "ExporterError",
+    "ExporterSettings",
+    "MetricDoc",
+    "MetricsServer",
+]

@@ -36,8 +36,14 @@ def _colour(value: float, lo: float, hi: float) -> int | None:
     return _VIRIDIS_256[min(int(pos * len(_VIRIDIS_256)), len(_VIRIDIS_256) - 1)]
 
 
+def _ordered(values: set[str]) -> list[str]:
+    return sorted(values - {ALL}) + ([ALL] if ALL in values else [])
+
+
 def render_heatmap(
-    snap: Snapshot, statistic: str = "window_score_mean", model: str | None = None,
+    snap: Snapshot,
+    statistic: str = "window_score_mean",
+    model: str | None = None,
     color: bool = True,
 ) -> str:
     """Render ``statistic`` for ``model`` (default: the first model) as text.
@@ -67,30 +73,29 @@ def render_heatmap(
         tiles[(r, c)] = i
         rows.add(r)
         cols.add(c)
-    order = lambda vals: sorted(vals - {ALL}) + ([ALL] if ALL in vals else [])  # noqa: E731
-    row_names, col_names = order(rows), order(cols)
+    row_names, col_names = _ordered(rows), _ordered(cols)
     shown = [float(values[i]) for i in tiles.values() if not math.isnan(values[i])]
     lo, hi = fixed if fixed else ((min(shown), max(shown)) if shown else (0.0, 1.0))
     width = 12
-    dims = snap.dimensions
     head = f"{model}: {statistic}"
     if model in snap.window_end:
         head += f"   (last closed window ends {snap.window_end[model]:.0f})"
-    lines = [head, " " * 16 + "".join(c[:width - 1].rjust(width) for c in col_names)]
+    lines = [head, " " * 16 + "".join(c[: width - 1].rjust(width) for c in col_names)]
     for r in row_names:
-        top, bottom = [r[:15].ljust(16)], [("" if not dims else "").ljust(16)]
+        top, bottom = [r[:15].ljust(16)], [" " * 16]
         for c in col_names:
-            i = tiles.get((r, c))
-            if i is None:
+            found = tiles.get((r, c))
+            if found is None:
                 top.append(" " * width)
                 bottom.append(" " * width)
                 continue
+            i = found
             v = float(values[i])
             text = "-" if math.isnan(v) else (f"{v:.0f}" if fixed is None else f"{v:.3f}")
             cell = text.rjust(width - 1) + " "
-            code = _colour(v, lo, hi)
-            if color and code is not None:
-                cell = f"\x1b[48;5;{code}m\x1b[97m{cell}\x1b[0m"
+            shade = _colour(v, lo, hi)
+            if color and shade is not None:
+                cell = f"\x1b[48;5;{shade}m\x1b[97m{cell}\x1b[0m"
             top.append(cell)
             bottom.append(f"n={int(counts[i])}".rjust(width - 1) + " ")
         lines.append("".join(top))

@@ -79,7 +79,11 @@ class DeadLetterSink:
         if self.topic is None:
             log.warning(
                 "rejected %s/%d@%d (%s): %s",
-                rec.topic, rec.partition, rec.offset, rejected.reason, rejected.detail,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                rejected.reason,
+                rejected.detail,
             )
             return
         headers = [(k, v if v is not None else b"") for k, v in (rec.headers or [])]
@@ -122,7 +126,11 @@ class DeadLetterSink:
         rec = rejected.record
         log.error(
             "could not dead-letter %s/%d@%d (%s): %s; the record is still in its source topic",
-            rec.topic, rec.partition, rec.offset, rejected.reason, exc,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            rejected.reason,
+            exc,
         )
         self._on_failure(rejected.reason)
 

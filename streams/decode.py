@@ -11,7 +11,6 @@ checks); statistics are computed per batch by ``aggregators``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,7 +116,7 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> float:
     >>> parse_timestamp("2026-01-01T00:00:00")
     Traceback (most recent call last):
     ...
-    streams.errors.DecodeError: bad_timestamp: timestamp: RFC 3339 time needs a UTC offset, got '2026-01-01T00:00:00'
+    streams.errors.DecodeError: bad_timestamp: timestamp: RFC 3339 time needs a UTC offset, ...
     """
     t = type(value)
     if t is float or t is int:
@@ -126,7 +125,8 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> float:
             ts /= 1000.0
         if not (0.0 < ts < _MS_THRESHOLD):
             raise DecodeError(
-                "bad_timestamp", f"{name}: expected epoch seconds or milliseconds, got {_short(value)}"
+                "bad_timestamp",
+                f"{name}: expected epoch seconds or milliseconds, got {_short(value)}",
             )
         return ts
     if t is str:
@@ -257,7 +257,8 @@ def fast(records, add_key, add_time, add_score, rejected):
             raise DecodeError("empty_value", "the record has no value")
         if len(value) > self._max_bytes:
             raise DecodeError(
-                "too_large", f"value has {len(value)} bytes, more than the {self._max_bytes} allowed"
+                "too_large",
+                f"value has {len(value)} bytes, more than the {self._max_bytes} allowed",
             )
         try:
             obj = orjson.loads(value)
@@ -271,22 +272,24 @@ def fast(records, add_key, add_time, add_score, rejected):
         if type(model) is not str or not model:
             if model is None:
                 raise DecodeError("missing_field", f"{name}: required field is missing")
-            raise DecodeError("wrong_type", f"{name}: expected a non-empty string, got {_short(model)}")
+            raise DecodeError(
+                "wrong_type", f"{name}: expected a non-empty string, got {_short(model)}"
+            )
 
         name, parts = self._score
-        score = obj.get(name) if parts is None else _dig(obj, parts)
-        t = type(score)
-        if t is not float:
-            if t is int:
-                score = float(score)
-            elif score is None:
-                raise DecodeError("missing_field", f"{name}: required field is missing")
-            else:
-                raise DecodeError("wrong_type", f"{name}: expected a number, got {_short(score)}")
+        raw_score = obj.get(name) if parts is None else _dig(obj, parts)
+        t = type(raw_score)
+        if t is float or t is int:
+            score = float(raw_score)  # type: ignore[arg-type]
+        elif raw_score is None:
+            raise DecodeError("missing_field", f"{name}: required field is missing")
+        else:
+            raise DecodeError("wrong_type", f"{name}: expected a number, got {_short(raw_score)}")
         if not (self._lo <= score <= self._hi) or score - score != 0.0:
             raise DecodeError(
                 "bad_score",
-                f"{name}: expected a finite number in [{self._lo}, {self._hi}], got {_short(score)}",
+                f"{name}: expected a finite number in [{self._lo}, {self._hi}], "
+                f"got {_short(raw_score)}",
             )
 
         name, parts = self._timestamp

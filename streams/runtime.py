@@ -43,7 +43,9 @@ class ConsumerLike(Protocol):
     """The part of kafka-python's ``KafkaConsumer`` the loop uses."""
 
     def subscribe(self, topics: Sequence[str], listener: Any = None) -> None: ...
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Mapping[Any, list[Any]]: ...
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[Any, list[Any]]: ...
     def commit(self, offsets: Mapping[Any, Any] | None = None) -> None: ...
     def assignment(self) -> set[Any]: ...
     def highwater(self, partition: Any) -> int | None: ...
@@ -196,7 +198,9 @@ class Monitor:
         timeout_ms = int(self.kafka.poll_timeout_seconds * 1000)
         try:
             while not stop.is_set():
-                batch = consumer.poll(timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records)
+                batch = consumer.poll(
+                    timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records
+                )
                 if batch:
                     self.process(batch)
                 self._after_poll(consumer, idle=not batch)
@@ -210,7 +214,10 @@ class Monitor:
                     self.state.ingest.kafka_up = 0
         log.info(
             "stopped: read %d records (%d valid, %d late, %d invalid); committed %s",
-            self.summary.read, self.summary.valid, self.summary.late, self.summary.invalid,
+            self.summary.read,
+            self.summary.valid,
+            self.summary.late,
+            self.summary.invalid,
             {f"{t}/{p}": o for (t, p), o in sorted(self.summary.committed.items())},
         )
         return self.summary

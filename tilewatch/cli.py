@@ -30,9 +30,11 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + live heatmap")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
-    demo.add_argument("--statistic", default="window_score_mean",
-                      help="heatmap statistic (window_score_mean, rolling_score_mean, "
-                           "window_events, ...)")
+    demo.add_argument(
+        "--statistic",
+        default="window_score_mean",
+        help="heatmap statistic (window_score_mean, rolling_score_mean, window_events, ...)",
+    )
     demo.add_argument("--port", type=int, default=9464, help="metrics port (default 9464)")
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
 
@@ -42,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     prod.add_argument("--rate", type=float, default=2000.0, help="events per second")
     prod.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     prod.add_argument("--total", type=int, default=None, help="stop after N events")
-    prod.add_argument("--invalid-share", type=float, default=0.01,
-                      help="share of deliberately invalid records (default 0.01)")
+    prod.add_argument(
+        "--invalid-share",
+        type=float,
+        default=0.01,
+        help="share of deliberately invalid records (default 0.01)",
+    )
     prod.add_argument("--seed", type=int, default=7)
     return p
 
@@ -78,11 +84,15 @@ def _check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     print(f"{cfg.source}: ok")
-    print(f"  kafka: {', '.join(cfg.kafka.bootstrap_servers)} topics={list(cfg.kafka.topics)} "
-          f"group={cfg.kafka.group_id} dead_letter_topic={cfg.kafka.dead_letter_topic}")
-    print(f"  cells: dimensions={list(cfg.cells.dimensions)} window={cfg.cells.window_seconds}s "
-          f"grace={cfg.cells.grace_seconds}s rolling_events={cfg.cells.rolling_events} "
-          f"max_cells={cfg.cells.max_cells}")
+    print(
+        f"  kafka: {', '.join(cfg.kafka.bootstrap_servers)} topics={list(cfg.kafka.topics)} "
+        f"group={cfg.kafka.group_id} dead_letter_topic={cfg.kafka.dead_letter_topic}"
+    )
+    print(
+        f"  cells: dimensions={list(cfg.cells.dimensions)} window={cfg.cells.window_seconds}s "
+        f"grace={cfg.cells.grace_seconds}s rolling_events={cfg.cells.rolling_events} "
+        f"max_cells={cfg.cells.max_cells}"
+    )
     print(f"  exporter: {cfg.exporter.host}:{cfg.exporter.port}")
     return 0
 
@@ -94,9 +104,13 @@ def _produce(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     sent = produce_traffic(
-        args.bootstrap.split(","), args.topic,
+        args.bootstrap.split(","),
+        args.topic,
         spec=TrafficSpec(invalid_share=args.invalid_share, seed=args.seed),
-        rate=args.rate, duration=args.duration, total=args.total, stop=stop,
+        rate=args.rate,
+        duration=args.duration,
+        total=args.total,
+        stop=stop,
     )
     print(f"tilewatch: sent {sent} events to {args.topic!r}")
     return 0
@@ -117,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from tilewatch.demo import run_demo
 
-            return run_demo(duration=args.duration, statistic=args.statistic, port=args.port,
-                            rate=args.rate)
+            return run_demo(
+                duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
+            )
         if args.command == "produce-demo":
             return _produce(args)
     except TilewatchError as exc:

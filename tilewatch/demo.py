@@ -49,8 +49,11 @@ def run_demo(
                     "bootstrap_servers": broker.bootstrap,
                     "topics": [DEMO_TOPIC],
                     "group_id": "tilewatch-demo",
-                    "client": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000,
-                               "max_poll_interval_ms": 20000},
+                    "client": {
+                        "session_timeout_ms": 6000,
+                        "heartbeat_interval_ms": 2000,
+                        "max_poll_interval_ms": 20000,
+                    },
                 },
                 "cells": {"window": window, "grace": "2s"},
                 "exporter": {"listen": f"127.0.0.1:{port}"},
@@ -81,14 +84,19 @@ def run_demo(
             t.start()
         started = time.monotonic()
         while duration is None or time.monotonic() - started < duration:
-            time.sleep(min(refresh, max(0.0, (duration or refresh) - (time.monotonic() - started)))
-                       if duration else refresh)
+            time.sleep(
+                min(refresh, max(0.0, (duration or refresh) - (time.monotonic() - started)))
+                if duration
+                else refresh
+            )
             snap = app.state.snapshot()
             text = render_heatmap(snap, statistic, color=color)
             ing = snap.ingest
-            status = (f"read {ing.read}  invalid {sum(ing.invalid.values())}  "
-                      f"dead-lettered {ing.dead_lettered}  lag {sum(ing.lag.values())}  "
-                      f"elapsed {time.monotonic() - started:.0f}s")
+            status = (
+                f"read {ing.read}  invalid {sum(ing.invalid.values())}  "
+                f"dead-lettered {ing.dead_lettered}  lag {sum(ing.lag.values())}  "
+                f"elapsed {time.monotonic() - started:.0f}s"
+            )
             if color:
                 out.write("\x1b[2J\x1b[H")
             out.write(f"{text}\n{status}\nmetrics at {app.server.url}\n\n")
