@@ -60,6 +60,8 @@ class CellRegistry:
         self._is_leaf: list[bool] = []
         self._index: dict[CellKey, int] = {}
         self._leaf: dict[CellKey, int] = {}
+        #: Overflow cells by model; kept apart from ``_leaf`` so no raw key can reach them.
+        self._other: dict[str, int] = {}
         self._rollups = np.zeros((16, self.nvariants), dtype=np.int64)
         #: Leaf cells created, per model (the ``max_cells`` bound counts leaves).
         self.leaf_count = 0
@@ -118,9 +120,8 @@ class CellRegistry:
         if self.leaf_count >= self.settings.max_cells:
             model = canon[0] if canon[0] in self._model_index else OTHER
             self.overflow[model] = self.overflow.get(model, 0) + 1
-            other = (model,) + (OTHER,) * self.ndims
-            found = self._leaf.get(other)
-            return found if found is not None else self._create(other)
+            found = self._other.get(model)
+            return found if found is not None else self._create((model,) + (OTHER,) * self.ndims)
         return self._create(canon)
 
     def _canonical(self, value: str) -> str:
@@ -175,6 +176,9 @@ class CellRegistry:
                 idx = self._add(key, leaf=mask == 0)
             variants.append(idx)
         self._rollups[variants[0]] = variants
-        self._leaf[leaf] = variants[0]
+        if self.ndims and all(v == OTHER for v in leaf[1:]):
+            self._other[leaf[0]] = variants[0]
+        else:
+            self._leaf[leaf] = variants[0]
         self.leaf_count += 1
         return variants[0]

@@ -197,14 +197,11 @@ class PartitionState:
             self._evict_closed()
 
     def _evict_closed(self) -> None:
-        model_ids = self.registry.model_ids
         ordered = sorted(self.closed, reverse=True)
         keep = set(ordered[:RETAIN_CLOSED])
         covered: set[int] = set()
         for w in ordered:
-            acc = self.closed[w]
-            k = min(len(acc.count), len(model_ids))
-            models = set(np.unique(model_ids[:k][acc.count[:k] > 0]).tolist())
+            models = self.window_models(w)
             if w in keep or models - covered:
                 keep.add(w)
                 covered |= models
@@ -212,9 +209,9 @@ class PartitionState:
             if w not in keep:
                 del self.closed[w]
 
-    def window_models(self, w: int) -> set[int]:
-        """Model ids with events in closed window ``w``."""
-        acc = self.closed[w]
+    def window_models(self, w: int, open_: bool = False) -> set[int]:
+        """Model ids with events in closed (or, with ``open_``, open) window ``w``."""
+        acc = self.open[w] if open_ else self.closed[w]
         model_ids = self.registry.model_ids
         k = min(len(acc.count), len(model_ids))
         return set(np.unique(model_ids[:k][acc.count[:k] > 0]).tolist())
@@ -222,7 +219,7 @@ class PartitionState:
     # -- checkpoints -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (numbers, strings, lists) for a checkpoint: cells are named by key."""
+        """Plain JSON data (numbers, strings, lists, null) for a checkpoint; cells by key."""
         keys = self.registry.keys
         n = len(keys)
         self._ensure(n)
@@ -236,15 +233,18 @@ class PartitionState:
                 out.append([w, [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx]])
             return out
 
+        def finite(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
         return {
             "offset": self.offset,
-            "max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
+            "max_event_time": finite(self.max_event_time),
             "cells": [
                 [
                     list(keys[i]),
                     int(self.events[i]),
                     int(self.late[i]),
-                    float(self.last_event_time[i]),
+                    finite(float(self.last_event_time[i])),
                 ]
                 for i in touched
             ],
@@ -257,43 +257,147 @@ class PartitionState:
     def from_dict(cls, registry: CellRegistry, data: dict[str, Any]) -> PartitionState:
         """Rebuild a partition from :meth:`to_dict` output; raises StateError on bad data.
 
-        Everything is parsed and checked before the result is returned, so a bad checkpoint
-        never leaves a half-applied partition behind.
+        The data is parsed and checked completely before anything touches ``registry``, so a
+        bad checkpoint leaves neither a half-built partition nor stray cells behind. Cells that
+        map to one cell here (an overflow cell of a full registry) are added together.
         """
-        try:
-            out = cls(registry, offset=data["offset"])
-            if data["max_event_time"] is not None:
-                out.max_event_time = float(data["max_event_time"])
-            index: dict[tuple[str, ...], int] = {}
-
-            def idx(key: list[str]) -> int:
-                t = tuple(str(v) for v in key)
-                found = index.get(t)
-                if found is None:
-                    found = index[t] = registry.ensure(t)
-                return found
-
-            rows = [(idx(k), int(e), int(lt), float(ts)) for k, e, lt, ts in data["cells"]]
-            out._ensure(len(registry))
-            for i, e, lt, ts in rows:
-                out.events[i], out.late[i], out.last_event_time[i] = e, lt, ts
-            for name in ("open", "closed"):
-                table: dict[int, WindowAcc] = getattr(out, name)
-                for w, cells in data[name]:
-                    acc = WindowAcc(len(registry))
-                    for key, c, m, s in cells:
-                        i = idx(key)
-                        acc.count = _grow(acc.count, i + 1)
-                        acc.mean = _grow(acc.mean, i + 1)
-                        acc.m2 = _grow(acc.m2, i + 1)
-                        acc.count[i], acc.mean[i], acc.m2[i] = int(c), float(m), float(s)
-                    table[int(w)] = acc
-            rolling = data["rolling"]
-            for key, _vals in rolling["cells"]:
-                idx(key)
-            out.rolling.load(rolling, index)
-        except StateError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise StateError(f"partition state is malformed: {exc!r}") from exc
+        parsed = _parse_checkpoint(data, registry.ndims + 1, registry.settings.rolling_events)
+        out = cls(registry, offset=parsed.offset)
+        out.max_event_time = parsed.max_event_time
+        index = {key: registry.ensure(key) for key in parsed.keys}
+        out._ensure(len(registry))
+        for key, events, late, last in parsed.cells:
+            i = index[key]
+            out.events[i] += events
+            out.late[i] += late
+            out.last_event_time[i] = max(out.last_event_time[i], last)
+        n = len(registry)
+        for name, windows in (("open", parsed.open), ("closed", parsed.closed)):
+            table: dict[int, WindowAcc] = getattr(out, name)
+            for w, rows in windows:
+                acc = table.setdefault(w, WindowAcc(n))
+                cells = np.array([index[k] for k, *_ in rows], dtype=np.int64)
+                c = np.zeros(n, dtype=np.int64)
+                m, s = np.zeros(n), np.zeros(n)
+                for (_k, ci, mi, si), cell in zip(rows, cells.tolist(), strict=True):
+                    c[cell : cell + 1], m[cell : cell + 1], s[cell : cell + 1] = merge_moments(
+                        c[cell : cell + 1],
+                        m[cell : cell + 1],
+                        s[cell : cell + 1],
+                        np.array([ci]),
+                        np.array([mi]),
+                        np.array([si]),
+                    )
+                acc.count, acc.mean, acc.m2 = merge_moments(*acc.sized(n), c, m, s)
+        for key, values in parsed.rolling:
+            out.rolling.update(np.full(len(values), index[key], dtype=np.int64), np.asarray(values))
         return out
+
+
+class _Parsed:
+    __slots__ = ("cells", "closed", "keys", "max_event_time", "offset", "open", "rolling")
+
+    def __init__(self) -> None:
+        self.offset: int | None = None
+        self.max_event_time = -math.inf
+        self.keys: dict[tuple[str, ...], None] = {}
+        self.cells: list[tuple[tuple[str, ...], int, int, float]] = []
+        self.open: list[tuple[int, list[tuple[tuple[str, ...], int, float, float]]]] = []
+        self.closed: list[tuple[int, list[tuple[tuple[str, ...], int, float, float]]]] = []
+        self.rolling: list[tuple[tuple[str, ...], list[float]]] = []
+
+
+def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
+    """Check the shape and every value of a partition checkpoint; pure, raises StateError."""
+    out = _Parsed()
+
+    def fail(where: str, why: str) -> StateError:
+        return StateError(f"partition state is malformed: {where}: {why}")
+
+    def integer(v: Any, where: str, lo: int = 0) -> int:
+        if type(v) is not int or v < lo or v >= 2**63:
+            raise fail(where, f"expected an integer >= {lo}, got {v!r:.40}")
+        return v
+
+    def number(v: Any, where: str) -> float:
+        if type(v) is int and abs(v) < 2**63:
+            return float(v)
+        if type(v) is float and math.isfinite(v):
+            return v
+        raise fail(where, f"expected a finite number, got {v!r:.40}")
+
+    def time_or_none(v: Any, where: str) -> float:
+        return -math.inf if v is None else number(v, where)
+
+    def key(v: Any, where: str) -> tuple[str, ...]:
+        if type(v) is not list or len(v) != key_len or not all(type(x) is str and x for x in v):
+            raise fail(where, f"expected a cell key of {key_len} non-empty strings")
+        t = tuple(v)
+        out.keys[t] = None
+        return t
+
+    def rows(v: Any, where: str) -> list[tuple[int, list[Any]]]:
+        if type(v) is not list:
+            raise fail(where, "expected a list")
+        windows = []
+        for j, item in enumerate(v):
+            if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
+                raise fail(f"{where}[{j}]", "expected [window, cells]")
+            w = item[0]
+            if type(w) is not int or abs(w) >= 2**53:
+                raise fail(f"{where}[{j}]", f"expected a window number, got {w!r:.40}")
+            cells = []
+            for r, row in enumerate(item[1]):
+                at = f"{where}[{j}][{r}]"
+                if type(row) is not list or len(row) != 4:
+                    raise fail(at, "expected [key, count, mean, m2]")
+                cells.append(
+                    (
+                        key(row[0], at),
+                        integer(row[1], at, 1),
+                        number(row[2], at),
+                        max(number(row[3], at), 0.0),
+                    )
+                )
+            windows.append((w, cells))
+        return windows
+
+    if type(data) is not dict:
+        raise fail("checkpoint", "expected an object")
+    try:
+        offset = data["offset"]
+        out.offset = None if offset is None else integer(offset, "offset")
+        out.max_event_time = time_or_none(data["max_event_time"], "max_event_time")
+        if type(data["cells"]) is not list:
+            raise fail("cells", "expected a list")
+        for j, row in enumerate(data["cells"]):
+            at = f"cells[{j}]"
+            if type(row) is not list or len(row) != 4:
+                raise fail(at, "expected [key, events, late, last_event_time]")
+            out.cells.append(
+                (
+                    key(row[0], at),
+                    integer(row[1], at),
+                    integer(row[2], at),
+                    time_or_none(row[3], at),
+                )
+            )
+        out.open = rows(data["open"], "open")
+        out.closed = rows(data["closed"], "closed")
+        rolling = data["rolling"]
+        if type(rolling) is not dict or type(rolling.get("cells")) is not list:
+            raise fail("rolling", "expected an object with a list of cells")
+        if rolling.get("size") != rolling_size:
+            raise StateError(
+                f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
+                f"the configured {rolling_size}"
+            )
+        for j, row in enumerate(rolling["cells"]):
+            at = f"rolling.cells[{j}]"
+            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                raise fail(at, "expected [key, values]")
+            values = [number(x, at) for x in row[1][-rolling_size:]]
+            out.rolling.append((key(row[0], at), values))
+    except KeyError as exc:
+        raise fail("checkpoint", f"missing key {exc}") from None
+    return out

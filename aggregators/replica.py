@@ -88,8 +88,11 @@ class Snapshot:
     partitions: dict[PartitionKey, int | None]
 
     def cell(self, key: CellKey) -> int:
-        """Index of a cell key; KeyError if absent."""
-        return self.keys.index(key)
+        """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""
+        try:
+            return self.keys.index(key)
+        except ValueError:
+            raise KeyError(key) from None
 
     def late_by_model(self) -> dict[str, int]:
         """Late events per model."""
@@ -183,7 +186,7 @@ class ReplicaState:
                         part.events[:n].copy(),
                         part.late[:n].copy(),
                         part.last_event_time[:n].copy(),
-                        set(part.open),
+                        {w: part.window_models(w, open_=True) for w in part.open},
                         {w: acc.sized(n) for w, acc in part.closed.items()},
                         part.rolling.moments(n),
                     )
@@ -214,7 +217,7 @@ def _merge(
             IntArray,
             IntArray,
             FloatArray,
-            set[int],
+            dict[int, set[int]],
             dict[int, tuple[IntArray, FloatArray, FloatArray]],
             tuple[IntArray, FloatArray, FloatArray],
         ]
@@ -227,22 +230,20 @@ def _merge(
     late = np.zeros(n, dtype=np.int64)
     last = np.full(n, -math.inf)
     r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    open_any: set[int] = set()
+    still_open: set[tuple[int, int]] = set()  # (window, model) held open by some partition
     for _pk, _off, ev, lt, ts, opened, _closed, (rc, rm, rs) in parts:
         events += ev
         late += lt
         np.maximum(last, ts, out=last)
         r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, rc, rm, rs)
-        open_any |= opened
+        still_open |= {(w, mid) for w, mids in opened.items() for mid in mids}
     # Each model's latest window that some partition closed with data for the model and no
-    # owned partition still holds open.
+    # owned partition holding data of that model for it still holds open.
     latest: dict[int, int] = {}
     for _pk, _off, _ev, _lt, _ts, _opened, closed, _r in parts:
         for w, (c, _m, _s) in closed.items():
-            if w in open_any:
-                continue
             for mid in np.unique(model_ids[c > 0]).tolist():
-                if latest.get(mid, -(2**62)) < w:
+                if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
                     latest[mid] = w
     w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     size = settings.window_seconds

@@ -56,6 +56,7 @@ class RollingWindows:
         self._pos = np.zeros(0, dtype=np.int64)  # next write slot per row
         self._fill = np.zeros(0, dtype=np.int64)
         self._dirty = np.zeros(0, dtype=bool)
+        self._count = np.zeros(0, dtype=np.int64)  # as of the last refresh
         self._mean = np.zeros(0)
         self._m2 = np.zeros(0)
         self._nrows = 0
@@ -80,7 +81,7 @@ class RollingWindows:
             rings = np.zeros((cap, self.size))
             rings[: self._nrows] = self._rings[: self._nrows]
             self._rings = rings
-            for name in ("_cells", "_pos", "_fill"):
+            for name in ("_cells", "_pos", "_fill", "_count"):
                 arr = np.zeros(cap, dtype=np.int64)
                 arr[: self._nrows] = getattr(self, name)[: self._nrows]
                 setattr(self, name, arr)
@@ -128,21 +129,25 @@ class RollingWindows:
         mask = np.arange(self.size)[None, :] < fill[:, None]
         mean = np.where(mask, block, 0.0).sum(axis=1) / fill
         dev = np.where(mask, block - mean[:, None], 0.0)
+        self._count[rows] = fill
         self._mean[rows] = mean
         self._m2[rows] = (dev * dev).sum(axis=1)
         self._dirty[rows] = False
 
     def moments(self, n_cells: int) -> tuple[IntArray, FloatArray, FloatArray]:
-        """Count, mean and m2 per cell index ``0 .. n_cells - 1`` as of the last refresh."""
+        """Count, mean and m2 per cell index ``0 .. n_cells - 1`` as of the last refresh.
+
+        A cell written since then keeps reporting its previous values (count 0 only before
+        its first refresh), so a scrape between refreshes never loses a busy cell.
+        """
         count = np.zeros(n_cells, dtype=np.int64)
         mean = np.zeros(n_cells)
         m2 = np.zeros(n_cells)
-        rows = np.arange(self._nrows)
-        cells = self._cells[rows]
-        ok = (cells < n_cells) & ~self._dirty[rows]
-        count[cells[ok]] = self._fill[rows[ok]]
-        mean[cells[ok]] = self._mean[rows[ok]]
-        m2[cells[ok]] = self._m2[rows[ok]]
+        cells = self._cells[: self._nrows]
+        ok = cells < n_cells
+        count[cells[ok]] = self._count[: self._nrows][ok]
+        mean[cells[ok]] = self._mean[: self._nrows][ok]
+        m2[cells[ok]] = self._m2[: self._nrows][ok]
         return count, mean, m2
 
     def values(self, cell: int) -> FloatArray:

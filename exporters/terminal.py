@@ -80,7 +80,7 @@ def render_heatmap(
     head = f"{model}: {statistic}"
     if model in snap.window_end:
         head += f"   (last closed window ends {snap.window_end[model]:.0f})"
-    lines = [head, " " * 16 + "".join(c[: width - 1].rjust(width) for c in col_names)]
+    lines = [head, " " * 16 + "".join(c[: width - 1].rjust(width - 1) + " " for c in col_names)]
     for r in row_names:
         top, bottom = [r[:15].ljust(16)], [" " * 16]
         for c in col_names:

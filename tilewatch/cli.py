@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from aggregators.errors import TilewatchError
+from exporters.terminal import STATISTICS
 from tilewatch import __version__
 
 __all__ = ["main"]
@@ -19,7 +20,10 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tilewatch", description="Streaming model-health monitor.")
     p.add_argument("--version", action="version", version=f"tilewatch {__version__}")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--log-level", default="INFO", type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="consume prediction events and serve metrics")
@@ -33,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--statistic",
         default="window_score_mean",
+        choices=sorted(STATISTICS),
         help="heatmap statistic (window_score_mean, rolling_score_mean, window_events, ...)",
     )
     demo.add_argument("--port", type=int, default=9464, help="metrics port (default 9464)")
@@ -61,6 +66,16 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the demo like Ctrl-C, so its broker is always stopped."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -131,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from tilewatch.demo import run_demo
 
+            _interrupt_on_signals()
             return run_demo(
                 duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
             )

@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from exporters.http import ExporterError
-from exporters.terminal import render_heatmap
+from exporters.terminal import STATISTICS, render_heatmap
 from streams.embedded import EmbeddedBroker
 from streams.producer import produce_traffic
 from streams.synthetic import TrafficSpec
@@ -35,6 +35,8 @@ def run_demo(
     color: bool | None = None,
 ) -> int:
     """Run the whole demo until Ctrl-C or ``duration`` seconds; returns an exit code."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(STATISTICS)}")
     if color is None:
         color = out.isatty()
     stop = threading.Event()
