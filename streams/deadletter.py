@@ -8,6 +8,7 @@ The value, key and original headers are copied as they are; these headers are ad
 ``tilewatch.source.topic`` source topic
 ``tilewatch.source.partition`` source partition (decimal text)
 ``tilewatch.source.offset``    source offset (decimal text)
+``tilewatch.source.key_null``  ``true`` on a tombstone that had no key (sent with key ``b""``)
 ========================== ==============================================================
 
 Records are produced asynchronously; :meth:`DeadLetterSink.flush` waits for them and is called
@@ -97,7 +98,13 @@ class DeadLetterSink:
         try:
             if self._producer is None:
                 self._producer = self._factory()
-            future = self._producer.send(self.topic, value=rec.value, key=rec.key, headers=headers)
+            key = rec.key
+            if key is None and rec.value is None:
+                # Kafka clients refuse a record with neither key nor value: keep the tombstone
+                # with an empty key, and say so.
+                key = b""
+                headers.append(("tilewatch.source.key_null", b"true"))
+            future = self._producer.send(self.topic, value=rec.value, key=key, headers=headers)
         except Exception as exc:  # a producer error must not stop consumption
             self._fail(rejected, exc)
             return

@@ -121,7 +121,7 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> float:
     t = type(value)
     if t is float or t is int:
         ts = float(value)
-        if ts > _MS_THRESHOLD:
+        if ts >= _MS_THRESHOLD:
             ts /= 1000.0
         if not (0.0 < ts < _MS_THRESHOLD):
             raise DecodeError(
@@ -140,7 +140,12 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> float:
             raise DecodeError(
                 "bad_timestamp", f"{name}: RFC 3339 time needs a UTC offset, got {_short(value)}"
             )
-        return parse_timestamp(parsed.timestamp(), name)
+        ts = parsed.timestamp()
+        if not (0.0 < ts < _MS_THRESHOLD):
+            raise DecodeError(
+                "bad_timestamp", f"{name}: RFC 3339 time out of range, got {_short(value)}"
+            )
+        return ts
     raise DecodeError(
         "wrong_type", f"{name}: expected a number or an RFC 3339 string, got {_short(value)}"
     )
@@ -300,6 +305,11 @@ def fast(records, add_key, add_time, add_score, rejected):
                     "bad_timestamp", f"{name}: absent, and the Kafka record has no timestamp"
                 )
             ts = record_ms / 1000.0
+            if ts >= _MS_THRESHOLD:
+                raise DecodeError(
+                    "bad_timestamp",
+                    f"{name}: absent, and the Kafka record timestamp {record_ms} is out of range",
+                )
         elif type(raw_ts) is float and 0.0 < raw_ts < _MS_THRESHOLD:
             ts = raw_ts
         else:

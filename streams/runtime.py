@@ -92,6 +92,10 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
         # Dead-letter records keep the rejected value unchanged, including oversized ones.
         config.update(linger_ms=20, max_request_size=64 * 1024 * 1024, retries=5)
     config.update({k: v for k, v in settings.client.items() if k in accepted})
+    # What the delivery guarantee rests on is not overridable from [kafka.client].
+    config["bootstrap_servers"] = list(settings.bootstrap_servers)
+    if kind == "consumer":
+        config.update(group_id=settings.group_id, enable_auto_commit=False)
     return config
 
 
