@@ -102,7 +102,9 @@ class RollingWindows:
         if len(cells) == 0:
             return
         rows = self._rows_for(cells)
-        order = np.argsort(rows, kind="stable")
+        # numpy's stable sort is a radix sort for 16-bit keys: linear time for small tables.
+        sort_key = rows.astype(np.uint16) if self._nrows <= 65536 else rows
+        order = np.argsort(sort_key, kind="stable")
         r, v = rows[order], values[order]
         n = len(r)
         starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])

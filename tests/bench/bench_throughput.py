@@ -1,0 +1,807 @@
+"""Throughput benchmark: tilewatch end to end against a bare Kafka consumer (the floor).
+
+Run from the repository root (it is a script, not a pytest test; see tests/bench/README.md)::
+
+    python tests/bench/bench_throughput.py [--events 500000] [--cells 1000] [--partitions 4]
+                                           [--repeat 1] [--json out.json]
+
+What it does:
+
+1. Starts an :class:`~streams.embedded.EmbeddedBroker`, creates a topic with ``--partitions``
+   partitions and produces ``--events`` synthetic events over ``--cells`` cells (one model x
+   segments x regions), keyed by cell, event time spread over ten minutes so that one-minute
+   windows close. Values come from :class:`~streams.synthetic.TrafficGenerator` (orjson, in
+   chunks, so the process never holds all of them at once).
+2. Alternately ``--repeat`` times: the floor (a group-less ``KafkaConsumer`` that polls and
+   ``orjson.loads`` every value, nothing else) and tilewatch end to end (a
+   :class:`~streams.runtime.Monitor` with a :class:`~aggregators.replica.ReplicaState`). Both
+   read the topic from the beginning with ``assign()`` (no group join), with the monitor's
+   consumer settings, and are timed from the first non-empty poll to the N-th record processed.
+3. Prints events/s of both and their ratio, the peak RSS, the cost of one Prometheus scrape of
+   the final state, and an offline per-event breakdown (decode, columns, apply, refresh) on the
+   same record values without Kafka. ``--json PATH`` writes every figure.
+
+The script checks that the final state holds exactly N valid events (sum of the leaf cells'
+``events_total``) and always stops the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # run as ``python tests/bench/bench_throughput.py``
+    sys.path.insert(0, _ROOT)
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from aggregators.replica import ReplicaState  # noqa: E402
+from aggregators.settings import CellSettings  # noqa: E402
+from streams.decode import EventDecoder  # noqa: E402
+from streams.settings import EventFields, KafkaSettings  # noqa: E402
+from streams.synthetic import TrafficGenerator, TrafficSpec  # noqa: E402
+
+#: Epoch seconds of the first event (a minute boundary, 2026-01-01T00:00:00Z).
+START_TIME = 1767225600.0
+#: Event time covered by the whole run: ten one-minute windows.
+SPAN_SECONDS = 600.0
+#: Events generated and handed to the producer at a time.
+CHUNK = 50_000
+#: Features of each event (fewer than the generator's default keeps events near 250 bytes).
+FEATURES = ("tenure_months", "plan", "monthly_spend")
+#: Give up on a measured run after this many seconds without reaching N records.
+RUN_TIMEOUT = 300.0
+
+
+# -- traffic -----------------------------------------------------------------------------------
+
+
+def cell_layout(cells: int) -> tuple[int, int]:
+    """``(segments, regions)`` with ``segments * regions == cells``, shaped about 40 x 25."""
+    target = math.sqrt(1.6 * cells)
+    divisors = [d for d in range(1, cells + 1) if cells % d == 0]
+    segments = min(divisors, key=lambda d: (abs(d - target), d))
+    return segments, cells // segments
+
+
+def traffic_spec(cells: int) -> TrafficSpec:
+    segments, regions = cell_layout(cells)
+    return TrafficSpec(
+        models=("churn",),
+        segments=tuple(f"seg-{i:02d}" for i in range(segments)),
+        regions=tuple(f"reg-{i:02d}" for i in range(regions)),
+        features=FEATURES,
+        degrade_cell=None,
+        seed=7,
+        invalid_share=0.0,
+    )
+
+
+def traffic_chunks(events: int, cells: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """``(keys, values)`` chunks of the benchmark's traffic, the same on every call."""
+    gen = TrafficGenerator(traffic_spec(cells), start_time=START_TIME)
+    n_chunks = max(1, math.ceil(events / CHUNK))
+    spread = SPAN_SECONDS / n_chunks
+    for i in range(n_chunks):
+        n = min(CHUNK, events - i * CHUNK)
+        yield gen.keyed_batch(n, event_time=START_TIME + i * spread, spread_seconds=spread)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Partition kafka-python's default partitioner picks for ``key``."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def produce(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, Any]:
+    """Send the traffic; returns rates and the average value size."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=50,
+        batch_size=1 << 20,
+        max_request_size=4 << 20,
+        compression_type=None,
+    )
+    failures: list[BaseException] = []
+    gen_seconds = 0.0
+    value_bytes = 0
+    sent = 0
+    t0 = time.perf_counter()
+    try:
+        chunks = traffic_chunks(events, cells)
+        while True:
+            g0 = time.perf_counter()
+            chunk = next(chunks, None)
+            gen_seconds += time.perf_counter() - g0
+            if chunk is None:
+                break
+            keys, values = chunk
+            send = producer.send
+            for key, value in zip(keys, values, strict=True):
+                send(topic, key=key, value=value).add_errback(failures.append)
+            value_bytes += sum(map(len, values))
+            sent += len(values)
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+    seconds = time.perf_counter() - t0
+    if failures:
+        raise RuntimeError(f"{len(failures)} records not delivered: {failures[0]!r}")
+    if sent != events:
+        raise RuntimeError(f"sent {sent} records, expected {events}")
+    return {
+        "seconds": seconds,
+        "events_per_second": events / seconds,
+        "generate_seconds": gen_seconds,
+        "send_events_per_second": events / max(seconds - gen_seconds, 1e-9),
+        "mean_event_bytes": value_bytes / events,
+    }
+
+
+def _produce_child(bootstrap: str, topic: str, events: int, cells: int, conn: Any) -> None:
+    try:
+        result = produce(bootstrap, topic, events, cells)
+        result["producer_peak_rss_mb"] = rss_mb()["peak_rss_mb"]
+        conn.send(("ok", result))
+    except BaseException as exc:  # reported by the parent
+        conn.send(("error", repr(exc)))
+    finally:
+        conn.close()
+
+
+def produce_in_child(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, Any]:
+    """:func:`produce` in a spawned process, so that kafka-python's unbounded send buffer
+    does not count in this process's peak RSS."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_produce_child, args=(bootstrap, topic, events, cells, sender), name="producer"
+    )
+    proc.start()
+    sender.close()
+    try:
+        if not receiver.poll(RUN_TIMEOUT):
+            raise RuntimeError(f"the producer did not finish within {RUN_TIMEOUT} s")
+        status, payload = receiver.recv()
+    except EOFError:
+        raise RuntimeError(f"the producer process died (exit code {proc.exitcode})") from None
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if status != "ok":
+        raise RuntimeError(f"producing failed: {payload}")
+    return payload  # type: ignore[no-any-return]
+
+
+# -- consumers ---------------------------------------------------------------------------------
+
+
+def kafka_settings(bootstrap: str, topic: str) -> KafkaSettings:
+    """The monitor's defaults, pointed at the benchmark topic, without a dead-letter topic."""
+    return KafkaSettings(
+        bootstrap_servers=(bootstrap,),
+        topics=(topic,),
+        group_id=f"tilewatch-bench-{uuid.uuid4().hex[:8]}",
+        dead_letter_topic=None,
+    )
+
+
+def consumer_config(settings: KafkaSettings, group: bool) -> dict[str, Any]:
+    from streams.runtime import kafka_client_config
+
+    config = kafka_client_config(settings, "consumer")
+    if not group:
+        config["group_id"] = None
+    return config
+
+
+def all_partitions(consumer: Any, topics: Sequence[str]) -> list[Any]:
+    from kafka import TopicPartition
+
+    out = []
+    for topic in topics:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"no partitions known for topic {topic!r}")
+        out.extend(TopicPartition(topic, p) for p in sorted(parts))
+    return out
+
+
+class AssignedConsumer:
+    """A ``KafkaConsumer`` whose ``subscribe()`` assigns every partition from the beginning.
+
+    Avoids the consumer-group join (several seconds on the embedded broker) and records when
+    the first non-empty poll returned. Everything else is delegated.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.first_poll: float | None = None
+        self.first_poll_cpu = 0.0
+
+    def subscribe(self, topics: Sequence[str], listener: Any = None) -> None:
+        partitions = all_partitions(self._consumer, topics)
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+        if listener is not None:
+            listener.on_partitions_assigned(partitions)
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        if batch and self.first_poll is None:
+            self.first_poll = time.perf_counter()
+            self.first_poll_cpu = time.thread_time()
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+class GcTimer:
+    """Counts the garbage collector's passes and their time while active."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            gen = int(info["generation"])
+            self.passes[gen] += 1
+            self.seconds[gen] += time.perf_counter() - self._start
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "gc_passes": sum(self.passes),
+            "gc_seconds": sum(self.seconds),
+            "gc_passes_by_generation": list(self.passes),
+            "gc_seconds_by_generation": list(self.seconds),
+        }
+
+
+def run_floor(settings: KafkaSettings, events: int) -> dict[str, Any]:
+    """Poll and ``orjson.loads`` every value until ``events`` records were read."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**consumer_config(settings, group=False))
+    loads = orjson.loads
+    timeout_ms = int(settings.poll_timeout_seconds * 1000)
+    per_partition: dict[int, int] = {}
+    count = 0
+    gc_timer = GcTimer()
+    try:
+        partitions = all_partitions(consumer, settings.topics)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        t0 = None
+        cpu0 = 0.0
+        with gc_timer:
+            while count < events:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"floor: read {count} of {events} records in {RUN_TIMEOUT} s"
+                    )
+                batch = consumer.poll(timeout_ms=timeout_ms, max_records=settings.max_poll_records)
+                if not batch:
+                    continue
+                if t0 is None:
+                    t0 = time.perf_counter()
+                    cpu0 = time.thread_time()
+                for tp, records in batch.items():
+                    for rec in records:
+                        loads(rec.value)
+                    count += len(records)
+                    per_partition[tp.partition] = per_partition.get(tp.partition, 0) + len(records)
+            t1 = time.perf_counter()
+            cpu1 = time.thread_time()
+    finally:
+        consumer.close(autocommit=False)
+    assert t0 is not None
+    if count != events:
+        raise RuntimeError(f"floor: read {count} records, expected {events}")
+    return {
+        "seconds": t1 - t0,
+        "events_per_second": events / (t1 - t0),
+        "main_thread_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        **gc_timer.figures(),
+        "per_partition": per_partition,
+    }
+
+
+def run_tilewatch(
+    settings: KafkaSettings, cells: CellSettings, fields: EventFields, events: int
+) -> tuple[dict[str, Any], ReplicaState]:
+    """A Monitor on a fresh ReplicaState, stopped by a watcher thread at ``events`` records."""
+    from kafka import KafkaConsumer
+
+    from streams.runtime import Monitor
+
+    state = ReplicaState(cells)
+    wrapped: list[AssignedConsumer] = []
+
+    def factory() -> AssignedConsumer:
+        wrapped.append(AssignedConsumer(KafkaConsumer(**consumer_config(settings, group=True))))
+        return wrapped[-1]
+
+    monitor = Monitor(settings, fields, state, consumer_factory=factory)  # type: ignore[arg-type]
+    done_at: list[float] = []
+    done_cpu: list[float] = []
+    process = monitor.process
+
+    def timed_process(batch: Any) -> None:  # records when the N-th record is in state
+        process(batch)
+        if not done_at and monitor.summary.read >= events:
+            done_at.append(time.perf_counter())
+            done_cpu.append(time.thread_time())
+
+    monitor.process = timed_process  # type: ignore[method-assign]
+    stop = threading.Event()
+    timed_out = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not stop.is_set():
+            if monitor.summary.read >= events:
+                break
+            if time.monotonic() > deadline:
+                timed_out.set()
+                break
+            # Coarse on purpose: the end time is taken exactly in timed_process, and a thread
+            # waking every few ms would contend for the GIL with the loop it measures.
+            time.sleep(0.05)
+        stop.set()
+
+    watcher = threading.Thread(target=watch, name="bench-watcher", daemon=True)
+    watcher.start()
+    try:
+        with GcTimer() as gc_timer:
+            summary = monitor.run(stop)
+    finally:
+        stop.set()
+        watcher.join()
+    if timed_out.is_set():
+        raise RuntimeError(f"tilewatch: read {monitor.summary.read} of {events} in {RUN_TIMEOUT} s")
+    t0, t1 = wrapped[0].first_poll, done_at[0]
+    assert t0 is not None
+    return {
+        "seconds": t1 - t0,
+        "events_per_second": events / (t1 - t0),
+        "main_thread_cpu_share": (done_cpu[0] - wrapped[0].first_poll_cpu) / (t1 - t0),
+        **gc_timer.figures(),
+        "read": summary.read,
+        "valid": summary.valid,
+        "late": summary.late,
+        "invalid": summary.invalid,
+        "apply_calls": state.ingest.batches,
+        "records_per_apply": summary.read / max(state.ingest.batches, 1),
+    }, state
+
+
+# -- scrape and offline breakdown --------------------------------------------------------------
+
+
+def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporters.collector import CellCollector
+
+    registry = CollectorRegistry()
+    registry.register(CellCollector(state.snapshot, dims))
+    times = []
+    text = b""
+    for _ in range(5):
+        t0 = time.perf_counter()
+        text = generate_latest(registry)
+        times.append(time.perf_counter() - t0)
+    samples = sum(len(m.samples) for m in registry.collect())
+    snaps = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        state.snapshot()
+        snaps.append(time.perf_counter() - t0)
+    return {
+        "scrape_seconds_median": statistics.median(times),
+        "snapshot_seconds_median": statistics.median(snaps),
+        "exposition_bytes": len(text),
+        "samples": samples,
+    }
+
+
+class _Record:
+    """Just enough of a ConsumerRecord for the decoder."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.key, self.value = key, value
+        self.timestamp = None
+        self.headers: list[tuple[str, bytes]] = []
+
+
+def offline_batches(
+    events: int, cells: int, partitions: int, per_batch: int
+) -> list[tuple[int, list[_Record]]]:
+    """The traffic as the consumer sees it: per-partition runs of ``per_batch`` records,
+    interleaved round-robin across partitions, each partition in offset order."""
+    by_part: list[list[_Record]] = [[] for _ in range(partitions)]
+    part_of: dict[bytes, int] = {}
+    for keys, values in traffic_chunks(events, cells):
+        for key, value in zip(keys, values, strict=True):
+            p = part_of.get(key)
+            if p is None:
+                p = part_of[key] = partition_of(key, partitions)
+            recs = by_part[p]
+            recs.append(_Record("bench", p, len(recs), key, value))
+    runs = [
+        [(p, recs[i : i + per_batch]) for i in range(0, len(recs), per_batch)]
+        for p, recs in enumerate(by_part)
+    ]
+    out: list[tuple[int, list[_Record]]] = []
+    for i in range(max(map(len, runs))):
+        out.extend(run[i] for run in runs if i < len(run))
+    return out
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def breakdown(
+    events: int,
+    cells: int,
+    partitions: int,
+    per_batch: int,
+    cell_settings: CellSettings,
+    fields: EventFields,
+) -> dict[str, Any]:
+    """Seconds per event of each step of ``Monitor.process``, offline on the same values."""
+    from kafka import TopicPartition
+
+    from streams.runtime import Monitor
+
+    batches = offline_batches(events, cells, partitions, per_batch)
+    gc.collect()
+    loads = orjson.loads
+    t0 = time.perf_counter()
+    for _p, recs in batches:
+        for rec in recs:
+            loads(rec.value)
+    t_loads = time.perf_counter() - t0
+
+    # One batch at a time, dropping each result as the monitor does (keeping every decoded
+    # batch alive would make the garbage collector's passes, and the timings, grow).
+    decoder = EventDecoder(fields)
+    state = ReplicaState(cell_settings)
+    t_decode = t_columns = t_apply = t_refresh = 0.0
+    clock = time.perf_counter
+    for p, recs in batches:
+        t0 = clock()
+        decoded = decoder.decode(recs)
+        t1 = clock()
+        times = np.array(decoded.event_times, dtype=np.float64)
+        scores = np.array(decoded.scores, dtype=np.float64)
+        t2 = clock()
+        state.apply(("bench", p), decoded.keys, times, scores, next_offset=recs[-1].offset + 1)
+        t3 = clock()
+        state.refresh()  # after every batch: an upper bound of the monitor's 1/s refresh
+        t4 = clock()
+        t_decode += t1 - t0
+        t_columns += t2 - t1
+        t_apply += t3 - t2
+        t_refresh += t4 - t3
+    snap = state.snapshot()
+    valid = int(snap.events_total[snap.is_leaf].sum())
+    if valid != events:
+        raise RuntimeError(f"offline breakdown: {valid} valid events, expected {events}")
+    del decoded, state, snap
+
+    # The whole of Monitor.process (decode + columns + apply under the lock + counters).
+    settings = KafkaSettings(topics=("bench",), dead_letter_topic=None)
+    monitor = Monitor(settings, fields, ReplicaState(cell_settings))
+    tps = [TopicPartition("bench", p) for p in range(partitions)]
+    gc.collect()
+    t_process, _ = _timed(lambda: [monitor.process({tps[p]: recs}) for p, recs in batches])
+    if monitor.summary.valid != events:
+        raise RuntimeError(f"offline process: {monitor.summary.valid} valid, expected {events}")
+    per = 1e6 / events
+    per_partition: dict[int, int] = {}
+    for p, recs in batches:
+        per_partition[p] = per_partition.get(p, 0) + len(recs)
+    return {
+        "per_partition": per_partition,
+        "records_per_batch": per_batch,
+        "batches": len(batches),
+        "loads_us_per_event": t_loads * per,
+        "decode_us_per_event": t_decode * per,
+        "columns_us_per_event": t_columns * per,
+        "apply_us_per_event": t_apply * per,
+        "apply_ms_per_batch": 1e3 * t_apply / len(batches),
+        "refresh_ms_per_call": 1e3 * t_refresh / len(batches),
+        "refresh_us_per_event_every_batch": t_refresh * per,
+        "process_us_per_event": t_process * per,
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def rss_mb() -> dict[str, float]:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    current = math.nan
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return {"peak_rss_mb": peak, "current_rss_mb": current}
+
+
+def summarize(rates: list[float]) -> dict[str, float]:
+    return {"best": max(rates), "median": statistics.median(rates), "runs": rates}  # type: ignore[dict-item]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500_000, help="events to produce")
+    parser.add_argument("--cells", type=int, default=1000, help="leaf cells (1 model)")
+    parser.add_argument("--partitions", type=int, default=4, help="topic partitions")
+    parser.add_argument("--repeat", type=int, default=1, help="floor/tilewatch rounds")
+    parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    parser.add_argument(
+        "--gc",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="garbage collector settings for both runs: 'tuned' is what `tilewatch run` uses "
+        "(tilewatch.app.tune_gc), 'default' is CPython's",
+    )
+    args = parser.parse_args(argv)
+    for name in ("events", "cells", "partitions", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from streams.embedded import EmbeddedBroker
+
+    args = parse_args(argv)
+    n, c = args.events, args.cells
+    segments, regions = cell_layout(c)
+    fields = EventFields()  # segment and region dimensions, the generator's schema
+    cell_settings = CellSettings(
+        dimensions=tuple(fields.dimensions), max_cells=max(CellSettings().max_cells, c)
+    )
+    topic = "bench-predictions"
+    result: dict[str, Any] = {
+        "load_average_at_start": os.getloadavg(),
+        "events": n,
+        "cells": c,
+        "layout": {"models": 1, "segments": segments, "regions": regions},
+        "partitions": args.partitions,
+        "repeat": args.repeat,
+        "gc": args.gc,
+    }
+    print(
+        f"events {n}, cells {c} (1 model x {segments} segments x {regions} regions), "
+        f"partitions {args.partitions}, repeat {args.repeat}",
+        flush=True,
+    )
+
+    broker = EmbeddedBroker()
+    try:
+        broker.start()
+        broker.create_topic(topic, args.partitions)
+        prod = produce_in_child(broker.bootstrap, topic, n, c)
+        if args.gc == "tuned":
+            from tilewatch.app import tune_gc
+
+            tune_gc()
+        result["produce"] = prod
+        print(
+            f"produced {n} events of {prod['mean_event_bytes']:.0f} B in {prod['seconds']:.1f} s: "
+            f"{prod['events_per_second']:,.0f} events/s "
+            f"(generation {prod['generate_seconds']:.1f} s, "
+            f"send only {prod['send_events_per_second']:,.0f} events/s)",
+            flush=True,
+        )
+
+        expected_parts: dict[int, int] = {}
+        floors: list[dict[str, Any]] = []
+        tws: list[dict[str, Any]] = []
+        state: ReplicaState | None = None
+        for i in range(args.repeat):
+            gc.collect()
+            floor = run_floor(kafka_settings(broker.bootstrap, topic), n)
+            floors.append(floor)
+            print(
+                f"[{i + 1}/{args.repeat}] floor     {floor['events_per_second']:>10,.0f} events/s "
+                f"({floor['seconds']:.2f} s, main thread CPU {floor['main_thread_cpu_share']:.0%})",
+                flush=True,
+            )
+            if i == 0:
+                result["rss_before_tilewatch"] = rss_mb()
+                expected_parts = floor["per_partition"]
+            state = None
+            gc.collect()
+            tw, state = run_tilewatch(
+                kafka_settings(broker.bootstrap, topic), cell_settings, fields, n
+            )
+            tws.append(tw)
+            print(
+                f"[{i + 1}/{args.repeat}] tilewatch {tw['events_per_second']:>10,.0f} events/s "
+                f"({tw['seconds']:.2f} s, main thread CPU {tw['main_thread_cpu_share']:.0%}, "
+                f"{tw['records_per_apply']:.0f} records per apply)",
+                flush=True,
+            )
+        assert state is not None
+        result["rss_after_tilewatch"] = rss_mb()
+
+        snap = state.snapshot()
+        leaf_events = int(snap.events_total[snap.is_leaf].sum())
+        leaf_cells = int((snap.events_total[snap.is_leaf] > 0).sum())
+        last = tws[-1]
+        if leaf_events != n or last["valid"] != n or last["late"] or last["invalid"]:
+            raise RuntimeError(
+                f"final state: {leaf_events} leaf events (expected {n}), summary {last}"
+            )
+        result["final_state"] = {
+            "leaf_events_total": leaf_events,
+            "leaf_cells_with_events": leaf_cells,
+            "cells_total": len(snap.keys),
+            "closed_window_end": snap.window_end,
+        }
+        result["floor"] = {**summarize([f["events_per_second"] for f in floors]), "details": floors}
+        result["tilewatch"] = {**summarize([t["events_per_second"] for t in tws]), "details": tws}
+        result["ratio_best"] = result["tilewatch"]["best"] / result["floor"]["best"]
+        result["ratio_median"] = result["tilewatch"]["median"] / result["floor"]["median"]
+        result["scrape"] = measure_scrape(state, cell_settings.dimensions)
+        del snap, state
+    finally:
+        broker.stop()
+
+    per_batch = max(1, round(tws[-1]["records_per_apply"]))
+    gc.collect()
+    bd = breakdown(n, c, args.partitions, per_batch, cell_settings, fields)
+    result["breakdown"] = bd
+    if bd.pop("per_partition") != expected_parts:  # the offline layout must match Kafka's
+        print(f"warning: offline partition layout differs from the broker's: {expected_parts}")
+    fl_us = 1e6 / result["floor"]["median"]
+    tw_us = 1e6 / result["tilewatch"]["median"]
+    result["per_event_us"] = {
+        "floor": fl_us,
+        "tilewatch": tw_us,
+        "kafka_fetch_estimate": fl_us - bd["loads_us_per_event"],
+        "process_offline": bd["process_us_per_event"],
+        "refresh_at_1hz": 1e3 * bd["refresh_ms_per_call"] / result["tilewatch"]["median"],
+        "unexplained": tw_us
+        - (fl_us - bd["loads_us_per_event"])
+        - bd["process_us_per_event"]
+        - 1e3 * bd["refresh_ms_per_call"] / result["tilewatch"]["median"],
+    }
+    result["per_partition"] = expected_parts
+
+    result["load_average_at_end"] = os.getloadavg()
+    report(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _median(section: dict[str, Any], key: str) -> float:
+    return float(statistics.median(d[key] for d in section["details"]))
+
+
+def report(r: dict[str, Any]) -> None:
+    fl, tw, bd, pe = r["floor"], r["tilewatch"], r["breakdown"], r["per_event_us"]
+    sc, fs = r["scrape"], r["final_state"]
+    rows = [
+        ("events", f"{r['events']:,}"),
+        ("cells (leaf)", f"{r['cells']:,}  ({fs['cells_total']:,} with roll-ups)"),
+        ("partitions", str(r["partitions"])),
+        (
+            "produce",
+            f"{r['produce']['events_per_second']:,.0f} events/s "
+            f"({r['produce']['mean_event_bytes']:.0f} B/event)",
+        ),
+        ("floor", f"best {fl['best']:,.0f}  median {fl['median']:,.0f} events/s"),
+        ("tilewatch", f"best {tw['best']:,.0f}  median {tw['median']:,.0f} events/s"),
+        ("ratio tilewatch/floor", f"best {r['ratio_best']:.2f}  median {r['ratio_median']:.2f}"),
+        (
+            "main-thread CPU share",
+            f"floor {_median(fl, 'main_thread_cpu_share'):.2f}  "
+            f"tilewatch {_median(tw, 'main_thread_cpu_share'):.2f}",
+        ),
+        (
+            "GC time in run",
+            f"floor {1e3 * _median(fl, 'gc_seconds'):.0f} ms  "
+            f"tilewatch {1e3 * _median(tw, 'gc_seconds'):.0f} ms",
+        ),
+        (
+            "peak RSS after tilewatch",
+            f"{r['rss_after_tilewatch']['peak_rss_mb']:.0f} MB "
+            f"(current {r['rss_after_tilewatch']['current_rss_mb']:.0f} MB;"
+            f" peak before 1st tilewatch run "
+            f"{r['rss_before_tilewatch']['peak_rss_mb']:.0f} MB)",
+        ),
+        (
+            "scrape (median of 5)",
+            f"{1e3 * sc['scrape_seconds_median']:.1f} ms, "
+            f"{sc['exposition_bytes']:,} B, {sc['samples']:,} samples "
+            f"(snapshot alone {1e3 * sc['snapshot_seconds_median']:.1f} ms)",
+        ),
+        (
+            "load average (1 min)",
+            f"{r['load_average_at_start'][0]:.2f} at start, "
+            f"{r['load_average_at_end'][0]:.2f} at end (2 cores; busy above ~1.2)",
+        ),
+        (
+            "leaf events_total",
+            f"{fs['leaf_events_total']:,} (== events: {fs['leaf_events_total'] == r['events']})",
+        ),
+    ]
+    print("\n== results")
+    for name, value in rows:
+        print(f"  {name:<26} {value}")
+    print(
+        f"\n== offline breakdown per event (batches of {bd['records_per_batch']} records, no Kafka)"
+    )
+    for name, key in (
+        ("orjson.loads only", "loads_us_per_event"),
+        ("EventDecoder.decode", "decode_us_per_event"),
+        ("np.array columns", "columns_us_per_event"),
+        ("ReplicaState.apply", "apply_us_per_event"),
+        ("refresh after every batch", "refresh_us_per_event_every_batch"),
+        ("Monitor.process (all)", "process_us_per_event"),
+    ):
+        print(f"  {name:<26} {bd[key]:7.2f} us")
+    print(f"  {'apply per batch':<26} {bd['apply_ms_per_batch']:7.2f} ms")
+    print(f"  {'refresh per call':<26} {bd['refresh_ms_per_call']:7.2f} ms")
+    print("\n== where an end-to-end event's time goes (medians)")
+    print(f"  {'tilewatch end to end':<26} {pe['tilewatch']:7.2f} us")
+    print(f"  {'  kafka fetch (floor-loads)':<26} {pe['kafka_fetch_estimate']:7.2f} us")
+    print(f"  {'  Monitor.process offline':<26} {pe['process_offline']:7.2f} us")
+    print(f"  {'  refresh at 1/s':<26} {pe['refresh_at_1hz']:7.2f} us")
+    print(f"  {'  rest (loop, commit, GC)':<26} {pe['unexplained']:7.2f} us")
+    print(f"  {'floor end to end':<26} {pe['floor']:7.2f} us")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
