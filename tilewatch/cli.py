@@ -21,8 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tilewatch", description="Streaming model-health monitor.")
     p.add_argument("--version", action="version", version=f"tilewatch {__version__}")
     p.add_argument(
-        "--log-level", default="INFO", type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)",
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default INFO)",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
