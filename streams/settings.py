@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EventFields", "KafkaSettings"]
+__all__ = ["EventFields", "KafkaSettings", "StateSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,23 @@ class EventFields:
     score_min: float = 0.0
     score_max: float = 1.0
     max_event_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Checkpoints of partition state (the ``[state]`` section).
+
+    With ``checkpoints`` on, each partition's state and the offset it covers are written to the
+    compacted ``changelog_topic`` every ``checkpoint_interval_seconds`` (and at shutdown), and
+    restored when the partition is assigned. ``changelog_topic`` of ``None`` means
+    ``"<group_id>-tilewatch-changelog"``.
+    """
+
+    checkpoints: bool = True
+    changelog_topic: str | None = None
+    checkpoint_interval_seconds: float = 10.0
+    restore_timeout_seconds: float = 60.0
+
+    def topic_for(self, group_id: str) -> str:
+        """The changelog topic for a consumer group."""
+        return self.changelog_topic or f"{group_id}-tilewatch-changelog"

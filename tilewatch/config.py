@@ -32,7 +32,7 @@ from typing import Any
 from aggregators.errors import TilewatchError
 from aggregators.settings import CellSettings
 from exporters.settings import ExporterSettings
-from streams.settings import EventFields, KafkaSettings
+from streams.settings import EventFields, KafkaSettings, StateSettings
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration"]
 
@@ -52,10 +52,11 @@ class Config:
     events: EventFields
     cells: CellSettings
     exporter: ExporterSettings
+    state: StateSettings
     source: str
 
 
-_SECTIONS = ("cells", "events", "exporter", "kafka")
+_SECTIONS = ("cells", "events", "exporter", "kafka", "state")
 _KAFKA_KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
@@ -82,6 +83,7 @@ _EVENT_PATHS = (
 _EVENT_KEYS = (*_EVENT_PATHS, "score_min", "score_max", "max_event_bytes")
 _CELL_KEYS = ("dimensions", "window", "grace", "rolling_events", "max_cells", "label_max_length")
 _EXPORTER_KEYS = ("listen",)
+_STATE_KEYS = ("changelog_topic", "checkpoint_interval", "checkpoints", "restore_timeout")
 #: kafka-python options that tilewatch sets itself, with the reason they may not be overridden.
 _CLIENT_RESERVED = {
     "bootstrap_servers": "set [kafka].bootstrap_servers instead",
@@ -243,6 +245,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         events=_parse_events(tables["events"], source, cells.dimensions),
         cells=cells,
         exporter=_parse_exporter(tables["exporter"], source),
+        state=_parse_state(tables["state"], source),
         source=source,
     )
 
@@ -280,6 +283,12 @@ class _Table:
         value = self.data.get(key, default)
         if not isinstance(value, str) or not value.strip():
             raise self.error(key, "a non-empty string", value)
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, "true or false", value)
         return value
 
     def integer(self, key: str, default: int, minimum: int) -> int:
@@ -460,6 +469,24 @@ def _parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str
         score_min=score_min,
         score_max=score_max,
         max_event_bytes=table.integer("max_event_bytes", defaults.max_event_bytes, 1),
+    )
+
+
+def _parse_state(data: Mapping[str, Any], source: str) -> StateSettings:
+    table = _Table(source, "state", data, _STATE_KEYS)
+    defaults = StateSettings()
+    topic = table.data.get("changelog_topic", "")
+    if not isinstance(topic, str) or (topic and _TOPIC.fullmatch(topic) is None):
+        raise table.error("changelog_topic", 'a Kafka topic name or ""', topic)
+    return StateSettings(
+        checkpoints=table.boolean("checkpoints", defaults.checkpoints),
+        changelog_topic=topic or None,
+        checkpoint_interval_seconds=table.duration(
+            "checkpoint_interval", defaults.checkpoint_interval_seconds, positive=True
+        ),
+        restore_timeout_seconds=table.duration(
+            "restore_timeout", defaults.restore_timeout_seconds, positive=True
+        ),
     )
 
 

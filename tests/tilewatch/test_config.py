@@ -12,7 +12,7 @@ import pytest
 from aggregators.errors import TilewatchError
 from aggregators.settings import CellSettings
 from exporters.settings import ExporterSettings
-from streams.settings import EventFields, KafkaSettings
+from streams.settings import EventFields, KafkaSettings, StateSettings
 from tilewatch.config import Config, ConfigError, load_config, parse_config, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +95,7 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
         events=EventFields(),
         cells=CellSettings(),
         exporter=ExporterSettings(),
+        state=StateSettings(),
         source=str(path),
     )
 
@@ -102,11 +103,12 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["", "# nothing\n", "[kafka]\n[events]\n[cells]\n[exporter]\n"])
 def test_empty_config_is_all_defaults(tmp_path: Path, text: str) -> None:
     config = load_config(write(tmp_path, text))
-    assert (config.kafka, config.events, config.cells, config.exporter) == (
+    assert (config.kafka, config.events, config.cells, config.exporter, config.state) == (
         KafkaSettings(),
         EventFields(),
         CellSettings(),
         ExporterSettings(),
+        StateSettings(),
     )
 
 
@@ -118,11 +120,12 @@ def test_example_file_loads_and_holds_the_defaults() -> None:
     path = ROOT / "examples" / "tilewatch.toml"
     config = load_config(path)
     assert config.source == str(path)
-    assert (config.kafka, config.events, config.cells, config.exporter) == (
+    assert (config.kafka, config.events, config.cells, config.exporter, config.state) == (
         KafkaSettings(),
         EventFields(),
         CellSettings(),
         ExporterSettings(),
+        StateSettings(),
     )
 
 
@@ -429,12 +432,12 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [cells], [events], "
-            "[exporter], [kafka]",
+            "[exporter], [kafka], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [cells], [events], "
-            "[exporter], [kafka]",
+            "[exporter], [kafka], [state]",
         ),
     ],
 )
@@ -619,3 +622,35 @@ def test_config_is_frozen() -> None:
     config = parse_config({})
     with pytest.raises(AttributeError):
         config.source = "x"  # type: ignore[misc]
+
+
+def test_state_section(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[state]\ncheckpoints = false\nchangelog_topic = "cl"\n'
+            'checkpoint_interval = "2s"\nrestore_timeout = "5s"\n',
+        )
+    )
+    assert config.state == StateSettings(
+        checkpoints=False,
+        changelog_topic="cl",
+        checkpoint_interval_seconds=2.0,
+        restore_timeout_seconds=5.0,
+    )
+    assert config.state.topic_for("g") == "cl"
+    assert StateSettings().topic_for("g") == "g-tilewatch-changelog"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("checkpoints = 1", "[state].checkpoints: expected true or false, got 1"),
+        ('changelog_topic = "a b"', '[state].changelog_topic: expected a Kafka topic name or ""'),
+        ('checkpoint_interval = "0s"', "[state].checkpoint_interval: expected a duration > 0"),
+        ("wat = 1", "[state].wat: unknown key"),
+    ],
+)
+def test_state_section_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, f"[state]\n{text}\n"))

@@ -1,0 +1,50 @@
+"""Fixtures of the end-to-end tests: a config writer and ``tilewatch run`` subprocesses.
+
+Every process started through :func:`start_tilewatch` is stopped at teardown (SIGTERM, then
+SIGKILL after 15 s), whatever the test did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import TilewatchProcess, write_config
+
+from streams.embedded import EmbeddedBroker
+
+
+@pytest.fixture
+def tilewatch_config(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``tilewatch_config(topic, kafka={...}, cells={...}) -> path`` of a new config.
+
+    Unique group id and dead-letter topic, fast group-join timings, ``commit_interval`` 200 ms,
+    10 s windows, 1 s grace, 100 rolling events, metrics on a free loopback port.
+    """
+    count = 0
+
+    def make(topic: str, **overrides: Any) -> Path:
+        nonlocal count
+        count += 1
+        return write_config(
+            tmp_path / f"tilewatch-{count}.toml", broker.bootstrap, topic, **overrides
+        )
+
+    return make
+
+
+@pytest.fixture
+def start_tilewatch(tmp_path: Path) -> Iterator[Callable[..., TilewatchProcess]]:
+    """Factory: ``start_tilewatch(config, name=...)`` starts ``tilewatch run --config FILE``."""
+    started: list[TilewatchProcess] = []
+
+    def start(config: Path, name: str = "tilewatch") -> TilewatchProcess:
+        process = TilewatchProcess(config, name=f"{name}-{len(started)}")
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
