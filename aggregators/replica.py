@@ -15,6 +15,7 @@ copies under the same lock and merges outside it, and never changes state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
@@ -55,6 +56,15 @@ class IngestStats:
     kafka_up: int = 0
     #: Poll batches processed.
     batches: int = 0
+    #: Checkpoints written (one per partition per checkpoint round).
+    checkpoints_written: int = 0
+    #: Size in bytes of the last checkpoint round, and when it was written (epoch seconds).
+    checkpoint_last_bytes: int = 0
+    checkpoint_last_time: float = 0.0
+    #: Partition assignments by restore result: ``restored`` or ``empty``.
+    checkpoint_restores: dict[str, int] = field(default_factory=dict)
+    #: Refused checkpoint slots and failed writes, by reason.
+    checkpoint_errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,14 +201,14 @@ class ReplicaState:
                         part.rolling.moments(n),
                     )
                 )
-            ingest = IngestStats(
-                read=self.ingest.read,
-                invalid=dict(self.ingest.invalid),
-                dead_letter_failures=dict(self.ingest.dead_letter_failures),
-                dead_lettered=self.ingest.dead_lettered,
-                lag=dict(self.ingest.lag),
-                kafka_up=self.ingest.kafka_up,
-                batches=self.ingest.batches,
+            ing = self.ingest
+            ingest = dataclasses.replace(
+                ing,
+                invalid=dict(ing.invalid),
+                dead_letter_failures=dict(ing.dead_letter_failures),
+                lag=dict(ing.lag),
+                checkpoint_restores=dict(ing.checkpoint_restores),
+                checkpoint_errors=dict(ing.checkpoint_errors),
             )
             overflow = dict(reg.overflow)
         return _merge(self.settings, keys, is_leaf, model_ids, model_names, parts, ingest, overflow)

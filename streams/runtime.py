@@ -1,13 +1,34 @@
-"""The runtime loop: poll a batch, decode it, apply it to partition state, commit.
+"""The runtime loop: poll a batch, decode it, apply it to partition state, checkpoint, commit.
 
-Delivery guarantee today (no checkpoints yet): **each record read is applied to in-memory
-state exactly once while the process lives, and offsets are committed only after the batch
-that covers them is in state and its dead-letter records are flushed.** A graceful stop
-(SIGTERM/SIGINT) finishes the batch, commits and exits, so a restart resumes exactly after the
-last processed record: nothing is skipped and nothing is read twice. The state itself is not
-yet persisted: after any restart, counters start from zero (Prometheus sees a counter reset)
-and windows open at the restart are partial. After a crash (kill -9) the records read since
-the last commit (at most ``commit_interval``) are read again by the next process.
+Delivery guarantee
+------------------
+With checkpoints on (``[state] checkpoints = true``, the default): **every valid event is
+counted exactly once in the cumulative and window statistics across crashes, restarts and
+rebalances.** Each partition's state and the offset it covers are written together to the
+changelog (``streams.checkpoint``); group offsets are committed only after that write is
+acknowledged, and only to the checkpoint's offset. When a partition is assigned, its newest
+valid checkpoint is restored and the consumer seeks to that checkpoint's offset, so the events
+after it are replayed into the state that did not yet hold them. The checkpoint, not the group's
+committed offset, is the source of truth. A refused checkpoint (corrupt, foreign, incomplete)
+falls back to the other slot; with none valid the partition starts empty at the committed
+offset, which is counted and logged.
+
+With checkpoints off: each record is applied once while the process lives, offsets are
+committed after the batch is in state; a restart starts the counters from zero (a Prometheus
+counter reset) and a crash replays at most ``commit_interval`` of records.
+
+Either way, offsets are committed only after the dead-letter records of the batches they cover
+are flushed, and a graceful stop (SIGTERM/SIGINT) finishes the batch, checkpoints, commits and
+exits.
+
+Rebalances
+----------
+kafka-python 3 runs synchronous rebalance listeners on its IO loop, where blocking work stalls
+heartbeats. The listener here therefore only pauses newly assigned partitions and queues the
+change; the loop restores, seeks and resumes them after ``poll()`` returns. A partition revoked
+and assigned again in the same rebalance keeps its state and is sought back to its offset.
+Checkpoints are never written for a partition after it was revoked: the new owner replays from
+the last checkpoint instead.
 
 Kafka clients are created lazily by factories, the seam that lets the loop's logic be tested
 with the real broker and keeps kafka-python out of the aggregators.
@@ -25,11 +46,14 @@ from typing import Any, Protocol
 import numpy as np
 from kafka import ConsumerRebalanceListener
 
+from aggregators.errors import StateError
+from aggregators.partition import PartitionState
 from aggregators.replica import PartitionKey, ReplicaState
+from streams.checkpoint import ChangelogStore, Refusal, settings_fingerprint
 from streams.deadletter import DeadLetterSink, ProducerLike
 from streams.decode import EventDecoder, RecordLike
 from streams.errors import StreamError
-from streams.settings import EventFields, KafkaSettings
+from streams.settings import EventFields, KafkaSettings, StateSettings
 
 __all__ = ["ConsumerLike", "Monitor", "RunSummary", "kafka_client_config"]
 
@@ -37,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between refreshes of derived statistics while records keep arriving.
 REFRESH_INTERVAL = 1.0
+#: Seconds to wait before retrying a restore that failed (changelog unreachable).
+RESTORE_RETRY = 2.0
 
 
 class ConsumerLike(Protocol):
@@ -49,6 +75,9 @@ class ConsumerLike(Protocol):
     def commit(self, offsets: Mapping[Any, Any] | None = None) -> None: ...
     def assignment(self) -> set[Any]: ...
     def highwater(self, partition: Any) -> int | None: ...
+    def pause(self, *partitions: Any) -> None: ...
+    def resume(self, *partitions: Any) -> None: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
     def close(self, autocommit: bool = True) -> None: ...
 
 
@@ -61,10 +90,12 @@ class RunSummary:
     late: int = 0
     invalid: int = 0
     committed: dict[PartitionKey, int] = field(default_factory=dict)
+    restored: dict[PartitionKey, int | None] = field(default_factory=dict)
 
 
 def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
-    """kafka-python keyword arguments for a ``consumer``, ``producer`` or ``admin`` client.
+    """kafka-python keyword arguments for a ``consumer``, ``restore`` consumer (no group),
+    ``producer`` or ``admin`` client.
 
     The ``[kafka] client`` table is passed through, keeping only the keys the client of that
     kind accepts (so a consumer-only setting does not break the producer).
@@ -73,14 +104,13 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
 
     accepted: dict[str, Any] = {
         "consumer": KafkaConsumer.DEFAULT_CONFIG,
+        "restore": KafkaConsumer.DEFAULT_CONFIG,
         "producer": KafkaProducer.DEFAULT_CONFIG,
         "admin": KafkaAdminClient.DEFAULT_CONFIG,
     }[kind]
-    config: dict[str, Any] = {"bootstrap_servers": list(settings.bootstrap_servers)}
+    config: dict[str, Any] = {}
     if kind == "consumer":
         config.update(
-            group_id=settings.group_id,
-            enable_auto_commit=False,
             auto_offset_reset=settings.auto_offset_reset,
             max_poll_records=settings.max_poll_records,
             # Bounded so that a group join, which waits for the rebalance timeout on some
@@ -90,26 +120,30 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
         )
     elif kind == "producer":
         # Dead-letter records keep the rejected value unchanged, including oversized ones.
-        config.update(linger_ms=20, max_request_size=64 * 1024 * 1024, retries=5)
+        config.update(linger_ms=20, max_request_size=64 * 1024 * 1024, retries=5, acks="all")
     config.update({k: v for k, v in settings.client.items() if k in accepted})
     # What the delivery guarantee rests on is not overridable from [kafka.client].
     config["bootstrap_servers"] = list(settings.bootstrap_servers)
     if kind == "consumer":
         config.update(group_id=settings.group_id, enable_auto_commit=False)
+    elif kind == "restore":
+        config.update(group_id=None, enable_auto_commit=False)
+        for key in ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms"):
+            config.pop(key, None)
     return config
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Rebalance callbacks; kafka-python calls them inside ``poll()`` on the loop's thread."""
+    """Rebalance callbacks: pause and queue only (they run on kafka-python's IO loop)."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def on_partitions_revoked(self, revoked: Sequence[Any]) -> None:
-        self.monitor._on_revoked(revoked)
+        self.monitor._queue_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[Any]) -> None:
-        self.monitor._on_assigned(assigned)
+        self.monitor._queue_assigned(assigned)
 
 
 class Monitor:
@@ -117,8 +151,8 @@ class Monitor:
 
     Parameters
     ----------
-    kafka, fields
-        Kafka settings and the event schema.
+    kafka, fields, state_settings
+        Kafka settings, the event schema, and the checkpoint settings.
     state
         The replica state the exporter reads.
     consumer_factory, producer_factory
@@ -132,11 +166,14 @@ class Monitor:
         fields: EventFields,
         state: ReplicaState,
         *,
+        state_settings: StateSettings | None = None,
         consumer_factory: Callable[[], ConsumerLike] | None = None,
         producer_factory: Callable[[], ProducerLike] | None = None,
+        restore_consumer_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.kafka = kafka
         self.state = state
+        self.state_settings = state_settings or StateSettings(checkpoints=False)
         self.decoder = EventDecoder(fields)
         self._consumer_factory = consumer_factory or self._default_consumer
         self.dead_letters = DeadLetterSink(
@@ -144,9 +181,26 @@ class Monitor:
             producer_factory or self._default_producer,
             self._count_dead_letter_failure,
         )
+        self.changelog: ChangelogStore | None = None
+        if self.state_settings.checkpoints:
+            self.changelog = ChangelogStore(
+                topic=self.state_settings.topic_for(kafka.group_id),
+                fingerprint=settings_fingerprint(state.settings),
+                producer_factory=producer_factory or self._default_producer,
+                consumer_factory=restore_consumer_factory or self._default_restore_consumer,
+                on_refusal=self._count_checkpoint_error,
+                timeout_seconds=self.state_settings.restore_timeout_seconds,
+            )
         self._consumer: ConsumerLike | None = None
         self.summary = RunSummary()
+        self._lock = threading.Lock()  # guards the queues filled by the listener
+        self._revoked: list[Any] = []
+        self._assigned: list[Any] = []
+        self._pending: set[PartitionKey] = set()  # assigned, waiting for restore
+        self._skipped: dict[PartitionKey, int] = {}  # first offset returned before restore
+        self._restore_after = 0.0
         self._last_commit = 0.0
+        self._last_checkpoint = time.monotonic()
         self._last_refresh = 0.0
         self._last_up_check = 0.0
 
@@ -161,42 +215,64 @@ class Monitor:
             raise StreamError(f"cannot create the Kafka consumer: {exc}") from exc
         return consumer
 
+    def _default_restore_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(**kafka_client_config(self.kafka, "restore"))
+
     def _default_producer(self) -> ProducerLike:
         from kafka import KafkaProducer
 
         producer: ProducerLike = KafkaProducer(**kafka_client_config(self.kafka, "producer"))
         return producer
 
-    def ensure_dead_letter_topic(self) -> None:
-        """Create the dead-letter topic if it does not exist (best effort, logged)."""
-        topic = self.kafka.dead_letter_topic
-        if topic is None:
+    def ensure_topics(self) -> None:
+        """Create the dead-letter and changelog topics if missing (best effort, logged).
+
+        The changelog is compacted and gets as many partitions as the largest source topic.
+        """
+        wanted: dict[str, dict[str, Any]] = {}
+        if self.kafka.dead_letter_topic is not None:
+            wanted[self.kafka.dead_letter_topic] = {"num_partitions": 1, "replication_factor": 1}
+        if self.changelog is None and not wanted:
             return
         from kafka import KafkaAdminClient
-        from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
         try:
             admin = KafkaAdminClient(**kafka_client_config(self.kafka, "admin"))
         except Exception as exc:
-            log.warning("cannot check the dead-letter topic %r: %s", topic, exc)
+            log.warning("cannot check the dead-letter and changelog topics: %s", exc)
             return
         try:
-            if topic not in admin.list_topics():
-                admin.create_topics([NewTopic(topic, 1, 1)])
-                log.info("created dead-letter topic %r", topic)
-        except TopicAlreadyExistsError:
-            pass
+            existing = set(admin.list_topics())
+            if self.changelog is not None and self.changelog.topic not in existing:
+                partitions = 1
+                for topic in admin.describe_topics(list(self.kafka.topics)):
+                    partitions = max(partitions, len(topic.get("partitions") or []))
+                wanted[self.changelog.topic] = {
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": {"cleanup.policy": "compact"},
+                }
+            for name, spec in wanted.items():
+                if name in existing:
+                    continue
+                try:
+                    admin.create_topics({name: spec})
+                    log.info("created topic %r (%d partitions)", name, spec["num_partitions"])
+                except TopicAlreadyExistsError:
+                    pass
         except Exception as exc:
-            log.warning("cannot create the dead-letter topic %r: %s", topic, exc)
+            log.warning("cannot create the dead-letter or changelog topic: %s", exc)
         finally:
             admin.close()
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> RunSummary:
-        """Consume until ``stop`` is set; then commit what was processed and return."""
-        self.ensure_dead_letter_topic()
+        """Consume until ``stop`` is set; then checkpoint, commit and return."""
+        self.ensure_topics()
         consumer = self._consumer = self._consumer_factory()
         consumer.subscribe(list(self.kafka.topics), listener=_Listener(self))
         timeout_ms = int(self.kafka.poll_timeout_seconds * 1000)
@@ -205,15 +281,20 @@ class Monitor:
                 batch = consumer.poll(
                     timeout_ms=timeout_ms, max_records=self.kafka.max_poll_records
                 )
+                self._handle_rebalance(consumer)
                 if batch:
                     self.process(batch)
                 self._after_poll(consumer, idle=not batch)
+            self._handle_rebalance(consumer)
+            self.checkpoint()
             self.commit()
         finally:
             try:
                 consumer.close(autocommit=False)
             finally:
                 self.dead_letters.close()
+                if self.changelog is not None:
+                    self.changelog.close()
                 with self.state.lock:
                     self.state.ingest.kafka_up = 0
         log.info(
@@ -229,12 +310,17 @@ class Monitor:
     def process(self, batch: Mapping[Any, Sequence[RecordLike]]) -> None:
         """Decode and apply one poll batch (records grouped by partition)."""
         for tp, records in batch.items():
+            key: PartitionKey = (tp.topic, tp.partition)
             if not records:
+                continue
+            if key in self._pending or key not in self.state.partitions:
+                # Not restored yet: remember where to seek back to, so nothing is skipped.
+                first = records[0].offset
+                self._skipped[key] = min(first, self._skipped.get(key, first))
                 continue
             decoded = self.decoder.decode(records)
             for rejected in decoded.rejected:
                 self.dead_letters.send(rejected)
-            key: PartitionKey = (tp.topic, tp.partition)
             with self.state.lock:
                 result = self.state.apply(
                     key,
@@ -268,11 +354,53 @@ class Monitor:
         if idle or now - self._last_refresh >= REFRESH_INTERVAL:
             self.state.refresh()
             self._last_refresh = now
-        if now - self._last_commit >= self.kafka.commit_interval_seconds:
+        if self.changelog is not None:
+            if now - self._last_checkpoint >= self.state_settings.checkpoint_interval_seconds:
+                self.checkpoint()
+                self.commit()
+        elif now - self._last_commit >= self.kafka.commit_interval_seconds:
             self.commit()
 
+    # -- checkpoints and commits -------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Write the state of every owned partition that moved since its last checkpoint."""
+        self._last_checkpoint = time.monotonic()
+        if self.changelog is None:
+            return
+        self.dead_letters.flush()
+        with self.state.lock:
+            states = {
+                key: part.to_dict()
+                for key, part in self.state.partitions.items()
+                if key not in self._pending
+                and part.offset is not None
+                and part.offset != self._checkpointed_offset(key)
+            }
+        if not states:
+            return
+        try:
+            written = self.changelog.write(states)
+        except StreamError as exc:
+            log.error("%s; will retry, offsets stay uncommitted", exc)
+            return
+        with self.state.lock:
+            ingest = self.state.ingest
+            ingest.checkpoints_written += len(states)
+            ingest.checkpoint_last_bytes = written
+            ingest.checkpoint_last_time = time.time()
+
+    def _checkpointed_offset(self, key: PartitionKey) -> int | None:
+        assert self.changelog is not None
+        slots = self.changelog._slots.get(key)
+        return None if slots is None else slots.written_offset
+
     def commit(self, keys: Sequence[PartitionKey] | None = None) -> None:
-        """Flush dead letters, then commit the processed offsets of ``keys`` (default: all)."""
+        """Commit the offsets the durable state covers (default: every owned partition).
+
+        With checkpoints, that is each partition's last checkpointed offset; without, the
+        processed offset, after flushing the dead-letter records.
+        """
         from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -285,12 +413,20 @@ class Monitor:
             self.state.ingest.dead_lettered = self.dead_letters.sent
             parts = self.state.partitions
             wanted = list(parts) if keys is None else [k for k in keys if k in parts]
-            offsets = {
-                TopicPartition(t, p): OffsetAndMetadata(parts[(t, p)].offset, "", -1)
-                for (t, p) in wanted
-                if parts[(t, p)].offset is not None
-                and parts[(t, p)].offset != self.summary.committed.get((t, p))
+            durable = {
+                key: (
+                    self._checkpointed_offset(key)
+                    if self.changelog is not None
+                    else parts[key].offset
+                )
+                for key in wanted
+                if key not in self._pending
             }
+        offsets = {
+            TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
+            for (t, p), off in durable.items()
+            if off is not None and off != self.summary.committed.get((t, p))
+        }
         if not offsets:
             return
         try:
@@ -301,20 +437,103 @@ class Monitor:
         for tp, om in offsets.items():
             self.summary.committed[(tp.topic, tp.partition)] = om.offset
 
-    def _on_revoked(self, revoked: Sequence[Any]) -> None:
-        keys = [(tp.topic, tp.partition) for tp in revoked]
-        self.commit(keys)
-        for key in keys:
-            self.state.revoke(key)
+    # -- rebalances --------------------------------------------------------------------------
 
-    def _on_assigned(self, assigned: Sequence[Any]) -> None:
+    def _queue_revoked(self, revoked: Sequence[Any]) -> None:
+        with self._lock:
+            self._revoked.extend(revoked)
+
+    def _queue_assigned(self, assigned: Sequence[Any]) -> None:
+        if assigned and self._consumer is not None:
+            self._consumer.pause(*assigned)  # local bookkeeping only: no I/O on the IO loop
+        with self._lock:
+            self._assigned.extend(assigned)
+
+    def _handle_rebalance(self, consumer: ConsumerLike) -> None:
+        with self._lock:
+            revoked, self._revoked = self._revoked, []
+            assigned, self._assigned = self._assigned, []
+        assigned_keys = {(tp.topic, tp.partition) for tp in assigned}
+        for tp in revoked:
+            key = (tp.topic, tp.partition)
+            self._pending.discard(key)
+            if key in assigned_keys and key in self.state.partitions:
+                continue  # assigned straight back: keep the state, seek below
+            self.state.revoke(key)
+            self.summary.committed.pop(key, None)
+            if self.changelog is not None:
+                self.changelog.forget(key)
         for tp in assigned:
-            self.state.assign((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
+            part = self.state.partitions.get(key)
+            if part is not None:  # kept across the rebalance
+                if part.offset is not None:
+                    consumer.seek(tp, part.offset)
+                consumer.resume(tp)
+            else:
+                self._pending.add(key)
+        if self._pending and time.monotonic() >= self._restore_after:
+            self._restore(consumer)
+
+    def _restore(self, consumer: ConsumerLike) -> None:
+        from kafka.structs import TopicPartition
+
+        keys = sorted(self._pending)
+        found: dict[PartitionKey, list[Any]] = {key: [] for key in keys}
+        if self.changelog is not None:
+            try:
+                found = self.changelog.read(keys)
+            except Exception as exc:
+                log.error("cannot restore %s: %s; retrying in %.0f s", keys, exc, RESTORE_RETRY)
+                self._restore_after = time.monotonic() + RESTORE_RETRY
+                return
+        for key in keys:
+            tp = TopicPartition(*key)
+            restored: PartitionState | None = None
+            for ckpt in found.get(key, []):
+                try:
+                    with self.state.lock:
+                        restored = PartitionState.from_dict(self.state.registry, ckpt.state)
+                    break
+                except StateError as exc:
+                    assert self.changelog is not None
+                    self.changelog.refuse(Refusal(key, ckpt.slot, "invalid_state", str(exc)))
+            with self.state.lock:
+                self.state.assign(key, restored or PartitionState(self.state.registry))
+                result = "restored" if restored is not None else "empty"
+                counts = self.state.ingest.checkpoint_restores
+                counts[result] = counts.get(result, 0) + 1
+            skipped = self._skipped.pop(key, None)
+            if restored is not None and restored.offset is not None:
+                consumer.seek(tp, restored.offset)
+                self.summary.committed[key] = restored.offset
+                if self.changelog is not None:
+                    self.changelog._slots[key].written_offset = restored.offset
+            elif skipped is not None:
+                consumer.seek(tp, skipped)
+            self.summary.restored[key] = None if restored is None else restored.offset
+            log.info(
+                "partition %s/%d: %s",
+                key[0],
+                key[1],
+                f"restored up to offset {restored.offset}"
+                if restored is not None
+                else "no checkpoint, starting empty at the committed offset",
+            )
+            consumer.resume(tp)
+            self._pending.discard(key)
+
+    # -- counters ----------------------------------------------------------------------------
 
     def _count_dead_letter_failure(self, reason: str) -> None:
         with self.state.lock:
             failures = self.state.ingest.dead_letter_failures
             failures[reason] = failures.get(reason, 0) + 1
+
+    def _count_checkpoint_error(self, reason: str) -> None:
+        with self.state.lock:
+            errors = self.state.ingest.checkpoint_errors
+            errors[reason] = errors.get(reason, 0) + 1
 
 
 def _connected(consumer: ConsumerLike) -> bool:

@@ -54,7 +54,7 @@ class App:
     def __post_init__(self) -> None:
         cfg = self.config
         self.state = ReplicaState(cfg.cells)
-        self.monitor = Monitor(cfg.kafka, cfg.events, self.state)
+        self.monitor = Monitor(cfg.kafka, cfg.events, self.state, state_settings=cfg.state)
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.server = MetricsServer(self.registry, cfg.exporter.host, cfg.exporter.port)
         self.stop_event = threading.Event()

@@ -59,8 +59,12 @@ def write_config(
     *,
     kafka: dict[str, Any] | None = None,
     cells: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a tilewatch TOML config for ``topic`` with a unique group and dead-letter topic."""
+    """Write a tilewatch TOML config for ``topic`` with a unique group and dead-letter topic.
+
+    Checkpoints are on (the default) with a short interval unless ``state`` says otherwise.
+    """
     tag = uuid.uuid4().hex[:12]
     kafka_table: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
@@ -83,6 +87,9 @@ def write_config(
     lines += [f"{k} = {_toml(v)}" for k, v in fast_client_settings().items()]
     lines += ["", "[cells]"]
     lines += [f"{k} = {_toml(v)}" for k, v in cells_table.items()]
+    state_table: dict[str, Any] = {"checkpoint_interval": "300ms", **(state or {})}
+    lines += ["", "[state]"]
+    lines += [f"{k} = {_toml(v)}" for k, v in state_table.items()]
     lines += ["", "[exporter]", f'listen = "127.0.0.1:{free_port()}"', ""]
     path.write_text("\n".join(lines))
     return path
@@ -90,7 +97,7 @@ def write_config(
 
 def _toml(value: Any) -> str:
     """A TOML value for the few types a config uses (JSON spelling is valid TOML for them)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | list):
+    if not isinstance(value, str | int | float | list):
         raise TypeError(f"no TOML spelling for {value!r}")
     return json.dumps(value)
 

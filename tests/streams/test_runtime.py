@@ -73,6 +73,7 @@ def test_client_config_producer() -> None:
         "linger_ms": 50,
         "max_request_size": 64 * 1024 * 1024,
         "retries": 5,
+        "acks": "all",
         "security_protocol": "PLAINTEXT",
         "client_id": "tw-test",
     }
@@ -276,3 +277,11 @@ def test_second_run_resumes_at_the_committed_offsets(
     assert committed_offsets(broker.bootstrap, group, topic) == {
         p: per_partition[p] or None for p in range(PARTITIONS)
     }
+
+
+def test_client_config_restore_consumer_has_no_group() -> None:
+    config = kafka_client_config(settings_with(CLIENT), "restore")
+    assert config["group_id"] is None
+    assert config["enable_auto_commit"] is False
+    assert "session_timeout_ms" not in config and "max_poll_interval_ms" not in config
+    assert config["security_protocol"] == "PLAINTEXT"
