@@ -139,6 +139,34 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc(
         "tilewatch_kafka_up", "gauge", "", "1 while the consumer is connected to a broker, else 0."
     ),
+    MetricDoc(
+        "tilewatch_checkpoints_total",
+        "counter",
+        "",
+        "Partition checkpoints written to the changelog topic.",
+    ),
+    MetricDoc(
+        "tilewatch_checkpoint_restores_total",
+        "counter",
+        "result",
+        "Partition assignments by restore result: restored (from a checkpoint) or empty.",
+    ),
+    MetricDoc(
+        "tilewatch_checkpoint_errors_total",
+        "counter",
+        "reason",
+        "Checkpoint slots refused (incomplete, corrupt, foreign, invalid_state) and failed "
+        "checkpoint writes (write_failed).",
+    ),
+    MetricDoc(
+        "tilewatch_checkpoint_last_bytes", "gauge", "", "Bytes written by the last checkpoint round."
+    ),
+    MetricDoc(
+        "tilewatch_checkpoint_last_timestamp_seconds",
+        "gauge",
+        "",
+        "When the last checkpoint round was written (epoch seconds; 0 before the first).",
+    ),
     MetricDoc("tilewatch_partitions_assigned", "gauge", "", "Input partitions this replica owns."),
 )
 
@@ -247,6 +275,24 @@ class CellCollector(Collector):
             ("tilewatch_dead_letter_events_total", ing.dead_lettered),
         ):
             yield CounterMetricFamily(_base(name), _help(name), value=value)
+        for name, labelname, table in (
+            ("tilewatch_checkpoint_restores_total", "result", ing.checkpoint_restores),
+            ("tilewatch_checkpoint_errors_total", "reason", ing.checkpoint_errors),
+        ):
+            fam = CounterMetricFamily(_base(name), _help(name), labels=[labelname])
+            for label, n in sorted(table.items()):
+                fam.add_metric([label], n)
+            yield fam
+        yield CounterMetricFamily(
+            _base("tilewatch_checkpoints_total"),
+            _help("tilewatch_checkpoints_total"),
+            value=ing.checkpoints_written,
+        )
+        for name, gauge in (
+            ("tilewatch_checkpoint_last_bytes", ing.checkpoint_last_bytes),
+            ("tilewatch_checkpoint_last_timestamp_seconds", ing.checkpoint_last_time),
+        ):
+            yield GaugeMetricFamily(name, _help(name), value=gauge)
         name = "tilewatch_consumer_lag_events"
         lag = GaugeMetricFamily(name, _help(name), labels=["topic", "partition"])
         for (topic, part), n in sorted(ing.lag.items()):

@@ -55,6 +55,8 @@ def _config_keys() -> list[tuple[str, str]]:
             "label_max_length",
         )
     ]
+    keys += [("state", k) for k in ("checkpoints", "changelog_topic", "checkpoint_interval",
+                                    "restore_timeout")]
     keys += [("exporter", "listen")]
     # Every settings field is reachable from some documented key.
     assert {f.name for f in dataclasses.fields(CellSettings)} <= {

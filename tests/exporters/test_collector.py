@@ -287,6 +287,11 @@ def make_small_state() -> ReplicaState:
         ing.kafka_up = 1
         ing.dead_lettered = 2
         ing.dead_letter_failures = {"not_json": 1}
+        ing.checkpoints_written = 3
+        ing.checkpoint_last_bytes = 2048
+        ing.checkpoint_last_time = 1_767_225_600.0
+        ing.checkpoint_restores = {"empty": 1, "restored": 2}
+        ing.checkpoint_errors = {"corrupt": 1}
     return state
 
 
@@ -452,5 +457,5 @@ def test_two_thousand_cells_export_completely() -> None:
     assert reg.get_sample_value("tilewatch_window_events", cell("m", "s07", "r11")) == 1
     text = generate_latest(reg).decode()
     assert sum(1 for line in text.splitlines() if not line.startswith("#")) == (
-        len(per_cell) * 2000 + 2 + 1 + 1 + 4  # cells{kind}, late, window_end, ingest singles
+        len(per_cell) * 2000 + 2 + 1 + 1 + 7  # cells{kind}, late, window_end, ingest singles
     )
