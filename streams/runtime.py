@@ -537,12 +537,20 @@ class Monitor:
 
 
 def _connected(consumer: ConsumerLike) -> bool:
-    """Whether the consumer has a live connection to at least one broker."""
-    client = getattr(consumer, "_client", None)
-    if client is None:
-        return True
+    """Whether the consumer reaches the brokers: its group heartbeats are recent.
+
+    A paused or partitioned broker keeps TCP connections open, so "connected" alone stays true
+    for minutes. Heartbeats to the group coordinator run every ``heartbeat_interval_ms`` on
+    kafka-python's IO thread, even while the loop is busy; more than two intervals (plus a
+    second) without one means the broker is not answering. Before the first join there is no
+    heartbeat yet, and the consumer counts as down.
+    """
     try:
-        brokers = client.cluster.brokers()
-        return any(client.connected(b.nodeId) for b in brokers)
+        metrics = consumer.metrics()  # type: ignore[attr-defined]
+        ago = metrics["consumer-coordinator-metrics"]["last-heartbeat-seconds-ago"]
+        interval = consumer.config["heartbeat_interval_ms"] / 1000.0  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError):
+        return True  # not a kafka-python consumer (a test double): nothing to say
     except Exception:
         return False
+    return bool(ago <= 2 * interval + 1.0)
