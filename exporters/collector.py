@@ -159,7 +159,10 @@ METRICS: tuple[MetricDoc, ...] = (
         "checkpoint writes (write_failed).",
     ),
     MetricDoc(
-        "tilewatch_checkpoint_last_bytes", "gauge", "", "Bytes written by the last checkpoint round."
+        "tilewatch_checkpoint_last_bytes",
+        "gauge",
+        "",
+        "Bytes written by the last checkpoint round.",
     ),
     MetricDoc(
         "tilewatch_checkpoint_last_timestamp_seconds",

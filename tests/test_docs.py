@@ -55,9 +55,21 @@ def _config_keys() -> list[tuple[str, str]]:
             "label_max_length",
         )
     ]
-    keys += [("state", k) for k in ("checkpoints", "changelog_topic", "checkpoint_interval",
-                                    "restore_timeout")]
-    keys += [("exporter", "listen")]
+    keys += [
+        ("state", k)
+        for k in ("checkpoints", "changelog_topic", "checkpoint_interval", "restore_timeout")
+    ]
+    keys += [
+        ("exporter", k)
+        for k in (
+            "listen",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "basic_auth_user",
+            "basic_auth_password",
+        )
+    ]
     # Every settings field is reachable from some documented key.
     assert {f.name for f in dataclasses.fields(CellSettings)} <= {
         "dimensions",

@@ -56,7 +56,13 @@ class App:
         self.state = ReplicaState(cfg.cells)
         self.monitor = Monitor(cfg.kafka, cfg.events, self.state, state_settings=cfg.state)
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
-        self.server = MetricsServer(self.registry, cfg.exporter.host, cfg.exporter.port)
+        self.server = MetricsServer(
+            self.registry,
+            cfg.exporter.host,
+            cfg.exporter.port,
+            tls=cfg.exporter.tls,
+            auth=cfg.exporter.basic_auth,
+        )
         self.stop_event = threading.Event()
 
     def serve(self) -> MetricsServer:

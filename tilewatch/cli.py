@@ -111,7 +111,16 @@ def _check(args: argparse.Namespace) -> int:
         f"grace={cfg.cells.grace_seconds}s rolling_events={cfg.cells.rolling_events} "
         f"max_cells={cfg.cells.max_cells}"
     )
-    print(f"  exporter: {cfg.exporter.host}:{cfg.exporter.port}")
+    exp = cfg.exporter
+    scheme = "https" if exp.tls is not None else "http"
+    auth = " (basic auth)" if exp.basic_auth is not None else ""
+    print(f"  exporter: {scheme}://{exp.host}:{exp.port}/metrics{auth}")
+    st = cfg.state
+    if st.checkpoints:
+        topic = st.topic_for(cfg.kafka.group_id)
+        print(f"  state: checkpoints to {topic} every {st.checkpoint_interval_seconds}s")
+    else:
+        print("  state: in memory only (checkpoints = false)")
     return 0
 
 

@@ -7,6 +7,7 @@ that uses it::
     [events]     -> streams.settings.EventFields
     [cells]      -> aggregators.settings.CellSettings
     [exporter]   -> exporters.settings.ExporterSettings
+    [baseline]   -> aggregators.baseline.BaselineSettings
 
 Every key is optional; a missing key takes the dataclass default. Everything else is checked
 here, once, so the rest of tilewatch can trust its settings. Every error is a
@@ -26,12 +27,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from aggregators.baseline import THRESHOLD_RULES, BaselineSettings
 from aggregators.errors import TilewatchError
 from aggregators.settings import CellSettings
-from exporters.settings import ExporterSettings
+from exporters.settings import BasicAuth, ExporterSettings, TLSFiles
 from streams.settings import EventFields, KafkaSettings, StateSettings
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration"]
@@ -54,9 +56,10 @@ class Config:
     exporter: ExporterSettings
     state: StateSettings
     source: str
+    baseline: BaselineSettings = field(default_factory=BaselineSettings)
 
 
-_SECTIONS = ("cells", "events", "exporter", "kafka", "state")
+_SECTIONS = ("baseline", "cells", "events", "exporter", "kafka", "state")
 _KAFKA_KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
@@ -82,8 +85,23 @@ _EVENT_PATHS = (
 )
 _EVENT_KEYS = (*_EVENT_PATHS, "score_min", "score_max", "max_event_bytes")
 _CELL_KEYS = ("dimensions", "window", "grace", "rolling_events", "max_cells", "label_max_length")
-_EXPORTER_KEYS = ("listen",)
+_EXPORTER_KEYS = (
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "basic_auth_user",
+    "basic_auth_password",
+)
 _STATE_KEYS = ("changelog_topic", "checkpoint_interval", "checkpoints", "restore_timeout")
+_BASELINE_KEYS = (
+    "cost_ratio",
+    "feature_bins",
+    "path",
+    "score_bins",
+    "threshold_rule",
+    "top_categories",
+)
 #: kafka-python options that tilewatch sets itself, with the reason they may not be overridden.
 _CLIENT_RESERVED = {
     "bootstrap_servers": "set [kafka].bootstrap_servers instead",
@@ -247,6 +265,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         exporter=_parse_exporter(tables["exporter"], source),
         state=_parse_state(tables["state"], source),
         source=source,
+        baseline=_parse_baseline(tables["baseline"], source),
     )
 
 
@@ -472,6 +491,32 @@ def _parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str
     )
 
 
+def _parse_baseline(data: Mapping[str, Any], source: str) -> BaselineSettings:
+    table = _Table(source, "baseline", data, _BASELINE_KEYS)
+    defaults = BaselineSettings()
+    rule = table.data.get("threshold_rule", defaults.threshold_rule)
+    if rule not in THRESHOLD_RULES:
+        raise table.error("threshold_rule", '"max_f1", "youden" or "cost"', rule)
+    cost_ratio = None
+    if "cost_ratio" in table.data:
+        cost_ratio = table.number("cost_ratio", 1.0)
+        if cost_ratio <= 0:
+            raise table.error("cost_ratio", "a number > 0", table.data["cost_ratio"])
+    elif rule == "cost":
+        raise ConfigError(
+            f"{table.where('cost_ratio')}: expected a number > 0 (cost of a false negative / "
+            'cost of a false positive) since threshold_rule is "cost", got no key'
+        )
+    return BaselineSettings(
+        path=table.string("path", "-") if "path" in table.data else None,
+        score_bins=table.integer("score_bins", defaults.score_bins, 1),
+        feature_bins=table.integer("feature_bins", defaults.feature_bins, 1),
+        top_categories=table.integer("top_categories", defaults.top_categories, 1),
+        threshold_rule=rule,
+        cost_ratio=cost_ratio,
+    )
+
+
 def _parse_state(data: Mapping[str, Any], source: str) -> StateSettings:
     table = _Table(source, "state", data, _STATE_KEYS)
     defaults = StateSettings()
@@ -493,14 +538,83 @@ def _parse_state(data: Mapping[str, Any], source: str) -> StateSettings:
 def _parse_exporter(data: Mapping[str, Any], source: str) -> ExporterSettings:
     table = _Table(source, "exporter", data, _EXPORTER_KEYS)
     defaults = ExporterSettings()
-    if "listen" not in table.data:
-        return defaults
-    listen = table.data["listen"]
-    address = _parse_listen(listen) if isinstance(listen, str) else None
-    if address is None:
-        raise table.error("listen", _LISTEN_EXPECTED, listen)
-    host, port = address
-    return ExporterSettings(host=host or defaults.host, port=port)
+    host, port = defaults.host, defaults.port
+    if "listen" in table.data:
+        listen = table.data["listen"]
+        address = _parse_listen(listen) if isinstance(listen, str) else None
+        if address is None:
+            raise table.error("listen", _LISTEN_EXPECTED, listen)
+        host, port = address[0] or defaults.host, address[1]
+    return ExporterSettings(
+        host=host, port=port, tls=_parse_exporter_tls(table), basic_auth=_parse_basic_auth(table)
+    )
+
+
+def _parse_exporter_tls(table: _Table) -> TLSFiles | None:
+    cert, key, client_ca = (
+        _readable_file(table, k) for k in ("tls_cert", "tls_key", "tls_client_ca")
+    )
+    if (cert is None) != (key is None):
+        present, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        raise ConfigError(
+            f"{table.where(missing)}: expected a PEM file path since {present} is set, got no key"
+        )
+    if cert is None or key is None:
+        if client_ca is not None:
+            raise ConfigError(
+                f"{table.where('tls_client_ca')}: expected tls_cert and tls_key to be set too "
+                "(client certificates need TLS), got neither"
+            )
+        return None
+    return TLSFiles(cert=cert, key=key, client_ca=client_ca)
+
+
+def _readable_file(table: _Table, key: str) -> str | None:
+    """A path that names a readable file, or ``None`` when ``key`` is absent."""
+    if key not in table.data:
+        return None
+    path = table.data[key]
+    if not isinstance(path, str) or not path.strip():
+        raise table.error(key, "a path to a PEM file", path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise table.error(key, f"a readable PEM file ({exc.strerror or exc})", path) from None
+    return path
+
+
+def _parse_basic_auth(table: _Table) -> BasicAuth | None:
+    """``basic_auth_user`` and ``basic_auth_password``, both or neither; ``${env:NAME}`` allowed.
+
+    Errors never show the password, nor the value of an environment variable.
+    """
+    user = _resolve_env(table.data.get("basic_auth_user"), table.where("basic_auth_user"))
+    password = _resolve_env(
+        table.data.get("basic_auth_password"), table.where("basic_auth_password")
+    )
+    if user is None and password is None:
+        return None
+    if user is None:
+        raise ConfigError(
+            f"{table.where('basic_auth_user')}: expected a user name since "
+            "basic_auth_password is set, got no key"
+        )
+    if not isinstance(user, str) or not user or ":" in user or not user.isprintable():
+        raise ConfigError(
+            f"{table.where('basic_auth_user')}: expected a non-empty printable user name "
+            "without ':', got another value"
+        )
+    if password is None:
+        raise ConfigError(
+            f"{table.where('basic_auth_password')}: expected a password (or "
+            '"${env:NAME}") since basic_auth_user is set, got no key'
+        )
+    if not isinstance(password, str) or not password:
+        raise ConfigError(
+            f"{table.where('basic_auth_password')}: expected a non-empty string, got another value"
+        )
+    return BasicAuth(user=user, password=password)
 
 
 def _parse_listen(text: str) -> tuple[str, int] | None:

@@ -77,7 +77,8 @@ def test_check_config_example(capsys: pytest.CaptureFixture[str]) -> None:
         "cells: dimensions=['segment', 'region'] window=60.0s grace=30.0s "
         "rolling_events=1000 max_cells=10000" in out
     )
-    assert "exporter: 0.0.0.0:9464" in out
+    assert "exporter: http://0.0.0.0:9464/metrics" in out
+    assert "state: checkpoints to tilewatch-tilewatch-changelog every 10.0s" in out
 
 
 def test_check_config_bad_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -410,7 +410,8 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         ),
         (
             {"exporter": {"port": 9464}},
-            "[exporter].port: unknown key, expected one of listen",
+            "[exporter].port: unknown key, expected one of basic_auth_password, basic_auth_user, "
+            "listen, tls_cert, tls_client_ca, tls_key",
         ),
         (
             {"cells": {"extra": {"a": 1}}},
@@ -431,13 +432,13 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         ),
         (
             {"kafak": {}},
-            "[kafak]: unknown section, expected one of the sections [cells], [events], "
-            "[exporter], [kafka], [state]",
+            "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
+            "[events], [exporter], [kafka], [state]",
         ),
         (
             {"window": "1m"},
-            "window: unknown top-level key, expected one of the sections [cells], [events], "
-            "[exporter], [kafka], [state]",
+            "window: unknown top-level key, expected one of the sections [baseline], [cells], "
+            "[events], [exporter], [kafka], [state]",
         ),
     ],
 )
