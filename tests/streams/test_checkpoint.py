@@ -126,51 +126,33 @@ def test_garbage_manifest_is_refused(manifest: bytes) -> None:
     assert reason in {"corrupt", "foreign"}
 
 
-def test_payload_that_is_not_compressed_json_is_corrupt() -> None:
-    payload = b"definitely not zlib"
-    latest = {
-        b"events/2/a/0": payload,
-        b"events/2/a/manifest": orjson.dumps(
-            {
-                "format": "tilewatch-partition-checkpoint",
-                "version": 1,
-                "source": {"topic": "events", "partition": 2},
-                "slot": "a",
-                "seq": 1,
-                "offset": 1,
-                "chunks": 1,
-                "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "settings": FP,
-            }
-        ),
+def _one_chunk_slot(payload: bytes) -> dict[bytes, bytes | None]:
+    """A slot whose manifest is right about a single-chunk ``payload`` of any content."""
+    manifest = {
+        "format": "tilewatch-partition-checkpoint",
+        "version": 1,
+        "source": {"topic": "events", "partition": 2},
+        "slot": "a",
+        "seq": 1,
+        "offset": 1,
+        "chunks": 1,
+        "bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "settings": FP,
     }
-    assert _refusal(latest) == "corrupt"
+    return {b"events/2/a/0": payload, b"events/2/a/manifest": orjson.dumps(manifest)}
+
+
+def test_payload_that_is_not_compressed_json_is_corrupt() -> None:
+    assert _refusal(_one_chunk_slot(b"definitely not zlib")) == "corrupt"
 
 
 def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import streams.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_STATE_BYTES", 1000)
-    payload = zlib.compress(b"[" + b"0," * 100_000 + b"0]")
-    latest = {
-        b"events/2/a/0": payload,
-        b"events/2/a/manifest": orjson.dumps(
-            {
-                "format": "tilewatch-partition-checkpoint",
-                "version": 1,
-                "source": {"topic": "events", "partition": 2},
-                "slot": "a",
-                "seq": 1,
-                "offset": 1,
-                "chunks": 1,
-                "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "settings": FP,
-            }
-        ),
-    }
-    assert _refusal(latest) == "corrupt"
+    bomb = zlib.compress(b"[" + b"0," * 100_000 + b"0]")
+    assert _refusal(_one_chunk_slot(bomb)) == "corrupt"
 
 
 # -- through the broker ----------------------------------------------------------------------
