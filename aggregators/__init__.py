@@ -5,7 +5,18 @@ No Kafka, no Prometheus, no I/O: ``streams`` feeds batches in, ``exporters`` rea
 
 from __future__ import annotations
 
+from aggregators.binning import CategoryIndex, bin_counts, bin_numeric, finite_mask, numeric_edges
 from aggregators.cells import CellKey, CellRegistry
+from aggregators.drift import (
+    benjamini_hochberg,
+    chi2_pvalue,
+    gate,
+    js_distance,
+    mean_zscore,
+    psi,
+    t_interval,
+    wilson_interval,
+)
 from aggregators.errors import StateError, TilewatchError
 from aggregators.moments import Moments, group_moments, merge_moments, variance
 from aggregators.partition import ApplyResult, PartitionState, WindowAcc
@@ -18,6 +29,7 @@ __all__ = [
     "OTHER",
     "UNKNOWN",
     "ApplyResult",
+    "CategoryIndex",
     "CellKey",
     "CellRegistry",
     "CellSettings",
@@ -31,7 +43,19 @@ __all__ = [
     "StateError",
     "TilewatchError",
     "WindowAcc",
+    "benjamini_hochberg",
+    "bin_counts",
+    "bin_numeric",
+    "chi2_pvalue",
+    "finite_mask",
+    "gate",
     "group_moments",
+    "js_distance",
+    "mean_zscore",
     "merge_moments",
+    "numeric_edges",
+    "psi",
+    "t_interval",
     "variance",
+    "wilson_interval",
 ]
