@@ -1,9 +1,10 @@
-"""The ``tilewatch`` command line: run, demo, produce-demo, check-config."""
+"""The ``tilewatch`` command line: run, demo, produce-demo, check-config, baseline."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -59,7 +60,36 @@ def _parser() -> argparse.ArgumentParser:
         help="share of deliberately invalid records (default 0.01)",
     )
     prod.add_argument("--seed", type=int, default=7)
+
+    base = sub.add_parser("baseline", help="build a reference baseline from a holdout set")
+    base.add_argument("--config", required=True, help="TOML config file ([events], [baseline])")
+    base.add_argument(
+        "--input", required=True, action="append", help="data file (repeat for several)"
+    )
+    base.add_argument("--output", required=True, help="baseline JSON file to write")
+    base.add_argument(
+        "--format",
+        choices=["csv", "jsonl", "parquet"],
+        default=None,
+        help="input format (default: from each file's extension)",
+    )
+    base.add_argument(
+        "--max-bad-share",
+        type=_share,
+        default=0.01,
+        help="fail when more than this share of rows is malformed (default 0.01)",
+    )
     return p
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -164,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "produce-demo":
             return _produce(args)
+        if args.command == "baseline":
+            from tilewatch.baseline import run as run_baseline
+
+            return run_baseline(
+                args.config, args.input, args.output, args.format, args.max_bad_share
+            )
     except TilewatchError as exc:
         print(f"tilewatch: error: {exc}", file=sys.stderr)
         return 2
