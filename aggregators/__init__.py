@@ -5,6 +5,7 @@ No Kafka, no Prometheus, no I/O: ``streams`` feeds batches in, ``exporters`` rea
 
 from __future__ import annotations
 
+from aggregators.baseline import Baseline, BaselineSettings, ModelBaseline, build_model_baseline
 from aggregators.binning import CategoryIndex, bin_counts, bin_numeric, finite_mask, numeric_edges
 from aggregators.cells import CellKey, CellRegistry
 from aggregators.drift import (
@@ -23,17 +24,22 @@ from aggregators.partition import ApplyResult, PartitionState, WindowAcc
 from aggregators.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
 from aggregators.rolling import RollingWindows
 from aggregators.settings import ALL, OTHER, UNKNOWN, CellSettings
+from aggregators.threshold import THRESHOLD_RULES, Threshold, choose_threshold
 
 __all__ = [
     "ALL",
     "OTHER",
+    "THRESHOLD_RULES",
     "UNKNOWN",
     "ApplyResult",
+    "Baseline",
+    "BaselineSettings",
     "CategoryIndex",
     "CellKey",
     "CellRegistry",
     "CellSettings",
     "IngestStats",
+    "ModelBaseline",
     "Moments",
     "PartitionKey",
     "PartitionState",
@@ -41,12 +47,15 @@ __all__ = [
     "RollingWindows",
     "Snapshot",
     "StateError",
+    "Threshold",
     "TilewatchError",
     "WindowAcc",
     "benjamini_hochberg",
     "bin_counts",
     "bin_numeric",
+    "build_model_baseline",
     "chi2_pvalue",
+    "choose_threshold",
     "finite_mask",
     "gate",
     "group_moments",

@@ -7,6 +7,7 @@ adds its own subclasses::
     TilewatchError
     ├── StateError            aggregators: state that cannot be restored or merged
     ├── ConfigError           tilewatch.config: a config file that does not validate
+    │   └── BaselineError     tilewatch.baseline: a baseline input or file that is unusable
     ├── StreamError           streams: Kafka clients, topics, the runtime loop
     │   └── DecodeError       streams.decode: one record that is not a valid event
     └── ExporterError         exporters: the metrics endpoint, generated files
