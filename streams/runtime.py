@@ -37,6 +37,7 @@ with the real broker and keeps kafka-python out of the aggregators.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -202,7 +203,7 @@ class Monitor:
         self._last_commit = 0.0
         self._last_checkpoint = time.monotonic()
         self._last_refresh = 0.0
-        self._last_up_check = 0.0
+        self._last_records = -math.inf
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -276,6 +277,11 @@ class Monitor:
         consumer = self._consumer = self._consumer_factory()
         consumer.subscribe(list(self.kafka.topics), listener=_Listener(self))
         timeout_ms = int(self.kafka.poll_timeout_seconds * 1000)
+        probe_stop = threading.Event()
+        probe = threading.Thread(
+            target=self._probe, args=(consumer, probe_stop), name="tilewatch-kafka-up", daemon=True
+        )
+        probe.start()
         try:
             while not stop.is_set():
                 batch = consumer.poll(
@@ -283,12 +289,18 @@ class Monitor:
                 )
                 self._handle_rebalance(consumer)
                 if batch:
+                    self._last_records = time.monotonic()
+                    if not self.state.ingest.kafka_up:  # records arrived: the broker answers
+                        with self.state.lock:
+                            self.state.ingest.kafka_up = 1
                     self.process(batch)
                 self._after_poll(consumer, idle=not batch)
             self._handle_rebalance(consumer)
             self.checkpoint()
             self.commit()
         finally:
+            probe_stop.set()
+            probe.join(timeout=5)
             try:
                 consumer.close(autocommit=False)
             finally:
@@ -348,9 +360,6 @@ class Monitor:
                 high = consumer.highwater(tp)
                 if part is not None and part.offset is not None and high is not None:
                     self.state.ingest.lag[key] = max(high - part.offset, 0)
-            if now - self._last_up_check >= 1.0:
-                self.state.ingest.kafka_up = int(_connected(consumer))
-                self._last_up_check = now
         if idle or now - self._last_refresh >= REFRESH_INTERVAL:
             self.state.refresh()
             self._last_refresh = now
@@ -360,6 +369,13 @@ class Monitor:
                 self.commit()
         elif now - self._last_commit >= self.kafka.commit_interval_seconds:
             self.commit()
+
+    def _probe(self, consumer: ConsumerLike, stop: threading.Event) -> None:
+        """Set ``kafka_up`` once a second, whatever the loop is blocked on."""
+        while not stop.wait(1.0):
+            up = int(_connected(consumer, self._last_records))
+            with self.state.lock:
+                self.state.ingest.kafka_up = up
 
     # -- checkpoints and commits -------------------------------------------------------------
 
@@ -536,21 +552,28 @@ class Monitor:
             errors[reason] = errors.get(reason, 0) + 1
 
 
-def _connected(consumer: ConsumerLike) -> bool:
-    """Whether the consumer reaches the brokers: its group heartbeats are recent.
+def _connected(consumer: ConsumerLike, last_records: float = -math.inf) -> bool:
+    """Whether the consumer reaches the brokers.
 
     A paused or partitioned broker keeps TCP connections open, so "connected" alone stays true
-    for minutes. Heartbeats to the group coordinator run every ``heartbeat_interval_ms`` on
-    kafka-python's IO thread, even while the loop is busy; more than two intervals (plus a
-    second) without one means the broker is not answering. Before the first join there is no
-    heartbeat yet, and the consumer counts as down.
+    for minutes. Instead: records delivered recently, or a recent heartbeat to the group
+    coordinator (heartbeats run every ``heartbeat_interval_ms`` on kafka-python's IO thread,
+    even while the loop is busy). More than two intervals (plus a second) without either means
+    the broker is not answering. ``last_records`` is the ``time.monotonic()`` of the last
+    non-empty poll.
     """
     try:
-        metrics = consumer.metrics()  # type: ignore[attr-defined]
-        ago = metrics["consumer-coordinator-metrics"]["last-heartbeat-seconds-ago"]
         interval = consumer.config["heartbeat_interval_ms"] / 1000.0  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, TypeError):
+        metrics = consumer.metrics()  # type: ignore[attr-defined]
+    except AttributeError:
         return True  # not a kafka-python consumer (a test double): nothing to say
     except Exception:
         return False
-    return bool(ago <= 2 * interval + 1.0)
+    limit = 2 * interval + 1.0
+    if time.monotonic() - last_records <= limit:
+        return True
+    try:
+        ago = metrics["consumer-coordinator-metrics"]["last-heartbeat-seconds-ago"]
+    except (KeyError, TypeError):
+        return False
+    return bool(ago <= limit)
