@@ -525,3 +525,152 @@ def close(actual: float | None, expected: float, tol: float = 1e-9) -> bool:
     if math.isnan(expected):
         return math.isnan(actual)
     return abs(actual - expected) <= tol
+
+
+# -- config extensions (appended for tests/e2e/test_broker_faults.py) -------------------------
+
+
+def extend_config(
+    path: Path,
+    *,
+    client: dict[str, Any] | None = None,
+    events: dict[str, Any] | None = None,
+) -> Path:
+    """Add keys to the ``[kafka.client]`` table of a :func:`write_config` file, and an
+    ``[events]`` table, in place; returns ``path``."""
+    text = path.read_text()
+    if client:
+        extra = "".join(f"{k} = {_toml(v)}\n" for k, v in client.items())
+        assert text.count("[kafka.client]\n") == 1, f"no [kafka.client] table in {path}"
+        text = text.replace("[kafka.client]\n", "[kafka.client]\n" + extra)
+    if events:
+        text += "\n[events]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in events.items())
+    path.write_text(text)
+    return path
+
+
+# -- crash recovery and scale-out (appended for test_crash_recovery.py, test_scale_out.py) ----
+
+#: Families compared between two replicas' scrapes: exactly, or within 1e-9 relative (float
+#: merge order may differ between runs that cut batches and checkpoints at other offsets).
+EXACT_FAMILIES = (
+    "tilewatch_events_total",
+    "tilewatch_window_events",
+    "tilewatch_rolling_events",
+    "tilewatch_late_events_total",
+    "tilewatch_window_end_timestamp_seconds",
+    "tilewatch_last_event_timestamp_seconds",
+)
+CLOSE_FAMILIES = (
+    "tilewatch_window_score_mean",
+    "tilewatch_window_score_variance",
+    "tilewatch_rolling_score_mean",
+    "tilewatch_rolling_score_variance",
+)
+
+
+def override_client_settings(path: Path, **settings: int) -> Path:
+    """Replace values in the ``[kafka.client]`` table of a :func:`write_config` file (keys
+    already there, e.g. ``session_timeout_ms``, are rewritten, others added); returns ``path``."""
+    lines = path.read_text().split("\n")
+    start = lines.index("[kafka.client]") + 1
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    table = {line.split(" = ", 1)[0]: line for line in lines[start:end]}
+    table.update({k: f"{k} = {_toml(v)}" for k, v in settings.items()})
+    lines[start:end] = list(table.values())
+    path.write_text("\n".join(lines))
+    return path
+
+
+def leaf_events_total(metrics: dict[Sample, float]) -> float:
+    """Sum of ``tilewatch_events_total`` over leaf cells (no ``__all__`` label value)."""
+    return sum(
+        v
+        for labels, v in series(metrics, "tilewatch_events_total").items()
+        if ALL not in dict(labels).values()
+    )
+
+
+def caught_up(metrics: dict[Sample, float], partitions: int) -> bool:
+    """Whether the replica owns ``partitions`` partitions, each with a lag of 0."""
+    lag = series(metrics, "tilewatch_consumer_lag_events")
+    return (
+        value(metrics, "tilewatch_partitions_assigned") == partitions
+        and len(lag) == partitions
+        and all(v == 0 for v in lag.values())
+    )
+
+
+def _same(a: float, b: float, rel: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def compare_metrics(
+    reference: dict[Sample, float], actual: dict[Sample, float], rel: float = 1e-9
+) -> list[str]:
+    """Every difference between two scrapes in the cell and model families, as lines."""
+    problems: list[str] = []
+    for name in (*EXACT_FAMILIES, *CLOSE_FAMILIES):
+        want, got = series(reference, name), series(actual, name)
+        for labels in sorted(set(want) | set(got), key=sorted):
+            w, g = want.get(labels), got.get(labels)
+            exact = name in EXACT_FAMILIES
+            if w is None or g is None or not (w == g if exact else _same(w, g, rel)):
+                problems.append(f"{name}{dict(labels)}: reference {w!r}, got {g!r}")
+    return problems
+
+
+def settled_metrics(
+    process: TilewatchProcess,
+    what: str,
+    predicate: Callable[[dict[Sample, float]], bool],
+    timeout: float = WAIT_TIMEOUT,
+    gap: float = 0.3,
+) -> dict[Sample, float]:
+    """A scrape for which ``predicate`` holds and that equals the scrape taken ``gap`` s before
+    it in every compared family: the replica is idle and its rolling windows were refreshed
+    (the loop refreshes on every empty poll, and ``poll_timeout`` is below ``gap``)."""
+    deadline = time.monotonic() + timeout
+    previous: dict[Sample, float] | None = None
+    while True:
+        metrics = process.wait_until(what, predicate, max(deadline - time.monotonic(), 0.1))
+        if previous is not None and not compare_metrics(previous, metrics, rel=0.0):
+            return metrics
+        if time.monotonic() >= deadline:
+            pytest.fail(f"metrics of {process.describe()} did not settle for {what}")
+        previous = metrics
+        time.sleep(gap)
+
+
+def read_changelog(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
+    """Every record of a changelog topic, read without a group up to each partition's high
+    watermark as reported by fetch responses (never ``end_offsets()``)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"changelog topic {topic!r} has no partitions")
+            time.sleep(0.05)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        while True:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if all(
+                (hw := consumer.highwater(tp)) is not None and consumer.position(tp) >= hw
+                for tp in tps
+            ):
+                return records
+            if time.monotonic() >= deadline:
+                pytest.fail(f"could not read changelog {topic!r} to its end in {timeout:g} s")
+    finally:
+        consumer.close()
