@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aggregators.cells import CellRegistry
+from aggregators.detectors import CellDetectors
 from aggregators.errors import StateError
 from aggregators.moments import group_moments, merge_moments
 from aggregators.rolling import RollingWindows
@@ -44,14 +45,37 @@ def _grow(arr: npt.NDArray[Any], n: int, fill: float | int = 0) -> npt.NDArray[A
 
 
 class WindowAcc:
-    """Count, mean and m2 of the score per cell for one event-time window."""
+    """Count, mean and m2 of the score per cell for one event-time window, and histograms.
 
-    __slots__ = ("count", "m2", "mean")
+    ``hist`` maps a histogram name (``score``, ``class``, ``f:<feature>``) to a
+    ``(cells, bins)`` count array; histograms merge by adding.
+    """
+
+    __slots__ = ("count", "hist", "m2", "mean")
 
     def __init__(self, n: int = 0) -> None:
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
+        self.hist: dict[str, npt.NDArray[np.int64]] = {}
+
+    def add_hist(
+        self, name: str, cells: IntArray, bins: IntArray, n_cells: int, n_bins: int
+    ) -> None:
+        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted)."""
+        ok = bins >= 0
+        flat = np.bincount(cells[ok] * n_bins + bins[ok], minlength=n_cells * n_bins)
+        counts = flat.reshape(n_cells, n_bins).astype(np.int64)
+        self.hist[name] = _add_rows(self.hist.get(name), counts)
+
+    def hist_sized(self, name: str, n: int, n_bins: int) -> npt.NDArray[np.int64]:
+        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent)."""
+        out = np.zeros((n, n_bins), dtype=np.int64)
+        h = self.hist.get(name)
+        if h is not None:
+            k, b = min(n, h.shape[0]), min(n_bins, h.shape[1])
+            out[:k, :b] = h[:k, :b]
+        return out
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
@@ -71,6 +95,21 @@ class WindowAcc:
         k = min(n, len(self.count))
         out_c[:k], out_m[:k], out_s[:k] = self.count[:k], self.mean[:k], self.m2[:k]
         return out_c, out_m, out_s
+
+
+def _add_rows(
+    acc: npt.NDArray[np.int64] | None, counts: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``acc + counts`` row-wise, growing ``acc`` (rows and bins) as needed."""
+    if acc is None:
+        return counts
+    rows, bins = max(acc.shape[0], counts.shape[0]), max(acc.shape[1], counts.shape[1])
+    if acc.shape != (rows, bins):
+        grown = np.zeros((rows, bins), dtype=np.int64)
+        grown[: acc.shape[0], : acc.shape[1]] = acc
+        acc = grown
+    acc[: counts.shape[0], : counts.shape[1]] += counts
+    return acc
 
 
 class ApplyResult:
@@ -127,6 +166,16 @@ class PartitionState:
         #: Closed windows kept for export and merging, by window number.
         self.closed: dict[int, WindowAcc] = {}
         self.rolling = RollingWindows(self.settings.rolling_events)
+        #: Histogram widths (value bins + missing), set by the replica from its drift profile.
+        self.hist_bins: dict[str, int] = {}
+        #: Schema violations by (model, feature, kind), since the partition's first event.
+        self.violations: dict[tuple[str, str, str], int] = {}
+        #: Drift detectors (set by the replica when drift detection is on).
+        self.detectors: CellDetectors | None = None
+        #: Detections restored from a checkpoint: ``(cell, detector, count, last time)``.
+        self.detection_rows: list[tuple[int, str, int, float]] = []
+        #: Smallest window event count fed to window-level detectors.
+        self.min_samples = 1
 
     @property
     def watermark(self) -> float:
@@ -143,16 +192,25 @@ class PartitionState:
         keys: list[tuple[str, ...]],
         event_times: FloatArray,
         scores: FloatArray,
+        bins: dict[str, IntArray] | None = None,
     ) -> ApplyResult:
-        """Apply one batch of valid events, given as columns in the partition's order."""
+        """Apply one batch of valid events, given as columns in the partition's order.
+
+        ``bins`` holds, per histogram of :attr:`hist_bins`, one bin index per event (-1: not
+        counted), as made by ``DriftProfile.encode``.
+        """
         n = len(keys)
         if n == 0:
             return ApplyResult(0, 0)
         leaf = self.registry.index_many(keys)
-        return self.apply_indexed(leaf, event_times, scores)
+        return self.apply_indexed(leaf, event_times, scores, bins)
 
     def apply_indexed(
-        self, leaf: IntArray, event_times: FloatArray, scores: FloatArray
+        self,
+        leaf: IntArray,
+        event_times: FloatArray,
+        scores: FloatArray,
+        bins: dict[str, IntArray] | None = None,
     ) -> ApplyResult:
         """:meth:`apply` with leaf cell indices already resolved by the registry."""
         size = self.settings.window_seconds
@@ -168,6 +226,8 @@ class PartitionState:
             np.add.at(self.late, leaf[late], 1)
             ok = ~late
             leaf, event_times, scores, window = leaf[ok], event_times[ok], scores[ok], window[ok]
+            if bins:
+                bins = {name: b[ok] for name, b in bins.items()}
         if len(leaf):
             cells = self.registry.rollups[leaf]  # (events, variants), event order kept row-wise
             flat = cells.ravel()
@@ -176,12 +236,19 @@ class PartitionState:
             self.events[:n_cells] += np.bincount(flat, minlength=n_cells)
             np.maximum.at(self.last_event_time, flat, np.repeat(event_times, k))
             for w in np.unique(window).tolist():
-                sel = np.repeat(window == w, k)
+                in_window = window == w
+                sel = np.repeat(in_window, k)
                 acc = self.open.get(w)
                 if acc is None:
                     acc = self.open[w] = WindowAcc()
                 acc.add(flat[sel], flat_scores[sel], n_cells)
+                for name, b in (bins or {}).items():
+                    acc.add_hist(
+                        name, flat[sel], np.repeat(b[in_window], k), n_cells, self.hist_bins[name]
+                    )
             self.rolling.update(flat, flat_scores)
+            if self.detectors is not None:
+                self.detectors.update_scores(leaf, scores, event_times)
         if len(event_times):
             self.max_event_time = max(self.max_event_time, float(event_times.max()))
         self._close_windows()
@@ -192,7 +259,10 @@ class PartitionState:
         wm = self.watermark
         for w in sorted(self.open):
             if (w + 1) * size <= wm:
-                self.closed[w] = self.open.pop(w)
+                acc = self.closed[w] = self.open.pop(w)
+                if self.detectors is not None:
+                    cells = np.flatnonzero(acc.count >= self.min_samples)
+                    self.detectors.update_windows(cells, acc.mean[cells], (w + 1) * size)
         if len(self.closed) > RETAIN_CLOSED:
             self._evict_closed()
 
@@ -251,6 +321,8 @@ class PartitionState:
             "open": windows(self.open),
             "closed": windows(self.closed),
             "rolling": self.rolling.to_dict(keys),
+            "violations": [[*k, n] for k, n in sorted(self.violations.items())],
+            "detectors": [] if self.detectors is None else self.detectors.to_dict(keys),
         }
 
     @classmethod
@@ -276,6 +348,12 @@ class PartitionState:
             table: dict[int, WindowAcc] = getattr(out, name)
             for w, rows in windows:
                 acc = table.setdefault(w, WindowAcc(n))
+                for hname, hrows in parsed.hists.get((name, w), {}).items():
+                    width = max(len(counts) for _k, counts in hrows)
+                    counts_arr = np.zeros((n, width), dtype=np.int64)
+                    for hkey, hcounts in hrows:
+                        counts_arr[index[hkey], : len(hcounts)] += hcounts
+                    acc.hist[hname] = _add_rows(acc.hist.get(hname), counts_arr)
                 cells = np.array([index[k] for k, *_ in rows], dtype=np.int64)
                 c = np.zeros(n, dtype=np.int64)
                 m, s = np.zeros(n), np.zeros(n)
@@ -289,13 +367,29 @@ class PartitionState:
                         np.array([si]),
                     )
                 acc.count, acc.mean, acc.m2 = merge_moments(*acc.sized(n), c, m, s)
+        out.detection_rows = [
+            (index[dkey], name, count, last) for dkey, name, count, last in parsed.detections
+        ]
+        for vkey, vcount in parsed.violations:
+            out.violations[vkey] = out.violations.get(vkey, 0) + vcount
         for key, values in parsed.rolling:
             out.rolling.update(np.full(len(values), index[key], dtype=np.int64), np.asarray(values))
         return out
 
 
 class _Parsed:
-    __slots__ = ("cells", "closed", "keys", "max_event_time", "offset", "open", "rolling")
+    __slots__ = (
+        "cells",
+        "closed",
+        "detections",
+        "hists",
+        "keys",
+        "max_event_time",
+        "offset",
+        "open",
+        "rolling",
+        "violations",
+    )
 
     def __init__(self) -> None:
         self.offset: int | None = None
@@ -305,6 +399,10 @@ class _Parsed:
         self.open: list[tuple[int, list[tuple[tuple[str, ...], int, float, float]]]] = []
         self.closed: list[tuple[int, list[tuple[tuple[str, ...], int, float, float]]]] = []
         self.rolling: list[tuple[tuple[str, ...], list[float]]] = []
+        #: (table, window) -> histogram name -> [(key, counts)]
+        self.hists: dict[tuple[str, int], dict[str, list[tuple[tuple[str, ...], list[int]]]]] = {}
+        self.violations: list[tuple[tuple[str, str, str], int]] = []
+        self.detections: list[tuple[tuple[str, ...], str, int, float]] = []
 
 
 def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
@@ -336,13 +434,31 @@ def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
         out.keys[t] = None
         return t
 
+    def hists(v: Any, where: str) -> dict[str, list[tuple[tuple[str, ...], list[int]]]]:
+        if type(v) is not dict:
+            raise fail(where, "expected an object of histograms")
+        out_h: dict[str, list[tuple[tuple[str, ...], list[int]]]] = {}
+        for name, hrows in v.items():
+            if type(hrows) is not list or not hrows:
+                raise fail(f"{where}.{name}", "expected a non-empty list of [key, counts]")
+            parsed_rows = []
+            for r, row in enumerate(hrows):
+                at = f"{where}.{name}[{r}]"
+                if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                    raise fail(at, "expected [key, counts]")
+                if not row[1] or len(row[1]) > 4096:
+                    raise fail(at, "expected 1 to 4096 counts")
+                parsed_rows.append((key(row[0], at), [integer(x, at) for x in row[1]]))
+            out_h[str(name)] = parsed_rows
+        return out_h
+
     def rows(v: Any, where: str) -> list[tuple[int, list[Any]]]:
         if type(v) is not list:
             raise fail(where, "expected a list")
         windows = []
         for j, item in enumerate(v):
-            if type(item) is not list or len(item) != 2 or type(item[1]) is not list:
-                raise fail(f"{where}[{j}]", "expected [window, cells]")
+            if type(item) is not list or len(item) not in (2, 3) or type(item[1]) is not list:
+                raise fail(f"{where}[{j}]", "expected [window, cells] or [window, cells, hists]")
             w = item[0]
             if type(w) is not int or abs(w) >= 2**53:
                 raise fail(f"{where}[{j}]", f"expected a window number, got {w!r:.40}")
@@ -360,6 +476,8 @@ def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
                     )
                 )
             windows.append((w, cells))
+            if len(item) == 3:
+                out.hists[(where, w)] = hists(item[2], f"{where}[{j}][2]")
         return windows
 
     if type(data) is not dict:
@@ -398,6 +516,24 @@ def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
                 raise fail(at, "expected [key, values]")
             values = [number(x, at) for x in row[1][-rolling_size:]]
             out.rolling.append((key(row[0], at), values))
+        violations = data["violations"]
+        if type(violations) is not list:
+            raise fail("violations", "expected a list")
+        for j, row in enumerate(violations):
+            at = f"violations[{j}]"
+            if type(row) is not list or len(row) != 4 or not all(type(x) is str for x in row[:3]):
+                raise fail(at, "expected [model, feature, kind, count]")
+            out.violations.append(((row[0], row[1], row[2]), integer(row[3], at)))
+        detections = data["detectors"]
+        if type(detections) is not list:
+            raise fail("detectors", "expected a list")
+        for j, row in enumerate(detections):
+            at = f"detectors[{j}]"
+            if type(row) is not list or len(row) != 4 or type(row[1]) is not str:
+                raise fail(at, "expected [key, detector, detections, last time]")
+            out.detections.append(
+                (key(row[0], at), row[1], integer(row[2], at), time_or_none(row[3], at))
+            )
     except KeyError as exc:
         raise fail("checkpoint", f"missing key {exc}") from None
     return out

@@ -24,9 +24,12 @@ import numpy as np
 import numpy.typing as npt
 
 from aggregators.cells import CellKey, CellRegistry
+from aggregators.detectors import CellDetectors
 from aggregators.moments import merge_moments, variance
 from aggregators.partition import ApplyResult, PartitionState
+from aggregators.profile import DriftProfile
 from aggregators.settings import CellSettings
+from aggregators.window_stats import WindowDrift, derive_window_drift
 
 __all__ = ["IngestStats", "PartitionKey", "ReplicaState", "Snapshot"]
 
@@ -96,6 +99,12 @@ class Snapshot:
     overflow: dict[str, int]
     ingest: IngestStats
     partitions: dict[PartitionKey, int | None]
+    #: Window statistics against the baseline (None without a drift profile).
+    drift: WindowDrift | None = None
+    #: Schema violations by (model, feature, kind), summed over partitions.
+    violations: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: (cell, detector) -> (detections, last detection event time, active), merged.
+    detections: dict[tuple[int, str], tuple[int, float, bool]] = field(default_factory=dict)
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""
@@ -133,8 +142,10 @@ class ReplicaState:
     {'m': 10.0}
     """
 
-    def __init__(self, settings: CellSettings) -> None:
+    def __init__(self, settings: CellSettings, profile: DriftProfile | None = None) -> None:
         self.settings = settings
+        #: What the drift and data-quality stages watch (None: they are off).
+        self.profile = profile
         self.registry = CellRegistry(settings)
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
@@ -145,6 +156,12 @@ class ReplicaState:
         with self.lock:
             if state is None:
                 state = self.partitions.get(key) or PartitionState(self.registry)
+            if self.profile is not None:
+                state.hist_bins = dict(self.profile.hist_bins)
+                state.min_samples = self.profile.settings.min_samples
+                if self.profile.settings.detectors and state.detectors is None:
+                    state.detectors = CellDetectors(self.profile.settings)
+                    state.detectors.load(state.detection_rows)
             self.partitions[key] = state
             return state
 
@@ -161,13 +178,20 @@ class ReplicaState:
         event_times: FloatArray,
         scores: FloatArray,
         next_offset: int,
+        bins: dict[str, IntArray] | None = None,
+        violations: dict[tuple[str, str, str], int] | None = None,
     ) -> ApplyResult:
-        """Apply a batch of valid events read from partition ``key`` up to ``next_offset``."""
+        """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
+
+        ``bins`` and ``violations`` come from ``DriftProfile.encode`` on the same events.
+        """
         with self.lock:
             part = self.partitions.get(key)
             if part is None:
                 part = self.assign(key)
-            result = part.apply(cell_keys, event_times, scores)
+            result = part.apply(cell_keys, event_times, scores, bins)
+            for vkey, count in (violations or {}).items():
+                part.violations[vkey] = part.violations.get(vkey, 0) + count
             part.offset = next_offset
             return result
 
@@ -178,29 +202,62 @@ class ReplicaState:
                 part.rolling.refresh()
 
     def snapshot(self) -> Snapshot:
-        """A merged, consistent view; copies under the lock and merges outside it."""
+        """A merged, consistent view; copies under the lock and merges outside it.
+
+        Under the lock: the per-partition arrays, which window each model reports (its latest
+        window that some partition closed with data for the model and that no partition
+        holding data of that model for it still holds open), and copies of just those windows
+        and the ones before them. Outside: the merge and the window statistics.
+        """
+        profile = self.profile
         with self.lock:
             reg = self.registry
             n = len(reg)
-            keys = list(reg.keys)
-            is_leaf = reg.is_leaf
             model_ids = reg.model_ids
-            model_names = list(reg.model_names)
-            parts = []
-            for pkey, part in self.partitions.items():
+            still_open: set[tuple[int, int]] = set()
+            closed_models: list[tuple[PartitionState, int, set[int]]] = []
+            for part in self.partitions.values():
                 part._ensure(n)
-                parts.append(
-                    (
-                        pkey,
-                        part.offset,
-                        part.events[:n].copy(),
-                        part.late[:n].copy(),
-                        part.last_event_time[:n].copy(),
-                        {w: part.window_models(w, open_=True) for w in part.open},
-                        {w: acc.sized(n) for w, acc in part.closed.items()},
-                        part.rolling.moments(n),
-                    )
+                for w in part.open:
+                    still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
+                for w in part.closed:
+                    closed_models.append((part, w, part.window_models(w)))
+            latest: dict[int, int] = {}
+            for _part, w, mids in closed_models:
+                for mid in mids:
+                    if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
+                        latest[mid] = w
+            needed = set(latest.values()) | {w - 1 for w in latest.values()}
+            hist_bins = profile.hist_bins if profile is not None else {}
+            parts = [
+                _PartCopy(
+                    key=pkey,
+                    offset=part.offset,
+                    events=part.events[:n].copy(),
+                    late=part.late[:n].copy(),
+                    last=part.last_event_time[:n].copy(),
+                    rolling=part.rolling.moments(n),
+                    windows={
+                        w: (
+                            acc.sized(n),
+                            {name: acc.hist_sized(name, n, b) for name, b in hist_bins.items()},
+                        )
+                        for w, acc in part.closed.items()
+                        if w in needed
+                    },
+                    violations=dict(part.violations),
+                    detections=_detections(part),
                 )
+                for pkey, part in self.partitions.items()
+            ]
+            view = _View(
+                keys=list(reg.keys),
+                is_leaf=reg.is_leaf,
+                model_ids=model_ids,
+                model_names=list(reg.model_names),
+                latest=latest,
+                overflow=dict(reg.overflow),
+            )
             ing = self.ingest
             ingest = dataclasses.replace(
                 ing,
@@ -210,90 +267,136 @@ class ReplicaState:
                 checkpoint_restores=dict(ing.checkpoint_restores),
                 checkpoint_errors=dict(ing.checkpoint_errors),
             )
-            overflow = dict(reg.overflow)
-        return _merge(self.settings, keys, is_leaf, model_ids, model_names, parts, ingest, overflow)
+        return _merge(self.settings, profile, view, parts, ingest)
+
+
+@dataclass
+class _PartCopy:
+    key: PartitionKey
+    offset: int | None
+    events: IntArray
+    late: IntArray
+    last: FloatArray
+    rolling: tuple[IntArray, FloatArray, FloatArray]
+    windows: dict[int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, IntArray]]]
+    violations: dict[tuple[str, str, str], int]
+    detections: dict[tuple[int, str], tuple[int, float, bool]]
+
+
+def _detections(part: PartitionState) -> dict[tuple[int, str], tuple[int, float, bool]]:
+    """(cell, detector) -> (detections, last time, active) of one partition."""
+    det = part.detectors
+    if det is None:
+        return {}
+    horizon = part.max_event_time - part.settings.window_seconds
+    return {key: (n, det.last[key], det.last[key] >= horizon) for key, n in det.detections.items()}
+
+
+@dataclass
+class _View:
+    keys: list[CellKey]
+    is_leaf: npt.NDArray[np.bool_]
+    model_ids: IntArray
+    model_names: list[str]
+    latest: dict[int, int]
+    overflow: dict[str, int]
+
+
+def _window(
+    parts: list[_PartCopy], w: int, n: int, hist_bins: dict[str, int]
+) -> tuple[IntArray, FloatArray, FloatArray, dict[str, IntArray]]:
+    c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    hists = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
+    for part in parts:
+        if w in part.windows:
+            moments, part_hists = part.windows[w]
+            c, m, s = merge_moments(c, m, s, *moments)
+            for name, h in part_hists.items():
+                hists[name] += h
+    return c, m, s, hists
 
 
 def _merge(
     settings: CellSettings,
-    keys: list[CellKey],
-    is_leaf: npt.NDArray[np.bool_],
-    model_ids: IntArray,
-    model_names: list[str],
-    parts: list[
-        tuple[
-            PartitionKey,
-            int | None,
-            IntArray,
-            IntArray,
-            FloatArray,
-            dict[int, set[int]],
-            dict[int, tuple[IntArray, FloatArray, FloatArray]],
-            tuple[IntArray, FloatArray, FloatArray],
-        ]
-    ],
+    profile: DriftProfile | None,
+    view: _View,
+    parts: list[_PartCopy],
     ingest: IngestStats,
-    overflow: dict[str, int],
 ) -> Snapshot:
-    n = len(keys)
+    n = len(view.keys)
+    model_ids = view.model_ids
     events = np.zeros(n, dtype=np.int64)
     late = np.zeros(n, dtype=np.int64)
     last = np.full(n, -math.inf)
     r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    still_open: set[tuple[int, int]] = set()  # (window, model) held open by some partition
-    for _pk, _off, ev, lt, ts, opened, _closed, (rc, rm, rs) in parts:
-        events += ev
-        late += lt
-        np.maximum(last, ts, out=last)
-        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, rc, rm, rs)
-        still_open |= {(w, mid) for w, mids in opened.items() for mid in mids}
-    # Each model's latest window that some partition closed with data for the model and no
-    # owned partition holding data of that model for it still holds open.
-    latest: dict[int, int] = {}
-    for _pk, _off, _ev, _lt, _ts, _opened, closed, _r in parts:
-        for w, (c, _m, _s) in closed.items():
-            for mid in np.unique(model_ids[c > 0]).tolist():
-                if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
-                    latest[mid] = w
+    violations: dict[tuple[str, str, str], int] = {}
+    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
+    for part in parts:
+        for dkey, (dn, dlast, dactive) in part.detections.items():
+            pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
+            detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
+        events += part.events
+        late += part.late
+        np.maximum(last, part.last, out=last)
+        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
+        for vkey, count in part.violations.items():
+            violations[vkey] = violations.get(vkey, 0) + count
+    hist_bins = profile.hist_bins if profile is not None else {}
     w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    p_c, p_m = np.zeros(n, dtype=np.int64), np.zeros(n)
+    w_h = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
     size = settings.window_seconds
     window_start: dict[str, float] = {}
     window_end: dict[str, float] = {}
-    for w in sorted(set(latest.values())):
-        mids = [mid for mid, lw in latest.items() if lw == w]
-        acc_c, acc_m, acc_s = (
-            np.zeros(n, dtype=np.int64),
-            np.zeros(n),
-            np.zeros(n),
-        )
-        for _pk, _off, _ev, _lt, _ts, _opened, closed, _r in parts:
-            if w in closed:
-                acc_c, acc_m, acc_s = merge_moments(acc_c, acc_m, acc_s, *closed[w])
+    for w in sorted(set(view.latest.values())):
+        mids = [mid for mid, lw in view.latest.items() if lw == w]
         sel = np.isin(model_ids, mids)
-        w_c[sel], w_m[sel], w_s[sel] = acc_c[sel], acc_m[sel], acc_s[sel]
+        c, m, s, hists = _window(parts, w, n, hist_bins)
+        w_c[sel], w_m[sel], w_s[sel] = c[sel], m[sel], s[sel]
+        for name, h in hists.items():
+            w_h[name][sel] = h[sel]
+        pc, pm, _ps, _ph = _window(parts, w - 1, n, {})
+        p_c[sel], p_m[sel] = pc[sel], pm[sel]
         for mid in mids:
-            window_start[model_names[mid]] = float(w * size)
-            window_end[model_names[mid]] = float((w + 1) * size)
+            window_start[view.model_names[mid]] = float(w * size)
+            window_end[view.model_names[mid]] = float((w + 1) * size)
     mean = np.where(w_c > 0, w_m, math.nan)
-    roll_mean = np.where(r_c > 0, r_m, math.nan)
+    var = variance(w_c, w_s)
+    drift = None
+    if profile is not None:
+        drift = derive_window_drift(
+            profile,
+            view.model_names,
+            model_ids,
+            view.is_leaf,
+            w_c,
+            mean,
+            var,
+            w_h,
+            np.where(p_c > 0, p_m, math.nan),
+            p_c,
+        )
     return Snapshot(
         dimensions=settings.dimensions,
-        keys=keys,
-        is_leaf=is_leaf,
+        keys=view.keys,
+        is_leaf=view.is_leaf,
         model_ids=model_ids,
-        model_names=model_names,
+        model_names=view.model_names,
         events_total=events,
         late_total=late,
         last_event_time=np.where(np.isfinite(last), last, math.nan),
         window_count=w_c,
         window_mean=mean,
-        window_variance=variance(w_c, w_s),
+        window_variance=var,
         window_start=window_start,
         window_end=window_end,
         rolling_count=r_c,
-        rolling_mean=roll_mean,
+        rolling_mean=np.where(r_c > 0, r_m, math.nan),
         rolling_variance=variance(r_c, r_s),
-        overflow=overflow,
+        overflow=view.overflow,
         ingest=ingest,
-        partitions={pk: off for pk, off, *_rest in parts},
+        partitions={part.key: part.offset for part in parts},
+        drift=drift,
+        violations=violations,
+        detections=detections,
     )

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from aggregators.replica import Snapshot
 
-__all__ = ["METRICS", "CellCollector", "MetricDoc"]
+__all__ = ["DRIFT_METRICS", "METRICS", "CellCollector", "MetricDoc"]
 
 
 class MetricDoc(NamedTuple):
@@ -173,7 +173,120 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_partitions_assigned", "gauge", "", "Input partitions this replica owns."),
 )
 
-_DOCS = {m.name: m for m in METRICS}
+
+#: Drift and data-quality metrics, exported when drift is on (a baseline or features are set).
+#: ``cell`` = model + dimensions; window statistics are NaN below ``[cells] min_samples``.
+DRIFT_METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc(
+        "tilewatch_window_score_psi",
+        "gauge",
+        "cell",
+        "Population stability index of the window's score histogram against the baseline.",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_js_distance",
+        "gauge",
+        "cell",
+        "Jensen-Shannon distance (base 2, 0..1) of the window's score histogram against "
+        "the baseline.",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_mean_zscore",
+        "gauge",
+        "cell",
+        "(window mean - baseline mean) / (baseline std / sqrt(window events)).",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_mean_lower",
+        "gauge",
+        "cell",
+        "Lower bound of the 95% Student-t interval of the window's mean score.",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_mean_upper",
+        "gauge",
+        "cell",
+        "Upper bound of the 95% Student-t interval of the window's mean score.",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_mean_change",
+        "gauge",
+        "cell",
+        "Window mean score minus the previous window's (NaN if either is below min_samples).",
+    ),
+    MetricDoc(
+        "tilewatch_window_class_shift_pvalue",
+        "gauge",
+        "cell",
+        "Chi-square p-value of the window's predicted-class counts against the baseline shares.",
+    ),
+    MetricDoc(
+        "tilewatch_window_class_shift_significant",
+        "gauge",
+        "cell",
+        "1 when the class-shift p-value is significant after Benjamini-Hochberg across "
+        "all leaf cells at [drift].fdr_rate, else 0.",
+    ),
+    MetricDoc(
+        "tilewatch_window_feature_psi",
+        "gauge",
+        "cell, feature",
+        "PSI of the feature in the window against the baseline (numeric on reference "
+        "quantile bins; categorical with other and unseen bins).",
+    ),
+    MetricDoc(
+        "tilewatch_window_feature_missing_ratio",
+        "gauge",
+        "cell, feature",
+        "Share of the window's events where the feature is absent or null.",
+    ),
+    MetricDoc(
+        "tilewatch_window_feature_missing_ratio_lower",
+        "gauge",
+        "cell, feature",
+        "Lower bound of the 95% Wilson interval of the missing ratio.",
+    ),
+    MetricDoc(
+        "tilewatch_window_feature_missing_ratio_upper",
+        "gauge",
+        "cell, feature",
+        "Upper bound of the 95% Wilson interval of the missing ratio.",
+    ),
+    MetricDoc(
+        "tilewatch_window_drift_flag",
+        "gauge",
+        "cell, signal",
+        "1 when the window is flagged for the signal (score_psi, feature_psi, "
+        "class_shift, missing), else 0.",
+    ),
+    MetricDoc(
+        "tilewatch_schema_violations_total",
+        "counter",
+        "model, feature, kind",
+        "Events whose feature broke the baseline's schema, by kind (absent, wrong_type, "
+        "out_of_range, unseen_category).",
+    ),
+    MetricDoc(
+        "tilewatch_drift_detections_total",
+        "counter",
+        "cell, detector",
+        "Drift detections by river detector (adwin on scores, page_hinkley on window means).",
+    ),
+    MetricDoc(
+        "tilewatch_drift_active",
+        "gauge",
+        "cell, detector",
+        "1 while the detector's last detection is within one window of event time.",
+    ),
+    MetricDoc(
+        "tilewatch_drift_last_timestamp_seconds",
+        "gauge",
+        "cell, detector",
+        "Event time (epoch seconds) of the detector's last detection in the cell.",
+    ),
+)
+
+_DOCS = {m.name: m for m in (*METRICS, *DRIFT_METRICS)}
 
 
 def _help(name: str) -> str:
@@ -210,6 +323,74 @@ class CellCollector(Collector):
         yield from self._cells(snap)
         yield from self._models(snap)
         yield from self._ingest(snap)
+        if snap.drift is not None:
+            yield from self._drift(snap)
+
+    def _drift(self, snap: Snapshot) -> Iterator[Metric]:
+        drift = snap.drift
+        assert drift is not None
+        labels = self._cell_labels
+        keys = snap.keys
+        present = np.flatnonzero(snap.events_total > 0).tolist()
+
+        def gauge(name: str, values: np.ndarray) -> Metric:
+            fam = GaugeMetricFamily(name, _help(name), labels=labels)
+            for i, v in zip(present, values[present].tolist(), strict=True):
+                fam.add_metric(keys[i], v)
+            return fam
+
+        yield gauge("tilewatch_window_score_psi", drift.score_psi)
+        yield gauge("tilewatch_window_score_js_distance", drift.score_js_distance)
+        yield gauge("tilewatch_window_score_mean_zscore", drift.mean_zscore)
+        yield gauge("tilewatch_window_score_mean_lower", drift.mean_lower)
+        yield gauge("tilewatch_window_score_mean_upper", drift.mean_upper)
+        yield gauge("tilewatch_window_score_mean_change", drift.mean_change)
+        yield gauge("tilewatch_window_class_shift_pvalue", drift.class_pvalue)
+        yield gauge(
+            "tilewatch_window_class_shift_significant", drift.class_significant.astype(float)
+        )
+        for name, table in (
+            ("tilewatch_window_feature_psi", drift.feature_psi),
+            ("tilewatch_window_feature_missing_ratio", drift.missing_ratio),
+            ("tilewatch_window_feature_missing_ratio_lower", drift.missing_lower),
+            ("tilewatch_window_feature_missing_ratio_upper", drift.missing_upper),
+        ):
+            fam = GaugeMetricFamily(name, _help(name), labels=[*labels, "feature"])
+            for j, feature in enumerate(drift.features):
+                column = table[:, j]
+                for i, v in zip(present, column[present].tolist(), strict=True):
+                    fam.add_metric([*keys[i], feature], v)
+            yield fam
+        name = "tilewatch_window_drift_flag"
+        flag = GaugeMetricFamily(name, _help(name), labels=[*labels, "signal"])
+        for signal, mask in sorted(drift.flags.items()):
+            for i, v in zip(present, mask[present].tolist(), strict=True):
+                flag.add_metric([*keys[i], signal], float(v))
+        yield flag
+        name = "tilewatch_schema_violations_total"
+        viol = CounterMetricFamily(_base(name), _help(name), labels=["model", "feature", "kind"])
+        for (model, feature, kind), n in sorted(snap.violations.items()):
+            viol.add_metric([model, feature, kind], n)
+        yield viol
+        det_labels = [*labels, "detector"]
+        name = "tilewatch_drift_detections_total"
+        total = CounterMetricFamily(_base(name), _help(name), labels=det_labels)
+        active = GaugeMetricFamily(
+            "tilewatch_drift_active", _help("tilewatch_drift_active"), labels=det_labels
+        )
+        last = GaugeMetricFamily(
+            "tilewatch_drift_last_timestamp_seconds",
+            _help("tilewatch_drift_last_timestamp_seconds"),
+            labels=det_labels,
+        )
+        for (cell, detector), (n, when, on) in sorted(snap.detections.items()):
+            cell_labels = [*keys[cell], detector]
+            total.add_metric(cell_labels, n)
+            active.add_metric(cell_labels, float(on))
+            last.add_metric(cell_labels, when)
+        yield total
+        yield active
+        yield last
 
     def _cells(self, snap: Snapshot) -> Iterator[Metric]:
         labels = self._cell_labels

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from aggregators.profile import DriftProfile
 from aggregators.replica import PartitionKey
 from aggregators.settings import CellSettings
 from streams.errors import StreamError
@@ -89,14 +90,20 @@ class Refusal:
     detail: str
 
 
-def settings_fingerprint(cells: CellSettings) -> dict[str, Any]:
-    """The cell settings a checkpoint's meaning depends on."""
-    return {
+def settings_fingerprint(
+    cells: CellSettings, profile: DriftProfile | None = None
+) -> dict[str, Any]:
+    """The settings a checkpoint's meaning depends on: cells, and the histogram layout."""
+    out: dict[str, Any] = {
         "dimensions": list(cells.dimensions),
         "window_seconds": cells.window_seconds,
         "rolling_events": cells.rolling_events,
         "label_max_length": cells.label_max_length,
     }
+    if profile is not None:
+        out["histograms"] = dict(sorted(profile.hist_bins.items()))
+        out["features"] = list(profile.features)
+    return out
 
 
 def _prefix(source: PartitionKey, slot: str) -> str:

@@ -42,6 +42,8 @@ REASONS: dict[str, str] = {
 #: Numbers above this are epoch milliseconds, below it epoch seconds (1e11 s is year 5138).
 _MS_THRESHOLD = 1e11
 _MAX_DETAIL = 200
+#: The default of ``dict.get`` chains for optional nested fields in the generated decoder.
+_EMPTY: dict[str, Any] = {}
 
 
 class RecordLike(Protocol):
@@ -80,6 +82,9 @@ class DecodedBatch:
     event_times: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: With ``capture``: each valid event's prediction value and features object (or None).
+    predictions: list[Any] = field(default_factory=list)
+    features: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -174,8 +179,11 @@ class EventDecoder:
     [('not_object', 'expected a JSON object, got a list')]
     """
 
-    def __init__(self, fields: EventFields) -> None:
+    def __init__(self, fields: EventFields, capture: bool = False) -> None:
         self.fields = fields
+        self.capture = capture
+        self._prediction = _split(fields.prediction)
+        self._features = _split(fields.features)
         self._model = _split(fields.model)
         self._score = _split(fields.score)
         self._timestamp = _split(fields.timestamp)
@@ -188,10 +196,25 @@ class EventDecoder:
     def decode(self, records: Iterable[RecordLike]) -> DecodedBatch:
         """Decode a batch; never raises for anything a producer can send."""
         out = DecodedBatch()
+        extra = (out.predictions.append, out.features.append) if self.capture else (None, None)
         self._fast(
-            records, out.keys.append, out.event_times.append, out.scores.append, out.rejected
+            records,
+            out.keys.append,
+            out.event_times.append,
+            out.scores.append,
+            out.rejected,
+            *extra,
         )
         return out
+
+    def _extras(self, value: bytes) -> tuple[Any, Any]:
+        """Prediction and features of a record the full checker accepted (the rare path)."""
+        obj = orjson.loads(value)
+        name, parts = self._prediction
+        pred = obj.get(name) if parts is None else _dig(obj, parts)
+        name, parts = self._features
+        feats = obj.get(name) if parts is None else _dig(obj, parts)
+        return pred, feats if type(feats) is dict else None
 
     def _build_fast(self) -> Any:
         """Compile the batch loop for the configured field paths.
@@ -206,12 +229,37 @@ class EventDecoder:
         def access(path: str) -> str:
             return "obj" + "".join(f"[{part!r}]" for part in path.split("."))
 
+        def optional(path: str) -> str:
+            parts = path.split(".")
+            return (
+                "obj"
+                + "".join(f".get({p!r}, EMPTY)" for p in parts[:-1])
+                + (f".get({parts[-1]!r})")
+            )
+
+        if self.capture:
+            extra_fast = (
+                f"            add_pred({optional(self.fields.prediction)})\n"
+                f"            feats = {optional(self.fields.features)}\n"
+                "            add_feats(feats if type(feats) is dict else None)\n"
+            )
+            extra_slow = (
+                "        try:\n"
+                "            p, f = extras(v)\n"
+                "        except Exception:\n"
+                "            p, f = None, None\n"
+                "        add_pred(p)\n"
+                "        add_feats(f)\n"
+            )
+        else:
+            extra_fast = extra_slow = ""
+
         dims = list(self.fields.dimensions.values())
         dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))
         dim_checks = "".join(f" and type(d{i}) is str and d{i}" for i in range(len(dims)))
         key = "(model" + "".join(f", d{i}" for i in range(len(dims))) + ",)"
         src = f"""
-def fast(records, add_key, add_time, add_score, rejected):
+def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None):
     for rec in records:
         v = rec.value
         try:
@@ -228,7 +276,7 @@ def fast(records, add_key, add_time, add_score, rejected):
             add_key({key})
             add_time(ts)
             add_score(score)
-            continue
+{extra_fast}            continue
         try:
             k, t, s = one(v, rec.timestamp)
         except DecodeError as exc:
@@ -240,7 +288,7 @@ def fast(records, add_key, add_time, add_score, rejected):
         add_key(k)
         add_time(t)
         add_score(s)
-"""
+{extra_slow}"""
         env: dict[str, Any] = {
             "loads": orjson.loads,
             "max_bytes": self._max_bytes,
@@ -251,6 +299,8 @@ def fast(records, add_key, add_time, add_score, rejected):
             "DecodeError": DecodeError,
             "Rejected": Rejected,
             "max_detail": _MAX_DETAIL,
+            "extras": self._extras,
+            "EMPTY": _EMPTY,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
         return env["fast"]

@@ -79,6 +79,9 @@ class ConsumerLike(Protocol):
     def pause(self, *partitions: Any) -> None: ...
     def resume(self, *partitions: Any) -> None: ...
     def seek(self, partition: Any, offset: int) -> None: ...
+    def seek_to_beginning(self, *partitions: Any) -> None: ...
+    def seek_to_end(self, *partitions: Any) -> None: ...
+    def committed(self, partition: Any) -> int | None: ...
     def close(self, autocommit: bool = True) -> None: ...
 
 
@@ -175,7 +178,7 @@ class Monitor:
         self.kafka = kafka
         self.state = state
         self.state_settings = state_settings or StateSettings(checkpoints=False)
-        self.decoder = EventDecoder(fields)
+        self.decoder = EventDecoder(fields, capture=state.profile is not None)
         self._consumer_factory = consumer_factory or self._default_consumer
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic,
@@ -186,7 +189,7 @@ class Monitor:
         if self.state_settings.checkpoints:
             self.changelog = ChangelogStore(
                 topic=self.state_settings.topic_for(kafka.group_id),
-                fingerprint=settings_fingerprint(state.settings),
+                fingerprint=settings_fingerprint(state.settings, state.profile),
                 producer_factory=producer_factory or self._default_producer,
                 consumer_factory=restore_consumer_factory or self._default_restore_consumer,
                 on_refusal=self._count_checkpoint_error,
@@ -198,7 +201,6 @@ class Monitor:
         self._revoked: list[Any] = []
         self._assigned: list[Any] = []
         self._pending: set[PartitionKey] = set()  # assigned, waiting for restore
-        self._skipped: dict[PartitionKey, int] = {}  # first offset returned before restore
         self._restore_after = 0.0
         self._last_commit = 0.0
         self._last_checkpoint = time.monotonic()
@@ -326,20 +328,28 @@ class Monitor:
             if not records:
                 continue
             if key in self._pending or key not in self.state.partitions:
-                # Not restored yet: remember where to seek back to, so nothing is skipped.
-                first = records[0].offset
-                self._skipped[key] = min(first, self._skipped.get(key, first))
+                # Not restored yet: the restore seeks the partition explicitly, so these
+                # records are read again from the right place.
                 continue
             decoded = self.decoder.decode(records)
             for rejected in decoded.rejected:
                 self.dead_letters.send(rejected)
+            scores = np.array(decoded.scores, dtype=np.float64)
+            bins, violations = None, None
+            profile = self.state.profile
+            if profile is not None and decoded.keys:
+                bins, violations = profile.encode(
+                    [k[0] for k in decoded.keys], scores, decoded.predictions, decoded.features
+                )
             with self.state.lock:
                 result = self.state.apply(
                     key,
                     decoded.keys,
                     np.array(decoded.event_times, dtype=np.float64),
-                    np.array(decoded.scores, dtype=np.float64),
+                    scores,
                     next_offset=records[-1].offset + 1,
+                    bins=bins,
+                    violations=violations,
                 )
                 ingest = self.state.ingest
                 ingest.read += len(records)
@@ -519,25 +529,36 @@ class Monitor:
                 result = "restored" if restored is not None else "empty"
                 counts = self.state.ingest.checkpoint_restores
                 counts[result] = counts.get(result, 0) + 1
-            skipped = self._skipped.pop(key, None)
             if restored is not None and restored.offset is not None:
                 consumer.seek(tp, restored.offset)
                 self.summary.committed[key] = restored.offset
                 if self.changelog is not None:
                     self.changelog._slots[key].written_offset = restored.offset
-            elif skipped is not None:
-                consumer.seek(tp, skipped)
+                where = f"restored up to offset {restored.offset}"
+            else:
+                # Empty state must start where the durable state ends. The consumer may still
+                # hold a position from an earlier ownership of this partition (kafka-python
+                # keeps positions of partitions that stay assigned across a rebalance whose
+                # revoke and assign arrived in different polls), so always seek explicitly.
+                where = self._seek_to_durable_start(consumer, tp)
             self.summary.restored[key] = None if restored is None else restored.offset
-            log.info(
-                "partition %s/%d: %s",
-                key[0],
-                key[1],
-                f"restored up to offset {restored.offset}"
-                if restored is not None
-                else "no checkpoint, starting empty at the committed offset",
-            )
+            log.info("partition %s/%d: %s", key[0], key[1], where)
             consumer.resume(tp)
             self._pending.discard(key)
+
+    def _seek_to_durable_start(self, consumer: ConsumerLike, tp: Any) -> str:
+        """Seek an empty partition to the group's committed offset, or per auto_offset_reset."""
+        committed = consumer.committed(tp)
+        if committed is not None:
+            consumer.seek(tp, committed)
+            return f"no checkpoint, starting empty at the committed offset {committed}"
+        if self.kafka.auto_offset_reset == "earliest":
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek_to_end(tp)
+        return (
+            f"no checkpoint and no committed offset, starting at the {self.kafka.auto_offset_reset}"
+        )
 
     # -- counters ----------------------------------------------------------------------------
 

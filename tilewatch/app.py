@@ -12,15 +12,29 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from aggregators.profile import DriftProfile
 from aggregators.replica import ReplicaState
 from exporters.collector import CellCollector
 from exporters.http import MetricsServer
 from streams.runtime import Monitor, RunSummary
 from tilewatch.config import Config
 
-__all__ = ["App", "tune_gc"]
+__all__ = ["App", "build_profile", "tune_gc"]
 
 log = logging.getLogger(__name__)
+
+
+def build_profile(config: Config) -> DriftProfile | None:
+    """The drift profile of a config (None when drift is off); loads ``[baseline] path``."""
+    if not config.drift_enabled:
+        return None
+    baseline = None
+    if config.baseline.path is not None:
+        from tilewatch.baseline import load_baseline
+
+        baseline = load_baseline(config.baseline.path)
+    events = config.events
+    return DriftProfile(config.drift, (events.score_min, events.score_max), baseline)
 
 
 def tune_gc() -> None:
@@ -53,7 +67,7 @@ class App:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.state = ReplicaState(cfg.cells)
+        self.state = ReplicaState(cfg.cells, build_profile(cfg))
         self.monitor = Monitor(cfg.kafka, cfg.events, self.state, state_settings=cfg.state)
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.server = MetricsServer(

@@ -32,6 +32,7 @@ from typing import Any
 
 from aggregators.baseline import THRESHOLD_RULES, BaselineSettings
 from aggregators.errors import TilewatchError
+from aggregators.profile import DriftSettings
 from aggregators.settings import CellSettings
 from exporters.settings import BasicAuth, ExporterSettings, TLSFiles
 from streams.settings import EventFields, KafkaSettings, StateSettings
@@ -57,9 +58,12 @@ class Config:
     state: StateSettings
     source: str
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
+    #: Drift and data-quality settings; ``drift_enabled`` says whether they are on.
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    drift_enabled: bool = False
 
 
-_SECTIONS = ("baseline", "cells", "events", "exporter", "kafka", "state")
+_SECTIONS = ("baseline", "cells", "drift", "events", "exporter", "kafka", "state")
 _KAFKA_KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
@@ -84,7 +88,29 @@ _EVENT_PATHS = (
     "features",
 )
 _EVENT_KEYS = (*_EVENT_PATHS, "score_min", "score_max", "max_event_bytes")
-_CELL_KEYS = ("dimensions", "window", "grace", "rolling_events", "max_cells", "label_max_length")
+_CELL_KEYS = (
+    "dimensions",
+    "window",
+    "grace",
+    "rolling_events",
+    "max_cells",
+    "label_max_length",
+    "min_samples",
+)
+_DRIFT_KEYS = (
+    "adwin_delta",
+    "detectors",
+    "enabled",
+    "fdr_rate",
+    "features",
+    "max_features",
+    "missing_alert",
+    "ph_delta",
+    "ph_threshold",
+    "psi_alert",
+    "score_bins",
+)
+_DETECTORS = ("adwin", "page_hinkley")
 _EXPORTER_KEYS = (
     "listen",
     "tls_cert",
@@ -258,6 +284,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
             )
     tables = {name: _section(data, name, source) for name in _SECTIONS}
     cells = _parse_cells(tables["cells"], source)
+    baseline = _parse_baseline(tables["baseline"], source)
     return Config(
         kafka=_parse_kafka(tables["kafka"], source),
         events=_parse_events(tables["events"], source, cells.dimensions),
@@ -265,7 +292,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         exporter=_parse_exporter(tables["exporter"], source),
         state=_parse_state(tables["state"], source),
         source=source,
-        baseline=_parse_baseline(tables["baseline"], source),
+        baseline=baseline,
+        **_parse_drift(tables["drift"], tables["cells"], source, baseline),
     )
 
 
@@ -469,7 +497,7 @@ def _parse_cells(data: Mapping[str, Any], source: str) -> CellSettings:
         grace_seconds=table.duration("grace", defaults.grace_seconds, positive=False),
         rolling_events=table.integer("rolling_events", defaults.rolling_events, 2),
         max_cells=table.integer("max_cells", defaults.max_cells, 1),
-        label_max_length=table.integer("label_max_length", defaults.label_max_length, 8),
+        label_max_length=table.integer("label_max_length", defaults.label_max_length, 10),
     )
 
 
@@ -489,6 +517,57 @@ def _parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str
         score_max=score_max,
         max_event_bytes=table.integer("max_event_bytes", defaults.max_event_bytes, 1),
     )
+
+
+def _parse_drift(
+    data: Mapping[str, Any], cells: Mapping[str, Any], source: str, baseline: BaselineSettings
+) -> dict[str, Any]:
+    table = _Table(source, "drift", data, _DRIFT_KEYS)
+    cells_table = _Table(source, "cells", cells, _CELL_KEYS)
+    d = DriftSettings()
+    features: list[str] = []
+    if "features" in table.data:
+        value = table.data["features"]
+        if not isinstance(value, list) or not all(isinstance(f, str) and f for f in value):
+            raise table.error("features", "a list of feature names", value)
+        features = list(dict.fromkeys(value))
+    detectors: list[str] = list(d.detectors)
+    if "detectors" in table.data:
+        value = table.data["detectors"]
+        if not isinstance(value, list) or not all(v in _DETECTORS for v in value):
+            raise table.error("detectors", f"a list of {', '.join(_DETECTORS)}", value)
+        detectors = list(dict.fromkeys(value))
+
+    def ratio(key: str, default: float) -> float:
+        value = table.number(key, default)
+        if not 0.0 < value < 1.0:
+            raise table.error(key, "a number between 0 and 1", table.data[key])
+        return value
+
+    def positive(key: str, default: float) -> float:
+        value = table.number(key, default)
+        if value <= 0:
+            raise table.error(key, "a number > 0", table.data[key])
+        return value
+
+    settings = DriftSettings(
+        features=tuple(features),
+        max_features=table.integer("max_features", d.max_features, 1),
+        min_samples=cells_table.integer("min_samples", d.min_samples, 1),
+        fdr_rate=ratio("fdr_rate", d.fdr_rate),
+        psi_alert=positive("psi_alert", d.psi_alert),
+        missing_alert=ratio("missing_alert", d.missing_alert),
+        score_bins=table.integer("score_bins", d.score_bins, 1),
+        detectors=tuple(detectors),
+        adwin_delta=ratio("adwin_delta", d.adwin_delta),
+        ph_threshold=positive("ph_threshold", d.ph_threshold),
+        ph_delta=table.number("ph_delta", d.ph_delta),
+    )
+    auto = baseline.path is not None or bool(features)
+    enabled = table.data.get("enabled", auto)
+    if not isinstance(enabled, bool):
+        raise table.error("enabled", "true or false", enabled)
+    return {"drift": settings, "drift_enabled": enabled}
 
 
 def _parse_baseline(data: Mapping[str, Any], source: str) -> BaselineSettings:

@@ -164,7 +164,7 @@ def test_full_config_values() -> None:
                 "grace": 0,
                 "rolling_events": 2,
                 "max_cells": 1,
-                "label_max_length": 8,
+                "label_max_length": 10,
             },
             "exporter": {"listen": "127.0.0.1:0"},
         },
@@ -191,7 +191,7 @@ def test_full_config_values() -> None:
         grace_seconds=0.0,
         rolling_events=2,
         max_cells=1,
-        label_max_length=8,
+        label_max_length=10,
     )
     assert config.exporter == ExporterSettings(host="127.0.0.1", port=0)
 
@@ -256,7 +256,7 @@ def test_dimension_path_of_unconfigured_dimension_is_unknown() -> None:
         ),
         (
             {"cells": {"label_max_length": 7.5}},
-            "[cells].label_max_length: expected an integer >= 8, got 7.5",
+            "[cells].label_max_length: expected an integer >= 10, got 7.5",
         ),
         ({"cells": {"max_cells": "10"}}, '[cells].max_cells: expected an integer >= 1, got "10"'),
         (
@@ -406,7 +406,7 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"cells": {"windw": "1m"}},
             "[cells].windw: unknown key, expected one of dimensions, grace, label_max_length, "
-            "max_cells, rolling_events, window",
+            "max_cells, min_samples, rolling_events, window",
         ),
         (
             {"exporter": {"port": 9464}},
@@ -416,7 +416,7 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"cells": {"extra": {"a": 1}}},
             "[cells].extra: unknown key, expected one of dimensions, grace, label_max_length, "
-            "max_cells, rolling_events, window",
+            "max_cells, min_samples, rolling_events, window",
         ),
         (
             {"kafka": {"poll_timeout_seconds": 1}},
@@ -433,12 +433,12 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
-            "[events], [exporter], [kafka], [state]",
+            "[drift], [events], [exporter], [kafka], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [baseline], [cells], "
-            "[events], [exporter], [kafka], [state]",
+            "[drift], [events], [exporter], [kafka], [state]",
         ),
     ],
 )
