@@ -30,7 +30,7 @@ from e2e_support import ALL, TilewatchProcess, series, value
 from kafka import KafkaProducer
 
 from streams.embedded import EmbeddedBroker
-from tilewatch.config import load_config
+from tilewatch.config import ConfigError, load_config
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -62,13 +62,12 @@ SPECIAL = (
     ("ünïcödé ✓", "eu"),
     ("😀" * 80, "ap"),
 )
-#: RSS bound of the monitor process. The throughput benchmark peaks at 127 MB for 1 066 cells
-#: (interpreter, numpy, kafka-python, prometheus_client, state). Here the state is smaller
-#: (<= 501 leaves, 100 rolling events each) but a fetch can carry 5 000 records of up to 10 kB
-#: per partition (kafka-python buffers up to fetch_max_bytes = 50 MB), and the registry must
-#: not keep the 100k raw values (about 14 MB of strings, 10 MB of them the long ones). 400 MB
-#: leaves room for those buffers while still catching a registry or a buffer that keeps every
-#: distinct value (a leak of the 100k keys with their roll-ups would show up as hundreds of MB).
+#: RSS bound of the monitor process. Measured here: a peak (VmHWM) of 94 to 107 MB (the
+#: throughput benchmark peaks at 127 MB for 1 066 cells). The state is small (<= 501 leaves,
+#: 100 rolling events each), but a fetch can carry 5 000 records of up to 10 kB per partition,
+#: so about twice the measured peak leaves room for those buffers. A registry that kept every
+#: distinct value would not fit: 100k leaves with their roll-ups, each with per-partition
+#: arrays and an 800 B rolling row, come to an estimated 250 MB or more.
 RSS_BOUND_MB = 200.0
 
 #: Metrics with one series per cell (leaf or roll-up) that has events.
@@ -168,10 +167,10 @@ def test_distinct_values_flood_stays_within_max_cells(
 ) -> None:
     topic = make_topic(PARTITIONS)
     config = tilewatch_config(
-        topic, cells={"max_cells": MAX_CELLS, "label_max_length": LABEL_MAX_LENGTH}
+        topic,
+        cells={"max_cells": MAX_CELLS, "label_max_length": LABEL_MAX_LENGTH},
+        state={"checkpoints": False},
     )
-    with config.open("a") as file:
-        file.write("\n[state]\ncheckpoints = false\n")
     values = _events(time.time() - 600.0)
     largest = max(map(len, values))
     assert largest > LONG_CHARS
@@ -258,3 +257,36 @@ def test_distinct_values_flood_stays_within_max_cells(
 
     # -- memory --------------------------------------------------------------------------------
     assert rss_peak / 1024 < RSS_BOUND_MB, f"peak RSS {rss_peak / 1024:.0f} MB"
+
+
+def test_reserved_values_stay_within_label_max_length(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tilewatch_config: Callable[..., Path],
+    start_tilewatch: Callable[..., TilewatchProcess],
+) -> None:
+    topic = make_topic(1)
+    # Below 10 a suffixed reserved value ('__other___') could not fit: the config refuses it.
+    too_short = tilewatch_config(topic, cells={"label_max_length": 9})
+    with pytest.raises(ConfigError, match=r"label_max_length: expected an integer >= 10"):
+        load_config(too_short)
+    length = 10
+    config = tilewatch_config(
+        topic, cells={"label_max_length": length}, state={"checkpoints": False}
+    )
+    assert load_config(config).cells.label_max_length == length
+    segments = (OTHER, OTHER + "tail", ALL, "ok")
+    now = time.time()
+    values = [
+        orjson.dumps({"model": MODEL, "segment": s, "region": "eu", "score": 0.5, "timestamp": now})
+        for s in segments
+    ]
+    monitor = start_tilewatch(config, name="label-length")
+    _produce(broker.bootstrap, topic, values)
+    metrics = monitor.wait_read(len(values))
+    segments_seen = {
+        dict(labels)["segment"] for labels in series(metrics, "tilewatch_events_total")
+    }
+    assert {"ok", ALL + "_"} <= segments_seen
+    too_long = sorted(v for v in segments_seen if len(v) > length)
+    assert not too_long, f"label values longer than label_max_length = {length}: {too_long}"
