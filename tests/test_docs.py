@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
-from exporters.collector import METRICS
+from exporters.collector import DRIFT_METRICS, METRICS
 from streams.decode import REASONS
 from tilewatch.cli import _parser
 
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", [m.name for m in METRICS])
+@pytest.mark.parametrize("name", [m.name for m in (*METRICS, *DRIFT_METRICS)])
 def test_every_metric_is_in_the_readme_table(name: str) -> None:
     assert f"| `{name}` |" in README
 
@@ -27,60 +26,25 @@ def test_every_rejection_reason_is_documented(reason: str) -> None:
 
 
 def _config_keys() -> list[tuple[str, str]]:
-    from aggregators.settings import CellSettings
-    from streams.settings import EventFields, KafkaSettings
+    """Every key the config parser accepts, by section (read from the schema itself)."""
+    from tilewatch import config
 
-    keys = [
-        ("kafka", k)
-        for k in (
-            "bootstrap_servers",
-            "topics",
-            "group_id",
-            "dead_letter_topic",
-            "auto_offset_reset",
-            "max_poll_records",
-            "poll_timeout",
-            "commit_interval",
-        )
-    ]
-    keys += [("events", f.name) for f in dataclasses.fields(EventFields) if f.name != "dimensions"]
-    keys += [
-        ("cells", k)
-        for k in (
-            "dimensions",
-            "window",
-            "grace",
-            "rolling_events",
-            "max_cells",
-            "label_max_length",
-        )
-    ]
-    keys += [
-        ("state", k)
-        for k in ("checkpoints", "changelog_topic", "checkpoint_interval", "restore_timeout")
-    ]
-    keys += [
-        ("exporter", k)
-        for k in (
-            "listen",
-            "tls_cert",
-            "tls_key",
-            "tls_client_ca",
-            "basic_auth_user",
-            "basic_auth_password",
-        )
-    ]
-    # Every settings field is reachable from some documented key.
-    assert {f.name for f in dataclasses.fields(CellSettings)} <= {
-        "dimensions",
-        "window_seconds",
-        "grace_seconds",
-        "rolling_events",
-        "max_cells",
-        "label_max_length",
+    tables = {
+        "kafka": config._KAFKA_KEYS,
+        "events": config._EVENT_KEYS,
+        "cells": config._CELL_KEYS,
+        "state": config._STATE_KEYS,
+        "exporter": config._EXPORTER_KEYS,
+        "drift": config._DRIFT_KEYS,
+        "baseline": config._BASELINE_KEYS,
     }
-    assert len(dataclasses.fields(KafkaSettings)) == 9
-    return keys
+    assert set(tables) == set(config._SECTIONS)
+    return [
+        (section, key)
+        for section, keys in tables.items()
+        for key in keys
+        if (section, key) != ("kafka", "client")  # the [kafka.client] pass-through table
+    ]
 
 
 @pytest.mark.parametrize(("section", "key"), _config_keys())
@@ -99,3 +63,14 @@ def test_every_command_is_in_the_readme() -> None:
 
 def test_readme_has_no_unfilled_placeholders() -> None:
     assert "@@" not in README
+
+
+def test_readme_is_generated_from_the_current_sources() -> None:
+    """README.md is written by scripts/gen_readme.py; run it after changing docs or metrics."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_readme", ROOT / "scripts" / "gen_readme.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render() == README, "README.md is stale: run scripts/gen_readme.py"
