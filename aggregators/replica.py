@@ -19,6 +19,7 @@ import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -150,6 +151,9 @@ class ReplicaState:
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
         self.lock = threading.RLock()
+        # The merged reported windows and their statistics, keyed by the windows they came
+        # from: closed windows never change, so scrapes reuse what refresh() computed.
+        self._window_cache: tuple[Any, _WindowView] | None = None
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -200,6 +204,7 @@ class ReplicaState:
         with self.lock:
             for part in self.partitions.values():
                 part.rolling.refresh()
+        self.snapshot()  # computes the window statistics here, in the consumer thread
 
     def snapshot(self) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
@@ -229,6 +234,20 @@ class ReplicaState:
                         latest[mid] = w
             needed = set(latest.values()) | {w - 1 for w in latest.values()}
             hist_bins = profile.hist_bins if profile is not None else {}
+            cache_key = (
+                n,
+                tuple(sorted(latest.items())),
+                tuple(
+                    (pkey, w, acc)  # the objects themselves: compared by identity
+                    for pkey, part in self.partitions.items()
+                    for w, acc in sorted(part.closed.items())
+                    if w in needed
+                ),
+            )
+            cached = self._window_cache
+            window_view = cached[1] if cached is not None and cached[0] == cache_key else None
+            if window_view is not None:
+                needed = set()
             parts = [
                 _PartCopy(
                     key=pkey,
@@ -267,7 +286,11 @@ class ReplicaState:
                 checkpoint_restores=dict(ing.checkpoint_restores),
                 checkpoint_errors=dict(ing.checkpoint_errors),
             )
-        return _merge(self.settings, profile, view, parts, ingest)
+        if window_view is None:
+            window_view = _window_view(self.settings, profile, view, parts)
+            with self.lock:
+                self._window_cache = (cache_key, window_view)
+        return _merge(self.settings, profile, view, parts, ingest, window_view)
 
 
 @dataclass
@@ -316,31 +339,23 @@ def _window(
     return c, m, s, hists
 
 
-def _merge(
-    settings: CellSettings,
-    profile: DriftProfile | None,
-    view: _View,
-    parts: list[_PartCopy],
-    ingest: IngestStats,
-) -> Snapshot:
+@dataclass(frozen=True)
+class _WindowView:
+    """Each cell's model's reported window, merged, with its statistics (cached)."""
+
+    count: IntArray
+    mean: FloatArray
+    variance: FloatArray
+    start: dict[str, float]
+    end: dict[str, float]
+    drift: WindowDrift | None
+
+
+def _window_view(
+    settings: CellSettings, profile: DriftProfile | None, view: _View, parts: list[_PartCopy]
+) -> _WindowView:
     n = len(view.keys)
     model_ids = view.model_ids
-    events = np.zeros(n, dtype=np.int64)
-    late = np.zeros(n, dtype=np.int64)
-    last = np.full(n, -math.inf)
-    r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    violations: dict[tuple[str, str, str], int] = {}
-    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
-    for part in parts:
-        for dkey, (dn, dlast, dactive) in part.detections.items():
-            pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
-            detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
-        events += part.events
-        late += part.late
-        np.maximum(last, part.last, out=last)
-        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
-        for vkey, count in part.violations.items():
-            violations[vkey] = violations.get(vkey, 0) + count
     hist_bins = profile.hist_bins if profile is not None else {}
     w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     p_c, p_m = np.zeros(n, dtype=np.int64), np.zeros(n)
@@ -376,6 +391,36 @@ def _merge(
             np.where(p_c > 0, p_m, math.nan),
             p_c,
         )
+    return _WindowView(w_c, mean, var, window_start, window_end, drift)
+
+
+def _merge(
+    settings: CellSettings,
+    profile: DriftProfile | None,
+    view: _View,
+    parts: list[_PartCopy],
+    ingest: IngestStats,
+    window_view: _WindowView | None = None,
+) -> Snapshot:
+    n = len(view.keys)
+    model_ids = view.model_ids
+    events = np.zeros(n, dtype=np.int64)
+    late = np.zeros(n, dtype=np.int64)
+    last = np.full(n, -math.inf)
+    r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    violations: dict[tuple[str, str, str], int] = {}
+    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
+    for part in parts:
+        for dkey, (dn, dlast, dactive) in part.detections.items():
+            pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
+            detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
+        events += part.events
+        late += part.late
+        np.maximum(last, part.last, out=last)
+        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
+        for vkey, count in part.violations.items():
+            violations[vkey] = violations.get(vkey, 0) + count
+    wv = window_view if window_view is not None else _window_view(settings, profile, view, parts)
     return Snapshot(
         dimensions=settings.dimensions,
         keys=view.keys,
@@ -385,18 +430,18 @@ def _merge(
         events_total=events,
         late_total=late,
         last_event_time=np.where(np.isfinite(last), last, math.nan),
-        window_count=w_c,
-        window_mean=mean,
-        window_variance=var,
-        window_start=window_start,
-        window_end=window_end,
+        window_count=wv.count,
+        window_mean=wv.mean,
+        window_variance=wv.variance,
+        window_start=wv.start,
+        window_end=wv.end,
         rolling_count=r_c,
         rolling_mean=np.where(r_c > 0, r_m, math.nan),
         rolling_variance=variance(r_c, r_s),
         overflow=view.overflow,
         ingest=ingest,
         partitions={part.key: part.offset for part in parts},
-        drift=drift,
+        drift=wv.drift,
         violations=violations,
         detections=detections,
     )
