@@ -300,7 +300,22 @@ class PartitionState:
             for w, acc in sorted(table.items()):
                 c, m, s = acc.sized(n)
                 idx = np.flatnonzero(c).tolist()
-                out.append([w, [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx]])
+                entry: list[Any] = [
+                    w,
+                    [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx],
+                ]
+                if acc.hist:
+                    entry.append(
+                        {
+                            name: [
+                                [list(keys[i]), h[i].tolist()]
+                                for i in np.flatnonzero(h[:n].any(axis=1)).tolist()
+                            ]
+                            for name, h in sorted(acc.hist.items())
+                            if h[:n].any()
+                        }
+                    )
+                out.append(entry)
             return out
 
         def finite(x: float) -> float | None:

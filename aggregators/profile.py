@@ -154,14 +154,13 @@ class DriftProfile:
         default = self._model_spec(None)
         self._default = default
         #: Value bins + 1 (missing) per histogram, the widest over all models.
+        specs = self._all_specs()
         self.hist_bins: dict[str, int] = {
-            "score": len(default.score_edges) - 1,
-            "class": len(default.classes) + 1,
+            "score": max(len(m.score_edges) - 1 for m in specs),
+            "class": max(len(m.classes) + 1 for m in specs),
         }
         for name in self.features:
-            widest = max(
-                [spec.n_bins for m in self._all_specs() for spec in m.features if spec.name == name]
-            )
+            widest = max(spec.n_bins for m in specs for spec in m.features if spec.name == name)
             self.hist_bins[f"f:{name}"] = widest + 1
 
     def _all_specs(self) -> list[_ModelSpec]:
@@ -235,7 +234,8 @@ class DriftProfile:
             feats = features if single else [features[i] for i in rows]
             for fspec in spec.features:
                 col = [d.get(fspec.name) if type(d) is dict else None for d in feats]
-                bins, counts = _encode_feature(fspec, col)
+                # The missing bin is the histogram's last column, whatever this model's width.
+                bins, counts = _encode_feature(fspec, col, self.hist_bins[f"f:{fspec.name}"] - 1)
                 feature_bins[fspec.name][idx] = bins
                 for kind, count in counts.items():
                     if count:
@@ -277,10 +277,11 @@ def _feature_spec(name: str, fb: FeatureBaseline | None) -> FeatureSpec:
     )
 
 
-def _encode_feature(spec: FeatureSpec, col: list[Any]) -> tuple[IntArray, dict[str, int]]:
-    """Bin index per value (``spec.n_bins`` = missing) and violation counts by kind."""
+def _encode_feature(
+    spec: FeatureSpec, col: list[Any], missing_bin: int
+) -> tuple[IntArray, dict[str, int]]:
+    """Bin index per value (``missing_bin`` = missing) and violation counts by kind."""
     n = len(col)
-    missing_bin = spec.n_bins
     absent = np.fromiter((v is None for v in col), dtype=bool, count=n)
     counts = {"absent": int(absent.sum())}
     if spec.kind == "presence":
@@ -301,7 +302,17 @@ def _encode_feature(spec: FeatureSpec, col: list[Any]) -> tuple[IntArray, dict[s
     assert spec.categories is not None
     get = spec.categories.get
     unseen = spec.categories.unseen
-    bins_list = [missing_bin if v is None else get(v) if type(v) is str else -2 for v in col]
+    # Booleans as the baseline spells them ("true"/"false"); other non-strings are wrong_type.
+    bins_list = [
+        missing_bin
+        if v is None
+        else get(v)
+        if type(v) is str
+        else get("true" if v else "false")
+        if type(v) is bool
+        else -2
+        for v in col
+    ]
     bins = np.array(bins_list, dtype=np.int64)
     wrong = bins == -2
     counts["wrong_type"] = int(wrong.sum())

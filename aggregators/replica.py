@@ -335,7 +335,8 @@ def _window(
             moments, part_hists = part.windows[w]
             c, m, s = merge_moments(c, m, s, *moments)
             for name, h in part_hists.items():
-                hists[name] += h
+                if name in hists:  # callers may ask for the moments only
+                    hists[name] += h
     return c, m, s, hists
 
 

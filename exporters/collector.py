@@ -312,7 +312,7 @@ class CellCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
-        for doc in METRICS:
+        for doc in (*METRICS, *DRIFT_METRICS):
             if doc.kind == "counter":
                 yield CounterMetricFamily(_base(doc.name), doc.help, labels=[])
             else:

@@ -42,8 +42,6 @@ REASONS: dict[str, str] = {
 #: Numbers above this are epoch milliseconds, below it epoch seconds (1e11 s is year 5138).
 _MS_THRESHOLD = 1e11
 _MAX_DETAIL = 200
-#: The default of ``dict.get`` chains for optional nested fields in the generated decoder.
-_EMPTY: dict[str, Any] = {}
 
 
 class RecordLike(Protocol):
@@ -230,12 +228,9 @@ class EventDecoder:
             return "obj" + "".join(f"[{part!r}]" for part in path.split("."))
 
         def optional(path: str) -> str:
-            parts = path.split(".")
-            return (
-                "obj"
-                + "".join(f".get({p!r}, EMPTY)" for p in parts[:-1])
-                + (f".get({parts[-1]!r})")
-            )
+            """An absent or non-object step gives None; ``dig`` never raises."""
+            parts = tuple(path.split("."))
+            return f"obj.get({parts[0]!r})" if len(parts) == 1 else f"dig(obj, {parts!r})"
 
         if self.capture:
             extra_fast = (
@@ -300,7 +295,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             "Rejected": Rejected,
             "max_detail": _MAX_DETAIL,
             "extras": self._extras,
-            "EMPTY": _EMPTY,
+            "dig": _dig,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
         return env["fast"]

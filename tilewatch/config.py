@@ -550,6 +550,12 @@ def _parse_drift(
             raise table.error(key, "a number > 0", table.data[key])
         return value
 
+    def nonnegative(key: str, default: float) -> float:
+        value = table.number(key, default)
+        if value < 0:
+            raise table.error(key, "a number >= 0", table.data[key])
+        return value
+
     settings = DriftSettings(
         features=tuple(features),
         max_features=table.integer("max_features", d.max_features, 1),
@@ -561,7 +567,7 @@ def _parse_drift(
         detectors=tuple(detectors),
         adwin_delta=ratio("adwin_delta", d.adwin_delta),
         ph_threshold=positive("ph_threshold", d.ph_threshold),
-        ph_delta=table.number("ph_delta", d.ph_delta),
+        ph_delta=nonnegative("ph_delta", d.ph_delta),
     )
     auto = baseline.path is not None or bool(features)
     enabled = table.data.get("enabled", auto)

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregators.replica import ReplicaState, Snapshot
 from aggregators.settings import ALL, OTHER, CellSettings
-from exporters.collector import METRICS, CellCollector
+from exporters.collector import DRIFT_METRICS, METRICS, CellCollector
 
 DIMS = ("segment", "region")
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
@@ -395,7 +395,7 @@ def test_describe_does_not_take_a_snapshot() -> None:
 
     collector = CellCollector(boom, DIMS)
     names = {fam.name for fam in collector.describe()}
-    assert names == {_base(m.name, m.kind) for m in METRICS}
+    assert names == {_base(m.name, m.kind) for m in (*METRICS, *DRIFT_METRICS)}
     CollectorRegistry().register(collector)  # registering describes, never collects
 
 
