@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,7 @@ class DriftProfile:
         #: The monitored features, in a fixed order.
         self.features: list[str] = names[: settings.max_features]
         self._models: dict[str, _ModelSpec] = {}
+        self._lookups: dict[tuple[str, str], dict[str | None, int]] = {}
         default = self._model_spec(None)
         self._default = default
         #: Value bins + 1 (missing) per histogram, the widest over all models.
@@ -229,13 +231,29 @@ class DriftProfile:
             get_class = spec.classes.get
             other = len(spec.classes)
             class_bins[idx] = np.array(
-                [-1 if p is None else get_class(str(p), other) for p in preds], dtype=np.int64
+                [
+                    -1
+                    if p is None
+                    # Class names as the baseline spells them: booleans "true" / "false".
+                    else get_class(("true" if p else "false") if type(p) is bool else str(p), other)
+                    for p in preds
+                ],
+                dtype=np.int64,
             )
             feats = features if single else [features[i] for i in rows]
             for fspec in spec.features:
-                col = [d.get(fspec.name) if type(d) is dict else None for d in feats]
+                try:  # every event has a features object: the common case, at C speed
+                    col = list(map(_DICT_GET, feats, repeat(fspec.name)))
+                except TypeError:
+                    col = [d.get(fspec.name) if type(d) is dict else None for d in feats]
                 # The missing bin is the histogram's last column, whatever this model's width.
-                bins, counts = _encode_feature(fspec, col, self.hist_bins[f"f:{fspec.name}"] - 1)
+                missing_bin = self.hist_bins[f"f:{fspec.name}"] - 1
+                lookup = self._lookups.get((model, fspec.name))
+                if lookup is None and fspec.categories is not None:
+                    lookup = self._lookups[(model, fspec.name)] = _category_lookup(
+                        fspec.categories, missing_bin
+                    )
+                bins, counts = _encode_feature(fspec, col, missing_bin, lookup)
                 feature_bins[fspec.name][idx] = bins
                 for kind, count in counts.items():
                     if count:
@@ -277,10 +295,60 @@ def _feature_spec(name: str, fb: FeatureBaseline | None) -> FeatureSpec:
     )
 
 
+_NONE = type(None)
+#: ``dict.get`` as a plain callable, for ``map`` over the events' feature objects.
+_DICT_GET: Any = dict.get
+_NUMERIC_TYPES = frozenset({float, int, _NONE})
+_CATEGORY_TYPES = frozenset({str, _NONE})
+
+
+def _category_lookup(index: CategoryIndex, missing_bin: int) -> dict[str | None, int]:
+    """Bin per known category string, and ``None`` -> the missing bin."""
+    lookup: dict[str | None, int] = {c: index.get(c) for c in index.top}
+    for c in index.known_other or ():
+        lookup[c] = index.other
+    lookup[None] = missing_bin
+    return lookup
+
+
 def _encode_feature(
+    spec: FeatureSpec,
+    col: list[Any],
+    missing_bin: int,
+    lookup: dict[str | None, int] | None = None,
+) -> tuple[IntArray, dict[str, int]]:
+    """Bin index per value (``missing_bin`` = missing) and violation counts by kind.
+
+    Columns of the expected types (numbers or None; strings or None) take a vectorized path;
+    anything else the general one below, which gives the same bins for them.
+    """
+    n = len(col)
+    types = set(map(type, col))
+    if spec.kind == "numeric" and types <= _NUMERIC_TYPES:
+        values = np.array(col, dtype=np.float64)  # None becomes NaN
+        absent = np.isnan(values)
+        assert spec.edges is not None
+        bins = np.searchsorted(spec.edges, values, side="right")
+        out_of_range = int(((values < spec.lo) | (values > spec.hi)).sum())
+        counts = {"absent": int(absent.sum()), "wrong_type": 0, "out_of_range": out_of_range}
+        return np.where(absent, missing_bin, bins).astype(np.int64), counts
+    if spec.kind == "categorical" and lookup is not None and types <= _CATEGORY_TYPES:
+        assert spec.categories is not None
+        index = spec.categories
+        default = index.other if index.known_other is None else index.unseen
+        bins = np.fromiter(map(lookup.get, col, repeat(default)), dtype=np.int64, count=n)
+        counts = {
+            "absent": int((bins == missing_bin).sum()),
+            "wrong_type": 0,
+            "unseen_category": int((bins == index.unseen).sum()),
+        }
+        return bins, counts
+    return _encode_feature_general(spec, col, missing_bin)
+
+
+def _encode_feature_general(
     spec: FeatureSpec, col: list[Any], missing_bin: int
 ) -> tuple[IntArray, dict[str, int]]:
-    """Bin index per value (``missing_bin`` = missing) and violation counts by kind."""
     n = len(col)
     absent = np.fromiter((v is None for v in col), dtype=bool, count=n)
     counts = {"absent": int(absent.sum())}

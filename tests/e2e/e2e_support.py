@@ -674,3 +674,23 @@ def read_changelog(bootstrap: str, topic: str, timeout: float = 30.0) -> list[An
                 pytest.fail(f"could not read changelog {topic!r} to its end in {timeout:g} s")
     finally:
         consumer.close()
+
+
+# -- drift and baseline (appended for test_drift_pipeline.py) ---------------------------------
+
+
+def add_drift_config(
+    path: Path,
+    *,
+    baseline: dict[str, Any] | None = None,
+    drift: dict[str, Any] | None = None,
+) -> Path:
+    """Append a ``[baseline]`` and a ``[drift]`` table to a :func:`write_config` file (neither
+    is written by it); returns ``path``."""
+    text = path.read_text()
+    for name, table in (("baseline", baseline), ("drift", drift)):
+        if table:
+            assert f"[{name}]" not in text, f"{path} already has a [{name}] table"
+            text += f"\n[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+    path.write_text(text)
+    return path
