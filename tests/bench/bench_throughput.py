@@ -3,7 +3,7 @@
 Run from the repository root (it is a script, not a pytest test; see tests/bench/README.md)::
 
     python tests/bench/bench_throughput.py [--events 500000] [--cells 1000] [--partitions 4]
-                                           [--repeat 1] [--json out.json]
+                                           [--repeat 1] [--profile spine|drift] [--json out.json]
 
 What it does:
 
@@ -20,6 +20,13 @@ What it does:
 3. Prints events/s of both and their ratio, the peak RSS, the cost of one Prometheus scrape of
    the final state, and an offline per-event breakdown (decode, columns, apply, refresh) on the
    same record values without Kafka. ``--json PATH`` writes every figure.
+
+``--profile drift`` runs the same measurement with the drift and data-quality stages on:
+events carry ten features (five numeric, five categorical) and a prediction, a baseline is built
+in-process from a separate sample of the same generator, and the monitor's
+:class:`~aggregators.replica.ReplicaState` gets a :class:`~aggregators.profile.DriftProfile`
+with the ten features and the ``adwin`` and ``page_hinkley`` detectors. Its breakdown adds the
+feature capture, ``DriftProfile.encode``, the histograms in ``apply`` and the detectors' share.
 
 The script checks that the final state holds exactly N valid events (sum of the leaf cells'
 ``events_total``) and always stops the broker.
@@ -49,6 +56,13 @@ if _ROOT not in sys.path:  # run as ``python tests/bench/bench_throughput.py``
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from aggregators.baseline import (  # noqa: E402
+    Baseline,
+    BaselineSettings,
+    ModelColumns,
+    build_model_baseline,
+)
+from aggregators.profile import DriftProfile, DriftSettings  # noqa: E402
 from aggregators.replica import ReplicaState  # noqa: E402
 from aggregators.settings import CellSettings  # noqa: E402
 from streams.decode import EventDecoder  # noqa: E402
@@ -65,6 +79,22 @@ CHUNK = 50_000
 FEATURES = ("tenure_months", "plan", "monthly_spend")
 #: Give up on a measured run after this many seconds without reaching N records.
 RUN_TIMEOUT = 300.0
+#: ``--profile`` values: the spine (no drift stage) and the drift and data-quality stages.
+PROFILES = ("spine", "drift")
+#: Drift profile: numeric features (the generator's realistic ones; the last two, names it does
+#: not know, are standard normal numbers).
+DRIFT_NUMERIC = ("tenure_months", "monthly_spend", "tickets_30d", "usage_z", "engagement_z")
+#: Drift profile: categorical features (``plan`` and ``channel`` from the generator, the others
+#: drawn here per cell; ``country`` has more values than the baseline's 20 top categories).
+DRIFT_CATEGORICAL = ("plan", "channel", "device", "country", "payment")
+DRIFT_EXTRA_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "device": ("ios", "android", "web", "desktop", "tv"),
+    "country": tuple(f"c{i:02d}" for i in range(30)),
+    "payment": ("card", "invoice", "paypal", "transfer"),
+}
+DRIFT_FEATURES = DRIFT_NUMERIC + DRIFT_CATEGORICAL
+#: Events of the in-process baseline sample (drift profile).
+BASELINE_EVENTS = 50_000
 
 
 # -- traffic -----------------------------------------------------------------------------------
@@ -78,22 +108,66 @@ def cell_layout(cells: int) -> tuple[int, int]:
     return segments, cells // segments
 
 
-def traffic_spec(cells: int) -> TrafficSpec:
+def traffic_spec(cells: int, profile: str = "spine") -> TrafficSpec:
+    """The generator's spec; with the drift profile, the generator's own features (the extra
+    categorical ones are added by :class:`DriftTrafficGenerator`)."""
     segments, regions = cell_layout(cells)
+    if profile == "drift":
+        features = tuple(f for f in DRIFT_FEATURES if f not in DRIFT_EXTRA_CATEGORIES)
+    else:
+        features = FEATURES
     return TrafficSpec(
         models=("churn",),
         segments=tuple(f"seg-{i:02d}" for i in range(segments)),
         regions=tuple(f"reg-{i:02d}" for i in range(regions)),
-        features=FEATURES,
+        features=features,
         degrade_cell=None,
         seed=7,
         invalid_share=0.0,
     )
 
 
-def traffic_chunks(events: int, cells: int) -> Iterator[tuple[list[bytes], list[bytes]]]:
+class DriftTrafficGenerator(TrafficGenerator):
+    """The generator plus the categorical features of :data:`DRIFT_EXTRA_CATEGORIES`.
+
+    Each extra feature has a per-cell category distribution (a Dirichlet draw per cell, from
+    its own seeded stream, so cells differ but do not depend on ``stream``). ``stream`` selects
+    the per-event random stream: 0 is the benchmark's traffic, another value an independent
+    sample of the same distributions (the baseline's).
+    """
+
+    def __init__(self, spec: TrafficSpec, start_time: float, stream: int = 0) -> None:
+        super().__init__(spec, start_time)
+        if stream:
+            self._rng = np.random.default_rng([spec.seed, 100 + stream])
+        n_cells = len(self._cell_names)
+        rng = np.random.default_rng([spec.seed, 2])
+        self._extra = {
+            name: (values, np.cumsum(rng.dirichlet(np.full(len(values), 2.0), n_cells), axis=1))
+            for name, values in DRIFT_EXTRA_CATEGORIES.items()
+        }
+
+    def _features(self, cell: np.ndarray, degraded: np.ndarray, n: int) -> dict[str, list[Any]]:
+        out = super()._features(cell, degraded, n)
+        for name, (values, cdf) in self._extra.items():
+            u = self._rng.random((n, 1))
+            idx = np.minimum((u >= cdf[cell]).sum(axis=1), len(values) - 1)
+            out[name] = [values[i] for i in idx.tolist()]
+        return out
+
+
+def make_generator(cells: int, profile: str, start_time: float, stream: int = 0) -> Any:
+    spec = traffic_spec(cells, profile)
+    if profile == "drift":
+        return DriftTrafficGenerator(spec, start_time, stream)
+    return TrafficGenerator(spec, start_time=start_time)
+
+
+def traffic_chunks(
+    events: int, cells: int, profile: str = "spine"
+) -> Iterator[tuple[list[bytes], list[bytes]]]:
     """``(keys, values)`` chunks of the benchmark's traffic, the same on every call."""
-    gen = TrafficGenerator(traffic_spec(cells), start_time=START_TIME)
+    gen = make_generator(cells, profile, START_TIME)
     n_chunks = max(1, math.ceil(events / CHUNK))
     spread = SPAN_SECONDS / n_chunks
     for i in range(n_chunks):
@@ -108,7 +182,9 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def produce(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, Any]:
+def produce(
+    bootstrap: str, topic: str, events: int, cells: int, profile: str = "spine"
+) -> dict[str, Any]:
     """Send the traffic; returns rates and the average value size."""
     from kafka import KafkaProducer
 
@@ -125,7 +201,7 @@ def produce(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, An
     sent = 0
     t0 = time.perf_counter()
     try:
-        chunks = traffic_chunks(events, cells)
+        chunks = traffic_chunks(events, cells, profile)
         while True:
             g0 = time.perf_counter()
             chunk = next(chunks, None)
@@ -155,9 +231,11 @@ def produce(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, An
     }
 
 
-def _produce_child(bootstrap: str, topic: str, events: int, cells: int, conn: Any) -> None:
+def _produce_child(
+    bootstrap: str, topic: str, events: int, cells: int, profile: str, conn: Any
+) -> None:
     try:
-        result = produce(bootstrap, topic, events, cells)
+        result = produce(bootstrap, topic, events, cells, profile)
         result["producer_peak_rss_mb"] = rss_mb()["peak_rss_mb"]
         conn.send(("ok", result))
     except BaseException as exc:  # reported by the parent
@@ -166,7 +244,9 @@ def _produce_child(bootstrap: str, topic: str, events: int, cells: int, conn: An
         conn.close()
 
 
-def produce_in_child(bootstrap: str, topic: str, events: int, cells: int) -> dict[str, Any]:
+def produce_in_child(
+    bootstrap: str, topic: str, events: int, cells: int, profile: str = "spine"
+) -> dict[str, Any]:
     """:func:`produce` in a spawned process, so that kafka-python's unbounded send buffer
     does not count in this process's peak RSS."""
     import multiprocessing
@@ -174,7 +254,9 @@ def produce_in_child(bootstrap: str, topic: str, events: int, cells: int) -> dic
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(
-        target=_produce_child, args=(bootstrap, topic, events, cells, sender), name="producer"
+        target=_produce_child,
+        args=(bootstrap, topic, events, cells, profile, sender),
+        name="producer",
     )
     proc.start()
     sender.close()
@@ -192,6 +274,51 @@ def produce_in_child(bootstrap: str, topic: str, events: int, cells: int) -> dic
     if status != "ok":
         raise RuntimeError(f"producing failed: {payload}")
     return payload  # type: ignore[no-any-return]
+
+
+# -- drift profile ---------------------------------------------------------------------------
+
+
+def build_bench_baseline(cells: int, fields: EventFields) -> tuple[Baseline, dict[str, Any]]:
+    """A baseline of :data:`BASELINE_EVENTS` events of an independent sample of the traffic.
+
+    Built with :func:`aggregators.baseline.build_model_baseline` (what ``tilewatch baseline``
+    runs per model) and passed through ``to_dict``/``from_dict`` as ``load_baseline`` would.
+    """
+    t0 = time.perf_counter()
+    gen = make_generator(cells, "drift", START_TIME - 3600.0, stream=1)
+    cols = ModelColumns()
+    for e in gen.events(BASELINE_EVENTS, spread_seconds=600.0):
+        cols.scores.append(e["score"])
+        cols.labels.append(e["label"])
+        cols.predictions.append(e["prediction"])
+        cols.features.append(e["features"])
+    settings = BaselineSettings()
+    model = build_model_baseline(cols, settings, fields.score_min, fields.score_max)
+    built = Baseline(
+        created_at="2026-01-01T00:00:00Z",
+        sources=[{"path": "<bench sample>", "format": "generated", "rows": BASELINE_EVENTS}],
+        score_range=(fields.score_min, fields.score_max),
+        settings=settings,
+        models={"churn": model},
+        rows_read=BASELINE_EVENTS,
+    )
+    baseline = Baseline.from_dict(orjson.loads(orjson.dumps(built.to_dict())))
+    kinds = {name: f.kind for name, f in baseline.models["churn"].features.items()}
+    return baseline, {
+        "events": BASELINE_EVENTS,
+        "seconds": time.perf_counter() - t0,
+        "feature_kinds": kinds,
+        "notes": list(model.notes),
+    }
+
+
+def drift_profile(
+    baseline: Baseline, fields: EventFields, detectors: tuple[str, ...] = ("adwin", "page_hinkley")
+) -> DriftProfile:
+    """The ten features, on the baseline, with ``detectors``."""
+    settings = DriftSettings(features=DRIFT_FEATURES, detectors=detectors)
+    return DriftProfile(settings, (fields.score_min, fields.score_max), baseline)
 
 
 # -- consumers ---------------------------------------------------------------------------------
@@ -342,14 +469,19 @@ def run_floor(settings: KafkaSettings, events: int) -> dict[str, Any]:
 
 
 def run_tilewatch(
-    settings: KafkaSettings, cells: CellSettings, fields: EventFields, events: int
+    settings: KafkaSettings,
+    cells: CellSettings,
+    fields: EventFields,
+    events: int,
+    profile: DriftProfile | None = None,
 ) -> tuple[dict[str, Any], ReplicaState]:
-    """A Monitor on a fresh ReplicaState, stopped by a watcher thread at ``events`` records."""
+    """A Monitor on a fresh ReplicaState (with ``profile``), stopped by a watcher thread at
+    ``events`` records."""
     from kafka import KafkaConsumer
 
     from streams.runtime import Monitor
 
-    state = ReplicaState(cells)
+    state = ReplicaState(cells, profile)
     wrapped: list[AssignedConsumer] = []
 
     def factory() -> AssignedConsumer:
@@ -419,7 +551,8 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
     from exporters.collector import CellCollector
 
     registry = CollectorRegistry()
-    registry.register(CellCollector(state.snapshot, dims))
+    collector = CellCollector(state.snapshot, dims)
+    registry.register(collector)
     times = []
     text = b""
     for _ in range(5):
@@ -432,12 +565,52 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
         t0 = time.perf_counter()
         state.snapshot()
         snaps.append(time.perf_counter() - t0)
-    return {
+    out: dict[str, Any] = {
         "scrape_seconds_median": statistics.median(times),
         "snapshot_seconds_median": statistics.median(snaps),
         "exposition_bytes": len(text),
         "samples": samples,
     }
+    if state.profile is not None:
+        # The window statistics are cached per set of reported windows (refresh() computes
+        # them when a window closes); clearing the cache times a snapshot that recomputes
+        # them, as the first one after a window closes does.
+        uncached = []
+        for _ in range(5):
+            state._window_cache = None
+            t0 = time.perf_counter()
+            state.snapshot()
+            uncached.append(time.perf_counter() - t0)
+        # The drift families alone (window statistics, violations, detections): built from a
+        # snapshot and formatted.
+        snap = state.snapshot()
+        drift_registry = CollectorRegistry()
+        fixed = _FixedFamilies()
+        drift_registry.register(fixed)
+        drift_times = []
+        drift_text = b""
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fixed.families = list(collector._drift(snap))
+            drift_text = generate_latest(drift_registry)
+            drift_times.append(time.perf_counter() - t0)
+        out.update(
+            snapshot_uncached_seconds_median=statistics.median(uncached),
+            drift_families_seconds_median=statistics.median(drift_times),
+            drift_samples=sum(len(m.samples) for m in fixed.families),
+            drift_exposition_bytes=len(drift_text),
+        )
+    return out
+
+
+class _FixedFamilies:
+    """A collector yielding given metric families (to time formatting a subset)."""
+
+    def __init__(self) -> None:
+        self.families: list[Any] = []
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.families)
 
 
 class _Record:
@@ -453,13 +626,13 @@ class _Record:
 
 
 def offline_batches(
-    events: int, cells: int, partitions: int, per_batch: int
+    events: int, cells: int, partitions: int, per_batch: int, profile: str = "spine"
 ) -> list[tuple[int, list[_Record]]]:
     """The traffic as the consumer sees it: per-partition runs of ``per_batch`` records,
     interleaved round-robin across partitions, each partition in offset order."""
     by_part: list[list[_Record]] = [[] for _ in range(partitions)]
     part_of: dict[bytes, int] = {}
-    for keys, values in traffic_chunks(events, cells):
+    for keys, values in traffic_chunks(events, cells, profile):
         for key, value in zip(keys, values, strict=True):
             p = part_of.get(key)
             if p is None:
@@ -535,6 +708,8 @@ def breakdown(
     settings = KafkaSettings(topics=("bench",), dead_letter_topic=None)
     monitor = Monitor(settings, fields, ReplicaState(cell_settings))
     tps = [TopicPartition("bench", p) for p in range(partitions)]
+    for tp in tps:  # Monitor.process skips partitions the state does not own
+        monitor.state.assign((tp.topic, tp.partition))
     gc.collect()
     t_process, _ = _timed(lambda: [monitor.process({tps[p]: recs}) for p, recs in batches])
     if monitor.summary.valid != events:
@@ -555,6 +730,163 @@ def breakdown(
         "refresh_ms_per_call": 1e3 * t_refresh / len(batches),
         "refresh_us_per_event_every_batch": t_refresh * per,
         "process_us_per_event": t_process * per,
+    }
+
+
+def _time_detectors(detectors: Any, acc: dict[str, float]) -> None:
+    """Wrap a partition's ``CellDetectors`` updates so their time adds up in ``acc``."""
+    for method, name in (("update_scores", "adwin"), ("update_windows", "page_hinkley")):
+        fn = getattr(detectors, method)
+
+        def timed(*args: Any, _fn: Callable[..., None] = fn, _name: str = name) -> None:
+            t0 = time.perf_counter()
+            _fn(*args)
+            acc[_name] += time.perf_counter() - t0
+
+        setattr(detectors, method, timed)
+
+
+def drift_breakdown(
+    events: int,
+    cells: int,
+    partitions: int,
+    per_batch: int,
+    cell_settings: CellSettings,
+    fields: EventFields,
+    baseline: Baseline,
+) -> dict[str, Any]:
+    """Seconds per event of each step of ``Monitor.process`` with the drift profile.
+
+    Decode with capture, ``DriftProfile.encode``, ``ReplicaState.apply`` with the histograms,
+    once with the detectors on (their updates timed inside) and once with them off, and the
+    whole ``Monitor.process``; one batch at a time, as the monitor does.
+    """
+    from kafka import TopicPartition
+
+    from streams.runtime import Monitor
+
+    batches = offline_batches(events, cells, partitions, per_batch, "drift")
+    gc.collect()
+    loads = orjson.loads
+    t0 = time.perf_counter()
+    for _p, recs in batches:
+        for rec in recs:
+            loads(rec.value)
+    t_loads = time.perf_counter() - t0
+    plain = EventDecoder(fields)
+    t0 = time.perf_counter()
+    for _p, recs in batches:
+        plain.decode(recs)
+    t_plain = time.perf_counter() - t0
+
+    clock = time.perf_counter
+
+    def one_pass(detectors: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+        profile = drift_profile(baseline, fields, detectors)
+        decoder = EventDecoder(fields, capture=True)
+        state = ReplicaState(cell_settings, profile)
+        t = dict.fromkeys(
+            ("decode", "columns", "encode", "apply", "refresh", "adwin", "page_hinkley"), 0.0
+        )
+        for p in sorted({p for p, _recs in batches}):
+            part = state.assign(("bench", p))
+            if part.detectors is not None:
+                _time_detectors(part.detectors, t)
+        gc.collect()
+        for p, recs in batches:
+            t0 = clock()
+            decoded = decoder.decode(recs)
+            t1 = clock()
+            scores = np.array(decoded.scores, dtype=np.float64)
+            times = np.array(decoded.event_times, dtype=np.float64)
+            t2 = clock()
+            bins, violations = profile.encode(
+                [k[0] for k in decoded.keys], scores, decoded.predictions, decoded.features
+            )
+            t3 = clock()
+            state.apply(
+                ("bench", p),
+                decoded.keys,
+                times,
+                scores,
+                next_offset=recs[-1].offset + 1,
+                bins=bins,
+                violations=violations,
+            )
+            t4 = clock()
+            state.refresh()  # after every batch: an upper bound of the monitor's 1/s refresh
+            t5 = clock()
+            t["decode"] += t1 - t0
+            t["columns"] += t2 - t1
+            t["encode"] += t3 - t2
+            t["apply"] += t4 - t3
+            t["refresh"] += t5 - t4
+        snap = state.snapshot()
+        valid = int(snap.events_total[snap.is_leaf].sum())
+        if valid != events:
+            raise RuntimeError(f"drift breakdown: {valid} valid events, expected {events}")
+        by_kind: dict[str, int] = {}
+        for (_m, _f, kind), count in snap.violations.items():
+            by_kind[kind] = by_kind.get(kind, 0) + count
+        info = {
+            "violations_by_kind": by_kind,
+            "detections": {
+                name: sum(n for (_c, d), (n, _w, _a) in snap.detections.items() if d == name)
+                for name in detectors
+            },
+            "flagged_cells": {
+                signal: int(mask.sum()) for signal, mask in (snap.drift.flags.items())
+            }
+            if snap.drift is not None
+            else {},
+        }
+        return t, info
+
+    t_on, info = one_pass(("adwin", "page_hinkley"))
+    t_off, _ = one_pass(())
+
+    settings = KafkaSettings(topics=("bench",), dead_letter_topic=None)
+    monitor = Monitor(
+        settings, fields, ReplicaState(cell_settings, drift_profile(baseline, fields))
+    )
+    tps = [TopicPartition("bench", p) for p in range(partitions)]
+    for tp in tps:  # Monitor.process skips partitions the state does not own
+        monitor.state.assign((tp.topic, tp.partition))
+    gc.collect()
+
+    def process_all() -> None:
+        for p, recs in batches:
+            monitor.process({tps[p]: recs})
+
+    t_process, _ = _timed(process_all)
+    if monitor.summary.valid != events:
+        raise RuntimeError(f"offline process: {monitor.summary.valid} valid, expected {events}")
+    per = 1e6 / events
+    per_partition: dict[int, int] = {}
+    for p, recs in batches:
+        per_partition[p] = per_partition.get(p, 0) + len(recs)
+    return {
+        "per_partition": per_partition,
+        "records_per_batch": per_batch,
+        "batches": len(batches),
+        "loads_us_per_event": t_loads * per,
+        "decode_no_capture_us_per_event": t_plain * per,
+        "decode_us_per_event": t_on["decode"] * per,
+        "columns_us_per_event": t_on["columns"] * per,
+        "encode_us_per_event": t_on["encode"] * per,
+        "encode_ms_per_batch": 1e3 * t_on["encode"] / len(batches),
+        "apply_us_per_event": t_on["apply"] * per,
+        "apply_ms_per_batch": 1e3 * t_on["apply"] / len(batches),
+        "apply_no_detectors_us_per_event": t_off["apply"] * per,
+        "detectors_us_per_event": (t_on["apply"] - t_off["apply"]) * per,
+        "detectors_share_of_apply": (t_on["apply"] - t_off["apply"]) / t_on["apply"],
+        "adwin_us_per_event": t_on["adwin"] * per,
+        "page_hinkley_us_per_event": t_on["page_hinkley"] * per,
+        "refresh_ms_per_call": 1e3 * t_on["refresh"] / len(batches),
+        "refresh_us_per_event_every_batch": t_on["refresh"] * per,
+        "refresh_no_detectors_ms_per_call": 1e3 * t_off["refresh"] / len(batches),
+        "process_us_per_event": t_process * per,
+        **info,
     }
 
 
@@ -584,6 +916,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=4, help="topic partitions")
     parser.add_argument("--repeat", type=int, default=1, help="floor/tilewatch rounds")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="spine",
+        help="'spine': counts, windows and rolling statistics only (3 features per event); "
+        "'drift': 10 features, a baseline, the drift profile and its detectors",
+    )
     parser.add_argument(
         "--gc",
         choices=["tuned", "default"],
@@ -617,18 +956,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "partitions": args.partitions,
         "repeat": args.repeat,
         "gc": args.gc,
+        "profile": args.profile,
     }
     print(
         f"events {n}, cells {c} (1 model x {segments} segments x {regions} regions), "
-        f"partitions {args.partitions}, repeat {args.repeat}",
+        f"partitions {args.partitions}, repeat {args.repeat}, profile {args.profile}",
         flush=True,
     )
+    baseline: Baseline | None = None
+    profile: DriftProfile | None = None
+    if args.profile == "drift":
+        baseline, result["baseline"] = build_bench_baseline(c, fields)
+        profile = drift_profile(baseline, fields)
+        result["drift_hist_bins"] = dict(profile.hist_bins)
+        print(
+            f"baseline of {BASELINE_EVENTS} events built in {result['baseline']['seconds']:.1f} s; "
+            f"histograms {profile.hist_bins}",
+            flush=True,
+        )
 
     broker = EmbeddedBroker()
     try:
         broker.start()
         broker.create_topic(topic, args.partitions)
-        prod = produce_in_child(broker.bootstrap, topic, n, c)
+        prod = produce_in_child(broker.bootstrap, topic, n, c, args.profile)
         if args.gc == "tuned":
             from tilewatch.app import tune_gc
 
@@ -661,7 +1012,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state = None
             gc.collect()
             tw, state = run_tilewatch(
-                kafka_settings(broker.bootstrap, topic), cell_settings, fields, n
+                kafka_settings(broker.bootstrap, topic), cell_settings, fields, n, profile
             )
             tws.append(tw)
             print(
@@ -698,7 +1049,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     per_batch = max(1, round(tws[-1]["records_per_apply"]))
     gc.collect()
-    bd = breakdown(n, c, args.partitions, per_batch, cell_settings, fields)
+    if baseline is not None:
+        bd = drift_breakdown(n, c, args.partitions, per_batch, cell_settings, fields, baseline)
+    else:
+        bd = breakdown(n, c, args.partitions, per_batch, cell_settings, fields)
     result["breakdown"] = bd
     if bd.pop("per_partition") != expected_parts:  # the offline layout must match Kafka's
         print(f"warning: offline partition layout differs from the broker's: {expected_parts}")
@@ -733,6 +1087,7 @@ def report(r: dict[str, Any]) -> None:
     fl, tw, bd, pe = r["floor"], r["tilewatch"], r["breakdown"], r["per_event_us"]
     sc, fs = r["scrape"], r["final_state"]
     rows = [
+        ("profile", r["profile"]),
         ("events", f"{r['events']:,}"),
         ("cells (leaf)", f"{r['cells']:,}  ({fs['cells_total']:,} with roll-ups)"),
         ("partitions", str(r["partitions"])),
@@ -767,6 +1122,18 @@ def report(r: dict[str, Any]) -> None:
             f"{sc['exposition_bytes']:,} B, {sc['samples']:,} samples "
             f"(snapshot alone {1e3 * sc['snapshot_seconds_median']:.1f} ms)",
         ),
+        *(
+            [
+                (
+                    "  with drift statistics",
+                    f"snapshot recomputing them {1e3 * sc['snapshot_uncached_seconds_median']:.1f}"
+                    f" ms; drift families alone {1e3 * sc['drift_families_seconds_median']:.1f}"
+                    f" ms, {sc['drift_samples']:,} samples, {sc['drift_exposition_bytes']:,} B",
+                )
+            ]
+            if "drift_samples" in sc
+            else []
+        ),
         (
             "load average (1 min)",
             f"{r['load_average_at_start'][0]:.2f} at start, "
@@ -783,17 +1150,43 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"\n== offline breakdown per event (batches of {bd['records_per_batch']} records, no Kafka)"
     )
-    for name, key in (
-        ("orjson.loads only", "loads_us_per_event"),
-        ("EventDecoder.decode", "decode_us_per_event"),
-        ("np.array columns", "columns_us_per_event"),
-        ("ReplicaState.apply", "apply_us_per_event"),
-        ("refresh after every batch", "refresh_us_per_event_every_batch"),
-        ("Monitor.process (all)", "process_us_per_event"),
-    ):
+    if r["profile"] == "drift":
+        steps: tuple[tuple[str, str], ...] = (
+            ("orjson.loads only", "loads_us_per_event"),
+            ("decode without capture", "decode_no_capture_us_per_event"),
+            ("decode with capture", "decode_us_per_event"),
+            ("np.array columns", "columns_us_per_event"),
+            ("DriftProfile.encode", "encode_us_per_event"),
+            ("apply with bins", "apply_us_per_event"),
+            ("  without detectors", "apply_no_detectors_us_per_event"),
+            ("  detectors (difference)", "detectors_us_per_event"),
+            ("  ADWIN (timed inside)", "adwin_us_per_event"),
+            ("  PageHinkley (inside)", "page_hinkley_us_per_event"),
+            ("refresh after every batch", "refresh_us_per_event_every_batch"),
+            ("Monitor.process (all)", "process_us_per_event"),
+        )
+    else:
+        steps = (
+            ("orjson.loads only", "loads_us_per_event"),
+            ("EventDecoder.decode", "decode_us_per_event"),
+            ("np.array columns", "columns_us_per_event"),
+            ("ReplicaState.apply", "apply_us_per_event"),
+            ("refresh after every batch", "refresh_us_per_event_every_batch"),
+            ("Monitor.process (all)", "process_us_per_event"),
+        )
+    for name, key in steps:
         print(f"  {name:<26} {bd[key]:7.2f} us")
+    if r["profile"] == "drift":
+        print(f"  {'detectors share of apply':<26} {bd['detectors_share_of_apply']:7.0%}")
+        print(f"  {'encode per batch':<26} {bd['encode_ms_per_batch']:7.2f} ms")
     print(f"  {'apply per batch':<26} {bd['apply_ms_per_batch']:7.2f} ms")
     print(f"  {'refresh per call':<26} {bd['refresh_ms_per_call']:7.2f} ms")
+    if r["profile"] == "drift":
+        print(f"  {'  without detectors':<26} {bd['refresh_no_detectors_ms_per_call']:7.2f} ms")
+        print(
+            f"  violations {bd['violations_by_kind']}, detections {bd['detections']}, "
+            f"flagged leaf+roll-up cells {bd['flagged_cells']}"
+        )
     print("\n== where an end-to-end event's time goes (medians)")
     print(f"  {'tilewatch end to end':<26} {pe['tilewatch']:7.2f} us")
     print(f"  {'  kafka fetch (floor-loads)':<26} {pe['kafka_fetch_estimate']:7.2f} us")
