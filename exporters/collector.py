@@ -77,6 +77,20 @@ METRICS: tuple[MetricDoc, ...] = (
         "Sample variance (ddof=1) of the score in the last closed window (NaN below 2 events).",
     ),
     MetricDoc(
+        "tilewatch_window_score_sum",
+        "gauge",
+        "cell",
+        "Sum of the scores in the last closed window: with tilewatch_window_events, merges "
+        "exactly across replicas (sum of sums / sum of events).",
+    ),
+    MetricDoc(
+        "tilewatch_window_score_m2",
+        "gauge",
+        "cell",
+        "Sum of squared deviations from the window mean (M2): with the sums and counts, merges "
+        "the variance exactly across replicas.",
+    ),
+    MetricDoc(
         "tilewatch_rolling_events",
         "gauge",
         "cell",
@@ -415,6 +429,11 @@ class CellCollector(Collector):
         yield family("tilewatch_window_events", pick(snap.window_count))
         yield family("tilewatch_window_score_mean", pick(snap.window_mean))
         yield family("tilewatch_window_score_variance", pick(snap.window_variance))
+        counts = snap.window_count
+        sums = np.where(counts > 0, np.nan_to_num(snap.window_mean) * counts, 0.0)
+        m2 = np.where(counts > 1, np.nan_to_num(snap.window_variance) * (counts - 1), 0.0)
+        yield family("tilewatch_window_score_sum", pick(sums))
+        yield family("tilewatch_window_score_m2", pick(m2))
         yield family("tilewatch_rolling_events", pick(snap.rolling_count))
         yield family("tilewatch_rolling_score_mean", pick(snap.rolling_mean))
         yield family("tilewatch_rolling_score_variance", pick(snap.rolling_variance))
