@@ -77,7 +77,7 @@ METRICS: tuple[MetricDoc, ...] = (
         "Sample variance (ddof=1) of the score in the last closed window (NaN below 2 events).",
     ),
     MetricDoc(
-        "tilewatch_window_score_sum",
+        "tilewatch_window_score_summed",
         "gauge",
         "cell",
         "Sum of the scores in the last closed window: with tilewatch_window_events, merges "
@@ -432,7 +432,7 @@ class CellCollector(Collector):
         counts = snap.window_count
         sums = np.where(counts > 0, np.nan_to_num(snap.window_mean) * counts, 0.0)
         m2 = np.where(counts > 1, np.nan_to_num(snap.window_variance) * (counts - 1), 0.0)
-        yield family("tilewatch_window_score_sum", pick(sums))
+        yield family("tilewatch_window_score_summed", pick(sums))
         yield family("tilewatch_window_score_m2", pick(m2))
         yield family("tilewatch_rolling_events", pick(snap.rolling_count))
         yield family("tilewatch_rolling_score_mean", pick(snap.rolling_mean))

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from aggregators.baseline import Baseline, BaselineSettings, ModelColumns, build_model_baseline
 from aggregators.profile import DriftProfile, DriftSettings
@@ -190,3 +190,45 @@ def test_scraping_does_not_change_state() -> None:
     for (n1, l1, v1), (n2, l2, v2) in zip(first, second, strict=True):
         assert (n1, l1) == (n2, l2)
         assert v1 == v2 or (math.isnan(v1) and math.isnan(v2))
+
+
+@pytest.mark.prometheus
+def test_promtool_lints_an_exposition_with_every_drift_family(promtool_bin: str) -> None:
+    """`promtool check metrics` passes on a scrape where drift is on (names, suffixes, types)."""
+    import subprocess
+
+    cells = CellSettings(dimensions=("segment",), window_seconds=10, grace_seconds=0)
+    state = ReplicaState(
+        cells, DriftProfile(DriftSettings(features=("plan",), min_samples=1), (0.0, 1.0))
+    )
+    rng = np.random.default_rng(1)
+    assert state.profile is not None
+    for start in (0.0, 10.0, 20.0, 35.0):
+        n = 200
+        keys = [("m", "a" if i % 2 else "b") for i in range(n)]
+        scores = rng.random(n)
+        feats = [{"plan": "x"} if i % 3 else {} for i in range(n)]
+        bins, violations = state.profile.encode(["m"] * n, scores, [1] * n, feats)
+        state.apply(
+            ("t", 0),
+            keys,
+            start + np.sort(rng.random(n)) * 5,
+            scores,
+            next_offset=1,
+            bins=bins,
+            violations=violations,
+        )
+    state.refresh()
+    registry = CollectorRegistry()
+    registry.register(CellCollector(state.snapshot, cells.dimensions))
+    text = generate_latest(registry).decode()
+    assert "tilewatch_window_drift_flag{" in text and "tilewatch_schema_violations_total{" in text
+    result = subprocess.run(
+        [promtool_bin, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")

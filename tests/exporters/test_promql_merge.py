@@ -32,7 +32,7 @@ def test_readme_recipe_merges_mean_and_variance_exactly(tmp_path: Path, promtool
         labels = f'{{cell="x",replica="{r}"}}'
         m2 = float(((x - x.mean()) ** 2).sum())
         for name, value in (
-            ("tilewatch_window_score_sum", repr(float(x.sum()))),
+            ("tilewatch_window_score_summed", repr(float(x.sum()))),
             ("tilewatch_window_score_m2", repr(m2)),
             ("tilewatch_window_events", str(len(x))),
         ):
