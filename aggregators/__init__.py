@@ -18,9 +18,22 @@ from aggregators.drift import (
     t_interval,
     wilson_interval,
 )
+from aggregators.error_detectors import ERROR_DETECTORS, ErrorDetectors
 from aggregators.errors import StateError, TilewatchError
+from aggregators.fairness import Gap, performance_gaps
+from aggregators.join import Joined, JoinSettings, LabelJoin, ParsedJoin
 from aggregators.moments import Moments, group_moments, merge_moments, variance
 from aggregators.partition import ApplyResult, PartitionState, WindowAcc
+from aggregators.performance import (
+    PERFORMANCE_TASKS,
+    ParsedRows,
+    PerfAcc,
+    PerformanceSettings,
+    PerformanceStats,
+    correct_probability,
+    derive_performance,
+    estimate_all,
+)
 from aggregators.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
 from aggregators.rolling import RollingWindows
 from aggregators.settings import ALL, OTHER, UNKNOWN, CellSettings
@@ -28,7 +41,9 @@ from aggregators.threshold import THRESHOLD_RULES, Threshold, choose_threshold
 
 __all__ = [
     "ALL",
+    "ERROR_DETECTORS",
     "OTHER",
+    "PERFORMANCE_TASKS",
     "THRESHOLD_RULES",
     "UNKNOWN",
     "ApplyResult",
@@ -38,11 +53,21 @@ __all__ = [
     "CellKey",
     "CellRegistry",
     "CellSettings",
+    "ErrorDetectors",
+    "Gap",
     "IngestStats",
+    "JoinSettings",
+    "Joined",
+    "LabelJoin",
     "ModelBaseline",
     "Moments",
+    "ParsedJoin",
+    "ParsedRows",
     "PartitionKey",
     "PartitionState",
+    "PerfAcc",
+    "PerformanceSettings",
+    "PerformanceStats",
     "ReplicaState",
     "RollingWindows",
     "Snapshot",
@@ -56,6 +81,9 @@ __all__ = [
     "build_model_baseline",
     "chi2_pvalue",
     "choose_threshold",
+    "correct_probability",
+    "derive_performance",
+    "estimate_all",
     "finite_mask",
     "gate",
     "group_moments",
@@ -63,6 +91,7 @@ __all__ = [
     "mean_zscore",
     "merge_moments",
     "numeric_edges",
+    "performance_gaps",
     "psi",
     "t_interval",
     "variance",
