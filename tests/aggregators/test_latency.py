@@ -1,0 +1,52 @@
+"""Latency histograms: binning, exact merging, quantiles against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aggregators.latency import LATENCY_BINS, LATENCY_QUANTILES, latency_bins, latency_quantiles
+
+
+def _hist(values_ms: list[float]) -> np.ndarray:
+    h = np.zeros((1, LATENCY_BINS), dtype=np.int64)
+    bins, bad = latency_bins(values_ms)
+    assert bad == 0
+    np.add.at(h[0], bins[bins >= 0], 1)
+    return h
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("q", LATENCY_QUANTILES)
+def test_quantiles_within_one_bin_of_numpy(seed: int, q: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(rng.uniform(0, 5), rng.uniform(0.2, 1.5), 20_000)
+    got = latency_quantiles(_hist(x.tolist()), q)[0] * 1000
+    want = float(np.quantile(x, q))
+    assert abs(np.log(got / want)) <= np.log(10**0.1)  # within one bin's width
+
+
+def test_histograms_merge_by_adding() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(1, 1, 5000).tolist()
+    both = _hist(x)
+    split = _hist(x[:1234]) + _hist(x[1234:])
+    np.testing.assert_array_equal(both, split)
+    for q in LATENCY_QUANTILES:
+        assert latency_quantiles(both, q)[0] == latency_quantiles(split, q)[0]
+
+
+def test_bad_and_absent_values_are_not_counted() -> None:
+    bins, bad = latency_bins([None, -1.0, float("nan"), float("inf"), "3", True, [1], 2.0, 0])
+    assert bad == 6  # None is absent, not bad; True is a bool, not a number
+    assert bins[:7].tolist() == [-1] * 7
+    assert (bins[7:] >= 0).all()
+
+
+def test_open_end_bins_report_their_edge_and_empty_rows_nan() -> None:
+    h = np.zeros((3, LATENCY_BINS), dtype=np.int64)
+    h[0, 0] = 5  # all below 0.1 ms
+    h[1, -1] = 5  # all 100 s or more
+    assert latency_quantiles(h, 0.5)[0] == pytest.approx(1e-4)
+    assert latency_quantiles(h, 0.5)[1] == pytest.approx(100.0)
+    assert np.isnan(latency_quantiles(h, 0.5)[2])
