@@ -22,9 +22,11 @@ import numpy.typing as npt
 from aggregators.cells import CellRegistry
 from aggregators.detectors import CellDetectors
 from aggregators.errors import StateError
+from aggregators.label_state import PartitionLabels
 from aggregators.moments import group_moments, merge_moments
 from aggregators.rolling import RollingWindows
 from aggregators.settings import CellSettings
+from aggregators.versions import VersionTable, parse_versions, version_rows
 
 __all__ = ["ApplyResult", "PartitionState", "WindowAcc"]
 
@@ -176,6 +178,10 @@ class PartitionState:
         self.detection_rows: list[tuple[int, str, int, float]] = []
         #: Smallest window event count fed to window-level detectors.
         self.min_samples = 1
+        #: The label side (set by the replica when performance is measured).
+        self.labels: PartitionLabels | None = None
+        #: Model versions seen: (model, version) -> [first seen, last seen, events].
+        self.versions: VersionTable = {}
 
     @property
     def watermark(self) -> float:
@@ -193,6 +199,8 @@ class PartitionState:
         event_times: FloatArray,
         scores: FloatArray,
         bins: dict[str, IntArray] | None = None,
+        event_ids: list[Any] | None = None,
+        labels: list[Any] | None = None,
     ) -> ApplyResult:
         """Apply one batch of valid events, given as columns in the partition's order.
 
@@ -203,7 +211,7 @@ class PartitionState:
         if n == 0:
             return ApplyResult(0, 0)
         leaf = self.registry.index_many(keys)
-        return self.apply_indexed(leaf, event_times, scores, bins)
+        return self.apply_indexed(leaf, event_times, scores, bins, event_ids, labels)
 
     def apply_indexed(
         self,
@@ -211,8 +219,14 @@ class PartitionState:
         event_times: FloatArray,
         scores: FloatArray,
         bins: dict[str, IntArray] | None = None,
+        event_ids: list[Any] | None = None,
+        labels: list[Any] | None = None,
     ) -> ApplyResult:
-        """:meth:`apply` with leaf cell indices already resolved by the registry."""
+        """:meth:`apply` with leaf cell indices already resolved by the registry.
+
+        ``event_ids`` and ``labels`` (raw JSON values, one per event) feed the label side when
+        there is one: the join on event ids, and inline labels.
+        """
         size = self.settings.window_seconds
         grace = self.settings.grace_seconds
         n_cells = len(self.registry)
@@ -228,6 +242,11 @@ class PartitionState:
             leaf, event_times, scores, window = leaf[ok], event_times[ok], scores[ok], window[ok]
             if bins:
                 bins = {name: b[ok] for name, b in bins.items()}
+            keep = ok.tolist()
+            if event_ids is not None:
+                event_ids = [e for e, k in zip(event_ids, keep, strict=True) if k]
+            if labels is not None:
+                labels = [x for x, k in zip(labels, keep, strict=True) if k]
         if len(leaf):
             cells = self.registry.rollups[leaf]  # (events, variants), event order kept row-wise
             flat = cells.ravel()
@@ -251,8 +270,19 @@ class PartitionState:
                 self.detectors.update_scores(leaf, scores, event_times)
         if len(event_times):
             self.max_event_time = max(self.max_event_time, float(event_times.max()))
+        if self.labels is not None:
+            self.labels.predictions(leaf, window, event_times, scores, event_ids, labels)
         self._close_windows()
         return ApplyResult(len(leaf), n_late)
+
+    def apply_labels(
+        self, event_ids: list[str], labels: list[Any], label_times: FloatArray, next_offset: int
+    ) -> None:
+        """Apply a batch of label records read from the co-partitioned outcomes topic."""
+        if self.labels is None:
+            raise StateError("this partition does not measure performance (no [labels])")
+        self.labels.labels(event_ids, labels, label_times, self.watermark, next_offset)
+        self.labels.expire(self.max_event_time, self.watermark)
 
     def _close_windows(self) -> None:
         size = self.settings.window_seconds
@@ -265,6 +295,8 @@ class PartitionState:
                     self.detectors.update_windows(cells, acc.mean[cells], (w + 1) * size)
         if len(self.closed) > RETAIN_CLOSED:
             self._evict_closed()
+        if self.labels is not None:
+            self.labels.expire(self.max_event_time, wm)
 
     def _evict_closed(self) -> None:
         ordered = sorted(self.closed, reverse=True)
@@ -338,7 +370,14 @@ class PartitionState:
             "rolling": self.rolling.to_dict(keys),
             "violations": [[*k, n] for k, n in sorted(self.violations.items())],
             "detectors": [] if self.detectors is None else self.detectors.to_dict(keys),
+            "versions": version_rows(self.versions),
+            "labels": None if self.labels is None else self.labels.to_dict(keys),
         }
+
+    @staticmethod
+    def validate(registry: CellRegistry, data: Any) -> None:
+        """Check a checkpoint completely without building anything; raises StateError."""
+        _parse_checkpoint(data, registry.ndims + 1, registry.settings.rolling_events)
 
     @classmethod
     def from_dict(cls, registry: CellRegistry, data: dict[str, Any]) -> PartitionState:
@@ -389,6 +428,7 @@ class PartitionState:
             out.violations[vkey] = out.violations.get(vkey, 0) + vcount
         for key, values in parsed.rolling:
             out.rolling.update(np.full(len(values), index[key], dtype=np.int64), np.asarray(values))
+        out.versions = parsed.versions
         return out
 
 
@@ -403,6 +443,7 @@ class _Parsed:
         "offset",
         "open",
         "rolling",
+        "versions",
         "violations",
     )
 
@@ -418,6 +459,7 @@ class _Parsed:
         self.hists: dict[tuple[str, int], dict[str, list[tuple[tuple[str, ...], list[int]]]]] = {}
         self.violations: list[tuple[tuple[str, str, str], int]] = []
         self.detections: list[tuple[tuple[str, ...], str, int, float]] = []
+        self.versions: VersionTable = {}
 
 
 def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
@@ -549,6 +591,9 @@ def _parse_checkpoint(data: Any, key_len: int, rolling_size: int) -> _Parsed:
             out.detections.append(
                 (key(row[0], at), row[1], integer(row[2], at), time_or_none(row[3], at))
             )
+        out.versions = parse_versions(data["versions"])
+        if data["labels"] is not None and type(data["labels"]) is not dict:
+            raise fail("labels", "expected an object or null")
     except KeyError as exc:
         raise fail("checkpoint", f"missing key {exc}") from None
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,100 +25,20 @@ import numpy.typing as npt
 
 from aggregators.cells import CellKey, CellRegistry
 from aggregators.detectors import CellDetectors
-from aggregators.moments import merge_moments, variance
+from aggregators.label_state import LabelSettings, PartitionLabels
+from aggregators.latency import LATENCY_BINS, latency_bins
+from aggregators.merge import PartCopy, View, WindowView, build_window_view, detections_of, merge
 from aggregators.partition import ApplyResult, PartitionState
+from aggregators.perf_view import copy_labels, performance_view
 from aggregators.profile import DriftProfile
 from aggregators.settings import CellSettings
-from aggregators.window_stats import WindowDrift, derive_window_drift
+from aggregators.snapshot import IngestStats, PartitionKey, Snapshot
+from aggregators.versions import update_versions
 
 __all__ = ["IngestStats", "PartitionKey", "ReplicaState", "Snapshot"]
 
-PartitionKey = tuple[str, int]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass
-class IngestStats:
-    """Counters of the ingest side, written by the runtime loop and read by the exporter.
-
-    Plain numbers and dicts; the runtime mutates them under :attr:`ReplicaState.lock`.
-    """
-
-    #: Records read from Kafka (valid + late + invalid).
-    read: int = 0
-    #: Rejected records by reason code.
-    invalid: dict[str, int] = field(default_factory=dict)
-    #: Dead-letter records that could not be produced, by reason code.
-    dead_letter_failures: dict[str, int] = field(default_factory=dict)
-    #: Dead-letter records produced.
-    dead_lettered: int = 0
-    #: Lag in records per (topic, partition), from the fetch high watermark.
-    lag: dict[PartitionKey, int] = field(default_factory=dict)
-    #: 1 while the consumer can reach the brokers, 0 otherwise.
-    kafka_up: int = 0
-    #: Poll batches processed.
-    batches: int = 0
-    #: Checkpoints written (one per partition per checkpoint round).
-    checkpoints_written: int = 0
-    #: Size in bytes of the last checkpoint round, and when it was written (epoch seconds).
-    checkpoint_last_bytes: int = 0
-    checkpoint_last_time: float = 0.0
-    #: Partition assignments by restore result: ``restored`` or ``empty``.
-    checkpoint_restores: dict[str, int] = field(default_factory=dict)
-    #: Refused checkpoint slots and failed writes, by reason.
-    checkpoint_errors: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A consistent, merged, read-only view of every cell of a replica.
-
-    Per-cell arrays are indexed like :attr:`keys`. Window arrays hold, for each cell, the
-    statistics of its model's latest reported window (count 0 and NaN statistics when the cell
-    had no event in it, or when its model has no reported window yet).
-    """
-
-    dimensions: tuple[str, ...]
-    keys: list[CellKey]
-    is_leaf: npt.NDArray[np.bool_]
-    model_ids: IntArray
-    model_names: list[str]
-    events_total: IntArray
-    late_total: IntArray
-    last_event_time: FloatArray
-    window_count: IntArray
-    window_mean: FloatArray
-    window_variance: FloatArray
-    #: Start and end (epoch seconds) of each model's latest reported window.
-    window_start: dict[str, float]
-    window_end: dict[str, float]
-    rolling_count: IntArray
-    rolling_mean: FloatArray
-    rolling_variance: FloatArray
-    overflow: dict[str, int]
-    ingest: IngestStats
-    partitions: dict[PartitionKey, int | None]
-    #: Window statistics against the baseline (None without a drift profile).
-    drift: WindowDrift | None = None
-    #: Schema violations by (model, feature, kind), summed over partitions.
-    violations: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    #: (cell, detector) -> (detections, last detection event time, active), merged.
-    detections: dict[tuple[int, str], tuple[int, float, bool]] = field(default_factory=dict)
-
-    def cell(self, key: CellKey) -> int:
-        """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""
-        try:
-            return self.keys.index(key)
-        except ValueError:
-            raise KeyError(key) from None
-
-    def late_by_model(self) -> dict[str, int]:
-        """Late events per model."""
-        totals = np.bincount(
-            self.model_ids, weights=self.late_total, minlength=len(self.model_names)
-        )
-        return {m: int(totals[i]) for i, m in enumerate(self.model_names)}
 
 
 class ReplicaState:
@@ -143,25 +62,42 @@ class ReplicaState:
     {'m': 10.0}
     """
 
-    def __init__(self, settings: CellSettings, profile: DriftProfile | None = None) -> None:
+    def __init__(
+        self,
+        settings: CellSettings,
+        profile: DriftProfile | None = None,
+        labels: LabelSettings | None = None,
+        thresholds: dict[str, float] | None = None,
+    ) -> None:
         self.settings = settings
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
+        #: How labels arrive and performance is measured (None: not measured).
+        self.labels = labels
+        #: Decision thresholds chosen on the baseline, per model.
+        self.baseline_thresholds = dict(thresholds or {})
+        self._threshold_table = np.zeros(0)
+        #: Histogram widths every partition keeps (the drift profile's, and latency).
+        self.hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
         self.registry = CellRegistry(settings)
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
         self.lock = threading.RLock()
         # The merged reported windows and their statistics, keyed by the windows they came
         # from: closed windows never change, so scrapes reuse what refresh() computed.
-        self._window_cache: tuple[Any, _WindowView] | None = None
+        self._window_cache: tuple[Any, WindowView] | None = None
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
         with self.lock:
             if state is None:
                 state = self.partitions.get(key) or PartitionState(self.registry)
+            state.hist_bins = dict(self.hist_bins)
+            if self.labels is not None and state.labels is None:
+                state.labels = PartitionLabels(
+                    self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
+                )
             if self.profile is not None:
-                state.hist_bins = dict(self.profile.hist_bins)
                 state.min_samples = self.profile.settings.min_samples
                 if self.profile.settings.detectors and state.detectors is None:
                     state.detectors = CellDetectors(self.profile.settings)
@@ -184,20 +120,106 @@ class ReplicaState:
         next_offset: int,
         bins: dict[str, IntArray] | None = None,
         violations: dict[tuple[str, str, str], int] | None = None,
+        *,
+        event_ids: list[Any] | None = None,
+        labels: list[Any] | None = None,
+        latencies: list[Any] | None = None,
+        versions: list[Any] | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
-        ``bins`` and ``violations`` come from ``DriftProfile.encode`` on the same events.
+        ``bins`` and ``violations`` come from ``DriftProfile.encode`` on the same events. The
+        optional raw columns (one JSON value per event) feed the label join (``event_ids``),
+        inline labels, the latency histograms (milliseconds) and the model versions; unusable
+        values are counted in ``ingest.invalid_values`` and the event is kept.
         """
+        if latencies is not None:
+            lat, bad_latency = latency_bins(latencies)
+            bins = {**(bins or {}), "latency": lat}
         with self.lock:
             part = self.partitions.get(key)
             if part is None:
                 part = self.assign(key)
-            result = part.apply(cell_keys, event_times, scores, bins)
+            if latencies is not None and bad_latency:
+                self._count_invalid("latency", bad_latency)
+            if versions is not None and cell_keys:
+                bad = update_versions(
+                    part.versions, [k[0] for k in cell_keys], versions, event_times
+                )
+                if bad:
+                    self._count_invalid("model_version", bad)
+            if self.labels is None:
+                event_ids = labels = None
+            elif self.labels.source == "inline":
+                event_ids = None
+            else:
+                labels = None
+            result = part.apply(
+                cell_keys, event_times, scores, bins, event_ids=event_ids, labels=labels
+            )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count
             part.offset = next_offset
             return result
+
+    def apply_labels(
+        self,
+        key: PartitionKey,
+        event_ids: list[str],
+        labels: list[Any],
+        label_times: FloatArray,
+        next_offset: int,
+    ) -> None:
+        """Apply label records read from the outcomes topic's partition co-partitioned with
+        the predictions partition ``key``, up to ``next_offset`` on the outcomes topic."""
+        with self.lock:
+            part = self.partitions.get(key)
+            if part is None:
+                part = self.assign(key)
+            part.apply_labels(event_ids, labels, label_times, next_offset)
+
+    def thresholds_of(self, leaf: IntArray) -> FloatArray:
+        """Decision threshold of each leaf cell's model (NaN: the model has none)."""
+        names = self.registry.model_names
+        if len(self._threshold_table) < len(names):
+            cfg = self.labels
+            default = math.nan if cfg is None or cfg.threshold is None else cfg.threshold
+            self._threshold_table = np.array(
+                [
+                    _first(
+                        None if cfg is None else cfg.thresholds.get(m),
+                        self.baseline_thresholds.get(m),
+                        default,
+                    )
+                    for m in names
+                ],
+                dtype=np.float64,
+            )
+        return self._threshold_table[self.registry.model_ids[leaf]]
+
+    def restore_partition(self, data: Any) -> PartitionState:
+        """Rebuild a partition from checkpoint data; raises StateError on bad data.
+
+        The whole checkpoint is checked before cells are added to the registry.
+        """
+        with self.lock:
+            PartitionState.validate(self.registry, data)
+            labels = None
+            if self.labels is not None and data.get("labels") is not None:
+                labels = PartitionLabels.from_dict(
+                    self.labels,
+                    self.registry,
+                    self.settings.window_seconds,
+                    self.thresholds_of,
+                    data["labels"],
+                )
+            state = PartitionState.from_dict(self.registry, data)
+            state.labels = labels
+            return state
+
+    def _count_invalid(self, name: str, n: int) -> None:
+        table = self.ingest.invalid_values
+        table[name] = table.get(name, 0) + n
 
     def refresh(self) -> None:
         """Bring derived statistics (rolling moments) up to date; called per poll loop."""
@@ -233,7 +255,7 @@ class ReplicaState:
                     if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
                         latest[mid] = w
             needed = set(latest.values()) | {w - 1 for w in latest.values()}
-            hist_bins = profile.hist_bins if profile is not None else {}
+            hist_bins = self.hist_bins
             cache_key = (
                 n,
                 tuple(sorted(latest.items())),
@@ -249,7 +271,7 @@ class ReplicaState:
             if window_view is not None:
                 needed = set()
             parts = [
-                _PartCopy(
+                PartCopy(
                     key=pkey,
                     offset=part.offset,
                     events=part.events[:n].copy(),
@@ -265,11 +287,21 @@ class ReplicaState:
                         if w in needed
                     },
                     violations=dict(part.violations),
-                    detections=_detections(part),
+                    detections=detections_of(part),
+                    versions={k: list(v) for k, v in part.versions.items()},
+                    labels=None
+                    if part.labels is None
+                    else copy_labels(
+                        part.labels,
+                        n,
+                        model_ids,
+                        set(latest.values()),
+                        part.max_event_time - part.settings.window_seconds,
+                    ),
                 )
                 for pkey, part in self.partitions.items()
             ]
-            view = _View(
+            view = View(
                 keys=list(reg.keys),
                 is_leaf=reg.is_leaf,
                 model_ids=model_ids,
@@ -285,164 +317,32 @@ class ReplicaState:
                 lag=dict(ing.lag),
                 checkpoint_restores=dict(ing.checkpoint_restores),
                 checkpoint_errors=dict(ing.checkpoint_errors),
+                invalid_values=dict(ing.invalid_values),
+                invalid_labels=dict(ing.invalid_labels),
             )
         if window_view is None:
-            window_view = _window_view(self.settings, profile, view, parts)
+            window_view = build_window_view(self.settings, profile, hist_bins, view, parts)
             with self.lock:
                 self._window_cache = (cache_key, window_view)
-        return _merge(self.settings, profile, view, parts, ingest, window_view)
+        perf = None
+        if self.labels is not None:
+            perf = performance_view(
+                self.labels,
+                self.settings.window_seconds,
+                view.keys,
+                self.settings.dimensions,
+                model_ids,
+                view.model_names,
+                latest,
+                [part.labels for part in parts if part.labels is not None],
+            )
+        snap = merge(self.settings, profile, view, parts, ingest, window_view)
+        return dataclasses.replace(snap, performance=perf)
 
 
-@dataclass
-class _PartCopy:
-    key: PartitionKey
-    offset: int | None
-    events: IntArray
-    late: IntArray
-    last: FloatArray
-    rolling: tuple[IntArray, FloatArray, FloatArray]
-    windows: dict[int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, IntArray]]]
-    violations: dict[tuple[str, str, str], int]
-    detections: dict[tuple[int, str], tuple[int, float, bool]]
-
-
-def _detections(part: PartitionState) -> dict[tuple[int, str], tuple[int, float, bool]]:
-    """(cell, detector) -> (detections, last time, active) of one partition."""
-    det = part.detectors
-    if det is None:
-        return {}
-    horizon = part.max_event_time - part.settings.window_seconds
-    return {key: (n, det.last[key], det.last[key] >= horizon) for key, n in det.detections.items()}
-
-
-@dataclass
-class _View:
-    keys: list[CellKey]
-    is_leaf: npt.NDArray[np.bool_]
-    model_ids: IntArray
-    model_names: list[str]
-    latest: dict[int, int]
-    overflow: dict[str, int]
-
-
-def _window(
-    parts: list[_PartCopy], w: int, n: int, hist_bins: dict[str, int]
-) -> tuple[IntArray, FloatArray, FloatArray, dict[str, IntArray]]:
-    c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    hists = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
-    for part in parts:
-        if w in part.windows:
-            moments, part_hists = part.windows[w]
-            c, m, s = merge_moments(c, m, s, *moments)
-            for name, h in part_hists.items():
-                if name in hists:  # callers may ask for the moments only
-                    hists[name] += h
-    return c, m, s, hists
-
-
-@dataclass(frozen=True)
-class _WindowView:
-    """Each cell's model's reported window, merged, with its statistics (cached)."""
-
-    count: IntArray
-    mean: FloatArray
-    variance: FloatArray
-    start: dict[str, float]
-    end: dict[str, float]
-    drift: WindowDrift | None
-
-
-def _window_view(
-    settings: CellSettings, profile: DriftProfile | None, view: _View, parts: list[_PartCopy]
-) -> _WindowView:
-    n = len(view.keys)
-    model_ids = view.model_ids
-    hist_bins = profile.hist_bins if profile is not None else {}
-    w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    p_c, p_m = np.zeros(n, dtype=np.int64), np.zeros(n)
-    w_h = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
-    size = settings.window_seconds
-    window_start: dict[str, float] = {}
-    window_end: dict[str, float] = {}
-    for w in sorted(set(view.latest.values())):
-        mids = [mid for mid, lw in view.latest.items() if lw == w]
-        sel = np.isin(model_ids, mids)
-        c, m, s, hists = _window(parts, w, n, hist_bins)
-        w_c[sel], w_m[sel], w_s[sel] = c[sel], m[sel], s[sel]
-        for name, h in hists.items():
-            w_h[name][sel] = h[sel]
-        pc, pm, _ps, _ph = _window(parts, w - 1, n, {})
-        p_c[sel], p_m[sel] = pc[sel], pm[sel]
-        for mid in mids:
-            window_start[view.model_names[mid]] = float(w * size)
-            window_end[view.model_names[mid]] = float((w + 1) * size)
-    mean = np.where(w_c > 0, w_m, math.nan)
-    var = variance(w_c, w_s)
-    drift = None
-    if profile is not None:
-        drift = derive_window_drift(
-            profile,
-            view.model_names,
-            model_ids,
-            view.is_leaf,
-            w_c,
-            mean,
-            var,
-            w_h,
-            np.where(p_c > 0, p_m, math.nan),
-            p_c,
-        )
-    return _WindowView(w_c, mean, var, window_start, window_end, drift)
-
-
-def _merge(
-    settings: CellSettings,
-    profile: DriftProfile | None,
-    view: _View,
-    parts: list[_PartCopy],
-    ingest: IngestStats,
-    window_view: _WindowView | None = None,
-) -> Snapshot:
-    n = len(view.keys)
-    model_ids = view.model_ids
-    events = np.zeros(n, dtype=np.int64)
-    late = np.zeros(n, dtype=np.int64)
-    last = np.full(n, -math.inf)
-    r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-    violations: dict[tuple[str, str, str], int] = {}
-    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
-    for part in parts:
-        for dkey, (dn, dlast, dactive) in part.detections.items():
-            pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
-            detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
-        events += part.events
-        late += part.late
-        np.maximum(last, part.last, out=last)
-        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
-        for vkey, count in part.violations.items():
-            violations[vkey] = violations.get(vkey, 0) + count
-    wv = window_view if window_view is not None else _window_view(settings, profile, view, parts)
-    return Snapshot(
-        dimensions=settings.dimensions,
-        keys=view.keys,
-        is_leaf=view.is_leaf,
-        model_ids=model_ids,
-        model_names=view.model_names,
-        events_total=events,
-        late_total=late,
-        last_event_time=np.where(np.isfinite(last), last, math.nan),
-        window_count=wv.count,
-        window_mean=wv.mean,
-        window_variance=wv.variance,
-        window_start=wv.start,
-        window_end=wv.end,
-        rolling_count=r_c,
-        rolling_mean=np.where(r_c > 0, r_m, math.nan),
-        rolling_variance=variance(r_c, r_s),
-        overflow=view.overflow,
-        ingest=ingest,
-        partitions={part.key: part.offset for part in parts},
-        drift=wv.drift,
-        violations=violations,
-        detections=detections,
-    )
+def _first(*values: float | None) -> float:
+    """The first value that is not None (NaN if all are)."""
+    for v in values:
+        if v is not None:
+            return float(v)
+    return math.nan

@@ -13,24 +13,18 @@ table is generated from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aggregators.latency import LATENCY_QUANTILES
 from aggregators.replica import Snapshot
+from aggregators.versions import current_versions
+from exporters.metricdoc import MetricDoc
+from exporters.performance import PERFORMANCE_METRICS, performance_families
 
 __all__ = ["DRIFT_METRICS", "METRICS", "CellCollector", "MetricDoc"]
-
-
-class MetricDoc(NamedTuple):
-    """Name (as exposed), type, label names (``cell`` = model + dimensions) and help text."""
-
-    name: str
-    kind: str
-    labels: str
-    help: str
 
 
 METRICS: tuple[MetricDoc, ...] = (
@@ -185,6 +179,33 @@ METRICS: tuple[MetricDoc, ...] = (
         "When the last checkpoint round was written (epoch seconds; 0 before the first).",
     ),
     MetricDoc("tilewatch_partitions_assigned", "gauge", "", "Input partitions this replica owns."),
+    MetricDoc(
+        "tilewatch_window_latency_seconds",
+        "gauge",
+        "cell, quantile",
+        "Latency quantile (0.5, 0.95, 0.99) of the cell's events in the last closed window, "
+        "from the event's latency_ms field (log-spaced histogram: within about 13%; NaN "
+        "without latencies).",
+    ),
+    MetricDoc(
+        "tilewatch_model_version_info",
+        "gauge",
+        "model, version",
+        "1 for each model's current version: the one with the latest event time.",
+    ),
+    MetricDoc(
+        "tilewatch_model_version_first_seen_timestamp_seconds",
+        "gauge",
+        "model, version",
+        "Event time (epoch seconds) each version of each model was first seen.",
+    ),
+    MetricDoc(
+        "tilewatch_invalid_values_total",
+        "counter",
+        "field",
+        "Valid events with an unusable optional field (latency, model_version, label): the "
+        "field is ignored, the event kept.",
+    ),
 )
 
 
@@ -300,7 +321,7 @@ DRIFT_METRICS: tuple[MetricDoc, ...] = (
     ),
 )
 
-_DOCS = {m.name: m for m in (*METRICS, *DRIFT_METRICS)}
+_DOCS = {m.name: m for m in (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS)}
 
 
 def _help(name: str) -> str:
@@ -326,7 +347,7 @@ class CellCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
-        for doc in (*METRICS, *DRIFT_METRICS):
+        for doc in (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS):
             if doc.kind == "counter":
                 yield CounterMetricFamily(_base(doc.name), doc.help, labels=[])
             else:
@@ -339,6 +360,42 @@ class CellCollector(Collector):
         yield from self._ingest(snap)
         if snap.drift is not None:
             yield from self._drift(snap)
+        yield from self._latency_and_versions(snap)
+        yield from performance_families(snap, self._cell_labels)
+
+    def _latency_and_versions(self, snap: Snapshot) -> Iterator[Metric]:
+        keys = snap.keys
+        name = "tilewatch_window_latency_seconds"
+        lat = GaugeMetricFamily(name, _help(name), labels=[*self._cell_labels, "quantile"])
+        has = snap.window_count > 0
+        for q in LATENCY_QUANTILES:
+            values = snap.window_latency.get(q)
+            if values is None:
+                continue
+            label = str(q)
+            cells = np.flatnonzero(has & ~np.isnan(values)).tolist()
+            for i, v in zip(cells, values[cells].tolist(), strict=True):
+                lat.add_metric([*keys[i], label], v)
+        yield lat
+        name = "tilewatch_model_version_info"
+        info = GaugeMetricFamily(name, _help(name), labels=["model", "version"])
+        for model, (version, _first) in current_versions(snap.model_versions).items():
+            info.add_metric([model, version], 1.0)
+        yield info
+        name = "tilewatch_model_version_first_seen_timestamp_seconds"
+        first = GaugeMetricFamily(name, _help(name), labels=["model", "version"])
+        for (model, version), (t0, _t1, _n) in sorted(snap.model_versions.items()):
+            first.add_metric([model, version], t0)
+        yield first
+        name = "tilewatch_invalid_values_total"
+        bad = CounterMetricFamily(_base(name), _help(name), labels=["field"])
+        table = dict(snap.ingest.invalid_values)
+        if snap.performance is not None:
+            for n in snap.performance.invalid.values():
+                table["label"] = table.get("label", 0) + n
+        for field_name, n in sorted(table.items()):
+            bad.add_metric([field_name], n)
+        yield bad
 
     def _drift(self, snap: Snapshot) -> Iterator[Metric]:
         drift = snap.drift

@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from aggregators.label_state import LabelSettings
+from aggregators.latency import LATENCY_BINS
 from aggregators.profile import DriftProfile
 from aggregators.replica import PartitionKey
 from aggregators.settings import CellSettings
@@ -91,18 +93,25 @@ class Refusal:
 
 
 def settings_fingerprint(
-    cells: CellSettings, profile: DriftProfile | None = None
+    cells: CellSettings, profile: DriftProfile | None = None, labels: LabelSettings | None = None
 ) -> dict[str, Any]:
-    """The settings a checkpoint's meaning depends on: cells, and the histogram layout."""
+    """The settings a checkpoint's meaning depends on: cells, the histogram layout, labels."""
+    hist_bins = {**(profile.hist_bins if profile is not None else {}), "latency": LATENCY_BINS}
     out: dict[str, Any] = {
         "dimensions": list(cells.dimensions),
         "window_seconds": cells.window_seconds,
         "rolling_events": cells.rolling_events,
         "label_max_length": cells.label_max_length,
+        "histograms": dict(sorted(hist_bins.items())),
     }
     if profile is not None:
-        out["histograms"] = dict(sorted(profile.hist_bins.items()))
         out["features"] = list(profile.features)
+    if labels is not None:
+        out["labels"] = {
+            "source": labels.source,
+            "task": labels.performance.task,
+            "calibration_bins": labels.performance.calibration_bins,
+        }
     return out
 
 

@@ -22,7 +22,7 @@ from aggregators.settings import UNKNOWN
 from streams.errors import DecodeError
 from streams.settings import EventFields
 
-__all__ = ["REASONS", "DecodedBatch", "EventDecoder", "RecordLike", "Rejected"]
+__all__ = ["OPTIONAL_COLUMNS", "REASONS", "DecodedBatch", "EventDecoder", "RecordLike", "Rejected"]
 
 #: Every reason code a record can be rejected with (the ``reason`` label of
 #: ``tilewatch_invalid_events_total``).
@@ -36,7 +36,23 @@ REASONS: dict[str, str] = {
     "bad_score": "the score is not finite or outside [score_min, score_max]",
     "bad_timestamp": "the timestamp is not epoch seconds/milliseconds or RFC 3339 with offset",
     "bad_dimension": "a dimension value is not a string or an integer",
+    "bad_label": "a label record's label is not 0/1 (classification) or a finite number",
     "internal": "an unexpected error while checking the event (a bug: please report it)",
+}
+
+#: Optional columns an :class:`EventDecoder` can collect, and the EventFields attribute
+#: holding each one's path.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "event_id": "event_id",
+    "label": "label",
+    "latency": "latency",
+    "model_version": "model_version",
+}
+_COLUMN_LISTS = {
+    "event_id": "event_ids",
+    "label": "labels",
+    "latency": "latencies",
+    "model_version": "model_versions",
 }
 
 #: Numbers above this are epoch milliseconds, below it epoch seconds (1e11 s is year 5138).
@@ -83,6 +99,12 @@ class DecodedBatch:
     #: With ``capture``: each valid event's prediction value and features object (or None).
     predictions: list[Any] = field(default_factory=list)
     features: list[Any] = field(default_factory=list)
+    #: Optional columns asked for with ``columns``: the raw JSON value of each valid event
+    #: (None when absent); checked per batch by the stage that uses them.
+    event_ids: list[Any] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    latencies: list[Any] = field(default_factory=list)
+    model_versions: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -177,9 +199,17 @@ class EventDecoder:
     [('not_object', 'expected a JSON object, got a list')]
     """
 
-    def __init__(self, fields: EventFields, capture: bool = False) -> None:
+    def __init__(
+        self, fields: EventFields, capture: bool = False, columns: Sequence[str] = ()
+    ) -> None:
         self.fields = fields
         self.capture = capture
+        unknown = set(columns) - set(OPTIONAL_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown optional columns {sorted(unknown)}")
+        #: Optional raw columns collected besides the cell key, time and score.
+        self.columns = tuple(c for c in OPTIONAL_COLUMNS if c in columns)
+        self._column_paths = [_split(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns]
         self._prediction = _split(fields.prediction)
         self._features = _split(fields.features)
         self._model = _split(fields.model)
@@ -202,6 +232,7 @@ class EventDecoder:
             out.scores.append,
             out.rejected,
             *extra,
+            *(getattr(out, _COLUMN_LISTS[c]).append for c in self.columns),
         )
         return out
 
@@ -213,6 +244,14 @@ class EventDecoder:
         name, parts = self._features
         feats = obj.get(name) if parts is None else _dig(obj, parts)
         return pred, feats if type(feats) is dict else None
+
+    def _columns_of(self, value: bytes) -> tuple[Any, ...]:
+        """The optional columns of a record the full checker accepted (the rare path)."""
+        obj = orjson.loads(value)
+        return tuple(
+            obj.get(name) if parts is None else _dig(obj, parts)
+            for name, parts in self._column_paths
+        )
 
     def _build_fast(self) -> Any:
         """Compile the batch loop for the configured field paths.
@@ -248,13 +287,26 @@ class EventDecoder:
             )
         else:
             extra_fast = extra_slow = ""
+        names = [f"add_c{i}" for i in range(len(self.columns))]
+        for add, column in zip(names, self.columns, strict=True):
+            path = getattr(self.fields, OPTIONAL_COLUMNS[column])
+            extra_fast += f"            {add}({optional(path)})\n"
+        if names:
+            extra_slow += (
+                "        try:\n"
+                "            cols = columns_of(v)\n"
+                "        except Exception:\n"
+                f"            cols = (None,) * {len(names)}\n"
+            )
+            extra_slow += "".join(f"        {add}(cols[{i}])\n" for i, add in enumerate(names))
+        cargs = "".join(f", {add}=None" for add in names)
 
         dims = list(self.fields.dimensions.values())
         dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))
         dim_checks = "".join(f" and type(d{i}) is str and d{i}" for i in range(len(dims)))
         key = "(model" + "".join(f", d{i}" for i in range(len(dims))) + ",)"
         src = f"""
-def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None):
+def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None{cargs}):
     for rec in records:
         v = rec.value
         try:
@@ -295,6 +347,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             "Rejected": Rejected,
             "max_detail": _MAX_DETAIL,
             "extras": self._extras,
+            "columns_of": self._columns_of,
             "dig": _dig,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)

@@ -54,7 +54,8 @@ from streams.checkpoint import ChangelogStore, Refusal, settings_fingerprint
 from streams.deadletter import DeadLetterSink, ProducerLike
 from streams.decode import EventDecoder, RecordLike
 from streams.errors import StreamError
-from streams.settings import EventFields, KafkaSettings, StateSettings
+from streams.label_decode import LabelDecoder
+from streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 
 __all__ = ["ConsumerLike", "Monitor", "RunSummary", "kafka_client_config"]
 
@@ -174,11 +175,29 @@ class Monitor:
         consumer_factory: Callable[[], ConsumerLike] | None = None,
         producer_factory: Callable[[], ProducerLike] | None = None,
         restore_consumer_factory: Callable[[], Any] | None = None,
+        label_topic: LabelTopic | None = None,
     ) -> None:
         self.kafka = kafka
         self.state = state
         self.state_settings = state_settings or StateSettings(checkpoints=False)
-        self.decoder = EventDecoder(fields, capture=state.profile is not None)
+        if label_topic is not None and (state.labels is None or state.labels.source != "topic"):
+            raise StreamError("an outcomes topic needs label settings with source 'topic'")
+        if label_topic is not None and len(kafka.topics) != 1:
+            raise StreamError("labels from a topic are joined with exactly one predictions topic")
+        #: The outcomes topic labels arrive on (None: inline labels or none).
+        self.label_topic = label_topic
+        columns = ["latency", "model_version"]
+        if state.labels is not None:
+            columns.append("event_id" if state.labels.source == "topic" else "label")
+        self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
+        self.label_decoder: LabelDecoder | None = None
+        if label_topic is not None:
+            assert state.labels is not None
+            self.label_decoder = LabelDecoder(
+                label_topic, state.labels.classification, fields.max_event_bytes
+            )
+        #: Outcomes-topic offset in each predictions partition's last checkpoint.
+        self._label_written: dict[PartitionKey, int | None] = {}
         self._consumer_factory = consumer_factory or self._default_consumer
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic,
@@ -189,7 +208,7 @@ class Monitor:
         if self.state_settings.checkpoints:
             self.changelog = ChangelogStore(
                 topic=self.state_settings.topic_for(kafka.group_id),
-                fingerprint=settings_fingerprint(state.settings, state.profile),
+                fingerprint=settings_fingerprint(state.settings, state.profile, state.labels),
                 producer_factory=producer_factory or self._default_producer,
                 consumer_factory=restore_consumer_factory or self._default_restore_consumer,
                 on_refusal=self._count_checkpoint_error,
@@ -211,9 +230,15 @@ class Monitor:
 
     def _default_consumer(self) -> ConsumerLike:
         from kafka import KafkaConsumer
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
 
+        config = kafka_client_config(self.kafka, "consumer")
+        if self.label_topic is not None:
+            # Co-partitioning: partition p of the predictions and the outcomes topic must go
+            # to the same consumer, which the range assignor guarantees for equal counts.
+            config["partition_assignment_strategy"] = (RangePartitionAssignor,)
         try:
-            consumer: ConsumerLike = KafkaConsumer(**kafka_client_config(self.kafka, "consumer"))
+            consumer: ConsumerLike = KafkaConsumer(**config)
         except Exception as exc:
             raise StreamError(f"cannot create the Kafka consumer: {exc}") from exc
         return consumer
@@ -237,7 +262,7 @@ class Monitor:
         wanted: dict[str, dict[str, Any]] = {}
         if self.kafka.dead_letter_topic is not None:
             wanted[self.kafka.dead_letter_topic] = {"num_partitions": 1, "replication_factor": 1}
-        if self.changelog is None and not wanted:
+        if self.changelog is None and not wanted and self.label_topic is None:
             return
         from kafka import KafkaAdminClient
         from kafka.errors import TopicAlreadyExistsError
@@ -249,6 +274,8 @@ class Monitor:
             return
         try:
             existing = set(admin.list_topics())
+            if self.label_topic is not None:
+                self._check_copartitioned(admin, existing, wanted)
             if self.changelog is not None and self.changelog.topic not in existing:
                 partitions = 1
                 for topic in admin.describe_topics(list(self.kafka.topics)):
@@ -266,10 +293,36 @@ class Monitor:
                     log.info("created topic %r (%d partitions)", name, spec["num_partitions"])
                 except TopicAlreadyExistsError:
                     pass
+        except StreamError:
+            raise
         except Exception as exc:
             log.warning("cannot create the dead-letter or changelog topic: %s", exc)
         finally:
             admin.close()
+
+    def _check_copartitioned(
+        self, admin: Any, existing: set[str], wanted: dict[str, dict[str, Any]]
+    ) -> None:
+        """Raise StreamError unless the outcomes topic has the predictions topic's partitions.
+
+        A missing outcomes topic is created with the predictions topic's partition count.
+        """
+        assert self.label_topic is not None
+        predictions, outcomes = self.kafka.topics[0], self.label_topic.topic
+        names = [t for t in (predictions, outcomes) if t in existing]
+        counts = {t["topic"]: len(t.get("partitions") or []) for t in admin.describe_topics(names)}
+        if predictions not in counts:
+            return  # not created yet: checked again at the next start
+        if outcomes not in counts:
+            wanted[outcomes] = {"num_partitions": counts[predictions], "replication_factor": 1}
+            return
+        if counts[outcomes] != counts[predictions]:
+            raise StreamError(
+                f"the outcomes topic {outcomes!r} has {counts[outcomes]} partitions and the "
+                f"predictions topic {predictions!r} {counts[predictions]}: labels are joined per "
+                "partition, so both need the same count (and labels the same key as their "
+                "predictions)"
+            )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -277,7 +330,10 @@ class Monitor:
         """Consume until ``stop`` is set; then checkpoint, commit and return."""
         self.ensure_topics()
         consumer = self._consumer = self._consumer_factory()
-        consumer.subscribe(list(self.kafka.topics), listener=_Listener(self))
+        topics = list(self.kafka.topics)
+        if self.label_topic is not None:
+            topics.append(self.label_topic.topic)
+        consumer.subscribe(topics, listener=_Listener(self))
         timeout_ms = int(self.kafka.poll_timeout_seconds * 1000)
         probe_stop = threading.Event()
         probe = threading.Thread(
@@ -327,6 +383,9 @@ class Monitor:
             key: PartitionKey = (tp.topic, tp.partition)
             if not records:
                 continue
+            if self.label_topic is not None and tp.topic == self.label_topic.topic:
+                self._process_labels(key, records)
+                continue
             if key in self._pending or key not in self.state.partitions:
                 # Not restored yet: the restore seeks the partition explicitly, so these
                 # records are read again from the right place.
@@ -350,6 +409,10 @@ class Monitor:
                     next_offset=records[-1].offset + 1,
                     bins=bins,
                     violations=violations,
+                    event_ids=decoded.event_ids if "event_id" in self.decoder.columns else None,
+                    labels=decoded.labels if "label" in self.decoder.columns else None,
+                    latencies=decoded.latencies,
+                    versions=decoded.model_versions,
                 )
                 ingest = self.state.ingest
                 ingest.read += len(records)
@@ -361,15 +424,57 @@ class Monitor:
             self.summary.late += result.late
             self.summary.invalid += len(decoded.rejected)
 
+    def _process_labels(self, key: PartitionKey, records: Sequence[RecordLike]) -> None:
+        """Decode and apply a batch of the outcomes topic's partition ``key``."""
+        assert self.label_decoder is not None
+        owner = self._owner(key)
+        if key in self._pending or owner in self._pending or owner not in self.state.partitions:
+            return  # its restore seeks it explicitly; these records are read again
+        decoded = self.label_decoder.decode(records)
+        for rejected in decoded.rejected:
+            self.dead_letters.send(rejected)
+        with self.state.lock:
+            self.state.apply_labels(
+                owner,
+                decoded.event_ids,
+                decoded.labels,
+                np.array(decoded.times, dtype=np.float64),
+                next_offset=records[-1].offset + 1,
+            )
+            ingest = self.state.ingest
+            ingest.label_records += len(records)
+            for rejected in decoded.rejected:
+                ingest.invalid_labels[rejected.reason] = (
+                    ingest.invalid_labels.get(rejected.reason, 0) + 1
+                )
+
+    def _owner(self, label_key: PartitionKey) -> PartitionKey:
+        """The predictions partition whose state the outcomes partition ``label_key`` feeds."""
+        return (self.kafka.topics[0], label_key[1])
+
+    def _label_offset(self, label_key: PartitionKey) -> int | None:
+        """The outcomes partition's processed offset (from its predictions partition)."""
+        part = self.state.partitions.get(self._owner(label_key))
+        if part is None or part.labels is None:
+            return None
+        return part.labels.offset
+
+    def _is_label_key(self, key: PartitionKey) -> bool:
+        return self.label_topic is not None and key[0] == self.label_topic.topic
+
     def _after_poll(self, consumer: ConsumerLike, idle: bool) -> None:
         now = time.monotonic()
         with self.state.lock:
             for tp in consumer.assignment():
                 key = (tp.topic, tp.partition)
-                part = self.state.partitions.get(key)
                 high = consumer.highwater(tp)
-                if part is not None and part.offset is not None and high is not None:
-                    self.state.ingest.lag[key] = max(high - part.offset, 0)
+                if self._is_label_key(key):
+                    offset = self._label_offset(key)
+                else:
+                    part = self.state.partitions.get(key)
+                    offset = None if part is None else part.offset
+                if offset is not None and high is not None:
+                    self.state.ingest.lag[key] = max(high - offset, 0)
         if idle or now - self._last_refresh >= REFRESH_INTERVAL:
             self.state.refresh()
             self._last_refresh = now
@@ -401,7 +506,13 @@ class Monitor:
                 for key, part in self.state.partitions.items()
                 if key not in self._pending
                 and part.offset is not None
-                and part.offset != self._checkpointed_offset(key)
+                and (
+                    part.offset != self._checkpointed_offset(key)
+                    or (
+                        part.labels is not None
+                        and part.labels.offset != self._label_written.get(key)
+                    )
+                )
             }
         if not states:
             return
@@ -410,6 +521,9 @@ class Monitor:
         except StreamError as exc:
             log.error("%s; will retry, offsets stay uncommitted", exc)
             return
+        for key, data in states.items():
+            if data.get("labels") is not None:
+                self._label_written[key] = data["labels"]["offset"]
         with self.state.lock:
             ingest = self.state.ingest
             ingest.checkpoints_written += len(states)
@@ -448,6 +562,17 @@ class Monitor:
                 for key in wanted
                 if key not in self._pending
             }
+            if self.label_topic is not None:
+                for key in wanted:
+                    label_key = (self.label_topic.topic, key[1])
+                    if key in self._pending or label_key in self._pending:
+                        continue
+                    labels = parts[key].labels
+                    durable[label_key] = (
+                        self._label_written.get(key)
+                        if self.changelog is not None
+                        else (None if labels is None else labels.offset)
+                    )
         offsets = {
             TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
             for (t, p), off in durable.items()
@@ -483,14 +608,23 @@ class Monitor:
         for tp in revoked:
             key = (tp.topic, tp.partition)
             self._pending.discard(key)
+            if self._is_label_key(key):
+                self.summary.committed.pop(key, None)
+                with self.state.lock:
+                    self.state.ingest.lag.pop(key, None)
+                continue  # its state belongs to the predictions partition
             if key in assigned_keys and key in self.state.partitions:
                 continue  # assigned straight back: keep the state, seek below
+            self._label_written.pop(key, None)
             self.state.revoke(key)
             self.summary.committed.pop(key, None)
             if self.changelog is not None:
                 self.changelog.forget(key)
         for tp in assigned:
             key = (tp.topic, tp.partition)
+            if self._is_label_key(key):
+                self._pending.add(key)  # sought once its predictions partition is ready
+                continue
             part = self.state.partitions.get(key)
             if part is not None:  # kept across the rebalance
                 if part.offset is not None:
@@ -504,7 +638,11 @@ class Monitor:
     def _restore(self, consumer: ConsumerLike) -> None:
         from kafka.structs import TopicPartition
 
-        keys = sorted(self._pending)
+        label_keys = sorted(k for k in self._pending if self._is_label_key(k))
+        keys = sorted(k for k in self._pending if not self._is_label_key(k))
+        if not keys:
+            self._restore_labels(consumer, label_keys)
+            return
         found: dict[PartitionKey, list[Any]] = {key: [] for key in keys}
         if self.changelog is not None:
             try:
@@ -518,17 +656,20 @@ class Monitor:
             restored: PartitionState | None = None
             for ckpt in found.get(key, []):
                 try:
-                    with self.state.lock:
-                        restored = PartitionState.from_dict(self.state.registry, ckpt.state)
+                    restored = self.state.restore_partition(ckpt.state)
                     break
                 except StateError as exc:
                     assert self.changelog is not None
                     self.changelog.refuse(Refusal(key, ckpt.slot, "invalid_state", str(exc)))
             with self.state.lock:
-                self.state.assign(key, restored or PartitionState(self.state.registry))
+                self.state.assign(key, restored)
                 result = "restored" if restored is not None else "empty"
                 counts = self.state.ingest.checkpoint_restores
                 counts[result] = counts.get(result, 0) + 1
+            if restored is not None:
+                self._label_written[key] = (
+                    None if restored.labels is None else restored.labels.offset
+                )
             if restored is not None and restored.offset is not None:
                 consumer.seek(tp, restored.offset)
                 self.summary.committed[key] = restored.offset
@@ -543,6 +684,35 @@ class Monitor:
                 where = self._seek_to_durable_start(consumer, tp)
             self.summary.restored[key] = None if restored is None else restored.offset
             log.info("partition %s/%d: %s", key[0], key[1], where)
+            consumer.resume(tp)
+            self._pending.discard(key)
+        self._restore_labels(consumer, label_keys)
+
+    def _restore_labels(self, consumer: ConsumerLike, label_keys: list[PartitionKey]) -> None:
+        """Seek assigned outcomes partitions to where their predictions partition's state ends."""
+        from kafka.structs import TopicPartition
+
+        for key in label_keys:
+            owner = self._owner(key)
+            if owner in self._pending:
+                continue  # its predictions partition is not restored yet
+            tp = TopicPartition(*key)
+            if owner not in self.state.partitions:
+                log.error(
+                    "outcomes partition %s/%d is assigned without predictions partition %s/%d: "
+                    "are the topics co-partitioned? its labels stay unread",
+                    *key,
+                    *owner,
+                )
+                continue
+            offset = self._label_offset(key)
+            if offset is not None:
+                consumer.seek(tp, offset)
+                self.summary.committed[key] = offset
+                where = f"labels from offset {offset}"
+            else:
+                where = self._seek_to_durable_start(consumer, tp)
+            log.info("outcomes partition %s/%d: %s", key[0], key[1], where)
             consumer.resume(tp)
             self._pending.discard(key)
 

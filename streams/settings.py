@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EventFields", "KafkaSettings", "StateSettings"]
+__all__ = ["EventFields", "KafkaSettings", "LabelTopic", "StateSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +72,19 @@ class StateSettings:
     def topic_for(self, group_id: str) -> str:
         """The changelog topic for a consumer group."""
         return self.changelog_topic or f"{group_id}-tilewatch-changelog"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTopic:
+    """The outcomes topic labels arrive on, and where each part of a label record is.
+
+    The topic must be co-partitioned with the predictions topic: the same number of
+    partitions, and each label produced with the same key as its prediction, so partition
+    ``p`` of both topics goes to the same consumer (the range assignor, which tilewatch uses
+    when labels come from a topic) and the label meets its prediction's partition state.
+    """
+
+    topic: str
+    event_id: str = "event_id"
+    label: str = "label"
+    timestamp: str = "timestamp"

@@ -19,7 +19,7 @@ from exporters.http import MetricsServer
 from streams.runtime import Monitor, RunSummary
 from tilewatch.config import Config
 
-__all__ = ["App", "build_profile", "tune_gc"]
+__all__ = ["App", "baseline_thresholds", "build_profile", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,17 @@ def build_profile(config: Config) -> DriftProfile | None:
         baseline = load_baseline(config.baseline.path)
     events = config.events
     return DriftProfile(config.drift, (events.score_min, events.score_max), baseline)
+
+
+def baseline_thresholds(profile: DriftProfile | None) -> dict[str, float]:
+    """The decision threshold each model's baseline chose (models without one are left out)."""
+    if profile is None or profile.baseline is None:
+        return {}
+    return {
+        name: model.threshold.value
+        for name, model in profile.baseline.models.items()
+        if model.threshold is not None
+    }
 
 
 def tune_gc() -> None:
@@ -67,8 +78,17 @@ class App:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.state = ReplicaState(cfg.cells, build_profile(cfg))
-        self.monitor = Monitor(cfg.kafka, cfg.events, self.state, state_settings=cfg.state)
+        profile = build_profile(cfg)
+        self.state = ReplicaState(
+            cfg.cells, profile, labels=cfg.labels, thresholds=baseline_thresholds(profile)
+        )
+        self.monitor = Monitor(
+            cfg.kafka,
+            cfg.events,
+            self.state,
+            state_settings=cfg.state,
+            label_topic=cfg.label_topic,
+        )
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.server = MetricsServer(
             self.registry,

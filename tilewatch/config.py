@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregators.baseline import THRESHOLD_RULES, BaselineSettings
+from aggregators.label_state import LabelSettings
 from aggregators.profile import DriftSettings
 from aggregators.settings import CellSettings
 from exporters.settings import BasicAuth, ExporterSettings, TLSFiles
-from streams.settings import EventFields, KafkaSettings, StateSettings
+from streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
+from tilewatch.config_labels import parse_labels
 from tilewatch.configbase import ConfigError, parse_duration
 from tilewatch.configbase import Table as _Table
 from tilewatch.configbase import show as _show
@@ -58,9 +60,12 @@ class Config:
     #: Drift and data-quality settings; ``drift_enabled`` says whether they are on.
     drift: DriftSettings = field(default_factory=DriftSettings)
     drift_enabled: bool = False
+    #: Performance from labels (None: no [labels] section) and the outcomes topic, if any.
+    labels: LabelSettings | None = None
+    label_topic: LabelTopic | None = None
 
 
-_SECTIONS = ("baseline", "cells", "drift", "events", "exporter", "kafka", "state")
+_SECTIONS = ("baseline", "cells", "drift", "events", "exporter", "kafka", "labels", "state")
 _KAFKA_KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
@@ -228,9 +233,20 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
     tables = {name: _section(data, name, source) for name in _SECTIONS}
     cells = _parse_cells(tables["cells"], source)
     baseline = _parse_baseline(tables["baseline"], source)
+    kafka = _parse_kafka(tables["kafka"], source)
+    events = _parse_events(tables["events"], source, cells.dimensions)
+    labels, label_topic = parse_labels(
+        tables["labels"],
+        source,
+        prediction_topics=kafka.topics,
+        has_baseline=baseline.path is not None,
+        score_range=(events.score_min, events.score_max),
+    )
     return Config(
-        kafka=_parse_kafka(tables["kafka"], source),
-        events=_parse_events(tables["events"], source, cells.dimensions),
+        kafka=kafka,
+        events=events,
+        labels=labels,
+        label_topic=label_topic,
         cells=cells,
         exporter=_parse_exporter(tables["exporter"], source),
         state=_parse_state(tables["state"], source),

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregators.replica import ReplicaState, Snapshot
 from aggregators.settings import ALL, OTHER, CellSettings
 from exporters.collector import DRIFT_METRICS, METRICS, CellCollector
+from exporters.performance import PERFORMANCE_METRICS
 
 DIMS = ("segment", "region")
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
@@ -277,6 +278,8 @@ def make_small_state() -> ReplicaState:
         np.array([1.0, 2.0, 3.0, 4.0, 11.0, 5.0]),  # 11 closes window 0, then 5 is late
         np.array([0.25, 0.75, 0.5, 0.5, 0.5, 1.0]),
         next_offset=6,
+        latencies=[1.0, 3.0, 2.0, None, 5.0, "slow"],  # "slow" is an invalid latency
+        versions=["v1", "v1", "v1", "v1", "v2", None],
     )
     state.refresh()
     with state.lock:
@@ -341,11 +344,8 @@ def test_documented_types_labels_and_help_match_the_exposition() -> None:
         assert fam.type == doc.kind, doc.name
         assert fam.documentation.strip(), doc.name
         assert fam.documentation == doc.help, doc.name
-        expected = (
-            cell_labels
-            if doc.labels == "cell"
-            else {part.strip() for part in doc.labels.split(",") if part.strip()}
-        )
+        parts = {part.strip() for part in doc.labels.split(",") if part.strip()}
+        expected = (parts - {"cell"}) | (cell_labels if "cell" in parts else set())
         for sample in fam.samples:
             assert set(sample.labels) == expected, (doc.name, sample)
 
@@ -395,7 +395,8 @@ def test_describe_does_not_take_a_snapshot() -> None:
 
     collector = CellCollector(boom, DIMS)
     names = {fam.name for fam in collector.describe()}
-    assert names == {_base(m.name, m.kind) for m in (*METRICS, *DRIFT_METRICS)}
+    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS)
+    assert names == {_base(m.name, m.kind) for m in documented}
     CollectorRegistry().register(collector)  # registering describes, never collects
 
 
