@@ -93,20 +93,22 @@ class JoinSettings:
 class Joined:
     """Prediction-label pairs matched by one call, as columns (empty when none joined).
 
-    ``event_times`` and ``scores`` are the prediction's; ``labels`` the label's value.
+    ``event_times`` and ``scores`` are the prediction's; ``labels`` and ``label_times`` the
+    label's value and time.
     """
 
     leaf: IntArray
     event_times: FloatArray
     scores: FloatArray
     labels: FloatArray
+    label_times: FloatArray
 
     def __len__(self) -> int:
         return len(self.leaf)
 
 
 def _empty() -> Joined:
-    return Joined(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+    return Joined(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
 
 
 class LabelJoin:
@@ -214,7 +216,13 @@ class LabelJoin:
             match = hslots >= 0
             pos = np.flatnonzero(match)
             hs = hslots[match]
-            out = Joined(leaf[pos], event_times[pos], scores[pos], self._held.cols["label"][hs])
+            out = Joined(
+                leaf[pos],
+                event_times[pos],
+                scores[pos],
+                self._held.cols["label"][hs],
+                self._held.time[hs].copy(),
+            )
             self._held.kill(hs)
             self._remember([ids[i] for i in pos.tolist()], out.event_times)
             rest = np.flatnonzero(~match)
@@ -264,7 +272,7 @@ class LabelJoin:
         if match.any():
             pos = np.flatnonzero(match)
             js = pslots[match]
-            out = Joined(p.leaf[js], p.time[js], p.cols["score"][js], labels[pos])
+            out = Joined(p.leaf[js], p.time[js], p.cols["score"][js], labels[pos], label_times[pos])
             p.kill(js, forget=False)  # _remember overwrites their index entries
             self._remember([event_ids[i] for i in pos.tolist()], out.event_times)
         absent = pslots == _ABSENT

@@ -87,6 +87,13 @@ def label_values(raw: list[Any], classification: bool) -> tuple[FloatArray, int]
     >>> values.tolist(), bad
     ([1.0, 0.0, 1.0, nan, nan, nan, 0.0], 2)
     """
+    if raw and set(map(type, raw)) == {float}:  # what LabelDecoder gives: check vectorized
+        out = np.array(raw, dtype=np.float64)
+        ok = ((out == 0.0) | (out == 1.0)) if classification else np.isfinite(out)
+        bad = len(out) - int(ok.sum())
+        if bad:
+            out[~ok] = math.nan
+        return out, bad
     out = np.full(len(raw), math.nan)
     bad = 0
     for i, v in enumerate(raw):
@@ -156,6 +163,11 @@ class PartitionLabels:
         self.invalid: dict[str, int] = {}
         #: Next offset to read on the outcomes topic's partition (topic source).
         self.offset: int | None = None
+        #: Largest label time read from the outcomes topic (the label stream's clock; not
+        #: checkpointed: it only paces reading, see streams.runtime).
+        self.max_label_time = -math.inf
+        #: The newest final window (windows finalize in order; -2**62: none yet).
+        self.final_upto = -(2**62)
         #: Incremented on every change, so snapshots know when to recompute.
         self.version = 0
 
@@ -202,7 +214,7 @@ class PartitionLabels:
                     scores[has],
                     values[has],
                     thresholds[has],
-                    -math.inf,
+                    event_times[has],  # an inline label is known when its prediction is
                 )
         if self.join is not None and event_ids is not None:
             ids = [
@@ -210,19 +222,20 @@ class PartitionLabels:
                 for e in event_ids
             ]
             joined = self.join.add_predictions(ids, leaf, event_times, scores)
-            self._credit_joined(joined, -math.inf)
+            self._credit_joined(joined)
 
     def labels(
         self,
         event_ids: list[str],
         labels: list[Any],
         label_times: FloatArray,
-        watermark: float,
         next_offset: int,
     ) -> None:
         """Add a batch of label records from the outcomes topic (already decoded)."""
         self.version += 1
         self.offset = next_offset
+        if len(label_times):
+            self.max_label_time = max(self.max_label_time, float(label_times.max()))
         if self.join is None or not event_ids:
             return
         values, bad = label_values(labels, self.settings.classification)
@@ -231,17 +244,31 @@ class PartitionLabels:
         ok = ~np.isnan(values)
         ids = [e for e, keep in zip(event_ids, ok.tolist(), strict=True) if keep]
         joined = self.join.add_labels(ids, values[ok], label_times[ok])
-        self._credit_joined(joined, watermark)
+        self._credit_joined(joined)
 
     def expire(self, clock: float, watermark: float) -> None:
-        """Expire the join by the event-time ``clock``; finalize windows by the watermark."""
+        """Expire the join by the event-time ``clock``; finalize the windows no label can change.
+
+        A window ending at ``end`` is final once it is closed (``watermark >= end``) and the
+        label clock has passed ``end + grace``, so no on-time label can still come. The label
+        clock is the largest label time read (inline labels: the watermark). If the outcomes
+        topic falls silent, the window is final anyway once the watermark passes
+        ``end + max(grace, ttl)``: by then every prediction of the window has expired from the
+        join, so no label could be joined to it.
+        """
         if self.join is not None and math.isfinite(clock):
             self.join.expire(clock)
-        limit = watermark - self.settings.grace_seconds
+        grace = self.settings.grace_seconds
+        label_clock = watermark if self.join is None else self.max_label_time
+        stall = max(grace, self.settings.join.ttl_seconds)
         for w in sorted(self.perf):
-            if (w + 1) * self.size <= limit:
+            end = (w + 1) * self.size
+            if (end <= watermark and end + grace <= label_clock) or end + stall <= watermark:
                 self.final[w] = self.perf.pop(w)
+                self.final_upto = max(self.final_upto, w)
                 self.version += 1
+            else:
+                break
         if len(self.final) > RETAIN_FINAL:
             self._evict()
 
@@ -253,11 +280,16 @@ class PartitionLabels:
             acc = self.perf[w] = PerfAcc(self.settings.performance)
         return acc
 
-    def _credit_joined(self, joined: Joined, watermark: float) -> None:
+    def _credit_joined(self, joined: Joined) -> None:
         if len(joined.leaf):
             thresholds = self.thresholds_of(joined.leaf)
             self._credit(
-                joined.leaf, joined.event_times, joined.scores, joined.labels, thresholds, watermark
+                joined.leaf,
+                joined.event_times,
+                joined.scores,
+                joined.labels,
+                thresholds,
+                joined.label_times,
             )
 
     def _credit(
@@ -267,8 +299,14 @@ class PartitionLabels:
         scores: FloatArray,
         labels: FloatArray,
         thresholds: FloatArray,
-        watermark: float,
+        label_times: FloatArray,
     ) -> None:
+        """Count labeled predictions: into their window while on time, else as late.
+
+        A label is on time when its time is before its prediction's window end plus the
+        grace, and the window is not final yet (it is final only past that point of the label
+        clock, except when the outcomes topic stalled).
+        """
         classification = self.settings.classification
         if classification:
             known = ~np.isnan(thresholds)
@@ -279,6 +317,7 @@ class PartitionLabels:
                 self.invalid["no_threshold"] = self.invalid.get("no_threshold", 0) + missing
                 leaf, event_times, scores = leaf[known], event_times[known], scores[known]
                 labels, thresholds = labels[known], thresholds[known]
+                label_times = label_times[known]
         rollups = self.registry.rollups
         n_cells = len(self.registry)
         self._ensure(n_cells)
@@ -293,8 +332,8 @@ class PartitionLabels:
                 flat, weights=np.repeat(errors, k).astype(np.float64), minlength=n_cells
             ).astype(np.int64)
         windows = np.floor(event_times / self.size).astype(np.int64)
-        limit = watermark - self.settings.grace_seconds
-        on_time = (windows + 1) * self.size > limit
+        deadline = (windows + 1) * self.size + self.settings.grace_seconds
+        on_time = (label_times < deadline) & (windows > self.final_upto)
         self.late += int((~on_time).sum())
         for w in np.unique(windows[on_time]).tolist():
             sel = on_time & (windows == w)
@@ -347,6 +386,7 @@ class PartitionLabels:
         return {
             "offset": self.offset,
             "late": self.late,
+            "label_clock": self.max_label_time if math.isfinite(self.max_label_time) else None,
             "invalid": dict(sorted(self.invalid.items())),
             "totals": [
                 [list(keys[i]), int(self.labeled_total[i]), int(self.errors_total[i])]
@@ -391,6 +431,13 @@ class PartitionLabels:
             if offset is not None:
                 count(offset, "offset")
             late = count(data["late"], "late")
+            label_clock = data["label_clock"]
+            if label_clock is not None and (
+                type(label_clock) not in (int, float) or not math.isfinite(label_clock)
+            ):
+                raise fail(
+                    "label_clock", f"expected a finite number or null, got {label_clock!r:.40}"
+                )
             invalid = data["invalid"]
             if type(invalid) is not dict:
                 raise fail("invalid", "expected an object")
@@ -439,6 +486,7 @@ class PartitionLabels:
         out = cls(settings, registry, window_seconds, thresholds)
         out.offset = offset
         out.late = late
+        out.max_label_time = -math.inf if label_clock is None else float(label_clock)
         out.invalid = invalid_counts
         n = len(registry)
         out._ensure(n)
@@ -456,6 +504,8 @@ class PartitionLabels:
                     target[w].merge(acc)
                 else:
                     target[w] = acc
+        if out.final:
+            out.final_upto = max(out.final)
         if parsed_join is not None:
             out.join = LabelJoin.from_parsed(settings.join, parsed_join, registry.ensure)
         if out.detectors is not None:

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LATENCY_BINS", "LATENCY_QUANTILES", "latency_bins", "latency_quantiles"]
+__all__ = [
+    "LATENCY_BINS",
+    "LATENCY_QUANTILES",
+    "latency_bins",
+    "latency_quantiles",
+    "percentile_label",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -28,8 +34,19 @@ _LO, _HI, _PER_DECADE = 1e-4, 100.0, 10
 _EDGES = np.logspace(math.log10(_LO), math.log10(_HI), 6 * _PER_DECADE + 1)
 #: Bins of a latency histogram: below 0.1 ms, the log-spaced bins, and 100 s or more.
 LATENCY_BINS = len(_EDGES) + 1
-#: Quantiles exported per cell (the ``quantile`` label).
+#: Quantiles exported per cell (the ``percentile`` label: ``50``, ``95``, ``99``).
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+
+
+def percentile_label(q: float) -> str:
+    """The ``percentile`` label value of a quantile (``0.95`` -> ``"95"``).
+
+    Prometheus reserves the ``quantile`` label for summaries, so gauges say ``percentile``.
+
+    >>> [percentile_label(q) for q in LATENCY_QUANTILES]
+    ['50', '95', '99']
+    """
+    return f"{q * 100:g}"
 
 
 def latency_bins(values: list[Any]) -> tuple[IntArray, int]:

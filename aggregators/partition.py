@@ -281,7 +281,7 @@ class PartitionState:
         """Apply a batch of label records read from the co-partitioned outcomes topic."""
         if self.labels is None:
             raise StateError("this partition does not measure performance (no [labels])")
-        self.labels.labels(event_ids, labels, label_times, self.watermark, next_offset)
+        self.labels.labels(event_ids, labels, label_times, next_offset)
         self.labels.expire(self.max_event_time, self.watermark)
 
     def _close_windows(self) -> None:

@@ -72,6 +72,8 @@ class PerformanceView:
     errors_total: IntArray
     counters: dict[str, int] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
+    #: ``"classification"`` or ``"regression"`` (which metric families apply).
+    task: str = "classification"
 
 
 def _models_of(acc: PerfAcc, model_ids: IntArray) -> set[int]:
@@ -201,6 +203,7 @@ def performance_view(
         errors_total=errors_total,
         counters=counters,
         invalid=invalid,
+        task=perf.task,
     )
 
 

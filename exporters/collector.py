@@ -18,7 +18,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aggregators.latency import LATENCY_QUANTILES
+from aggregators.latency import LATENCY_QUANTILES, percentile_label
 from aggregators.replica import Snapshot
 from aggregators.versions import current_versions
 from exporters.metricdoc import MetricDoc
@@ -182,8 +182,8 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc(
         "tilewatch_window_latency_seconds",
         "gauge",
-        "cell, quantile",
-        "Latency quantile (0.5, 0.95, 0.99) of the cell's events in the last closed window, "
+        "cell, percentile",
+        "Latency percentile (50, 95, 99) of the cell's events in the last closed window, "
         "from the event's latency_ms field (log-spaced histogram: within about 13%; NaN "
         "without latencies).",
     ),
@@ -305,7 +305,8 @@ DRIFT_METRICS: tuple[MetricDoc, ...] = (
         "tilewatch_drift_detections_total",
         "counter",
         "cell, detector",
-        "Drift detections by river detector (adwin on scores, page_hinkley on window means).",
+        "Drift detections by river detector (adwin on scores, page_hinkley on window means; "
+        "ddm, hddm_a or hddm_w on the 0/1 error stream of labeled predictions).",
     ),
     MetricDoc(
         "tilewatch_drift_active",
@@ -360,19 +361,21 @@ class CellCollector(Collector):
         yield from self._ingest(snap)
         if snap.drift is not None:
             yield from self._drift(snap)
+        elif snap.performance is not None:
+            yield from self._detections(snap)  # the error-stream detectors
         yield from self._latency_and_versions(snap)
         yield from performance_families(snap, self._cell_labels)
 
     def _latency_and_versions(self, snap: Snapshot) -> Iterator[Metric]:
         keys = snap.keys
         name = "tilewatch_window_latency_seconds"
-        lat = GaugeMetricFamily(name, _help(name), labels=[*self._cell_labels, "quantile"])
+        lat = GaugeMetricFamily(name, _help(name), labels=[*self._cell_labels, "percentile"])
         has = snap.window_count > 0
         for q in LATENCY_QUANTILES:
             values = snap.window_latency.get(q)
             if values is None:
                 continue
-            label = str(q)
+            label = percentile_label(q)
             cells = np.flatnonzero(has & ~np.isnan(values)).tolist()
             for i, v in zip(cells, values[cells].tolist(), strict=True):
                 lat.add_metric([*keys[i], label], v)
@@ -443,7 +446,12 @@ class CellCollector(Collector):
         for (model, feature, kind), n in sorted(snap.violations.items()):
             viol.add_metric([model, feature, kind], n)
         yield viol
-        det_labels = [*labels, "detector"]
+        yield from self._detections(snap)
+
+    def _detections(self, snap: Snapshot) -> Iterator[Metric]:
+        """Detector families: drift detectors on scores, error-stream detectors on labels."""
+        keys = snap.keys
+        det_labels = [*self._cell_labels, "detector"]
         name = "tilewatch_drift_detections_total"
         total = CounterMetricFamily(_base(name), _help(name), labels=det_labels)
         active = GaugeMetricFamily(

@@ -244,16 +244,16 @@ def performance_families(snap: Snapshot, cell_labels: list[str]) -> Iterator[Met
         return fam
 
     yield gauge("tilewatch_window_labeled_events", stats.labeled)
-    classification = bool(np.isnan(stats.mae).all())
+    classification = perf.task == "classification"
     for name, attr, _text in _CLASSIFICATION if classification else _REGRESSION:
         yield gauge(name, getattr(stats, attr))
     if classification:
         yield gauge("tilewatch_window_estimated_accuracy_ratio", perf.estimate)
         yield gauge("tilewatch_window_estimated_accuracy_bound", perf.estimate_bound)
-    for name, values in (
-        ("tilewatch_labeled_events_total", perf.labeled_total),
-        ("tilewatch_label_errors_total", perf.errors_total),
-    ):
+    totals = [("tilewatch_labeled_events_total", perf.labeled_total)]
+    if classification:  # a regression label is never "wrong"
+        totals.append(("tilewatch_label_errors_total", perf.errors_total))
+    for name, values in totals:
         fam = _counter(name, cell_labels)
         for i, v in zip(present, values[present].tolist(), strict=True):
             fam.add_metric(keys[i], v)

@@ -23,7 +23,25 @@ STATISTICS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
     "rolling_score_mean": ("rolling_mean", "rolling_count", (0.0, 1.0)),
     "rolling_score_variance": ("rolling_variance", "rolling_count", (0.0, 0.1)),
     "events_total": ("events_total", "events_total", None),
+    # Performance from labels (a [labels] section): the model's performance window.
+    "window_accuracy": ("performance.stats.accuracy", "performance.stats.labeled", (0.0, 1.0)),
+    "window_estimated_accuracy": (
+        "performance.estimate",
+        "performance.estimate_predictions",
+        (0.0, 1.0),
+    ),
 }
+
+
+def _column(snap: Snapshot, path: str, fill: float) -> np.ndarray:
+    """A per-cell array of the snapshot by dotted path (``fill`` when a part is None)."""
+    obj: object = snap
+    for part in path.split("."):
+        obj = getattr(obj, part)
+        if obj is None:
+            return np.full(len(snap.keys), fill)
+    return np.asarray(obj, dtype=float)
+
 
 # Viridis, sampled at 8 stops, as xterm-256 colour indices.
 _VIRIDIS_256 = (53, 54, 60, 24, 30, 36, 71, 184)
@@ -54,8 +72,8 @@ def render_heatmap(
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(STATISTICS)}")
     attr, count_attr, fixed = STATISTICS[statistic]
-    values = np.asarray(getattr(snap, attr), dtype=float)
-    counts = np.asarray(getattr(snap, count_attr))
+    values = _column(snap, attr, math.nan)
+    counts = _column(snap, count_attr, 0.0)
     models = [m for m in snap.model_names if m != "__other__"] or snap.model_names
     if not models:
         return "no events yet"
@@ -78,7 +96,11 @@ def render_heatmap(
     lo, hi = fixed if fixed else ((min(shown), max(shown)) if shown else (0.0, 1.0))
     width = 12
     head = f"{model}: {statistic}"
-    if model in snap.window_end:
+    if attr.startswith("performance.stats."):
+        ends = {} if snap.performance is None else snap.performance.window_end
+        if model in ends:
+            head += f"   (performance window ends {ends[model]:.0f})"
+    elif model in snap.window_end:
         head += f"   (last closed window ends {snap.window_end[model]:.0f})"
     lines = [head, " " * 16 + "".join(c[: width - 1].rjust(width - 1) + " " for c in col_names)]
     for r in row_names:

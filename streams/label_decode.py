@@ -18,7 +18,16 @@ from typing import Any
 
 import orjson
 
-from streams.decode import _MAX_DETAIL, RecordLike, Rejected, _dig, _short, _split, parse_timestamp
+from streams.decode import (
+    _MAX_DETAIL,
+    _MS_THRESHOLD,
+    RecordLike,
+    Rejected,
+    _dig,
+    _short,
+    _split,
+    parse_timestamp,
+)
 from streams.errors import DecodeError
 from streams.settings import LabelTopic
 
@@ -77,9 +86,46 @@ class LabelDecoder:
         self._time = _split(fields.timestamp)
 
     def decode(self, records: Iterable[RecordLike]) -> LabelBatch:
-        """Decode a batch; never raises for anything a producer can send."""
+        """Decode a batch; never raises for anything a producer can send.
+
+        The common shape (top-level fields, a string id, a 0/1 or finite label, a float
+        epoch-seconds time) is accepted inline; anything else goes, in place, through the
+        full checker, which accepts the other valid forms or names the reason.
+        """
         out = LabelBatch()
+        add_id, add_label, add_time = out.event_ids.append, out.labels.append, out.times.append
+        loads, max_bytes, classification = orjson.loads, self.max_bytes, self.classification
+        id_name, label_name, time_name = self._id[0], self._label[0], self._time[0]
+        flat = self._id[1] is None and self._label[1] is None and self._time[1] is None
         for rec in records:
+            if flat:
+                v: Any = rec.value  # None or too large: an exception, then the full checker
+                try:
+                    obj: Any = loads(v) if len(v) <= max_bytes else None
+                    event_id = obj.get(id_name)
+                    raw = obj.get(label_name)
+                    t = obj.get(time_name)
+                    kind = type(raw)
+                    ok = (
+                        type(event_id) is str
+                        and 0 < len(event_id) <= _MAX_ID
+                        and type(t) is float
+                        and 0.0 < t < _MS_THRESHOLD
+                        and (
+                            (kind is int or kind is float or kind is bool)
+                            and (raw == 0 or raw == 1)
+                            if classification
+                            else (kind is int or kind is float) and raw - raw == 0
+                        )
+                    )
+                    label = float(raw) if ok else 0.0
+                except Exception:
+                    ok = False
+                if ok:
+                    add_id(event_id)
+                    add_label(label)
+                    add_time(t)
+                    continue
             try:
                 event_id, label, t = self._one(rec.value, rec.timestamp)
             except DecodeError as exc:
@@ -88,9 +134,9 @@ class LabelDecoder:
             except Exception as exc:  # a bug must not stop the consumer: count it
                 out.rejected.append(Rejected(rec, "internal", repr(exc)[:_MAX_DETAIL]))
                 continue
-            out.event_ids.append(event_id)
-            out.labels.append(label)
-            out.times.append(t)
+            add_id(event_id)
+            add_label(label)
+            add_time(t)
         return out
 
     def _get(self, obj: dict[str, Any], path: tuple[str, tuple[str, ...] | None]) -> Any:

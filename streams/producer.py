@@ -12,8 +12,10 @@ transient errors); a record that fails for good makes the call raise after the f
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,6 +154,8 @@ def produce_traffic(
     stop: threading.Event | None = None,
     client: dict[str, Any] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    labels_topic: str | None = None,
+    label_delay: float = 0.0,
 ) -> int:
     """Send synthetic traffic to ``topic`` at ``rate`` events per second, keyed by cell.
 
@@ -180,11 +184,18 @@ def produce_traffic(
         Extra kafka-python ``KafkaProducer`` settings; they override :data:`PRODUCER_DEFAULTS`.
     on_progress
         Called with the running count after each tick's batch is handed to the producer.
+    labels_topic
+        Send the labels to this outcomes topic instead of inline (the predictions then carry
+        ``"label": null``): one ``{"event_id", "label", "timestamp"}`` record per labeled
+        event, keyed like its prediction, sent ``label_delay`` seconds after it (those still
+        waiting when the call ends are sent before it returns).
+    label_delay
+        Seconds between a prediction and its label, in event time and on the wall clock.
 
     Returns
     -------
     int
-        The number of records sent (all flushed to the broker).
+        The number of prediction records sent (all flushed to the broker, as are the labels).
 
     Raises
     ------
@@ -197,9 +208,20 @@ def produce_traffic(
         raise ValueError(f"total must be >= 0, got {total!r}")
     if duration is not None and duration < 0:
         raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
+    if not label_delay >= 0.0:
+        raise ValueError(f"label_delay must be >= 0 seconds, got {label_delay!r}")
     producer = _open_producer(bootstrap, client)
     failures = _Failures()
     sent = 0
+    # Outcome records waiting for their send time (monotonic), oldest first.
+    waiting: deque[tuple[float, list[tuple[bytes, bytes]]]] = deque()
+
+    def send_outcomes(until: float) -> None:
+        assert labels_topic is not None
+        while waiting and waiting[0][0] <= until:
+            for key, value in waiting.popleft()[1]:
+                producer.send(labels_topic, key=key, value=value).add_errback(failures)
+
     try:
         wall0, mono0 = time.time(), time.monotonic()
         generator = TrafficGenerator(spec, start_time=wall0)
@@ -215,11 +237,14 @@ def produce_traffic(
                 due = min(due, total - sent)
             if due > 0:
                 event_time = wall0 + (now - mono0)
-                keys, values = generator.keyed_batch(
-                    due,
-                    event_time=last_event_time,
-                    spread_seconds=max(event_time - last_event_time, 1e-6),
-                )
+                spread = max(event_time - last_event_time, 1e-6)
+                if labels_topic is None:
+                    keys, values = generator.keyed_batch(due, last_event_time, spread)
+                else:
+                    keys, values, outcomes = generator.outcome_batch(
+                        due, last_event_time, spread, label_delay
+                    )
+                    waiting.append((tick_start + label_delay, outcomes))
                 last_event_time = event_time
                 try:
                     for key, value in zip(keys, values, strict=True):
@@ -230,6 +255,12 @@ def produce_traffic(
                 failures.check(topic)
                 if on_progress is not None:
                     on_progress(sent)
+            if labels_topic is not None:
+                try:
+                    send_outcomes(time.monotonic())
+                except KafkaError as exc:
+                    raise StreamError(f"sending to topic {labels_topic!r} failed: {exc}") from exc
+                failures.check(labels_topic)
             if deadline is not None and tick_start >= deadline:
                 break
             if total is not None and sent >= total:
@@ -243,10 +274,12 @@ def produce_traffic(
                 else:
                     time.sleep(pause)
         try:
+            if labels_topic is not None:
+                send_outcomes(math.inf)
             producer.flush()
         except KafkaError as exc:
             raise StreamError(f"flushing to topic {topic!r} failed: {exc}") from exc
-        failures.check(topic)
+        failures.check(topic if labels_topic is None else f"{topic} or {labels_topic}")
     finally:
         _close(producer)
     return sent

@@ -83,6 +83,7 @@ class ConsumerLike(Protocol):
     def seek_to_beginning(self, *partitions: Any) -> None: ...
     def seek_to_end(self, *partitions: Any) -> None: ...
     def committed(self, partition: Any) -> int | None: ...
+    def position(self, partition: Any) -> int: ...
     def close(self, autocommit: bool = True) -> None: ...
 
 
@@ -198,6 +199,8 @@ class Monitor:
             )
         #: Outcomes-topic offset in each predictions partition's last checkpoint.
         self._label_written: dict[PartitionKey, int | None] = {}
+        #: Partitions paused by :meth:`_pace` (one topic ahead of the other in event time).
+        self._paced: set[PartitionKey] = set()
         self._consumer_factory = consumer_factory or self._default_consumer
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic,
@@ -310,7 +313,7 @@ class Monitor:
         assert self.label_topic is not None
         predictions, outcomes = self.kafka.topics[0], self.label_topic.topic
         names = [t for t in (predictions, outcomes) if t in existing]
-        counts = {t["topic"]: len(t.get("partitions") or []) for t in admin.describe_topics(names)}
+        counts = {t["name"]: len(t.get("partitions") or []) for t in admin.describe_topics(names)}
         if predictions not in counts:
             return  # not created yet: checked again at the next start
         if outcomes not in counts:
@@ -462,6 +465,46 @@ class Monitor:
     def _is_label_key(self, key: PartitionKey) -> bool:
         return self.label_topic is not None and key[0] == self.label_topic.topic
 
+    def _pace(self, consumer: ConsumerLike) -> None:
+        """Keep each predictions partition and its outcomes partition close in event time.
+
+        kafka-python drains one partition's fetch before another's, so on a backlog one topic
+        can run hours ahead of the other: labels would then wait for predictions long enough to
+        be orphaned, or predictions close their windows before their labels are read. Like
+        Kafka Streams' stream-time synchronisation, the side that is ahead by more than a slack
+        (half the label grace or the orphan hold, at least one window) is paused while the
+        other side still has records to read, and resumed when it has caught up.
+        """
+        labels = self.state.labels
+        if self.label_topic is None or labels is None:
+            return
+        from kafka.structs import TopicPartition
+
+        window = self.state.settings.window_seconds
+        slack_predictions = max(labels.grace_seconds / 2, window)
+        slack_labels = max(labels.join.orphan_ttl_seconds / 2, window)
+        lag = self.state.ingest.lag
+        wanted: dict[PartitionKey, bool] = {}
+        with self.state.lock:
+            for key, part in self.state.partitions.items():
+                label_key = (self.label_topic.topic, key[1])
+                if key in self._pending or label_key in self._pending or part.labels is None:
+                    continue
+                ahead = part.max_event_time - part.labels.max_label_time
+                # Hysteresis: pause past the slack, resume once back within half of it.
+                limit = slack_predictions / (2 if key in self._paced else 1)
+                wanted[key] = ahead > limit and lag.get(label_key, 0) > 0
+                limit = slack_labels / (2 if label_key in self._paced else 1)
+                wanted[label_key] = -ahead > limit and lag.get(key, 0) > 0
+        for key, pause in wanted.items():
+            if pause and key not in self._paced:
+                consumer.pause(TopicPartition(*key))
+                self._paced.add(key)
+            elif not pause and key in self._paced:
+                consumer.resume(TopicPartition(*key))
+                self._paced.discard(key)
+        _unpark(consumer)
+
     def _after_poll(self, consumer: ConsumerLike, idle: bool) -> None:
         now = time.monotonic()
         with self.state.lock:
@@ -470,11 +513,15 @@ class Monitor:
                 high = consumer.highwater(tp)
                 if self._is_label_key(key):
                     offset = self._label_offset(key)
+                    if offset is None and key not in self._pending:
+                        # No label read yet: the lag is still real (pacing depends on it).
+                        offset = consumer.position(tp)
                 else:
                     part = self.state.partitions.get(key)
                     offset = None if part is None else part.offset
                 if offset is not None and high is not None:
                     self.state.ingest.lag[key] = max(high - offset, 0)
+        self._pace(consumer)
         if idle or now - self._last_refresh >= REFRESH_INTERVAL:
             self.state.refresh()
             self._last_refresh = now
@@ -505,7 +552,8 @@ class Monitor:
                 key: part.to_dict()
                 for key, part in self.state.partitions.items()
                 if key not in self._pending
-                and part.offset is not None
+                # Labels read before any prediction count too: their offset must survive.
+                and (part.offset is not None or (part.labels is not None and part.labels.offset))
                 and (
                     part.offset != self._checkpointed_offset(key)
                     or (
@@ -608,6 +656,7 @@ class Monitor:
         for tp in revoked:
             key = (tp.topic, tp.partition)
             self._pending.discard(key)
+            self._paced.discard(key)
             if self._is_label_key(key):
                 self.summary.committed.pop(key, None)
                 with self.state.lock:
@@ -682,6 +731,8 @@ class Monitor:
                 # keeps positions of partitions that stay assigned across a rebalance whose
                 # revoke and assign arrived in different polls), so always seek explicitly.
                 where = self._seek_to_durable_start(consumer, tp)
+                if restored is not None:  # a checkpoint of labels read before any prediction
+                    where = f"restored labels only; {where}"
             self.summary.restored[key] = None if restored is None else restored.offset
             log.info("partition %s/%d: %s", key[0], key[1], where)
             consumer.resume(tp)
@@ -741,6 +792,23 @@ class Monitor:
         with self.state.lock:
             errors = self.state.ingest.checkpoint_errors
             errors[reason] = errors.get(reason, 0) + 1
+
+
+def _unpark(consumer: ConsumerLike) -> None:
+    """Work around a kafka-python 3.0 fetcher bug after ``resume()``.
+
+    Records fetched for a partition that was then paused are parked; ``fetched_records`` hands
+    them back after ``resume()`` only while its in-line slot is ``None``, but a drained slot
+    holds an exhausted (falsy) ``PartitionRecords`` until the next fetch completes. With every
+    other partition caught up no fetch completes, and the parked partition, which the fetcher
+    also excludes from fetching, stalls forever. Clearing the drained slot lets the next poll
+    take parked records back (one partition per poll, so this runs after every poll). Only
+    touches a kafka-python consumer's own fetcher.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    current = getattr(fetcher, "_next_partition_records", None)
+    if current is not None and not current and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
 
 
 def _connected(consumer: ConsumerLike, last_records: float = -math.inf) -> bool:

@@ -375,6 +375,61 @@ class TrafficGenerator:
         keys = self._cell_keys
         return [keys[c] for c in cols.cell], values
 
+    def outcome_batch(
+        self,
+        n: int,
+        event_time: float | None = None,
+        spread_seconds: float = 1.0,
+        label_delay_seconds: float = 0.0,
+    ) -> tuple[list[bytes], list[bytes], list[tuple[bytes, bytes]]]:
+        """Like :meth:`keyed_batch`, with the labels sent apart, as an outcomes topic gets them.
+
+        Returns ``(keys, values, outcomes)``: the prediction records, whose ``label`` is
+        ``null``, and one ``(key, value)`` outcome record per labeled valid event,
+        ``{"event_id", "label", "timestamp"}`` keyed like its prediction (so it lands in the
+        co-partitioned partition), timestamped ``label_delay_seconds`` after the event.
+        Deliberately invalid records get no outcome. The random stream is the one
+        :meth:`keyed_batch` draws, so the same generator state gives the same events.
+
+        Examples
+        --------
+        >>> gen = TrafficGenerator(TrafficSpec(seed=1, label_share=1.0), 1767225600.0)
+        >>> keys, values, outcomes = gen.outcome_batch(2, label_delay_seconds=30.0)
+        >>> [orjson.loads(v)["label"] for v in values]
+        [None, None]
+        >>> key, value = outcomes[0]
+        >>> key == keys[0], sorted(orjson.loads(value))
+        (True, ['event_id', 'label', 'timestamp'])
+        """
+        if not label_delay_seconds >= 0.0 or not math.isfinite(label_delay_seconds):
+            raise ValueError(f"label_delay_seconds must be >= 0, got {label_delay_seconds!r}")
+        cols = self._generate(n, event_time, spread_seconds)
+        labels = cols.label
+        cols.label = [None] * len(labels)
+        dumps = orjson.dumps
+        values = [dumps(e) for e in cols.rows()]
+        valid = [True] * len(values)
+        if cols.invalid is not None:
+            for i in np.flatnonzero(cols.invalid).tolist():
+                values[i] = _corrupt(cols.row(i), int(cols.invalid_kind[i]))
+                valid[i] = False
+        keys = [self._cell_keys[c] for c in cols.cell]
+        outcomes = [
+            (
+                keys[i],
+                dumps(
+                    {
+                        "event_id": cols.event_id[i],
+                        "label": label,
+                        "timestamp": cols.timestamp[i] + label_delay_seconds,
+                    }
+                ),
+            )
+            for i, label in enumerate(labels)
+            if label is not None and valid[i]
+        ]
+        return keys, values, outcomes
+
     def _generate(self, n: int, event_time: float | None, spread_seconds: float) -> _Columns:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")

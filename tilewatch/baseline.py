@@ -447,4 +447,34 @@ def run(
             print(f"tilewatch: warning: model {name}: {note}", file=err)
     write_baseline(baseline, output)
     print(summarize(baseline, output), file=out)
+    for line in _calibration_lines(config, baseline, data):
+        print(line, file=out)
     return 0
+
+
+def _calibration_lines(config: Any, baseline: Baseline, data: InputData) -> list[str]:
+    """Per model with labels: is it calibrated, so can its label-free estimate be trusted?
+
+    The threshold is the one the monitor will use: ``[labels.thresholds]``, else the chosen
+    one, else ``[labels] threshold``.
+    """
+    from tilewatch.calibration import calibration_check
+
+    labels = config.labels
+    lines = []
+    for name, model in baseline.models.items():
+        threshold = None if model.threshold is None else model.threshold.value
+        if labels is not None:
+            threshold = labels.thresholds.get(name, threshold)
+            threshold = labels.threshold if threshold is None else threshold
+        columns = data.models[name]
+        check = calibration_check(
+            columns.scores,
+            columns.labels,
+            threshold,
+            bins=10 if labels is None else labels.performance.calibration_bins,
+            confidence=0.95 if labels is None else labels.performance.confidence,
+        )
+        if check is not None:
+            lines.append(f"\nmodel {name}: {check.describe()}.")
+    return lines

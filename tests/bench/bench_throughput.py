@@ -3,7 +3,8 @@
 Run from the repository root (it is a script, not a pytest test; see tests/bench/README.md)::
 
     python tests/bench/bench_throughput.py [--events 500000] [--cells 1000] [--partitions 4]
-                                           [--repeat 1] [--profile spine|drift] [--json out.json]
+                                           [--repeat 1] [--profile spine|drift|labels]
+                                           [--json out.json]
 
 What it does:
 
@@ -27,6 +28,9 @@ in-process from a separate sample of the same generator, and the monitor's
 :class:`~aggregators.replica.ReplicaState` gets a :class:`~aggregators.profile.DriftProfile`
 with the ten features and the ``adwin`` and ``page_hinkley`` detectors. Its breakdown adds the
 feature capture, ``DriftProfile.encode``, the histograms in ``apply`` and the detectors' share.
+
+``--profile labels`` adds a co-partitioned outcomes topic and joins the labels on it with the
+predictions (``tests/bench/bench_labels.py``): N predictions and about 0.9 N labels.
 
 The script checks that the final state holds exactly N valid events (sum of the leaf cells'
 ``events_total``) and always stops the broker.
@@ -79,8 +83,9 @@ CHUNK = 50_000
 FEATURES = ("tenure_months", "plan", "monthly_spend")
 #: Give up on a measured run after this many seconds without reaching N records.
 RUN_TIMEOUT = 300.0
-#: ``--profile`` values: the spine (no drift stage) and the drift and data-quality stages.
-PROFILES = ("spine", "drift")
+#: ``--profile`` values: the spine (no drift stage), the drift and data-quality stages, and
+#: the label join (``bench_labels.py``).
+PROFILES = ("spine", "drift", "labels")
 #: Drift profile: numeric features (the generator's realistic ones; the last two, names it does
 #: not know, are standard normal numbers).
 DRIFT_NUMERIC = ("tenure_months", "monthly_spend", "tickets_30d", "usage_z", "engagement_z")
@@ -920,7 +925,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=PROFILES,
         default="spine",
         help="'spine': counts, windows and rolling statistics only (3 features per event); "
-        "'drift': 10 features, a baseline, the drift profile and its detectors",
+        "'drift': 10 features, a baseline, the drift profile and its detectors; "
+        "'labels': predictions and an outcomes topic joined by event id (bench_labels.py)",
     )
     parser.add_argument(
         "--gc",
@@ -946,6 +952,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cell_settings = CellSettings(
         dimensions=tuple(fields.dimensions), max_cells=max(CellSettings().max_cells, c)
     )
+    if args.profile == "labels":
+        from bench_labels import labels_main
+
+        result = labels_main(args, cell_settings, fields)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            print(f"wrote {args.json}")
+        return 0
     topic = "bench-predictions"
     result: dict[str, Any] = {
         "load_average_at_start": os.getloadavg(),

@@ -61,6 +61,7 @@ DOCUMENTED_REASONS = frozenset(
         "bad_score",
         "bad_timestamp",
         "bad_dimension",
+        "bad_label",  # label records of the outcomes topic only
         "internal",
     }
 )
