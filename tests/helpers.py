@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -144,7 +145,8 @@ class PrometheusServer:
 
     Storage, config and log live in a temporary directory removed by :meth:`stop`. ``port``
     may be chosen up front with :func:`free_port` (e.g. to let Prometheus scrape itself).
-    ``rule_files`` are copied into the config's ``rule_files`` (evaluated every second).
+    ``rule_files`` are copied into the config's ``rule_files`` (evaluated every second; after
+    changing them, :meth:`reload`); alerts go to the ``alertmanagers`` (``host:port``).
     Prometheus is ready in ~50 ms, but its target discovery is throttled to 5 s, so the
     first scrape lands about 5 s after start: give :meth:`wait_for` a timeout above that.
     """
@@ -158,6 +160,7 @@ class PrometheusServer:
         rule_files: Sequence[str | Path] = (),
         job: str = "tilewatch",
         start_timeout: float = 30.0,
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         self.targets = list(targets)
         self.binary = binary
@@ -165,6 +168,7 @@ class PrometheusServer:
         self.rule_files = [str(Path(f).resolve()) for f in rule_files]
         self.job = job
         self.start_timeout = start_timeout
+        self.alertmanagers = list(alertmanagers)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
@@ -181,13 +185,24 @@ class PrometheusServer:
 
     def config(self) -> dict[str, Any]:
         """The configuration written to ``prometheus.yml`` (JSON is valid YAML)."""
-        return {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": self.rule_files,
             "scrape_configs": [
                 {"job_name": self.job, "static_configs": [{"targets": self.targets}]},
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]
+            }
+        return config
+
+    def reload(self) -> None:
+        """Ask Prometheus to re-read its config and rule files (SIGHUP)."""
+        if self._process is None or self._process.poll() is not None:
+            pytest.fail(f"prometheus is not running:\n{self._log_tail()}")
+        self._process.send_signal(signal.SIGHUP)
 
     def start(self) -> PrometheusServer:
         """Start Prometheus and wait until ``/-/ready`` answers 200."""
