@@ -21,6 +21,8 @@ from aggregators.drift import (
 from aggregators.error_detectors import ERROR_DETECTORS, ErrorDetectors
 from aggregators.errors import StateError, TilewatchError
 from aggregators.fairness import Gap, performance_gaps
+from aggregators.hierarchy import HierarchyInputs, HierarchyResult, evaluate
+from aggregators.hierarchy_settings import BaseMetric, Component, HierarchySettings, Indicator
 from aggregators.join import Joined, JoinSettings, LabelJoin, ParsedJoin
 from aggregators.moments import Moments, group_moments, merge_moments, variance
 from aggregators.partition import ApplyResult, PartitionState, WindowAcc
@@ -47,14 +49,20 @@ __all__ = [
     "THRESHOLD_RULES",
     "UNKNOWN",
     "ApplyResult",
+    "BaseMetric",
     "Baseline",
     "BaselineSettings",
     "CategoryIndex",
     "CellKey",
     "CellRegistry",
     "CellSettings",
+    "Component",
     "ErrorDetectors",
     "Gap",
+    "HierarchyInputs",
+    "HierarchyResult",
+    "HierarchySettings",
+    "Indicator",
     "IngestStats",
     "JoinSettings",
     "Joined",
@@ -84,6 +92,7 @@ __all__ = [
     "correct_probability",
     "derive_performance",
     "estimate_all",
+    "evaluate",
     "finite_mask",
     "gate",
     "group_moments",

@@ -6,14 +6,17 @@ They read aggregator snapshots at scrape time; they import nothing from ``stream
 from __future__ import annotations
 
 from exporters.collector import METRICS, CellCollector, MetricDoc
+from exporters.health import HEALTH_METRICS, HealthCollector
 from exporters.http import ExporterError, MetricsServer
 from exporters.settings import ExporterSettings
 
 __all__ = [
+    "HEALTH_METRICS",
     "METRICS",
     "CellCollector",
     "ExporterError",
     "ExporterSettings",
+    "HealthCollector",
     "MetricDoc",
     "MetricsServer",
 ]

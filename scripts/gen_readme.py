@@ -18,6 +18,8 @@ def render() -> str:
     """The README text."""
     sys.path.insert(0, str(ROOT))
     from exporters.collector import DRIFT_METRICS, METRICS
+    from exporters.health import HEALTH_METRICS
+    from exporters.performance import PERFORMANCE_METRICS
     from streams.decode import REASONS
 
     conf = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -35,6 +37,8 @@ def render() -> str:
         .replace("@@REASONS@@", "".join(f"| `{k}` | {v} |\n" for k, v in REASONS.items()))
         .replace("@@METRICS@@", rows(METRICS))
         .replace("@@DRIFT_METRICS@@", rows(DRIFT_METRICS))
+        .replace("@@HEALTH_METRICS@@", rows(HEALTH_METRICS))
+        .replace("@@PERFORMANCE_METRICS@@", rows(PERFORMANCE_METRICS))
     )
 
 

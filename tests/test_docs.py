@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from exporters.collector import DRIFT_METRICS, METRICS
+from exporters.health import HEALTH_METRICS
+from exporters.performance import PERFORMANCE_METRICS
 from streams.decode import REASONS
 from tilewatch.cli import _parser
 
@@ -15,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", [m.name for m in (*METRICS, *DRIFT_METRICS)])
+@pytest.mark.parametrize(
+    "name", [m.name for m in (*METRICS, *DRIFT_METRICS, *HEALTH_METRICS, *PERFORMANCE_METRICS)]
+)
 def test_every_metric_is_in_the_readme_table(name: str) -> None:
     assert f"| `{name}` |" in README
 
@@ -27,7 +31,7 @@ def test_every_rejection_reason_is_documented(reason: str) -> None:
 
 def _config_keys() -> list[tuple[str, str]]:
     """Every key the config parser accepts, by section (read from the schema itself)."""
-    from tilewatch import config
+    from tilewatch import config, config_hierarchy, config_labels
 
     tables = {
         "kafka": config._KAFKA_KEYS,
@@ -37,8 +41,18 @@ def _config_keys() -> list[tuple[str, str]]:
         "exporter": config._EXPORTER_KEYS,
         "drift": config._DRIFT_KEYS,
         "baseline": config._BASELINE_KEYS,
+        "hierarchy": config_hierarchy.HIERARCHY_KEYS,
+        "labels": config_labels.LABEL_KEYS,
     }
     assert set(tables) == set(config._SECTIONS)
+    tables.update(
+        {
+            "hierarchy.metrics.<name>": config_hierarchy.METRIC_KEYS,
+            "hierarchy.components.<name>": config_hierarchy.COMPONENT_KEYS,
+            "hierarchy.indicators.<name>": config_hierarchy.INDICATOR_KEYS,
+            "hierarchy.alerts": config_hierarchy.ALERT_KEYS,
+        }
+    )
     return [
         (section, key)
         for section, keys in tables.items()

@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry
 from aggregators.profile import DriftProfile
 from aggregators.replica import ReplicaState
 from exporters.collector import CellCollector
+from exporters.health import HealthCollector
 from exporters.http import MetricsServer
 from streams.runtime import Monitor, RunSummary
 from tilewatch.config import Config
 
-__all__ = ["App", "baseline_thresholds", "build_profile", "tune_gc"]
+__all__ = ["App", "baseline_thresholds", "build_profile", "running_detectors", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,15 @@ def baseline_thresholds(profile: DriftProfile | None) -> dict[str, float]:
         for name, model in profile.baseline.models.items()
         if model.threshold is not None
     }
+
+
+def running_detectors(config: Config) -> tuple[str, ...]:
+    """The detectors that run per cell (drift detectors, and the label stage's error one)."""
+    out = list(config.drift.detectors) if config.drift_enabled else []
+    error = getattr(config.labels, "error_detector", None)
+    if error:
+        out.append(error)
+    return tuple(out)
 
 
 def tune_gc() -> None:
@@ -90,6 +100,14 @@ class App:
             label_topic=cfg.label_topic,
         )
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
+        self.registry.register(
+            HealthCollector(
+                self.state.snapshot,
+                cfg.cells.dimensions,
+                cfg.hierarchy,
+                detectors=running_detectors(cfg),
+            )
+        )
         self.server = MetricsServer(
             self.registry,
             cfg.exporter.host,

@@ -1,4 +1,4 @@
-"""The ``tilewatch`` command line: run, demo, produce-demo, check-config, baseline."""
+"""The ``tilewatch`` command line: run, demo, produce-demo, check-config, baseline, generate."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("--config", required=True)
 
+    gen = sub.add_parser(
+        "generate", help="write the rules, Alertmanager config, runbooks and dashboards"
+    )
+    gen.add_argument("--config", required=True, help="TOML config file")
+    gen.add_argument("--root", default=".", help="repository root to write into (default .)")
+    gen.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
+    )
+
     demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + live heatmap")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument(
@@ -60,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         help="share of deliberately invalid records (default 0.01)",
     )
     prod.add_argument("--seed", type=int, default=7)
+    prod.add_argument(
+        "--labels-topic",
+        default=None,
+        help="send the labels to this outcomes topic (same partition count as --topic) "
+        "instead of inline",
+    )
+    prod.add_argument(
+        "--label-delay",
+        type=_seconds,
+        default=5.0,
+        help="seconds between a prediction and its label on --labels-topic (default 5)",
+    )
 
     base = sub.add_parser("baseline", help="build a reference baseline from a holdout set")
     base.add_argument("--config", required=True, help="TOML config file ([events], [baseline])")
@@ -89,6 +110,16 @@ def _share(text: str) -> float:
         value = math.nan
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -151,6 +182,33 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  state: checkpoints to {topic} every {st.checkpoint_interval_seconds}s")
     else:
         print("  state: in memory only (checkpoints = false)")
+    h = cfg.hierarchy
+    comps = ", ".join(f"{c.name}({'+'.join(c.member_names)})" for c in h.components)
+    print(f"  hierarchy: components {comps or 'none'}")
+    print(f"  hierarchy: indicators {', '.join(i.name for i in h.indicators) or 'none'}")
+    for note in h.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tilewatch.config import load_config
+    from tilewatch.generate import render, stale, write
+
+    cfg = load_config(args.config)
+    root = Path(args.root)
+    if args.check:
+        old = stale(cfg, root)
+        for rel in old:
+            print(f"stale: {rel}")
+        print(f"tilewatch: {len(old)} of {len(render(cfg))} generated files stale")
+        return 1 if old else 0
+    changed = write(cfg, root)
+    for path in changed:
+        print(f"wrote {path}")
+    print(f"tilewatch: {len(changed)} generated files written, the others were up to date")
     return 0
 
 
@@ -168,8 +226,11 @@ def _produce(args: argparse.Namespace) -> int:
         duration=args.duration,
         total=args.total,
         stop=stop,
+        labels_topic=args.labels_topic,
+        label_delay=args.label_delay,
     )
-    print(f"tilewatch: sent {sent} events to {args.topic!r}")
+    where = "" if args.labels_topic is None else f", their labels to {args.labels_topic!r}"
+    print(f"tilewatch: sent {sent} events to {args.topic!r}{where}")
     return 0
 
 
@@ -185,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "check-config":
             return _check(args)
+        if args.command == "generate":
+            return _generate(args)
         if args.command == "demo":
             from tilewatch.demo import run_demo
 

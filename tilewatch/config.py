@@ -29,11 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregators.baseline import THRESHOLD_RULES, BaselineSettings
+from aggregators.hierarchy_settings import HierarchySettings
 from aggregators.label_state import LabelSettings
 from aggregators.profile import DriftSettings
 from aggregators.settings import CellSettings
+from exporters.alerting import AlertSettings
 from exporters.settings import BasicAuth, ExporterSettings, TLSFiles
 from streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
+from tilewatch.config_hierarchy import parse_hierarchy
 from tilewatch.config_labels import parse_labels
 from tilewatch.configbase import ConfigError, parse_duration
 from tilewatch.configbase import Table as _Table
@@ -63,9 +66,22 @@ class Config:
     #: Performance from labels (None: no [labels] section) and the outcomes topic, if any.
     labels: LabelSettings | None = None
     label_topic: LabelTopic | None = None
+    #: Health hierarchy ([hierarchy]; parse_config fills in the default one) and alerting.
+    hierarchy: HierarchySettings = field(default_factory=HierarchySettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
-_SECTIONS = ("baseline", "cells", "drift", "events", "exporter", "kafka", "labels", "state")
+_SECTIONS = (
+    "baseline",
+    "cells",
+    "drift",
+    "events",
+    "exporter",
+    "hierarchy",
+    "kafka",
+    "labels",
+    "state",
+)
 _KAFKA_KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
@@ -242,6 +258,18 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         has_baseline=baseline.path is not None,
         score_range=(events.score_min, events.score_max),
     )
+    drift = _parse_drift(tables["drift"], tables["cells"], source, baseline)
+    hierarchy, alerts = parse_hierarchy(
+        tables["hierarchy"],
+        source,
+        cells=cells,
+        drift=drift["drift"],
+        drift_enabled=drift["drift_enabled"],
+        has_baseline=baseline.path is not None,
+        labels_enabled=labels is not None,
+        label_min_samples=30 if labels is None else labels.performance.min_samples,
+        regression=labels is not None and labels.performance.task == "regression",
+    )
     return Config(
         kafka=kafka,
         events=events,
@@ -252,7 +280,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         state=_parse_state(tables["state"], source),
         source=source,
         baseline=baseline,
-        **_parse_drift(tables["drift"], tables["cells"], source, baseline),
+        hierarchy=hierarchy,
+        alerts=alerts,
+        **drift,
     )
 
 

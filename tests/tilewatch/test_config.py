@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from aggregators.errors import TilewatchError
+from aggregators.profile import DriftSettings
 from aggregators.settings import CellSettings
 from exporters.settings import ExporterSettings
 from streams.settings import EventFields, KafkaSettings, StateSettings
 from tilewatch.config import Config, ConfigError, load_config, parse_config, parse_duration
+from tilewatch.config_hierarchy import parse_hierarchy
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "tilewatch.toml"
@@ -97,6 +99,14 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
         exporter=ExporterSettings(),
         state=StateSettings(),
         source=str(path),
+        hierarchy=parse_hierarchy(
+            {},
+            str(path),
+            cells=CellSettings(),
+            drift=DriftSettings(),
+            drift_enabled=False,
+            has_baseline=False,
+        )[0],
     )
 
 
@@ -433,12 +443,12 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
         ),
     ],
 )
