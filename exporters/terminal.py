@@ -123,5 +123,8 @@ def render_heatmap(
         lines.append("".join(top))
         lines.append("".join(bottom))
     if fixed:
-        lines.append(f"colour scale: {lo:g} (dark) .. {hi:g} (yellow); '-' = no events")
+        lines.append(
+            f"colour scale: {lo:g} (dark) .. {hi:g} (yellow); "
+            "'-' = no value (no events, or below min_samples)"
+        )
     return "\n".join(lines)

@@ -81,7 +81,9 @@ def test_layout_order_values_and_counts(snap: Snapshot) -> None:
     assert counts["gamma"] == ["", "n=0", "n=0"]
     assert values[ALL] == ["0.633", "0.200", "0.525"]
     assert counts[ALL] == ["n=3", "n=1", "n=4"]
-    assert lines[-1] == "colour scale: 0 (dark) .. 1 (yellow); '-' = no events"
+    assert lines[-1] == (
+        "colour scale: 0 (dark) .. 1 (yellow); '-' = no value (no events, or below min_samples)"
+    )
 
 
 def test_count_statistics_are_integers_without_scale(snap: Snapshot) -> None:
