@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from aggregators.profile import DriftSettings
 
-__all__ = ["DETECTORS", "CellDetectors"]
+__all__ = ["DETECTORS", "CellDetectors", "DetectionLog"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -34,7 +34,45 @@ DETECTORS: dict[str, str] = {
 }
 
 
-class CellDetectors:
+class DetectionLog:
+    """What detectors found per (cell, detector): counts and last event times, as plain data.
+
+    Shared by the score detectors here and the error-stream ones
+    (:mod:`aggregators.error_detectors`), so both checkpoint and export the same way.
+    """
+
+    def __init__(self) -> None:
+        #: (cell, detector) -> detections so far.
+        self.detections: dict[tuple[int, str], int] = {}
+        #: (cell, detector) -> event time of the last detection.
+        self.last: dict[tuple[int, str], float] = {}
+
+    def _found(self, cell: int, name: str, t: float) -> None:
+        key = (cell, name)
+        self.detections[key] = self.detections.get(key, 0) + 1
+        self.last[key] = max(self.last.get(key, -math.inf), t)
+
+    def summary(self, horizon: float) -> dict[tuple[int, str], tuple[int, float, bool]]:
+        """(cell, detector) -> (detections, last time, active: last time >= ``horizon``)."""
+        last = self.last
+        return {key: (n, last[key], last[key] >= horizon) for key, n in self.detections.items()}
+
+    def to_dict(self, keys: list[tuple[str, ...]]) -> list[list[Any]]:
+        """Plain data: ``[key, detector, detections, last time]`` rows."""
+        return [
+            [list(keys[cell]), name, n, self.last.get((cell, name))]
+            for (cell, name), n in sorted(self.detections.items())
+        ]
+
+    def load(self, rows: list[tuple[int, str, int, float]]) -> None:
+        """Add parsed ``(cell, detector, detections, last)`` rows."""
+        for cell, name, n, last in rows:
+            key = (cell, name)
+            self.detections[key] = self.detections.get(key, 0) + n
+            self.last[key] = max(self.last.get(key, -math.inf), last)
+
+
+class CellDetectors(DetectionLog):
     """Detectors of one partition's cells, and what they found.
 
     Examples
@@ -52,14 +90,11 @@ class CellDetectors:
         # its download helpers; importing aggregators must not pull in networking modules.
         from river import drift
 
+        super().__init__()
         self._drift = drift
         self.settings = settings
         self._adwin: dict[int, Any] = {}
         self._ph: dict[int, Any] = {}
-        #: (cell, detector) -> detections so far.
-        self.detections: dict[tuple[int, str], int] = {}
-        #: (cell, detector) -> event time of the last detection.
-        self.last: dict[tuple[int, str], float] = {}
 
     def update_scores(self, leaf: IntArray, scores: FloatArray, times: FloatArray) -> None:
         """Feed every score to its leaf cell's ADWIN, in order."""
@@ -89,22 +124,3 @@ class CellDetectors:
             det.update(mean)
             if det.drift_detected:
                 self._found(cell, "page_hinkley", end)
-
-    def _found(self, cell: int, name: str, t: float) -> None:
-        key = (cell, name)
-        self.detections[key] = self.detections.get(key, 0) + 1
-        self.last[key] = max(self.last.get(key, -math.inf), t)
-
-    def to_dict(self, keys: list[tuple[str, ...]]) -> list[list[Any]]:
-        """Plain data: ``[key, detector, detections, last time]`` rows."""
-        return [
-            [list(keys[cell]), name, n, self.last.get((cell, name))]
-            for (cell, name), n in sorted(self.detections.items())
-        ]
-
-    def load(self, rows: list[tuple[int, str, int, float]]) -> None:
-        """Add parsed ``(cell, detector, detections, last)`` rows."""
-        for cell, name, n, last in rows:
-            key = (cell, name)
-            self.detections[key] = self.detections.get(key, 0) + n
-            self.last[key] = max(self.last.get(key, -math.inf), last)

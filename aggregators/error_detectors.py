@@ -14,11 +14,12 @@ about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus abo
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from aggregators.detectors import DetectionLog
 
 __all__ = ["ERROR_DETECTORS", "ErrorDetectors"]
 
@@ -36,7 +37,7 @@ ERROR_DETECTORS: dict[str, str] = {
 _CLASSES = {"ddm": "DDM", "hddm_a": "HDDMA", "hddm_w": "HDDMW"}
 
 
-class ErrorDetectors:
+class ErrorDetectors(DetectionLog):
     """One binary drift detector per leaf cell on its error stream, and what they found.
 
     Parameters
@@ -63,13 +64,10 @@ class ErrorDetectors:
         # its download helpers; importing aggregators must not pull in networking modules.
         from river.drift import binary
 
+        super().__init__()
         self.kind = kind
         self._make = getattr(binary, _CLASSES[kind])
         self._detectors: dict[int, Any] = {}
-        #: (cell, kind) -> detections so far.
-        self.detections: dict[tuple[int, str], int] = {}
-        #: (cell, kind) -> event time of the last detection.
-        self.last: dict[tuple[int, str], float] = {}
 
     def update(self, leaf: IntArray, errors: IntArray | BoolArray, times: FloatArray) -> None:
         """Feed each error bit to its leaf cell's detector, in order (non-zero means error)."""
@@ -82,23 +80,4 @@ class ErrorDetectors:
                 det = detectors[cell] = make()
             det.update(bit)
             if det.drift_detected:
-                self._found(cell, t)
-
-    def _found(self, cell: int, t: float) -> None:
-        key = (cell, self.kind)
-        self.detections[key] = self.detections.get(key, 0) + 1
-        self.last[key] = max(self.last.get(key, -math.inf), t)
-
-    def to_dict(self, keys: list[tuple[str, ...]]) -> list[list[Any]]:
-        """Plain data: ``[key, detector, detections, last time]`` rows."""
-        return [
-            [list(keys[cell]), name, n, self.last.get((cell, name))]
-            for (cell, name), n in sorted(self.detections.items())
-        ]
-
-    def load(self, rows: list[tuple[int, str, int, float]]) -> None:
-        """Add parsed ``(cell, detector, detections, last)`` rows."""
-        for cell, name, n, last in rows:
-            key = (cell, name)
-            self.detections[key] = self.detections.get(key, 0) + n
-            self.last[key] = max(self.last.get(key, -math.inf), last)
+                self._found(cell, self.kind, t)

@@ -47,12 +47,13 @@ class PartCopy:
 
 
 def detections_of(part: PartitionState) -> dict[tuple[int, str], tuple[int, float, bool]]:
-    """(cell, detector) -> (detections, last time, active) of one partition."""
-    det = part.detectors
-    if det is None:
-        return {}
+    """(cell, detector) -> (detections, last time, active) of one partition's detectors: the
+    score detectors and the error-stream ones; active means within one window of event time."""
     horizon = part.max_event_time - part.settings.window_seconds
-    return {key: (n, det.last[key], det.last[key] >= horizon) for key, n in det.detections.items()}
+    out = {} if part.detectors is None else part.detectors.summary(horizon)
+    if part.labels is not None and part.labels.detectors is not None:
+        out.update(part.labels.detectors.summary(horizon))
+    return out
 
 
 @dataclass
@@ -170,11 +171,6 @@ def merge(
         hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
         window_view = build_window_view(settings, profile, hist_bins, view, parts)
     wv = window_view
-    for part in parts:
-        if part.labels is not None:
-            for dkey, (dn, dlast, dactive) in part.labels.detections.items():
-                pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
-                detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
     return Snapshot(
         dimensions=settings.dimensions,
         keys=view.keys,

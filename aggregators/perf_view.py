@@ -53,7 +53,6 @@ class LabelCopy:
     held: int
     invalid: dict[str, int]
     nbytes: int
-    detections: dict[tuple[int, str], tuple[int, float, bool]]
 
 
 @dataclass(frozen=True)
@@ -83,25 +82,18 @@ def _models_of(acc: PerfAcc, model_ids: IntArray) -> set[int]:
 
 
 def copy_labels(
-    labels: PartitionLabels, n: int, model_ids: IntArray, reported: set[int], horizon: float
+    labels: PartitionLabels, n: int, model_ids: IntArray, reported: set[int]
 ) -> LabelCopy:
     """Copy what the snapshot needs (call under the state lock).
 
-    ``reported`` are the windows the score statistics report (their estimate is copied);
-    ``horizon`` is the event time after which an error-stream detection counts as active.
+    ``reported`` are the windows the score statistics report (their estimate is copied).
+    Error-stream detections are copied with the score detectors' (``merge.detections_of``).
     """
     final_models = [(w, _models_of(acc, model_ids)) for w, acc in labels.final.items()]
     open_models = {(w, mid) for w, acc in labels.perf.items() for mid in _models_of(acc, model_ids)}
     labels._ensure(n)
     join = labels.join
     counters = {name: int(getattr(join, name)) for name in COUNTERS} if join else {}
-    det = labels.detectors
-    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
-    if det is not None:
-        detections = {
-            key: (count, det.last[key], det.last[key] >= horizon)
-            for key, count in det.detections.items()
-        }
     return LabelCopy(
         final={w: acc.sized(n) for w, acc in labels.final.items()},
         current={
@@ -120,7 +112,6 @@ def copy_labels(
         held=join.held if join else 0,
         invalid=dict(labels.invalid),
         nbytes=join.nbytes() if join else 0,
-        detections=detections,
     )
 
 

@@ -291,13 +291,7 @@ class ReplicaState:
                     versions={k: list(v) for k, v in part.versions.items()},
                     labels=None
                     if part.labels is None
-                    else copy_labels(
-                        part.labels,
-                        n,
-                        model_ids,
-                        set(latest.values()),
-                        part.max_event_time - part.settings.window_seconds,
-                    ),
+                    else copy_labels(part.labels, n, model_ids, set(latest.values())),
                 )
                 for pkey, part in self.partitions.items()
             ]

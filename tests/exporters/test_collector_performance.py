@@ -267,7 +267,7 @@ def _forced_detection(rs: ReplicaState) -> None:
     assert part.labels is not None and part.labels.detectors is not None
     cell = rs.registry.lookup(("m", "s3", "us"))
     assert cell is not None
-    part.labels.detectors._found(cell, 12.5)
+    part.labels.detectors._found(cell, part.labels.detectors.kind, 12.5)
 
 
 def test_error_detection_samples() -> None:
