@@ -49,6 +49,9 @@ def percentile_label(q: float) -> str:
     return f"{q * 100:g}"
 
 
+_PLAIN = {float, int, type(None)}
+
+
 def latency_bins(values: list[Any]) -> tuple[IntArray, int]:
     """Bin indices of raw latency values in milliseconds (JSON numbers), and how many were bad.
 
@@ -62,6 +65,12 @@ def latency_bins(values: list[Any]) -> tuple[IntArray, int]:
     ([0, 11, 34, -1, -1, -1, 61], 2)
     """
     out = np.full(len(values), -1, dtype=np.int64)
+    if set(map(type, values)) <= _PLAIN:  # the usual batch: numbers and absent values
+        ms = np.asarray(values, dtype=np.float64)  # None becomes NaN
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(ms) & (ms >= 0)
+        out[valid] = np.searchsorted(_EDGES, ms[valid] / 1000.0, side="right")
+        return out, len(values) - int(valid.sum()) - values.count(None)
     ms = np.full(len(values), np.nan)
     bad = 0
     for i, v in enumerate(values):

@@ -50,3 +50,13 @@ def test_open_end_bins_report_their_edge_and_empty_rows_nan() -> None:
     assert latency_quantiles(h, 0.5)[0] == pytest.approx(1e-4)
     assert latency_quantiles(h, 0.5)[1] == pytest.approx(100.0)
     assert np.isnan(latency_quantiles(h, 0.5)[2])
+
+
+def test_numeric_fast_path_agrees_with_the_checked_path() -> None:
+    # A batch of plain numbers and None takes the vectorized path; one odd value (a string)
+    # sends the whole batch through the per-value checks. Both must bin and count alike.
+    values: list[object] = [0.05, 1.0, 250.0, None, -3, 1e9, float("nan"), float("inf"), 0, 5]
+    fast_bins, fast_bad = latency_bins(values)
+    slow_bins, slow_bad = latency_bins([*values, "x"])
+    assert fast_bins.tolist() == slow_bins[:-1].tolist()
+    assert (fast_bad, slow_bad) == (3, 4)  # -3, nan, inf (+ "x"); None is absent, not bad
