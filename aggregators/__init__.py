@@ -5,28 +5,26 @@ No Kafka, no Prometheus, no I/O: ``streams`` feeds batches in, ``exporters`` rea
 
 from __future__ import annotations
 
-from aggregators.baseline import Baseline, BaselineSettings, ModelBaseline, build_model_baseline
-from aggregators.binning import CategoryIndex, bin_counts, bin_numeric, finite_mask, numeric_edges
-from aggregators.cells import CellKey, CellRegistry
-from aggregators.drift import (
-    benjamini_hochberg,
-    chi2_pvalue,
-    gate,
-    js_distance,
-    mean_zscore,
-    psi,
-    t_interval,
-    wilson_interval,
+from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
+from tilewatch.aggregators.cells.settings import ALL, OTHER, UNKNOWN, CellSettings
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelBaseline,
+    build_model_baseline,
 )
-from aggregators.error_detectors import ERROR_DETECTORS, ErrorDetectors
-from aggregators.errors import StateError, TilewatchError
-from aggregators.fairness import Gap, performance_gaps
-from aggregators.hierarchy import HierarchyInputs, HierarchyResult, evaluate
-from aggregators.hierarchy_settings import BaseMetric, Component, HierarchySettings, Indicator
-from aggregators.join import Joined, JoinSettings, LabelJoin, ParsedJoin
-from aggregators.moments import Moments, group_moments, merge_moments, variance
-from aggregators.partition import ApplyResult, PartitionState, WindowAcc
-from aggregators.performance import (
+from tilewatch.aggregators.errors import StateError, TilewatchError
+from tilewatch.aggregators.health.evaluate import HierarchyInputs, HierarchyResult, evaluate
+from tilewatch.aggregators.health.settings import (
+    BaseMetric,
+    Component,
+    HierarchySettings,
+    Indicator,
+)
+from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
+from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
+from tilewatch.aggregators.labels.join import Joined, JoinSettings, LabelJoin, ParsedJoin
+from tilewatch.aggregators.labels.sums import (
     PERFORMANCE_TASKS,
     ParsedRows,
     PerfAcc,
@@ -36,10 +34,28 @@ from aggregators.performance import (
     derive_performance,
     estimate_all,
 )
-from aggregators.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
-from aggregators.rolling import RollingWindows
-from aggregators.settings import ALL, OTHER, UNKNOWN, CellSettings
-from aggregators.threshold import THRESHOLD_RULES, Threshold, choose_threshold
+from tilewatch.aggregators.state.partition import ApplyResult, PartitionState, WindowAcc
+from tilewatch.aggregators.state.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
+from tilewatch.aggregators.stats.binning import (
+    CategoryIndex,
+    bin_counts,
+    bin_numeric,
+    finite_mask,
+    numeric_edges,
+)
+from tilewatch.aggregators.stats.divergence import (
+    benjamini_hochberg,
+    chi2_pvalue,
+    gate,
+    js_distance,
+    mean_zscore,
+    psi,
+    t_interval,
+    wilson_interval,
+)
+from tilewatch.aggregators.stats.moments import Moments, group_moments, merge_moments, variance
+from tilewatch.aggregators.stats.rolling import RollingWindows
+from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES, Threshold, choose_threshold
 
 __all__ = [
     "ALL",

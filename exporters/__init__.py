@@ -5,10 +5,10 @@ They read aggregator snapshots at scrape time; they import nothing from ``stream
 
 from __future__ import annotations
 
-from exporters.collector import METRICS, CellCollector, MetricDoc
-from exporters.health import HEALTH_METRICS, HealthCollector
-from exporters.http import ExporterError, MetricsServer
-from exporters.settings import ExporterSettings
+from tilewatch.exporters.prometheus.collector import METRICS, CellCollector, MetricDoc
+from tilewatch.exporters.prometheus.health import HEALTH_METRICS, HealthCollector
+from tilewatch.exporters.prometheus.http import ExporterError, MetricsServer
+from tilewatch.exporters.prometheus.settings import ExporterSettings
 
 __all__ = [
     "HEALTH_METRICS",

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from aggregators.replica import Snapshot
-from aggregators.settings import ALL
+from tilewatch.aggregators.cells.settings import ALL
+from tilewatch.aggregators.state.replica import Snapshot
 
 __all__ = ["STATISTICS", "render_heatmap"]
 

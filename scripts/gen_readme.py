@@ -1,9 +1,9 @@
 """Write README.md from docs/readme.template.md, docs/configuration.md and the metric tables.
 
 The config tables come from docs/configuration.md, the metric tables from
-exporters.collector.METRICS / DRIFT_METRICS and the rejection reasons from
-streams.decode.REASONS, so the README cannot drift from the code. tests/test_docs.py fails
-when README.md is stale. Run: .venv/bin/python scripts/gen_readme.py
+tilewatch.exporters.prometheus.collector.METRICS / DRIFT_METRICS and the rejection reasons from
+tilewatch.streams.decoding.events.REASONS, so the README cannot drift from the code.
+tests/test_docs.py fails when README.md is stale. Run: .venv/bin/python scripts/gen_readme.py
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def render() -> str:
     """The README text."""
     sys.path.insert(0, str(ROOT))
-    from exporters.collector import DRIFT_METRICS, METRICS
-    from exporters.health import HEALTH_METRICS
-    from exporters.performance import PERFORMANCE_METRICS
-    from streams.decode import REASONS
+    from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS
+    from tilewatch.exporters.prometheus.health import HEALTH_METRICS
+    from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+    from tilewatch.streams.decoding.events import REASONS
 
     conf = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     tables = conf[conf.index("## `[kafka]`") : conf.index("## Minimal example")]

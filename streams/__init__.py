@@ -6,11 +6,17 @@ Turns Kafka records into validated event columns and hands them, a batch at a ti
 
 from __future__ import annotations
 
-from streams.deadletter import DeadLetterSink, ProducerLike
-from streams.decode import REASONS, DecodedBatch, EventDecoder, RecordLike, Rejected
-from streams.errors import DecodeError, StreamError
-from streams.runtime import ConsumerLike, Monitor, RunSummary, kafka_client_config
-from streams.settings import EventFields, KafkaSettings
+from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
+from tilewatch.streams.decoding.events import (
+    REASONS,
+    DecodedBatch,
+    EventDecoder,
+    RecordLike,
+    Rejected,
+)
+from tilewatch.streams.errors import DecodeError, StreamError
+from tilewatch.streams.loop import ConsumerLike, Monitor, RunSummary, kafka_client_config
+from tilewatch.streams.settings import EventFields, KafkaSettings
 
 __all__ = [
     "REASONS",

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from streams.decode import Rejected
+from tilewatch.streams.decoding.events import Rejected
 
 __all__ = ["DeadLetterSink", "ProducerLike"]
 

@@ -1,6 +1,6 @@
 """Errors of the ``streams`` package.
 
-Both derive from the one root, :class:`aggregators.errors.TilewatchError`::
+Both derive from the one root, :class:`tilewatch.aggregators.errors.TilewatchError`::
 
     TilewatchError
     └── StreamError       Kafka clients, topics, the embedded broker, the runtime loop
@@ -12,7 +12,7 @@ so the cause stays visible.
 
 from __future__ import annotations
 
-from aggregators.errors import TilewatchError
+from tilewatch.aggregators.errors import TilewatchError
 
 __all__ = ["DecodeError", "StreamError"]
 
@@ -24,8 +24,8 @@ class StreamError(TilewatchError):
 class DecodeError(StreamError):
     """One record whose bytes are not a valid prediction event.
 
-    ``reason`` is a short code from :data:`streams.decode.REASONS` (a metric label value) and
-    ``detail`` says which field was wrong and what was found.
+    ``reason`` is a short code from :data:`tilewatch.streams.decoding.events.REASONS` (a metric
+    label value) and ``detail`` says which field was wrong and what was found.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

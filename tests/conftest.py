@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from helpers import PROMETHEUS_BIN
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 SETUP_HINT = "run scripts/setup.sh (it installs the Debian prometheus packages)"
 

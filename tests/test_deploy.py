@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from exporters.grafana_base import DATASOURCE_UID
-from tilewatch.config import Config, load_config
+from tilewatch.config.loader import Config, load_config
+from tilewatch.exporters.grafana.base import DATASOURCE_UID
 
 yaml = pytest.importorskip("yaml")
 
@@ -235,11 +235,11 @@ def test_dockerfile_copies_existing_sources_and_runs_the_config() -> None:
     for sources in copies:
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: not in the build context"
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
     ]
     copied = {s for sources in copies for s in sources}
-    assert set(packages) <= copied, "every package of pyproject.toml is copied"
+    assert set(folders.values()) <= copied, "every package folder of pyproject.toml is copied"
     entry = next(line for line in lines if line.startswith("ENTRYPOINT"))
     cmd = next(line for line in lines if line.startswith("CMD"))
     import json

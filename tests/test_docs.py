@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from exporters.collector import DRIFT_METRICS, METRICS
-from exporters.health import HEALTH_METRICS
-from exporters.performance import PERFORMANCE_METRICS
-from streams.decode import REASONS
 from tilewatch.cli import _parser
+from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS
+from tilewatch.exporters.prometheus.health import HEALTH_METRICS
+from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+from tilewatch.streams.decoding.events import REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -31,7 +31,9 @@ def test_every_rejection_reason_is_documented(reason: str) -> None:
 
 def _config_keys() -> list[tuple[str, str]]:
     """Every key the config parser accepts, by section (read from the schema itself)."""
-    from tilewatch import config, config_hierarchy, config_labels
+    from tilewatch.config import hierarchy as config_hierarchy
+    from tilewatch.config import labels as config_labels
+    from tilewatch.config import loader as config
 
     tables = {
         "kafka": config._KAFKA_KEYS,

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from aggregators.profile import DriftProfile
-from aggregators.replica import ReplicaState
-from exporters.collector import CellCollector
-from exporters.health import HealthCollector
-from exporters.http import MetricsServer
-from streams.runtime import Monitor, RunSummary
-from tilewatch.config import Config
+from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.config.loader import Config
+from tilewatch.exporters.prometheus.collector import CellCollector
+from tilewatch.exporters.prometheus.health import HealthCollector
+from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.streams.loop import Monitor, RunSummary
 
 __all__ = ["App", "baseline_thresholds", "build_profile", "running_detectors", "tune_gc"]
 
@@ -31,7 +31,7 @@ def build_profile(config: Config) -> DriftProfile | None:
         return None
     baseline = None
     if config.baseline.path is not None:
-        from tilewatch.baseline import load_baseline
+        from tilewatch.holdout import load_baseline
 
         baseline = load_baseline(config.baseline.path)
     events = config.events

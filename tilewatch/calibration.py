@@ -1,13 +1,13 @@
 """Is a model calibrated on its baseline? The check ``tilewatch baseline`` prints per model.
 
 The label-free estimate of accuracy (``tilewatch_window_estimated_accuracy_ratio``) is the mean
-probability of being right given the scores; it equals the expected accuracy only when the
-scores are calibrated. The holdout set the baseline is built from has labels, so the same two
-numbers can be compared there, with the same code the monitor uses
-(:class:`aggregators.performance.PerfAcc`): the expected calibration error over equal-width
-score bins, and the estimate against the realized accuracy at the model's threshold, with the
-bound within which they agree when the scores are calibrated. ``docs/performance.md`` explains
-how to read them.
+probability of being right given the scores; it equals the expected accuracy only when the scores
+are calibrated. The holdout set the baseline is built from has labels, so the same two numbers can
+be compared there, with the same code the monitor uses
+(:class:`tilewatch.aggregators.labels.sums.PerfAcc`): the expected calibration error over
+equal-width score bins, and the estimate against the realized accuracy at the model's threshold,
+with the bound within which they agree when the scores are calibrated. ``docs/performance.md``
+explains how to read them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregators.performance import PerfAcc, PerformanceSettings, derive_performance
+from tilewatch.aggregators.labels.sums import PerfAcc, PerformanceSettings, derive_performance
 
 __all__ = ["CalibrationCheck", "calibration_check"]
 

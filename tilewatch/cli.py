@@ -11,9 +11,9 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from aggregators.errors import TilewatchError
-from exporters.terminal import STATISTICS
 from tilewatch import __version__
+from tilewatch.aggregators.errors import TilewatchError
+from tilewatch.exporters.terminal import STATISTICS
 
 __all__ = ["main"]
 
@@ -144,7 +144,7 @@ def _interrupt_on_signals() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tilewatch.app import App
-    from tilewatch.config import load_config
+    from tilewatch.config.loader import load_config
 
     app = App(load_config(args.config))
     _stop_on_signals(app.stop_event)
@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from tilewatch.config import load_config
+    from tilewatch.config.loader import load_config
 
     cfg = load_config(args.config)
     print(f"{cfg.source}: ok")
@@ -194,7 +194,7 @@ def _check(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tilewatch.config import load_config
+    from tilewatch.config.loader import load_config
     from tilewatch.generate import render, stale, write
 
     cfg = load_config(args.config)
@@ -213,8 +213,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from streams.producer import produce_traffic
-    from streams.synthetic import TrafficSpec
+    from tilewatch.streams.dev.producer import produce_traffic
+    from tilewatch.streams.dev.traffic import TrafficSpec
 
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "produce-demo":
             return _produce(args)
         if args.command == "baseline":
-            from tilewatch.baseline import run as run_baseline
+            from tilewatch.holdout import run as run_baseline
 
             return run_baseline(
                 args.config, args.input, args.output, args.format, args.max_bad_share

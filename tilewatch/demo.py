@@ -8,13 +8,13 @@ import threading
 import time
 from typing import Any, TextIO
 
-from exporters.http import ExporterError
-from exporters.terminal import STATISTICS, render_heatmap
-from streams.embedded import EmbeddedBroker
-from streams.producer import produce_traffic
-from streams.synthetic import TrafficSpec
 from tilewatch.app import App
-from tilewatch.config import parse_config
+from tilewatch.config.loader import parse_config
+from tilewatch.exporters.prometheus.http import ExporterError
+from tilewatch.exporters.terminal import STATISTICS, render_heatmap
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.dev.producer import produce_traffic
+from tilewatch.streams.dev.traffic import TrafficSpec
 
 __all__ = ["DEMO_TOPIC", "demo_config", "run_demo"]
 
@@ -28,7 +28,7 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
 
     Examples
     --------
-    >>> from tilewatch.config import parse_config
+    >>> from tilewatch.config.loader import parse_config
     >>> cfg = parse_config(demo_config("127.0.0.1:9092", 0), source="<demo>")
     >>> cfg.labels.source, cfg.labels.threshold, cfg.cells.window_seconds
     ('inline', 0.5, 10.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tilewatch.config import Config
+from tilewatch.config.loader import Config
 
 __all__ = ["CONFIGMAP_KEY", "CONFIGMAP_NAME", "CONFIGMAP_PATH", "configmap", "render_k8s_config"]
 

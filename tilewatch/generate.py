@@ -1,6 +1,6 @@
 """``tilewatch generate``: the files derived from the config, written into the repository.
 
-Each generator maps a :class:`~tilewatch.config.Config` to ``{path relative to the repository
+Each generator maps a :class:`~tilewatch.config.loader.Config` to ``{path relative to the repository
 root: file text}``; :data:`GENERATORS` lists them by name. The checked-in files under
 ``deploy/`` and ``docs/runbooks/`` come from ``deploy/tilewatch.toml``; a test regenerates them
 and fails when they are stale, so a metric cannot be renamed without its rules, alerts and
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tilewatch.config import Config
+from tilewatch.config.loader import Config
 
 __all__ = [
     "ALERTMANAGER_PATH",
@@ -34,7 +34,7 @@ ALERTMANAGER_PATH = "deploy/alertmanager/alertmanager.yml"
 
 
 def _rules(config: Config) -> dict[str, str]:
-    from exporters.rules import render_rule_tests, render_rules
+    from tilewatch.exporters.alerting.rule_files import render_rule_tests, render_rules
 
     dims = config.cells.dimensions
     return {
@@ -46,19 +46,19 @@ def _rules(config: Config) -> dict[str, str]:
 
 
 def _alertmanager(config: Config) -> dict[str, str]:
-    from exporters.alertmanager import render_alertmanager
+    from tilewatch.exporters.alerting.alertmanager import render_alertmanager
 
     return {ALERTMANAGER_PATH: render_alertmanager(config.cells.dimensions, config.alerts)}
 
 
 def _runbooks(config: Config) -> dict[str, str]:
-    from exporters.runbooks import render_runbooks
+    from tilewatch.exporters.alerting.runbooks import render_runbooks
 
     return render_runbooks(config.cells.dimensions, config.hierarchy, config.alerts)
 
 
 def _dashboards(config: Config) -> dict[str, str]:
-    from exporters.grafana import render_dashboards
+    from tilewatch.exporters.grafana.render import render_dashboards
 
     return render_dashboards(config)
 

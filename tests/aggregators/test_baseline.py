@@ -1,4 +1,5 @@
-"""Tests of the pure baseline builder (aggregators.baseline) against brute force and numpy."""
+"""Tests of the pure baseline builder (tilewatch.aggregators.drift.reference) against brute force
+and numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregators.baseline import (
+from tilewatch.aggregators.drift.reference import (
     FORMAT,
     MAX_CATEGORIES,
     VERSION,
@@ -23,7 +24,7 @@ from aggregators.baseline import (
     numeric_summary,
     score_histogram,
 )
-from aggregators.binning import bin_numeric, numeric_edges
+from tilewatch.aggregators.stats.binning import bin_numeric, numeric_edges
 
 # --- threshold selection ---------------------------------------------------------------------
 

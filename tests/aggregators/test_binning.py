@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from aggregators.binning import (
+from tilewatch.aggregators.stats.binning import (
     CategoryIndex,
     bin_counts,
     bin_numeric,

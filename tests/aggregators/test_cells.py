@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from aggregators import ALL, OTHER, CellRegistry, CellSettings
+from tilewatch.aggregators import ALL, OTHER, CellRegistry, CellSettings
 
 DIMS = {0: (), 1: ("segment",), 2: ("segment", "region"), 3: ("segment", "region", "tier")}
 

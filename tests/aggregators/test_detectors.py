@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from aggregators.detectors import DETECTORS, CellDetectors
-from aggregators.profile import DriftSettings
+from tilewatch.aggregators.drift.detectors import DETECTORS, CellDetectors
+from tilewatch.aggregators.drift.profile import DriftSettings
 
 ADWIN = DriftSettings(detectors=("adwin",))
 PH = DriftSettings(detectors=("page_hinkley",))

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from aggregators.drift import (
+from tilewatch.aggregators.stats.divergence import (
     benjamini_hochberg,
     chi2_pvalue,
     gate,

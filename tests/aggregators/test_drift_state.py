@@ -10,12 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregators.baseline import Baseline, BaselineSettings, ModelColumns, build_model_baseline
-from aggregators.drift import psi
-from aggregators.partition import PartitionState
-from aggregators.profile import DriftProfile, DriftSettings
-from aggregators.replica import ReplicaState, Snapshot
-from aggregators.settings import ALL, CellSettings
+from tilewatch.aggregators.cells.settings import ALL, CellSettings
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelColumns,
+    build_model_baseline,
+)
+from tilewatch.aggregators.state.partition import PartitionState
+from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.aggregators.stats.divergence import psi
 
 SIZE = 10.0
 CELLS = CellSettings(dimensions=("segment",), window_seconds=SIZE, grace_seconds=0.0)

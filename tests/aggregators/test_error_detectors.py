@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from river.drift import binary
 
-from aggregators.error_detectors import ERROR_DETECTORS, ErrorDetectors
+from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
 
 ROOT = Path(__file__).resolve().parents[2]
 RIVER = {"ddm": binary.DDM, "hddm_a": binary.HDDMA, "hddm_w": binary.HDDMW}
@@ -101,7 +101,9 @@ def test_to_dict_and_load_round_trip() -> None:
 def test_importing_does_not_load_river() -> None:
     """river (and through it urllib.request) is imported when a detector is built only."""
     code = (
-        "import sys, aggregators.error_detectors, aggregators.join\n"
+        "import sys\n"
+        "import tilewatch.aggregators.labels.error_detectors\n"
+        "import tilewatch.aggregators.labels.join\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'river'"
         " or m == 'urllib.request'))"
     )

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from aggregators.fairness import Gap, performance_gaps
-from aggregators.settings import ALL, OTHER
+from tilewatch.aggregators.cells.settings import ALL, OTHER
+from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 
 DIMS = ("segment", "region")
 

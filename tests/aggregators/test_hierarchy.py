@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from aggregators.aging import STALENESS, VERSION_AGE, aging_statistics
-from aggregators.hierarchy import HierarchyInputs, ModelGap, evaluate
-from aggregators.hierarchy_settings import (
+from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_statistics
+from tilewatch.aggregators.health.evaluate import HierarchyInputs, ModelGap, evaluate
+from tilewatch.aggregators.health.settings import (
     AMBER,
     GREEN,
     LOWER_IS_WORSE,

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregators.cells import CellRegistry
-from aggregators.errors import StateError
-from aggregators.join import COUNTERS, Joined, JoinSettings, LabelJoin
-from aggregators.settings import CellSettings
+from tilewatch.aggregators.cells.registry import CellRegistry
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.labels.join import COUNTERS, Joined, JoinSettings, LabelJoin
 
 # -- helpers -----------------------------------------------------------------------------------
 

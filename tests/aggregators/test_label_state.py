@@ -1,6 +1,6 @@
 """PartitionLabels inside a partition: the grace rule, inline labels, retention, checkpoints.
 
-The rule under test (``aggregators/label_state.py``): a label is credited to its prediction's
+The rule under test (``aggregators/labels/state.py``): a label is credited to its prediction's
 cell and window when its time is before the window's end plus the label grace and the window
 is not final yet; otherwise it counts in the cumulative counters and in ``late`` only. A window
 is final once closed and the label clock (the largest label time read; inline: the watermark)
@@ -18,10 +18,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregators import ALL, CellRegistry, CellSettings, PartitionState, StateError
-from aggregators.join import JoinSettings
-from aggregators.label_state import RETAIN_FINAL, LabelSettings, PartitionLabels, label_values
-from aggregators.performance import PerformanceSettings
+from tilewatch.aggregators import ALL, CellRegistry, CellSettings, PartitionState, StateError
+from tilewatch.aggregators.labels.join import JoinSettings
+from tilewatch.aggregators.labels.state import (
+    RETAIN_FINAL,
+    LabelSettings,
+    PartitionLabels,
+    label_values,
+)
+from tilewatch.aggregators.labels.sums import PerformanceSettings
 
 SIZE = 10.0
 CELL_GRACE = 3.0

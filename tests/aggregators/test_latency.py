@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregators.latency import LATENCY_BINS, LATENCY_QUANTILES, latency_bins, latency_quantiles
+from tilewatch.aggregators.stats.latency import (
+    LATENCY_BINS,
+    LATENCY_QUANTILES,
+    latency_bins,
+    latency_quantiles,
+)
 
 
 def _hist(values_ms: list[float]) -> np.ndarray:

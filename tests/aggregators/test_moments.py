@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregators import Moments, group_moments, merge_moments, variance
+from tilewatch.aggregators import Moments, group_moments, merge_moments, variance
 
 SIZES = [2, 3, 10, 257, 5000]
 # (offset, scale, rtol on the variance): the large offset with small noise catches the

@@ -15,8 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregators import ALL, CellRegistry, CellSettings, PartitionState, ReplicaState, StateError
-from aggregators.partition import RETAIN_CLOSED
+from tilewatch.aggregators import (
+    ALL,
+    CellRegistry,
+    CellSettings,
+    PartitionState,
+    ReplicaState,
+    StateError,
+)
+from tilewatch.aggregators.state.partition import RETAIN_CLOSED
 
 SIZE, GRACE, ROLL = 10.0, 3.0, 8
 BASE = 1_700_000_000.0

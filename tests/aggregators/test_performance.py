@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from aggregators.cells import CellRegistry
-from aggregators.errors import StateError
-from aggregators.performance import (
+from tilewatch.aggregators.cells.registry import CellRegistry
+from tilewatch.aggregators.cells.settings import ALL, CellSettings
+from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.labels.sums import (
     PerfAcc,
     PerformanceSettings,
     PerformanceStats,
@@ -27,7 +28,6 @@ from aggregators.performance import (
     derive_performance,
     estimate_all,
 )
-from aggregators.settings import ALL, CellSettings
 
 SEEDS = [0, 1, 2, 3]
 CELLS = 7

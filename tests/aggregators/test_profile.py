@@ -8,14 +8,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregators.baseline import (
+from tilewatch.aggregators.drift.profile import (
+    VIOLATION_KINDS,
+    DriftProfile,
+    DriftSettings,
+    FeatureSpec,
+)
+from tilewatch.aggregators.drift.reference import (
     Baseline,
     BaselineSettings,
     ModelBaseline,
     ModelColumns,
     build_model_baseline,
 )
-from aggregators.profile import VIOLATION_KINDS, DriftProfile, DriftSettings, FeatureSpec
 
 SCORE_RANGE = (0.0, 1.0)
 

@@ -29,8 +29,8 @@ SCRIPT = textwrap.dedent(
 
     import numpy as np
 
-    import aggregators
-    from aggregators import CellSettings, ReplicaState
+    import tilewatch.aggregators
+    from tilewatch.aggregators import CellSettings, ReplicaState
 
     rs = ReplicaState(CellSettings(dimensions=("segment",), window_seconds=10, grace_seconds=0))
     rs.apply(("t", 0), [("m", "a"), ("m", "b")], np.array([1.0, 2.0]), np.array([0.1, 0.3]), 2)
@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
         n for n in sys.modules if any(n == b or n.startswith(b + ".") for b in BLOCKED)
     )
     assert not leaked, leaked
-    print("ok", aggregators.__name__)
+    print("ok", tilewatch.aggregators.__name__)
     """
 )
 
@@ -61,7 +61,7 @@ def test_aggregators_import_and_run_with_io_libraries_blocked() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok aggregators"
+    assert proc.stdout.strip() == "ok tilewatch.aggregators"
 
 
 def test_blocker_really_blocks() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aggregators import ALL, CellSettings, ReplicaState, Snapshot
+from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot
 
 SIZE, GRACE, ROLL = 10.0, 2.0, 6
 SETTINGS = CellSettings(

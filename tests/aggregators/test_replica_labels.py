@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from scipy import special
 
-from aggregators import ALL, CellSettings, ReplicaState, Snapshot, StateError
-from aggregators.join import JoinSettings
-from aggregators.label_state import LabelSettings
-from aggregators.performance import PerformanceSettings
+from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot, StateError
+from tilewatch.aggregators.labels.join import JoinSettings
+from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.sums import PerformanceSettings
 
 SIZE = 10.0
 GRACE = 2.0

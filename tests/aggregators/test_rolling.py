@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from river import stats, utils
 
-from aggregators import RollingWindows, StateError
+from tilewatch.aggregators import RollingWindows, StateError
 
 
 def _river(size: int) -> utils.Rolling:

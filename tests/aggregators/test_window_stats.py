@@ -9,10 +9,15 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from aggregators.baseline import Baseline, BaselineSettings, ModelColumns, build_model_baseline
-from aggregators.drift import psi
-from aggregators.profile import DriftProfile, DriftSettings
-from aggregators.window_stats import FLAG_SIGNALS, derive_window_drift
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelColumns,
+    build_model_baseline,
+)
+from tilewatch.aggregators.drift.window import FLAG_SIGNALS, derive_window_drift
+from tilewatch.aggregators.stats.divergence import psi
 
 SCORE_RANGE = (0.0, 1.0)
 

@@ -24,8 +24,8 @@ import tracemalloc
 
 import numpy as np
 
-from aggregators.error_detectors import ERROR_DETECTORS, ErrorDetectors
-from aggregators.join import JoinSettings, LabelJoin
+from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
+from tilewatch.aggregators.labels.join import JoinSettings, LabelJoin
 
 
 def _separate(n: int, n_labels: int, batch: int) -> None:

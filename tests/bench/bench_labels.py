@@ -1,7 +1,7 @@
 """The label join profile of the throughput benchmark (``bench_throughput.py --profile labels``).
 
 A predictions topic and a co-partitioned outcomes topic (same partition count, each label keyed
-like its prediction) on the embedded broker, and a :class:`~streams.runtime.Monitor` joining
+like its prediction) on the embedded broker, and a :class:`~tilewatch.streams.loop.Monitor` joining
 them (``label_topic=LabelTopic(...)``, ``LabelSettings(source="topic")``):
 
 * ``--events`` predictions of the spine's traffic (1 model x segments x regions, 3 features),
@@ -59,14 +59,14 @@ from bench_throughput import (  # noqa: E402
     traffic_spec,
 )
 
-from aggregators.join import JoinSettings, LabelJoin  # noqa: E402
-from aggregators.label_state import LabelSettings  # noqa: E402
-from aggregators.replica import ReplicaState  # noqa: E402
-from aggregators.settings import CellSettings  # noqa: E402
-from streams.decode import EventDecoder  # noqa: E402
-from streams.label_decode import LabelDecoder  # noqa: E402
-from streams.settings import EventFields, KafkaSettings, LabelTopic  # noqa: E402
-from streams.synthetic import TrafficGenerator  # noqa: E402
+from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
+from tilewatch.aggregators.labels.join import JoinSettings, LabelJoin  # noqa: E402
+from tilewatch.aggregators.labels.state import LabelSettings  # noqa: E402
+from tilewatch.aggregators.state.replica import ReplicaState  # noqa: E402
+from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
+from tilewatch.streams.decoding.labels import LabelDecoder  # noqa: E402
+from tilewatch.streams.dev.traffic import TrafficGenerator  # noqa: E402
+from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic  # noqa: E402
 
 #: Event time covered by the predictions: three hours (longer than the 2 h TTL).
 SPAN_SECONDS = 3 * 3600.0
@@ -258,7 +258,7 @@ def run_tilewatch_labels(
     """The Monitor on both topics, stopped once it has processed every record of both."""
     from kafka import KafkaConsumer
 
-    from streams.runtime import Monitor
+    from tilewatch.streams.loop import Monitor
 
     settings = KafkaSettings(
         bootstrap_servers=(bootstrap,),
@@ -449,7 +449,7 @@ def label_breakdown(
     """Seconds per record of each step of ``Monitor.process`` on both topics, offline."""
     from kafka import TopicPartition
 
-    from streams.runtime import Monitor
+    from tilewatch.streams.loop import Monitor
 
     batches = offline_label_batches(events, cells, partitions, per_batch, per_label_batch)
     n_pred = sum(len(r) for t, _p, r in batches if t == 0)
@@ -610,7 +610,7 @@ def join_memory(events: int, cells: int, pending: int, batch: int = 2000) -> dic
 
 def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> dict[str, Any]:
     """Run the labels profile for ``bench_throughput.main``; returns every figure."""
-    from streams.embedded import EmbeddedBroker
+    from tilewatch.streams.dev.broker import EmbeddedBroker
 
     n, c = args.events, args.cells
     result: dict[str, Any] = {

@@ -8,26 +8,29 @@ Run from the repository root (it is a script, not a pytest test; see tests/bench
 
 What it does:
 
-1. Starts an :class:`~streams.embedded.EmbeddedBroker`, creates a topic with ``--partitions``
+1. Starts an :class:`~tilewatch.streams.dev.broker.EmbeddedBroker`, creates a topic with
+``--partitions``
    partitions and produces ``--events`` synthetic events over ``--cells`` cells (one model x
-   segments x regions), keyed by cell, event time spread over ten minutes so that one-minute
-   windows close. Values come from :class:`~streams.synthetic.TrafficGenerator` (orjson, in
+   segments x regions), keyed by cell, event time spread over ten minutes so that one-minute windows
+   close. Values come from :class:`~tilewatch.streams.dev.traffic.TrafficGenerator` (orjson, in
    chunks, so the process never holds all of them at once).
 2. Alternately ``--repeat`` times: the floor (a group-less ``KafkaConsumer`` that polls and
    ``orjson.loads`` every value, nothing else) and tilewatch end to end (a
-   :class:`~streams.runtime.Monitor` with a :class:`~aggregators.replica.ReplicaState`). Both
-   read the topic from the beginning with ``assign()`` (no group join), with the monitor's
-   consumer settings, and are timed from the first non-empty poll to the N-th record processed.
+   :class:`~tilewatch.streams.loop.Monitor` with a
+   :class:`~tilewatch.aggregators.state.replica.ReplicaState`). Both read the topic from the
+   beginning with ``assign()`` (no group join), with the monitor's consumer settings, and are timed
+   from the first non-empty poll to the N-th record processed.
 3. Prints events/s of both and their ratio, the peak RSS, the cost of one Prometheus scrape of
    the final state, and an offline per-event breakdown (decode, columns, apply, refresh) on the
    same record values without Kafka. ``--json PATH`` writes every figure.
 
-``--profile drift`` runs the same measurement with the drift and data-quality stages on:
-events carry ten features (five numeric, five categorical) and a prediction, a baseline is built
-in-process from a separate sample of the same generator, and the monitor's
-:class:`~aggregators.replica.ReplicaState` gets a :class:`~aggregators.profile.DriftProfile`
-with the ten features and the ``adwin`` and ``page_hinkley`` detectors. Its breakdown adds the
-feature capture, ``DriftProfile.encode``, the histograms in ``apply`` and the detectors' share.
+``--profile drift`` runs the same measurement with the drift and data-quality stages on: events
+carry ten features (five numeric, five categorical) and a prediction, a baseline is built in-process
+from a separate sample of the same generator, and the monitor's
+:class:`~tilewatch.aggregators.state.replica.ReplicaState` gets a
+:class:`~tilewatch.aggregators.drift.profile.DriftProfile` with the ten features and the ``adwin``
+and ``page_hinkley`` detectors. Its breakdown adds the feature capture, ``DriftProfile.encode``, the
+histograms in ``apply`` and the detectors' share.
 
 ``--profile labels`` adds a co-partitioned outcomes topic and joins the labels on it with the
 predictions (``tests/bench/bench_labels.py``): N predictions and about 0.9 N labels.
@@ -60,18 +63,18 @@ if _ROOT not in sys.path:  # run as ``python tests/bench/bench_throughput.py``
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from aggregators.baseline import (  # noqa: E402
+from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings  # noqa: E402
+from tilewatch.aggregators.drift.reference import (  # noqa: E402
     Baseline,
     BaselineSettings,
     ModelColumns,
     build_model_baseline,
 )
-from aggregators.profile import DriftProfile, DriftSettings  # noqa: E402
-from aggregators.replica import ReplicaState  # noqa: E402
-from aggregators.settings import CellSettings  # noqa: E402
-from streams.decode import EventDecoder  # noqa: E402
-from streams.settings import EventFields, KafkaSettings  # noqa: E402
-from streams.synthetic import TrafficGenerator, TrafficSpec  # noqa: E402
+from tilewatch.aggregators.state.replica import ReplicaState  # noqa: E402
+from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
+from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec  # noqa: E402
+from tilewatch.streams.settings import EventFields, KafkaSettings  # noqa: E402
 
 #: Epoch seconds of the first event (a minute boundary, 2026-01-01T00:00:00Z).
 START_TIME = 1767225600.0
@@ -287,8 +290,9 @@ def produce_in_child(
 def build_bench_baseline(cells: int, fields: EventFields) -> tuple[Baseline, dict[str, Any]]:
     """A baseline of :data:`BASELINE_EVENTS` events of an independent sample of the traffic.
 
-    Built with :func:`aggregators.baseline.build_model_baseline` (what ``tilewatch baseline``
-    runs per model) and passed through ``to_dict``/``from_dict`` as ``load_baseline`` would.
+    Built with :func:`tilewatch.aggregators.drift.reference.build_model_baseline` (what ``tilewatch
+    baseline`` runs per model) and passed through ``to_dict``/``from_dict`` as ``load_baseline``
+    would.
     """
     t0 = time.perf_counter()
     gen = make_generator(cells, "drift", START_TIME - 3600.0, stream=1)
@@ -340,7 +344,7 @@ def kafka_settings(bootstrap: str, topic: str) -> KafkaSettings:
 
 
 def consumer_config(settings: KafkaSettings, group: bool) -> dict[str, Any]:
-    from streams.runtime import kafka_client_config
+    from tilewatch.streams.loop import kafka_client_config
 
     config = kafka_client_config(settings, "consumer")
     if not group:
@@ -484,7 +488,7 @@ def run_tilewatch(
     ``events`` records."""
     from kafka import KafkaConsumer
 
-    from streams.runtime import Monitor
+    from tilewatch.streams.loop import Monitor
 
     state = ReplicaState(cells, profile)
     wrapped: list[AssignedConsumer] = []
@@ -553,7 +557,7 @@ def run_tilewatch(
 def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from exporters.collector import CellCollector
+    from tilewatch.exporters.prometheus.collector import CellCollector
 
     registry = CollectorRegistry()
     collector = CellCollector(state.snapshot, dims)
@@ -682,7 +686,7 @@ def breakdown(
     """Seconds per event of each step of ``Monitor.process``, offline on the same values."""
     from kafka import TopicPartition
 
-    from streams.runtime import Monitor
+    from tilewatch.streams.loop import Monitor
 
     batches = offline_batches(events, cells, partitions, per_batch)
     t_loads = time_loads(batches)
@@ -773,7 +777,7 @@ def drift_breakdown(
     """
     from kafka import TopicPartition
 
-    from streams.runtime import Monitor
+    from tilewatch.streams.loop import Monitor
 
     batches = offline_batches(events, cells, partitions, per_batch, "drift")
     t_loads = time_loads(batches)
@@ -943,7 +947,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from streams.embedded import EmbeddedBroker
+    from tilewatch.streams.dev.broker import EmbeddedBroker
 
     args = parse_args(argv)
     n, c = args.events, args.cells

@@ -7,11 +7,12 @@ Run from the repository root (a script, not a pytest test; see tests/bench/READM
 
 What it does:
 
-1. Starts an :class:`~streams.embedded.EmbeddedBroker` and creates a topic.
+1. Starts an :class:`~tilewatch.streams.dev.broker.EmbeddedBroker` and creates a topic.
 2. Starts ``tilewatch run --config FILE`` as a subprocess (the console script next to this
    interpreter), with 1-minute windows, 30 s grace, checkpoints off, a dead-letter topic, and
    metrics on a free loopback port.
-3. Starts a producer in a spawned child process: :func:`streams.producer.produce_traffic` (the
+3. Starts a producer in a spawned child process:
+:func:`tilewatch.streams.dev.producer.produce_traffic` (the
    demo traffic: 8 segments x 6 regions, 1% invalid records, event time = wall clock, keyed by
    cell) at ``--rate`` events/s for ``--duration`` seconds, with a bulk producer configuration
    (``linger_ms=50``, ``batch_size=1 MiB``).
@@ -52,7 +53,7 @@ if _ROOT not in sys.path:  # run as ``python tests/bench/soak.py``
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from streams.embedded import EmbeddedBroker  # noqa: E402
+from tilewatch.streams.dev.broker import EmbeddedBroker  # noqa: E402
 
 TILEWATCH_BIN = str(Path(sys.executable).with_name("tilewatch"))
 #: The RSS baseline is the first sample at or after this share of the run (warm-up excluded).
@@ -144,8 +145,8 @@ def _produce_child(
     progress: Any,
     conn: Any,
 ) -> None:
-    from streams.producer import produce_traffic
-    from streams.synthetic import TrafficSpec
+    from tilewatch.streams.dev.producer import produce_traffic
+    from tilewatch.streams.dev.traffic import TrafficSpec
 
     def on_progress(sent: int) -> None:
         progress.value = sent

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from e2e_support import TilewatchProcess, write_config
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 
 @pytest.fixture

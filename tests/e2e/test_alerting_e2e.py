@@ -36,7 +36,7 @@ from e2e_support import TilewatchProcess, value
 from helpers import PrometheusServer, free_port
 from kafka import KafkaProducer
 
-from tilewatch.config import load_config
+from tilewatch.config.loader import load_config
 from tilewatch.generate import ALERTMANAGER_PATH, GENERATORS, RULES_PATH
 
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.timeout(240)]

@@ -38,8 +38,8 @@ from e2e_support import (
 from helpers import consume_all, fast_client_settings, produce
 from kafka import KafkaConsumer
 
-from streams.embedded import EmbeddedBroker
-from streams.runtime import _connected
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.loop import _connected
 
 pytestmark = [pytest.mark.broker]
 

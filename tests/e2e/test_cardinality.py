@@ -29,8 +29,8 @@ import pytest
 from e2e_support import ALL, TilewatchProcess, series, value
 from kafka import KafkaProducer
 
-from streams.embedded import EmbeddedBroker
-from tilewatch.config import ConfigError, load_config
+from tilewatch.config.loader import ConfigError, load_config
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

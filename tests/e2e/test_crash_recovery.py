@@ -1,7 +1,7 @@
 """Crash recovery with checkpoints: ``kill -9`` at random points, restart, and the final scrape
 equals a clean run's; a corrupt or foreign checkpoint is refused, counted and never applied.
 
-The runtime's delivery guarantee (``streams/runtime.py``): with ``[state] checkpoints = true``
+The runtime's delivery guarantee (``streams/loop.py``): with ``[state] checkpoints = true``
 every valid event is counted exactly once in the cumulative and window statistics across
 crashes, restarts and rebalances, because a partition's state and the offset it covers are
 written together to the changelog and restored together.
@@ -42,7 +42,7 @@ from e2e_support import (
 from helpers import produce
 from kafka import KafkaProducer
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

@@ -1,10 +1,10 @@
 """Every query of every generated dashboard runs against a real Prometheus and finds data.
 
-Embedded broker -> ``tilewatch run`` (drift with a baseline, inline labels, the default
-hierarchy) -> Prometheus (1 s scrape, the generated recording rules evaluated every second).
-Synthetic traffic (``streams.synthetic``: one model, 3 segments x 2 regions, labels, latency,
-features, a few invalid records, the busiest cell degrading half way so detectors fire) covers
-the last ~70 s of event time, so Prometheus's time axis and the event time agree.
+Embedded broker -> ``tilewatch run`` (drift with a baseline, inline labels, the default hierarchy)
+-> Prometheus (1 s scrape, the generated recording rules evaluated every second). Synthetic traffic
+(``tilewatch.streams.dev.traffic``: one model, 3 segments x 2 regions, labels, latency, features, a
+few invalid records, the busiest cell degrading half way so detectors fire) covers the last ~70 s of
+event time, so Prometheus's time axis and the event time agree.
 
 Then, for each generated dashboard, every template variable is resolved through Prometheus
 the way Grafana would (``label_values`` -> the values present; the default if it is among them,
@@ -32,11 +32,11 @@ import pytest
 from e2e_support import TilewatchProcess, add_drift_config
 from helpers import PrometheusServer, produce
 
-from streams.embedded import EmbeddedBroker
-from streams.synthetic import TrafficGenerator, TrafficSpec
 from tilewatch import cli
-from tilewatch.config import load_config
+from tilewatch.config.loader import load_config
 from tilewatch.generate import render
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec
 
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.timeout(300)]
 

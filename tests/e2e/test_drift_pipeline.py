@@ -5,11 +5,11 @@ label ~ Bernoulli(score), prediction = score >= 0.5, three numeric and two categ
 features) is turned into a baseline by the real command. Then, through the embedded broker:
 
 - ``test_drift_and_missing_flagged_within_one_window``: 12 windows of 10 s drawn from the
-  baseline's distributions, except that from T0 + 60 s cell (s1, r1) scores move up by 0.3 and
-  cell (s2, r2) stops sending ``plan``. The window [T0 + 60, T0 + 70) is closed and scraped
-  before the rest is produced: both flags are already set there, and again in the last closed
-  window; no other leaf cell is flagged for any signal; every window statistic of every cell
-  (leaf and roll-up) equals an offline computation with :mod:`aggregators.drift` on the same
+  baseline's distributions, except that from T0 + 60 s cell (s1, r1) scores move up by 0.3 and cell
+  (s2, r2) stops sending ``plan``. The window [T0 + 60, T0 + 70) is closed and scraped before the
+  rest is produced: both flags are already set there, and again in the last closed window; no other
+  leaf cell is flagged for any signal; every window statistic of every cell (leaf and roll-up)
+  equals an offline computation with :mod:`tilewatch.aggregators.stats.divergence` on the same
   events binned on the baseline's edges; schema violations are counted exactly.
 - ``test_clean_million_events_raise_no_flag``: 1M events over 100 leaf cells drawn from the
   baseline's own distributions; polling the scrape every second while they stream, no leaf
@@ -50,7 +50,8 @@ from e2e_support import (
 )
 from helpers import produce
 
-from aggregators.drift import (
+from tilewatch import cli
+from tilewatch.aggregators.stats.divergence import (
     benjamini_hochberg,
     chi2_pvalue,
     gate,
@@ -60,8 +61,7 @@ from aggregators.drift import (
     t_interval,
     wilson_interval,
 )
-from streams.embedded import EmbeddedBroker
-from tilewatch import cli
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(170)]
 
@@ -319,7 +319,8 @@ def cell_masks(ev: Events) -> dict[Cell, np.ndarray]:
 
 
 def offline_window(ref: dict[str, Any], ev: Events, w: int) -> dict[Cell, dict[str, float]]:
-    """Every window statistic of window ``w`` per cell, and the flags, with aggregators.drift."""
+    """Every window statistic of window ``w`` per cell, and the flags, with
+    tilewatch.aggregators.stats.divergence."""
     k = MIN_SAMPLES
     windows = np.floor(ev.time / WINDOW).astype(np.int64)
     cur, prev = ev.take(windows == w), ev.take(windows == w - 1)

@@ -23,7 +23,7 @@ from e2e_support import (
 from helpers import fast_client_settings, produce
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 

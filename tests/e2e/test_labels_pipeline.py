@@ -61,8 +61,8 @@ from helpers import produce
 from kafka.partitioner.default import murmur2
 from scipy import special
 
-from streams.embedded import EmbeddedBroker
-from streams.synthetic import TrafficGenerator, TrafficSpec
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
 
@@ -595,7 +595,7 @@ PER_PROCESS = {
 
 
 def _performance_names() -> list[str]:
-    from exporters.performance import PERFORMANCE_METRICS
+    from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
 
     return [d.name for d in PERFORMANCE_METRICS if d.name not in PER_PROCESS]
 

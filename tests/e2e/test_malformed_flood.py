@@ -1,12 +1,13 @@
 """A flood of malformed records through the broker: the monitor survives and accounts for all.
 
 100 000 records, about half valid events and half produced by a seeded fuzzer (random bytes,
-truncated JSON, JSON arrays / strings / numbers / literals, objects with wrong field types,
-NaN-ish strings and bare NaN tokens, huge numbers, nesting 2 000 levels deep, tombstones and
-empty values, 2 MB values, random and invalid UTF-8, valid JSON missing required fields) go
-to a ``tilewatch run``. The expected verdict of every record is computed offline with the same
-:class:`~streams.decode.EventDecoder` on the same bytes, so the test checks the pipeline (Kafka,
-runtime, dead-letter sink, counters) rather than re-deriving the decoder's rules. Then:
+truncated JSON, JSON arrays / strings / numbers / literals, objects with wrong field types, NaN-ish
+strings and bare NaN tokens, huge numbers, nesting 2 000 levels deep, tombstones and empty values, 2
+MB values, random and invalid UTF-8, valid JSON missing required fields) go to a ``tilewatch run``.
+The expected verdict of every record is computed offline with the same
+:class:`~tilewatch.streams.decoding.events.EventDecoder` on the same bytes, so the test checks the
+pipeline (Kafka, runtime, dead-letter sink, counters) rather than re-deriving the decoder's rules.
+Then:
 
 - the process is alive after reading everything and exits 0 on SIGTERM;
 - ``tilewatch_read_events_total`` == 100 000 == valid (sum of leaf ``events_total``) + late +
@@ -34,10 +35,10 @@ from e2e_support import ALL, TilewatchProcess, parse_summary, series, value
 from helpers import consume_all
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.decode import REASONS, EventDecoder
-from streams.embedded import EmbeddedBroker
-from streams.settings import EventFields
-from tilewatch.config import load_config
+from tilewatch.config.loader import load_config
+from tilewatch.streams.decoding.events import REASONS, EventDecoder
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.settings import EventFields
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 

@@ -1,8 +1,8 @@
 """Rolling statistics stay exported while traffic keeps arriving.
 
 Under steady traffic the runtime refreshes rolling moments at most once a second
-(``streams.runtime.REFRESH_INTERVAL``); between refreshes a scrape must still show each cell's
-last refreshed rolling window, never an empty one.
+(``tilewatch.streams.loop.REFRESH_INTERVAL``); between refreshes a scrape must still show each
+cell's last refreshed rolling window, never an empty one.
 
 Regression test: at 6197e00 ``RollingWindows.moments()`` reported count 0 for every row written
 since the last refresh, so busy cells flickered to ``rolling_events 0`` / NaN (over 1 000 drops
@@ -22,7 +22,7 @@ from e2e_support import TilewatchProcess, make_stream, records_of, series, value
 from helpers import produce
 from kafka import KafkaProducer
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 

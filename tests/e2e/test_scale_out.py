@@ -32,7 +32,7 @@ from e2e_support import (
 )
 from helpers import produce
 
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 

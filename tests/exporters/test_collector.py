@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregators.replica import ReplicaState, Snapshot
-from aggregators.settings import ALL, OTHER, CellSettings
-from exporters.collector import DRIFT_METRICS, METRICS, CellCollector
-from exporters.performance import PERFORMANCE_METRICS
+from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
+from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS, CellCollector
+from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
 
 DIMS = ("segment", "region")
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
@@ -412,7 +412,7 @@ def test_one_collector_in_two_registries(state: ReplicaState) -> None:
 
 def test_app_never_uses_the_global_registry() -> None:
     from tilewatch.app import App
-    from tilewatch.config import parse_config
+    from tilewatch.config.loader import parse_config
 
     config = parse_config(
         {

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from aggregators.baseline import Baseline, BaselineSettings, ModelColumns, build_model_baseline
-from aggregators.profile import DriftProfile, DriftSettings
-from aggregators.replica import ReplicaState
-from aggregators.settings import CellSettings
-from exporters.collector import DRIFT_METRICS, METRICS, CellCollector
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelColumns,
+    build_model_baseline,
+)
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS, CellCollector
 
 DIMS = ("segment",)
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from aggregators import CellSettings, ReplicaState, Snapshot
-from aggregators.join import JoinSettings
-from aggregators.label_state import LabelSettings
-from aggregators.performance import PerformanceSettings
-from exporters.collector import CellCollector
-from exporters.performance import PERFORMANCE_METRICS
+from tilewatch.aggregators import CellSettings, ReplicaState, Snapshot
+from tilewatch.aggregators.labels.join import JoinSettings
+from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.exporters.prometheus.collector import CellCollector
+from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
 
 DIMS = ("segment", "region")
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)

@@ -1,7 +1,7 @@
 """The generated Grafana dashboards: structure, data source, variables, links, colour scales.
 
-Pure checks of :func:`exporters.grafana.render_dashboards` on several configs (default,
-drift + baseline + labels, one, three and no dimensions, a hierarchy with thresholds). The
+Pure checks of :func:`tilewatch.exporters.grafana.render.render_dashboards` on several configs
+(default, drift + baseline + labels, one, three and no dimensions, a hierarchy with thresholds). The
 queries themselves run against a real Prometheus in tests/e2e/test_dashboards_e2e.py.
 """
 
@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from exporters.grafana import (
+from tilewatch.config.loader import Config, parse_config
+from tilewatch.exporters.grafana.base import DATASOURCE, DATASOURCE_UID, PANEL_TYPES, SCHEMA_VERSION
+from tilewatch.exporters.grafana.render import (
     CELL_UID,
     HEATMAPS_UID,
     OVERVIEW_UID,
     RULES_PATH,
     render_dashboards,
 )
-from exporters.grafana_base import DATASOURCE, DATASOURCE_UID, PANEL_TYPES, SCHEMA_VERSION
-from exporters.grafana_stats import COUNT_METRICS, dashboard_statistics
-from tilewatch.config import Config, parse_config
+from tilewatch.exporters.grafana.statistics import COUNT_METRICS, dashboard_statistics
 
 #: Panel types built into Grafana 11/12 (plugin ids), to catch a typo in a type.
 GRAFANA_PANELS = {
@@ -401,12 +401,12 @@ def test_annotations_mark_versions_and_drift(
 
 def _documented_metrics() -> dict[str, Any]:
     """Every metric in a MetricDoc table of the exporters package, by name."""
-    from exporters.metricdoc import MetricDoc
+    from tilewatch.exporters.prometheus.catalog import MetricDoc
 
     names: dict[str, Any] = {}
     for module_name in ("collector", "health", "performance"):
         try:
-            module = importlib.import_module(f"exporters.{module_name}")
+            module = importlib.import_module(f"tilewatch.exporters.prometheus.{module_name}")
         except ImportError:
             continue
         for value in vars(module).values():
@@ -454,7 +454,7 @@ def test_statistics_follow_the_config() -> None:
 
 
 def test_hierarchy_thresholds_drive_scales_and_threshold_lines() -> None:
-    from aggregators.hierarchy_settings import LOWER_IS_WORSE, BaseMetric, HierarchySettings
+    from tilewatch.aggregators.health.settings import LOWER_IS_WORSE, BaseMetric, HierarchySettings
 
     base = _config(**RICH)
 

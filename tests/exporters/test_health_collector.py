@@ -12,19 +12,24 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregators.baseline import Baseline, BaselineSettings, ModelColumns, build_model_baseline
-from aggregators.hierarchy_settings import (
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelColumns,
+    build_model_baseline,
+)
+from tilewatch.aggregators.health.inputs import STATISTICS, cell_statistics, model_gaps
+from tilewatch.aggregators.health.settings import (
     BaseMetric,
     Component,
     HierarchySettings,
     Indicator,
     parse_statistic,
 )
-from aggregators.profile import DriftProfile, DriftSettings
-from aggregators.replica import ReplicaState, Snapshot
-from aggregators.settings import CellSettings
-from exporters.health import HEALTH_METRICS, HealthCollector
-from exporters.health_stats import STATISTICS, cell_statistics, model_gaps
+from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.exporters.prometheus.health import HEALTH_METRICS, HealthCollector
 
 DIMS = ("segment", "region")
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)
@@ -233,8 +238,8 @@ def test_promtool_check_metrics_accepts_the_exposition(promtool_bin: str) -> Non
 
 def _labeled_state() -> ReplicaState:
     """Window [0, 10) of model m with inline labels: (a, x) 20 events, (b, x) 20 events."""
-    from aggregators.label_state import LabelSettings
-    from aggregators.performance import PerformanceSettings
+    from tilewatch.aggregators.labels.state import LabelSettings
+    from tilewatch.aggregators.labels.sums import PerformanceSettings
 
     rs = ReplicaState(
         CELLS,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from aggregators.errors import TilewatchError
-from exporters.http import ExporterError, MetricsServer
+from tilewatch.aggregators.errors import TilewatchError
+from tilewatch.exporters.prometheus.http import ExporterError, MetricsServer
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aggregators.hierarchy_settings import HierarchySettings
-from exporters.alert_rules import alert_rules
-from exporters.alerting import SEVERITIES, AlertSettings, recording_rules
-from exporters.alertmanager import RECEIVERS, render_alertmanager
-from exporters.rules import render_rule_tests, render_rules
-from exporters.runbooks import render_runbooks
-from tilewatch.config import load_config
+from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.config.loader import load_config
+from tilewatch.exporters.alerting.alertmanager import RECEIVERS, render_alertmanager
+from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.model import SEVERITIES, AlertSettings, recording_rules
+from tilewatch.exporters.alerting.rule_files import render_rule_tests, render_rules
+from tilewatch.exporters.alerting.runbooks import render_runbooks
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = load_config(ROOT / "deploy" / "tilewatch.toml")

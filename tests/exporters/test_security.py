@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporters.auth import BasicAuthMiddleware
-from exporters.http import ExporterError, MetricsServer
-from exporters.settings import BasicAuth, ExporterSettings, TLSFiles
-from tilewatch.config import ConfigError, parse_config
+from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.exporters.prometheus.auth import BasicAuthMiddleware
+from tilewatch.exporters.prometheus.http import ExporterError, MetricsServer
+from tilewatch.exporters.prometheus.settings import BasicAuth, ExporterSettings, TLSFiles
 
 SOURCE = "tilewatch.toml"
 PASSWORD = "correct horse battery staple"
@@ -248,7 +248,7 @@ def test_basic_auth_over_tls(serve: type[MetricsServer], pki: Pki) -> None:
 def test_basic_auth_without_tls_warns_once_at_start(
     serve: type[MetricsServer], pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="exporters.http"):
+    with caplog.at_level(logging.WARNING, logger="tilewatch.exporters.prometheus.http"):
         server = serve(auth=BasicAuth("prometheus", PASSWORD))
         get(server.url, headers=basic("prometheus", PASSWORD))
         get(server.url)
@@ -256,7 +256,7 @@ def test_basic_auth_without_tls_warns_once_at_start(
     assert len(warnings) == 1
     assert "clear text" in warnings[0].getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="exporters.http"):
+    with caplog.at_level(logging.WARNING, logger="tilewatch.exporters.prometheus.http"):
         serve(tls=TLSFiles(str(pki.server_cert), str(pki.server_key)), auth=BasicAuth("p", "q"))
     assert not caplog.records
 

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from aggregators.replica import ReplicaState, Snapshot
-from aggregators.settings import ALL, CellSettings
-from exporters.terminal import STATISTICS, render_heatmap
+from tilewatch.aggregators.cells.settings import ALL, CellSettings
+from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.exporters.terminal import STATISTICS, render_heatmap
 
 LABEL_WIDTH = 16
 TILE_WIDTH = 12

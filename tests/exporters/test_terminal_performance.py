@@ -6,10 +6,10 @@ import re
 
 import numpy as np
 
-from aggregators import CellSettings, ReplicaState
-from aggregators.label_state import LabelSettings
-from aggregators.performance import PerformanceSettings
-from exporters.terminal import STATISTICS, render_heatmap
+from tilewatch.aggregators import CellSettings, ReplicaState
+from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.exporters.terminal import STATISTICS, render_heatmap
 
 CELLS = CellSettings(dimensions=("segment", "region"), window_seconds=10, grace_seconds=0)
 

@@ -14,8 +14,8 @@ import pytest
 from helpers import fast_client_settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from aggregators import CellRegistry, CellSettings, PartitionState
-from streams.checkpoint import (
+from tilewatch.aggregators import CellRegistry, CellSettings, PartitionState
+from tilewatch.streams.changelog import (
     CHUNK_BYTES,
     ChangelogStore,
     Checkpoint,
@@ -24,7 +24,7 @@ from streams.checkpoint import (
     encode_checkpoint,
     settings_fingerprint,
 )
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 SETTINGS = CellSettings(
     dimensions=("segment",), window_seconds=10, grace_seconds=0, rolling_events=50
@@ -148,7 +148,7 @@ def test_payload_that_is_not_compressed_json_is_corrupt() -> None:
 
 
 def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.checkpoint as checkpoint
+    import tilewatch.streams.changelog as checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_STATE_BYTES", 1000)
     bomb = zlib.compress(b"[" + b"0," * 100_000 + b"0]")

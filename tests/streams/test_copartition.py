@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
-from aggregators.label_state import LabelSettings
-from aggregators.replica import ReplicaState
-from aggregators.settings import CellSettings
-from streams.embedded import EmbeddedBroker
-from streams.errors import StreamError
-from streams.runtime import Monitor
-from streams.settings import EventFields, KafkaSettings, LabelTopic
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.errors import StreamError
+from tilewatch.streams.loop import Monitor
+from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic
 
 pytestmark = pytest.mark.broker
 

@@ -1,4 +1,5 @@
-"""Tests of streams.deadletter: the sink on its own, and the Monitor dead-lettering every kind of
+"""Tests of tilewatch.streams.deadletter: the sink on its own, and the Monitor dead-lettering every
+kind of
 bad record to a real broker."""
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from helpers import consume_all, fast_client_settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from aggregators.replica import ReplicaState
-from aggregators.settings import CellSettings
-from streams.deadletter import DeadLetterSink
-from streams.decode import REASONS, Rejected
-from streams.embedded import EmbeddedBroker
-from streams.runtime import Monitor, RunSummary
-from streams.settings import EventFields, KafkaSettings
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.streams.deadletter import DeadLetterSink
+from tilewatch.streams.decoding.events import REASONS, Rejected
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.loop import Monitor, RunSummary
+from tilewatch.streams.settings import EventFields, KafkaSettings
 
 T0 = 1767225600.0
 WAIT_SECONDS = 60.0
@@ -175,7 +176,7 @@ def test_sink_without_topic_only_logs(caplog: pytest.LogCaptureFixture) -> None:
 
     failures: list[str] = []
     sink = DeadLetterSink(None, never, failures.append)
-    with caplog.at_level("WARNING", logger="streams.deadletter"):
+    with caplog.at_level("WARNING", logger="tilewatch.streams.deadletter"):
         sink.send(rejected(b"{", "not_json", 9, detail="not valid JSON: eof"))
     assert sink.flush() == 0
     sink.close()

@@ -1,4 +1,5 @@
-"""Tests of streams.decode: reason codes, timestamps, scores, dimensions, dotted paths, and the
+"""Tests of tilewatch.streams.decoding.events: reason codes, timestamps, scores, dimensions, dotted
+paths, and the
 fast path agreeing with the full checker."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from aggregators.settings import UNKNOWN
-from streams.decode import REASONS, DecodedBatch, EventDecoder
-from streams.errors import DecodeError
-from streams.settings import EventFields
+from tilewatch.aggregators.cells.settings import UNKNOWN
+from tilewatch.streams.decoding.events import REASONS, DecodedBatch, EventDecoder
+from tilewatch.streams.errors import DecodeError
+from tilewatch.streams.settings import EventFields
 
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
 BASE: dict[str, Any] = {

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.decode import EventDecoder
-from streams.settings import EventFields
+from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.settings import EventFields
 
 T = 1767225600.0
 

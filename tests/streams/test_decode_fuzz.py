@@ -1,4 +1,5 @@
-"""Property tests of streams.decode: whatever a producer sends, decode never raises and every
+"""Property tests of tilewatch.streams.decoding.events: whatever a producer sends, decode never
+raises and every
 accepted event satisfies the schema."""
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streams.decode import REASONS, EventDecoder
-from streams.settings import EventFields
+from tilewatch.streams.decoding.events import REASONS, EventDecoder
+from tilewatch.streams.settings import EventFields
 
 FLAT = EventFields(max_event_bytes=4096)
 NESTED = EventFields(

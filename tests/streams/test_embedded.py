@@ -13,8 +13,8 @@ from helpers import consume_all, fast_client_settings, produce
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from streams.embedded import EmbeddedBroker
-from streams.errors import StreamError
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.errors import StreamError
 
 
 def _accepts_connections(bootstrap: str) -> bool:

@@ -35,13 +35,13 @@ from helpers import fast_client_settings, free_port
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError
 
-from aggregators.replica import ReplicaState
-from aggregators.settings import CellSettings
-from streams.embedded import EmbeddedBroker
-from streams.errors import StreamError
-from streams.runtime import Monitor, RunSummary, kafka_client_config
-from streams.settings import EventFields, KafkaSettings
-from tilewatch.config import parse_config
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.config.loader import parse_config
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.errors import StreamError
+from tilewatch.streams.loop import Monitor, RunSummary, kafka_client_config
+from tilewatch.streams.settings import EventFields, KafkaSettings
 
 pytestmark = pytest.mark.broker
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from streams.decode import REASONS
-from streams.label_decode import LabelDecoder
-from streams.settings import LabelTopic
+from tilewatch.streams.decoding.events import REASONS
+from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.settings import LabelTopic
 
 
 def rec(value: bytes | None, ts: int | None = 1767225600000, offset: int = 0) -> SimpleNamespace:

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregators.label_state import label_values
-from streams.decode import _MAX_DETAIL, Rejected
-from streams.errors import DecodeError
-from streams.label_decode import LabelDecoder
-from streams.settings import LabelTopic
+from tilewatch.aggregators.labels.state import label_values
+from tilewatch.streams.decoding.events import _MAX_DETAIL, Rejected
+from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.errors import DecodeError
+from tilewatch.streams.settings import LabelTopic
 
 
 def rec(value: bytes | None, offset: int, ts: int | None = 1767225600000) -> SimpleNamespace:

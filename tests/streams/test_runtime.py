@@ -1,4 +1,5 @@
-"""Tests of streams.runtime: client configuration, committed offsets, and resuming after a stop
+"""Tests of tilewatch.streams.loop: client configuration, committed offsets, and resuming after a
+stop
 (against the embedded broker)."""
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import pytest
 from helpers import fast_client_settings
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from aggregators.replica import ReplicaState
-from aggregators.settings import CellSettings
-from streams.embedded import EmbeddedBroker
-from streams.runtime import Monitor, RunSummary, kafka_client_config
-from streams.settings import EventFields, KafkaSettings
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.loop import Monitor, RunSummary, kafka_client_config
+from tilewatch.streams.settings import EventFields, KafkaSettings
 
 T0 = 1767225600.0
 WAIT_SECONDS = 60.0

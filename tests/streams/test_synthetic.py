@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.synthetic import (
+from tilewatch.streams.dev.traffic import (
     DEFAULT_REGIONS,
     DEFAULT_SEGMENTS,
     INVALID_KINDS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.synthetic import TrafficGenerator, TrafficSpec
+from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec
 
 START = 1_767_225_600.0
 

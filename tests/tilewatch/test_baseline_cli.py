@@ -12,10 +12,10 @@ import numpy as np
 import orjson
 import pytest
 
-from aggregators.baseline import BaselineSettings, choose_threshold
-from tilewatch.baseline import BaselineError, load_baseline
+from tilewatch.aggregators.drift.reference import BaselineSettings, choose_threshold
 from tilewatch.cli import main
-from tilewatch.config import ConfigError, parse_config
+from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.holdout import BaselineError, load_baseline
 
 SOURCE = "tilewatch.toml"
 

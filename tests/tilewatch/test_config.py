@@ -1,4 +1,4 @@
-"""Tests of the TOML config schema (tilewatch.config)."""
+"""Tests of the TOML config schema (tilewatch.config.loader)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from aggregators.errors import TilewatchError
-from aggregators.profile import DriftSettings
-from aggregators.settings import CellSettings
-from exporters.settings import ExporterSettings
-from streams.settings import EventFields, KafkaSettings, StateSettings
-from tilewatch.config import Config, ConfigError, load_config, parse_config, parse_duration
-from tilewatch.config_hierarchy import parse_hierarchy
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.profile import DriftSettings
+from tilewatch.aggregators.errors import TilewatchError
+from tilewatch.config.hierarchy import parse_hierarchy
+from tilewatch.config.loader import Config, ConfigError, load_config, parse_config, parse_duration
+from tilewatch.exporters.prometheus.settings import ExporterSettings
+from tilewatch.streams.settings import EventFields, KafkaSettings, StateSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "tilewatch.toml"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from aggregators.profile import DriftSettings
+from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.app import build_profile
-from tilewatch.config import ConfigError, parse_config
+from tilewatch.config.loader import ConfigError, parse_config
 
 SRC = "tilewatch.toml"
 

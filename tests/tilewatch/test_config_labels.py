@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from aggregators.label_state import LabelSettings
-from streams.settings import LabelTopic
-from tilewatch.config import ConfigError, load_config, parse_config
-from tilewatch.config_labels import LABEL_KEYS, parse_labels
+from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.config.labels import LABEL_KEYS, parse_labels
+from tilewatch.config.loader import ConfigError, load_config, parse_config
+from tilewatch.streams.settings import LabelTopic
 
 SOURCE = "tilewatch.toml"
 KAFKA = {"bootstrap_servers": "h:9092", "topics": ["predictions"]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tilewatch.demo
-from streams.embedded import EmbeddedBroker
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 
 def _tansu_children() -> set[int]:

@@ -1,0 +1,184 @@
+"""The cell registry: cell keys to dense indices, roll-up cells and the ``max_cells`` bound.
+
+A cell key is ``(model, value of dimension 1, ..., value of dimension d)``. Each leaf cell has
+``2 ** d`` roll-up variants (every subset of its dimensions replaced by ``__all__``, the leaf
+itself included), so a heatmap gets totals rows and columns. Every cell, leaf or roll-up, has
+one dense index; per-cell state elsewhere is numpy arrays indexed by it, so a batch updates all
+its cells with a few vectorized calls.
+
+One registry is shared by all partitions of a replica, so the arrays of different partitions
+line up and merge element-wise. Partition checkpoints store keys, never indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
+
+__all__ = ["CellKey", "CellRegistry"]
+
+_RESERVED = frozenset({ALL, OTHER})
+
+CellKey = tuple[str, ...]
+IntArray = npt.NDArray[np.int64]
+
+
+class CellRegistry:
+    """Dense indices for cell keys, with roll-ups, overflow and label capping.
+
+    Parameters
+    ----------
+    settings
+        ``dimensions``, ``max_cells`` (leaf cells; past it new leaf cells map to the model's
+        ``__other__`` cell, or to ``(__other__, ...)`` for a model never seen) and
+        ``label_max_length`` (longer values are cut).
+
+    Examples
+    --------
+    >>> reg = CellRegistry(CellSettings(dimensions=("segment", "region"), max_cells=2))
+    >>> reg.index_many([("m", "a", "x"), ("m", "b", "y"), ("m", "a", "x")]).tolist()
+    [0, 4, 0]
+    >>> [reg.keys[i] for i in reg.rollups[0]]
+    [('m', 'a', 'x'), ('m', '__all__', 'x'), ('m', 'a', '__all__'), ('m', '__all__', '__all__')]
+    >>> reg.keys[int(reg.index_many([("m", "c", "z")])[0])]
+    ('m', '__other__', '__other__')
+    >>> reg.overflow
+    {'m': 1}
+    """
+
+    def __init__(self, settings: CellSettings) -> None:
+        self.settings = settings
+        self.ndims = len(settings.dimensions)
+        self.nvariants = 1 << self.ndims
+        #: Key of every cell, by index.
+        self.keys: list[CellKey] = []
+        #: Whether a cell is a leaf (no ``__all__`` value).
+        self._is_leaf: list[bool] = []
+        self._index: dict[CellKey, int] = {}
+        self._leaf: dict[CellKey, int] = {}
+        #: Overflow cells by model; kept apart from ``_leaf`` so no raw key can reach them.
+        self._other: dict[str, int] = {}
+        self._rollups = np.zeros((16, self.nvariants), dtype=np.int64)
+        #: Leaf cells created, per model (the ``max_cells`` bound counts leaves).
+        self.leaf_count = 0
+        #: Events sent to an ``__other__`` cell because ``max_cells`` was reached, per model.
+        self.overflow: dict[str, int] = {}
+        #: Model names, by model id.
+        self.model_names: list[str] = []
+        self._model_index: dict[str, int] = {}
+        self._model_of: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def rollups(self) -> IntArray:
+        """``rollups[leaf]`` lists the indices of the leaf's roll-up variants (leaf first)."""
+        return self._rollups[: len(self.keys)]
+
+    @property
+    def is_leaf(self) -> npt.NDArray[np.bool_]:
+        """Boolean mask over cell indices: True for leaf cells."""
+        return np.array(self._is_leaf, dtype=bool)
+
+    @property
+    def model_ids(self) -> IntArray:
+        """Model id (an index into :attr:`model_names`) of every cell."""
+        return np.array(self._model_of, dtype=np.int64)
+
+    def index_many(self, keys: Sequence[CellKey]) -> IntArray:
+        """Leaf index of each key, creating cells as needed (one dict lookup per known key)."""
+        get = self._leaf.get
+        out = [get(k, -1) for k in keys]
+        arr = np.array(out, dtype=np.int64)
+        if (arr < 0).any():
+            for pos in np.flatnonzero(arr < 0).tolist():
+                arr[pos] = self.resolve(keys[pos])
+        return arr
+
+    def lookup(self, key: CellKey) -> int | None:
+        """Index of an existing cell, or None."""
+        return self._index.get(key)
+
+    def resolve(self, key: CellKey) -> int:
+        """Leaf index for a key not found by plain lookup: cap labels, apply ``max_cells``.
+
+        Values equal to ``__all__`` or ``__other__`` get a ``_`` suffix so a producer cannot
+        write into a roll-up or overflow cell. Only canonical keys are stored, so a flood of
+        over-long or overflowing values costs a little time per event, never memory.
+        """
+        if len(key) != self.ndims + 1:
+            raise ValueError(f"cell key {key!r} must have {self.ndims + 1} parts")
+        canon = tuple(self._canonical(v) for v in key)
+        found = self._leaf.get(canon)
+        if found is not None:
+            return found
+        if self.leaf_count >= self.settings.max_cells:
+            model = canon[0] if canon[0] in self._model_index else OTHER
+            self.overflow[model] = self.overflow.get(model, 0) + 1
+            found = self._other.get(model)
+            return found if found is not None else self._create((model,) + (OTHER,) * self.ndims)
+        return self._create(canon)
+
+    def _canonical(self, value: str) -> str:
+        """Cut to ``label_max_length``; a value equal to a reserved label gets a ``_`` suffix."""
+        value = value[: self.settings.label_max_length]
+        return value + "_" if value in _RESERVED else value
+
+    def ensure(self, key: CellKey) -> int:
+        """Index of any cell key written by this registry before (leaf, roll-up or overflow).
+
+        Used when restoring checkpoints: a roll-up key is created on its own if needed (its
+        leaves will find it later) and an overflow key is taken as it is.
+        """
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        if len(key) != self.ndims + 1:
+            raise ValueError(f"cell key {key!r} must have {self.ndims + 1} parts")
+        dims = key[1:]
+        if ALL in dims:
+            return self._add(key, leaf=False)
+        if dims and all(v == OTHER for v in dims):
+            return self._create(key)
+        return self.resolve(key)
+
+    def _model_id(self, model: str) -> int:
+        model_id = self._model_index.get(model)
+        if model_id is None:
+            model_id = self._model_index[model] = len(self.model_names)
+            self.model_names.append(model)
+        return model_id
+
+    def _add(self, key: CellKey, leaf: bool) -> int:
+        idx = len(self.keys)
+        self.keys.append(key)
+        self._is_leaf.append(leaf)
+        self._model_of.append(self._model_id(key[0]))
+        self._index[key] = idx
+        if idx >= len(self._rollups):
+            grown = np.zeros((2 * len(self._rollups), self.nvariants), dtype=np.int64)
+            grown[: len(self._rollups)] = self._rollups
+            self._rollups = grown
+        self._rollups[idx] = idx  # a roll-up cell rolls up to itself only
+        return idx
+
+    def _create(self, leaf: CellKey) -> int:
+        variants: list[int] = []
+        for mask in range(self.nvariants):
+            key = (leaf[0], *(ALL if mask & (1 << d) else v for d, v in enumerate(leaf[1:])))
+            idx = self._index.get(key)
+            if idx is None:
+                idx = self._add(key, leaf=mask == 0)
+            variants.append(idx)
+        self._rollups[variants[0]] = variants
+        if self.ndims and all(v == OTHER for v in leaf[1:]):
+            self._other[leaf[0]] = variants[0]
+        else:
+            self._leaf[leaf] = variants[0]
+        self.leaf_count += 1
+        return variants[0]

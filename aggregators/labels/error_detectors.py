@@ -1,0 +1,83 @@
+"""river's binary drift detectors per leaf cell, on the stream of a model's errors (0/1).
+
+Once predictions are joined with their labels, each pair gives an error bit (1: the prediction was
+wrong). :class:`ErrorDetectors` feeds every bit of a leaf cell, in the partition's order, to that
+cell's detector of one kind (river's ``drift.binary`` DDM, HDDM_A or HDDM_W) and counts detections
+the way :class:`tilewatch.aggregators.drift.detectors.CellDetectors` does: per ``(cell, kind)`` the
+number of detections and the event time of the last one. Those are plain data and survive
+checkpoints; the detectors' internals do not (river's detectors have no plain-data form), so they
+restart empty after a restore.
+
+Cost per update, measured with river 0.26: DDM about 0.4 µs, HDDM_A about 4 µs and HDDM_W
+about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus about 0.1 µs here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.drift.detectors import DetectionLog
+
+__all__ = ["ERROR_DETECTORS", "ErrorDetectors"]
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+
+#: Error detector kinds (the ``detector`` label) and what they are.
+ERROR_DETECTORS: dict[str, str] = {
+    "ddm": "DDM (river.drift.binary.DDM): error rate plus its deviation above the minimum seen",
+    "hddm_a": "HDDM_A (river.drift.binary.HDDMA): Hoeffding bound on the mean error rate",
+    "hddm_w": "HDDM_W (river.drift.binary.HDDMW): McDiarmid bound on a weighted error rate",
+}
+
+_CLASSES = {"ddm": "DDM", "hddm_a": "HDDMA", "hddm_w": "HDDMW"}
+
+
+class ErrorDetectors(DetectionLog):
+    """One binary drift detector per leaf cell on its error stream, and what they found.
+
+    Parameters
+    ----------
+    kind
+        A key of :data:`ERROR_DETECTORS`; the detectors use river's default parameters.
+
+    Examples
+    --------
+    >>> det = ErrorDetectors("ddm")
+    >>> rng = np.random.default_rng(7)
+    >>> errors = np.r_[rng.random(3000) < 0.05, rng.random(3000) < 0.4]
+    >>> det.update(np.zeros(6000, dtype=np.int64), errors, np.arange(6000.0))
+    >>> det.detections, det.last
+    ({(0, 'ddm'): 1}, {(0, 'ddm'): 3060.0})
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in ERROR_DETECTORS:
+            raise ValueError(
+                f"unknown error detector {kind!r}; expected one of {', '.join(ERROR_DETECTORS)}"
+            )
+        # Imported here: river.drift imports river.datasets, which imports urllib.request for
+        # its download helpers; importing aggregators must not pull in networking modules.
+        from river.drift import binary
+
+        super().__init__()
+        self.kind = kind
+        self._make = getattr(binary, _CLASSES[kind])
+        self._detectors: dict[int, Any] = {}
+
+    def update(self, leaf: IntArray, errors: IntArray | BoolArray, times: FloatArray) -> None:
+        """Feed each error bit to its leaf cell's detector, in order (non-zero means error)."""
+        detectors = self._detectors
+        make = self._make
+        bits = (np.asarray(errors) != 0).tolist()
+        for cell, bit, t in zip(leaf.tolist(), bits, times.tolist(), strict=True):
+            det = detectors.get(cell)
+            if det is None:
+                det = detectors[cell] = make()
+            det.update(bit)
+            if det.drift_detected:
+                self._found(cell, self.kind, t)

@@ -1,0 +1,214 @@
+"""The merged performance view of a replica: what a snapshot exports about labels.
+
+Each model reports the performance of its latest *final* window (no label can change it any more:
+see :mod:`tilewatch.aggregators.labels.state`), merged over the partitions that hold it, exactly as
+the score statistics report the latest closed window. The label-free estimate is reported for the
+model's latest *closed* window (the same window as the score statistics), because it needs no
+labels. Fairness gaps are computed on the performance window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
+from tilewatch.aggregators.labels.state import LabelSettings, PartitionLabels
+from tilewatch.aggregators.labels.sums import (
+    PerfAcc,
+    PerformanceStats,
+    derive_performance,
+    estimate_all,
+)
+
+__all__ = ["LabelCopy", "PerformanceView", "copy_labels", "performance_view"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Label counters of the join and the label side, summed over partitions (exported as-is).
+COUNTERS = (
+    "joined",
+    "expired",
+    "evicted",
+    "orphaned",
+    "duplicate_predictions",
+    "duplicate_labels",
+    "missing_id",
+)
+
+
+@dataclass
+class LabelCopy:
+    """What a snapshot copies of one partition's label side, under the state lock."""
+
+    final: dict[int, PerfAcc]
+    current: dict[int, PerfAcc]
+    final_models: list[tuple[int, set[int]]]
+    open_models: set[tuple[int, int]]
+    labeled_total: IntArray
+    errors_total: IntArray
+    counters: dict[str, int]
+    late: int
+    pending: int
+    held: int
+    invalid: dict[str, int]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class PerformanceView:
+    """Per-cell performance of each model's latest final window, and label counters."""
+
+    stats: PerformanceStats
+    #: End (epoch seconds) of each model's performance window.
+    window_end: dict[str, float]
+    #: Label-free estimate over every prediction of the model's latest closed window.
+    estimate_predictions: IntArray
+    estimate: FloatArray
+    estimate_bound: FloatArray
+    gaps: list[Gap]
+    labeled_total: IntArray
+    errors_total: IntArray
+    counters: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+    #: ``"classification"`` or ``"regression"`` (which metric families apply).
+    task: str = "classification"
+
+
+def _models_of(acc: PerfAcc, model_ids: IntArray) -> set[int]:
+    touched = acc.touched()
+    k = min(len(touched), len(model_ids))
+    return set(np.unique(model_ids[:k][touched[:k]]).tolist())
+
+
+def copy_labels(
+    labels: PartitionLabels, n: int, model_ids: IntArray, reported: set[int]
+) -> LabelCopy:
+    """Copy what the snapshot needs (call under the state lock).
+
+    ``reported`` are the windows the score statistics report (their estimate is copied).
+    Error-stream detections are copied with the score detectors' (``merge.detections_of``).
+    """
+    final_models = [(w, _models_of(acc, model_ids)) for w, acc in labels.final.items()]
+    open_models = {(w, mid) for w, acc in labels.perf.items() for mid in _models_of(acc, model_ids)}
+    labels._ensure(n)
+    join = labels.join
+    counters = {name: int(getattr(join, name)) for name in COUNTERS} if join else {}
+    return LabelCopy(
+        final={w: acc.sized(n) for w, acc in labels.final.items()},
+        current={
+            w: acc.sized(n)
+            for table in (labels.perf, labels.final)
+            for w, acc in table.items()
+            if w in reported
+        },
+        final_models=final_models,
+        open_models=open_models,
+        labeled_total=labels.labeled_total[:n].copy(),
+        errors_total=labels.errors_total[:n].copy(),
+        counters=counters,
+        late=labels.late,
+        pending=join.pending if join else 0,
+        held=join.held if join else 0,
+        invalid=dict(labels.invalid),
+        nbytes=join.nbytes() if join else 0,
+    )
+
+
+def performance_view(
+    settings: LabelSettings,
+    window_seconds: float,
+    keys: list[tuple[str, ...]],
+    dimensions: tuple[str, ...],
+    model_ids: IntArray,
+    model_names: list[str],
+    reported: dict[int, int],
+    copies: list[LabelCopy],
+) -> PerformanceView:
+    """Merge the partitions' copies into the view (outside the lock).
+
+    ``reported`` maps model id -> the window the score statistics report for it.
+    """
+    n = len(keys)
+    perf = settings.performance
+    latest: dict[int, int] = {}
+    for copy in copies:
+        for w, mids in copy.final_models:
+            for mid in mids:
+                if any((w, mid) in c.open_models for c in copies):
+                    continue
+                if latest.get(mid, -(2**62)) < w:
+                    latest[mid] = w
+    stats = derive_performance(PerfAcc(perf), n)
+    window_end: dict[str, float] = {}
+    for w in sorted(set(latest.values())):
+        chosen = [mid for mid, lw in latest.items() if lw == w]
+        sel = np.isin(model_ids, chosen)
+        merged = PerfAcc(perf).sized(n)
+        for copy in copies:
+            if w in copy.final:
+                merged.merge(copy.final[w])
+        part = derive_performance(merged, n)
+        stats = _select(stats, part, sel)
+        for mid in chosen:
+            window_end[model_names[mid]] = float((w + 1) * window_seconds)
+    est_n = np.zeros(n, dtype=np.int64)
+    est = np.full(n, math.nan)
+    bound = np.full(n, math.nan)
+    for w in sorted(set(reported.values())):
+        chosen = [mid for mid, rw in reported.items() if rw == w]
+        sel = np.isin(model_ids, chosen)
+        merged = PerfAcc(perf).sized(n)
+        for copy in copies:
+            if w in copy.current:
+                merged.merge(copy.current[w])
+        c, e, b = estimate_all(merged, n, perf.min_samples)
+        est_n[sel], est[sel], bound[sel] = c[sel], e[sel], b[sel]
+    labeled_total = np.zeros(n, dtype=np.int64)
+    errors_total = np.zeros(n, dtype=np.int64)
+    counters = dict.fromkeys(COUNTERS, 0) if settings.source == "topic" else {}
+    counters.update(late=0, pending=0, held=0, join_bytes=0)
+    invalid: dict[str, int] = {}
+    for copy in copies:
+        labeled_total += copy.labeled_total
+        errors_total += copy.errors_total
+        for name, value in copy.counters.items():
+            counters[name] += value
+        counters["late"] += copy.late
+        counters["pending"] += copy.pending
+        counters["held"] += copy.held
+        counters["join_bytes"] += copy.nbytes
+        for reason, count in copy.invalid.items():
+            invalid[reason] = invalid.get(reason, 0) + count
+    gaps = performance_gaps(
+        keys, dimensions, stats.labeled, stats.accuracy, stats.error, perf.min_samples
+    )
+    return PerformanceView(
+        stats=stats,
+        window_end=window_end,
+        estimate_predictions=est_n,
+        estimate=est,
+        estimate_bound=bound,
+        gaps=gaps,
+        labeled_total=labeled_total,
+        errors_total=errors_total,
+        counters=counters,
+        invalid=invalid,
+        task=perf.task,
+    )
+
+
+def _select(
+    base: PerformanceStats, part: PerformanceStats, sel: npt.NDArray[np.bool_]
+) -> PerformanceStats:
+    """``base`` with the rows ``sel`` taken from ``part`` (field by field)."""
+    values = {}
+    for f in dataclasses.fields(base):
+        a, b = getattr(base, f.name), getattr(part, f.name)
+        values[f.name] = np.where(sel, b, a)
+    return PerformanceStats(**values)

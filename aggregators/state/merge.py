@@ -1,0 +1,199 @@
+"""Merging partition copies into a snapshot (outside the state lock).
+
+:meth:`tilewatch.aggregators.state.replica.ReplicaState.snapshot` copies each partition's arrays
+under the lock (:class:`PartCopy`); the functions here merge the copies: counts add, moments merge
+exactly, histograms add, and each model's reported window gets its statistics (:func:`window_view`,
+cached by the replica because closed windows never change).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.cells.registry import CellKey
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.drift.window import WindowDrift, derive_window_drift
+from tilewatch.aggregators.labels.view import LabelCopy
+from tilewatch.aggregators.state.partition import PartitionState
+from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
+from tilewatch.aggregators.state.versions import VersionTable, merge_versions
+from tilewatch.aggregators.stats.latency import LATENCY_BINS, LATENCY_QUANTILES, latency_quantiles
+from tilewatch.aggregators.stats.moments import merge_moments, variance
+
+__all__ = ["PartCopy", "View", "WindowView", "build_window_view", "detections_of", "merge"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class PartCopy:
+    key: PartitionKey
+    offset: int | None
+    events: IntArray
+    late: IntArray
+    last: FloatArray
+    rolling: tuple[IntArray, FloatArray, FloatArray]
+    windows: dict[int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, IntArray]]]
+    violations: dict[tuple[str, str, str], int]
+    detections: dict[tuple[int, str], tuple[int, float, bool]]
+    versions: VersionTable
+    labels: LabelCopy | None
+
+
+def detections_of(part: PartitionState) -> dict[tuple[int, str], tuple[int, float, bool]]:
+    """(cell, detector) -> (detections, last time, active) of one partition's detectors: the
+    score detectors and the error-stream ones; active means within one window of event time."""
+    horizon = part.max_event_time - part.settings.window_seconds
+    out = {} if part.detectors is None else part.detectors.summary(horizon)
+    if part.labels is not None and part.labels.detectors is not None:
+        out.update(part.labels.detectors.summary(horizon))
+    return out
+
+
+@dataclass
+class View:
+    keys: list[CellKey]
+    is_leaf: npt.NDArray[np.bool_]
+    model_ids: IntArray
+    model_names: list[str]
+    latest: dict[int, int]
+    overflow: dict[str, int]
+
+
+def _window(
+    parts: list[PartCopy], w: int, n: int, hist_bins: dict[str, int]
+) -> tuple[IntArray, FloatArray, FloatArray, dict[str, IntArray]]:
+    c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    hists = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
+    for part in parts:
+        if w in part.windows:
+            moments, part_hists = part.windows[w]
+            c, m, s = merge_moments(c, m, s, *moments)
+            for name, h in part_hists.items():
+                if name in hists:  # callers may ask for the moments only
+                    hists[name] += h
+    return c, m, s, hists
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """Each cell's model's reported window, merged, with its statistics (cached)."""
+
+    count: IntArray
+    mean: FloatArray
+    variance: FloatArray
+    start: dict[str, float]
+    end: dict[str, float]
+    drift: WindowDrift | None
+    latency: dict[float, FloatArray]
+
+
+def build_window_view(
+    settings: CellSettings,
+    profile: DriftProfile | None,
+    hist_bins: dict[str, int],
+    view: View,
+    parts: list[PartCopy],
+) -> WindowView:
+    n = len(view.keys)
+    model_ids = view.model_ids
+    w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    p_c, p_m = np.zeros(n, dtype=np.int64), np.zeros(n)
+    w_h = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
+    size = settings.window_seconds
+    window_start: dict[str, float] = {}
+    window_end: dict[str, float] = {}
+    for w in sorted(set(view.latest.values())):
+        mids = [mid for mid, lw in view.latest.items() if lw == w]
+        sel = np.isin(model_ids, mids)
+        c, m, s, hists = _window(parts, w, n, hist_bins)
+        w_c[sel], w_m[sel], w_s[sel] = c[sel], m[sel], s[sel]
+        for name, h in hists.items():
+            w_h[name][sel] = h[sel]
+        pc, pm, _ps, _ph = _window(parts, w - 1, n, {})
+        p_c[sel], p_m[sel] = pc[sel], pm[sel]
+        for mid in mids:
+            window_start[view.model_names[mid]] = float(w * size)
+            window_end[view.model_names[mid]] = float((w + 1) * size)
+    mean = np.where(w_c > 0, w_m, math.nan)
+    var = variance(w_c, w_s)
+    drift = None
+    if profile is not None:
+        drift = derive_window_drift(
+            profile,
+            view.model_names,
+            model_ids,
+            view.is_leaf,
+            w_c,
+            mean,
+            var,
+            w_h,
+            np.where(p_c > 0, p_m, math.nan),
+            p_c,
+        )
+    latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
+    return WindowView(w_c, mean, var, window_start, window_end, drift, latency)
+
+
+def merge(
+    settings: CellSettings,
+    profile: DriftProfile | None,
+    view: View,
+    parts: list[PartCopy],
+    ingest: IngestStats,
+    window_view: WindowView | None = None,
+) -> Snapshot:
+    n = len(view.keys)
+    model_ids = view.model_ids
+    events = np.zeros(n, dtype=np.int64)
+    late = np.zeros(n, dtype=np.int64)
+    last = np.full(n, -math.inf)
+    r_c, r_m, r_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    violations: dict[tuple[str, str, str], int] = {}
+    detections: dict[tuple[int, str], tuple[int, float, bool]] = {}
+    for part in parts:
+        for dkey, (dn, dlast, dactive) in part.detections.items():
+            pn, plast, pactive = detections.get(dkey, (0, -math.inf, False))
+            detections[dkey] = (pn + dn, max(plast, dlast), pactive or dactive)
+        events += part.events
+        late += part.late
+        np.maximum(last, part.last, out=last)
+        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
+        for vkey, count in part.violations.items():
+            violations[vkey] = violations.get(vkey, 0) + count
+    if window_view is None:
+        hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
+        window_view = build_window_view(settings, profile, hist_bins, view, parts)
+    wv = window_view
+    return Snapshot(
+        dimensions=settings.dimensions,
+        keys=view.keys,
+        is_leaf=view.is_leaf,
+        model_ids=model_ids,
+        model_names=view.model_names,
+        events_total=events,
+        late_total=late,
+        last_event_time=np.where(np.isfinite(last), last, math.nan),
+        window_count=wv.count,
+        window_mean=wv.mean,
+        window_variance=wv.variance,
+        window_start=wv.start,
+        window_end=wv.end,
+        rolling_count=r_c,
+        rolling_mean=np.where(r_c > 0, r_m, math.nan),
+        rolling_variance=variance(r_c, r_s),
+        overflow=view.overflow,
+        ingest=ingest,
+        partitions={part.key: part.offset for part in parts},
+        drift=wv.drift,
+        violations=violations,
+        detections=detections,
+        window_latency=wv.latency,
+        model_versions=merge_versions([part.versions for part in parts]),
+    )

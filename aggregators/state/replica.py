@@ -1,0 +1,349 @@
+"""The state of one replica: its partitions, merged into one consistent snapshot on demand.
+
+A cell exported by a replica is the merge of that cell across the partitions the replica owns.
+Counts add and window moments merge exactly (Chan et al.). Rolling windows are kept per
+(partition, cell): with producers keyed by cell, the recommended set-up, a cell lives in one
+partition and its rolling window is exact; with unkeyed traffic the exported rolling statistic
+is the merge of the per-partition windows (up to ``rolling_events`` per partition).
+
+A window of a cell's model is reported once every owned partition that holds data for it has
+closed it; each model exports its latest reported window.
+
+All mutation happens under :attr:`ReplicaState.lock` in the consumer thread; :meth:`snapshot`
+copies under the same lock and merges outside it, and never changes state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.detectors import CellDetectors
+from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.labels.state import LabelSettings, PartitionLabels
+from tilewatch.aggregators.labels.view import copy_labels, performance_view
+from tilewatch.aggregators.state.merge import (
+    PartCopy,
+    View,
+    WindowView,
+    build_window_view,
+    detections_of,
+    merge,
+)
+from tilewatch.aggregators.state.partition import ApplyResult, PartitionState
+from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
+from tilewatch.aggregators.state.versions import update_versions
+from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
+
+__all__ = ["IngestStats", "PartitionKey", "ReplicaState", "Snapshot"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class ReplicaState:
+    """Partitions owned by this replica, the shared cell registry, and the ingest counters.
+
+    Examples
+    --------
+    >>> rs = ReplicaState(CellSettings(dimensions=("segment",), window_seconds=10,
+    ...                                grace_seconds=0))
+    >>> p = rs.assign(("events", 0))
+    >>> rs.apply(("events", 0), [("m", "a"), ("m", "b")], np.array([1.0, 2.0]),
+    ...          np.array([0.2, 0.4]), next_offset=2)
+    ApplyResult(valid=2, late=0)
+    >>> rs.apply(("events", 0), [("m", "a")], np.array([15.0]), np.array([0.9]), next_offset=3)
+    ApplyResult(valid=1, late=0)
+    >>> snap = rs.snapshot()
+    >>> i = snap.cell(("m", "__all__"))
+    >>> int(snap.events_total[i]), int(snap.window_count[i]), float(snap.window_mean[i])
+    (3, 2, 0.3)
+    >>> snap.window_end
+    {'m': 10.0}
+    """
+
+    def __init__(
+        self,
+        settings: CellSettings,
+        profile: DriftProfile | None = None,
+        labels: LabelSettings | None = None,
+        thresholds: dict[str, float] | None = None,
+    ) -> None:
+        self.settings = settings
+        #: What the drift and data-quality stages watch (None: they are off).
+        self.profile = profile
+        #: How labels arrive and performance is measured (None: not measured).
+        self.labels = labels
+        #: Decision thresholds chosen on the baseline, per model.
+        self.baseline_thresholds = dict(thresholds or {})
+        self._threshold_table = np.zeros(0)
+        #: Histogram widths every partition keeps (the drift profile's, and latency).
+        self.hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
+        self.registry = CellRegistry(settings)
+        self.partitions: dict[PartitionKey, PartitionState] = {}
+        self.ingest = IngestStats()
+        self.lock = threading.RLock()
+        # The merged reported windows and their statistics, keyed by the windows they came
+        # from: closed windows never change, so scrapes reuse what refresh() computed.
+        self._window_cache: tuple[Any, WindowView] | None = None
+
+    def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
+        """Take ownership of a partition, with restored ``state`` or empty."""
+        with self.lock:
+            if state is None:
+                state = self.partitions.get(key) or PartitionState(self.registry)
+            state.hist_bins = dict(self.hist_bins)
+            if self.labels is not None and state.labels is None:
+                state.labels = PartitionLabels(
+                    self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
+                )
+            if self.profile is not None:
+                state.min_samples = self.profile.settings.min_samples
+                if self.profile.settings.detectors and state.detectors is None:
+                    state.detectors = CellDetectors(self.profile.settings)
+                    state.detectors.load(state.detection_rows)
+            self.partitions[key] = state
+            return state
+
+    def revoke(self, key: PartitionKey) -> PartitionState | None:
+        """Give up a partition; returns its state (for a last checkpoint) or None."""
+        with self.lock:
+            self.ingest.lag.pop(key, None)
+            return self.partitions.pop(key, None)
+
+    def apply(
+        self,
+        key: PartitionKey,
+        cell_keys: list[CellKey],
+        event_times: FloatArray,
+        scores: FloatArray,
+        next_offset: int,
+        bins: dict[str, IntArray] | None = None,
+        violations: dict[tuple[str, str, str], int] | None = None,
+        *,
+        event_ids: list[Any] | None = None,
+        labels: list[Any] | None = None,
+        latencies: list[Any] | None = None,
+        versions: list[Any] | None = None,
+    ) -> ApplyResult:
+        """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
+
+        ``bins`` and ``violations`` come from ``DriftProfile.encode`` on the same events. The
+        optional raw columns (one JSON value per event) feed the label join (``event_ids``),
+        inline labels, the latency histograms (milliseconds) and the model versions; unusable
+        values are counted in ``ingest.invalid_values`` and the event is kept.
+        """
+        if latencies is not None:
+            lat, bad_latency = latency_bins(latencies)
+            bins = {**(bins or {}), "latency": lat}
+        with self.lock:
+            part = self.partitions.get(key)
+            if part is None:
+                part = self.assign(key)
+            if latencies is not None and bad_latency:
+                self._count_invalid("latency", bad_latency)
+            if versions is not None and cell_keys:
+                bad = update_versions(
+                    part.versions, [k[0] for k in cell_keys], versions, event_times
+                )
+                if bad:
+                    self._count_invalid("model_version", bad)
+            if self.labels is None:
+                event_ids = labels = None
+            elif self.labels.source == "inline":
+                event_ids = None
+            else:
+                labels = None
+            result = part.apply(
+                cell_keys, event_times, scores, bins, event_ids=event_ids, labels=labels
+            )
+            for vkey, count in (violations or {}).items():
+                part.violations[vkey] = part.violations.get(vkey, 0) + count
+            part.offset = next_offset
+            return result
+
+    def apply_labels(
+        self,
+        key: PartitionKey,
+        event_ids: list[str],
+        labels: list[Any],
+        label_times: FloatArray,
+        next_offset: int,
+    ) -> None:
+        """Apply label records read from the outcomes topic's partition co-partitioned with
+        the predictions partition ``key``, up to ``next_offset`` on the outcomes topic."""
+        with self.lock:
+            part = self.partitions.get(key)
+            if part is None:
+                part = self.assign(key)
+            part.apply_labels(event_ids, labels, label_times, next_offset)
+
+    def thresholds_of(self, leaf: IntArray) -> FloatArray:
+        """Decision threshold of each leaf cell's model (NaN: the model has none)."""
+        names = self.registry.model_names
+        if len(self._threshold_table) < len(names):
+            cfg = self.labels
+            default = math.nan if cfg is None or cfg.threshold is None else cfg.threshold
+            self._threshold_table = np.array(
+                [
+                    _first(
+                        None if cfg is None else cfg.thresholds.get(m),
+                        self.baseline_thresholds.get(m),
+                        default,
+                    )
+                    for m in names
+                ],
+                dtype=np.float64,
+            )
+        return self._threshold_table[self.registry.model_ids[leaf]]
+
+    def restore_partition(self, data: Any) -> PartitionState:
+        """Rebuild a partition from checkpoint data; raises StateError on bad data.
+
+        The whole checkpoint is checked before cells are added to the registry.
+        """
+        with self.lock:
+            PartitionState.validate(self.registry, data)
+            labels = None
+            if self.labels is not None and data.get("labels") is not None:
+                labels = PartitionLabels.from_dict(
+                    self.labels,
+                    self.registry,
+                    self.settings.window_seconds,
+                    self.thresholds_of,
+                    data["labels"],
+                )
+            state = PartitionState.from_dict(self.registry, data)
+            state.labels = labels
+            return state
+
+    def _count_invalid(self, name: str, n: int) -> None:
+        table = self.ingest.invalid_values
+        table[name] = table.get(name, 0) + n
+
+    def refresh(self) -> None:
+        """Bring derived statistics (rolling moments) up to date; called per poll loop."""
+        with self.lock:
+            for part in self.partitions.values():
+                part.rolling.refresh()
+        self.snapshot()  # computes the window statistics here, in the consumer thread
+
+    def snapshot(self) -> Snapshot:
+        """A merged, consistent view; copies under the lock and merges outside it.
+
+        Under the lock: the per-partition arrays, which window each model reports (its latest
+        window that some partition closed with data for the model and that no partition
+        holding data of that model for it still holds open), and copies of just those windows
+        and the ones before them. Outside: the merge and the window statistics.
+        """
+        profile = self.profile
+        with self.lock:
+            reg = self.registry
+            n = len(reg)
+            model_ids = reg.model_ids
+            still_open: set[tuple[int, int]] = set()
+            closed_models: list[tuple[PartitionState, int, set[int]]] = []
+            for part in self.partitions.values():
+                part._ensure(n)
+                for w in part.open:
+                    still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
+                for w in part.closed:
+                    closed_models.append((part, w, part.window_models(w)))
+            latest: dict[int, int] = {}
+            for _part, w, mids in closed_models:
+                for mid in mids:
+                    if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
+                        latest[mid] = w
+            needed = set(latest.values()) | {w - 1 for w in latest.values()}
+            hist_bins = self.hist_bins
+            cache_key = (
+                n,
+                tuple(sorted(latest.items())),
+                tuple(
+                    (pkey, w, acc)  # the objects themselves: compared by identity
+                    for pkey, part in self.partitions.items()
+                    for w, acc in sorted(part.closed.items())
+                    if w in needed
+                ),
+            )
+            cached = self._window_cache
+            window_view = cached[1] if cached is not None and cached[0] == cache_key else None
+            if window_view is not None:
+                needed = set()
+            parts = [
+                PartCopy(
+                    key=pkey,
+                    offset=part.offset,
+                    events=part.events[:n].copy(),
+                    late=part.late[:n].copy(),
+                    last=part.last_event_time[:n].copy(),
+                    rolling=part.rolling.moments(n),
+                    windows={
+                        w: (
+                            acc.sized(n),
+                            {name: acc.hist_sized(name, n, b) for name, b in hist_bins.items()},
+                        )
+                        for w, acc in part.closed.items()
+                        if w in needed
+                    },
+                    violations=dict(part.violations),
+                    detections=detections_of(part),
+                    versions={k: list(v) for k, v in part.versions.items()},
+                    labels=None
+                    if part.labels is None
+                    else copy_labels(part.labels, n, model_ids, set(latest.values())),
+                )
+                for pkey, part in self.partitions.items()
+            ]
+            view = View(
+                keys=list(reg.keys),
+                is_leaf=reg.is_leaf,
+                model_ids=model_ids,
+                model_names=list(reg.model_names),
+                latest=latest,
+                overflow=dict(reg.overflow),
+            )
+            ing = self.ingest
+            ingest = dataclasses.replace(
+                ing,
+                invalid=dict(ing.invalid),
+                dead_letter_failures=dict(ing.dead_letter_failures),
+                lag=dict(ing.lag),
+                checkpoint_restores=dict(ing.checkpoint_restores),
+                checkpoint_errors=dict(ing.checkpoint_errors),
+                invalid_values=dict(ing.invalid_values),
+                invalid_labels=dict(ing.invalid_labels),
+            )
+        if window_view is None:
+            window_view = build_window_view(self.settings, profile, hist_bins, view, parts)
+            with self.lock:
+                self._window_cache = (cache_key, window_view)
+        perf = None
+        if self.labels is not None:
+            perf = performance_view(
+                self.labels,
+                self.settings.window_seconds,
+                view.keys,
+                self.settings.dimensions,
+                model_ids,
+                view.model_names,
+                latest,
+                [part.labels for part in parts if part.labels is not None],
+            )
+        snap = merge(self.settings, profile, view, parts, ingest, window_view)
+        return dataclasses.replace(snap, performance=perf)
+
+
+def _first(*values: float | None) -> float:
+    """The first value that is not None (NaN if all are)."""
+    for v in values:
+        if v is not None:
+            return float(v)
+    return math.nan

@@ -1,0 +1,113 @@
+"""What a replica exports: the ingest counters and the merged, read-only snapshot of its cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from tilewatch.aggregators.cells.registry import CellKey
+from tilewatch.aggregators.drift.window import WindowDrift
+from tilewatch.aggregators.labels.view import PerformanceView
+from tilewatch.aggregators.state.versions import VersionTable
+
+__all__ = ["IngestStats", "PartitionKey", "Snapshot"]
+
+PartitionKey = tuple[str, int]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class IngestStats:
+    """Counters of the ingest side, written by the runtime loop and read by the exporter.
+
+    Plain numbers and dicts; the runtime mutates them under :attr:`ReplicaState.lock`.
+    """
+
+    #: Records read from Kafka (valid + late + invalid).
+    read: int = 0
+    #: Rejected records by reason code.
+    invalid: dict[str, int] = field(default_factory=dict)
+    #: Dead-letter records that could not be produced, by reason code.
+    dead_letter_failures: dict[str, int] = field(default_factory=dict)
+    #: Dead-letter records produced.
+    dead_lettered: int = 0
+    #: Lag in records per (topic, partition), from the fetch high watermark.
+    lag: dict[PartitionKey, int] = field(default_factory=dict)
+    #: 1 while the consumer can reach the brokers, 0 otherwise.
+    kafka_up: int = 0
+    #: Poll batches processed.
+    batches: int = 0
+    #: Checkpoints written (one per partition per checkpoint round).
+    checkpoints_written: int = 0
+    #: Size in bytes of the last checkpoint round, and when it was written (epoch seconds).
+    checkpoint_last_bytes: int = 0
+    checkpoint_last_time: float = 0.0
+    #: Partition assignments by restore result: ``restored`` or ``empty``.
+    checkpoint_restores: dict[str, int] = field(default_factory=dict)
+    #: Refused checkpoint slots and failed writes, by reason.
+    checkpoint_errors: dict[str, int] = field(default_factory=dict)
+    #: Optional fields of valid events with an unusable value, by field (the event is kept).
+    invalid_values: dict[str, int] = field(default_factory=dict)
+    #: Records read from the outcomes topic, and the rejected ones by reason.
+    label_records: int = 0
+    invalid_labels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent, merged, read-only view of every cell of a replica.
+
+    Per-cell arrays are indexed like :attr:`keys`. Window arrays hold, for each cell, the
+    statistics of its model's latest reported window (count 0 and NaN statistics when the cell
+    had no event in it, or when its model has no reported window yet).
+    """
+
+    dimensions: tuple[str, ...]
+    keys: list[CellKey]
+    is_leaf: npt.NDArray[np.bool_]
+    model_ids: IntArray
+    model_names: list[str]
+    events_total: IntArray
+    late_total: IntArray
+    last_event_time: FloatArray
+    window_count: IntArray
+    window_mean: FloatArray
+    window_variance: FloatArray
+    #: Start and end (epoch seconds) of each model's latest reported window.
+    window_start: dict[str, float]
+    window_end: dict[str, float]
+    rolling_count: IntArray
+    rolling_mean: FloatArray
+    rolling_variance: FloatArray
+    overflow: dict[str, int]
+    ingest: IngestStats
+    partitions: dict[PartitionKey, int | None]
+    #: Window statistics against the baseline (None without a drift profile).
+    drift: WindowDrift | None = None
+    #: Schema violations by (model, feature, kind), summed over partitions.
+    violations: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: (cell, detector) -> (detections, last detection event time, active), merged.
+    detections: dict[tuple[int, str], tuple[int, float, bool]] = field(default_factory=dict)
+    #: Latency quantile (seconds) per cell in the reported window, by quantile.
+    window_latency: dict[float, FloatArray] = field(default_factory=dict)
+    #: Model versions seen: (model, version) -> [first seen, last seen, events], merged.
+    model_versions: VersionTable = field(default_factory=dict)
+    #: Performance from labels (None without a [labels] section).
+    performance: PerformanceView | None = None
+
+    def cell(self, key: CellKey) -> int:
+        """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""
+        try:
+            return self.keys.index(key)
+        except ValueError:
+            raise KeyError(key) from None
+
+    def late_by_model(self) -> dict[str, int]:
+        """Late events per model."""
+        totals = np.bincount(
+            self.model_ids, weights=self.late_total, minlength=len(self.model_names)
+        )
+        return {m: int(totals[i]) for i, m in enumerate(self.model_names)}

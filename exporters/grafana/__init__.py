@@ -1,0 +1,4 @@
+"""Grafana dashboards generated from the config.
+
+May import: ``tilewatch.aggregators`` (settings only).
+"""

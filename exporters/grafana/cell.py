@@ -1,0 +1,173 @@
+"""The cell detail dashboard: one cell's statuses, drivers, statistics and drift flags.
+
+Each statistic is drawn for the cell and for the model total, on the statistic's fixed range,
+with the hierarchy's amber and red thresholds as dashed lines over green / amber / red areas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tilewatch.exporters.grafana.base import STATUS_MAPPINGS, Layout, link, target, threshold_steps
+from tilewatch.exporters.grafana.frame import (
+    ALL,
+    CELL_UID,
+    DRIFT_MAPPINGS,
+    STATUS_TEXT,
+    STATUS_THRESHOLDS,
+    dashboard,
+    dimension_variables,
+    drivers_table,
+    event_annotations,
+    heatmaps_url,
+    matchers,
+    model_variable,
+)
+from tilewatch.exporters.grafana.panels import (
+    row_panel,
+    state_timeline_panel,
+    status_history_panel,
+    timeseries_panel,
+)
+from tilewatch.exporters.grafana.recording import DRIFT_FLAG_RECORD, STATISTIC_RECORD
+from tilewatch.exporters.grafana.statistics import COUNT_METRICS, Statistic
+
+__all__ = [
+    "cell_dashboard",
+]
+
+
+def cell_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, Any]:
+    """One cell: statuses, drivers, every statistic against its thresholds, drift flags."""
+    dims = tuple(config.cells.dimensions)
+    lay = Layout()
+    cell = {d: f"${d}" for d in dims}
+    total = {d: ALL for d in dims}
+    name = " ".join(f"{{{{{d}}}}}" for d in dims) or "{{model}}"
+    heatmaps = link("Heatmaps ($model)", heatmaps_url("$model", cell))
+    panels: list[dict[str, Any]] = [row_panel(lay, "Health of the cell")]
+    panels.append(
+        status_history_panel(
+            lay,
+            (12, 8),
+            "Component status",
+            "Status of each component of this cell over time. "
+            + STATUS_TEXT
+            + " Across replicas: the worst replica.",
+            [
+                target(
+                    "max by (component) (tilewatch_component_status"
+                    + matchers(model="$model", **cell)
+                    + ")",
+                    "{{component}}",
+                )
+            ],
+            mappings=STATUS_MAPPINGS,
+            thresholds=STATUS_THRESHOLDS,
+            links=[heatmaps],
+        )
+    )
+    panels.append(
+        timeseries_panel(
+            lay,
+            (12, 8),
+            "Component health score",
+            "Health of each component of this cell: 1 - the aggregated risk of its base "
+            "metrics, where each base metric is normalized to a risk in [0, 1] (best -> 0, "
+            "amber -> 0.5, red -> 1). Across replicas: the worst (lowest) replica.",
+            [
+                target(
+                    "min by (component) (tilewatch_component_score"
+                    + matchers(model="$model", **cell)
+                    + ")",
+                    "{{component}}",
+                )
+            ],
+            unit="percentunit",
+            value_min=0.0,
+            value_max=1.0,
+        )
+    )
+    panels.append(drivers_table(lay, dims, cell, (24, 6)))
+    panels.append(row_panel(lay, "Statistics"))
+    for stat in statistics:
+        lower = stat.direction == "lower_is_worse"
+        thresholds = (
+            threshold_steps(stat.amber, stat.red, lower)
+            if stat.amber is not None or stat.red is not None
+            else None
+        )
+        panels.append(
+            timeseries_panel(
+                lay,
+                (8, 7),
+                stat.title,
+                stat.describe(
+                    f"this cell, and the model total (every dimension at {ALL}) for comparison"
+                )
+                + " Thresholds drawn as dashed lines with green / amber / red areas.",
+                [
+                    target(
+                        STATISTIC_RECORD + matchers(statistic=stat.key, model="$model", **cell),
+                        f"{name}",
+                    ),
+                    target(
+                        STATISTIC_RECORD + matchers(statistic=stat.key, model="$model", **total),
+                        "{{model}} total",
+                        ref="B",
+                    ),
+                ],
+                unit=stat.unit,
+                thresholds=thresholds,
+                value_min=stat.low,
+                value_max=stat.high,
+                links=[heatmaps],
+            )
+        )
+    counts = ["tilewatch_window_events"]
+    if getattr(config, "labels", None) is not None:
+        counts.append("tilewatch_window_labeled_events")
+    panels.append(
+        timeseries_panel(
+            lay,
+            (8, 7),
+            "Samples",
+            "Events (and labeled events) of this cell in the latest window, summed over "
+            "replicas; statistics below min_samples are not shown.",
+            [
+                target(
+                    COUNT_METRICS[metric] + matchers(model="$model", **cell),
+                    metric.removeprefix("tilewatch_window_"),
+                    ref="AB"[i],
+                )
+                for i, metric in enumerate(counts)
+            ],
+            unit="short",
+            value_min=0.0,
+        )
+    )
+    if config.drift_enabled:
+        panels.append(row_panel(lay, "Drift flags"))
+        panels.append(
+            state_timeline_panel(
+                lay,
+                (24, 6),
+                "Drift flags by signal",
+                "DRIFT (red) while the signal's flag is set for this cell's window, else "
+                "clear (green): score_psi and feature_psi over [drift] psi_alert, missing over "
+                "missing_alert, class_shift significant after Benjamini-Hochberg. Across "
+                "replicas: the worst replica.",
+                [target(DRIFT_FLAG_RECORD + matchers(model="$model", **cell), "{{signal}}")],
+                mappings=DRIFT_MAPPINGS,
+                thresholds=threshold_steps(None, 1.0),
+            )
+        )
+    return dashboard(
+        CELL_UID,
+        "tilewatch: cell detail",
+        "One cell: statuses, drivers and every statistic against its thresholds.",
+        panels,
+        [model_variable(), *dimension_variables(dims)],
+        event_annotations(dims),
+    )

@@ -1,0 +1,430 @@
+"""Decoding and validation of prediction events: Kafka record values to columns.
+
+Each record is decoded once with orjson and checked; a valid one adds its cell key, event time
+and score to the batch's columns, an invalid one becomes a :class:`Rejected` with a reason code
+from :data:`REASONS` and a human-readable detail. Nothing a producer sends escapes as an
+exception: an unexpected error inside the checks is itself a rejection (``internal``).
+
+Per-event work is limited to what must be done per event (parse, a few dict lookups and type
+checks); statistics are computed per batch by ``aggregators``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from tilewatch.aggregators.cells.settings import UNKNOWN
+from tilewatch.streams.errors import DecodeError
+from tilewatch.streams.settings import EventFields
+
+__all__ = ["OPTIONAL_COLUMNS", "REASONS", "DecodedBatch", "EventDecoder", "RecordLike", "Rejected"]
+
+#: Every reason code a record can be rejected with (the ``reason`` label of
+#: ``tilewatch_invalid_events_total``).
+REASONS: dict[str, str] = {
+    "empty_value": "the record has no value (a tombstone)",
+    "too_large": "the value is larger than [events].max_event_bytes",
+    "not_json": "the value is not valid UTF-8 JSON",
+    "not_object": "the JSON value is not an object",
+    "missing_field": "a required field (model, score) is absent or null",
+    "wrong_type": "a field has the wrong JSON type",
+    "bad_score": "the score is not finite or outside [score_min, score_max]",
+    "bad_timestamp": "the timestamp is not epoch seconds/milliseconds or RFC 3339 with offset",
+    "bad_dimension": "a dimension value is not a string or an integer",
+    "bad_label": "a label record's label is not 0/1 (classification) or a finite number",
+    "internal": "an unexpected error while checking the event (a bug: please report it)",
+}
+
+#: Optional columns an :class:`EventDecoder` can collect, and the EventFields attribute
+#: holding each one's path.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "event_id": "event_id",
+    "label": "label",
+    "latency": "latency",
+    "model_version": "model_version",
+}
+_COLUMN_LISTS = {
+    "event_id": "event_ids",
+    "label": "labels",
+    "latency": "latencies",
+    "model_version": "model_versions",
+}
+
+#: Numbers above this are epoch milliseconds, below it epoch seconds (1e11 s is year 5138).
+_MS_THRESHOLD = 1e11
+_MAX_DETAIL = 200
+
+
+class RecordLike(Protocol):
+    """The part of a Kafka consumer record the decoder reads (kafka-python's fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that is not a valid event, with why."""
+
+    record: RecordLike
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """Valid events of a batch as columns, plus the rejected records."""
+
+    keys: list[tuple[str, ...]] = field(default_factory=list)
+    event_times: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    #: With ``capture``: each valid event's prediction value and features object (or None).
+    predictions: list[Any] = field(default_factory=list)
+    features: list[Any] = field(default_factory=list)
+    #: Optional columns asked for with ``columns``: the raw JSON value of each valid event
+    #: (None when absent); checked per batch by the stage that uses them.
+    event_ids: list[Any] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    latencies: list[Any] = field(default_factory=list)
+    model_versions: list[Any] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _split(path: str) -> tuple[str, tuple[str, ...] | None]:
+    parts = tuple(path.split("."))
+    return (path, None) if len(parts) == 1 else (path, parts)
+
+
+def _dig(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    cur: Any = obj
+    for part in parts:
+        if type(cur) is not dict:
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def parse_timestamp(value: Any, name: str = "timestamp") -> float:
+    """Epoch seconds from epoch seconds, epoch milliseconds or an RFC 3339 string.
+
+    Examples
+    --------
+    >>> parse_timestamp(1767225600.5), parse_timestamp(1767225600500)
+    (1767225600.5, 1767225600.5)
+    >>> parse_timestamp("2026-01-01T00:00:00Z")
+    1767225600.0
+    >>> parse_timestamp("2026-01-01T00:00:00")
+    Traceback (most recent call last):
+    ...
+    tilewatch.streams.errors.DecodeError: bad_timestamp: timestamp: RFC 3339 time needs a UTC ...
+    """
+    t = type(value)
+    if t is float or t is int:
+        ts = float(value)
+        if ts >= _MS_THRESHOLD:
+            ts /= 1000.0
+        if not (0.0 < ts < _MS_THRESHOLD):
+            raise DecodeError(
+                "bad_timestamp",
+                f"{name}: expected epoch seconds or milliseconds, got {_short(value)}",
+            )
+        return ts
+    if t is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise DecodeError(
+                "bad_timestamp", f"{name}: expected an RFC 3339 time, got {_short(value)}"
+            ) from None
+        if parsed.tzinfo is None:
+            raise DecodeError(
+                "bad_timestamp", f"{name}: RFC 3339 time needs a UTC offset, got {_short(value)}"
+            )
+        ts = parsed.timestamp()
+        if not (0.0 < ts < _MS_THRESHOLD):
+            raise DecodeError(
+                "bad_timestamp", f"{name}: RFC 3339 time out of range, got {_short(value)}"
+            )
+        return ts
+    raise DecodeError(
+        "wrong_type", f"{name}: expected a number or an RFC 3339 string, got {_short(value)}"
+    )
+
+
+class EventDecoder:
+    """Turns record values into validated event columns.
+
+    Parameters
+    ----------
+    fields
+        Where each part of the event lives in the JSON object, and the score range.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Rec
+    >>> dec = EventDecoder(EventFields())
+    >>> ok = Rec(value=b'{"model":"m","score":0.5,"segment":"a","timestamp":1767225600}',
+    ...          timestamp=None, topic="t", partition=0, offset=0, key=None, headers=[])
+    >>> bad = Rec(value=b'[1, 2]', timestamp=None, topic="t", partition=0, offset=1, key=None,
+    ...           headers=[])
+    >>> batch = dec.decode([ok, bad])
+    >>> batch.keys, batch.event_times, batch.scores
+    ([('m', 'a', 'unknown')], [1767225600.0], [0.5])
+    >>> [(r.reason, r.detail) for r in batch.rejected]
+    [('not_object', 'expected a JSON object, got a list')]
+    """
+
+    def __init__(
+        self, fields: EventFields, capture: bool = False, columns: Sequence[str] = ()
+    ) -> None:
+        self.fields = fields
+        self.capture = capture
+        unknown = set(columns) - set(OPTIONAL_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown optional columns {sorted(unknown)}")
+        #: Optional raw columns collected besides the cell key, time and score.
+        self.columns = tuple(c for c in OPTIONAL_COLUMNS if c in columns)
+        self._column_paths = [_split(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns]
+        self._prediction = _split(fields.prediction)
+        self._features = _split(fields.features)
+        self._model = _split(fields.model)
+        self._score = _split(fields.score)
+        self._timestamp = _split(fields.timestamp)
+        self._dims = [_split(path) for path in fields.dimensions.values()]
+        self._dim_names = list(fields.dimensions)
+        self._lo, self._hi = float(fields.score_min), float(fields.score_max)
+        self._max_bytes = fields.max_event_bytes
+        self._fast = self._build_fast()
+
+    def decode(self, records: Iterable[RecordLike]) -> DecodedBatch:
+        """Decode a batch; never raises for anything a producer can send."""
+        out = DecodedBatch()
+        extra = (out.predictions.append, out.features.append) if self.capture else (None, None)
+        self._fast(
+            records,
+            out.keys.append,
+            out.event_times.append,
+            out.scores.append,
+            out.rejected,
+            *extra,
+            *(getattr(out, _COLUMN_LISTS[c]).append for c in self.columns),
+        )
+        return out
+
+    def _extras(self, value: bytes) -> tuple[Any, Any]:
+        """Prediction and features of a record the full checker accepted (the rare path)."""
+        obj = orjson.loads(value)
+        name, parts = self._prediction
+        pred = obj.get(name) if parts is None else _dig(obj, parts)
+        name, parts = self._features
+        feats = obj.get(name) if parts is None else _dig(obj, parts)
+        return pred, feats if type(feats) is dict else None
+
+    def _columns_of(self, value: bytes) -> tuple[Any, ...]:
+        """The optional columns of a record the full checker accepted (the rare path)."""
+        obj = orjson.loads(value)
+        return tuple(
+            obj.get(name) if parts is None else _dig(obj, parts)
+            for name, parts in self._column_paths
+        )
+
+    def _build_fast(self) -> Any:
+        """Compile the batch loop for the configured field paths.
+
+        The common shape (top-level or nested fields present, float score and epoch-second
+        timestamp, non-empty string dimensions) is checked inline; anything else falls back, in
+        place so the partition's order is kept, to :meth:`_decode_one`, which accepts the other
+        valid forms (integer score, milliseconds, RFC 3339, absent dimension) or says exactly
+        what is wrong. Paths enter the generated source only as ``repr`` literals.
+        """
+
+        def access(path: str) -> str:
+            return "obj" + "".join(f"[{part!r}]" for part in path.split("."))
+
+        def optional(path: str) -> str:
+            """An absent or non-object step gives None; ``dig`` never raises."""
+            parts = tuple(path.split("."))
+            return f"obj.get({parts[0]!r})" if len(parts) == 1 else f"dig(obj, {parts!r})"
+
+        if self.capture:
+            extra_fast = (
+                f"            add_pred({optional(self.fields.prediction)})\n"
+                f"            feats = {optional(self.fields.features)}\n"
+                "            add_feats(feats if type(feats) is dict else None)\n"
+            )
+            extra_slow = (
+                "        try:\n"
+                "            p, f = extras(v)\n"
+                "        except Exception:\n"
+                "            p, f = None, None\n"
+                "        add_pred(p)\n"
+                "        add_feats(f)\n"
+            )
+        else:
+            extra_fast = extra_slow = ""
+        names = [f"add_c{i}" for i in range(len(self.columns))]
+        for add, column in zip(names, self.columns, strict=True):
+            path = getattr(self.fields, OPTIONAL_COLUMNS[column])
+            extra_fast += f"            {add}({optional(path)})\n"
+        if names:
+            extra_slow += (
+                "        try:\n"
+                "            cols = columns_of(v)\n"
+                "        except Exception:\n"
+                f"            cols = (None,) * {len(names)}\n"
+            )
+            extra_slow += "".join(f"        {add}(cols[{i}])\n" for i, add in enumerate(names))
+        cargs = "".join(f", {add}=None" for add in names)
+
+        dims = list(self.fields.dimensions.values())
+        dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))
+        dim_checks = "".join(f" and type(d{i}) is str and d{i}" for i in range(len(dims)))
+        key = "(model" + "".join(f", d{i}" for i in range(len(dims))) + ",)"
+        src = f"""
+def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None{cargs}):
+    for rec in records:
+        v = rec.value
+        try:
+            obj = loads(v) if len(v) <= max_bytes else None
+            model = {access(self.fields.model)}
+            score = {access(self.fields.score)}
+            ts = {access(self.fields.timestamp)}
+{dim_lines}        except Exception:
+            ok = False
+        else:
+            ok = (type(model) is str and model and type(score) is float and lo <= score <= hi
+                  and type(ts) is float and 0.0 < ts < ms_threshold{dim_checks})
+        if ok:
+            add_key({key})
+            add_time(ts)
+            add_score(score)
+{extra_fast}            continue
+        try:
+            k, t, s = one(v, rec.timestamp)
+        except DecodeError as exc:
+            rejected.append(Rejected(rec, exc.reason, exc.detail[:max_detail]))
+            continue
+        except Exception as exc:  # a bug must not stop the consumer: count it
+            rejected.append(Rejected(rec, "internal", repr(exc)[:max_detail]))
+            continue
+        add_key(k)
+        add_time(t)
+        add_score(s)
+{extra_slow}"""
+        env: dict[str, Any] = {
+            "loads": orjson.loads,
+            "max_bytes": self._max_bytes,
+            "lo": self._lo,
+            "hi": self._hi,
+            "ms_threshold": _MS_THRESHOLD,
+            "one": self._decode_one,
+            "DecodeError": DecodeError,
+            "Rejected": Rejected,
+            "max_detail": _MAX_DETAIL,
+            "extras": self._extras,
+            "columns_of": self._columns_of,
+            "dig": _dig,
+        }
+        exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
+        return env["fast"]
+
+    def _decode_one(
+        self, value: bytes | None, record_ms: int | None
+    ) -> tuple[tuple[str, ...], float, float]:
+        if value is None:
+            raise DecodeError("empty_value", "the record has no value")
+        if len(value) > self._max_bytes:
+            raise DecodeError(
+                "too_large",
+                f"value has {len(value)} bytes, more than the {self._max_bytes} allowed",
+            )
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError("not_json", f"not valid JSON: {exc}") from None
+        if type(obj) is not dict:
+            raise DecodeError("not_object", f"expected a JSON object, got a {type(obj).__name__}")
+
+        name, parts = self._model
+        model = obj.get(name) if parts is None else _dig(obj, parts)
+        if type(model) is not str or not model:
+            if model is None:
+                raise DecodeError("missing_field", f"{name}: required field is missing")
+            raise DecodeError(
+                "wrong_type", f"{name}: expected a non-empty string, got {_short(model)}"
+            )
+
+        name, parts = self._score
+        raw_score = obj.get(name) if parts is None else _dig(obj, parts)
+        t = type(raw_score)
+        if t is float or t is int:
+            score = float(raw_score)  # type: ignore[arg-type]
+        elif raw_score is None:
+            raise DecodeError("missing_field", f"{name}: required field is missing")
+        else:
+            raise DecodeError("wrong_type", f"{name}: expected a number, got {_short(raw_score)}")
+        if not (self._lo <= score <= self._hi) or score - score != 0.0:
+            raise DecodeError(
+                "bad_score",
+                f"{name}: expected a finite number in [{self._lo}, {self._hi}], "
+                f"got {_short(raw_score)}",
+            )
+
+        name, parts = self._timestamp
+        raw_ts = obj.get(name) if parts is None else _dig(obj, parts)
+        if raw_ts is None:
+            if record_ms is None or record_ms <= 0:
+                raise DecodeError(
+                    "bad_timestamp", f"{name}: absent, and the Kafka record has no timestamp"
+                )
+            ts = record_ms / 1000.0
+            if ts >= _MS_THRESHOLD:
+                raise DecodeError(
+                    "bad_timestamp",
+                    f"{name}: absent, and the Kafka record timestamp {record_ms} is out of range",
+                )
+        elif type(raw_ts) is float and 0.0 < raw_ts < _MS_THRESHOLD:
+            ts = raw_ts
+        else:
+            ts = parse_timestamp(raw_ts, name)
+
+        key = [model]
+        for (name, parts), dim in zip(self._dims, self._dim_names, strict=True):
+            v = obj.get(name) if parts is None else _dig(obj, parts)
+            if type(v) is str:
+                key.append(v or UNKNOWN)
+            elif v is None:
+                key.append(UNKNOWN)
+            elif type(v) is int:
+                key.append(str(v))
+            else:
+                raise DecodeError(
+                    "bad_dimension",
+                    f"{name}: dimension {dim!r} expected a string or an integer, got {_short(v)}",
+                )
+        return tuple(key), ts, score
