@@ -31,22 +31,31 @@ def test_every_rejection_reason_is_documented(reason: str) -> None:
 
 def _config_keys() -> list[tuple[str, str]]:
     """Every key the config parser accepts, by section (read from the schema itself)."""
+    from tilewatch.config import (
+        baseline,
+        cells,
+        drift,
+        events,
+        exporter,
+        kafka,
+        loader,
+        state,
+    )
     from tilewatch.config import hierarchy as config_hierarchy
     from tilewatch.config import labels as config_labels
-    from tilewatch.config import loader as config
 
     tables = {
-        "kafka": config._KAFKA_KEYS,
-        "events": config._EVENT_KEYS,
-        "cells": config._CELL_KEYS,
-        "state": config._STATE_KEYS,
-        "exporter": config._EXPORTER_KEYS,
-        "drift": config._DRIFT_KEYS,
-        "baseline": config._BASELINE_KEYS,
+        "kafka": kafka.KEYS,
+        "events": events.KEYS,
+        "cells": cells.KEYS,
+        "state": state.KEYS,
+        "exporter": exporter.KEYS,
+        "drift": drift.KEYS,
+        "baseline": baseline.KEYS,
         "hierarchy": config_hierarchy.HIERARCHY_KEYS,
         "labels": config_labels.LABEL_KEYS,
     }
-    assert set(tables) == set(config._SECTIONS)
+    assert set(tables) == set(loader.SECTIONS)
     tables.update(
         {
             "hierarchy.metrics.<name>": config_hierarchy.METRIC_KEYS,

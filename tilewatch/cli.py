@@ -144,7 +144,7 @@ def _interrupt_on_signals() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tilewatch.app import App
-    from tilewatch.config.loader import load_config
+    from tilewatch.config import load_config
 
     app = App(load_config(args.config))
     _stop_on_signals(app.stop_event)
@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from tilewatch.config.loader import load_config
+    from tilewatch.config import load_config
 
     cfg = load_config(args.config)
     print(f"{cfg.source}: ok")
@@ -194,7 +194,7 @@ def _check(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tilewatch.config.loader import load_config
+    from tilewatch.config import load_config
     from tilewatch.generate import render, stale, write
 
     cfg = load_config(args.config)

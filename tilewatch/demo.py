@@ -9,7 +9,7 @@ import time
 from typing import Any, TextIO
 
 from tilewatch.app import App
-from tilewatch.config.loader import parse_config
+from tilewatch.config import parse_config
 from tilewatch.exporters.prometheus.http import ExporterError
 from tilewatch.exporters.terminal import STATISTICS, render_heatmap
 from tilewatch.streams.dev.broker import EmbeddedBroker

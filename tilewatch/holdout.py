@@ -35,7 +35,7 @@ from tilewatch.aggregators.drift.reference import (
     ModelColumns,
     build_model_baseline,
 )
-from tilewatch.config.loader import ConfigError
+from tilewatch.config import ConfigError
 from tilewatch.streams.settings import EventFields
 
 __all__ = [
@@ -431,7 +431,7 @@ def run(
     err: TextIO | None = None,
 ) -> int:
     """The ``tilewatch baseline`` command; errors are raised as :class:`ConfigError`."""
-    from tilewatch.config.loader import load_config
+    from tilewatch.config import load_config
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -33,7 +33,7 @@ from e2e_support import TilewatchProcess, add_drift_config
 from helpers import PrometheusServer, produce
 
 from tilewatch import cli
-from tilewatch.config.loader import load_config
+from tilewatch.config import load_config
 from tilewatch.generate import render
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec

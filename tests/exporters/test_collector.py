@@ -412,7 +412,7 @@ def test_one_collector_in_two_registries(state: ReplicaState) -> None:
 
 def test_app_never_uses_the_global_registry() -> None:
     from tilewatch.app import App
-    from tilewatch.config.loader import parse_config
+    from tilewatch.config import parse_config
 
     config = parse_config(
         {

@@ -9,7 +9,7 @@ import pytest
 
 from tilewatch import generate
 from tilewatch.cli import main
-from tilewatch.config.loader import load_config
+from tilewatch.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "tilewatch.toml"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tilewatch.config.loader import Config, parse_config
+from tilewatch.config import Config, parse_config
 from tilewatch.exporters.grafana.base import DATASOURCE, DATASOURCE_UID, PANEL_TYPES, SCHEMA_VERSION
 from tilewatch.exporters.grafana.render import (
     CELL_UID,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tilewatch.aggregators.health.settings import HierarchySettings
-from tilewatch.config.loader import load_config
+from tilewatch.config import load_config
 from tilewatch.exporters.alerting.alertmanager import RECEIVERS, render_alertmanager
 from tilewatch.exporters.alerting.alerts import alert_rules
 from tilewatch.exporters.alerting.model import SEVERITIES, AlertSettings, recording_rules

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.config import ConfigError, parse_config
 from tilewatch.exporters.prometheus.auth import BasicAuthMiddleware
 from tilewatch.exporters.prometheus.http import ExporterError, MetricsServer
 from tilewatch.exporters.prometheus.settings import BasicAuth, ExporterSettings, TLSFiles

@@ -14,7 +14,7 @@ import pytest
 
 from tilewatch.aggregators.drift.reference import BaselineSettings, choose_threshold
 from tilewatch.cli import main
-from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.config import ConfigError, parse_config
 from tilewatch.holdout import BaselineError, load_baseline
 
 SOURCE = "tilewatch.toml"

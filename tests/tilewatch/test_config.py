@@ -12,8 +12,8 @@ import pytest
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.errors import TilewatchError
+from tilewatch.config import Config, ConfigError, load_config, parse_config, parse_duration
 from tilewatch.config.hierarchy import parse_hierarchy
-from tilewatch.config.loader import Config, ConfigError, load_config, parse_config, parse_duration
 from tilewatch.exporters.prometheus.settings import ExporterSettings
 from tilewatch.streams.settings import EventFields, KafkaSettings, StateSettings
 

@@ -8,7 +8,7 @@ import pytest
 
 from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.app import build_profile
-from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.config import ConfigError, parse_config
 
 SRC = "tilewatch.toml"
 

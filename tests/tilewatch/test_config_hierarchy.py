@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tilewatch.cli import main
-from tilewatch.config.loader import ConfigError, parse_config
+from tilewatch.config import ConfigError, parse_config
 
 
 def names(config: Any) -> tuple[list[str], list[str]]:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.config import ConfigError, load_config, parse_config
 from tilewatch.config.labels import LABEL_KEYS, parse_labels
-from tilewatch.config.loader import ConfigError, load_config, parse_config
 from tilewatch.streams.settings import LabelTopic
 
 SOURCE = "tilewatch.toml"

@@ -13,7 +13,7 @@ import pytest
 
 import tilewatch.demo
 from tilewatch.cli import _parser
-from tilewatch.config.loader import parse_config
+from tilewatch.config import parse_config
 
 
 def test_demo_config_measures_performance() -> None:

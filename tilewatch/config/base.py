@@ -1,6 +1,6 @@
 """Shared pieces of config parsing: the error type, durations, and typed TOML table readers.
 
-Section parsers (``tilewatch.config.loader`` and its ``config_*`` companions) read their tables with
+Section parsers (one module of :mod:`tilewatch.config` per section) read their tables with
 :class:`Table`, so every error names the file, the key, what was expected and what was found.
 """
 
@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tilewatch.aggregators.errors import TilewatchError
 
-__all__ = ["ConfigError", "Table", "parse_duration", "show", "toml_key"]
+__all__ = [
+    "TOPIC",
+    "TOPIC_EXPECTED",
+    "ConfigError",
+    "Table",
+    "parse_duration",
+    "resolve_env",
+    "show",
+    "toml_key",
+]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -22,6 +32,10 @@ _DURATION_EXPECTED = 'a duration like "1m"'
 _PATH = re.compile(r"[^.]+(?:\.[^.]+)*")
 _PATH_EXPECTED = 'a JSON path of dot-separated non-empty parts like "meta.region"'
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A Kafka topic name, and how errors describe it.
+TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+TOPIC_EXPECTED = "a topic name of 1 to 249 characters from A-Z a-z 0-9 . _ -"
 
 
 class ConfigError(TilewatchError):
@@ -175,3 +189,30 @@ def show(value: Any) -> str:
     if isinstance(value, Mapping):
         return "a table"
     return str(value)
+
+
+def resolve_env(value: Any, where: str) -> Any:
+    """Replace every string of the form ``${env:NAME}`` in ``value`` by that variable.
+
+    Error messages name the variable, never the value of any option or variable.
+    """
+    if isinstance(value, str):
+        if not value.startswith("${env:"):
+            return value
+        match = _ENV.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"{where}: expected a reference like ${{env:NAME}} with NAME made of "
+                "A-Z a-z 0-9 _, got a malformed ${env:...} reference"
+            )
+        name = match[1]
+        if name not in os.environ:
+            raise ConfigError(
+                f"{where}: expected the environment variable {name} to be set, got it unset"
+            )
+        return os.environ[name]
+    if isinstance(value, list):
+        return [resolve_env(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {key: resolve_env(item, f"{where}.{toml_key(key)}") for key, item in value.items()}
+    return value
