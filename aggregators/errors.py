@@ -4,12 +4,13 @@ One root, :class:`TilewatchError`, lives here because ``aggregators`` is the bot
 dependency graph (``tilewatch`` -> ``streams``, ``exporters`` -> ``aggregators``). Each package
 adds its own subclasses::
 
-    TilewatchError ├── StateError            aggregators: state that cannot be restored or merged
-    ├── ConfigError           tilewatch.config.loader: a config file that does not validate │   └──
-    BaselineError     tilewatch.holdout: a baseline input or file that is unusable ├── StreamError
-    streams: Kafka clients, topics, the runtime loop │   └── DecodeError
-    tilewatch.streams.decoding.events: one record that is not a valid event └── ExporterError
-    exporters: the metrics endpoint, generated files
+    TilewatchError
+    ├── StateError            aggregators: state that cannot be restored or merged
+    ├── ConfigError           tilewatch.config: a config file that does not validate
+    │   └── BaselineError     tilewatch.holdout: a baseline input or file that is unusable
+    ├── StreamError           streams: Kafka clients, topics, the runtime loop
+    │   └── DecodeError       streams.decoding: one record that is not a valid event
+    └── ExporterError         exporters: the metrics endpoint, generated files
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause stays visible.
 """

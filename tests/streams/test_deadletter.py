@@ -1,6 +1,5 @@
 """Tests of tilewatch.streams.deadletter: the sink on its own, and the Monitor dead-lettering every
-kind of
-bad record to a real broker."""
+kind of bad record to a real broker."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Tests of tilewatch.streams.decoding.events: reason codes, timestamps, scores, dimensions, dotted
-paths, and the
-fast path agreeing with the full checker."""
+paths, and the fast path agreeing with the full checker."""
 
 from __future__ import annotations
 

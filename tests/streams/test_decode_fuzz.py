@@ -1,6 +1,5 @@
 """Property tests of tilewatch.streams.decoding.events: whatever a producer sends, decode never
-raises and every
-accepted event satisfies the schema."""
+raises and every accepted event satisfies the schema."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Tests of tilewatch.streams.loop: client configuration, committed offsets, and resuming after a
-stop
-(against the embedded broker)."""
+stop (against the embedded broker)."""
 
 from __future__ import annotations
 
