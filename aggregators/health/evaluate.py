@@ -23,7 +23,8 @@ returns every score, status and driver.
   highest component risk) and its worst component's driving member; the cell contributing
   the most money (all zero: the highest error); the dimension value with the worst gap.
 - **Aging.** :func:`tilewatch.aggregators.health.aging.aging_statistics` adds the cells'
-  staleness and the model version age when ``now`` is given; base metrics use them like any other statistic.
+  staleness and the model version age when ``now`` is given; base metrics use them like any
+  other statistic.
 """
 
 from __future__ import annotations
