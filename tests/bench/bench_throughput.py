@@ -8,11 +8,12 @@ Run from the repository root (it is a script, not a pytest test; see tests/bench
 
 What it does:
 
-1. Starts an :class:`~tilewatch.streams.dev.broker.EmbeddedBroker`, creates a topic
-   with ``--partitions`` partitions and produces ``--events`` synthetic events over
-   ``--cells`` cells (one model x segments x regions), keyed by cell, event time spread over ten minutes so that one-minute windows
-   close. Values come from :class:`~tilewatch.streams.dev.traffic.TrafficGenerator` (orjson, in
-   chunks, so the process never holds all of them at once).
+1. Starts an :class:`~tilewatch.streams.dev.broker.EmbeddedBroker`, creates a topic with
+   ``--partitions`` partitions and produces ``--events`` synthetic events over ``--cells`` cells
+   (one model x segments x regions), keyed by cell, event time spread over ten minutes so that
+   one-minute windows close. Values come from
+   :class:`~tilewatch.streams.dev.traffic.TrafficGenerator` (orjson, in chunks, so the process never
+   holds all of them at once).
 2. Alternately ``--repeat`` times: the floor (a group-less ``KafkaConsumer`` that polls and
    ``orjson.loads`` every value, nothing else) and tilewatch end to end (a
    :class:`~tilewatch.streams.loop.Monitor` with a

@@ -12,9 +12,10 @@ What it does:
    interpreter), with 1-minute windows, 30 s grace, checkpoints off, a dead-letter topic, and
    metrics on a free loopback port.
 3. Starts a producer in a spawned child process:
-   :func:`tilewatch.streams.dev.producer.produce_traffic` (the demo
-   traffic: 8 segments x 6 regions, 1% invalid records, event time = wall clock, keyed by cell) at ``--rate`` events/s for ``--duration`` seconds, with a bulk producer configuration
-   (``linger_ms=50``, ``batch_size=1 MiB``).
+   :func:`tilewatch.streams.dev.producer.produce_traffic` (the demo traffic: 8 segments x 6 regions,
+   1% invalid records, event time = wall clock, keyed by cell) at ``--rate`` events/s for
+   ``--duration`` seconds, with a bulk producer configuration (``linger_ms=50``, ``batch_size=1
+   MiB``).
 4. Every ``--sample-interval`` seconds, samples the monitor's RSS (``VmRSS`` of
    ``/proc/<pid>/status``), the broker's RSS, the records produced so far and a scrape
    (``tilewatch_read_events_total``, ``tilewatch_consumer_lag_events``), and prints a line.
