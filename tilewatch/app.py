@@ -31,7 +31,7 @@ def build_profile(config: Config) -> DriftProfile | None:
         return None
     baseline = None
     if config.baseline.path is not None:
-        from tilewatch.holdout import load_baseline
+        from tilewatch.reference_file import load_baseline
 
         baseline = load_baseline(config.baseline.path)
     events = config.events

@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "produce-demo":
             return _produce(args)
         if args.command == "baseline":
-            from tilewatch.holdout import run as run_baseline
+            from tilewatch.reference_file import run as run_baseline
 
             return run_baseline(
                 args.config, args.input, args.output, args.format, args.max_bad_share

@@ -15,7 +15,8 @@ import pytest
 from tilewatch.aggregators.drift.reference import BaselineSettings, choose_threshold
 from tilewatch.cli import main
 from tilewatch.config import ConfigError, parse_config
-from tilewatch.holdout import BaselineError, load_baseline
+from tilewatch.holdout import BaselineError
+from tilewatch.reference_file import load_baseline
 
 SOURCE = "tilewatch.toml"
 

@@ -1,0 +1,210 @@
+"""``tilewatch baseline``: build the baseline file from a holdout set, write it, load it back.
+
+The valid rows of each model (read by :mod:`tilewatch.holdout`) go to
+:func:`tilewatch.aggregators.drift.reference.build_model_baseline`, and the result is written as
+one JSON file (layout in ``docs/baseline.md``). :func:`load_baseline` reads such a file back and
+refuses a foreign or corrupt one with a :class:`~tilewatch.holdout.BaselineError` naming the file
+and the bad field.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+from tilewatch.aggregators.drift.reference import (
+    Baseline,
+    BaselineSettings,
+    ModelBaseline,
+    build_model_baseline,
+)
+from tilewatch.holdout import SHOW_BAD_ROWS, BaselineError, InputData, read_inputs
+from tilewatch.streams.settings import EventFields
+
+__all__ = ["build_baseline", "load_baseline", "run", "summarize", "write_baseline"]
+
+
+def build_baseline(
+    data: InputData, settings: BaselineSettings, fields: EventFields, max_bad_share: float
+) -> Baseline:
+    """Build the baseline of every model, or fail when too many rows are bad.
+
+    Raises
+    ------
+    BaselineError
+        If no valid row remains, or more than ``max_bad_share`` of the rows are bad (the
+        message lists the first bad rows).
+    """
+    bad = len(data.bad)
+    if bad and (bad == data.rows or bad > max_bad_share * data.rows):
+        shown = "\n".join(f"  {b}" for b in data.bad[:SHOW_BAD_ROWS])
+        more = f"\n  ... and {bad - SHOW_BAD_ROWS} more" if bad > SHOW_BAD_ROWS else ""
+        what = (
+            "no valid row"
+            if bad == data.rows
+            else f"more than --max-bad-share {max_bad_share:g} of the rows are bad"
+        )
+        raise BaselineError(
+            f"{bad} of {data.rows} rows are malformed: {what}; the first ones:\n{shown}{more}"
+        )
+    if not data.models:
+        raise BaselineError(
+            "no valid row in " + ", ".join(s["path"] for s in data.sources) + " (empty input)"
+        )
+    models = {
+        name: build_model_baseline(columns, settings, fields.score_min, fields.score_max)
+        for name, columns in sorted(data.models.items())
+    }
+    return Baseline(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        sources=data.sources,
+        score_range=(fields.score_min, fields.score_max),
+        settings=settings,
+        models=models,
+        rows_read=data.rows,
+        rows_bad=bad,
+    )
+
+
+def write_baseline(baseline: Baseline, path: str) -> None:
+    """Write the baseline as indented JSON, atomically (a temporary file, then a rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as file:
+            file.write(orjson.dumps(baseline.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot write the baseline: {exc.strerror or exc}") from exc
+
+
+def load_baseline(path: str | os.PathLike[str]) -> Baseline:
+    """Read and check a baseline file written by ``tilewatch baseline``.
+
+    Raises
+    ------
+    BaselineError
+        If the file cannot be read, is not JSON, is not a tilewatch baseline, has an
+        unsupported version, or has a field missing or of the wrong type (named in the message).
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise BaselineError(f"{source}: cannot read the baseline: {exc.strerror or exc}") from exc
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BaselineError(f"{source}: not a tilewatch baseline: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "format" not in data:
+        raise BaselineError(f'{source}: not a tilewatch baseline: no "format" field')
+    try:
+        return Baseline.from_dict(data)
+    except ValueError as exc:
+        raise BaselineError(f"{source}: not a valid tilewatch baseline: {exc}") from exc
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _model_summary(name: str, m: ModelBaseline) -> str:
+    numeric = sorted(k for k, f in m.features.items() if f.kind == "numeric")
+    categorical = sorted(k for k, f in m.features.items() if f.kind == "categorical")
+    parts = [
+        f"model {name}: {m.rows} rows ({m.labeled_rows} labelled); score mean "
+        f"{m.score.mean:.4g}, std {m.score.std:.4g}",
+        f"{len(m.features)} features ({len(numeric)} numeric"
+        + (f": {', '.join(numeric)}" if numeric else "")
+        + f"; {len(categorical)} categorical"
+        + (f": {', '.join(categorical)}" if categorical else "")
+        + ")",
+    ]
+    t = m.threshold
+    if t is None:
+        reason = next((n for n in m.notes if "threshold" in n), "no threshold")
+        parts.append(f"{reason} (none written)")
+    else:
+        parts.append(
+            f"threshold {t.value:.6g} by {t.rule} on {t.labeled_rows} labelled rows "
+            f"(F1 {t.f1:.3f}, precision {t.precision:.3f}, recall {t.recall:.3f}, accuracy "
+            f"{t.accuracy:.3f}, FPR {t.fpr:.3f}, Youden J {t.youden_j:.3f}, cost {t.cost:.6g})"
+        )
+    if m.predictions:
+        shares = ", ".join(f"{k} {_pct(v)}" for k, v in m.predictions.items())
+        parts.append(f"predicted classes (from the {m.prediction_source}): {shares}")
+    return "; ".join(parts) + "."
+
+
+def summarize(baseline: Baseline, output: str) -> str:
+    """One paragraph per model, and a closing line naming the output file."""
+    paragraphs = [_model_summary(name, m) for name, m in baseline.models.items()]
+    paragraphs.append(
+        f"wrote {output}: {len(baseline.models)} model(s), {baseline.rows_read} rows from "
+        f"{len(baseline.sources)} file(s), {baseline.rows_bad} malformed rows skipped."
+    )
+    return "\n\n".join(paragraphs)
+
+
+def run(
+    config_path: str,
+    inputs: Sequence[str],
+    output: str,
+    fmt: str | None = None,
+    max_bad_share: float = 0.01,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """The ``tilewatch baseline`` command; errors are raised as :class:`ConfigError`."""
+    from tilewatch.config import load_config
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    config = load_config(config_path)
+    data = read_inputs(inputs, config.events, fmt)
+    baseline = build_baseline(data, config.baseline, config.events, max_bad_share)
+    for bad in data.bad[:SHOW_BAD_ROWS]:
+        print(f"tilewatch: skipped {bad}", file=err)
+    if len(data.bad) > SHOW_BAD_ROWS:
+        print(f"tilewatch: skipped {len(data.bad) - SHOW_BAD_ROWS} more bad rows", file=err)
+    for name, model in baseline.models.items():
+        for note in model.notes:
+            print(f"tilewatch: warning: model {name}: {note}", file=err)
+    write_baseline(baseline, output)
+    print(summarize(baseline, output), file=out)
+    for line in _calibration_lines(config, baseline, data):
+        print(line, file=out)
+    return 0
+
+
+def _calibration_lines(config: Any, baseline: Baseline, data: InputData) -> list[str]:
+    """Per model with labels: is it calibrated, so can its label-free estimate be trusted?
+
+    The threshold is the one the monitor will use: ``[labels.thresholds]``, else the chosen
+    one, else ``[labels] threshold``.
+    """
+    from tilewatch.calibration import calibration_check
+
+    labels = config.labels
+    lines = []
+    for name, model in baseline.models.items():
+        threshold = None if model.threshold is None else model.threshold.value
+        if labels is not None:
+            threshold = labels.thresholds.get(name, threshold)
+            threshold = labels.threshold if threshold is None else threshold
+        columns = data.models[name]
+        check = calibration_check(
+            columns.scores,
+            columns.labels,
+            threshold,
+            bins=10 if labels is None else labels.performance.calibration_bins,
+            confidence=0.95 if labels is None else labels.performance.confidence,
+        )
+        if check is not None:
+            lines.append(f"\nmodel {name}: {check.describe()}.")
+    return lines
