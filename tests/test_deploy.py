@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tilewatch.config.loader import Config, load_config
-from tilewatch.exporters.grafana.base import DATASOURCE_UID
+from tilewatch.exporters.grafana.json_model import DATASOURCE_UID
 
 yaml = pytest.importorskip("yaml")
 

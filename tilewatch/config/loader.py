@@ -39,7 +39,7 @@ from tilewatch.config.base import show as _show
 from tilewatch.config.base import toml_key as _key
 from tilewatch.config.hierarchy import parse_hierarchy
 from tilewatch.config.labels import parse_labels
-from tilewatch.exporters.alerting.model import AlertSettings
+from tilewatch.exporters.generator_inputs import AlertSettings
 from tilewatch.exporters.prometheus.settings import BasicAuth, ExporterSettings, TLSFiles
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 
