@@ -7,40 +7,73 @@ stops) on a fixed range per statistic, so the same value always has the same col
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from tilewatch.aggregators.cells.settings import ALL
+from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.replica import Snapshot
 
-__all__ = ["STATISTICS", "render_heatmap"]
+__all__ = ["STATISTICS", "TerminalStatistic", "render_heatmap"]
 
-#: Statistic name -> (snapshot attribute, count attribute, fixed colour range or None).
-STATISTICS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
-    "window_score_mean": ("window_mean", "window_count", (0.0, 1.0)),
-    "window_score_variance": ("window_variance", "window_count", (0.0, 0.1)),
-    "window_events": ("window_count", "window_count", None),
-    "rolling_score_mean": ("rolling_mean", "rolling_count", (0.0, 1.0)),
-    "rolling_score_variance": ("rolling_variance", "rolling_count", (0.0, 0.1)),
-    "events_total": ("events_total", "events_total", None),
+#: A per-cell array of a snapshot, or None when the snapshot does not have it.
+Column = Callable[[Snapshot], npt.ArrayLike | None]
+
+
+class TerminalStatistic(NamedTuple):
+    """What a heatmap shows: the values, the sample counts, a fixed colour range (or None),
+    and whether the values are those of the performance window (else the last closed one)."""
+
+    values: Column
+    counts: Column
+    fixed: tuple[float, float] | None
+    performance_window: bool = False
+
+
+def _performance(pick: Callable[[PerformanceView], npt.ArrayLike]) -> Column:
+    """A column of the performance view (None without a [labels] section)."""
+    return lambda snap: None if snap.performance is None else pick(snap.performance)
+
+
+STATISTICS: dict[str, TerminalStatistic] = {
+    "window_score_mean": TerminalStatistic(
+        lambda s: s.window_mean, lambda s: s.window_count, (0.0, 1.0)
+    ),
+    "window_score_variance": TerminalStatistic(
+        lambda s: s.window_variance, lambda s: s.window_count, (0.0, 0.1)
+    ),
+    "window_events": TerminalStatistic(lambda s: s.window_count, lambda s: s.window_count, None),
+    "rolling_score_mean": TerminalStatistic(
+        lambda s: s.rolling_mean, lambda s: s.rolling_count, (0.0, 1.0)
+    ),
+    "rolling_score_variance": TerminalStatistic(
+        lambda s: s.rolling_variance, lambda s: s.rolling_count, (0.0, 0.1)
+    ),
+    "events_total": TerminalStatistic(lambda s: s.events_total, lambda s: s.events_total, None),
     # Performance from labels (a [labels] section): the model's performance window.
-    "window_accuracy": ("performance.stats.accuracy", "performance.stats.labeled", (0.0, 1.0)),
-    "window_estimated_accuracy": (
-        "performance.estimate",
-        "performance.estimate_predictions",
+    "window_accuracy": TerminalStatistic(
+        _performance(lambda p: p.stats.accuracy),
+        _performance(lambda p: p.stats.labeled),
+        (0.0, 1.0),
+        performance_window=True,
+    ),
+    "window_estimated_accuracy": TerminalStatistic(
+        _performance(lambda p: p.estimate),
+        _performance(lambda p: p.estimate_predictions),
         (0.0, 1.0),
     ),
 }
 
 
-def _column(snap: Snapshot, path: str, fill: float) -> np.ndarray:
-    """A per-cell array of the snapshot by dotted path (``fill`` when a part is None)."""
-    obj: object = snap
-    for part in path.split("."):
-        obj = getattr(obj, part)
-        if obj is None:
-            return np.full(len(snap.keys), fill)
-    return np.asarray(obj, dtype=float)
+def _column(snap: Snapshot, column: Column, fill: float) -> np.ndarray:
+    """A per-cell float array of the snapshot (``fill`` where the snapshot has none)."""
+    values = column(snap)
+    if values is None:
+        return np.full(len(snap.keys), fill)
+    return np.asarray(values, dtype=float)
 
 
 # Viridis, sampled at 8 stops, as xterm-256 colour indices.
@@ -71,9 +104,10 @@ def render_heatmap(
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(STATISTICS)}")
-    attr, count_attr, fixed = STATISTICS[statistic]
-    values = _column(snap, attr, math.nan)
-    counts = _column(snap, count_attr, 0.0)
+    stat = STATISTICS[statistic]
+    values = _column(snap, stat.values, math.nan)
+    counts = _column(snap, stat.counts, 0.0)
+    fixed = stat.fixed
     models = [m for m in snap.model_names if m != "__other__"] or snap.model_names
     if not models:
         return "no events yet"
@@ -96,7 +130,7 @@ def render_heatmap(
     lo, hi = fixed if fixed else ((min(shown), max(shown)) if shown else (0.0, 1.0))
     width = 12
     head = f"{model}: {statistic}"
-    if attr.startswith("performance.stats."):
+    if stat.performance_window:
         ends = {} if snap.performance is None else snap.performance.window_end
         if model in ends:
             head += f"   (performance window ends {ends[model]:.0f})"

@@ -1,7 +1,7 @@
 """Write README.md from docs/readme.template.md, docs/configuration.md and the metric tables.
 
 The config tables come from docs/configuration.md, the metric tables from
-tilewatch.exporters.prometheus.collector.METRICS / DRIFT_METRICS and the rejection reasons from
+tilewatch.exporters.prometheus.catalog (METRICS, DRIFT_METRICS, ...) and the rejection reasons from
 tilewatch.streams.decoding.events.REASONS, so the README cannot drift from the code.
 tests/test_docs.py fails when README.md is stale. Run: .venv/bin/python scripts/gen_readme.py
 """
@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def render() -> str:
     """The README text."""
     sys.path.insert(0, str(ROOT))
-    from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS
-    from tilewatch.exporters.prometheus.health import HEALTH_METRICS
-    from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+    from tilewatch.exporters.prometheus.catalog import (
+        DRIFT_METRICS,
+        HEALTH_METRICS,
+        METRICS,
+        PERFORMANCE_METRICS,
+    )
     from tilewatch.streams.decoding.events import REASONS
 
     conf = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tilewatch.config.loader import Config, load_config
-from tilewatch.exporters.grafana.base import DATASOURCE_UID
+from tilewatch.config import Config, load_config
+from tilewatch.exporters.grafana.json_model import DATASOURCE_UID
 
 yaml = pytest.importorskip("yaml")
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from tilewatch.cli import _parser
-from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS
-from tilewatch.exporters.prometheus.health import HEALTH_METRICS
-from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import (
+    DRIFT_METRICS,
+    HEALTH_METRICS,
+    METRICS,
+    PERFORMANCE_METRICS,
+)
 from tilewatch.streams.decoding.events import REASONS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.config import Config
-from tilewatch.exporters.prometheus.collector import CellCollector
-from tilewatch.exporters.prometheus.health import HealthCollector
+from tilewatch.exporters.prometheus.cell_collector import CellCollector
+from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
 from tilewatch.streams.loop import Monitor, RunSummary
 

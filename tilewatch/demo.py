@@ -28,7 +28,7 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
 
     Examples
     --------
-    >>> from tilewatch.config.loader import parse_config
+    >>> from tilewatch.config import parse_config
     >>> cfg = parse_config(demo_config("127.0.0.1:9092", 0), source="<demo>")
     >>> cfg.labels.source, cfg.labels.threshold, cfg.cells.window_seconds
     ('inline', 0.5, 10.0)

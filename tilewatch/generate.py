@@ -1,10 +1,12 @@
 """``tilewatch generate``: the files derived from the config, written into the repository.
 
-Each generator maps a :class:`~tilewatch.config.loader.Config` to ``{path relative to the repository
-root: file text}``; :data:`GENERATORS` lists them by name. The checked-in files under
-``deploy/`` and ``docs/runbooks/`` come from ``deploy/tilewatch.toml``; a test regenerates them
-and fails when they are stale, so a metric cannot be renamed without its rules, alerts and
-dashboards following.
+:func:`generator_inputs` reads, once, what the generators need from a
+:class:`~tilewatch.config.loader.Config` into a typed
+:class:`~tilewatch.exporters.generator_inputs.GeneratorInputs`; each generator maps it to
+``{path relative to the repository root: file text}``, and :data:`GENERATORS` lists them by
+name. The checked-in files under ``deploy/`` and ``docs/runbooks/`` come from
+``deploy/tilewatch.toml``; a test regenerates them and fails when they are stale, so a metric
+cannot be renamed without its rules, alerts and dashboards following.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tilewatch.config.loader import Config
+from tilewatch.config import Config
+from tilewatch.deploy import render_k8s_config
+from tilewatch.exporters.alerting.alertmanager import render_alertmanager
+from tilewatch.exporters.alerting.rule_file import render_rules
+from tilewatch.exporters.alerting.rule_tests import render_rule_tests
+from tilewatch.exporters.alerting.runbooks import render_runbooks
+from tilewatch.exporters.generator_inputs import DriftInputs, GeneratorInputs, LabelInputs, Task
+from tilewatch.exporters.grafana.render import render_dashboards
 
 __all__ = [
     "ALERTMANAGER_PATH",
@@ -20,61 +29,67 @@ __all__ = [
     "RULES_PATH",
     "RULE_TESTS_PATH",
     "Generator",
+    "generator_inputs",
     "render",
     "stale",
     "write",
 ]
 
 #: path relative to the repository root -> file text
-Generator = Callable[[Config], dict[str, str]]
+Generator = Callable[[GeneratorInputs], dict[str, str]]
 
 RULES_PATH = "deploy/prometheus/rules/tilewatch.rules.yml"
 RULE_TESTS_PATH = "deploy/prometheus/tests/tilewatch.rules.test.yml"
 ALERTMANAGER_PATH = "deploy/alertmanager/alertmanager.yml"
 
 
-def _rules(config: Config) -> dict[str, str]:
-    from tilewatch.exporters.alerting.rule_files import render_rule_tests, render_rules
+def generator_inputs(config: Config) -> GeneratorInputs:
+    """What the generators read from ``config``: the one place they see the config."""
+    drift = None
+    if config.drift_enabled:
+        drift = DriftInputs(
+            psi_alert=config.drift.psi_alert,
+            missing_alert=config.drift.missing_alert,
+            has_features=bool(config.drift.features),
+            has_baseline=config.baseline.path is not None,
+            has_detectors=bool(config.drift.detectors),
+        )
+    labels = None
+    if config.labels is not None:
+        labels = LabelInputs(
+            task=Task(config.labels.performance.task),
+            min_samples=config.labels.performance.min_samples,
+            has_error_detector=config.labels.error_detector is not None,
+        )
+    return GeneratorInputs(
+        dimensions=tuple(config.cells.dimensions),
+        score_range=(float(config.events.score_min), float(config.events.score_max)),
+        min_samples=config.drift.min_samples,
+        hierarchy=config.hierarchy,
+        alerts=config.alerts,
+        drift=drift,
+        labels=labels,
+        source=config.source,
+    )
 
-    dims = config.cells.dimensions
+
+def _rules(inputs: GeneratorInputs) -> dict[str, str]:
     return {
-        RULES_PATH: render_rules(dims, config.hierarchy, config.alerts),
-        RULE_TESTS_PATH: render_rule_tests(
-            dims, config.hierarchy, config.alerts, rule_file="../rules/tilewatch.rules.yml"
-        ),
+        RULES_PATH: render_rules(inputs),
+        RULE_TESTS_PATH: render_rule_tests(inputs, rule_file="../rules/tilewatch.rules.yml"),
     }
 
 
-def _alertmanager(config: Config) -> dict[str, str]:
-    from tilewatch.exporters.alerting.alertmanager import render_alertmanager
-
-    return {ALERTMANAGER_PATH: render_alertmanager(config.cells.dimensions, config.alerts)}
-
-
-def _runbooks(config: Config) -> dict[str, str]:
-    from tilewatch.exporters.alerting.runbooks import render_runbooks
-
-    return render_runbooks(config.cells.dimensions, config.hierarchy, config.alerts)
-
-
-def _dashboards(config: Config) -> dict[str, str]:
-    from tilewatch.exporters.grafana.render import render_dashboards
-
-    return render_dashboards(config)
-
-
-def _kubernetes(config: Config) -> dict[str, str]:
-    from tilewatch.deploy import render_k8s_config
-
-    return render_k8s_config(config)
+def _alertmanager(inputs: GeneratorInputs) -> dict[str, str]:
+    return {ALERTMANAGER_PATH: render_alertmanager(inputs)}
 
 
 GENERATORS: dict[str, Generator] = {
     "rules": _rules,
     "alertmanager": _alertmanager,
-    "runbooks": _runbooks,
-    "dashboards": _dashboards,
-    "kubernetes": _kubernetes,
+    "runbooks": render_runbooks,
+    "dashboards": render_dashboards,
+    "kubernetes": render_k8s_config,
 }
 
 
@@ -86,9 +101,10 @@ def render(config: Config) -> dict[str, str]:
     ValueError
         If two generators claim the same path.
     """
+    inputs = generator_inputs(config)
     out: dict[str, str] = {}
     for name, generator in GENERATORS.items():
-        for path, text in generator(config).items():
+        for path, text in generator(inputs).items():
             if path in out:
                 raise ValueError(f"generator {name!r} writes {path}, which another one wrote")
             out[path] = text

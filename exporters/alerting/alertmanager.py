@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tilewatch.exporters.alerting.model import AlertSettings, prom_duration
-from tilewatch.exporters.alerting.rule_files import HEADER
-from tilewatch.exporters.alerting.yamltext import dump
+from tilewatch.exporters.alerting.promql import prom_duration
+from tilewatch.exporters.alerting.rule_file import HEADER
+from tilewatch.exporters.generator_inputs import GeneratorInputs, Severity
+from tilewatch.exporters.yaml_output import to_yaml
 
 __all__ = ["RECEIVERS", "inhibit_rules", "render_alertmanager"]
 
 #: Receiver name by severity.
-RECEIVERS = {
+RECEIVERS: dict[Severity, str] = {
     "critical": "tilewatch-pager",
     "warning": "tilewatch-ticket",
     "info": "tilewatch-info",
@@ -59,15 +60,18 @@ def inhibit_rules(dimensions: tuple[str, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def render_alertmanager(dimensions: tuple[str, ...], alerts: AlertSettings) -> str:
+def render_alertmanager(inputs: GeneratorInputs) -> str:
     """The ``alertmanager.yml`` text.
 
     Examples
     --------
-    >>> text = render_alertmanager(("segment",), AlertSettings(pager_url="http://pager/hook"))
+    >>> from tilewatch.exporters.generator_inputs import AlertSettings
+    >>> hooks = AlertSettings(pager_url="http://pager/hook")
+    >>> text = render_alertmanager(GeneratorInputs(("segment",), alerts=hooks))
     >>> "- receiver: tilewatch-pager" in text, "- url: http://pager/hook" in text
     (True, True)
     """
+    alerts = inputs.alerts
     timing = {
         "group_wait": prom_duration(alerts.group_wait),
         "group_interval": prom_duration(alerts.group_interval),
@@ -77,16 +81,11 @@ def render_alertmanager(dimensions: tuple[str, ...], alerts: AlertSettings) -> s
         {"receiver": receiver, "matchers": [f'severity="{severity}"']}
         for severity, receiver in RECEIVERS.items()
     ]
-    urls = {
-        "critical": alerts.pager_url,
-        "warning": alerts.ticket_url,
-        "info": alerts.info_url,
-    }
     receivers: list[dict[str, Any]] = []
     for severity, name in RECEIVERS.items():
         receiver: dict[str, Any] = {"name": name}
-        if urls[severity]:
-            receiver["webhook_configs"] = [{"url": urls[severity], "send_resolved": True}]
+        if alerts.url(severity):
+            receiver["webhook_configs"] = [{"url": alerts.url(severity), "send_resolved": True}]
         receivers.append(receiver)
     config = {
         "route": {
@@ -95,7 +94,7 @@ def render_alertmanager(dimensions: tuple[str, ...], alerts: AlertSettings) -> s
             **timing,
             "routes": routes,
         },
-        "inhibit_rules": inhibit_rules(dimensions),
+        "inhibit_rules": inhibit_rules(inputs.dimensions),
         "receivers": receivers,
     }
-    return dump(config, header=HEADER)
+    return to_yaml(config, header=HEADER)

@@ -4,7 +4,7 @@ Business indicators and components alert on their statuses (worst replica); the 
 (scrapes, Kafka), silent models and dead letters alert on absent or stale data, which is a symptom
 rather than a green tile. Every :class:`~tilewatch.exporters.alerting.model.Alert` carries a
 :class:`~tilewatch.exporters.alerting.model.Probe` from which
-:mod:`tilewatch.exporters.alerting.rule_files` generates its unit tests.
+:mod:`tilewatch.exporters.alerting.rule_tests` generates its unit tests.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from collections.abc import Mapping
 
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.health.settings import HierarchySettings
-from tilewatch.exporters.alerting.model import (
+from tilewatch.exporters.alerting.model import Alert, Probe, ProbeSeries
+from tilewatch.exporters.alerting.promql import (
     WORST_OVER_REPLICAS,
-    Alert,
-    AlertSettings,
-    Probe,
-    ProbeSeries,
     driver_annotation,
     job_selector,
     prom_duration,
 )
+from tilewatch.exporters.generator_inputs import AlertSettings, Severity
 
 __all__ = ["alert_rules"]
 
@@ -69,7 +67,11 @@ def alert_rules(
     cell_tmpl = " ".join(f"{d}={{{{ $labels.{d} }}}}" for d in dimensions)
     out: list[Alert] = []
 
-    for sev, status, word in (("critical", 2, "red"), ("warning", 1, "amber")):
+    business: tuple[tuple[Severity, int, str], ...] = (
+        ("critical", 2, "red"),
+        ("warning", 1, "amber"),
+    )
+    for sev, status, word in business:
         driver = {
             "level": "business",
             "indicator": indicator,
@@ -135,7 +137,11 @@ def alert_rules(
             )
         )
 
-    for sev, status, word in (("warning", 2, "red"), ("info", 1, "amber")):
+    components: tuple[tuple[Severity, int, str], ...] = (
+        ("warning", 2, "red"),
+        ("info", 1, "amber"),
+    )
+    for sev, status, word in components:
         driver = {
             "level": "cell",
             "component": component,

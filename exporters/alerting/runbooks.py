@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 
-from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.exporters.alerting.alertmanager import RECEIVERS
 from tilewatch.exporters.alerting.alerts import alert_rules
-from tilewatch.exporters.alerting.model import Alert, AlertSettings, prom_duration
+from tilewatch.exporters.alerting.model import Alert
+from tilewatch.exporters.alerting.promql import prom_duration
+from tilewatch.exporters.generator_inputs import GeneratorInputs
 
 __all__ = ["RUNBOOK_DIR", "render_runbook", "render_runbooks"]
 
@@ -34,6 +35,7 @@ def render_runbook(alert: Alert) -> str:
     Examples
     --------
     >>> from tilewatch.aggregators.health.settings import HierarchySettings
+    >>> from tilewatch.exporters.generator_inputs import AlertSettings
     >>> alert = alert_rules(("segment",), HierarchySettings(), AlertSettings())[0]
     >>> render_runbook(alert).splitlines()[1]
     '# TilewatchBusinessIndicatorRed'
@@ -63,11 +65,9 @@ def render_runbook(alert: Alert) -> str:
     )
 
 
-def render_runbooks(
-    dimensions: tuple[str, ...], hierarchy: HierarchySettings, alerts: AlertSettings
-) -> dict[str, str]:
+def render_runbooks(inputs: GeneratorInputs) -> dict[str, str]:
     """``{path relative to the repository root: Markdown}`` for every alert and the index."""
-    rules = alert_rules(dimensions, hierarchy, alerts)
+    rules = alert_rules(inputs.dimensions, inputs.hierarchy, inputs.alerts)
     out = {f"{RUNBOOK_DIR}/{a.name}.md": render_runbook(a) for a in rules}
     rows = "".join(
         f"| [{a.name}]({a.name}.md) | {a.severity} | {_plain(a.summary)} |\n" for a in rules

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilewatch.exporters.grafana.base import (
+from tilewatch.exporters.grafana.json_model import (
     AMBER,
     DATASOURCE,
     GREEN,

@@ -1,7 +1,8 @@
 """Grafana panels: heatmap, state timeline, status history, stat, table, time series, row.
 
-Each builder takes the dashboard's :class:`~tilewatch.exporters.grafana.base.Layout` (which places
-the panel and numbers it) and returns the panel's JSON model with the provisioned data source.
+Each builder takes the dashboard's :class:`~tilewatch.exporters.grafana.json_model.Layout`
+(which places the panel and numbers it) and returns the panel's JSON model with the provisioned
+data source.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilewatch.exporters.grafana.base import DATASOURCE, GREEN, Layout
+from tilewatch.exporters.grafana.json_model import DATASOURCE, GREEN, Layout
 
 __all__ = [
     "heatmap_panel",

@@ -24,29 +24,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tilewatch.exporters.grafana.cell import cell_dashboard
+from tilewatch.exporters.generator_inputs import GeneratorInputs
+from tilewatch.exporters.grafana.cell_dashboard import cell_dashboard
+from tilewatch.exporters.grafana.dashboard_rules import dashboard_rules
+from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
 from tilewatch.exporters.grafana.frame import CELL_UID, HEATMAPS_UID, OVERVIEW_UID
-from tilewatch.exporters.grafana.heatmaps import heatmaps_dashboard
-from tilewatch.exporters.grafana.overview import overview_dashboard
-from tilewatch.exporters.grafana.recording import (
-    dashboard_provider,
-    dashboard_rules,
-    datasource_provisioning,
-)
-from tilewatch.exporters.grafana.statistics import dashboard_statistics
+from tilewatch.exporters.grafana.heatmaps_dashboard import heatmaps_dashboard
+from tilewatch.exporters.grafana.overview_dashboard import overview_dashboard
+from tilewatch.exporters.grafana.provisioning import dashboard_provider, datasource_provisioning
 
-__all__ = [
-    "CELL_UID",
-    "DASHBOARD_DIR",
-    "HEATMAPS_UID",
-    "OVERVIEW_UID",
-    "PROVISIONING_DIR",
-    "RULES_PATH",
-    "cell_dashboard",
-    "heatmaps_dashboard",
-    "overview_dashboard",
-    "render_dashboards",
-]
+__all__ = ["DASHBOARD_DIR", "PROVISIONING_DIR", "RULES_PATH", "render_dashboards"]
 
 #: Where the files go, relative to the repository root.
 DASHBOARD_DIR = "deploy/grafana/dashboards"
@@ -58,24 +45,23 @@ def _json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def render_dashboards(config: Any) -> dict[str, str]:
-    """Every Grafana file generated from ``config``: ``{path from the repo root: text}``.
+def render_dashboards(inputs: GeneratorInputs) -> dict[str, str]:
+    """Every Grafana file generated from ``inputs``: ``{path from the repo root: text}``.
 
     The dashboards, the recording rules they read
     (``deploy/prometheus/rules/tilewatch-dashboards.rules.yml``) and Grafana's provisioning
     (data source with the fixed uid, dashboard provider).
     """
-    statistics = dashboard_statistics(config)
-    dims = tuple(config.cells.dimensions)
+    statistics = dashboard_statistics(inputs)
     return {
-        f"{DASHBOARD_DIR}/{OVERVIEW_UID}.json": _json(overview_dashboard(config)),
-        f"{DASHBOARD_DIR}/{HEATMAPS_UID}.json": _json(heatmaps_dashboard(config, statistics)),
-        f"{DASHBOARD_DIR}/{CELL_UID}.json": _json(cell_dashboard(config, statistics)),
+        f"{DASHBOARD_DIR}/{OVERVIEW_UID}.json": _json(overview_dashboard(inputs)),
+        f"{DASHBOARD_DIR}/{HEATMAPS_UID}.json": _json(heatmaps_dashboard(inputs, statistics)),
+        f"{DASHBOARD_DIR}/{CELL_UID}.json": _json(cell_dashboard(inputs, statistics)),
         RULES_PATH: dashboard_rules(
             statistics,
-            ["model", *dims],
-            drift=bool(config.drift_enabled),
-            performance=getattr(config, "labels", None) is not None,
+            ["model", *inputs.dimensions],
+            drift=inputs.drift is not None,
+            performance=inputs.labels is not None,
         ),
         f"{PROVISIONING_DIR}/datasources/tilewatch.yml": datasource_provisioning(),
         f"{PROVISIONING_DIR}/dashboards/tilewatch.yml": dashboard_provider(),

@@ -557,7 +557,7 @@ def run_tilewatch(
 def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from tilewatch.exporters.prometheus.collector import CellCollector
+    from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
     registry = CollectorRegistry()
     collector = CellCollector(state.snapshot, dims)

@@ -36,8 +36,8 @@ from e2e_support import TilewatchProcess, value
 from helpers import PrometheusServer, free_port
 from kafka import KafkaProducer
 
-from tilewatch.config.loader import load_config
-from tilewatch.generate import ALERTMANAGER_PATH, GENERATORS, RULES_PATH
+from tilewatch.config import load_config
+from tilewatch.generate import ALERTMANAGER_PATH, GENERATORS, RULES_PATH, generator_inputs
 
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.timeout(240)]
 
@@ -296,7 +296,8 @@ def test_degraded_cell_pages_and_tickets_then_resolves_and_a_stopped_monitor_pag
     path.write_text(path.read_text() + HIERARCHY.format(**hooks))
     config = load_config(path)
     # the same generators as the checked-in files
-    files = {**GENERATORS["rules"](config), **GENERATORS["alertmanager"](config)}
+    inputs = generator_inputs(config)
+    files = {**GENERATORS["rules"](inputs), **GENERATORS["alertmanager"](inputs)}
     rules = tmp_path / "tilewatch.rules.yml"
     rules.write_text("groups: []\n")
     am_config = tmp_path / "alertmanager.yml"

@@ -29,7 +29,7 @@ import pytest
 from e2e_support import ALL, TilewatchProcess, series, value
 from kafka import KafkaProducer
 
-from tilewatch.config.loader import ConfigError, load_config
+from tilewatch.config import ConfigError, load_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]

@@ -595,7 +595,7 @@ PER_PROCESS = {
 
 
 def _performance_names() -> list[str]:
-    from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+    from tilewatch.exporters.prometheus.catalog import PERFORMANCE_METRICS
 
     return [d.name for d in PERFORMANCE_METRICS if d.name not in PER_PROCESS]
 

@@ -35,7 +35,7 @@ from e2e_support import ALL, TilewatchProcess, parse_summary, series, value
 from helpers import consume_all
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tilewatch.config.loader import load_config
+from tilewatch.config import load_config
 from tilewatch.streams.decoding.events import REASONS, EventDecoder
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.settings import EventFields

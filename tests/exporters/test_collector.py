@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
-from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS, CellCollector
-from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
 DIMS = ("segment", "region")
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"

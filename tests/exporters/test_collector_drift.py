@@ -17,7 +17,8 @@ from tilewatch.aggregators.drift.reference import (
     build_model_baseline,
 )
 from tilewatch.aggregators.state.replica import ReplicaState
-from tilewatch.exporters.prometheus.collector import DRIFT_METRICS, METRICS, CellCollector
+from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS
+from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
 DIMS = ("segment",)
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)

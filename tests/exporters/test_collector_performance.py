@@ -19,8 +19,8 @@ from tilewatch.aggregators import CellSettings, ReplicaState, Snapshot
 from tilewatch.aggregators.labels.join import JoinSettings
 from tilewatch.aggregators.labels.state import LabelSettings
 from tilewatch.aggregators.labels.sums import PerformanceSettings
-from tilewatch.exporters.prometheus.collector import CellCollector
-from tilewatch.exporters.prometheus.performance import PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
 DIMS = ("segment", "region")
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)

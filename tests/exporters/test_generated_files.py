@@ -38,7 +38,7 @@ def test_generate_check_exits_1_on_stale_files(
     capsys.readouterr()
     assert main([*args, "--check"]) == 0
     rules = tmp_path / generate.RULES_PATH
-    rules.write_text(rules.read_text().replace("for: '5m'", "for: '1m'", 1))
+    rules.write_text(rules.read_text().replace("for: 5m", "for: 1m", 1))
     (tmp_path / generate.ALERTMANAGER_PATH).unlink()
     assert main([*args, "--check"]) == 1
     out = capsys.readouterr().out
@@ -51,7 +51,7 @@ def test_generate_check_exits_1_on_stale_files(
 
 def test_two_generators_may_not_write_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(
-        generate.GENERATORS, "copy", lambda config: {generate.RULES_PATH: "another text"}
+        generate.GENERATORS, "copy", lambda inputs: {generate.RULES_PATH: "another text"}
     )
     with pytest.raises(ValueError, match="another one wrote"):
         generate.render(load_config(CONFIG))

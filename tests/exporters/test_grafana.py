@@ -7,26 +7,29 @@ queries themselves run against a real Prometheus in tests/e2e/test_dashboards_e2
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tilewatch.config import Config, parse_config
-from tilewatch.exporters.grafana.base import DATASOURCE, DATASOURCE_UID, PANEL_TYPES, SCHEMA_VERSION
-from tilewatch.exporters.grafana.render import (
-    CELL_UID,
-    HEATMAPS_UID,
-    OVERVIEW_UID,
-    RULES_PATH,
-    render_dashboards,
+from tilewatch.config import parse_config
+from tilewatch.exporters.generator_inputs import GeneratorInputs
+from tilewatch.exporters.grafana.dashboard_statistics import COUNT_METRICS, dashboard_statistics
+from tilewatch.exporters.grafana.frame import CELL_UID, HEATMAPS_UID, OVERVIEW_UID
+from tilewatch.exporters.grafana.json_model import (
+    DATASOURCE,
+    DATASOURCE_UID,
+    PANEL_TYPES,
+    SCHEMA_VERSION,
 )
-from tilewatch.exporters.grafana.statistics import COUNT_METRICS, dashboard_statistics
+from tilewatch.exporters.grafana.render import RULES_PATH, render_dashboards
+from tilewatch.exporters.prometheus.catalog import CATALOG, MetricDoc
+from tilewatch.generate import generator_inputs
 
 #: Panel types built into Grafana 11/12 (plugin ids), to catch a typo in a type.
 GRAFANA_PANELS = {
@@ -66,8 +69,9 @@ _DATA_LINK = re.compile(
 _STAT_KEY = re.compile(r'statistic="(\w+)"')
 
 
-def _config(**sections: Any) -> Config:
-    return parse_config(sections, "test.toml")
+def _config(**sections: Any) -> GeneratorInputs:
+    """The generator inputs of a config with these sections."""
+    return generator_inputs(parse_config(sections, "test.toml"))
 
 
 RICH = {
@@ -86,7 +90,7 @@ CONFIGS = {
 
 
 @pytest.fixture(params=sorted(CONFIGS), scope="module")
-def rendered(request: pytest.FixtureRequest) -> tuple[Config, dict[str, dict[str, Any]]]:
+def rendered(request: pytest.FixtureRequest) -> tuple[GeneratorInputs, dict[str, dict[str, Any]]]:
     config = _config(**CONFIGS[request.param])
     files = render_dashboards(config)
     return config, {
@@ -121,7 +125,7 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def test_files_and_uids(rendered: tuple[Config, dict[str, dict[str, Any]]]) -> None:
+def test_files_and_uids(rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]]) -> None:
     _config, dashboards = rendered
     assert {d["uid"] for d in dashboards.values()} == {OVERVIEW_UID, HEATMAPS_UID, CELL_UID}
     for path, dash in dashboards.items():
@@ -131,7 +135,7 @@ def test_files_and_uids(rendered: tuple[Config, dict[str, dict[str, Any]]]) -> N
 
 
 def test_panel_ids_are_unique_and_types_valid(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     for dash in rendered[1].values():
         ids = [p["id"] for p in _panels(dash)]
@@ -142,7 +146,7 @@ def test_panel_ids_are_unique_and_types_valid(
             assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24 and pos["h"] > 0
 
 
-def test_no_two_panels_overlap(rendered: tuple[Config, dict[str, dict[str, Any]]]) -> None:
+def test_no_two_panels_overlap(rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]]) -> None:
     for dash in rendered[1].values():
         taken: set[tuple[int, int]] = set()
         for panel in _panels(dash):
@@ -157,7 +161,7 @@ def test_no_two_panels_overlap(rendered: tuple[Config, dict[str, dict[str, Any]]
 
 
 def test_every_datasource_is_the_provisioned_one(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     for dash in rendered[1].values():
         refs = [value for key, value in _walk(dash) if key == "datasource"]
@@ -175,7 +179,7 @@ def test_every_datasource_is_the_provisioned_one(
 
 
 def test_every_referenced_variable_exists(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     for dash in rendered[1].values():
         defined = {v["name"] for v in dash["templating"]["list"]}
@@ -213,7 +217,9 @@ def _labels_of(panel: dict[str, Any], dims: tuple[str, ...]) -> set[str]:
     return out
 
 
-def test_links_carry_the_variables(rendered: tuple[Config, dict[str, dict[str, Any]]]) -> None:
+def test_links_carry_the_variables(
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
+) -> None:
     config, dashboards = rendered
     by_uid = {d["uid"]: d for d in dashboards.values()}
     checked = 0
@@ -236,7 +242,7 @@ def test_links_carry_the_variables(rendered: tuple[Config, dict[str, dict[str, A
                     f"var-{v['name']}" for v in target["templating"]["list"] if v["type"] == "query"
                 }
                 assert wanted <= set(params), (url, wanted - set(params))
-                labels = _labels_of(panel, tuple(config.cells.dimensions))
+                labels = _labels_of(panel, config.dimensions)
                 for value in params.values():
                     data = _DATA_LINK.fullmatch(value)
                     if data is not None:
@@ -251,7 +257,7 @@ def test_links_carry_the_variables(rendered: tuple[Config, dict[str, dict[str, A
                     assert value == "__all__", (panel["title"], value)
                 checked += 1
     assert checked >= 5
-    dims = config.cells.dimensions
+    dims = config.dimensions
     grid = next(
         p for p in _panels(by_uid[OVERVIEW_UID]) if p["title"].startswith(("Status grid", "Model"))
     )
@@ -261,7 +267,7 @@ def test_links_carry_the_variables(rendered: tuple[Config, dict[str, dict[str, A
 
 
 def test_every_panel_has_a_description_and_a_unit(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     for dash in rendered[1].values():
         for panel in _panels(dash):
@@ -295,7 +301,7 @@ def _scale_key(panel: dict[str, Any]) -> str:
 
 
 def test_colour_scales_are_shared_per_statistic(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     config, dashboards = rendered
     stats = {s.key: s for s in dashboard_statistics(config)}
@@ -331,7 +337,9 @@ def test_colour_scales_are_shared_per_statistic(
             assert (d["min"], d["max"], d["unit"]) == (s.low, s.high, s.unit)
 
 
-def test_zero_valued_cells_are_drawn(rendered: tuple[Config, dict[str, dict[str, Any]]]) -> None:
+def test_zero_valued_cells_are_drawn(
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
+) -> None:
     config, dashboards = rendered
     stats = {s.key: s for s in dashboard_statistics(config)}
     for panel in _heatmaps(dashboards):
@@ -344,10 +352,10 @@ def test_zero_valued_cells_are_drawn(rendered: tuple[Config, dict[str, dict[str,
 
 
 def test_heatmap_rows_are_roll_up_cells_labelled_by_value(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     config, dashboards = rendered
-    dims = config.cells.dimensions
+    dims = config.dimensions
     for panel in _heatmaps(dashboards):
         (t,) = panel["targets"]
         label = re.fullmatch(r"\{\{(\w+)\}\}", t["legendFormat"])
@@ -361,7 +369,7 @@ def test_heatmap_rows_are_roll_up_cells_labelled_by_value(
 
 
 def test_status_panels_are_green_amber_red_with_text(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     found = 0
     for dash in rendered[1].values():
@@ -386,7 +394,7 @@ def test_status_panels_are_green_amber_red_with_text(
 
 
 def test_annotations_mark_versions_and_drift(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     for dash in rendered[1].values():
         names = {a["name"]: a for a in dash["annotations"]["list"]}
@@ -399,20 +407,9 @@ def test_annotations_mark_versions_and_drift(
             assert a["useValueForTime"] is True and "* 1000" in a["expr"]
 
 
-def _documented_metrics() -> dict[str, Any]:
-    """Every metric in a MetricDoc table of the exporters package, by name."""
-    from tilewatch.exporters.prometheus.catalog import MetricDoc
-
-    names: dict[str, Any] = {}
-    for module_name in ("collector", "health", "performance"):
-        try:
-            module = importlib.import_module(f"tilewatch.exporters.prometheus.{module_name}")
-        except ImportError:
-            continue
-        for value in vars(module).values():
-            if isinstance(value, tuple) and value and all(isinstance(v, MetricDoc) for v in value):
-                names |= {m.name: m for m in value}
-    return names
+def _documented_metrics() -> Mapping[str, MetricDoc]:
+    """Every exported metric, by name (the metric catalog)."""
+    return CATALOG
 
 
 def test_every_queried_metric_is_exported_or_recorded() -> None:
@@ -458,24 +455,19 @@ def test_hierarchy_thresholds_drive_scales_and_threshold_lines() -> None:
 
     base = _config(**RICH)
 
-    class WithHierarchy:
-        hierarchy = HierarchySettings(
-            (
-                BaseMetric("acc", "tilewatch_window_accuracy_ratio", 0.9, 0.8, LOWER_IS_WORSE),
-                BaseMetric(
-                    "p95",
-                    "tilewatch_window_latency_seconds",
-                    0.25,
-                    2.0,
-                    selector=("percentile", "95"),
-                ),
-            )
+    hierarchy = HierarchySettings(
+        (
+            BaseMetric("acc", "tilewatch_window_accuracy_ratio", 0.9, 0.8, LOWER_IS_WORSE),
+            BaseMetric(
+                "p95",
+                "tilewatch_window_latency_seconds",
+                0.25,
+                2.0,
+                selector=("percentile", "95"),
+            ),
         )
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(base, name)
-
-    config = WithHierarchy()
+    )
+    config = dataclasses.replace(base, hierarchy=hierarchy)
     stats = {s.key: s for s in dashboard_statistics(config)}
     acc, p95 = stats["accuracy"], stats["latency_p95"]
     assert (acc.direction, acc.amber, acc.red, acc.low, acc.high) == (
@@ -534,7 +526,7 @@ def test_recording_rules_pass_promtool(promtool_bin: str, tmp_path: Path) -> Non
 
 
 def test_query_variables_agree_with_the_editor_fields(
-    rendered: tuple[Config, dict[str, dict[str, Any]]],
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
     """Grafana rebuilds a label-values query from the editor fields: both must agree."""
     for dash in rendered[1].values():

@@ -29,7 +29,8 @@ from tilewatch.aggregators.health.settings import (
     parse_statistic,
 )
 from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
-from tilewatch.exporters.prometheus.health import HEALTH_METRICS, HealthCollector
+from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
+from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
 DIMS = ("segment", "region")
 CELLS = CellSettings(dimensions=DIMS, window_seconds=10, grace_seconds=0)

@@ -37,7 +37,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError
 
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
-from tilewatch.config.loader import parse_config
+from tilewatch.config import parse_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor, RunSummary, kafka_client_config

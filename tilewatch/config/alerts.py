@@ -1,6 +1,6 @@
 """The ``[hierarchy.alerts]`` table: timings, thresholds and receivers of the generated alerts.
 
-Maps to :class:`tilewatch.exporters.alerting.model.AlertSettings`; reference in
+Maps to :class:`tilewatch.exporters.generator_inputs.AlertSettings`; reference in
 ``docs/configuration.md``.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tilewatch.config.base import ConfigError, Table, show
-from tilewatch.exporters.alerting.model import AlertSettings
+from tilewatch.exporters.generator_inputs import AlertSettings
 
 __all__ = ["ALERT_KEYS", "parse_alerts"]
 

@@ -41,7 +41,7 @@ from tilewatch.config.hierarchy_defaults import (
     default_components,
     default_metrics,
 )
-from tilewatch.exporters.alerting.model import AlertSettings
+from tilewatch.exporters.generator_inputs import AlertSettings
 
 __all__ = [
     "ALERT_KEYS",

@@ -47,7 +47,7 @@ from tilewatch.config.hierarchy import parse_hierarchy
 from tilewatch.config.kafka import parse_kafka
 from tilewatch.config.labels import parse_labels
 from tilewatch.config.state import parse_state
-from tilewatch.exporters.alerting.model import AlertSettings
+from tilewatch.exporters.generator_inputs import AlertSettings
 from tilewatch.exporters.prometheus.settings import ExporterSettings
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 

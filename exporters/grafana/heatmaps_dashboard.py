@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilewatch.exporters.grafana.base import Layout, custom_variable, link, target, threshold_steps
+from tilewatch.exporters.generator_inputs import GeneratorInputs
+from tilewatch.exporters.grafana.dashboard_rules import (
+    DRIFT_FLAG_RECORD,
+    SCALED_RECORD,
+    STATISTIC_RECORD,
+)
+from tilewatch.exporters.grafana.dashboard_statistics import COUNT_METRICS, Statistic, count_scale
 from tilewatch.exporters.grafana.frame import (
     ALL,
     DRIFT_MAPPINGS,
@@ -23,9 +29,14 @@ from tilewatch.exporters.grafana.frame import (
     matchers,
     model_variable,
 )
+from tilewatch.exporters.grafana.json_model import (
+    Layout,
+    custom_variable,
+    link,
+    target,
+    threshold_steps,
+)
 from tilewatch.exporters.grafana.panels import heatmap_panel, row_panel, state_timeline_panel
-from tilewatch.exporters.grafana.recording import DRIFT_FLAG_RECORD, SCALED_RECORD, STATISTIC_RECORD
-from tilewatch.exporters.grafana.statistics import COUNT_METRICS, Statistic, count_scale
 
 __all__ = [
     "heatmaps_dashboard",
@@ -49,9 +60,9 @@ def _row_text(label: str, fixed: dict[str, str]) -> str:
     return f"the values of {label}" + (f" at {', '.join(others)}" if others else "")
 
 
-def heatmaps_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, Any]:
+def heatmaps_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> dict[str, Any]:
     """A heatmap per key statistic and dimension, with sample counts and drift flags."""
-    dims = tuple(config.cells.dimensions)
+    dims = inputs.dimensions
     lay = Layout()
     panels: list[dict[str, Any]] = []
     heat, count = _split(dims)
@@ -90,7 +101,7 @@ def heatmaps_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str
     for stat in statistics:
         panels.append(row_panel(lay, stat.title))
         count_metric = COUNT_METRICS[stat.count]
-        top = count_scale(config, stat.count)
+        top = count_scale(inputs, stat.count)
         for label, fixed in _rows_of(dims):
             rows = _row_text(label, fixed)
             panels.append(
@@ -131,7 +142,7 @@ def heatmaps_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str
                     hide_at_or_below=-1e-9,
                 )
             )
-    if config.drift_enabled:
+    if inputs.drift is not None:
         panels.append(row_panel(lay, "Drift flags"))
         for label, fixed in _rows_of(dims):
             panels.append(

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilewatch.exporters.grafana.base import STATUS_MAPPINGS, Layout, link, target, threshold_steps
+from tilewatch.exporters.generator_inputs import GeneratorInputs
+from tilewatch.exporters.grafana.dashboard_rules import DRIFT_FLAG_RECORD, STATISTIC_RECORD
+from tilewatch.exporters.grafana.dashboard_statistics import COUNT_METRICS, Direction, Statistic
 from tilewatch.exporters.grafana.frame import (
     ALL,
     CELL_UID,
@@ -24,23 +26,28 @@ from tilewatch.exporters.grafana.frame import (
     matchers,
     model_variable,
 )
+from tilewatch.exporters.grafana.json_model import (
+    STATUS_MAPPINGS,
+    Layout,
+    link,
+    target,
+    threshold_steps,
+)
 from tilewatch.exporters.grafana.panels import (
     row_panel,
     state_timeline_panel,
     status_history_panel,
     timeseries_panel,
 )
-from tilewatch.exporters.grafana.recording import DRIFT_FLAG_RECORD, STATISTIC_RECORD
-from tilewatch.exporters.grafana.statistics import COUNT_METRICS, Statistic
 
 __all__ = [
     "cell_dashboard",
 ]
 
 
-def cell_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, Any]:
+def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> dict[str, Any]:
     """One cell: statuses, drivers, every statistic against its thresholds, drift flags."""
-    dims = tuple(config.cells.dimensions)
+    dims = inputs.dimensions
     lay = Layout()
     cell = {d: f"${d}" for d in dims}
     total = {d: ALL for d in dims}
@@ -92,7 +99,7 @@ def cell_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, An
     panels.append(drivers_table(lay, dims, cell, (24, 6)))
     panels.append(row_panel(lay, "Statistics"))
     for stat in statistics:
-        lower = stat.direction == "lower_is_worse"
+        lower = stat.direction == Direction.LOWER_IS_WORSE
         thresholds = (
             threshold_steps(stat.amber, stat.red, lower)
             if stat.amber is not None or stat.red is not None
@@ -126,7 +133,7 @@ def cell_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, An
             )
         )
     counts = ["tilewatch_window_events"]
-    if getattr(config, "labels", None) is not None:
+    if inputs.labels is not None:
         counts.append("tilewatch_window_labeled_events")
     panels.append(
         timeseries_panel(
@@ -147,7 +154,7 @@ def cell_dashboard(config: Any, statistics: Sequence[Statistic]) -> dict[str, An
             value_min=0.0,
         )
     )
-    if config.drift_enabled:
+    if inputs.drift is not None:
         panels.append(row_panel(lay, "Drift flags"))
         panels.append(
             state_timeline_panel(

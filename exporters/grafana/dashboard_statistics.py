@@ -3,7 +3,7 @@
 Every panel that shows a statistic takes its scale, scheme, unit and thresholds from the
 :class:`Statistic` built here, so the same statistic looks the same everywhere. Which
 statistics exist follows the config (drift needs ``[drift]``/a baseline, performance needs
-``[labels]``); thresholds come from the metrics hierarchy (``config.hierarchy``) when it has a
+``[labels]``); thresholds come from the metrics hierarchy (``inputs.hierarchy``) when it has a
 base metric on the statistic, else from the ``[drift]`` alert levels.
 
 Across replicas a cell's series are merged in recording rules (:func:`merge_expr`): window
@@ -17,10 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, get_args
+
+from tilewatch.exporters.generator_inputs import GeneratorInputs, Task
 
 __all__ = [
     "COUNT_METRICS",
+    "Direction",
+    "Merge",
     "Statistic",
     "count_scale",
     "dashboard_statistics",
@@ -32,7 +37,19 @@ COUNT_METRICS: dict[str, str] = {
     "tilewatch_window_events": "tilewatch_cell:window_events:sum",
     "tilewatch_window_labeled_events": "tilewatch_cell:window_labeled_events:sum",
 }
-_WORSE = ("higher_is_worse", "lower_is_worse", "neutral")
+
+
+class Direction(StrEnum):
+    """Which end of a statistic's scale is worse (the hierarchy's two, and ``neutral``)."""
+
+    HIGHER_IS_WORSE = "higher_is_worse"
+    LOWER_IS_WORSE = "lower_is_worse"
+    NEUTRAL = "neutral"
+
+
+#: How a cell's statistic is merged across replicas: weighted by its sample count, the score
+#: mean from the window sums, or the worst replica.
+Merge = Literal["weighted", "mean", "max"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +65,8 @@ class Statistic:
     reduce
         A label aggregated away with ``max`` before merging (``feature``, ``detector``).
     merge
-        ``"weighted"`` (by ``count``), ``"mean"`` (window sums / events) or ``"max"``.
+        ``"weighted"`` (by ``count``), ``"mean"`` (window sums / events) or ``"max"``
+        (:data:`Merge`).
     count
         The sample-count metric shown beside it.
     unit
@@ -58,7 +76,7 @@ class Statistic:
     low, high
         The fixed colour scale.
     direction
-        ``"higher_is_worse"``, ``"lower_is_worse"`` or ``"neutral"``.
+        Which end is worse (:class:`Direction`).
     amber, red
         Hierarchy thresholds (None when there is none).
     scheme
@@ -72,30 +90,29 @@ class Statistic:
     metric: str
     selector: str
     reduce: str
-    merge: str
+    merge: Merge
     count: str
     unit: str
     floor: float
     low: float
     high: float
-    direction: str
+    direction: Direction
     amber: float | None
     red: float | None
     scheme: str
     meaning: str
 
     def __post_init__(self) -> None:
-        if self.direction not in _WORSE:
-            raise ValueError(f"{self.key}: direction {self.direction!r} not in {_WORSE}")
         if not self.high > self.low or self.floor > self.low:
             raise ValueError(f"{self.key}: expected floor <= low < high")
-        if self.merge not in ("weighted", "mean", "max"):
+        Direction(self.direction)  # raises ValueError on a direction outside the vocabulary
+        if self.merge not in get_args(Merge):
             raise ValueError(f"{self.key}: unknown merge {self.merge!r}")
 
     @property
     def reverse(self) -> bool:
         """Whether the palette is reversed, so the worse end has the same colour everywhere."""
-        return self.direction == "lower_is_worse"
+        return self.direction == Direction.LOWER_IS_WORSE
 
     @property
     def source(self) -> str:
@@ -105,10 +122,10 @@ class Statistic:
     def describe(self, rows: str, merged: bool = True) -> str:
         """A panel description: what the value is, the colour scale, how it was normalized."""
         worse = {
-            "higher_is_worse": "higher is worse",
-            "lower_is_worse": "lower is worse (palette reversed so the worse end has the same "
-            "colour as on every other statistic)",
-            "neutral": "neither end is worse by itself",
+            Direction.HIGHER_IS_WORSE: "higher is worse",
+            Direction.LOWER_IS_WORSE: "lower is worse (palette reversed so the worse end has the "
+            "same colour as on every other statistic)",
+            Direction.NEUTRAL: "neither end is worse by itself",
         }[self.direction]
         parts = [
             f"{self.meaning} Rows: {rows}.",
@@ -162,33 +179,30 @@ def _selector_label(selector: str) -> str:
     return selector.split("=", 1)[0].strip() if selector else ""
 
 
-def count_scale(config: Any, count: str) -> float:
+def count_scale(inputs: GeneratorInputs, count: str) -> float:
     """Top of the fixed colour scale of a sample count: 10 x the min_samples that gates it."""
     if count == "tilewatch_window_labeled_events":
-        labels = getattr(config, "labels", None)
-        perf = getattr(labels, "performance", None)
-        return 10.0 * float(getattr(perf, "min_samples", 30))
-    return 10.0 * float(config.drift.min_samples)
+        return 10.0 * float(inputs.labels.min_samples if inputs.labels is not None else 30)
+    return 10.0 * float(inputs.min_samples)
 
 
-def _thresholds(config: Any) -> dict[str, tuple[str, float | None, float | None]]:
+#: A statistic's direction, amber and red thresholds.
+_Thresholds = tuple[Direction, float | None, float | None]
+
+
+def _thresholds(inputs: GeneratorInputs) -> dict[str, _Thresholds]:
     """``metric{selector}`` -> (direction, amber, red) from the hierarchy's base metrics."""
-    hierarchy = getattr(config, "hierarchy", None)
-    out: dict[str, tuple[str, float | None, float | None]] = {}
-    for metric in getattr(hierarchy, "metrics", ()) or ():
-        name = str(getattr(metric, "statistic", getattr(metric, "metric", ""))).replace(" ", "")
-        if name and name not in out:
-            out[name] = (
-                str(getattr(metric, "direction", "higher_is_worse")),
-                getattr(metric, "amber", None),
-                getattr(metric, "red", None),
-            )
+    out: dict[str, _Thresholds] = {}
+    for metric in inputs.hierarchy.metrics:
+        name = metric.statistic.replace(" ", "")
+        if name not in out:
+            out[name] = (Direction(metric.direction), metric.amber, metric.red)
     return out
 
 
 def _strictest(
-    thresholds: dict[str, tuple[str, float | None, float | None]], metric: str, reduce: str | None
-) -> tuple[str, float | None, float | None] | None:
+    thresholds: dict[str, _Thresholds], metric: str, reduce: str | None
+) -> _Thresholds | None:
     """For a statistic that is the worst over a label (``feature``, ``detector``): the
     strictest thresholds of the hierarchy's base metrics on that label, if any."""
     if not reduce:
@@ -198,7 +212,7 @@ def _strictest(
     if len(directions) != 1:
         return None
     (direction,) = directions
-    pick = min if direction == "higher_is_worse" else max
+    pick = min if direction == Direction.HIGHER_IS_WORSE else max
     ambers = [a for _d, a, _r in found if a is not None]
     reds = [r for _d, _a, r in found if r is not None]
     return (
@@ -220,7 +234,7 @@ def _make(key: str, **fields: Any) -> Statistic:
         "floor": 0.0,
         "low": 0.0,
         "high": 1.0,
-        "direction": "higher_is_worse",
+        "direction": Direction.HIGHER_IS_WORSE,
         "amber": None,
         "red": None,
         "scheme": "Viridis",
@@ -232,7 +246,7 @@ def _make(key: str, **fields: Any) -> Statistic:
 
 def _scaled(
     default: tuple[float, float],
-    direction: str,
+    direction: Direction,
     red: float | None,
     domain: tuple[float, float],
 ) -> tuple[float, float]:
@@ -240,43 +254,72 @@ def _scaled(
     low, high = default
     if red is None or not math.isfinite(red):
         return low, high
-    if direction == "higher_is_worse" and red > low:
+    if direction == Direction.HIGHER_IS_WORSE and red > low:
         return low, min(domain[1], round(2.0 * red - low, 9))
-    if direction == "lower_is_worse" and red < high:
+    if direction == Direction.LOWER_IS_WORSE and red < high:
         return max(domain[0], round(2.0 * red - high, 9)), high
     return low, high
 
 
-def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
-    """The key statistics that ``config`` makes tilewatch export, in display order.
+def dashboard_statistics(inputs: GeneratorInputs) -> tuple[Statistic, ...]:
+    """The key statistics that ``inputs`` make tilewatch export, in display order.
 
     Score mean and latency always; score PSI with drift and a baseline; missing share with
     drift; accuracy and error rate (or MAE for regression) with ``[labels]``; drift active
     with drift detectors or a label error detector.
     """
-    thresholds = _thresholds(config)
-    events = config.events
-    drift = config.drift
-    labels = getattr(config, "labels", None)
-    baseline = getattr(getattr(config, "baseline", None), "path", None)
+    thresholds = _thresholds(inputs)
+    drift, labels = inputs.drift, inputs.labels
     out: list[Statistic] = []
 
-    def add(key: str, default: tuple[float, float], domain: tuple[float, float], **f: Any) -> None:
-        source = f["metric"] + (f"{{{f['selector']}}}" if f.get("selector") else "")
-        found = thresholds.get(source) or _strictest(thresholds, f["metric"], f.get("reduce"))
-        direction, amber, red = found or (
-            f.get("direction", "higher_is_worse"),
-            f.get("amber"),
-            f.get("red"),
-        )
-        if f.get("direction") == "neutral":
-            direction = "neutral"
+    def add(
+        key: str,
+        default: tuple[float, float],
+        domain: tuple[float, float],
+        *,
+        title: str,
+        metric: str,
+        meaning: str,
+        selector: str = "",
+        reduce: str = "",
+        merge: Merge = "max",
+        count: str = "tilewatch_window_events",
+        unit: str = "none",
+        direction: Direction = Direction.HIGHER_IS_WORSE,
+        amber: float | None = None,
+        red: float | None = None,
+    ) -> None:
+        source = metric + (f"{{{selector}}}" if selector else "")
+        found = thresholds.get(source) or _strictest(thresholds, metric, reduce)
+        if found is not None:
+            direction, amber, red = (
+                Direction.NEUTRAL if direction == Direction.NEUTRAL else found[0],
+                found[1],
+                found[2],
+            )
         low, high = _scaled(default, direction, red, domain)
-        f.update(direction=direction, amber=amber, red=red, low=low, high=high)
-        f.setdefault("floor", domain[0])
-        out.append(_make(key, **f))
+        out.append(
+            Statistic(
+                key=key,
+                title=title,
+                metric=metric,
+                selector=selector,
+                reduce=reduce,
+                merge=merge,
+                count=count,
+                unit=unit,
+                floor=domain[0],
+                low=low,
+                high=high,
+                direction=direction,
+                amber=amber,
+                red=red,
+                scheme="Viridis",
+                meaning=meaning,
+            )
+        )
 
-    score_range = (float(events.score_min), float(events.score_max))
+    score_range = inputs.score_range
     add(
         "score_mean",
         score_range,
@@ -284,10 +327,10 @@ def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
         title="Score mean",
         metric="tilewatch_window_score_mean",
         merge="mean",
-        direction="neutral",
+        direction=Direction.NEUTRAL,
         meaning="Mean prediction score of the cell's last closed window.",
     )
-    if config.drift_enabled and baseline is not None:
+    if drift is not None and drift.has_baseline:
         add(
             "score_psi",
             (0.0, max(0.5, 2.0 * drift.psi_alert)),
@@ -299,8 +342,7 @@ def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
             meaning="Population stability index of the window's score histogram against the "
             "model's baseline (0 = same distribution).",
         )
-    perf = getattr(labels, "performance", None)
-    if labels is not None and getattr(perf, "task", "classification") == "classification":
+    if labels is not None and labels.task == Task.CLASSIFICATION:
         add(
             "accuracy",
             (0.5, 1.0),
@@ -310,7 +352,7 @@ def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
             merge="weighted",
             count="tilewatch_window_labeled_events",
             unit="percentunit",
-            direction="lower_is_worse",
+            direction=Direction.LOWER_IS_WORSE,
             meaning="Share of the window's labeled predictions that were right.",
         )
         add(
@@ -336,7 +378,7 @@ def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
             count="tilewatch_window_labeled_events",
             meaning="Mean absolute error of the window's labeled predictions.",
         )
-    if config.drift_enabled and (drift.features or baseline is not None):
+    if drift is not None and (drift.has_features or drift.has_baseline):
         add(
             "missing_share",
             (0.0, 1.0),
@@ -361,8 +403,8 @@ def dashboard_statistics(config: Any) -> tuple[Statistic, ...]:
         unit="s",
         meaning="95th percentile of the serving latency of the window's predictions.",
     )
-    detectors = bool(drift.detectors) if config.drift_enabled else False
-    if detectors or getattr(labels, "error_detector", None):
+    detectors = drift is not None and drift.has_detectors
+    if detectors or (labels is not None and labels.has_error_detector):
         add(
             "drift_active",
             (0.0, 1.0),

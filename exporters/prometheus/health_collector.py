@@ -1,11 +1,12 @@
 """Health of every cell and model: component scores, business indicators and their drivers.
 
 :class:`HealthCollector` reads the same :class:`~tilewatch.aggregators.state.replica.Snapshot` as
-:class:`~tilewatch.exporters.prometheus.collector.CellCollector`, turns it into per-cell statistic
-arrays (:func:`~tilewatch.aggregators.health.inputs.cell_statistics`), evaluates the configured
-hierarchy with the pure :func:`tilewatch.aggregators.health.evaluate.evaluate` (a few vectorized
-numpy passes over the cells) and yields the metric families of :data:`HEALTH_METRICS`. Scraping
-changes no state. The statistics a base metric may name are listed in
+:class:`~tilewatch.exporters.prometheus.cell_collector.CellCollector`, turns it into per-cell
+statistic arrays (:func:`~tilewatch.aggregators.health.inputs.cell_statistics`), evaluates the
+configured hierarchy with the pure :func:`tilewatch.aggregators.health.evaluate.evaluate` (a few
+vectorized numpy passes over the cells) and yields the metric families of
+:data:`~tilewatch.exporters.prometheus.catalog.HEALTH_METRICS`. Scraping changes no state. The
+statistics a base metric may name are listed in
 :data:`tilewatch.aggregators.health.inputs.STATISTICS`.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from tilewatch.aggregators.health.aging import STALENESS
@@ -24,85 +25,22 @@ from tilewatch.aggregators.health.evaluate import Driver, HierarchyInputs, Hiera
 from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, version_first_seen
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.replica import Snapshot
-from tilewatch.exporters.prometheus.catalog import MetricDoc
+from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
+from tilewatch.exporters.prometheus.families import (
+    CellRows,
+    Family,
+    describe,
+    family,
+    table_family,
+)
 
-__all__ = ["HEALTH_METRICS", "HealthCollector"]
+__all__ = ["HealthCollector"]
 
 FloatArray = npt.NDArray[np.float64]
 
 
-HEALTH_METRICS: tuple[MetricDoc, ...] = (
-    MetricDoc(
-        "tilewatch_component_score",
-        "gauge",
-        "component, cell",
-        "Health of the component in the cell, 1 - aggregated risk of its base metrics, in "
-        "[0, 1] (1 healthy); NaN when no member base metric has a verdict.",
-    ),
-    MetricDoc(
-        "tilewatch_component_status",
-        "gauge",
-        "component, cell",
-        "Status of the component in the cell: 0 green, 1 amber, 2 red; no series without a "
-        "verdict.",
-    ),
-    MetricDoc(
-        "tilewatch_model_component_score",
-        "gauge",
-        "component, model",
-        "Health of the component for the model: its worst leaf cell (the model's total cell "
-        "when no leaf cell has a verdict); NaN without a verdict.",
-    ),
-    MetricDoc(
-        "tilewatch_model_component_status",
-        "gauge",
-        "component, model",
-        "Status of the model's component (0 green, 1 amber, 2 red); no series without a verdict.",
-    ),
-    MetricDoc(
-        "tilewatch_model_component_cells",
-        "gauge",
-        "component, model",
-        "Leaf cells of the model with a verdict on the component (0: the component is blind).",
-    ),
-    MetricDoc(
-        "tilewatch_business_indicator",
-        "gauge",
-        "indicator, model",
-        "Business indicator of the model (red_traffic_share: ratio of window volume in red "
-        "cells; revenue_at_risk: money; fairness_gap: worst gap); NaN when undefined.",
-    ),
-    MetricDoc(
-        "tilewatch_business_status",
-        "gauge",
-        "indicator, model",
-        "Status of the business indicator (0 green, 1 amber, 2 red); no series when undefined.",
-    ),
-    MetricDoc(
-        "tilewatch_health_driver_info",
-        "gauge",
-        "level, component, indicator, cell, driver, statistic",
-        "1 for what drives each status: level (cell, model or business), the component or "
-        "indicator, the driving cell's labels, the base metric (driver) and its statistic.",
-    ),
-    MetricDoc(
-        "tilewatch_cell_staleness_seconds",
-        "gauge",
-        "cell",
-        "Seconds between the scrape (wall clock) and the cell's last event time.",
-    ),
-    MetricDoc(
-        "tilewatch_model_version_age_seconds",
-        "gauge",
-        "model",
-        "Seconds since the model's current version was first seen (event time).",
-    ),
-)
-_HELP = {m.name: m.help for m in HEALTH_METRICS}
-
-
 class HealthCollector(Collector):
-    """Yields the health families of :data:`HEALTH_METRICS` from a snapshot per scrape.
+    """Yields the health families from a snapshot per scrape.
 
     Parameters
     ----------
@@ -137,8 +75,7 @@ class HealthCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
-        for doc in HEALTH_METRICS:
-            yield GaugeMetricFamily(doc.name, doc.help, labels=[])
+        yield from describe(HEALTH_METRICS)
 
     def evaluate(self, snap: Snapshot, now: float | None = None) -> HierarchyResult:
         """The hierarchy evaluated on one snapshot at ``now`` (default: the clock)."""
@@ -161,19 +98,15 @@ class HealthCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         result = self.evaluate(snap, now)
-        labels = self._cell_labels
-        keys = snap.keys
-        present = np.flatnonzero(snap.events_total > 0).tolist()
+        rows = CellRows(snap, self._cell_labels)
+        keys, present = rows.keys, rows.present
         ndims = len(self._dimensions)
-        score = self._family("tilewatch_component_score", ["component", *labels])
-        status = self._family("tilewatch_component_status", ["component", *labels])
-        m_score = self._family("tilewatch_model_component_score", ["component", "model"])
-        m_status = self._family("tilewatch_model_component_status", ["component", "model"])
-        m_cells = self._family("tilewatch_model_component_cells", ["component", "model"])
-        info = self._family(
-            "tilewatch_health_driver_info",
-            ["level", "component", "indicator", *labels, "driver", "statistic"],
-        )
+        score = family("tilewatch_component_score", rows.labels)
+        status = family("tilewatch_component_status", rows.labels)
+        m_score = family("tilewatch_model_component_score")
+        m_status = family("tilewatch_model_component_status")
+        m_cells = family("tilewatch_model_component_cells")
+        info = family("tilewatch_health_driver_info", rows.labels)
         for comp in result.components:
             members = [(name, self._statistic[name]) for name in comp.members]
             for i, s, st, d in zip(
@@ -193,8 +126,8 @@ class HealthCollector(Collector):
                 if comp.model_status[m] >= 0:
                     m_status.add_metric([comp.name, model], float(comp.model_status[m]))
                     self._driver(info, "model", comp.name, "", model, comp.model_drivers[m], ndims)
-        value = self._family("tilewatch_business_indicator", ["indicator", "model"])
-        b_status = self._family("tilewatch_business_status", ["indicator", "model"])
+        value = family("tilewatch_business_indicator")
+        b_status = family("tilewatch_business_status")
         for ind in result.indicators:
             for m, model in enumerate(snap.model_names):
                 value.add_metric([ind.name, model], float(ind.value[m]))
@@ -204,24 +137,15 @@ class HealthCollector(Collector):
                     comp_name = driver.component if driver is not None else ""
                     self._driver(info, "business", comp_name, ind.name, model, driver, ndims)
         yield from (score, status, m_score, m_status, m_cells, value, b_status, info)
-        stale = self._family("tilewatch_cell_staleness_seconds", labels)
-        for i, v in zip(present, result.statistics[STALENESS][present].tolist(), strict=True):
-            stale.add_metric(keys[i], v)
-        yield stale
-        ages = version_first_seen(snap)
-        if ages:
-            age = self._family("tilewatch_model_version_age_seconds", ["model"])
-            for model, first in sorted(ages.items()):
-                age.add_metric([model], max(now - first, 0.0))
-            yield age
-
-    @staticmethod
-    def _family(name: str, labels: list[str]) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, _HELP[name], labels=labels)
+        yield rows.family("tilewatch_cell_staleness_seconds", result.statistics[STALENESS])
+        first_seen = version_first_seen(snap)
+        if first_seen:
+            ages = {model: max(now - first, 0.0) for model, first in first_seen.items()}
+            yield table_family("tilewatch_model_version_age_seconds", ages)
 
     @staticmethod
     def _driver(
-        info: GaugeMetricFamily,
+        info: Family,
         level: str,
         component: str,
         indicator: str,

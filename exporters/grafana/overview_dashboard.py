@@ -10,15 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilewatch.exporters.grafana.base import (
-    GREEN,
-    RED,
-    STATUS_MAPPINGS,
-    Layout,
-    link,
-    target,
-    threshold_steps,
-)
+from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.exporters.generator_inputs import GeneratorInputs
 from tilewatch.exporters.grafana.frame import (
     ALL,
     OVERVIEW_UID,
@@ -31,6 +24,15 @@ from tilewatch.exporters.grafana.frame import (
     heatmaps_url,
     matchers,
     model_variable,
+)
+from tilewatch.exporters.grafana.json_model import (
+    GREEN,
+    RED,
+    STATUS_MAPPINGS,
+    Layout,
+    link,
+    target,
+    threshold_steps,
 )
 from tilewatch.exporters.grafana.panels import (
     row_panel,
@@ -72,14 +74,13 @@ _CURRENCIES = frozenset(
 )
 
 
-def _indicator_overrides(config: Any) -> list[dict[str, Any]]:
+def _indicator_overrides(hierarchy: HierarchySettings) -> list[dict[str, Any]]:
     """Per business indicator: its unit and the hierarchy's amber / red thresholds."""
-    hierarchy = getattr(config, "hierarchy", None)
     units = {"red_traffic_share": "percentunit", "fairness_gap": "percentunit"}
     out = []
-    for ind in getattr(hierarchy, "indicators", ()) or ():
+    for ind in hierarchy.indicators:
         unit = units.get(ind.kind, "none")
-        currency = str(getattr(ind, "currency", "")).upper()
+        currency = ind.currency.upper()
         if ind.kind == "revenue_at_risk" and currency:
             unit = f"currency{currency}" if currency in _CURRENCIES else f"suffix: {currency}"
         out.append(
@@ -104,9 +105,9 @@ def _business_status_expr(dims: Sequence[str]) -> str:
     return f"max by ({by}) (({joined}) or {on} {status})"
 
 
-def overview_dashboard(config: Any) -> dict[str, Any]:
+def overview_dashboard(inputs: GeneratorInputs) -> dict[str, Any]:
     """Business indicators, component status per model, the latest status grid, drivers."""
-    dims = tuple(config.cells.dimensions)
+    dims = inputs.dimensions
     lay = Layout()
     panels: list[dict[str, Any]] = []
     all_dims = {d: ALL for d in dims}
@@ -156,7 +157,7 @@ def overview_dashboard(config: Any) -> dict[str, Any]:
             ],
             unit="none",
             thresholds=threshold_steps(None, None),
-            overrides=_indicator_overrides(config),
+            overrides=_indicator_overrides(inputs.hierarchy),
             links=[model_link],
         )
     )

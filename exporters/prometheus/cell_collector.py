@@ -1,0 +1,72 @@
+"""The Prometheus collector of every cell of a replica, read from one snapshot per scrape.
+
+:class:`CellCollector` follows prometheus-client's custom collector protocol. Each scrape takes one
+consistent :class:`~tilewatch.aggregators.state.replica.Snapshot` (copied under the state's lock)
+and yields fresh metric families outside the lock; nothing is computed per event for Prometheus and
+scraping never changes state. Label values are the cell keys themselves (tuples of strings built
+once when the cell was created), so a scrape builds no label objects per cell.
+
+The metric names are a public contract, documented in
+:mod:`tilewatch.exporters.prometheus.catalog`; the families are built by the ``*_families``
+modules, in the order :meth:`CellCollector.collect` lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.cell_families import (
+    cell_families,
+    latency_families,
+    model_families,
+    version_families,
+)
+from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
+from tilewatch.exporters.prometheus.families import CellRows, describe
+from tilewatch.exporters.prometheus.ingest_families import (
+    ingest_families,
+    invalid_value_families,
+)
+from tilewatch.exporters.prometheus.performance_families import performance_families
+
+__all__ = ["CellCollector"]
+
+
+class CellCollector(Collector):
+    """Yields the tilewatch metric families from a snapshot taken at scrape time.
+
+    Parameters
+    ----------
+    snapshot
+        Returns a fresh consistent snapshot (``ReplicaState.snapshot``).
+    dimensions
+        The cell dimensions (label names besides ``model``).
+    """
+
+    def __init__(self, snapshot: Callable[[], Snapshot], dimensions: tuple[str, ...]) -> None:
+        self._snapshot = snapshot
+        self._cell_labels = ["model", *dimensions]
+
+    def describe(self) -> Iterator[Metric]:
+        """Names and types only, so registering does not take a snapshot."""
+        yield from describe((*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS))
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        rows = CellRows(snap, self._cell_labels)
+        yield from cell_families(snap, rows)
+        yield from model_families(snap)
+        yield from ingest_families(snap)
+        if snap.drift is not None:
+            yield from drift_families(snap, rows)  # detections included
+        elif snap.performance is not None:
+            yield from detection_families(snap, rows)  # the error-stream detectors
+        yield from latency_families(snap, rows)
+        yield from version_families(snap)
+        yield from invalid_value_families(snap)
+        yield from performance_families(snap, rows)

@@ -1,0 +1,108 @@
+"""Metric families built from the catalog: the loops every collector shares.
+
+:func:`family` makes an empty family of a catalogued metric (type, family name, label names and
+help all read from :data:`~tilewatch.exporters.prometheus.catalog.CATALOG`), :func:`table_family`
+fills one from a dict in key order, and :class:`CellRows` from a per-cell array, one sample per
+cell that has events. prometheus-client formats the families.
+
+Examples
+--------
+>>> fam = table_family("tilewatch_invalid_events_total", {"score_range": 1, "not_json": 2})
+>>> fam.name, [(s.labels["reason"], s.value) for s in fam.samples]
+('tilewatch_invalid_events', [('not_json', 2), ('score_range', 1)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
+
+__all__ = ["CellRows", "Family", "describe", "family", "table_family"]
+
+#: A metric family of either type (both take ``add_metric(labels, value)``).
+Family = CounterMetricFamily | GaugeMetricFamily
+
+
+def family(name: str, cell: Sequence[str] = (), *, value: float | None = None) -> Family:
+    """An empty family of the catalogued metric ``name``, or one sample ``value`` without labels.
+
+    ``cell`` are the cell's label names (``model`` and the dimensions), put where the catalog
+    says ``cell``.
+    """
+    doc = CATALOG[name]
+    labels = None if value is not None else doc.label_names(cell)
+    if doc.kind == COUNTER:
+        return CounterMetricFamily(doc.family, doc.help, labels=labels, value=value)
+    return GaugeMetricFamily(doc.family, doc.help, labels=labels, value=value)
+
+
+def table_family(
+    name: str, table: Mapping[Any, float], cell: Sequence[str] = (), *, sort: bool = True
+) -> Family:
+    """A family with one sample per entry of ``table``, in key order (``sort=False``: in the
+    table's order).
+
+    A key is the label value, or a tuple of label values (written with ``str``, so a partition
+    number sorts as a number and is exposed as text).
+    """
+    fam = family(name, cell)
+    items = sorted(table.items()) if sort else table.items()
+    for key, value in items:
+        values = key if isinstance(key, tuple) else (key,)
+        fam.add_metric([str(v) for v in values], value)
+    return fam
+
+
+def describe(docs: Sequence[MetricDoc]) -> Iterator[Metric]:
+    """Names and types only (``Collector.describe``), so registering takes no snapshot."""
+    for doc in docs:
+        yield family(doc.name)
+
+
+class CellRows:
+    """The cells one scrape exports (those with events) and their label values.
+
+    Parameters
+    ----------
+    snap
+        The scrape's snapshot.
+    cell
+        The cell's label names: ``model`` and the dimensions.
+    """
+
+    def __init__(self, snap: Snapshot, cell: Sequence[str]) -> None:
+        self.labels = list(cell)
+        self.keys = snap.keys
+        self.present: list[int] = np.flatnonzero(snap.events_total > 0).tolist()
+
+    def family(self, name: str, values: npt.NDArray[np.generic]) -> Family:
+        """The per-cell family ``name`` with one sample per present cell."""
+        fam = family(name, self.labels)
+        self.add(fam, values)
+        return fam
+
+    def add(
+        self,
+        fam: Family,
+        values: npt.NDArray[np.generic],
+        *extra: str,
+        cells: list[int] | None = None,
+    ) -> None:
+        """Add ``values[i]`` for each present cell ``i`` (or each of ``cells``), labelled with
+        the cell's key followed by ``extra``."""
+        keys = self.keys
+        rows = self.present if cells is None else cells
+        add = fam.add_metric
+        if extra:
+            for i, v in zip(rows, values[rows].tolist(), strict=True):
+                add([*keys[i], *extra], v)
+        else:
+            for i, v in zip(rows, values[rows].tolist(), strict=True):
+                add(keys[i], v)
