@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, IntArray, grow
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
 
 __all__ = ["CellKey", "CellRegistry"]
@@ -24,7 +24,6 @@ __all__ = ["CellKey", "CellRegistry"]
 _RESERVED = frozenset({ALL, OTHER})
 
 CellKey = tuple[str, ...]
-IntArray = npt.NDArray[np.int64]
 
 
 class CellRegistry:
@@ -81,7 +80,7 @@ class CellRegistry:
         return self._rollups[: len(self.keys)]
 
     @property
-    def is_leaf(self) -> npt.NDArray[np.bool_]:
+    def is_leaf(self) -> BoolArray:
         """Boolean mask over cell indices: True for leaf cells."""
         return np.array(self._is_leaf, dtype=bool)
 
@@ -160,10 +159,7 @@ class CellRegistry:
         self._is_leaf.append(leaf)
         self._model_of.append(self._model_id(key[0]))
         self._index[key] = idx
-        if idx >= len(self._rollups):
-            grown = np.zeros((2 * len(self._rollups), self.nvariants), dtype=np.int64)
-            grown[: len(self._rollups)] = self._rollups
-            self._rollups = grown
+        self._rollups = grow(self._rollups, idx + 1)
         self._rollups[idx] = idx  # a roll-up cell rolls up to itself only
         return idx
 

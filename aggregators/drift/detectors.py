@@ -17,15 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.drift.profile import DriftSettings
 
 __all__ = ["DETECTORS", "CellDetectors", "DetectionLog"]
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 #: Detector names (the ``detector`` label) and what they watch.
 DETECTORS: dict[str, str] = {
@@ -78,6 +74,7 @@ class CellDetectors(DetectionLog):
 
     Examples
     --------
+    >>> import numpy as np
     >>> det = CellDetectors(DriftSettings(detectors=("adwin",)))
     >>> rng = np.random.default_rng(0)
     >>> scores = np.r_[rng.normal(0.2, 0.05, 2000), rng.normal(0.8, 0.05, 2000)]

@@ -25,15 +25,13 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.drift.reference import Baseline, FeatureBaseline
 from tilewatch.aggregators.stats.binning import CategoryIndex
 
 __all__ = ["VIOLATION_KINDS", "DriftProfile", "DriftSettings", "FeatureSpec"]
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 #: Schema violation kinds (the ``kind`` label of ``tilewatch_schema_violations_total``).
 VIOLATION_KINDS: dict[str, str] = {

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.stats.binning import bin_numeric, numeric_edges
 from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES, Threshold, choose_threshold
 
@@ -48,8 +48,6 @@ FORMAT = "tilewatch-baseline"
 VERSION = 1
 #: A categorical feature with at most this many distinct values keeps the full set.
 MAX_CATEGORIES = 1000
-
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +79,7 @@ class ScoreBaseline:
 
 
 def score_histogram(
-    scores: Sequence[float] | Floats, bins: int, lo: float, hi: float
+    scores: Sequence[float] | FloatArray, bins: int, lo: float, hi: float
 ) -> ScoreBaseline:
     """Shares of the scores in ``bins`` equal-width bins over ``[lo, hi]``, mean and std.
 
@@ -165,7 +163,9 @@ def detect_kind(values: Sequence[object]) -> tuple[str, bool]:
     return "categorical", bool(numbers and others)
 
 
-def numeric_summary(values: Sequence[float] | Floats, bins: int, missing: int) -> FeatureBaseline:
+def numeric_summary(
+    values: Sequence[float] | FloatArray, bins: int, missing: int
+) -> FeatureBaseline:
     """Reference-quantile bins and shares, moments and range of a numeric feature.
 
     ``inner_edges`` come from :func:`tilewatch.aggregators.stats.binning.numeric_edges` (at most

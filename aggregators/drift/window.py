@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.stats.divergence import (
     benjamini_hochberg,
@@ -30,9 +30,6 @@ from tilewatch.aggregators.stats.divergence import (
 
 __all__ = ["FLAG_SIGNALS", "WindowDrift", "derive_window_drift"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 #: Why a window tile is flagged (the ``signal`` label of ``tilewatch_window_drift_flag``).
 FLAG_SIGNALS: dict[str, str] = {

@@ -10,12 +10,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import numpy.typing as npt
+
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 
 __all__ = ["LAST_EVENT", "STALENESS", "VERSION_AGE", "aging_statistics"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Seconds between ``now`` and the cell's last event time.
 STALENESS = "tilewatch_cell_staleness_seconds"

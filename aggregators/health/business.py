@@ -11,13 +11,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
+
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 
 __all__ = ["pick_worst", "red_traffic_share", "revenue_at_risk"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 def pick_worst(values: FloatArray, rows: IntArray) -> int:

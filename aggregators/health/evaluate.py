@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.health.aging import LAST_EVENT, aging_statistics
 from tilewatch.aggregators.health.business import pick_worst, red_traffic_share, revenue_at_risk
@@ -59,9 +59,6 @@ __all__ = [
     "evaluate",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 CellKey = tuple[str, ...]
 
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_statistics
 from tilewatch.aggregators.health.evaluate import ModelGap
 from tilewatch.aggregators.health.settings import statistic_key
@@ -29,8 +29,6 @@ __all__ = [
     "model_gaps",
     "version_first_seen",
 ]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 class StatisticInfo(NamedTuple):

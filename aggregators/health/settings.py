@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray
+
 __all__ = [
     "AGGREGATIONS",
     "AMBER",
@@ -47,8 +49,6 @@ __all__ = [
     "status_of",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 HIGHER_IS_WORSE = "higher_is_worse"
 LOWER_IS_WORSE = "lower_is_worse"

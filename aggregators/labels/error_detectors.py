@@ -17,15 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.drift.detectors import DetectionLog
 
 __all__ = ["ERROR_DETECTORS", "ErrorDetectors"]
 
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-FloatArray = npt.NDArray[np.float64]
 
 #: Error detector kinds (the ``detector`` label) and what they are.
 ERROR_DETECTORS: dict[str, str] = {
@@ -47,6 +44,7 @@ class ErrorDetectors(DetectionLog):
 
     Examples
     --------
+    >>> import numpy as np
     >>> det = ErrorDetectors("ddm")
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.random(3000) < 0.05, rng.random(3000) < 0.4]

@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.cells.settings import ALL, OTHER
 
 __all__ = ["Gap", "performance_gaps"]
@@ -45,9 +43,9 @@ class Gap:
 def performance_gaps(
     keys: list[tuple[str, ...]],
     dimensions: tuple[str, ...],
-    labeled: npt.NDArray[np.int64],
-    accuracy: npt.NDArray[np.float64],
-    error: npt.NDArray[np.float64],
+    labeled: IntArray,
+    accuracy: FloatArray,
+    error: FloatArray,
     min_samples: int,
 ) -> list[Gap]:
     """The accuracy and error gaps per model and dimension, ordered by model, dimension, metric.
@@ -73,6 +71,7 @@ def performance_gaps(
 
     Examples
     --------
+    >>> import numpy as np
     >>> keys = [("m", "a", "__all__"), ("m", "b", "__all__"), ("m", "c", "__all__"),
     ...         ("m", "a", "x"), ("m", "__all__", "x")]
     >>> acc = np.array([0.9, 0.7, 0.2, 0.1, 0.8])

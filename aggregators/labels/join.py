@@ -43,15 +43,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.labels.join_codec import COUNTERS, ParsedJoin, parse_join
 from tilewatch.aggregators.labels.slots import SlotRing
 
 __all__ = ["JoinSettings", "Joined", "LabelJoin", "ParsedJoin"]
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 #: Bytes of the int object a dict value (a slot number) costs, as pymalloc allocates it.
 _INT_BYTES = 32

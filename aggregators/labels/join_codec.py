@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.errors import StateError
 
 __all__ = ["COUNTERS", "ParsedJoin", "parse_join"]
 
-FloatArray = npt.NDArray[np.float64]
 
 #: The counters of a join, in checkpoint order.
 COUNTERS = (

@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.stats.divergence import wilson_interval
 
 if TYPE_CHECKING:
     from tilewatch.aggregators.labels.sums import PerfAcc
 
 __all__ = ["PerformanceStats", "derive_performance", "estimate_all"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

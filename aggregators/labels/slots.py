@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
+
 __all__ = ["SlotRing"]
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 _MIN_CAPACITY = 1024
 _FIRST_STEP = 64
@@ -90,13 +90,13 @@ class SlotRing:
 
     def _grow(self, need: int) -> None:
         old = len(self.dead)
-        cap = max(_MIN_CAPACITY, 2 * old, old + need)
-        self.time = _resized(self.time, cap)
-        self.cols = {name: _resized(col, cap) for name, col in self.cols.items()}
+        self.dead = grow(self.dead, old + need, minimum=_MIN_CAPACITY)
+        cap = len(self.dead)
+        self.time = resized(self.time, cap)
+        self.cols = {name: resized(col, cap) for name, col in self.cols.items()}
         if self._with_leaf:
-            self.leaf = _resized(self.leaf, cap)
-        self.dead = _resized(self.dead, cap)
-        self.ids = _resized(self.ids, cap)
+            self.leaf = resized(self.leaf, cap)
+        self.ids = resized(self.ids, cap)
         free = np.zeros(cap, dtype=np.int64)
         free[: self._nfree] = self._free[: self._nfree]
         # Lowest new slots on top of the stack, so they are used first.
@@ -222,9 +222,3 @@ class SlotRing:
             self._free,
         ]
         return sum(a.nbytes for a in arrays)
-
-
-def _resized(arr: npt.NDArray[Any], n: int) -> npt.NDArray[Any]:
-    out = np.zeros(n, dtype=arr.dtype)
-    out[: len(arr)] = arr
-    return out

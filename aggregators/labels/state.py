@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
@@ -29,8 +29,6 @@ from tilewatch.aggregators.labels.sums import PerfAcc, PerformanceSettings, corr
 
 __all__ = ["LabelSettings", "PartitionLabels", "label_values"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Final performance windows a partition keeps besides each model's latest one.
 RETAIN_FINAL = 4
@@ -353,12 +351,8 @@ class PartitionLabels:
             self.detectors.update(leaf, errors, event_times)
 
     def _ensure(self, n: int) -> None:
-        for name in ("labeled_total", "errors_total"):
-            arr = getattr(self, name)
-            if len(arr) < n:
-                grown = np.zeros(max(n, 2 * len(arr), 16), dtype=np.int64)
-                grown[: len(arr)] = arr
-                setattr(self, name, grown)
+        self.labeled_total = grow(self.labeled_total, n)
+        self.errors_total = grow(self.errors_total, n)
 
     def _evict(self) -> None:
         model_ids = self.registry.model_ids
@@ -513,6 +507,6 @@ class PartitionLabels:
         return out
 
 
-def _touched(acc: PerfAcc) -> npt.NDArray[np.bool_]:
+def _touched(acc: PerfAcc) -> BoolArray:
     """Cells with predictions or labels in a window's sums."""
     return acc.touched()

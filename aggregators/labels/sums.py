@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
 from tilewatch.aggregators.labels.sums_codec import COUNT_FIELDS, SUM_FIELDS, ParsedRows, parse_rows
@@ -51,9 +52,6 @@ __all__ = [
     "estimate_all",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 #: Values of :attr:`PerformanceSettings.task`.
 PERFORMANCE_TASKS = ("classification", "regression")
@@ -139,15 +137,6 @@ def correct_probability(scores: FloatArray, predicted: BoolArray) -> FloatArray:
     return np.where(np.asarray(predicted, dtype=np.bool_), s, 1.0 - s)
 
 
-def _grow2(arr: npt.NDArray[Any], n: int) -> npt.NDArray[Any]:
-    """``arr`` with its cell axis (axis 1) at least ``n`` long (doubling), zero-filled."""
-    if arr.shape[1] >= n:
-        return arr
-    out = np.zeros((arr.shape[0], max(n, 2 * arr.shape[1], 16), *arr.shape[2:]), arr.dtype)
-    out[:, : arr.shape[1]] = arr
-    return out
-
-
 class PerfAcc:
     """Performance sums of one event-time window, per cell; mergeable by adding.
 
@@ -179,7 +168,7 @@ class PerfAcc:
         bins = settings.calibration_bins if settings.task == "classification" else 0
         self._counts = np.zeros((len(COUNT_FIELDS[settings.task]), 0), dtype=np.int64)
         self._sums = np.zeros((len(SUM_FIELDS[settings.task]), 0))
-        # Calibration per (cell, bin), one leading axis of length 1 so _grow2 applies.
+        # Calibration per (cell, bin), one leading axis of length 1 so the cell axis is axis 1.
         self._bin_count = np.zeros((1, 0, bins), dtype=np.int64)
         self._bin_pos = np.zeros((1, 0, bins), dtype=np.int64)
         self._bin_score = np.zeros((1, 0, bins))
@@ -195,9 +184,11 @@ class PerfAcc:
         return SUM_FIELDS[self.settings.task]
 
     def _reserve(self, n: int) -> None:
-        self._counts, self._sums = _grow2(self._counts, n), _grow2(self._sums, n)
-        self._bin_count, self._bin_pos = _grow2(self._bin_count, n), _grow2(self._bin_pos, n)
-        self._bin_score = _grow2(self._bin_score, n)
+        # The cell axis is axis 1 of every table.
+        self._counts, self._sums = grow(self._counts, n, axis=1), grow(self._sums, n, axis=1)
+        self._bin_count = grow(self._bin_count, n, axis=1)
+        self._bin_pos = grow(self._bin_pos, n, axis=1)
+        self._bin_score = grow(self._bin_score, n, axis=1)
         self.size = max(self.size, n)
 
     def _batch(self, cells: IntArray, n_cells: int, task: str, *columns: npt.ArrayLike) -> int:
@@ -330,12 +321,9 @@ class PerfAcc:
     def sized(self, n: int) -> PerfAcc:
         """A copy of this accumulator cut or zero-padded to exactly ``n`` cells."""
         out = PerfAcc(self.settings)
-        out._reserve(n)
-        k = min(n, self.size)
         for name in ("_counts", "_sums", "_bin_count", "_bin_pos", "_bin_score"):
-            mine, theirs = getattr(self, name), getattr(out, name)[:, :n]
-            theirs[:, :k] = mine[:, :k]
-            setattr(out, name, theirs.copy())
+            mine = getattr(self, name)[:, : self.size]
+            setattr(out, name, resized(mine, (mine.shape[0], n, *mine.shape[2:])))
         out.size = n
         return out
 

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.errors import StateError
 
 __all__ = ["COUNT_FIELDS", "SUM_FIELDS", "ParsedRows", "parse_rows"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Integer sums per cell, by task, in row order.
 COUNT_FIELDS = {
@@ -82,14 +81,14 @@ def _floats(v: Any, length: int, where: str) -> list[float]:
     return [float(x) for x in v]
 
 
-def _check(bad: npt.NDArray[np.bool_], where: str, why: str) -> None:
+def _check(bad: BoolArray, where: str, why: str) -> None:
     """Raise naming the first row where ``bad`` (shape ``(rows,)`` or ``(rows, k)``) holds."""
     rows = np.flatnonzero(bad.any(axis=1) if bad.ndim == 2 else bad)
     if len(rows):
         raise _fail(f"rows[{int(rows[0])}].{where}", why)
 
 
-def _at_most(value: FloatArray, limit: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+def _at_most(value: FloatArray, limit: npt.ArrayLike) -> BoolArray:
     """Where ``value`` exceeds ``limit`` by more than rounding (or is negative)."""
     lim = np.asarray(limit, dtype=np.float64)
     return (value < 0) | (value > lim * (1 + _TOL) + _TOL)

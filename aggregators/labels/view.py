@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.state import LabelSettings, PartitionLabels
 from tilewatch.aggregators.labels.sums import (
@@ -27,8 +27,6 @@ from tilewatch.aggregators.labels.sums import (
 
 __all__ = ["LabelCopy", "PerformanceView", "copy_labels", "performance_view"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Label counters of the join and the label side, summed over partitions (exported as-is).
 COUNTERS = (
@@ -203,9 +201,7 @@ def performance_view(
     )
 
 
-def _select(
-    base: PerformanceStats, part: PerformanceStats, sel: npt.NDArray[np.bool_]
-) -> PerformanceStats:
+def _select(base: PerformanceStats, part: PerformanceStats, sel: BoolArray) -> PerformanceStats:
     """``base`` with the rows ``sel`` taken from ``part`` (field by field)."""
     values = {}
     for f in dataclasses.fields(base):

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftProfile
@@ -26,9 +26,6 @@ from tilewatch.aggregators.stats.latency import LATENCY_BINS, LATENCY_QUANTILES,
 from tilewatch.aggregators.stats.moments import merge_moments, variance
 
 __all__ = ["PartCopy", "View", "WindowView", "build_window_view", "detections_of", "merge"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -59,7 +56,7 @@ def detections_of(part: PartitionState) -> dict[tuple[int, str], tuple[int, floa
 @dataclass
 class View:
     keys: list[CellKey]
-    is_leaf: npt.NDArray[np.bool_]
+    is_leaf: BoolArray
     model_ids: IntArray
     model_names: list[str]
     latest: dict[int, int]

@@ -17,8 +17,8 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.detectors import CellDetectors
@@ -30,20 +30,10 @@ from tilewatch.aggregators.stats.rolling import RollingWindows
 
 __all__ = ["ApplyResult", "PartitionState", "WindowAcc"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Closed windows a partition keeps besides each model's latest one, so that partitions
 #: whose event times run a few windows apart still merge exactly.
 RETAIN_CLOSED = 8
-
-
-def _grow(arr: npt.NDArray[Any], n: int, fill: float | int = 0) -> npt.NDArray[Any]:
-    if len(arr) >= n:
-        return arr
-    out = np.full(max(n, 2 * len(arr), 16), fill, dtype=arr.dtype)
-    out[: len(arr)] = arr
-    return out
 
 
 class WindowAcc:
@@ -59,7 +49,7 @@ class WindowAcc:
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
-        self.hist: dict[str, npt.NDArray[np.int64]] = {}
+        self.hist: dict[str, IntArray] = {}
 
     def add_hist(
         self, name: str, cells: IntArray, bins: IntArray, n_cells: int, n_bins: int
@@ -70,21 +60,17 @@ class WindowAcc:
         counts = flat.reshape(n_cells, n_bins).astype(np.int64)
         self.hist[name] = _add_rows(self.hist.get(name), counts)
 
-    def hist_sized(self, name: str, n: int, n_bins: int) -> npt.NDArray[np.int64]:
+    def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
         """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent)."""
-        out = np.zeros((n, n_bins), dtype=np.int64)
         h = self.hist.get(name)
-        if h is not None:
-            k, b = min(n, h.shape[0]), min(n_bins, h.shape[1])
-            out[:k, :b] = h[:k, :b]
-        return out
+        return np.zeros((n, n_bins), dtype=np.int64) if h is None else resized(h, (n, n_bins))
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
         c, m, s = group_moments(cells, values, n_cells)
-        self.count = _grow(self.count, n_cells)
-        self.mean = _grow(self.mean, n_cells)
-        self.m2 = _grow(self.m2, n_cells)
+        self.count = grow(self.count, n_cells)
+        self.mean = grow(self.mean, n_cells)
+        self.m2 = grow(self.m2, n_cells)
         k = n_cells
         self.count[:k], self.mean[:k], self.m2[:k] = merge_moments(
             self.count[:k], self.mean[:k], self.m2[:k], c, m, s
@@ -92,24 +78,16 @@ class WindowAcc:
 
     def sized(self, n: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """The arrays cut or zero-padded to ``n`` cells."""
-        out_c = np.zeros(n, dtype=np.int64)
-        out_m, out_s = np.zeros(n), np.zeros(n)
-        k = min(n, len(self.count))
-        out_c[:k], out_m[:k], out_s[:k] = self.count[:k], self.mean[:k], self.m2[:k]
-        return out_c, out_m, out_s
+        return resized(self.count, n), resized(self.mean, n), resized(self.m2, n)
 
 
-def _add_rows(
-    acc: npt.NDArray[np.int64] | None, counts: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
+def _add_rows(acc: IntArray | None, counts: IntArray) -> IntArray:
     """``acc + counts`` row-wise, growing ``acc`` (rows and bins) as needed."""
     if acc is None:
         return counts
     rows, bins = max(acc.shape[0], counts.shape[0]), max(acc.shape[1], counts.shape[1])
     if acc.shape != (rows, bins):
-        grown = np.zeros((rows, bins), dtype=np.int64)
-        grown[: acc.shape[0], : acc.shape[1]] = acc
-        acc = grown
+        acc = resized(acc, (rows, bins))
     acc[: counts.shape[0], : counts.shape[1]] += counts
     return acc
 
@@ -189,9 +167,9 @@ class PartitionState:
         return self.max_event_time - self.settings.grace_seconds
 
     def _ensure(self, n: int) -> None:
-        self.events = _grow(self.events, n)
-        self.late = _grow(self.late, n)
-        self.last_event_time = _grow(self.last_event_time, n, -math.inf)
+        self.events = grow(self.events, n)
+        self.late = grow(self.late, n)
+        self.last_event_time = grow(self.last_event_time, n, fill=-math.inf)
 
     def apply(
         self,

@@ -21,8 +21,8 @@ import threading
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.detectors import CellDetectors
@@ -43,9 +43,6 @@ from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
 
 __all__ = ["IngestStats", "PartitionKey", "ReplicaState", "Snapshot"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 class ReplicaState:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import PerformanceView
@@ -15,8 +15,6 @@ from tilewatch.aggregators.state.versions import VersionTable
 __all__ = ["IngestStats", "PartitionKey", "Snapshot"]
 
 PartitionKey = tuple[str, int]
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -67,7 +65,7 @@ class Snapshot:
 
     dimensions: tuple[str, ...]
     keys: list[CellKey]
-    is_leaf: npt.NDArray[np.bool_]
+    is_leaf: BoolArray
     model_ids: IntArray
     model_names: list[str]
     events_total: IntArray

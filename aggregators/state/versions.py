@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.errors import StateError
 
 __all__ = [
@@ -35,7 +33,7 @@ _MAX_VERSION = 64
 
 
 def update_versions(
-    table: VersionTable, models: list[str], versions: list[Any], times: npt.NDArray[np.float64]
+    table: VersionTable, models: list[str], versions: list[Any], times: FloatArray
 ) -> int:
     """Count a batch's ``(model, version)`` pairs into ``table``; returns the bad versions.
 
@@ -44,6 +42,7 @@ def update_versions(
 
     Examples
     --------
+    >>> import numpy as np
     >>> t: VersionTable = {}
     >>> update_versions(t, ["m", "m", "m"], ["v1", "v2", 3.5], np.array([5.0, 7.0, 9.0]))
     1

@@ -25,11 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CategoryIndex", "bin_counts", "bin_numeric", "finite_mask", "numeric_edges"]
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
+__all__ = ["CategoryIndex", "bin_counts", "bin_numeric", "finite_mask", "numeric_edges"]
 
 
 def finite_mask(values: npt.ArrayLike) -> BoolArray:

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray
+
 __all__ = [
     "benjamini_hochberg",
     "chi2_pvalue",
@@ -33,9 +35,6 @@ __all__ = [
     "t_interval",
     "wilson_interval",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 def _float(x: npt.ArrayLike) -> FloatArray:

@@ -16,7 +16,8 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 
 __all__ = [
     "LATENCY_BINS",
@@ -26,8 +27,6 @@ __all__ = [
     "percentile_label",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 _LO, _HI, _PER_DECADE = 1e-4, 100.0, 10
 #: Edges (seconds) of the log-spaced bins between 0.1 ms and 100 s.
@@ -87,7 +86,7 @@ def latency_bins(values: list[Any]) -> tuple[IntArray, int]:
     return out, bad
 
 
-def latency_quantiles(hist: npt.NDArray[np.int64], q: float) -> FloatArray:
+def latency_quantiles(hist: IntArray, q: float) -> FloatArray:
     """Quantile ``q`` (seconds) of each row of a ``(cells, LATENCY_BINS)`` histogram.
 
     Rows without counts give NaN. Inside a log-spaced bin the quantile is interpolated

@@ -14,12 +14,10 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
+
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 
 __all__ = ["Moments", "group_moments", "merge_moments", "variance"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 class Moments:

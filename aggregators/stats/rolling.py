@@ -16,14 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
 from tilewatch.aggregators.errors import StateError
 
 __all__ = ["RollingWindows"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 class RollingWindows:
@@ -63,10 +60,7 @@ class RollingWindows:
 
     def _rows_for(self, cells: IntArray) -> IntArray:
         top = int(cells.max()) + 1 if len(cells) else 0
-        if top > len(self._row_of):
-            grown = np.full(max(top, 2 * len(self._row_of)), -1, dtype=np.int64)
-            grown[: len(self._row_of)] = self._row_of
-            self._row_of = grown
+        self._row_of = grow(self._row_of, top, fill=-1, minimum=0)
         rows = self._row_of[cells]
         if (rows < 0).any():
             new_cells = np.unique(cells[rows < 0])
@@ -76,22 +70,10 @@ class RollingWindows:
 
     def _allocate(self, new_cells: IntArray) -> None:
         need = self._nrows + len(new_cells)
-        if need > len(self._rings):
-            cap = max(need, 2 * len(self._rings), 16)
-            rings = np.zeros((cap, self.size))
-            rings[: self._nrows] = self._rings[: self._nrows]
-            self._rings = rings
-            for name in ("_cells", "_pos", "_fill", "_count"):
-                arr = np.zeros(cap, dtype=np.int64)
-                arr[: self._nrows] = getattr(self, name)[: self._nrows]
-                setattr(self, name, arr)
-            for name in ("_mean", "_m2"):
-                farr = np.zeros(cap)
-                farr[: self._nrows] = getattr(self, name)[: self._nrows]
-                setattr(self, name, farr)
-            dirty = np.zeros(cap, dtype=bool)
-            dirty[: self._nrows] = self._dirty[: self._nrows]
-            self._dirty = dirty
+        if need > len(self._rings):  # every row table has as many rows as the rings
+            self._rings = grow(self._rings, need)
+            for name in ("_cells", "_pos", "_fill", "_count", "_mean", "_m2", "_dirty"):
+                setattr(self, name, grow(getattr(self, name), need))
         rows = np.arange(self._nrows, need)
         self._row_of[new_cells] = rows
         self._cells[rows] = new_cells

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tilewatch.aggregators.arrays import BoolArray, FloatArray
+
 __all__ = ["THRESHOLD_RULES", "Threshold", "choose_threshold"]
 
 #: Threshold rules of ``[baseline] threshold_rule``.
 THRESHOLD_RULES = ("cost", "max_f1", "youden")
-
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Threshold:
     cost: float
 
 
-def _curve(scores: Floats, labels: npt.NDArray[np.bool_]) -> tuple[Floats, Any, Any]:
+def _curve(scores: FloatArray, labels: BoolArray) -> tuple[FloatArray, Any, Any]:
     """Distinct scores, descending, with the true and false positives at each as threshold."""
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], labels[order]
@@ -54,7 +54,7 @@ def _curve(scores: Floats, labels: npt.NDArray[np.bool_]) -> tuple[Floats, Any, 
 
 
 def choose_threshold(
-    scores: Sequence[float] | Floats,
+    scores: Sequence[float] | FloatArray,
     labels: Sequence[int | bool] | npt.NDArray[Any],
     rule: str = "max_f1",
     cost_ratio: float | None = None,
