@@ -14,13 +14,13 @@ restart empty after a restore, which only delays the next detection).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.drift.profile import DriftSettings
+from tilewatch.aggregators.stats.detections import DetectionLog
 
-__all__ = ["DETECTORS", "CellDetectors", "DetectionLog"]
+__all__ = ["DETECTORS", "CellDetectors"]
 
 
 #: Detector names (the ``detector`` label) and what they watch.
@@ -28,45 +28,6 @@ DETECTORS: dict[str, str] = {
     "adwin": "ADWIN on every score of the cell (leaf cells)",
     "page_hinkley": "PageHinkley on each closed window's mean score of the cell",
 }
-
-
-class DetectionLog:
-    """What detectors found per (cell, detector): counts and last event times, as plain data.
-
-    Shared by the score detectors here and the error-stream ones
-    (:mod:`tilewatch.aggregators.labels.error_detectors`), so both checkpoint and export the same
-    way.
-    """
-
-    def __init__(self) -> None:
-        #: (cell, detector) -> detections so far.
-        self.detections: dict[tuple[int, str], int] = {}
-        #: (cell, detector) -> event time of the last detection.
-        self.last: dict[tuple[int, str], float] = {}
-
-    def _found(self, cell: int, name: str, t: float) -> None:
-        key = (cell, name)
-        self.detections[key] = self.detections.get(key, 0) + 1
-        self.last[key] = max(self.last.get(key, -math.inf), t)
-
-    def summary(self, horizon: float) -> dict[tuple[int, str], tuple[int, float, bool]]:
-        """(cell, detector) -> (detections, last time, active: last time >= ``horizon``)."""
-        last = self.last
-        return {key: (n, last[key], last[key] >= horizon) for key, n in self.detections.items()}
-
-    def to_dict(self, keys: list[tuple[str, ...]]) -> list[list[Any]]:
-        """Plain data: ``[key, detector, detections, last time]`` rows."""
-        return [
-            [list(keys[cell]), name, n, self.last.get((cell, name))]
-            for (cell, name), n in sorted(self.detections.items())
-        ]
-
-    def load(self, rows: list[tuple[int, str, int, float]]) -> None:
-        """Add parsed ``(cell, detector, detections, last)`` rows."""
-        for cell, name, n, last in rows:
-            key = (cell, name)
-            self.detections[key] = self.detections.get(key, 0) + n
-            self.last[key] = max(self.last.get(key, -math.inf), last)
 
 
 class CellDetectors(DetectionLog):

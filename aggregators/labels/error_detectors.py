@@ -3,10 +3,10 @@
 Once predictions are joined with their labels, each pair gives an error bit (1: the prediction was
 wrong). :class:`ErrorDetectors` feeds every bit of a leaf cell, in the partition's order, to that
 cell's detector of one kind (river's ``drift.binary`` DDM, HDDM_A or HDDM_W) and counts detections
-the way :class:`tilewatch.aggregators.drift.detectors.CellDetectors` does: per ``(cell, kind)`` the
-number of detections and the event time of the last one. Those are plain data and survive
-checkpoints; the detectors' internals do not (river's detectors have no plain-data form), so they
-restart empty after a restore.
+in a :class:`~tilewatch.aggregators.stats.detections.DetectionLog`, as the score detectors do:
+per ``(cell, kind)`` the number of detections and the event time of the last one. Those are plain
+data and survive checkpoints; the detectors' internals do not (river's detectors have no
+plain-data form), so they restart empty after a restore.
 
 Cost per update, measured with river 0.26: DDM about 0.4 µs, HDDM_A about 4 µs and HDDM_W
 about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus about 0.1 µs here.
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
-from tilewatch.aggregators.drift.detectors import DetectionLog
+from tilewatch.aggregators.stats.detections import DetectionLog
 
 __all__ = ["ERROR_DETECTORS", "ErrorDetectors"]
 
