@@ -34,8 +34,9 @@ from tilewatch.aggregators.labels.sums import (
     derive_performance,
     estimate_all,
 )
-from tilewatch.aggregators.state.partition import ApplyResult, PartitionState, WindowAcc
+from tilewatch.aggregators.state.partition import ApplyResult, PartitionState
 from tilewatch.aggregators.state.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
+from tilewatch.aggregators.state.window_acc import WindowAcc
 from tilewatch.aggregators.stats.binning import (
     CategoryIndex,
     bin_counts,

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from tilewatch.aggregators.arrays import FloatArray
-from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.codec import Check
 
 __all__ = [
     "VersionTable",
@@ -116,13 +116,16 @@ def current_versions(table: VersionTable) -> dict[str, tuple[str, float]]:
     return {m: (v, first) for m, (_last, first, v) in sorted(best.items())}
 
 
-def parse_versions(data: Any, where: str = "versions") -> VersionTable:
-    """Check ``[[model, version, first, last, events], ...]`` rows; raises StateError."""
-    if type(data) is not list:
-        raise StateError(f"partition state is malformed: {where}: expected a list")
+def parse_versions(data: Any, check: Check, where: str = "versions") -> VersionTable:
+    """Check ``[[model, version, first, last, events], ...]`` rows; raises ``check``'s error.
+
+    Examples
+    --------
+    >>> parse_versions([["m", "v1", 5.0, 7.0, 2]], Check("state"))
+    {('m', 'v1'): [5.0, 7.0, 2]}
+    """
     out: VersionTable = {}
-    for j, row in enumerate(data):
-        at = f"{where}[{j}]"
+    for j, row in enumerate(check.array(data, where)):
         if (
             type(row) is not list
             or len(row) != 5
@@ -131,10 +134,7 @@ def parse_versions(data: Any, where: str = "versions") -> VersionTable:
             or type(row[4]) is not int
             or row[4] < 1
         ):
-            raise StateError(
-                f"partition state is malformed: {at}: "
-                "expected [model, version, first, last, events]"
-            )
+            raise check.fail(f"{where}[{j}]", "expected [model, version, first, last, events]")
         _add(out, (row[0], row[1]), float(row[2]), float(row[3]), row[4])
     return out
 

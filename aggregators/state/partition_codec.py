@@ -1,0 +1,244 @@
+"""The checkpoint of one partition: its plain-data form and its complete, pure validation.
+
+:func:`partition_to_dict` writes a :class:`~tilewatch.aggregators.state.partition.PartitionState`
+as plain JSON data, cells named by key (never by index)::
+
+    {"offset": 1200, "max_event_time": 180.5,
+     "cells": [[key, events, late, last event time], ...],
+     "open": [[window, [[key, count, mean, m2], ...], {histogram: [[key, counts], ...]}], ...],
+     "closed": [...], "rolling": {"size": 1000, "cells": [[key, values], ...]},
+     "violations": [[model, feature, kind, count], ...], "detectors": [...],
+     "versions": [...], "labels": {...} or null}
+
+:func:`parse_partition` checks all of it (every type, range and cell key) before anything is
+built, so ``PartitionState.from_dict`` cannot fail half-way and bad data never creates cells.
+The label side is checked by :mod:`tilewatch.aggregators.labels.state_codec`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tilewatch.aggregators.arrays import resized
+from tilewatch.aggregators.codec import Check
+from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
+from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
+
+if TYPE_CHECKING:
+    from tilewatch.aggregators.state.partition import PartitionState
+    from tilewatch.aggregators.state.window_acc import WindowAcc
+
+__all__ = ["CHECK", "ParsedPartition", "parse_partition", "partition_to_dict"]
+
+#: The checks of a partition checkpoint (``partition state is malformed: <where>: <why>``).
+CHECK = Check("partition state")
+
+CellKey = tuple[str, ...]
+#: One cell of a window: ``(key, count, mean, m2)``.
+MomentRow = tuple[CellKey, int, float, float]
+#: Histograms of a window: name -> ``[(key, counts), ...]``.
+HistRows = dict[str, list[tuple[CellKey, list[int]]]]
+
+#: Most bins a checkpointed histogram row may have.
+_MAX_BINS = 4096
+
+
+def partition_to_dict(state: PartitionState) -> dict[str, Any]:
+    """Plain JSON data (numbers, strings, lists, null) for a checkpoint; cells by key."""
+    keys = state.registry.keys
+    n = len(keys)
+    events, late = resized(state.events, n), resized(state.late, n)
+    touched = np.flatnonzero((events > 0) | (late > 0)).tolist()
+
+    def windows(table: dict[int, WindowAcc]) -> list[Any]:
+        out = []
+        for w, acc in sorted(table.items()):
+            c, m, s = acc.sized(n)
+            idx = np.flatnonzero(c).tolist()
+            entry: list[Any] = [
+                w,
+                [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx],
+            ]
+            if acc.hist:
+                entry.append(
+                    {
+                        name: [
+                            [list(keys[i]), h[i].tolist()]
+                            for i in np.flatnonzero(h[:n].any(axis=1)).tolist()
+                        ]
+                        for name, h in sorted(acc.hist.items())
+                        if h[:n].any()
+                    }
+                )
+            out.append(entry)
+        return out
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    return {
+        "offset": state.offset,
+        "max_event_time": finite(state.max_event_time),
+        "cells": [
+            [
+                list(keys[i]),
+                int(events[i]),
+                int(late[i]),
+                finite(float(state.last_event_time[i])),
+            ]
+            for i in touched
+        ],
+        "open": windows(state.open),
+        "closed": windows(state.closed),
+        "rolling": state.rolling.to_dict(keys),
+        "violations": [[*k, count] for k, count in sorted(state.violations.items())],
+        "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
+        "versions": version_rows(state.versions),
+        "labels": None if state.labels is None else state.labels.to_dict(keys),
+    }
+
+
+class ParsedPartition:
+    """A checked partition checkpoint, cells still named by key (nothing resolved yet)."""
+
+    __slots__ = (
+        "cells",
+        "closed",
+        "detections",
+        "hists",
+        "keys",
+        "max_event_time",
+        "offset",
+        "open",
+        "rolling",
+        "versions",
+        "violations",
+    )
+
+    def __init__(self) -> None:
+        self.offset: int | None = None
+        self.max_event_time = -math.inf
+        #: Every cell key met, in order of first appearance.
+        self.keys: dict[CellKey, None] = {}
+        #: ``(key, events, late, last event time)`` per cell.
+        self.cells: list[tuple[CellKey, int, int, float]] = []
+        self.open: list[tuple[int, list[MomentRow]]] = []
+        self.closed: list[tuple[int, list[MomentRow]]] = []
+        self.rolling: list[tuple[CellKey, list[float]]] = []
+        #: ``("open" | "closed", window)`` -> its histograms.
+        self.hists: dict[tuple[str, int], HistRows] = {}
+        self.violations: list[tuple[tuple[str, str, str], int]] = []
+        self.detections: list[DetectionRow] = []
+        self.versions: VersionTable = {}
+
+
+def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartition:
+    """Check the shape and every value of a partition checkpoint; pure, raises StateError.
+
+    ``key_len`` is the number of parts of a cell key (model plus dimensions); the rolling
+    windows must have ``rolling_size`` events, as configured.
+    """
+    out = ParsedPartition()
+    check = CHECK
+
+    def key(v: Any, where: str) -> CellKey:
+        t = check.key(v, where, key_len)
+        out.keys[t] = None
+        return t
+
+    def time(v: Any, where: str) -> float:
+        t = check.number_or_none(v, where)
+        return -math.inf if t is None else t
+
+    def hists(v: Any, where: str) -> HistRows:
+        out_h: HistRows = {}
+        for name, hrows in check.mapping(v, where, "an object of histograms").items():
+            if type(hrows) is not list or not hrows:
+                raise check.fail(f"{where}.{name}", "expected a non-empty list of [key, counts]")
+            parsed_rows = []
+            for r, row in enumerate(hrows):
+                at = f"{where}.{name}[{r}]"
+                if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                    raise check.fail(at, "expected [key, counts]")
+                if not row[1] or len(row[1]) > _MAX_BINS:
+                    raise check.fail(at, f"expected 1 to {_MAX_BINS} counts")
+                parsed_rows.append((key(row[0], at), [check.integer(x, at) for x in row[1]]))
+            out_h[str(name)] = parsed_rows
+        return out_h
+
+    def windows(v: Any, where: str) -> list[tuple[int, list[MomentRow]]]:
+        parsed = []
+        for j, item in enumerate(check.array(v, where)):
+            at = f"{where}[{j}]"
+            if type(item) is not list or len(item) not in (2, 3) or type(item[1]) is not list:
+                raise check.fail(at, "expected [window, cells] or [window, cells, hists]")
+            w = item[0]
+            if type(w) is not int or abs(w) >= 2**53:
+                raise check.fail(at, f"expected a window number, got {w!r:.40}")
+            cells = []
+            for r, row in enumerate(item[1]):
+                cell_at = f"{at}[{r}]"
+                check.row(row, cell_at, 4, "[key, count, mean, m2]")
+                cells.append(
+                    (
+                        key(row[0], cell_at),
+                        check.integer(row[1], cell_at, 1),
+                        check.number(row[2], cell_at),
+                        max(check.number(row[3], cell_at), 0.0),
+                    )
+                )
+            parsed.append((w, cells))
+            if len(item) == 3:
+                out.hists[(where, w)] = hists(item[2], f"{at}[2]")
+        return parsed
+
+    check.mapping(data, "checkpoint")
+    try:
+        offset = data["offset"]
+        out.offset = None if offset is None else check.integer(offset, "offset")
+        out.max_event_time = time(data["max_event_time"], "max_event_time")
+        for j, row in enumerate(check.array(data["cells"], "cells")):
+            at = f"cells[{j}]"
+            check.row(row, at, 4, "[key, events, late, last_event_time]")
+            out.cells.append(
+                (
+                    key(row[0], at),
+                    check.integer(row[1], at),
+                    check.integer(row[2], at),
+                    time(row[3], at),
+                )
+            )
+        out.open = windows(data["open"], "open")
+        out.closed = windows(data["closed"], "closed")
+        rolling = data["rolling"]
+        if type(rolling) is not dict or type(rolling.get("cells")) is not list:
+            raise check.fail("rolling", "expected an object with a list of cells")
+        if rolling.get("size") != rolling_size:
+            raise StateError(
+                f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
+                f"the configured {rolling_size}"
+            )
+        for j, row in enumerate(rolling["cells"]):
+            at = f"rolling.cells[{j}]"
+            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                raise check.fail(at, "expected [key, values]")
+            values = check.floats(row[1][-rolling_size:], at)
+            out.rolling.append((key(row[0], at), values))
+        for j, row in enumerate(check.array(data["violations"], "violations")):
+            at = f"violations[{j}]"
+            if type(row) is not list or len(row) != 4 or not all(type(x) is str for x in row[:3]):
+                raise check.fail(at, "expected [model, feature, kind, count]")
+            out.violations.append(((row[0], row[1], row[2]), check.integer(row[3], at)))
+        out.detections = parse_detections(data["detectors"], check, "detectors", key_len)
+        for cell_key, *_rest in out.detections:
+            out.keys[cell_key] = None
+        out.versions = parse_versions(data["versions"], check)
+        if data["labels"] is not None:
+            check.mapping(data["labels"], "labels", "an object or null")
+    except KeyError as exc:
+        raise check.fail("checkpoint", f"missing key {exc}") from None
+    return out
