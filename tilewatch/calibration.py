@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilewatch.aggregators.labels.sums import PerfAcc, PerformanceSettings, derive_performance
+from tilewatch.aggregators.labels.metrics import derive_performance
+from tilewatch.aggregators.labels.settings import PerformanceSettings
+from tilewatch.aggregators.labels.sums import PerfAcc
 
 __all__ = ["CalibrationCheck", "calibration_check"]
 

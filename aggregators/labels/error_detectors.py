@@ -14,24 +14,26 @@ about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus abo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.stats.detections import DetectionLog
 
-__all__ = ["ERROR_DETECTORS", "ErrorDetectors"]
+__all__ = ["ERROR_DETECTORS", "ErrorDetector", "ErrorDetectors"]
 
 
-#: Error detector kinds (the ``detector`` label) and what they are.
-ERROR_DETECTORS: dict[str, str] = {
+#: Error detector kinds (the ``detector`` label).
+ErrorDetector = Literal["ddm", "hddm_a", "hddm_w"]
+#: Each error detector kind and what it is.
+ERROR_DETECTORS: dict[ErrorDetector, str] = {
     "ddm": "DDM (river.drift.binary.DDM): error rate plus its deviation above the minimum seen",
     "hddm_a": "HDDM_A (river.drift.binary.HDDMA): Hoeffding bound on the mean error rate",
     "hddm_w": "HDDM_W (river.drift.binary.HDDMW): McDiarmid bound on a weighted error rate",
 }
 
-_CLASSES = {"ddm": "DDM", "hddm_a": "HDDMA", "hddm_w": "HDDMW"}
+_CLASSES: dict[ErrorDetector, str] = {"ddm": "DDM", "hddm_a": "HDDMA", "hddm_w": "HDDMW"}
 
 
 class ErrorDetectors(DetectionLog):
@@ -53,7 +55,7 @@ class ErrorDetectors(DetectionLog):
     ({(0, 'ddm'): 1}, {(0, 'ddm'): 3060.0})
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: ErrorDetector) -> None:
         if kind not in ERROR_DETECTORS:
             raise ValueError(
                 f"unknown error detector {kind!r}; expected one of {', '.join(ERROR_DETECTORS)}"

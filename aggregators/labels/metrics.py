@@ -71,7 +71,8 @@ def derive_performance(acc: PerfAcc, n: int) -> PerformanceStats:
 
     Examples
     --------
-    >>> from tilewatch.aggregators.labels.sums import PerfAcc, PerformanceSettings
+    >>> from tilewatch.aggregators.labels.settings import PerformanceSettings
+    >>> from tilewatch.aggregators.labels.sums import PerfAcc
     >>> acc = PerfAcc(PerformanceSettings(min_samples=4))
     >>> s = np.array([0.9, 0.8, 0.3, 0.6, 0.1])
     >>> acc.add_classified(np.array([0, 0, 0, 0, 1]), s, np.array([1.0, 1, 0, 0, 0]), s >= 0.5,
@@ -143,8 +144,8 @@ def estimate_all(acc: PerfAcc, n: int, min_samples: int) -> tuple[IntArray, Floa
 
     Examples
     --------
-    >>> from tilewatch.aggregators.labels.sums import (
-    ...     PerfAcc, PerformanceSettings, correct_probability)
+    >>> from tilewatch.aggregators.labels.settings import PerformanceSettings
+    >>> from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
     >>> acc = PerfAcc(PerformanceSettings())
     >>> s = np.array([0.9, 0.2, 0.6, 0.7])
     >>> acc.add_predictions(np.array([0, 0, 0, 1]), correct_probability(s, s >= 0.5), 2)

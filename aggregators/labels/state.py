@@ -15,62 +15,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
+from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
 from tilewatch.aggregators.cells.registry import CellRegistry
-from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
-from tilewatch.aggregators.labels.join import Joined, JoinSettings, LabelJoin
-from tilewatch.aggregators.labels.sums import PerfAcc, PerformanceSettings, correct_probability
+from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
+from tilewatch.aggregators.labels.error_detectors import ErrorDetectors
+from tilewatch.aggregators.labels.join import Joined, LabelJoin
+from tilewatch.aggregators.labels.settings import LabelSettings
+from tilewatch.aggregators.labels.state_codec import labels_to_dict, parse_labels
+from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
 
-__all__ = ["LabelSettings", "PartitionLabels", "label_values"]
+__all__ = ["RETAIN_FINAL", "PartitionLabels", "label_values"]
 
 
 #: Final performance windows a partition keeps besides each model's latest one.
 RETAIN_FINAL = 4
-
-
-@dataclass(frozen=True, slots=True)
-class LabelSettings:
-    """How labels arrive and how performance is measured (the ``[labels]`` section).
-
-    Parameters
-    ----------
-    source
-        ``"inline"`` (the prediction event's label field) or ``"topic"`` (an outcomes topic
-        joined on ``event_id``).
-    grace_seconds
-        How long after a window's end (in event time, past the watermark) labels are still
-        credited to it.
-    threshold, thresholds
-        The decision threshold of every model, and per-model overrides. A model's threshold is
-        its override, else its baseline's chosen threshold, else ``threshold``.
-    error_detector
-        River binary detector run on each leaf cell's 0/1 error stream (None: off).
-    """
-
-    source: str = "inline"
-    grace_seconds: float = 0.0
-    threshold: float | None = None
-    thresholds: dict[str, float] = field(default_factory=dict)
-    error_detector: str | None = "ddm"
-    performance: PerformanceSettings = field(default_factory=PerformanceSettings)
-    join: JoinSettings = field(default_factory=JoinSettings)
-
-    def __post_init__(self) -> None:
-        if self.source not in ("inline", "topic"):
-            raise ValueError(f"source must be 'inline' or 'topic', got {self.source!r}")
-        if self.error_detector is not None and self.error_detector not in ERROR_DETECTORS:
-            raise ValueError(f"unknown error detector {self.error_detector!r}")
-
-    @property
-    def classification(self) -> bool:
-        """Whether the models are binary classifiers (else regressors)."""
-        return self.performance.task == "classification"
 
 
 def label_values(raw: list[Any], classification: bool) -> tuple[FloatArray, int]:
@@ -329,7 +291,7 @@ class PartitionLabels:
             self.errors_total[:n_cells] += np.bincount(
                 flat, weights=np.repeat(errors, k).astype(np.float64), minlength=n_cells
             ).astype(np.int64)
-        windows = np.floor(event_times / self.size).astype(np.int64)
+        windows = window_numbers(event_times, self.size)
         deadline = (windows + 1) * self.size + self.settings.grace_seconds
         on_time = (label_times < deadline) & (windows > self.final_upto)
         self.late += int((~on_time).sum())
@@ -356,41 +318,18 @@ class PartitionLabels:
 
     def _evict(self) -> None:
         model_ids = self.registry.model_ids
-        ordered = sorted(self.final, reverse=True)
-        keep = set(ordered[:RETAIN_FINAL])
-        covered: set[int] = set()
-        for w in ordered:
-            touched = _touched(self.final[w])
-            k = min(len(touched), len(model_ids))
-            models = set(np.unique(model_ids[:k][touched[:k]]).tolist())
-            if w in keep or models - covered:
-                keep.add(w)
-                covered |= models
-        for w in ordered:
-            if w not in keep:
-                del self.final[w]
+        keep = retained(
+            self.final, RETAIN_FINAL, lambda w: models_in(self.final[w].touched(), model_ids)
+        )
+        for w in [w for w in self.final if w not in keep]:
+            del self.final[w]
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def to_dict(self, keys: list[tuple[str, ...]]) -> dict[str, Any]:
-        """Plain JSON data for a checkpoint; cells by key."""
-        n = len(keys)
-        self._ensure(n)
-        touched = np.flatnonzero(self.labeled_total[:n] > 0).tolist()
-        return {
-            "offset": self.offset,
-            "late": self.late,
-            "label_clock": self.max_label_time if math.isfinite(self.max_label_time) else None,
-            "invalid": dict(sorted(self.invalid.items())),
-            "totals": [
-                [list(keys[i]), int(self.labeled_total[i]), int(self.errors_total[i])]
-                for i in touched
-            ],
-            "open": [[w, acc.to_rows(keys)] for w, acc in sorted(self.perf.items())],
-            "final": [[w, acc.to_rows(keys)] for w, acc in sorted(self.final.items())],
-            "join": None if self.join is None else self.join.to_dict(keys),
-            "detectors": [] if self.detectors is None else self.detectors.to_dict(keys),
-        }
+        """Plain JSON data for a checkpoint; cells by key
+        (:func:`~tilewatch.aggregators.labels.state_codec.labels_to_dict`)."""
+        return labels_to_dict(self, keys)
 
     @classmethod
     def from_dict(
@@ -401,98 +340,25 @@ class PartitionLabels:
         thresholds: Callable[[IntArray], FloatArray],
         data: Any,
     ) -> PartitionLabels:
-        """Rebuild from :meth:`to_dict`; checks everything before touching ``registry``."""
-        key_len = registry.ndims + 1
-        perf_settings = settings.performance
-
-        def fail(where: str, why: str) -> StateError:
-            return StateError(f"partition state is malformed: labels.{where}: {why}")
-
-        def key(v: Any, where: str) -> tuple[str, ...]:
-            if type(v) is not list or len(v) != key_len or not all(type(x) is str and x for x in v):
-                raise fail(where, f"expected a cell key of {key_len} non-empty strings")
-            return tuple(v)
-
-        def count(v: Any, where: str) -> int:
-            if type(v) is not int or v < 0:
-                raise fail(where, f"expected an integer >= 0, got {v!r:.40}")
-            return v
-
-        if type(data) is not dict:
-            raise fail("", "expected an object")
-        try:
-            offset = data["offset"]
-            if offset is not None:
-                count(offset, "offset")
-            late = count(data["late"], "late")
-            label_clock = data["label_clock"]
-            if label_clock is not None and (
-                type(label_clock) not in (int, float) or not math.isfinite(label_clock)
-            ):
-                raise fail(
-                    "label_clock", f"expected a finite number or null, got {label_clock!r:.40}"
-                )
-            invalid = data["invalid"]
-            if type(invalid) is not dict:
-                raise fail("invalid", "expected an object")
-            invalid_counts = {str(r): count(n, f"invalid.{r}") for r, n in invalid.items()}
-            totals = []
-            if type(data["totals"]) is not list:
-                raise fail("totals", "expected a list")
-            for j, row in enumerate(data["totals"]):
-                if type(row) is not list or len(row) != 3:
-                    raise fail(f"totals[{j}]", "expected [key, labeled, errors]")
-                totals.append(
-                    (key(row[0], f"totals[{j}]"), count(row[1], "totals"), count(row[2], "totals"))
-                )
-            windows: dict[str, list[tuple[int, Any]]] = {}
-            for table in ("open", "final"):
-                rows = data[table]
-                if type(rows) is not list:
-                    raise fail(table, "expected a list")
-                parsed = []
-                for j, item in enumerate(rows):
-                    if type(item) is not list or len(item) != 2 or type(item[0]) is not int:
-                        raise fail(f"{table}[{j}]", "expected [window, rows]")
-                    parsed.append((item[0], PerfAcc.parse_rows(item[1], perf_settings, key_len)))
-                windows[table] = parsed
-            join_data = data["join"]
-            parsed_join = None
-            if settings.source == "topic" and join_data is not None:
-                parsed_join = LabelJoin.parse(join_data, key_len)
-            detector_rows = data["detectors"]
-            if type(detector_rows) is not list:
-                raise fail("detectors", "expected a list")
-            detections = []
-            for j, row in enumerate(detector_rows):
-                if (
-                    type(row) is not list
-                    or len(row) != 4
-                    or type(row[1]) is not str
-                    or type(row[2]) is not int
-                    or type(row[3]) not in (int, float)
-                ):
-                    raise fail(f"detectors[{j}]", "expected [key, detector, detections, last]")
-                detections.append((key(row[0], f"detectors[{j}]"), row[1], row[2], float(row[3])))
-        except KeyError as exc:
-            raise fail("", f"missing key {exc}") from None
-        # Everything checked: build.
+        """Rebuild from :meth:`to_dict`; checks everything
+        (:func:`~tilewatch.aggregators.labels.state_codec.parse_labels`) before touching
+        ``registry``."""
+        parsed = parse_labels(data, settings, registry.ndims + 1)
         out = cls(settings, registry, window_seconds, thresholds)
-        out.offset = offset
-        out.late = late
-        out.max_label_time = -math.inf if label_clock is None else float(label_clock)
-        out.invalid = invalid_counts
-        n = len(registry)
-        out._ensure(n)
-        for k, labeled, errors in totals:
+        out.offset = parsed.offset
+        out.late = parsed.late
+        out.max_label_time = parsed.label_clock
+        out.invalid = parsed.invalid
+        out._ensure(len(registry))
+        for k, labeled, errors in parsed.totals:
             i = registry.ensure(k)
             out._ensure(len(registry))
             out.labeled_total[i] += labeled
             out.errors_total[i] += errors
         for table, target in (("open", out.perf), ("final", out.final)):
-            for w, parsed_rows in windows[table]:
+            for w, parsed_rows in parsed.windows[table]:
                 acc = PerfAcc.from_parsed(
-                    perf_settings, parsed_rows, registry.ensure, len(registry)
+                    settings.performance, parsed_rows, registry.ensure, len(registry)
                 )
                 if w in target:
                     target[w].merge(acc)
@@ -500,13 +366,8 @@ class PartitionLabels:
                     target[w] = acc
         if out.final:
             out.final_upto = max(out.final)
-        if parsed_join is not None:
-            out.join = LabelJoin.from_parsed(settings.join, parsed_join, registry.ensure)
+        if parsed.join is not None:
+            out.join = LabelJoin.from_parsed(settings.join, parsed.join, registry.ensure)
         if out.detectors is not None:
-            out.detectors.load([(registry.ensure(k), d, c, t) for k, d, c, t in detections])
+            out.detectors.load([(registry.ensure(k), d, c, t) for k, d, c, t in parsed.detections])
         return out
-
-
-def _touched(acc: PerfAcc) -> BoolArray:
-    """Cells with predictions or labels in a window's sums."""
-    return acc.touched()

@@ -29,84 +29,22 @@ before it resolves a single key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
+from tilewatch.aggregators.labels.settings import PerformanceSettings, Task
 from tilewatch.aggregators.labels.sums_codec import COUNT_FIELDS, SUM_FIELDS, ParsedRows, parse_rows
 
-__all__ = [
-    "PERFORMANCE_TASKS",
-    "ParsedRows",
-    "PerfAcc",
-    "PerformanceSettings",
-    "PerformanceStats",
-    "correct_probability",
-    "derive_performance",
-    "estimate_all",
-]
-
-
-#: Values of :attr:`PerformanceSettings.task`.
-PERFORMANCE_TASKS = ("classification", "regression")
+__all__ = ["PerfAcc", "correct_probability"]
 
 _CLIP = 1e-15
 _PRED, _LAB, _CORRECT, _TP, _FP, _FN = range(6)
 _Q, _QV, _LQ, _LQV, _BRIER, _LOGLOSS = range(6)
 _ERR, _ABS, _SQ = range(3)
-
-
-@dataclass(frozen=True, slots=True)
-class PerformanceSettings:
-    """How model performance is measured (the pure part of the ``[performance]`` section).
-
-    Parameters
-    ----------
-    task
-        ``"classification"`` (binary: score = probability of the positive class) or
-        ``"regression"`` (score = predicted value).
-    calibration_bins
-        Equal-width score bins on ``[0, 1]`` for the expected calibration error.
-    min_samples
-        Labeled events a cell needs in a window before its metrics are reported (else NaN).
-    confidence
-        Coverage of the Wilson intervals and of the label-free estimate's bound.
-
-    Examples
-    --------
-    >>> PerformanceSettings(task="regression").calibration_bins
-    10
-    >>> PerformanceSettings(task="ranking")
-    Traceback (most recent call last):
-    ValueError: task must be one of ('classification', 'regression'), got 'ranking'
-    """
-
-    task: str = "classification"
-    calibration_bins: int = 10
-    min_samples: int = 30
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        if self.task not in PERFORMANCE_TASKS:
-            raise ValueError(f"task must be one of {PERFORMANCE_TASKS}, got {self.task!r}")
-        bins = self.calibration_bins
-        if type(bins) is not int or not 1 <= bins <= 1000:
-            raise ValueError(f"calibration_bins must be an integer in 1..1000, got {bins!r}")
-        if type(self.min_samples) is not int or self.min_samples < 1:
-            raise ValueError(f"min_samples must be an integer >= 1, got {self.min_samples!r}")
-        if not 0.0 < self.confidence < 1.0:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
-
-    @property
-    def z(self) -> float:
-        """The two-sided normal quantile of :attr:`confidence` (1.96 for 0.95)."""
-        return float(special.ndtri((1.0 + self.confidence) / 2.0))
 
 
 def correct_probability(scores: FloatArray, predicted: BoolArray) -> FloatArray:
@@ -191,7 +129,7 @@ class PerfAcc:
         self._bin_score = grow(self._bin_score, n, axis=1)
         self.size = max(self.size, n)
 
-    def _batch(self, cells: IntArray, n_cells: int, task: str, *columns: npt.ArrayLike) -> int:
+    def _batch(self, cells: IntArray, n_cells: int, task: Task, *columns: npt.ArrayLike) -> int:
         """Check one batch's shapes and cell range, and reserve ``n_cells``; its length."""
         if task != self.settings.task:
             raise ValueError(f"this accumulator measures {self.settings.task}, not {task}")

@@ -17,13 +17,10 @@ import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
-from tilewatch.aggregators.labels.state import LabelSettings, PartitionLabels
-from tilewatch.aggregators.labels.sums import (
-    PerfAcc,
-    PerformanceStats,
-    derive_performance,
-    estimate_all,
-)
+from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
+from tilewatch.aggregators.labels.settings import LabelSettings
+from tilewatch.aggregators.labels.state import PartitionLabels
+from tilewatch.aggregators.labels.sums import PerfAcc
 
 __all__ = ["LabelCopy", "PerformanceView", "copy_labels", "performance_view"]
 

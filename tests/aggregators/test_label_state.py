@@ -20,13 +20,8 @@ import pytest
 
 from tilewatch.aggregators import ALL, CellRegistry, CellSettings, PartitionState, StateError
 from tilewatch.aggregators.labels.join import JoinSettings
-from tilewatch.aggregators.labels.state import (
-    RETAIN_FINAL,
-    LabelSettings,
-    PartitionLabels,
-    label_values,
-)
-from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
+from tilewatch.aggregators.labels.state import RETAIN_FINAL, PartitionLabels, label_values
 
 SIZE = 10.0
 CELL_GRACE = 3.0

@@ -20,14 +20,9 @@ from scipy import stats
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import ALL, CellSettings
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.labels.sums import (
-    PerfAcc,
-    PerformanceSettings,
-    PerformanceStats,
-    correct_probability,
-    derive_performance,
-    estimate_all,
-)
+from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
+from tilewatch.aggregators.labels.settings import PerformanceSettings
+from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
 
 SEEDS = [0, 1, 2, 3]
 CELLS = 7

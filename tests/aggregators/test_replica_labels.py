@@ -22,8 +22,7 @@ from scipy import special
 
 from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot, StateError
 from tilewatch.aggregators.labels.join import JoinSettings
-from tilewatch.aggregators.labels.state import LabelSettings
-from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
 
 SIZE = 10.0
 GRACE = 2.0

@@ -61,7 +61,7 @@ from bench_throughput import (  # noqa: E402
 
 from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
 from tilewatch.aggregators.labels.join import JoinSettings, LabelJoin  # noqa: E402
-from tilewatch.aggregators.labels.state import LabelSettings  # noqa: E402
+from tilewatch.aggregators.labels.settings import LabelSettings  # noqa: E402
 from tilewatch.aggregators.state.replica import ReplicaState  # noqa: E402
 from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
 from tilewatch.streams.decoding.labels import LabelDecoder  # noqa: E402

@@ -239,8 +239,7 @@ def test_promtool_check_metrics_accepts_the_exposition(promtool_bin: str) -> Non
 
 def _labeled_state() -> ReplicaState:
     """Window [0, 10) of model m with inline labels: (a, x) 20 events, (b, x) 20 events."""
-    from tilewatch.aggregators.labels.state import LabelSettings
-    from tilewatch.aggregators.labels.sums import PerformanceSettings
+    from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
 
     rs = ReplicaState(
         CELLS,

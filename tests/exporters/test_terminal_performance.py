@@ -7,8 +7,7 @@ import re
 import numpy as np
 
 from tilewatch.aggregators import CellSettings, ReplicaState
-from tilewatch.aggregators.labels.state import LabelSettings
-from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
 from tilewatch.exporters.terminal import STATISTICS, render_heatmap
 
 CELLS = CellSettings(dimensions=("segment", "region"), window_seconds=10, grace_seconds=0)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tilewatch.aggregators.cells.settings import CellSettings
-from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.errors import StreamError

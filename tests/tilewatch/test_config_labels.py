@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.config import ConfigError, load_config, parse_config
 from tilewatch.config.labels import LABEL_KEYS, parse_labels
 from tilewatch.streams.settings import LabelTopic

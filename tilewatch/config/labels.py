@@ -17,8 +17,7 @@ from typing import Any
 
 from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS
 from tilewatch.aggregators.labels.join import JoinSettings
-from tilewatch.aggregators.labels.state import LabelSettings
-from tilewatch.aggregators.labels.sums import PerformanceSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
 from tilewatch.config.base import ConfigError, Table, show
 from tilewatch.streams.settings import LabelTopic
 

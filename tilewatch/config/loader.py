@@ -34,7 +34,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.drift.reference import BaselineSettings
 from tilewatch.aggregators.health.settings import HierarchySettings
-from tilewatch.aggregators.labels.state import LabelSettings
+from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.config.base import ConfigError, parse_duration
 from tilewatch.config.base import show as _show
 from tilewatch.config.base import toml_key as _key
