@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tilewatch.aggregators.arrays import FloatArray
-from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.codec import Check, is_key, numbers
 
 __all__ = ["COUNTERS", "ParsedJoin", "parse_join"]
 
@@ -60,43 +58,26 @@ class ParsedJoin:
     held_times: FloatArray
 
 
-def _fail(where: str, why: str) -> StateError:
-    return StateError(f"label join state is malformed: {where}: {why}")
-
-
-def _numbers(values: tuple[Any, ...]) -> FloatArray | None:
-    """``values`` as floats if every one is an int below 2**63 or a finite float, else None."""
-    types = set(map(type, values))
-    if not types <= {int, float}:
-        return None
-    if int in types and not all(abs(v) < 2**63 for v in values if type(v) is int):
-        return None
-    out = np.array(values, dtype=np.float64)
-    return out if bool(np.isfinite(out).all()) else None
-
-
-def _valid_key(key: Any, key_len: int) -> bool:
-    return type(key) is list and len(key) == key_len and all(type(x) is str and x for x in key)
+#: The checks of a join checkpoint (``label join state is malformed: <where>: <why>``).
+CHECK = Check("label join state")
 
 
 def parse_join(data: Any, key_len: int) -> ParsedJoin:
     """Check a join checkpoint without building anything; raises StateError naming the place."""
     if type(data) is not dict:
-        raise _fail("join", "expected an object")
+        raise CHECK.fail("join", "expected an object")
     missing = [k for k in ("counters", "pending", "recent", "held") if k not in data]
     if missing:
-        raise _fail("join", f"missing key {missing[0]!r}")
+        raise CHECK.fail("join", f"missing key {missing[0]!r}")
     counters = data["counters"]
     if type(counters) is not dict or sorted(counters) != sorted(COUNTERS):
-        raise _fail("counters", f"expected an object with exactly {', '.join(COUNTERS)}")
+        raise CHECK.fail("counters", f"expected an object with exactly {', '.join(COUNTERS)}")
     for name in COUNTERS:
-        v = counters[name]
-        if type(v) is not int or not 0 <= v < 2**63:
-            raise _fail(f"counters.{name}", f"expected an integer >= 0, got {v!r:.40}")
+        CHECK.integer(counters[name], f"counters.{name}")
     parsed = _columns(data, key_len, dict(counters))
     if parsed is None:
         _name_the_bad_row(data, key_len)
-        raise _fail("join", "invalid entries")  # not reached: the pass above names the row
+        raise CHECK.fail("join", "invalid entries")  # not reached: the pass above names the row
     return parsed
 
 
@@ -115,14 +96,14 @@ def _columns(data: dict[str, Any], key_len: int, counters: dict[str, int]) -> Pa
     ids = [eid for name, _w, _x in _SECTIONS for eid in cols[name][0]]
     if len(set(ids)) != len(ids):
         return None
-    numbers = {
-        (name, i): _numbers(cols[name][i])
+    floats = {
+        (name, i): numbers(cols[name][i])
         for name, width, _what in _SECTIONS
         for i in range(1, width)
         if (name, i) != ("pending", 2)
     }
-    checked = {k: v for k, v in numbers.items() if v is not None}
-    if len(checked) != len(numbers):
+    checked = {k: v for k, v in floats.items() if v is not None}
+    if len(checked) != len(floats):
         return None
     keys: dict[tuple[str, ...], tuple[str, ...]] = {}
     pending_keys = []
@@ -132,7 +113,7 @@ def _columns(data: dict[str, Any], key_len: int, counters: dict[str, int]) -> Pa
         t = tuple(key)
         found = keys.get(t)
         if found is None:
-            if not _valid_key(key, key_len):
+            if not is_key(key, key_len):
                 return None
             found = keys[t] = t
         pending_keys.append(found)
@@ -156,17 +137,16 @@ def _name_the_bad_row(data: dict[str, Any], key_len: int) -> None:
     for name, width, what in _SECTIONS:
         rows = data[name]
         if type(rows) is not list:
-            raise _fail(name, "expected a list")
+            raise CHECK.fail(name, "expected a list")
         for j, row in enumerate(rows):
             at = f"{name}[{j}]"
             if type(row) is not list or len(row) != width or type(row[0]) is not str:
-                raise _fail(at, f"expected {what}")
+                raise CHECK.fail(at, f"expected {what}")
             first = seen.setdefault(row[0], at)
             if first != at:
-                raise _fail(at, f"id {row[0]!r:.60} already appears at {first}")
+                raise CHECK.fail(at, f"id {row[0]!r:.60} already appears at {first}")
             for i in range(1, width):
                 if name == "pending" and i == 2:
-                    if not _valid_key(row[2], key_len):
-                        raise _fail(at, f"expected a cell key of {key_len} non-empty strings")
-                elif _numbers((row[i],)) is None:
-                    raise _fail(at, f"expected a finite number, got {row[i]!r:.40}")
+                    CHECK.key(row[2], at, key_len)
+                else:
+                    CHECK.number(row[i], at)

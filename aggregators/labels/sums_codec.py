@@ -21,18 +21,19 @@ import numpy as np
 import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
-from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.codec import Check
+from tilewatch.aggregators.labels.settings import Task
 
 __all__ = ["COUNT_FIELDS", "SUM_FIELDS", "ParsedRows", "parse_rows"]
 
 
 #: Integer sums per cell, by task, in row order.
-COUNT_FIELDS = {
+COUNT_FIELDS: dict[Task, tuple[str, ...]] = {
     "classification": ("predictions", "labeled", "correct", "tp", "fp", "fn"),
     "regression": ("predictions", "labeled"),
 }
 #: Float sums per cell, by task, in row order.
-SUM_FIELDS = {
+SUM_FIELDS: dict[Task, tuple[str, ...]] = {
     "classification": ("q", "q_var", "labeled_q", "labeled_q_var", "brier", "log_loss"),
     "regression": ("error", "abs_error", "squared_error"),
 }
@@ -58,34 +59,15 @@ class ParsedRows:
     bin_score: FloatArray
 
 
-def _fail(where: str, why: str) -> StateError:
-    return StateError(f"performance state is malformed: {where}: {why}")
-
-
-def _ints(v: Any, length: int, where: str) -> list[int]:
-    if type(v) is not list or len(v) != length:
-        raise _fail(where, f"expected a list of {length} integers")
-    for x in v:
-        if type(x) is not int or not 0 <= x < 2**63:
-            raise _fail(where, f"expected integers >= 0, got {x!r:.40}")
-    return v
-
-
-def _floats(v: Any, length: int, where: str) -> list[float]:
-    if type(v) is not list or len(v) != length:
-        raise _fail(where, f"expected a list of {length} numbers")
-    for x in v:
-        ok = (type(x) is int and abs(x) < 2**63) or (type(x) is float and math.isfinite(x))
-        if not ok:
-            raise _fail(where, f"expected finite numbers, got {x!r:.40}")
-    return [float(x) for x in v]
+#: The checks of performance rows (``performance state is malformed: <where>: <why>``).
+CHECK = Check("performance state")
 
 
 def _check(bad: BoolArray, where: str, why: str) -> None:
     """Raise naming the first row where ``bad`` (shape ``(rows,)`` or ``(rows, k)``) holds."""
     rows = np.flatnonzero(bad.any(axis=1) if bad.ndim == 2 else bad)
     if len(rows):
-        raise _fail(f"rows[{int(rows[0])}].{where}", why)
+        raise CHECK.fail(f"rows[{int(rows[0])}].{where}", why)
 
 
 def _at_most(value: FloatArray, limit: npt.ArrayLike) -> BoolArray:
@@ -94,7 +76,7 @@ def _at_most(value: FloatArray, limit: npt.ArrayLike) -> BoolArray:
     return (value < 0) | (value > lim * (1 + _TOL) + _TOL)
 
 
-def parse_rows(rows: Any, task: str, bins: int, key_len: int) -> ParsedRows:
+def parse_rows(rows: Any, task: Task, bins: int, key_len: int) -> ParsedRows:
     """Check performance checkpoint rows completely; pure, raises StateError naming where.
 
     Parameters
@@ -130,32 +112,26 @@ def parse_rows(rows: Any, task: str, bins: int, key_len: int) -> ParsedRows:
     n_counts, n_sums = len(COUNT_FIELDS[task]), len(SUM_FIELDS[task])
     width = 6 if cls else 3
     nb = bins if cls else 0
-    if type(rows) is not list:
-        raise _fail("rows", "expected a list")
+    shape = (
+        "[key, counts, sums, bin counts, bin positives, bin scores]"
+        if cls
+        else "[key, counts, sums]"
+    )
     keys: dict[tuple[str, ...], None] = {}
     counts, sums, b_count, b_pos, b_score = [], [], [], [], []
-    for j, row in enumerate(rows):
+    for j, row in enumerate(CHECK.array(rows, "rows")):
         at = f"rows[{j}]"
-        if type(row) is not list or len(row) != width:
-            shape = "[key, counts, sums, bin counts, bin positives, bin scores]"
-            raise _fail(at, f"expected {shape if cls else '[key, counts, sums]'}")
-        key = row[0]
-        if (
-            type(key) is not list
-            or len(key) != key_len
-            or not all(type(x) is str and x for x in key)
-        ):
-            raise _fail(f"{at}.key", f"expected a cell key of {key_len} non-empty strings")
-        t = tuple(key)
+        CHECK.row(row, at, width, shape)
+        t = CHECK.key(row[0], f"{at}.key", key_len)
         if t in keys:
-            raise _fail(f"{at}.key", f"duplicate cell key {t!r}")
+            raise CHECK.fail(f"{at}.key", f"duplicate cell key {t!r}")
         keys[t] = None
-        counts.append(_ints(row[1], n_counts, f"{at}.counts"))
-        sums.append(_floats(row[2], n_sums, f"{at}.sums"))
+        counts.append(CHECK.ints(row[1], f"{at}.counts", n_counts))
+        sums.append(CHECK.floats(row[2], f"{at}.sums", n_sums))
         if cls:
-            b_count.append(_ints(row[3], nb, f"{at}.bin_counts"))
-            b_pos.append(_ints(row[4], nb, f"{at}.bin_positives"))
-            b_score.append(_floats(row[5], nb, f"{at}.bin_scores"))
+            b_count.append(CHECK.ints(row[3], f"{at}.bin_counts", nb))
+            b_pos.append(CHECK.ints(row[4], f"{at}.bin_positives", nb))
+            b_score.append(CHECK.floats(row[5], f"{at}.bin_scores", nb))
     m = len(keys)
     out = ParsedRows(
         keys=list(keys),
