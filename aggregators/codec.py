@@ -26,7 +26,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["LIMIT", "Check", "is_count", "is_key", "is_number", "numbers"]
+__all__ = ["LIMIT", "Check", "Fields", "is_count", "is_key", "is_number", "numbers"]
 
 #: Integers in plain data lie strictly between ``-LIMIT`` and ``LIMIT``.
 LIMIT = 2**63
@@ -131,6 +131,10 @@ class Check:
             raise self.fail(path, "missing")
         return mapping[key], path
 
+    def fields(self, value: Any, where: str = "", what: str = "an object") -> Fields:
+        """The fields of an object (checked to be one), read by name (:class:`Fields`)."""
+        return Fields(self, self.mapping(value, where, what), where)
+
     def integer(self, value: Any, where: str, lo: int = 0) -> int:
         """An integer in ``[lo, 2**63)``."""
         if not is_count(value, lo):
@@ -201,3 +205,56 @@ class Check:
             bad = next(x for x in value if not is_number(x))
             raise self.fail(where, f"expected finite numbers, got {bad!r:.40}")
         return column.tolist()  # type: ignore[no-any-return]
+
+
+class Fields:
+    """The fields of one object, each read by name and checked at its path (``where.key``).
+
+    Made by :meth:`Check.fields`; a missing field is refused as ``<where.key>: missing``.
+
+    Examples
+    --------
+    >>> score = Check(error=ValueError).fields({"count": 3, "edges": [0, 1]}, "models.m.score")
+    >>> score.integer("count"), score.floats("edges")
+    (3, [0.0, 1.0])
+    >>> score.number("mean")
+    Traceback (most recent call last):
+    ValueError: models.m.score.mean: missing
+    """
+
+    __slots__ = ("_check", "_where", "data")
+
+    def __init__(self, check: Check, data: dict[str, Any], where: str) -> None:
+        self._check = check
+        self._where = where
+        #: The object read.
+        self.data = data
+
+    def get(self, key: str) -> tuple[Any, str]:
+        """``(value, path)`` of field ``key``; refuses a missing field."""
+        return self._check.get(self.data, key, self._where)
+
+    def integer(self, key: str, lo: int = 0) -> int:
+        """Field ``key``: an integer in ``[lo, 2**63)``."""
+        value, path = self.get(key)
+        return self._check.integer(value, path, lo)
+
+    def number(self, key: str) -> float:
+        """Field ``key``: a finite number."""
+        return self._check.number(*self.get(key))
+
+    def number_or_none(self, key: str) -> float | None:
+        """Field ``key``: a finite number or null."""
+        return self._check.number_or_none(*self.get(key))
+
+    def text(self, key: str) -> str:
+        """Field ``key``: a string."""
+        return self._check.text(*self.get(key))
+
+    def floats(self, key: str) -> list[float]:
+        """Field ``key``: a list of finite numbers."""
+        return self._check.floats(*self.get(key))
+
+    def fields(self, key: str) -> Fields:
+        """Field ``key``: an object, read by name in turn."""
+        return self._check.fields(*self.get(key))

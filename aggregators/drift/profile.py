@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.drift.reference import Baseline, FeatureBaseline
+from tilewatch.aggregators.drift.reference import Baseline
+from tilewatch.aggregators.drift.summaries import FeatureBaseline
 from tilewatch.aggregators.stats.binning import CategoryIndex
 
 __all__ = ["VIOLATION_KINDS", "DriftProfile", "DriftSettings", "FeatureSpec"]

@@ -1,53 +1,62 @@
 """Reference baselines: what a model's scores, features and errors looked like on a holdout set.
 
 A :class:`Baseline` is built once, offline, from in-memory columns (``tilewatch baseline`` reads
-the files) and later compared with live traffic by the drift and data-quality stages. It is
-plain data: :meth:`Baseline.to_dict` / :meth:`Baseline.from_dict` give and take only numbers,
-strings, lists and dicts (never pickle), and ``from_dict`` checks every field so a corrupt or
-foreign file is refused with the path of the bad field. The JSON layout is in ``docs/baseline.md``.
+the files; :func:`build_model_baseline` summarizes each model with
+:mod:`tilewatch.aggregators.drift.summaries`) and later compared with live traffic by the drift
+and data-quality stages. It is plain data: :meth:`Baseline.to_dict` / :meth:`Baseline.from_dict`
+give and take only numbers, strings, lists and dicts (never pickle), and ``from_dict`` checks
+every field (with :class:`~tilewatch.aggregators.codec.Check`) so a corrupt or foreign file is
+refused with the path of the bad field. The JSON layout is in ``docs/baseline.md``.
 
-The decision threshold is chosen on labelled rows only, by :func:`choose_threshold`; without
-labels there is no threshold (a static 0.5 is never assumed).
+The decision threshold is chosen on labelled rows only, by
+:func:`~tilewatch.aggregators.stats.threshold.choose_threshold`; without labels there is no
+threshold (a static 0.5 is never assumed).
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import FloatArray
-from tilewatch.aggregators.stats.binning import bin_numeric, numeric_edges
-from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES, Threshold, choose_threshold
+from tilewatch.aggregators.codec import Check, is_number
+from tilewatch.aggregators.drift.summaries import (
+    FEATURE_KINDS,
+    FeatureBaseline,
+    ScoreBaseline,
+    categorical_summary,
+    category_name,
+    detect_kind,
+    is_missing,
+    numeric_summary,
+    score_histogram,
+)
+from tilewatch.aggregators.stats.threshold import Threshold, ThresholdRule, choose_threshold
 
 __all__ = [
     "FORMAT",
-    "MAX_CATEGORIES",
-    "THRESHOLD_RULES",
+    "PREDICTION_SOURCES",
     "VERSION",
     "Baseline",
     "BaselineSettings",
-    "FeatureBaseline",
     "ModelBaseline",
     "ModelColumns",
-    "ScoreBaseline",
-    "Threshold",
+    "PredictionSource",
     "build_model_baseline",
-    "categorical_summary",
-    "choose_threshold",
-    "detect_kind",
-    "numeric_summary",
-    "score_histogram",
 ]
 
 FORMAT = "tilewatch-baseline"
 VERSION = 1
-#: A categorical feature with at most this many distinct values keeps the full set.
-MAX_CATEGORIES = 1000
+#: Where a model's predicted-class shares come from: the events' prediction field, or
+#: ``score >= threshold``.
+PredictionSource = Literal["field", "threshold"]
+#: Values of :attr:`ModelBaseline.prediction_source` (besides None).
+PREDICTION_SOURCES: tuple[PredictionSource, ...] = get_args(PredictionSource)
+#: The checks of a baseline file: ``ValueError("<path>: <why>")``.
+CHECK = Check(error=ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,171 +72,8 @@ class BaselineSettings:
     score_bins: int = 20
     feature_bins: int = 10
     top_categories: int = 20
-    threshold_rule: str = "max_f1"
+    threshold_rule: ThresholdRule = "max_f1"
     cost_ratio: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreBaseline:
-    """Score histogram on fixed equal-width bins (``edges``, shares per bin) and moments."""
-
-    count: int
-    mean: float
-    std: float
-    edges: list[float]
-    shares: list[float]
-
-
-def score_histogram(
-    scores: Sequence[float] | FloatArray, bins: int, lo: float, hi: float
-) -> ScoreBaseline:
-    """Shares of the scores in ``bins`` equal-width bins over ``[lo, hi]``, mean and std.
-
-    Bins are closed on the left, the last one on both sides (``numpy.histogram``); ``std`` is
-    the population standard deviation (ddof 0).
-
-    Examples
-    --------
-    >>> h = score_histogram([0.1, 0.2, 0.6, 1.0], bins=2, lo=0.0, hi=1.0)
-    >>> h.edges, h.shares, h.count, h.mean
-    ([0.0, 0.5, 1.0], [0.5, 0.5], 4, 0.475)
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    counts, edges = np.histogram(s, bins=bins, range=(lo, hi))
-    n = int(s.size)
-    return ScoreBaseline(
-        count=n,
-        mean=float(s.mean()) if n else 0.0,
-        std=float(s.std()) if n else 0.0,
-        edges=[float(e) for e in edges],
-        shares=[float(c) / n if n else 0.0 for c in counts],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureBaseline:
-    """One feature: its schema (type, range or categories, missing share) and distribution.
-
-    ``kind`` is ``"numeric"`` (``inner_edges``/``shares`` on reference-quantile bins, ``mean``,
-    ``std``, ``min``, ``max``) or ``"categorical"`` (``top``: shares of the most frequent
-    categories, ``other_share``, and ``categories``: every category seen, or ``None`` when more
-    than :data:`MAX_CATEGORIES` were seen). Shares are of the non-missing values.
-    """
-
-    kind: str
-    count: int
-    missing_share: float
-    inner_edges: list[float] | None = None
-    shares: list[float] | None = None
-    mean: float | None = None
-    std: float | None = None
-    min: float | None = None
-    max: float | None = None
-    top: dict[str, float] | None = None
-    other_share: float | None = None
-    categories: list[str] | None = None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def detect_kind(values: Sequence[object]) -> tuple[str, bool]:
-    """``("numeric" | "categorical", mixed)`` for a column; missing values do not count.
-
-    Numbers are numeric; strings, booleans and anything else are categorical; a column mixing
-    numbers with other values is categorical and ``mixed`` is true. A column with no value at
-    all is categorical.
-
-    Examples
-    --------
-    >>> detect_kind([1, 2.5, None]), detect_kind(["a", None]), detect_kind([True, False])
-    (('numeric', False), ('categorical', False), ('categorical', False))
-    >>> detect_kind([1, "a"])
-    ('categorical', True)
-    """
-    numbers = others = 0
-    for v in values:
-        if _is_missing(v):
-            continue
-        if _is_number(v):
-            numbers += 1
-        else:
-            others += 1
-    if numbers and not others:
-        return "numeric", False
-    return "categorical", bool(numbers and others)
-
-
-def numeric_summary(
-    values: Sequence[float] | FloatArray, bins: int, missing: int
-) -> FeatureBaseline:
-    """Reference-quantile bins and shares, moments and range of a numeric feature.
-
-    ``inner_edges`` come from :func:`tilewatch.aggregators.stats.binning.numeric_edges` (at most
-    ``bins`` bins, fewer with ties or few distinct values); the bins are ``(-inf, e1), [e1, e2),
-    ..., [ek, +inf)`` as in :func:`tilewatch.aggregators.stats.binning.bin_numeric`, so ``shares``
-    has one entry more than ``inner_edges``. ``std`` is the population standard deviation (ddof 0).
-
-    Examples
-    --------
-    >>> f = numeric_summary([1.0, 2.0, 3.0, 4.0], bins=2, missing=1)
-    >>> f.inner_edges, f.shares, f.missing_share, f.min, f.max
-    ([3.0], [0.5, 0.5], 0.2, 1.0, 4.0)
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n = int(x.size)
-    edges = numeric_edges(x, bins)
-    counts = np.bincount(bin_numeric(x, edges), minlength=edges.size + 1)
-    return FeatureBaseline(
-        kind="numeric",
-        count=n,
-        missing_share=missing / (n + missing),
-        inner_edges=[float(e) for e in edges],
-        shares=[float(c) / n for c in counts],
-        mean=float(x.mean()),
-        std=float(x.std()),
-        min=float(x.min()),
-        max=float(x.max()),
-    )
-
-
-def _category(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
-def categorical_summary(values: Sequence[object], top: int, missing: int) -> FeatureBaseline:
-    """Shares of the ``top`` most frequent categories, the rest as ``other_share``.
-
-    Booleans become ``"true"``/``"false"``, numbers their ``str``. Ties in frequency are broken
-    by category name. ``categories`` lists every category seen (sorted) when there are at most
-    :data:`MAX_CATEGORIES`.
-
-    Examples
-    --------
-    >>> f = categorical_summary(["a", "b", "a", "c", True], top=2, missing=0)
-    >>> f.top, f.other_share, f.categories
-    ({'a': 0.4, 'b': 0.2}, 0.4, ['a', 'b', 'c', 'true'])
-    """
-    counts = Counter(_category(v) for v in values)
-    n = sum(counts.values())
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    shares = {name: c / n for name, c in ranked}
-    kept = sum(c for _, c in ranked)
-    return FeatureBaseline(
-        kind="categorical",
-        count=n,
-        missing_share=missing / (n + missing) if n + missing else 0.0,
-        top=shares,
-        other_share=(n - kept) / n if n else 0.0,
-        categories=sorted(counts) if len(counts) <= MAX_CATEGORIES else None,
-    )
 
 
 @dataclass(slots=True)
@@ -255,7 +101,7 @@ class ModelBaseline:
     features: dict[str, FeatureBaseline]
     threshold: Threshold | None
     predictions: dict[str, float] | None
-    prediction_source: str | None
+    prediction_source: PredictionSource | None
     notes: list[str]
 
 
@@ -280,7 +126,7 @@ def build_model_baseline(
     names = sorted({name for row in columns.features for name in row})
     for name in names:
         column = [row.get(name) for row in columns.features]
-        present = [v for v in column if not _is_missing(v)]
+        present = [v for v in column if not is_missing(v)]
         missing = len(column) - len(present)
         kind, mixed = detect_kind(present)
         if mixed:
@@ -304,9 +150,9 @@ def build_model_baseline(
 
     given = [p for p in columns.predictions if p is not None]
     predictions: dict[str, float] | None = None
-    source: str | None = None
+    source: PredictionSource | None = None
     if given:
-        counts = Counter(_category(p) for p in given)
+        counts = Counter(category_name(p) for p in given)
         predictions = {k: c / len(given) for k, c in sorted(counts.items())}
         source = "field"
     elif threshold is not None:
@@ -363,7 +209,6 @@ class Baseline:
             Naming the first field that is missing or of the wrong type, a foreign ``format``
             or an unsupported ``version``.
         """
-        r = _Reader()
         if not isinstance(data, Mapping):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
@@ -373,32 +218,33 @@ class Baseline:
                 f"version: expected {VERSION} (the version this tilewatch reads), "
                 f"got {data.get('version')!r}"
             )
-        s = r.obj(data, "settings")
+        top = CHECK.fields(dict(data))
+        s = top.fields("settings")
         settings = BaselineSettings(
-            score_bins=r.count(s, "score_bins", "settings"),
-            feature_bins=r.count(s, "feature_bins", "settings"),
-            top_categories=r.count(s, "top_categories", "settings"),
-            threshold_rule=r.text(s, "threshold_rule", "settings"),
-            cost_ratio=r.num(s, "cost_ratio", "settings", optional=True),
+            score_bins=s.integer("score_bins"),
+            feature_bins=s.integer("feature_bins"),
+            top_categories=s.integer("top_categories"),
+            threshold_rule=cast(ThresholdRule, s.text("threshold_rule")),
+            cost_ratio=s.number_or_none("cost_ratio"),
         )
-        score_range = r.nums(data, "score_range", "")
+        score_range = top.floats("score_range")
         if len(score_range) != 2 or not score_range[0] < score_range[1]:
             raise ValueError(f"score_range: expected [min, max] with min < max, got {score_range}")
         models = {
-            str(name): _model_from(r, m, f"models.{name}")
-            for name, m in r.obj(data, "models").items()
+            str(name): _model_from(m, f"models.{name}")
+            for name, m in top.fields("models").data.items()
         }
         sources = data.get("sources")
         if not isinstance(sources, list) or not all(isinstance(x, dict) for x in sources):
             raise ValueError(f"sources: expected a list of objects, got {sources!r}")
         return cls(
-            created_at=r.text(data, "created_at", ""),
+            created_at=top.text("created_at"),
             sources=sources,
             score_range=(score_range[0], score_range[1]),
             settings=settings,
             models=models,
-            rows_read=r.count(data, "rows_read", ""),
-            rows_bad=r.count(data, "rows_bad", ""),
+            rows_read=top.integer("rows_read"),
+            rows_bad=top.integer("rows_bad"),
         )
 
 
@@ -414,81 +260,49 @@ def _model_dict(m: ModelBaseline) -> dict[str, Any]:
     return out
 
 
-def _model_from(r: _Reader, m: Any, where: str) -> ModelBaseline:
-    if not isinstance(m, Mapping):
-        raise ValueError(f"{where}: expected an object, got {m!r}")
-    sc = r.obj(m, "score", where)
-    w = f"{where}.score"
+def _model_from(data: Any, where: str) -> ModelBaseline:
+    m = CHECK.fields(data, where)
+    sc = m.fields("score")
     score = ScoreBaseline(
-        count=r.count(sc, "count", w),
-        mean=r.num(sc, "mean", w),
-        std=r.num(sc, "std", w),
-        edges=r.nums(sc, "edges", w),
-        shares=r.nums(sc, "shares", w),
+        count=sc.integer("count"),
+        mean=sc.number("mean"),
+        std=sc.number("std"),
+        edges=sc.floats("edges"),
+        shares=sc.floats("shares"),
     )
     if len(score.edges) != len(score.shares) + 1:
-        raise ValueError(f"{w}: expected one more edge than shares")
-    features = {}
-    for name, f in r.obj(m, "features", where).items():
-        fw = f"{where}.features.{name}"
-        kind = r.text(f, "kind", fw)
-        if kind not in ("numeric", "categorical"):
-            raise ValueError(f"{fw}.kind: expected 'numeric' or 'categorical', got {kind!r}")
-        num = kind == "numeric"
-        top = f.get("top") if not num else None
-        if not num and (not isinstance(top, dict) or not all(_is_number(v) for v in top.values())):
-            raise ValueError(f"{fw}.top: expected an object of shares, got {top!r}")
-        cats = f.get("categories")
-        if cats is not None and not (
-            isinstance(cats, list) and all(isinstance(c, str) for c in cats)
-        ):
-            raise ValueError(f"{fw}.categories: expected a list of strings or null")
-        features[str(name)] = FeatureBaseline(
-            kind=kind,
-            count=r.count(f, "count", fw),
-            missing_share=r.num(f, "missing_share", fw),
-            inner_edges=r.nums(f, "inner_edges", fw) if num else None,
-            shares=r.nums(f, "shares", fw) if num else None,
-            mean=r.num(f, "mean", fw) if num else None,
-            std=r.num(f, "std", fw) if num else None,
-            min=r.num(f, "min", fw) if num else None,
-            max=r.num(f, "max", fw) if num else None,
-            top={str(k): float(v) for k, v in top.items()} if top is not None else None,
-            other_share=None if num else r.num(f, "other_share", fw),
-            categories=cats,
-        )
-        edges, shares = features[str(name)].inner_edges, features[str(name)].shares
-        if edges is not None and shares is not None and len(shares) != len(edges) + 1:
-            raise ValueError(f"{fw}: expected one more share than inner_edges")
-    t = m.get("threshold")
+        raise CHECK.fail(f"{where}.score", "expected one more edge than shares")
+    features = {
+        str(name): _feature_from(f, f"{where}.features.{name}")
+        for name, f in m.fields("features").data.items()
+    }
+    t = m.data.get("threshold")
     threshold = None
     if t is not None:
-        tw = f"{where}.threshold"
-        if not isinstance(t, Mapping):
-            raise ValueError(f"{tw}: expected an object or null, got {t!r}")
+        th = CHECK.fields(t, f"{where}.threshold", "an object or null")
         values: dict[str, Any] = {}
         for fld in Threshold.__dataclass_fields__.values():
             if fld.type == "int":
-                values[fld.name] = r.count(t, fld.name, tw)
-            elif fld.type == "str":
-                values[fld.name] = r.text(t, fld.name, tw)
+                values[fld.name] = th.integer(fld.name)
+            elif fld.type == "float":
+                values[fld.name] = th.number(fld.name)
             else:
-                values[fld.name] = r.num(t, fld.name, tw)
+                values[fld.name] = th.text(fld.name)
         threshold = Threshold(**values)
-    preds = m.get("predictions")
+    preds = m.data.get("predictions")
     if preds is not None and not (
-        isinstance(preds, dict) and all(_is_number(v) for v in preds.values())
+        isinstance(preds, dict) and all(is_number(v) for v in preds.values())
     ):
-        raise ValueError(f"{where}.predictions: expected an object of shares or null")
-    notes = m.get("notes", [])
+        raise CHECK.fail(f"{where}.predictions", "expected an object of shares or null")
+    notes = m.data.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-        raise ValueError(f"{where}.notes: expected a list of strings")
-    source = m.get("prediction_source")
-    if source not in (None, "field", "threshold"):
-        raise ValueError(f"{where}.prediction_source: expected 'field', 'threshold' or null")
+        raise CHECK.fail(f"{where}.notes", "expected a list of strings")
+    source = m.data.get("prediction_source")
+    if source is not None and source not in PREDICTION_SOURCES:
+        raise CHECK.fail(f"{where}.prediction_source", "expected 'field', 'threshold' or null")
     return ModelBaseline(
-        rows=r.count(m, "rows", where),
-        labeled_rows=r.count(m, "labeled_rows", where),
+        rows=m.integer("rows"),
+        labeled_rows=m.integer("labeled_rows"),
         score=score,
         features=features,
         threshold=threshold,
@@ -498,46 +312,33 @@ def _model_from(r: _Reader, m: Any, where: str) -> ModelBaseline:
     )
 
 
-class _Reader:
-    """Typed getters for :meth:`Baseline.from_dict`, with errors naming the field path."""
-
-    @staticmethod
-    def _get(d: Mapping[str, Any], key: str, where: str) -> tuple[Any, str]:
-        path = f"{where}.{key}" if where else key
-        if key not in d:
-            raise ValueError(f"{path}: missing")
-        return d[key], path
-
-    def obj(self, d: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
-        value, path = self._get(d, key, where)
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{path}: expected an object, got {value!r}")
-        return value
-
-    def text(self, d: Mapping[str, Any], key: str, where: str) -> str:
-        value, path = self._get(d, key, where)
-        if not isinstance(value, str):
-            raise ValueError(f"{path}: expected a string, got {value!r}")
-        return value
-
-    def count(self, d: Mapping[str, Any], key: str, where: str) -> int:
-        value, path = self._get(d, key, where)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{path}: expected an integer >= 0, got {value!r}")
-        return value
-
-    def num(self, d: Mapping[str, Any], key: str, where: str, optional: bool = False) -> Any:
-        value, path = self._get(d, key, where)
-        if optional and value is None:
-            return None
-        if not _is_number(value) or not math.isfinite(value):
-            raise ValueError(f"{path}: expected a finite number, got {value!r}")
-        return float(value)
-
-    def nums(self, d: Mapping[str, Any], key: str, where: str) -> list[float]:
-        value, path = self._get(d, key, where)
-        if not isinstance(value, list) or not all(
-            _is_number(v) and math.isfinite(v) for v in value
-        ):
-            raise ValueError(f"{path}: expected a list of finite numbers, got {value!r}")
-        return [float(v) for v in value]
+def _feature_from(data: Any, where: str) -> FeatureBaseline:
+    f = CHECK.fields(data, where)
+    kind = f.text("kind")
+    if kind not in FEATURE_KINDS:
+        raise CHECK.fail(f"{where}.kind", f"expected 'numeric' or 'categorical', got {kind!r:.40}")
+    num = kind == "numeric"
+    top = f.data.get("top") if not num else None
+    if not num and (not isinstance(top, dict) or not all(is_number(v) for v in top.values())):
+        raise CHECK.fail(f"{where}.top", f"expected an object of shares, got {top!r:.40}")
+    cats = f.data.get("categories")
+    if cats is not None and not (isinstance(cats, list) and all(isinstance(c, str) for c in cats)):
+        raise CHECK.fail(f"{where}.categories", "expected a list of strings or null")
+    out = FeatureBaseline(
+        kind=kind,
+        count=f.integer("count"),
+        missing_share=f.number("missing_share"),
+        inner_edges=f.floats("inner_edges") if num else None,
+        shares=f.floats("shares") if num else None,
+        mean=f.number("mean") if num else None,
+        std=f.number("std") if num else None,
+        min=f.number("min") if num else None,
+        max=f.number("max") if num else None,
+        top={str(k): float(v) for k, v in top.items()} if top is not None else None,
+        other_share=None if num else f.number("other_share"),
+        categories=cats,
+    )
+    edges, shares = out.inner_edges, out.shares
+    if edges is not None and shares is not None and len(shares) != len(edges) + 1:
+        raise CHECK.fail(where, "expected one more share than inner_edges")
+    return out

@@ -64,8 +64,7 @@ CHECK = Check("label join state")
 
 def parse_join(data: Any, key_len: int) -> ParsedJoin:
     """Check a join checkpoint without building anything; raises StateError naming the place."""
-    if type(data) is not dict:
-        raise CHECK.fail("join", "expected an object")
+    CHECK.mapping(data, "join")
     missing = [k for k in ("counters", "pending", "recent", "held") if k not in data]
     if missing:
         raise CHECK.fail("join", f"missing key {missing[0]!r}")

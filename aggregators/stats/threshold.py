@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray
 
-__all__ = ["THRESHOLD_RULES", "Threshold", "choose_threshold"]
+__all__ = ["THRESHOLD_RULES", "Threshold", "ThresholdRule", "choose_threshold"]
 
-#: Threshold rules of ``[baseline] threshold_rule``.
-THRESHOLD_RULES = ("cost", "max_f1", "youden")
+#: How a threshold is chosen (``[baseline] threshold_rule``): lowest cost, highest F1, or
+#: highest Youden's J.
+ThresholdRule = Literal["cost", "max_f1", "youden"]
+#: Values of :data:`ThresholdRule`.
+THRESHOLD_RULES: tuple[ThresholdRule, ...] = get_args(ThresholdRule)
 
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
     """A decision threshold (predict positive when ``score >= value``) and its metrics."""
 
-    rule: str
+    rule: ThresholdRule
     value: float
     cost_ratio: float
     labeled_rows: int
@@ -56,7 +59,7 @@ def _curve(scores: FloatArray, labels: BoolArray) -> tuple[FloatArray, Any, Any]
 def choose_threshold(
     scores: Sequence[float] | FloatArray,
     labels: Sequence[int | bool] | npt.NDArray[Any],
-    rule: str = "max_f1",
+    rule: ThresholdRule = "max_f1",
     cost_ratio: float | None = None,
 ) -> Threshold:
     """Choose the decision threshold on a labelled holdout set.
@@ -139,7 +142,7 @@ def choose_threshold(
 
 
 def _metrics(
-    rule: str, value: float, ratio: float, tp: int, fp: int, pos: int, neg: int
+    rule: ThresholdRule, value: float, ratio: float, tp: int, fp: int, pos: int, neg: int
 ) -> Threshold:
     fn, tn = pos - tp, neg - fp
     return Threshold(

@@ -12,19 +12,21 @@ import pytest
 
 from tilewatch.aggregators.drift.reference import (
     FORMAT,
-    MAX_CATEGORIES,
     VERSION,
     Baseline,
     BaselineSettings,
     ModelColumns,
     build_model_baseline,
+)
+from tilewatch.aggregators.drift.summaries import (
+    MAX_CATEGORIES,
     categorical_summary,
-    choose_threshold,
     detect_kind,
     numeric_summary,
     score_histogram,
 )
 from tilewatch.aggregators.stats.binning import bin_numeric, numeric_edges
+from tilewatch.aggregators.stats.threshold import choose_threshold
 
 # --- threshold selection ---------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ import numpy as np
 import orjson
 import pytest
 
-from tilewatch.aggregators.drift.reference import BaselineSettings, choose_threshold
+from tilewatch.aggregators.drift.reference import BaselineSettings
+from tilewatch.aggregators.stats.threshold import choose_threshold
 from tilewatch.cli import main
 from tilewatch.config import ConfigError, parse_config
 from tilewatch.holdout import BaselineError

@@ -35,6 +35,7 @@ from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.drift.reference import BaselineSettings
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.labels.settings import LabelSettings
+from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES
 from tilewatch.config.base import ConfigError, parse_duration
 from tilewatch.config.base import show as _show
 from tilewatch.config.base import toml_key as _key
