@@ -38,16 +38,9 @@ from tilewatch.aggregators.stats.binning import (
     finite_mask,
     numeric_edges,
 )
-from tilewatch.aggregators.stats.divergence import (
-    benjamini_hochberg,
-    chi2_pvalue,
-    gate,
-    js_distance,
-    mean_zscore,
-    psi,
-    t_interval,
-    wilson_interval,
-)
+from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
+from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 from tilewatch.aggregators.stats.moments import Moments, group_moments, merge_moments, variance
 from tilewatch.aggregators.stats.rolling import RollingWindows
 from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES, Threshold, choose_threshold

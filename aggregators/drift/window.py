@@ -17,16 +17,9 @@ import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.stats.divergence import (
-    benjamini_hochberg,
-    chi2_pvalue,
-    gate,
-    js_distance,
-    mean_zscore,
-    psi,
-    t_interval,
-    wilson_interval,
-)
+from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
+from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 
 __all__ = ["FLAG_SIGNALS", "WindowDrift", "derive_window_drift"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.stats.divergence import wilson_interval
+from tilewatch.aggregators.stats.intervals import wilson_interval
 
 if TYPE_CHECKING:
     from tilewatch.aggregators.labels.sums import PerfAcc

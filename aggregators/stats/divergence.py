@@ -1,4 +1,4 @@
-"""Drift scores, tests and intervals for many cells at once.
+"""Divergences and goodness-of-fit tests of a window against a reference, for many cells at once.
 
 Every function is vectorized over a leading cell axis: distributions are 2-D arrays of shape
 ``(cells, bins)`` (a 1-D array is one row), and scalars per cell are 1-D arrays. The reference
@@ -7,12 +7,12 @@ Results have the broadcast shape of the inputs without the bin axis, so two 1-D 
 0-d array. Nothing loops over cells in Python.
 
 Undefined results are NaN, never an exception or a warning: a cell with no observations, a
-test with no degrees of freedom, an interval from fewer than two values. :func:`gate` applies
-the small-sample rule (NaN below a minimum count) and :func:`benjamini_hochberg` controls the
-false discovery rate across all the cells' p-values, ignoring the NaNs.
+test with no degrees of freedom. Confidence intervals are in
+:mod:`tilewatch.aggregators.stats.intervals`; the small-sample gate and the false discovery rate
+control across cells in :mod:`tilewatch.aggregators.stats.decisions`.
 
-Closed forms are written out with numpy; ``scipy.special`` supplies the distribution tails and
-quantiles (chi-square, Student t, normal) and ``rel_entr``.
+Closed forms are written out with numpy; ``scipy.special`` supplies the chi-square tail and
+``rel_entr``.
 """
 
 from __future__ import annotations
@@ -23,22 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from tilewatch.aggregators.arrays import BoolArray, FloatArray
+from tilewatch.aggregators.arrays import FloatArray, as_floats
 
-__all__ = [
-    "benjamini_hochberg",
-    "chi2_pvalue",
-    "gate",
-    "js_distance",
-    "mean_zscore",
-    "psi",
-    "t_interval",
-    "wilson_interval",
-]
-
-
-def _float(x: npt.ArrayLike) -> FloatArray:
-    return np.asarray(x, dtype=np.float64)
+__all__ = ["chi2_pvalue", "js_distance", "mean_zscore", "psi"]
 
 
 def _rows(
@@ -48,8 +35,8 @@ def _rows(
 
     Rows of ``expected_shares`` that sum to zero become NaN.
     """
-    e = _float(expected_shares)
-    o = _float(observed_counts)
+    e = as_floats(expected_shares)
+    o = as_floats(observed_counts)
     if e.ndim == 0 or o.ndim == 0:
         raise ValueError("expected_shares and observed_counts need a bin axis")
     if e.shape[-1] != o.shape[-1]:
@@ -175,7 +162,7 @@ def chi2_pvalue(expected_shares: npt.ArrayLike, observed_counts: npt.ArrayLike) 
     df = support.sum(axis=-1) - 1
     impossible = np.any(~support & (o > 0), axis=-1)
     with np.errstate(invalid="ignore"):
-        pvalue = _float(special.chdtrc(np.maximum(df, 1), stat))
+        pvalue = as_floats(special.chdtrc(np.maximum(df, 1), stat))
     pvalue = np.where(impossible, 0.0, pvalue)
     return np.where((n > 0) & (df >= 1), pvalue, np.nan)
 
@@ -210,169 +197,9 @@ def mean_zscore(
     [2.0, nan, nan]
     """
     mean, n, mu, sd = np.broadcast_arrays(
-        _float(window_mean), _float(window_count), _float(ref_mean), _float(ref_std)
+        as_floats(window_mean), as_floats(window_count), as_floats(ref_mean), as_floats(ref_std)
     )
     ok = (n > 0) & (sd > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (mean - mu) / (sd / np.sqrt(n))
     return np.where(ok, z, np.nan)
-
-
-def t_interval(
-    mean: npt.ArrayLike, variance: npt.ArrayLike, count: npt.ArrayLike, confidence: float = 0.95
-) -> tuple[FloatArray, FloatArray]:
-    """Student-t confidence interval of the mean, per cell.
-
-    ``mean -+ t_{(1 + confidence) / 2, n - 1} * sqrt(variance / n)``, as
-    ``scipy.stats.t.interval(confidence, n - 1, loc=mean, scale=sqrt(variance / n))``.
-    ``variance`` is the sample variance (``ddof=1``), e.g. ``variance(count, m2)`` from
-    :mod:`tilewatch.aggregators.stats.moments`.
-
-    Parameters
-    ----------
-    mean, variance, count : array_like, shape (cells,)
-        Sufficient statistics per cell.
-    confidence : float, default 0.95
-        Coverage of the interval, in ``(0, 1)``.
-
-    Returns
-    -------
-    (lower, upper) : tuple of numpy.ndarray of float64, shape (cells,)
-        NaN where ``count < 2``.
-
-    Examples
-    --------
-    >>> lo, hi = t_interval([10.0, 5.0], [4.0, 1.0], [16, 1])
-    >>> lo.tolist(), hi.tolist()
-    ([8.934..., nan], [11.065..., nan])
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    m, var, n = np.broadcast_arrays(_float(mean), _float(variance), _float(count))
-    ok = n >= 2
-    df = np.where(ok, n - 1.0, 1.0)
-    crit = _float(special.stdtrit(df, (1.0 + confidence) / 2.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = crit * np.sqrt(var / n)
-    return np.where(ok, m - half, np.nan), np.where(ok, m + half, np.nan)
-
-
-def wilson_interval(
-    successes: npt.ArrayLike, trials: npt.ArrayLike, confidence: float = 0.95
-) -> tuple[FloatArray, FloatArray]:
-    """Wilson score confidence interval of a proportion, per cell.
-
-    With ``z`` the normal ``(1 + confidence) / 2`` quantile and ``p = successes / trials``:
-    ``(p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n)``. Unlike the
-    normal (Wald) interval it stays inside ``[0, 1]`` and is not degenerate at ``p = 0`` or 1,
-    which matters for the small counts of a single cell.
-
-    Parameters
-    ----------
-    successes, trials : array_like, shape (cells,)
-        Counts per cell, ``0 <= successes <= trials``.
-    confidence : float, default 0.95
-        Coverage of the interval, in ``(0, 1)``.
-
-    Returns
-    -------
-    (lower, upper) : tuple of numpy.ndarray of float64, shape (cells,)
-        NaN where ``trials == 0``.
-
-    Examples
-    --------
-    >>> lo, hi = wilson_interval([0, 5, 3], [10, 10, 0])
-    >>> lo.tolist(), hi.tolist()
-    ([0.0, 0.2365..., nan], [0.2775..., 0.7634..., nan])
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    s, n = np.broadcast_arrays(_float(successes), _float(trials))
-    z = float(special.ndtri((1.0 + confidence) / 2.0))
-    z2 = z * z
-    ok = n > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = s / n
-        denom = 1.0 + z2 / n
-        center = (p + z2 / (2.0 * n)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
-    # Exact at the ends (0 successes: lower 0; all successes: upper 1), not off by rounding.
-    lower = np.where(s == 0, 0.0, np.clip(center - half, 0.0, 1.0))
-    upper = np.where(s == n, 1.0, np.clip(center + half, 0.0, 1.0))
-    return np.where(ok, lower, np.nan), np.where(ok, upper, np.nan)
-
-
-def benjamini_hochberg(pvalues: npt.ArrayLike, rate: float = 0.05) -> BoolArray:
-    """Benjamini-Hochberg step-up: which p-values are rejected at false discovery ``rate``.
-
-    All entries, of any shape, form one family. NaN p-values (untested cells) are never
-    rejected and do not count towards the number of tests ``m``. With the ``m`` p-values
-    sorted, ``p_(1) <= ... <= p_(m)``, the ``k`` smallest are rejected for the largest ``k``
-    with ``p_(k) <= k rate / m``; computed through the adjusted p-values, so the result is
-    exactly ``scipy.stats.false_discovery_control(p, method="bh") <= rate``.
-
-    Parameters
-    ----------
-    pvalues : array_like of float
-        P-values in ``[0, 1]``, or NaN.
-    rate : float, default 0.05
-        The false discovery rate, in ``(0, 1)``.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        Same shape as ``pvalues``; True where rejected.
-
-    Raises
-    ------
-    ValueError
-        If a p-value is outside ``[0, 1]`` or ``rate`` outside ``(0, 1)``.
-
-    Examples
-    --------
-    >>> benjamini_hochberg([0.01, 0.03, 0.02, 0.5, float("nan")], rate=0.05).tolist()
-    [True, True, True, False, False]
-    """
-    if not 0.0 < rate < 1.0:
-        raise ValueError(f"rate must be in (0, 1), got {rate}")
-    p = _float(pvalues)
-    flat = p.ravel()
-    tested = ~np.isnan(flat)
-    ps = flat[tested]
-    if ((ps < 0.0) | (ps > 1.0)).any():
-        raise ValueError("p-values must lie in [0, 1] (or be NaN)")
-    m = ps.size
-    out = np.zeros(flat.shape, dtype=np.bool_)
-    if m:
-        order = np.argsort(ps, kind="stable")
-        adjusted = ps[order] * (m / np.arange(1, m + 1, dtype=np.float64))
-        adjusted = np.minimum.accumulate(adjusted[::-1])[::-1]
-        rejected = np.empty(m, dtype=np.bool_)
-        rejected[order] = np.clip(adjusted, 0.0, 1.0) <= rate
-        out[tested] = rejected
-    return out.reshape(p.shape)
-
-
-def gate(values: npt.ArrayLike, counts: npt.ArrayLike, min_samples: int) -> FloatArray:
-    """The small-sample rule: ``values`` where ``counts >= min_samples``, NaN elsewhere.
-
-    Parameters
-    ----------
-    values : array_like of float, shape (cells,)
-        A statistic per cell.
-    counts : array_like of int, shape (cells,)
-        The number of values behind each cell's statistic.
-    min_samples : int
-        The smallest count for which the statistic is reported.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (cells,)
-
-    Examples
-    --------
-    >>> gate([0.1, 0.2, 0.3], [100, 5, 30], min_samples=30).tolist()
-    [0.1, nan, 0.3]
-    """
-    v, c = np.broadcast_arrays(_float(values), np.asarray(counts))
-    return np.where(c >= min_samples, v, np.nan)

@@ -11,16 +11,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from tilewatch.aggregators.stats.divergence import (
-    benjamini_hochberg,
-    chi2_pvalue,
-    gate,
-    js_distance,
-    mean_zscore,
-    psi,
-    t_interval,
-    wilson_interval,
-)
+from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
+from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 
 RowScore = Callable[[Any, Any], np.ndarray]
 

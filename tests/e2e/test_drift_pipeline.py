@@ -9,8 +9,9 @@ features) is turned into a baseline by the real command. Then, through the embed
   (s2, r2) stops sending ``plan``. The window [T0 + 60, T0 + 70) is closed and scraped before the
   rest is produced: both flags are already set there, and again in the last closed window; no other
   leaf cell is flagged for any signal; every window statistic of every cell (leaf and roll-up)
-  equals an offline computation with :mod:`tilewatch.aggregators.stats.divergence` on the same
-  events binned on the baseline's edges; schema violations are counted exactly.
+  equals an offline computation with :mod:`tilewatch.aggregators.stats` (divergence, intervals,
+  decisions) on the same events binned on the baseline's edges; schema violations are counted
+  exactly.
 - ``test_clean_million_events_raise_no_flag``: 1M events over 100 leaf cells drawn from the
   baseline's own distributions; polling the scrape every second while they stream, no leaf
   cell ever shows a drift flag or a significant class shift.
@@ -51,16 +52,9 @@ from e2e_support import (
 from helpers import produce
 
 from tilewatch import cli
-from tilewatch.aggregators.stats.divergence import (
-    benjamini_hochberg,
-    chi2_pvalue,
-    gate,
-    js_distance,
-    mean_zscore,
-    psi,
-    t_interval,
-    wilson_interval,
-)
+from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
+from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(170)]
@@ -319,8 +313,8 @@ def cell_masks(ev: Events) -> dict[Cell, np.ndarray]:
 
 
 def offline_window(ref: dict[str, Any], ev: Events, w: int) -> dict[Cell, dict[str, float]]:
-    """Every window statistic of window ``w`` per cell, and the flags, with
-    tilewatch.aggregators.stats.divergence."""
+    """Every window statistic of window ``w`` per cell, and the flags, with the divergences,
+    intervals and decisions of tilewatch.aggregators.stats."""
     k = MIN_SAMPLES
     windows = np.floor(ev.time / WINDOW).astype(np.int64)
     cur, prev = ev.take(windows == w), ev.take(windows == w - 1)
