@@ -17,14 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.drift.profile import DriftSettings
+from tilewatch.aggregators.drift.profile import DriftSettings, ScoreDetector
 from tilewatch.aggregators.stats.detections import DetectionLog
 
 __all__ = ["DETECTORS", "CellDetectors"]
 
 
 #: Detector names (the ``detector`` label) and what they watch.
-DETECTORS: dict[str, str] = {
+DETECTORS: dict[ScoreDetector, str] = {
     "adwin": "ADWIN on every score of the cell (leaf cells)",
     "page_hinkley": "PageHinkley on each closed window's mean score of the cell",
 }

@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,16 +31,33 @@ from tilewatch.aggregators.drift.reference import Baseline
 from tilewatch.aggregators.drift.summaries import FeatureBaseline
 from tilewatch.aggregators.stats.binning import CategoryIndex
 
-__all__ = ["VIOLATION_KINDS", "DriftProfile", "DriftSettings", "FeatureSpec"]
-
+__all__ = [
+    "VIOLATION_KINDS",
+    "BinKind",
+    "DriftProfile",
+    "DriftSettings",
+    "FeatureSpec",
+    "ScoreDetector",
+    "ViolationKind",
+]
 
 #: Schema violation kinds (the ``kind`` label of ``tilewatch_schema_violations_total``).
-VIOLATION_KINDS: dict[str, str] = {
+ViolationKind = Literal["absent", "wrong_type", "out_of_range", "unseen_category"]
+#: Each schema violation kind and what it means.
+VIOLATION_KINDS: dict[ViolationKind, str] = {
     "absent": "the feature is missing from the event (or null)",
     "wrong_type": "a number where the baseline has categories, or the other way round",
     "out_of_range": "a number outside the baseline's [min, max]",
     "unseen_category": "a category the baseline never saw",
 }
+
+
+#: River detectors run per cell on scores (the ``detector`` label; see
+#: :data:`tilewatch.aggregators.drift.detectors.DETECTORS`).
+ScoreDetector = Literal["adwin", "page_hinkley"]
+#: How a feature is binned: on reference-quantile edges, on top categories, or (without a
+#: baseline) only whether it is present.
+BinKind = Literal["numeric", "categorical", "presence"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +92,7 @@ class DriftSettings:
     psi_alert: float = 0.25
     missing_alert: float = 0.5
     score_bins: int = 20
-    detectors: tuple[str, ...] = ("adwin", "page_hinkley")
+    detectors: tuple[str, ...] = ("adwin", "page_hinkley")  # ScoreDetector names
     adwin_delta: float = 0.002
     ph_threshold: float = 0.2
     ph_delta: float = 0.005
@@ -86,7 +103,7 @@ class FeatureSpec:
     """How one feature of one model is binned."""
 
     name: str
-    kind: str  # "numeric", "categorical" or "presence"
+    kind: BinKind
     n_bins: int  # value bins, the missing bin excluded
     edges: FloatArray | None = None
     lo: float = -math.inf

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -21,11 +22,13 @@ from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
 from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
 from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 
-__all__ = ["FLAG_SIGNALS", "WindowDrift", "derive_window_drift"]
+__all__ = ["FLAG_SIGNALS", "FlagSignal", "WindowDrift", "derive_window_drift"]
 
 
 #: Why a window tile is flagged (the ``signal`` label of ``tilewatch_window_drift_flag``).
-FLAG_SIGNALS: dict[str, str] = {
+FlagSignal = Literal["score_psi", "feature_psi", "class_shift", "missing"]
+#: Each flag signal and what raises it.
+FLAG_SIGNALS: dict[FlagSignal, str] = {
     "score_psi": "score PSI against the baseline above [drift].psi_alert",
     "feature_psi": "a monitored feature's PSI above [drift].psi_alert",
     "class_shift": "predicted-class shares differ from the baseline (chi-square, BH-controlled)",
@@ -50,7 +53,7 @@ class WindowDrift:
     missing_ratio: FloatArray  # (cells, features)
     missing_lower: FloatArray
     missing_upper: FloatArray
-    flags: dict[str, BoolArray] = field(default_factory=dict)
+    flags: dict[FlagSignal, BoolArray] = field(default_factory=dict)
 
 
 def _expected(
@@ -152,7 +155,7 @@ def derive_window_drift(
         m_lower[:, j], m_upper[:, j] = gate(lo, count, k), gate(hi, count, k)
 
     with np.errstate(invalid="ignore"):
-        flags = {
+        flags: dict[FlagSignal, BoolArray] = {
             "score_psi": np.nan_to_num(score_psi, nan=0.0) > s.psi_alert,
             "feature_psi": (np.nan_to_num(feature_psi, nan=0.0) > s.psi_alert).any(axis=1)
             if nf

@@ -45,6 +45,7 @@ from tilewatch.aggregators.health.settings import (
     Component,
     HierarchySettings,
     Indicator,
+    IndicatorKind,
     risk,
     status_of,
 )
@@ -132,7 +133,7 @@ class IndicatorResult:
     """One business indicator per model: value (NaN: undefined), status, driver."""
 
     name: str
-    kind: str
+    kind: IndicatorKind
     value: FloatArray
     status: IntArray
     drivers: list[Driver | None]

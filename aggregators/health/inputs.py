@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from tilewatch.aggregators.stats.latency import percentile_label
 __all__ = [
     "GAP_STATISTICS",
     "STATISTICS",
+    "Needs",
     "StatisticInfo",
     "cell_statistics",
     "model_gaps",
@@ -31,15 +32,16 @@ __all__ = [
 ]
 
 
-class StatisticInfo(NamedTuple):
-    """A statistic base metrics may use: its extra label (or None) and what produces it.
+#: What makes a statistic exist: ``"always"``, ``"drift"`` (the drift stage is on),
+#: ``"baseline"`` (drift with a baseline) or ``"labels"`` (a ``[labels]`` section).
+Needs = Literal["always", "drift", "baseline", "labels"]
 
-    ``needs`` is ``"always"``, ``"drift"`` (the drift stage is on), ``"baseline"`` (drift with
-    a baseline) or ``"labels"`` (a ``[labels]`` section: performance).
-    """
+
+class StatisticInfo(NamedTuple):
+    """A statistic base metrics may use: its extra label (or None) and what produces it."""
 
     label: str | None
-    needs: str
+    needs: Needs
 
 
 #: Every per-cell statistic by exported name. ``labels`` ones are produced from

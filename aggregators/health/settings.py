@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -39,10 +40,13 @@ __all__ = [
     "NO_STATUS",
     "RED",
     "STATUS_NAMES",
+    "Aggregation",
     "BaseMetric",
     "Component",
+    "Direction",
     "HierarchySettings",
     "Indicator",
+    "IndicatorKind",
     "parse_statistic",
     "risk",
     "statistic_key",
@@ -50,12 +54,21 @@ __all__ = [
 ]
 
 
-HIGHER_IS_WORSE = "higher_is_worse"
-LOWER_IS_WORSE = "lower_is_worse"
-DIRECTIONS = (HIGHER_IS_WORSE, LOWER_IS_WORSE)
-#: ``worst``: the highest member risk; ``weighted``: the weighted mean of the member risks.
-AGGREGATIONS = ("worst", "weighted")
-INDICATOR_KINDS = ("red_traffic_share", "revenue_at_risk", "fairness_gap")
+#: Which way a base metric gets worse.
+Direction = Literal["higher_is_worse", "lower_is_worse"]
+HIGHER_IS_WORSE: Direction = "higher_is_worse"
+LOWER_IS_WORSE: Direction = "lower_is_worse"
+#: Values of :data:`Direction`.
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+#: How a component aggregates its members: ``worst``, the highest member risk; ``weighted``,
+#: the weighted mean of the member risks.
+Aggregation = Literal["worst", "weighted"]
+#: Values of :data:`Aggregation`.
+AGGREGATIONS: tuple[Aggregation, ...] = get_args(Aggregation)
+#: What a business indicator measures (see :class:`Indicator`).
+IndicatorKind = Literal["red_traffic_share", "revenue_at_risk", "fairness_gap"]
+#: Values of :data:`IndicatorKind`.
+INDICATOR_KINDS: tuple[IndicatorKind, ...] = get_args(IndicatorKind)
 GREEN, AMBER, RED = 0, 1, 2
 #: Status where there is no verdict (too few samples, NaN): exported as no series at all.
 NO_STATUS = -1
@@ -149,7 +162,7 @@ class BaseMetric:
     metric: str
     amber: float
     red: float
-    direction: str = HIGHER_IS_WORSE
+    direction: Direction = HIGHER_IS_WORSE
     best: float | None = None
     selector: tuple[str, str] | None = None
     min_samples: int = 0
@@ -266,7 +279,7 @@ class Component:
 
     name: str
     members: tuple[tuple[str, float], ...]
-    aggregation: str = "worst"
+    aggregation: Aggregation = "worst"
     amber: float = 0.5
     red: float = 1.0
 
@@ -319,7 +332,7 @@ class Indicator:
     """
 
     name: str
-    kind: str
+    kind: IndicatorKind
     amber: float
     red: float
     components: tuple[str, ...] = ()

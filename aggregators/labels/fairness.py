@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.cells.settings import ALL, OTHER
 
-__all__ = ["Gap", "performance_gaps"]
+__all__ = ["Gap", "GapMetric", "performance_gaps"]
+
+#: The metrics whose gaps are measured (the ``metric`` label): lower accuracy is worse, higher
+#: error is worse.
+GapMetric = Literal["accuracy", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,7 @@ class Gap:
 
     model: str
     dimension: str
-    metric: str
+    metric: GapMetric
     gap: float
     worst: str
     best: str
@@ -95,7 +100,10 @@ def performance_gaps(
         if len(real) == 1 and key[1 + real[0]] != OTHER:
             groups.setdefault((key[0], real[0]), []).append(i)
     out = []
-    metrics = (("accuracy", accuracy.tolist(), 1.0), ("error", error.tolist(), -1.0))
+    metrics: tuple[tuple[GapMetric, list[float], float], ...] = (
+        ("accuracy", accuracy.tolist(), 1.0),
+        ("error", error.tolist(), -1.0),
+    )
     for model, j in sorted(groups):
         cells = groups[(model, j)]
         for metric, values, sign in metrics:

@@ -18,7 +18,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
-from tilewatch.aggregators.labels.settings import LabelSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, Task
 from tilewatch.aggregators.labels.state import PartitionLabels
 from tilewatch.aggregators.labels.sums import PerfAcc
 
@@ -72,7 +72,7 @@ class PerformanceView:
     counters: dict[str, int] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
     #: ``"classification"`` or ``"regression"`` (which metric families apply).
-    task: str = "classification"
+    task: Task = "classification"
 
 
 def _models_of(acc: PerfAcc, model_ids: IntArray) -> set[int]:
