@@ -1,6 +1,19 @@
 """Pure online statistics of tilewatch: cells, windows, rolling windows, merged snapshots.
 
 No Kafka, no Prometheus, no I/O: ``streams`` feeds batches in, ``exporters`` reads snapshots.
+
+The rooms, and what each may import from tilewatch (each one only rooms above it)::
+
+    errors, arrays, codec   the basic modules: errors, numpy array types and growth,
+                            plain-data checks; nothing else from tilewatch
+    stats                   statistics without cells            basics
+    cells                   cell keys, roll-ups, windows        basics, stats
+    drift                   references, drift profile, tests    basics, stats, cells
+    labels                  label join, performance             basics, stats, cells
+    state                   partitions, replica, snapshot       basics, stats, cells, drift, labels
+    health                  the health hierarchy                all of the above
+
+This module re-exports the names most callers need.
 """
 
 from __future__ import annotations

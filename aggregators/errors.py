@@ -13,6 +13,8 @@ adds its own subclasses::
     └── ExporterError         exporters: the metrics endpoint, generated files
 
 Third-party errors are wrapped with ``raise ... from exc`` so the cause stays visible.
+
+May import: nothing from tilewatch (a basic module of ``tilewatch.aggregators``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Cells: the settings of the cell table, and the registry of cell keys, roll-ups and overflow.
+"""Cells: the settings of the cell table, the registry of cell keys, roll-ups and overflow, and
+the event-time windows of cells (numbering, retention).
 
-May import: ``tilewatch.aggregators.stats`` and ``tilewatch.aggregators.errors``.
+May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``) and
+``tilewatch.aggregators.stats``.
 """

@@ -1,5 +1,6 @@
-"""Drift and data quality: references (baselines), the compiled drift profile, window
-statistics against the reference, river detectors on scores.
+"""Drift and data quality: references (baselines) and their column summaries, the compiled drift
+profile, window statistics against the reference, river detectors on scores.
 
-May import: ``stats``, ``cells`` and ``errors`` of ``tilewatch.aggregators``.
+May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``),
+``tilewatch.aggregators.stats`` and ``tilewatch.aggregators.cells``.
 """

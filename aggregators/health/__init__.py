@@ -1,6 +1,6 @@
 """The health hierarchy: base metrics read from a snapshot, risks, component scores, business
 indicators and their drivers, aging signals.
 
-May import: ``stats``, ``cells``, ``drift``, ``labels``, ``state`` and ``errors`` of
-``tilewatch.aggregators``.
+May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``) and
+``stats``, ``cells``, ``drift``, ``labels`` and ``state`` of ``tilewatch.aggregators``.
 """

@@ -19,6 +19,7 @@ from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_sta
 from tilewatch.aggregators.health.evaluate import ModelGap
 from tilewatch.aggregators.health.settings import statistic_key
 from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.versions import current_versions
 from tilewatch.aggregators.stats.latency import percentile_label
 
 __all__ = [
@@ -294,6 +295,4 @@ def version_first_seen(snapshot: Snapshot) -> dict[str, float]:
     table = getattr(snapshot, "model_versions", None)
     if not table:
         return {}
-    from tilewatch.aggregators.state.versions import current_versions
-
     return {model: first for model, (_version, first) in current_versions(table).items()}

@@ -1,5 +1,7 @@
-"""Labels and performance: the label join, per-window performance sums and metrics, fairness
-gaps, error-stream detectors.
+"""Labels and performance: the settings of the label side, the label join, per-window performance
+sums and metrics, the label side of a partition and its checkpoint codec, the merged view,
+fairness gaps, error-stream detectors.
 
-May import: ``stats``, ``cells`` and ``errors`` of ``tilewatch.aggregators``.
+May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``),
+``tilewatch.aggregators.stats`` and ``tilewatch.aggregators.cells`` (not ``drift``).
 """

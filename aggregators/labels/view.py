@@ -15,26 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, resized
+from tilewatch.aggregators.cells.windows import models_in
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
+from tilewatch.aggregators.labels.join_codec import COUNTERS
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
 from tilewatch.aggregators.labels.settings import LabelSettings, Task
 from tilewatch.aggregators.labels.state import PartitionLabels
 from tilewatch.aggregators.labels.sums import PerfAcc
 
 __all__ = ["LabelCopy", "PerformanceView", "copy_labels", "performance_view"]
-
-
-#: Label counters of the join and the label side, summed over partitions (exported as-is).
-COUNTERS = (
-    "joined",
-    "expired",
-    "evicted",
-    "orphaned",
-    "duplicate_predictions",
-    "duplicate_labels",
-    "missing_id",
-)
 
 
 @dataclass
@@ -75,12 +65,6 @@ class PerformanceView:
     task: Task = "classification"
 
 
-def _models_of(acc: PerfAcc, model_ids: IntArray) -> set[int]:
-    touched = acc.touched()
-    k = min(len(touched), len(model_ids))
-    return set(np.unique(model_ids[:k][touched[:k]]).tolist())
-
-
 def copy_labels(
     labels: PartitionLabels, n: int, model_ids: IntArray, reported: set[int]
 ) -> LabelCopy:
@@ -89,9 +73,10 @@ def copy_labels(
     ``reported`` are the windows the score statistics report (their estimate is copied).
     Error-stream detections are copied with the score detectors' (``merge.detections_of``).
     """
-    final_models = [(w, _models_of(acc, model_ids)) for w, acc in labels.final.items()]
-    open_models = {(w, mid) for w, acc in labels.perf.items() for mid in _models_of(acc, model_ids)}
-    labels._ensure(n)
+    final_models = [(w, models_in(acc.touched(), model_ids)) for w, acc in labels.final.items()]
+    open_models = {
+        (w, mid) for w, acc in labels.perf.items() for mid in models_in(acc.touched(), model_ids)
+    }
     join = labels.join
     counters = {name: int(getattr(join, name)) for name in COUNTERS} if join else {}
     return LabelCopy(
@@ -104,8 +89,8 @@ def copy_labels(
         },
         final_models=final_models,
         open_models=open_models,
-        labeled_total=labels.labeled_total[:n].copy(),
-        errors_total=labels.errors_total[:n].copy(),
+        labeled_total=resized(labels.labeled_total, n),
+        errors_total=resized(labels.errors_total, n),
         counters=counters,
         late=labels.late,
         pending=join.pending if join else 0,

@@ -1,5 +1,7 @@
 """State: per-partition state (counts, windows, rolling windows), its checkpoint codec, the
-replica that merges partitions, and the read-only snapshot.
+window accumulator, model versions, the replica that merges partitions, and the read-only
+snapshot.
 
-May import: every other subpackage of ``tilewatch.aggregators``.
+May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``),
+``stats``, ``cells``, ``drift`` and ``labels`` of ``tilewatch.aggregators`` (not ``health``).
 """

@@ -1,5 +1,7 @@
 """Online statistics with no notion of cells: moments, rolling windows, binning, latency
-histograms, divergences, tests and intervals, threshold choice.
+histograms, divergences, confidence intervals, decisions across a grid (small-sample gate,
+Benjamini-Hochberg), threshold choice, and the log of detector findings.
 
-May import: numpy, scipy, river; within tilewatch only ``tilewatch.aggregators.errors``.
+May import: numpy, scipy, river; within tilewatch only the basic modules
+(``tilewatch.aggregators.errors``, ``arrays``, ``codec``).
 """
