@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tilewatch.aggregators.drift.reference import THRESHOLD_RULES, BaselineSettings
+from tilewatch.aggregators.drift.reference import BaselineSettings
+from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES
 from tilewatch.config.base import ConfigError, Table
 
 __all__ = ["KEYS", "parse_baseline"]

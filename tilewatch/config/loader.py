@@ -8,7 +8,7 @@ dataclass of the package that uses it::
     [cells]      config.cells      -> tilewatch.aggregators.cells.settings.CellSettings
     [drift]      config.drift      -> tilewatch.aggregators.drift.profile.DriftSettings
     [baseline]   config.baseline   -> tilewatch.aggregators.drift.reference.BaselineSettings
-    [labels]     config.labels     -> tilewatch.aggregators.labels.state.LabelSettings
+    [labels]     config.labels     -> tilewatch.aggregators.labels.settings.LabelSettings
     [state]      config.state      -> tilewatch.streams.settings.StateSettings
     [exporter]   config.exporter   -> tilewatch.exporters.prometheus.settings.ExporterSettings
     [hierarchy]  config.hierarchy  -> tilewatch.aggregators.health.settings.HierarchySettings
@@ -35,7 +35,6 @@ from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.drift.reference import BaselineSettings
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.stats.threshold import THRESHOLD_RULES
 from tilewatch.config.base import ConfigError, parse_duration
 from tilewatch.config.base import show as _show
 from tilewatch.config.base import toml_key as _key
