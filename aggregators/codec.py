@@ -26,10 +26,30 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["LIMIT", "Check", "Fields", "is_count", "is_key", "is_number", "numbers"]
+__all__ = [
+    "LIMIT",
+    "Check",
+    "Fields",
+    "finite_or_none",
+    "is_count",
+    "is_key",
+    "is_number",
+    "numbers",
+]
 
 #: Integers in plain data lie strictly between ``-LIMIT`` and ``LIMIT``.
 LIMIT = 2**63
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` as written to plain data: null for an infinity or NaN (JSON has neither).
+
+    Examples
+    --------
+    >>> finite_or_none(1.5), finite_or_none(float("-inf"))
+    (1.5, None)
+    """
+    return value if math.isfinite(value) else None
 
 
 def is_count(value: Any, lo: int = 0) -> bool:

@@ -97,8 +97,7 @@ class SlotRing:
         if self._with_leaf:
             self.leaf = resized(self.leaf, cap)
         self.ids = resized(self.ids, cap)
-        free = np.zeros(cap, dtype=np.int64)
-        free[: self._nfree] = self._free[: self._nfree]
+        free = resized(self._free[: self._nfree], cap)
         # Lowest new slots on top of the stack, so they are used first.
         free[self._nfree : self._nfree + cap - old] = np.arange(cap - 1, old - 1, -1)
         self._free = free
@@ -128,9 +127,8 @@ class SlotRing:
         if n + k <= len(self.ring) // 2:
             self.ring[:n] = self.ring[self.head : self.tail]
         else:
-            grown = np.zeros(max(2 * len(self.ring), 2 * (n + k)), dtype=np.int64)
-            grown[:n] = self.ring[self.head : self.tail]
-            self.ring = grown
+            live = self.ring[self.head : self.tail]
+            self.ring = resized(live, max(2 * len(self.ring), 2 * (n + k)))
         self.head, self.tail = 0, n
 
     def front(self, cutoff: float) -> int:

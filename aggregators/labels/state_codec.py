@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import resized
-from tilewatch.aggregators.codec import Check
+from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.labels.join_codec import ParsedJoin, parse_join
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.sums_codec import ParsedRows, parse_rows
@@ -44,11 +44,10 @@ def labels_to_dict(labels: PartitionLabels, keys: list[tuple[str, ...]]) -> dict
     n = len(keys)
     labeled, errors = resized(labels.labeled_total, n), resized(labels.errors_total, n)
     touched = np.flatnonzero(labeled > 0).tolist()
-    clock = labels.max_label_time
     return {
         "offset": labels.offset,
         "late": labels.late,
-        "label_clock": clock if math.isfinite(clock) else None,
+        "label_clock": finite_or_none(labels.max_label_time),
         "invalid": dict(sorted(labels.invalid.items())),
         "totals": [[list(keys[i]), int(labeled[i]), int(errors[i])] for i in touched],
         "open": [[w, acc.to_rows(keys)] for w, acc in sorted(labels.perf.items())],

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import resized
-from tilewatch.aggregators.codec import Check
+from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
@@ -77,18 +77,15 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
             out.append(entry)
         return out
 
-    def finite(x: float) -> float | None:
-        return x if math.isfinite(x) else None
-
     return {
         "offset": state.offset,
-        "max_event_time": finite(state.max_event_time),
+        "max_event_time": finite_or_none(state.max_event_time),
         "cells": [
             [
                 list(keys[i]),
                 int(events[i]),
                 int(late[i]),
-                finite(float(state.last_event_time[i])),
+                finite_or_none(float(state.last_event_time[i])),
             ]
             for i in touched
         ],
