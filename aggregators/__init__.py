@@ -36,13 +36,15 @@ from tilewatch.aggregators.health.settings import (
 )
 from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
-from tilewatch.aggregators.labels.join import Joined, JoinSettings, LabelJoin, ParsedJoin
+from tilewatch.aggregators.labels.join import Joined, JoinSettings, LabelJoin
+from tilewatch.aggregators.labels.join_codec import ParsedJoin
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
 from tilewatch.aggregators.labels.settings import PERFORMANCE_TASKS, PerformanceSettings
 from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
 from tilewatch.aggregators.labels.sums_codec import ParsedRows
 from tilewatch.aggregators.state.partition import ApplyResult, PartitionState
-from tilewatch.aggregators.state.replica import IngestStats, PartitionKey, ReplicaState, Snapshot
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.window_acc import WindowAcc
 from tilewatch.aggregators.stats.binning import (
     CategoryIndex,

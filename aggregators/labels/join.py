@@ -48,7 +48,7 @@ from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.labels.join_codec import COUNTERS, ParsedJoin, parse_join
 from tilewatch.aggregators.labels.slots import SlotRing
 
-__all__ = ["JoinSettings", "Joined", "LabelJoin", "ParsedJoin"]
+__all__ = ["JoinSettings", "Joined", "LabelJoin"]
 
 
 #: Bytes of the int object a dict value (a slot number) costs, as pymalloc allocates it.

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.labels.join import COUNTERS, Joined, JoinSettings, LabelJoin
+from tilewatch.aggregators.labels.join import Joined, JoinSettings, LabelJoin
+from tilewatch.aggregators.labels.join_codec import COUNTERS
 
 # -- helpers -----------------------------------------------------------------------------------
 
