@@ -9,13 +9,13 @@ model's latest", so a model whose traffic stopped still reports its last window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 
-__all__ = ["models_in", "retained", "window_numbers"]
+__all__ = ["models_in", "reporting", "retained", "window_numbers"]
 
 
 def window_numbers(event_times: FloatArray, size: float) -> IntArray:
@@ -62,3 +62,21 @@ def retained(windows: Iterable[int], keep: int, models_of: Callable[[int], set[i
             kept.add(w)
             covered |= models
     return kept
+
+
+def reporting(
+    window_of: dict[int, int], model_ids: IntArray
+) -> Iterator[tuple[int, list[int], BoolArray]]:
+    """Each window some model reports, oldest first: ``(window, models, their cells)``.
+
+    ``window_of`` maps a model id to the window it reports; the cells are a mask over
+    ``model_ids`` (the model of each cell).
+
+    Examples
+    --------
+    >>> [(w, m, c.tolist()) for w, m, c in reporting({0: 5, 1: 4, 2: 5}, np.array([0, 1, 2, 0]))]
+    [(4, [1], [False, True, False, False]), (5, [0, 2], [True, False, True, True])]
+    """
+    for w in sorted(set(window_of.values())):
+        models = [mid for mid, mw in window_of.items() if mw == w]
+        yield w, models, np.isin(model_ids, models)

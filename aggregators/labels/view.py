@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, resized
-from tilewatch.aggregators.cells.windows import models_in
+from tilewatch.aggregators.cells.windows import models_in, reporting
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.join_codec import COUNTERS
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
-from tilewatch.aggregators.labels.settings import LabelSettings, Task
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings, Task
 from tilewatch.aggregators.labels.state import PartitionLabels
 from tilewatch.aggregators.labels.sums import PerfAcc
 
@@ -126,27 +126,16 @@ def performance_view(
                     latest[mid] = w
     stats = derive_performance(PerfAcc(perf), n)
     window_end: dict[str, float] = {}
-    for w in sorted(set(latest.values())):
-        chosen = [mid for mid, lw in latest.items() if lw == w]
-        sel = np.isin(model_ids, chosen)
-        merged = PerfAcc(perf).sized(n)
-        for copy in copies:
-            if w in copy.final:
-                merged.merge(copy.final[w])
-        part = derive_performance(merged, n)
+    for w, chosen, sel in reporting(latest, model_ids):
+        part = derive_performance(_merged(perf, n, [copy.final for copy in copies], w), n)
         stats = _select(stats, part, sel)
         for mid in chosen:
             window_end[model_names[mid]] = float((w + 1) * window_seconds)
     est_n = np.zeros(n, dtype=np.int64)
     est = np.full(n, math.nan)
     bound = np.full(n, math.nan)
-    for w in sorted(set(reported.values())):
-        chosen = [mid for mid, rw in reported.items() if rw == w]
-        sel = np.isin(model_ids, chosen)
-        merged = PerfAcc(perf).sized(n)
-        for copy in copies:
-            if w in copy.current:
-                merged.merge(copy.current[w])
+    for w, _chosen, sel in reporting(reported, model_ids):
+        merged = _merged(perf, n, [copy.current for copy in copies], w)
         c, e, b = estimate_all(merged, n, perf.min_samples)
         est_n[sel], est[sel], bound[sel] = c[sel], e[sel], b[sel]
     labeled_total = np.zeros(n, dtype=np.int64)
@@ -181,6 +170,15 @@ def performance_view(
         invalid=invalid,
         task=perf.task,
     )
+
+
+def _merged(perf: PerformanceSettings, n: int, tables: list[dict[int, PerfAcc]], w: int) -> PerfAcc:
+    """The sums of window ``w`` over every partition's table that holds it, for ``n`` cells."""
+    merged = PerfAcc(perf).sized(n)
+    for table in tables:
+        if w in table:
+            merged.merge(table[w])
+    return merged
 
 
 def _select(base: PerformanceStats, part: PerformanceStats, sel: BoolArray) -> PerformanceStats:

@@ -16,6 +16,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.cells.windows import reporting
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.drift.window import WindowDrift, derive_window_drift
 from tilewatch.aggregators.labels.view import LabelCopy
@@ -106,9 +107,7 @@ def build_window_view(
     size = settings.window_seconds
     window_start: dict[str, float] = {}
     window_end: dict[str, float] = {}
-    for w in sorted(set(view.latest.values())):
-        mids = [mid for mid, lw in view.latest.items() if lw == w]
-        sel = np.isin(model_ids, mids)
+    for w, mids, sel in reporting(view.latest, model_ids):
         c, m, s, hists = _window(parts, w, n, hist_bins)
         w_c[sel], w_m[sel], w_s[sel] = c[sel], m[sel], s[sel]
         for name, h in hists.items():
