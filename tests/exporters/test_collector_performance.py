@@ -17,8 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tilewatch.aggregators import CellSettings, ReplicaState, Snapshot
 from tilewatch.aggregators.labels.join import JoinSettings
-from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.labels.settings import PerformanceSettings
+from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
 from tilewatch.exporters.prometheus.catalog import PERFORMANCE_METRICS
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
