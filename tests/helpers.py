@@ -1,6 +1,6 @@
 """Helpers shared by the integration tests: Kafka round trips and a throwaway Prometheus.
 
-Plain functions and one class, imported by the tests (``from helpers import produce``), so
+Plain functions and one class, imported by the tests (``from tests.helpers import produce``), so
 they can also be used outside fixtures, e.g. in a benchmark script.
 """
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import TilewatchProcess, write_config
 
+from tests.e2e.e2e_support import TilewatchProcess, write_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 

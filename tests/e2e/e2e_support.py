@@ -1,7 +1,7 @@
 """End-to-end support: a ``tilewatch run`` subprocess, its scrape, and a known event stream.
 
-Imported by the e2e tests (``from e2e_support import ...``); the fixtures that start and always
-stop the subprocess live in ``tests/e2e/conftest.py``.
+Imported by the e2e tests (``from tests.e2e.e2e_support import ...``); the fixtures that
+start and always stop the subprocess live in ``tests/e2e/conftest.py``.
 
 The stream is built so that every expected number can be computed with numpy from the events
 alone, plus the partition each record landed in (read back from the topic): event times rise
@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import fast_client_settings, free_port
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import fast_client_settings, free_port
 
 ALL = "__all__"
 TILEWATCH_BIN = str(Path(sys.executable).with_name("tilewatch"))

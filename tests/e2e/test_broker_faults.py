@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+from kafka import KafkaConsumer
+
+from tests.e2e.e2e_support import (
     ALL,
     T0,
     BadRecord,
@@ -35,9 +37,7 @@ from e2e_support import (
     value,
     write_config,
 )
-from helpers import consume_all, fast_client_settings, produce
-from kafka import KafkaConsumer
-
+from tests.helpers import consume_all, fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.loop import _connected
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from e2e_support import (
+from kafka import KafkaProducer
+
+from tests.e2e.e2e_support import (
     WINDOW_SECONDS,
     BadRecord,
     Event,
@@ -39,9 +41,7 @@ from e2e_support import (
     settled_metrics,
     value,
 )
-from helpers import produce
-from kafka import KafkaProducer
-
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]

@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 import pytest
-from e2e_support import TilewatchProcess, add_drift_config
-from helpers import PrometheusServer, produce
 
+from tests.e2e.e2e_support import TilewatchProcess, add_drift_config
+from tests.helpers import PrometheusServer, produce
 from tilewatch import cli
 from tilewatch.config import load_config
 from tilewatch.generate import render

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     ALL,
     T0,
     TilewatchProcess,
@@ -48,8 +49,7 @@ from e2e_support import (
     value,
     write_config,
 )
-from helpers import produce
-
+from tests.helpers import produce
 from tilewatch import cli
 from tilewatch.aggregators.stats.divergence import (
     benjamini_hochberg,

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.e2e.e2e_support import (
     TilewatchProcess,
     make_stream,
     parse_summary,
@@ -20,9 +22,7 @@ from e2e_support import (
     series,
     value,
 )
-from helpers import fast_client_settings, produce
-from kafka import KafkaConsumer, TopicPartition
-
+from tests.helpers import fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

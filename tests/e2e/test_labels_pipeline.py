@@ -47,7 +47,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_support import (
+from kafka.partitioner.default import murmur2
+from scipy import special
+
+from tests.e2e.e2e_support import (
     ALL,
     Sample,
     TilewatchProcess,
@@ -57,10 +60,7 @@ from e2e_support import (
     series,
     value,
 )
-from helpers import produce
-from kafka.partitioner.default import murmur2
-from scipy import special
-
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec
 

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from e2e_support import ALL, TilewatchProcess, parse_summary, series, value
-from helpers import consume_all
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.e2e.e2e_support import ALL, TilewatchProcess, parse_summary, series, value
+from tests.helpers import consume_all
 from tilewatch.config import load_config
 from tilewatch.streams.decoding.events import REASONS, EventDecoder
 from tilewatch.streams.dev.broker import EmbeddedBroker

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     MODELS,
     T0,
     WINDOW_SECONDS,
@@ -36,8 +37,7 @@ from e2e_support import (
     series,
     value,
 )
-from helpers import consume_all, produce
-
+from tests.helpers import consume_all, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

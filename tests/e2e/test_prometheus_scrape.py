@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     ALL,
     BadRecord,
     Event,
@@ -21,8 +22,7 @@ from e2e_support import (
     records_of,
     value,
 )
-from helpers import PrometheusServer, produce
-
+from tests.helpers import PrometheusServer, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

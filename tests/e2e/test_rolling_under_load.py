@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import TilewatchProcess, make_stream, records_of, series, value
-from helpers import produce
 from kafka import KafkaProducer
 
+from tests.e2e.e2e_support import TilewatchProcess, make_stream, records_of, series, value
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

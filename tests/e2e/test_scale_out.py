@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     Event,
     TilewatchProcess,
     caught_up,
@@ -30,8 +31,7 @@ from e2e_support import (
     settled_metrics,
     value,
 )
-from helpers import produce
-
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
