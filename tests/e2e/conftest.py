@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.e2e_support import TilewatchProcess, write_config
+from tests.e2e.support.config import write_config
+from tests.e2e.support.process import TilewatchProcess
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 

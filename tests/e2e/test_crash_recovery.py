@@ -20,28 +20,20 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from tests.e2e.e2e_support import (
-    WINDOW_SECONDS,
+from tests.e2e.support.config import override_client_settings, read_config
+from tests.e2e.support.events import (
     BadRecord,
     Event,
-    TilewatchProcess,
-    caught_up,
-    compare_metrics,
     far_future_events,
     interleave,
-    leaf_events_total,
     make_bad_records,
     make_stream,
-    override_client_settings,
-    read_changelog,
-    read_config,
     records_of,
-    rollups,
-    series,
-    settled_metrics,
-    value,
 )
-from tests.helpers import produce
+from tests.e2e.support.layout import WINDOW_SECONDS, rollups
+from tests.e2e.support.process import TilewatchProcess, settled_metrics
+from tests.e2e.support.scrape import caught_up, compare_metrics, leaf_events_total, series, value
+from tests.helpers import produce, read_changelog
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]

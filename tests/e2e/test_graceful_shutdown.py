@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.e2e.e2e_support import (
-    TilewatchProcess,
-    make_stream,
-    parse_summary,
-    records_of,
-    series,
-    value,
-)
+from tests.e2e.support.events import make_stream, records_of
+from tests.e2e.support.process import TilewatchProcess, parse_summary
+from tests.e2e.support.scrape import series, value
 from tests.helpers import fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 

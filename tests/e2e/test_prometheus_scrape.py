@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.e2e_support import (
-    ALL,
+from tests.e2e.support.events import (
     BadRecord,
     Event,
-    TilewatchProcess,
     far_future_events,
     interleave,
     make_bad_records,
     make_stream,
     records_of,
-    value,
 )
+from tests.e2e.support.layout import ALL
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import value
 from tests.helpers import PrometheusServer, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
