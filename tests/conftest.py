@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import PROMETHEUS_BIN
 
+from tests.helpers import PROMETHEUS_BIN
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 SETUP_HINT = "run scripts/setup.sh (it installs the Debian prometheus packages)"

@@ -1,6 +1,6 @@
 """Helpers shared by the integration tests: Kafka round trips and a throwaway Prometheus.
 
-Plain functions and one class, imported by the tests (``from helpers import produce``), so
+Plain functions and one class, imported by the tests (``from tests.helpers import produce``), so
 they can also be used outside fixtures, e.g. in a benchmark script.
 """
 
@@ -32,6 +32,7 @@ __all__ = [
     "fast_client_settings",
     "free_port",
     "produce",
+    "read_changelog",
 ]
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -138,6 +139,36 @@ def consume_all(
     finally:
         consumer.close()
     return records
+
+
+def read_changelog(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord]:
+    """Every record of a changelog topic, read without a group up to each partition's high
+    watermark as reported by fetch responses (never ``end_offsets()``)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"changelog topic {topic!r} has no partitions")
+            time.sleep(0.05)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        while True:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if all(
+                (hw := consumer.highwater(tp)) is not None and consumer.position(tp) >= hw
+                for tp in tps
+            ):
+                return records
+            if time.monotonic() >= deadline:
+                pytest.fail(f"could not read changelog {topic!r} to its end in {timeout:g} s")
+    finally:
+        consumer.close()
 
 
 class PrometheusServer:

@@ -1,8 +1,8 @@
 """The metric catalog: every metric tilewatch exports, with its type, labels and help, once.
 
 The collectors take each family's name, type, label names and help text from here (through
-:func:`tilewatch.exporters.prometheus.families.family`), the README and docs tables are generated
-from the four tables below (``scripts/gen_readme.py``) and the tests look metrics up in
+:func:`tilewatch.exporters.prometheus.families.family`), the tables of docs/metrics.md are
+generated from the four tables below (``scripts/gen_docs.py``) and the tests look metrics up in
 :data:`CATALOG`. A metric missing here cannot be exported. In ``labels``, ``cell`` stands for
 ``model`` followed by the configured dimensions.
 

@@ -28,10 +28,8 @@ import math
 import os
 import statistics
 import sys
-import threading
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,23 +40,30 @@ if _ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-from bench_throughput import (  # noqa: E402
+
+from tests.bench.harness import (  # noqa: E402
     CHUNK,
-    RUN_TIMEOUT,
     START_TIME,
-    AssignedConsumer,
-    GcTimer,
-    _Record,
-    consumer_config,
+    AssignedConsumers,
+    Record,
+    apply_gc,
+    bench_settings,
+    broker_with_topics,
+    compare_to_floor,
+    fill_topics,
     measure_scrape,
+    median_of,
     partition_of,
+    print_rows,
+    produce_in_child,
     rss_mb,
     run_floor,
-    summarize,
+    run_measured,
+    spine_spec,
+    time_calls,
     time_loads,
-    traffic_spec,
+    time_split,
 )
-
 from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
 from tilewatch.aggregators.labels.join import JoinSettings, LabelJoin  # noqa: E402
 from tilewatch.aggregators.labels.settings import LabelSettings  # noqa: E402
@@ -104,7 +109,7 @@ def label_chunks(events: int, cells: int) -> Iterator[tuple[list[int], list[byte
     The same on every call. A chunk holds :data:`CHUNK` predictions and the labels that arrive
     within their event-time span; labels due later wait for a later chunk.
     """
-    spec = dataclasses.replace(traffic_spec(cells), label_share=LABEL_SHARE)
+    spec = dataclasses.replace(spine_spec(cells), label_share=LABEL_SHARE)
     gen = TrafficGenerator(spec, start_time=START_TIME)
     rng = np.random.default_rng([spec.seed, 3])
     dumps = _dumps
@@ -156,83 +161,24 @@ def label_topic() -> LabelTopic:
 
 def produce_labels(bootstrap: str, events: int, cells: int) -> dict[str, Any]:
     """Send both topics' records in arrival order; rates, counts and mean value sizes."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=50,
-        batch_size=1 << 20,
-        max_request_size=4 << 20,
-        compression_type=None,
-    )
-    failures: list[BaseException] = []
-    sent, size = [0, 0], [0, 0]
     names = (PREDICTIONS_TOPIC, OUTCOMES_TOPIC)
-    t0 = time.perf_counter()
-    gen_seconds = 0.0
-    try:
-        chunks = label_chunks(events, cells)
-        while True:
-            g0 = time.perf_counter()
-            chunk = next(chunks, None)
-            gen_seconds += time.perf_counter() - g0
-            if chunk is None:
-                break
-            send = producer.send
-            for topic, key, value in zip(*chunk, strict=True):
-                send(names[topic], key=key, value=value).add_errback(failures.append)
-                sent[topic] += 1
-                size[topic] += len(value)
-        producer.flush()
-    finally:
-        producer.close(timeout=10)
-    seconds = time.perf_counter() - t0
-    if failures:
-        raise RuntimeError(f"{len(failures)} records not delivered: {failures[0]!r}")
+    chunks = (
+        ([names[t] for t in topics], keys, values)
+        for topics, keys, values in label_chunks(events, cells)
+    )
+    fill = fill_topics(bootstrap, chunks)
+    sent = [fill["sent"].get(name, 0) for name in names]
+    size = [fill["bytes"].get(name, 0) for name in names]
     total = sent[0] + sent[1]
     return {
-        "seconds": seconds,
-        "events_per_second": total / seconds,
-        "generate_seconds": gen_seconds,
+        "seconds": fill["seconds"],
+        "events_per_second": total / fill["seconds"],
+        "generate_seconds": fill["generate_seconds"],
         "predictions": sent[0],
         "labels": sent[1],
         "mean_prediction_bytes": size[0] / max(sent[0], 1),
         "mean_label_bytes": size[1] / max(sent[1], 1),
     }
-
-
-def _produce_child(bootstrap: str, events: int, cells: int, conn: Any) -> None:
-    try:
-        conn.send(("ok", produce_labels(bootstrap, events, cells)))
-    except BaseException as exc:  # reported by the parent
-        conn.send(("error", repr(exc)))
-    finally:
-        conn.close()
-
-
-def produce_in_child(bootstrap: str, events: int, cells: int) -> dict[str, Any]:
-    """:func:`produce_labels` in a spawned process (its send buffer is not in our RSS)."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_produce_child, args=(bootstrap, events, cells, sender))
-    proc.start()
-    sender.close()
-    try:
-        if not receiver.poll(RUN_TIMEOUT):
-            raise RuntimeError(f"the producer did not finish within {RUN_TIMEOUT} s")
-        status, payload = receiver.recv()
-    except EOFError:
-        raise RuntimeError(f"the producer process died (exit code {proc.exitcode})") from None
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    if status != "ok":
-        raise RuntimeError(f"producing failed: {payload}")
-    return payload  # type: ignore[no-any-return]
 
 
 # -- the measured runs -------------------------------------------------------------------------
@@ -256,48 +202,27 @@ def run_tilewatch_labels(
     bootstrap: str, cells: CellSettings, fields: EventFields, predictions: int, labels: int
 ) -> tuple[dict[str, Any], ReplicaState]:
     """The Monitor on both topics, stopped once it has processed every record of both."""
-    from kafka import KafkaConsumer
-
     from tilewatch.streams.loop import Monitor
 
-    settings = KafkaSettings(
-        bootstrap_servers=(bootstrap,),
-        topics=(PREDICTIONS_TOPIC,),
-        group_id=f"tilewatch-bench-{uuid.uuid4().hex[:8]}",
-        dead_letter_topic=None,
-    )
+    settings = bench_settings(bootstrap, (PREDICTIONS_TOPIC,))
     state = ReplicaState(cells, None, labels=LABELS)
-    wrapped: list[AssignedConsumer] = []
-
-    def factory() -> AssignedConsumer:
-        wrapped.append(AssignedConsumer(KafkaConsumer(**consumer_config(settings, group=True))))
-        return wrapped[-1]
-
+    consumers = AssignedConsumers(settings)
     monitor = Monitor(
         settings,
         fields,
         state,
-        consumer_factory=factory,  # type: ignore[arg-type]
+        consumer_factory=consumers,  # type: ignore[arg-type]
         label_topic=label_topic(),
     )
     total = predictions + labels
     ingest = state.ingest
-    done_at: list[float] = []
-    done_cpu: list[float] = []
     # The join at the largest number of pending predictions, and at its largest nbytes().
     peak: dict[str, Any] = {"pending": -1}
     peak_bytes: dict[str, Any] = {"nbytes": -1}
     polls = {"prediction_batches": 0, "label_batches": 0, "instrument_seconds": 0.0}
     rss = {"max_mb": 0.0}
-    process = monitor.process
 
-    def timed_process(batch: Any) -> None:  # records when the last record is in state
-        process(batch)
-        if done_at:
-            return
-        if monitor.summary.read + ingest.label_records >= total:
-            done_at.append(time.perf_counter())
-            done_cpu.append(time.thread_time())
+    def instrument(batch: Any) -> None:  # after every batch, until the last record is in state
         t0 = time.perf_counter()
         for tp in batch:
             polls["label_batches" if tp.topic == OUTCOMES_TOPIC else "prediction_batches"] += 1
@@ -319,42 +244,19 @@ def run_tilewatch_labels(
                 peak_bytes.update(now)
         polls["instrument_seconds"] += time.perf_counter() - t0
 
-    monitor.process = timed_process  # type: ignore[method-assign]
-    stop = threading.Event()
-    timed_out = threading.Event()
+    def sample_rss() -> None:
+        rss["max_mb"] = max(rss["max_mb"], rss_mb()["current_rss_mb"])
 
-    def watch() -> None:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not stop.is_set():
-            if monitor.summary.read + ingest.label_records >= total:
-                break
-            if time.monotonic() > deadline:
-                timed_out.set()
-                break
-            rss["max_mb"] = max(rss["max_mb"], rss_mb()["current_rss_mb"])
-            time.sleep(0.05)  # coarse: the end time is taken exactly in timed_process
-        stop.set()
-
-    watcher = threading.Thread(target=watch, name="bench-watcher", daemon=True)
-    watcher.start()
-    try:
-        with GcTimer() as gc_timer:
-            summary = monitor.run(stop)
-    finally:
-        stop.set()
-        watcher.join()
-    if timed_out.is_set():
-        raise RuntimeError(
-            f"tilewatch: read {monitor.summary.read} predictions and {ingest.label_records} "
-            f"labels of {total} records in {RUN_TIMEOUT} s"
-        )
-    t0, t1 = wrapped[0].first_poll, done_at[0]
-    assert t0 is not None
+    summary, timing = run_measured(
+        monitor,
+        consumers,
+        total,
+        lambda: monitor.summary.read + ingest.label_records,
+        after_batch=instrument,
+        sample=sample_rss,
+    )
     return {
-        "seconds": t1 - t0,
-        "events_per_second": total / (t1 - t0),
-        "main_thread_cpu_share": (done_cpu[0] - wrapped[0].first_poll_cpu) / (t1 - t0),
-        **gc_timer.figures(),
+        **timing,
         "read": summary.read,
         "valid": summary.valid,
         "late": summary.late,
@@ -395,14 +297,14 @@ def label_state_bytes(state: ReplicaState) -> dict[str, Any]:
 
 def offline_label_batches(
     events: int, cells: int, partitions: int, per_batch: int, per_label_batch: int
-) -> list[tuple[int, int, list[_Record]]]:
+) -> list[tuple[int, int, list[Record]]]:
     """``(topic, partition, records)`` batches, in the order their last record arrives.
 
     Each (topic, partition) is cut into runs of ``per_batch`` predictions or
     ``per_label_batch`` labels: the monitor's view when it keeps up with both topics.
     """
     names = (PREDICTIONS_TOPIC, OUTCOMES_TOPIC)
-    streams: dict[tuple[int, int], list[tuple[int, _Record]]] = {}
+    streams: dict[tuple[int, int], list[tuple[int, Record]]] = {}
     part_of: dict[bytes, int] = {}
     seq = 0
     for topics, keys, values in label_chunks(events, cells):
@@ -411,9 +313,9 @@ def offline_label_batches(
             if p is None:
                 p = part_of[key] = partition_of(key, partitions)
             recs = streams.setdefault((topic, p), [])
-            recs.append((seq, _Record(names[topic], p, len(recs), key, value)))
+            recs.append((seq, Record(names[topic], p, len(recs), key, value)))
             seq += 1
-    out: list[tuple[int, int, int, list[_Record]]] = []
+    out: list[tuple[int, int, int, list[Record]]] = []
     for (topic, p), recs in streams.items():
         size = per_batch if topic == 0 else per_label_batch
         for i in range(0, len(recs), size):
@@ -421,20 +323,6 @@ def offline_label_batches(
             out.append((run[-1][0], topic, p, [r for _s, r in run]))
     out.sort(key=lambda b: b[0])
     return [(topic, p, recs) for _s, topic, p, recs in out]
-
-
-def _wrap(obj: Any, method: str, acc: dict[str, float], name: str) -> None:
-    """Add the time of ``obj.method`` calls to ``acc[name]``."""
-    fn = getattr(obj, method)
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            acc[name] += time.perf_counter() - t0
-
-    setattr(obj, method, timed)
 
 
 def label_breakdown(
@@ -468,13 +356,13 @@ def label_breakdown(
     for p in range(partitions):
         side = state.assign((PREDICTIONS_TOPIC, p)).labels
         assert side is not None and side.join is not None
-        _wrap(side, "predictions", t, "side_predictions")
-        _wrap(side, "labels", t, "side_labels")
-        _wrap(side.join, "add_predictions", t, "join_add_predictions")
-        _wrap(side.join, "add_labels", t, "join_add_labels")
-        _wrap(side.join, "expire", t, "join_expire")
+        time_calls(side, "predictions", t, "side_predictions")
+        time_calls(side, "labels", t, "side_labels")
+        time_calls(side.join, "add_predictions", t, "join_add_predictions")
+        time_calls(side.join, "add_labels", t, "join_add_labels")
+        time_calls(side.join, "expire", t, "join_expire")
         if side.detectors is not None:
-            _wrap(side.detectors, "update", t, "detectors")
+            time_calls(side.detectors, "update", t, "detectors")
     clock = time.perf_counter
     gc.collect()
     for topic, p, recs in batches:
@@ -610,8 +498,6 @@ def join_memory(events: int, cells: int, pending: int, batch: int = 2000) -> dic
 
 def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> dict[str, Any]:
     """Run the labels profile for ``bench_throughput.main``; returns every figure."""
-    from tilewatch.streams.dev.broker import EmbeddedBroker
-
     n, c = args.events, args.cells
     result: dict[str, Any] = {
         "load_average_at_start": os.getloadavg(),
@@ -629,18 +515,12 @@ def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> 
             "error_detector": LABELS.error_detector,
         },
     }
-    broker = EmbeddedBroker()
     floors: list[dict[str, Any]] = []
     tws: list[dict[str, Any]] = []
-    try:
-        broker.start()
-        broker.create_topic(PREDICTIONS_TOPIC, args.partitions)
-        broker.create_topic(OUTCOMES_TOPIC, args.partitions)
-        prod = result["produce"] = produce_in_child(broker.bootstrap, n, c)
-        if args.gc == "tuned":
-            from tilewatch.app import tune_gc
-
-            tune_gc()
+    topics = {PREDICTIONS_TOPIC: args.partitions, OUTCOMES_TOPIC: args.partitions}
+    with broker_with_topics(topics) as broker:
+        prod = result["produce"] = produce_in_child(produce_labels, broker.bootstrap, n, c)
+        apply_gc(args.gc)
         n_lab = prod["labels"]
         total = n + n_lab
         print(
@@ -648,11 +528,7 @@ def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> 
             f"labels of {prod['mean_label_bytes']:.0f} B in {prod['seconds']:.1f} s",
             flush=True,
         )
-        floor_settings = KafkaSettings(
-            bootstrap_servers=(broker.bootstrap,),
-            topics=(PREDICTIONS_TOPIC, OUTCOMES_TOPIC),
-            dead_letter_topic=None,
-        )
+        floor_settings = bench_settings(broker.bootstrap, (PREDICTIONS_TOPIC, OUTCOMES_TOPIC))
         state: ReplicaState | None = None
         for i in range(args.repeat):
             gc.collect()
@@ -694,14 +570,9 @@ def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> 
             else int(perf.labeled_total[snap.is_leaf].sum()),
             "models_with_performance": None if perf is None else len(perf.window_end),
         }
-        result["floor"] = {**summarize([f["events_per_second"] for f in floors]), "details": floors}
-        result["tilewatch"] = {**summarize([t["events_per_second"] for t in tws]), "details": tws}
-        result["ratio_best"] = result["tilewatch"]["best"] / result["floor"]["best"]
-        result["ratio_median"] = result["tilewatch"]["median"] / result["floor"]["median"]
+        result.update(compare_to_floor(floors, tws))
         result["scrape"] = measure_scrape(state, cell_settings.dimensions)
         del snap, state
-    finally:
-        broker.stop()
 
     for name, key in (("join_peak", "peak"), ("join_peak_bytes", "peak_bytes")):
         runs = sorted((t[key] for t in tws), key=lambda p: p["pending"])
@@ -721,27 +592,16 @@ def labels_main(args: Any, cell_settings: CellSettings, fields: EventFields) -> 
     bd = result["breakdown"] = label_breakdown(
         n, c, args.partitions, per_batch, per_label, cell_settings, fields
     )
-    fl_us = 1e6 / result["floor"]["median"]
-    tw_us = 1e6 / result["tilewatch"]["median"]
-    refresh = 1e3 * bd["refresh_ms_per_call"] / result["tilewatch"]["median"]
-    result["per_event_us"] = {
-        "floor": fl_us,
-        "tilewatch": tw_us,
-        "kafka_fetch_estimate": fl_us - bd["loads_us_per_record"],
-        "process_offline": bd["process_us_per_record"],
-        "refresh_at_1hz": refresh,
-        "unexplained": tw_us
-        - (fl_us - bd["loads_us_per_record"])
-        - bd["process_us_per_record"]
-        - refresh,
-    }
+    result["per_event_us"] = time_split(
+        result["floor"]["median"],
+        result["tilewatch"]["median"],
+        bd["loads_us_per_record"],
+        bd["process_us_per_record"],
+        bd["refresh_ms_per_call"],
+    )
     result["load_average_at_end"] = os.getloadavg()
     report_labels(result)
     return result
-
-
-def _med(section: dict[str, Any], key: str) -> float:
-    return float(statistics.median(d[key] for d in section["details"]))
 
 
 def report_labels(r: dict[str, Any]) -> None:
@@ -759,15 +619,18 @@ def report_labels(r: dict[str, Any]) -> None:
         ("ratio tilewatch/floor", f"best {r['ratio_best']:.2f}  median {r['ratio_median']:.2f}"),
         (
             "main-thread CPU share",
-            f"floor {_med(fl, 'main_thread_cpu_share'):.2f}  "
-            f"tilewatch {_med(tw, 'main_thread_cpu_share'):.2f}",
+            f"floor {median_of(fl, 'main_thread_cpu_share'):.2f}  "
+            f"tilewatch {median_of(tw, 'main_thread_cpu_share'):.2f}",
         ),
-        ("GC time in run", f"tilewatch {1e3 * _med(tw, 'gc_seconds'):.0f} ms"),
-        ("instrumentation in run", f"{1e3 * _med(tw, 'instrument_seconds'):.1f} ms (included)"),
+        ("GC time in run", f"tilewatch {1e3 * median_of(tw, 'gc_seconds'):.0f} ms"),
+        (
+            "instrumentation in run",
+            f"{1e3 * median_of(tw, 'instrument_seconds'):.1f} ms (included)",
+        ),
         (
             "records per apply",
-            f"{_med(tw, 'records_per_apply'):.0f} predictions, "
-            f"{_med(tw, 'labels_per_apply'):.0f} labels",
+            f"{median_of(tw, 'records_per_apply'):.0f} predictions, "
+            f"{median_of(tw, 'labels_per_apply'):.0f} labels",
         ),
         (
             "peak RSS after tilewatch",
@@ -818,9 +681,7 @@ def report_labels(r: dict[str, Any]) -> None:
             "at end",
         ),
     ]
-    print("\n== results")
-    for name, value in rows:
-        print(f"  {name:<26} {value}")
+    print_rows("results", rows)
     print(
         f"\n== offline breakdown per record (predictions + labels; batches of "
         f"{bd['records_per_batch']} predictions / {bd['labels_per_batch']} labels, no Kafka)"

@@ -43,16 +43,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
-import resource
-import statistics
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +58,33 @@ if _ROOT not in sys.path:  # run as ``python tests/bench/bench_throughput.py``
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from tests.bench.harness import (  # noqa: E402
+    CHUNK,
+    FEATURES,
+    START_TIME,
+    AssignedConsumers,
+    Record,
+    apply_gc,
+    bench_settings,
+    broker_with_topics,
+    cell_layout,
+    compare_to_floor,
+    fill_topics,
+    measure_scrape,
+    median_of,
+    partition_of,
+    print_rows,
+    produce_in_child,
+    rss_mb,
+    run_floor,
+    run_measured,
+    spine_spec,
+    time_calls,
+    time_loads,
+    time_split,
+    timed,
+    write_json,
+)
 from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings  # noqa: E402
 from tilewatch.aggregators.drift.reference import (  # noqa: E402
@@ -76,16 +98,8 @@ from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
 from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec  # noqa: E402
 from tilewatch.streams.settings import EventFields, KafkaSettings  # noqa: E402
 
-#: Epoch seconds of the first event (a minute boundary, 2026-01-01T00:00:00Z).
-START_TIME = 1767225600.0
 #: Event time covered by the whole run: ten one-minute windows.
 SPAN_SECONDS = 600.0
-#: Events generated and handed to the producer at a time.
-CHUNK = 50_000
-#: Features of each event (fewer than the generator's default keeps events near 250 bytes).
-FEATURES = ("tenure_months", "plan", "monthly_spend")
-#: Give up on a measured run after this many seconds without reaching N records.
-RUN_TIMEOUT = 300.0
 #: ``--profile`` values: the spine (no drift stage), the drift and data-quality stages, and
 #: the label join (``bench_labels.py``).
 PROFILES = ("spine", "drift", "labels")
@@ -108,31 +122,14 @@ BASELINE_EVENTS = 50_000
 # -- traffic -----------------------------------------------------------------------------------
 
 
-def cell_layout(cells: int) -> tuple[int, int]:
-    """``(segments, regions)`` with ``segments * regions == cells``, shaped about 40 x 25."""
-    target = math.sqrt(1.6 * cells)
-    divisors = [d for d in range(1, cells + 1) if cells % d == 0]
-    segments = min(divisors, key=lambda d: (abs(d - target), d))
-    return segments, cells // segments
-
-
 def traffic_spec(cells: int, profile: str = "spine") -> TrafficSpec:
-    """The generator's spec; with the drift profile, the generator's own features (the extra
+    """The spine's spec; with the drift profile, the generator's own features (the extra
     categorical ones are added by :class:`DriftTrafficGenerator`)."""
-    segments, regions = cell_layout(cells)
     if profile == "drift":
-        features = tuple(f for f in DRIFT_FEATURES if f not in DRIFT_EXTRA_CATEGORIES)
-    else:
-        features = FEATURES
-    return TrafficSpec(
-        models=("churn",),
-        segments=tuple(f"seg-{i:02d}" for i in range(segments)),
-        regions=tuple(f"reg-{i:02d}" for i in range(regions)),
-        features=features,
-        degrade_cell=None,
-        seed=7,
-        invalid_share=0.0,
-    )
+        return spine_spec(
+            cells, tuple(f for f in DRIFT_FEATURES if f not in DRIFT_EXTRA_CATEGORIES)
+        )
+    return spine_spec(cells, FEATURES)
 
 
 class DriftTrafficGenerator(TrafficGenerator):
@@ -183,105 +180,25 @@ def traffic_chunks(
         yield gen.keyed_batch(n, event_time=START_TIME + i * spread, spread_seconds=spread)
 
 
-def partition_of(key: bytes, partitions: int) -> int:
-    """Partition kafka-python's default partitioner picks for ``key``."""
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
 def produce(
     bootstrap: str, topic: str, events: int, cells: int, profile: str = "spine"
 ) -> dict[str, Any]:
     """Send the traffic; returns rates and the average value size."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=50,
-        batch_size=1 << 20,
-        max_request_size=4 << 20,
-        compression_type=None,
+    chunks = (
+        ([topic] * len(keys), keys, values)
+        for keys, values in traffic_chunks(events, cells, profile)
     )
-    failures: list[BaseException] = []
-    gen_seconds = 0.0
-    value_bytes = 0
-    sent = 0
-    t0 = time.perf_counter()
-    try:
-        chunks = traffic_chunks(events, cells, profile)
-        while True:
-            g0 = time.perf_counter()
-            chunk = next(chunks, None)
-            gen_seconds += time.perf_counter() - g0
-            if chunk is None:
-                break
-            keys, values = chunk
-            send = producer.send
-            for key, value in zip(keys, values, strict=True):
-                send(topic, key=key, value=value).add_errback(failures.append)
-            value_bytes += sum(map(len, values))
-            sent += len(values)
-        producer.flush()
-    finally:
-        producer.close(timeout=10)
-    seconds = time.perf_counter() - t0
-    if failures:
-        raise RuntimeError(f"{len(failures)} records not delivered: {failures[0]!r}")
-    if sent != events:
-        raise RuntimeError(f"sent {sent} records, expected {events}")
+    fill = fill_topics(bootstrap, chunks)
+    seconds, gen_seconds = fill["seconds"], fill["generate_seconds"]
+    if fill["sent"].get(topic, 0) != events:
+        raise RuntimeError(f"sent {fill['sent']} records, expected {events}")
     return {
         "seconds": seconds,
         "events_per_second": events / seconds,
         "generate_seconds": gen_seconds,
         "send_events_per_second": events / max(seconds - gen_seconds, 1e-9),
-        "mean_event_bytes": value_bytes / events,
+        "mean_event_bytes": fill["bytes"][topic] / events,
     }
-
-
-def _produce_child(
-    bootstrap: str, topic: str, events: int, cells: int, profile: str, conn: Any
-) -> None:
-    try:
-        result = produce(bootstrap, topic, events, cells, profile)
-        result["producer_peak_rss_mb"] = rss_mb()["peak_rss_mb"]
-        conn.send(("ok", result))
-    except BaseException as exc:  # reported by the parent
-        conn.send(("error", repr(exc)))
-    finally:
-        conn.close()
-
-
-def produce_in_child(
-    bootstrap: str, topic: str, events: int, cells: int, profile: str = "spine"
-) -> dict[str, Any]:
-    """:func:`produce` in a spawned process, so that kafka-python's unbounded send buffer
-    does not count in this process's peak RSS."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_produce_child,
-        args=(bootstrap, topic, events, cells, profile, sender),
-        name="producer",
-    )
-    proc.start()
-    sender.close()
-    try:
-        if not receiver.poll(RUN_TIMEOUT):
-            raise RuntimeError(f"the producer did not finish within {RUN_TIMEOUT} s")
-        status, payload = receiver.recv()
-    except EOFError:
-        raise RuntimeError(f"the producer process died (exit code {proc.exitcode})") from None
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    if status != "ok":
-        raise RuntimeError(f"producing failed: {payload}")
-    return payload  # type: ignore[no-any-return]
 
 
 # -- drift profile ---------------------------------------------------------------------------
@@ -333,150 +250,6 @@ def drift_profile(
 # -- consumers ---------------------------------------------------------------------------------
 
 
-def kafka_settings(bootstrap: str, topic: str) -> KafkaSettings:
-    """The monitor's defaults, pointed at the benchmark topic, without a dead-letter topic."""
-    return KafkaSettings(
-        bootstrap_servers=(bootstrap,),
-        topics=(topic,),
-        group_id=f"tilewatch-bench-{uuid.uuid4().hex[:8]}",
-        dead_letter_topic=None,
-    )
-
-
-def consumer_config(settings: KafkaSettings, group: bool) -> dict[str, Any]:
-    from tilewatch.streams.loop import kafka_client_config
-
-    config = kafka_client_config(settings, "consumer")
-    if not group:
-        config["group_id"] = None
-    return config
-
-
-def all_partitions(consumer: Any, topics: Sequence[str]) -> list[Any]:
-    from kafka import TopicPartition
-
-    out = []
-    for topic in topics:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise RuntimeError(f"no partitions known for topic {topic!r}")
-        out.extend(TopicPartition(topic, p) for p in sorted(parts))
-    return out
-
-
-class AssignedConsumer:
-    """A ``KafkaConsumer`` whose ``subscribe()`` assigns every partition from the beginning.
-
-    Avoids the consumer-group join (several seconds on the embedded broker) and records when
-    the first non-empty poll returned. Everything else is delegated.
-    """
-
-    def __init__(self, consumer: Any) -> None:
-        self._consumer = consumer
-        self.first_poll: float | None = None
-        self.first_poll_cpu = 0.0
-
-    def subscribe(self, topics: Sequence[str], listener: Any = None) -> None:
-        partitions = all_partitions(self._consumer, topics)
-        self._consumer.assign(partitions)
-        self._consumer.seek_to_beginning(*partitions)
-        if listener is not None:
-            listener.on_partitions_assigned(partitions)
-
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
-        batch = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        if batch and self.first_poll is None:
-            self.first_poll = time.perf_counter()
-            self.first_poll_cpu = time.thread_time()
-        return batch
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
-
-
-class GcTimer:
-    """Counts the garbage collector's passes and their time while active."""
-
-    def __init__(self) -> None:
-        self.passes = [0, 0, 0]
-        self.seconds = [0.0, 0.0, 0.0]
-        self._start = 0.0
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            gen = int(info["generation"])
-            self.passes[gen] += 1
-            self.seconds[gen] += time.perf_counter() - self._start
-
-    def __enter__(self) -> GcTimer:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._callback in gc.callbacks:
-            gc.callbacks.remove(self._callback)
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "gc_passes": sum(self.passes),
-            "gc_seconds": sum(self.seconds),
-            "gc_passes_by_generation": list(self.passes),
-            "gc_seconds_by_generation": list(self.seconds),
-        }
-
-
-def run_floor(settings: KafkaSettings, events: int) -> dict[str, Any]:
-    """Poll and ``orjson.loads`` every value until ``events`` records were read."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(**consumer_config(settings, group=False))
-    loads = orjson.loads
-    timeout_ms = int(settings.poll_timeout_seconds * 1000)
-    per_partition: dict[int, int] = {}
-    count = 0
-    gc_timer = GcTimer()
-    try:
-        partitions = all_partitions(consumer, settings.topics)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + RUN_TIMEOUT
-        t0 = None
-        cpu0 = 0.0
-        with gc_timer:
-            while count < events:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"floor: read {count} of {events} records in {RUN_TIMEOUT} s"
-                    )
-                batch = consumer.poll(timeout_ms=timeout_ms, max_records=settings.max_poll_records)
-                if not batch:
-                    continue
-                if t0 is None:
-                    t0 = time.perf_counter()
-                    cpu0 = time.thread_time()
-                for tp, records in batch.items():
-                    for rec in records:
-                        loads(rec.value)
-                    count += len(records)
-                    per_partition[tp.partition] = per_partition.get(tp.partition, 0) + len(records)
-            t1 = time.perf_counter()
-            cpu1 = time.thread_time()
-    finally:
-        consumer.close(autocommit=False)
-    assert t0 is not None
-    if count != events:
-        raise RuntimeError(f"floor: read {count} records, expected {events}")
-    return {
-        "seconds": t1 - t0,
-        "events_per_second": events / (t1 - t0),
-        "main_thread_cpu_share": (cpu1 - cpu0) / (t1 - t0),
-        **gc_timer.figures(),
-        "per_partition": per_partition,
-    }
-
-
 def run_tilewatch(
     settings: KafkaSettings,
     cells: CellSettings,
@@ -486,62 +259,14 @@ def run_tilewatch(
 ) -> tuple[dict[str, Any], ReplicaState]:
     """A Monitor on a fresh ReplicaState (with ``profile``), stopped by a watcher thread at
     ``events`` records."""
-    from kafka import KafkaConsumer
-
     from tilewatch.streams.loop import Monitor
 
     state = ReplicaState(cells, profile)
-    wrapped: list[AssignedConsumer] = []
-
-    def factory() -> AssignedConsumer:
-        wrapped.append(AssignedConsumer(KafkaConsumer(**consumer_config(settings, group=True))))
-        return wrapped[-1]
-
-    monitor = Monitor(settings, fields, state, consumer_factory=factory)  # type: ignore[arg-type]
-    done_at: list[float] = []
-    done_cpu: list[float] = []
-    process = monitor.process
-
-    def timed_process(batch: Any) -> None:  # records when the N-th record is in state
-        process(batch)
-        if not done_at and monitor.summary.read >= events:
-            done_at.append(time.perf_counter())
-            done_cpu.append(time.thread_time())
-
-    monitor.process = timed_process  # type: ignore[method-assign]
-    stop = threading.Event()
-    timed_out = threading.Event()
-
-    def watch() -> None:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not stop.is_set():
-            if monitor.summary.read >= events:
-                break
-            if time.monotonic() > deadline:
-                timed_out.set()
-                break
-            # Coarse on purpose: the end time is taken exactly in timed_process, and a thread
-            # waking every few ms would contend for the GIL with the loop it measures.
-            time.sleep(0.05)
-        stop.set()
-
-    watcher = threading.Thread(target=watch, name="bench-watcher", daemon=True)
-    watcher.start()
-    try:
-        with GcTimer() as gc_timer:
-            summary = monitor.run(stop)
-    finally:
-        stop.set()
-        watcher.join()
-    if timed_out.is_set():
-        raise RuntimeError(f"tilewatch: read {monitor.summary.read} of {events} in {RUN_TIMEOUT} s")
-    t0, t1 = wrapped[0].first_poll, done_at[0]
-    assert t0 is not None
+    consumers = AssignedConsumers(settings)
+    monitor = Monitor(settings, fields, state, consumer_factory=consumers)  # type: ignore[arg-type]
+    summary, timing = run_measured(monitor, consumers, events, lambda: monitor.summary.read)
     return {
-        "seconds": t1 - t0,
-        "events_per_second": events / (t1 - t0),
-        "main_thread_cpu_share": (done_cpu[0] - wrapped[0].first_poll_cpu) / (t1 - t0),
-        **gc_timer.figures(),
+        **timing,
         "read": summary.read,
         "valid": summary.valid,
         "late": summary.late,
@@ -554,92 +279,12 @@ def run_tilewatch(
 # -- scrape and offline breakdown --------------------------------------------------------------
 
 
-def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]:
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from tilewatch.exporters.prometheus.cell_collector import CellCollector
-
-    registry = CollectorRegistry()
-    collector = CellCollector(state.snapshot, dims)
-    registry.register(collector)
-    times = []
-    text = b""
-    for _ in range(5):
-        t0 = time.perf_counter()
-        text = generate_latest(registry)
-        times.append(time.perf_counter() - t0)
-    samples = sum(len(m.samples) for m in registry.collect())
-    snaps = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        state.snapshot()
-        snaps.append(time.perf_counter() - t0)
-    out: dict[str, Any] = {
-        "scrape_seconds_median": statistics.median(times),
-        "snapshot_seconds_median": statistics.median(snaps),
-        "exposition_bytes": len(text),
-        "samples": samples,
-    }
-    if state.profile is not None:
-        # The window statistics are cached per set of reported windows (refresh() computes
-        # them when a window closes); clearing the cache times a snapshot that recomputes
-        # them, as the first one after a window closes does.
-        uncached = []
-        for _ in range(5):
-            state._window_cache = None
-            t0 = time.perf_counter()
-            state.snapshot()
-            uncached.append(time.perf_counter() - t0)
-        # The drift families alone (window statistics, violations, detections): built from a
-        # snapshot and formatted.
-        snap = state.snapshot()
-        drift_registry = CollectorRegistry()
-        fixed = _FixedFamilies()
-        drift_registry.register(fixed)
-        drift_times = []
-        drift_text = b""
-        for _ in range(5):
-            t0 = time.perf_counter()
-            fixed.families = list(collector._drift(snap))
-            drift_text = generate_latest(drift_registry)
-            drift_times.append(time.perf_counter() - t0)
-        out.update(
-            snapshot_uncached_seconds_median=statistics.median(uncached),
-            drift_families_seconds_median=statistics.median(drift_times),
-            drift_samples=sum(len(m.samples) for m in fixed.families),
-            drift_exposition_bytes=len(drift_text),
-        )
-    return out
-
-
-class _FixedFamilies:
-    """A collector yielding given metric families (to time formatting a subset)."""
-
-    def __init__(self) -> None:
-        self.families: list[Any] = []
-
-    def collect(self) -> Iterator[Any]:
-        return iter(self.families)
-
-
-class _Record:
-    """Just enough of a ConsumerRecord for the decoder."""
-
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
-        self.key, self.value = key, value
-        self.timestamp = None
-        self.headers: list[tuple[str, bytes]] = []
-
-
 def offline_batches(
     events: int, cells: int, partitions: int, per_batch: int, profile: str = "spine"
-) -> list[tuple[int, list[_Record]]]:
+) -> list[tuple[int, list[Record]]]:
     """The traffic as the consumer sees it: per-partition runs of ``per_batch`` records,
     interleaved round-robin across partitions, each partition in offset order."""
-    by_part: list[list[_Record]] = [[] for _ in range(partitions)]
+    by_part: list[list[Record]] = [[] for _ in range(partitions)]
     part_of: dict[bytes, int] = {}
     for keys, values in traffic_chunks(events, cells, profile):
         for key, value in zip(keys, values, strict=True):
@@ -647,32 +292,15 @@ def offline_batches(
             if p is None:
                 p = part_of[key] = partition_of(key, partitions)
             recs = by_part[p]
-            recs.append(_Record("bench", p, len(recs), key, value))
+            recs.append(Record("bench", p, len(recs), key, value))
     runs = [
         [(p, recs[i : i + per_batch]) for i in range(0, len(recs), per_batch)]
         for p, recs in enumerate(by_part)
     ]
-    out: list[tuple[int, list[_Record]]] = []
+    out: list[tuple[int, list[Record]]] = []
     for i in range(max(map(len, runs))):
         out.extend(run[i] for run in runs if i < len(run))
     return out
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
-
-
-def time_loads(batches: list[tuple[Any, list[Any]]]) -> float:
-    """Seconds to ``orjson.loads`` every record value of the batches, nothing else."""
-    gc.collect()
-    loads = orjson.loads
-    t0 = time.perf_counter()
-    for _p, recs in batches:
-        for rec in recs:
-            loads(rec.value)
-    return time.perf_counter() - t0
 
 
 def breakdown(
@@ -725,7 +353,7 @@ def breakdown(
     for tp in tps:  # Monitor.process skips partitions the state does not own
         monitor.state.assign((tp.topic, tp.partition))
     gc.collect()
-    t_process, _ = _timed(lambda: [monitor.process({tps[p]: recs}) for p, recs in batches])
+    t_process, _ = timed(lambda: [monitor.process({tps[p]: recs}) for p, recs in batches])
     if monitor.summary.valid != events:
         raise RuntimeError(f"offline process: {monitor.summary.valid} valid, expected {events}")
     per = 1e6 / events
@@ -749,15 +377,8 @@ def breakdown(
 
 def _time_detectors(detectors: Any, acc: dict[str, float]) -> None:
     """Wrap a partition's ``CellDetectors`` updates so their time adds up in ``acc``."""
-    for method, name in (("update_scores", "adwin"), ("update_windows", "page_hinkley")):
-        fn = getattr(detectors, method)
-
-        def timed(*args: Any, _fn: Callable[..., None] = fn, _name: str = name) -> None:
-            t0 = time.perf_counter()
-            _fn(*args)
-            acc[_name] += time.perf_counter() - t0
-
-        setattr(detectors, method, timed)
+    time_calls(detectors, "update_scores", acc, "adwin")
+    time_calls(detectors, "update_windows", acc, "page_hinkley")
 
 
 def drift_breakdown(
@@ -866,7 +487,7 @@ def drift_breakdown(
         for p, recs in batches:
             monitor.process({tps[p]: recs})
 
-    t_process, _ = _timed(process_all)
+    t_process, _ = timed(process_all)
     if monitor.summary.valid != events:
         raise RuntimeError(f"offline process: {monitor.summary.valid} valid, expected {events}")
     per = 1e6 / events
@@ -901,22 +522,6 @@ def drift_breakdown(
 # -- main --------------------------------------------------------------------------------------
 
 
-def rss_mb() -> dict[str, float]:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    current = math.nan
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return {"peak_rss_mb": peak, "current_rss_mb": current}
-
-
-def summarize(rates: list[float]) -> dict[str, float]:
-    return {"best": max(rates), "median": statistics.median(rates), "runs": rates}  # type: ignore[dict-item]
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500_000, help="events to produce")
@@ -947,8 +552,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tilewatch.streams.dev.broker import EmbeddedBroker
-
     args = parse_args(argv)
     n, c = args.events, args.cells
     segments, regions = cell_layout(c)
@@ -957,12 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dimensions=tuple(fields.dimensions), max_cells=max(CellSettings().max_cells, c)
     )
     if args.profile == "labels":
-        from bench_labels import labels_main
+        from tests.bench.bench_labels import labels_main
 
-        result = labels_main(args, cell_settings, fields)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-            print(f"wrote {args.json}")
+        write_json(args.json, labels_main(args, cell_settings, fields))
         return 0
     topic = "bench-predictions"
     result: dict[str, Any] = {
@@ -992,15 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
 
-    broker = EmbeddedBroker()
-    try:
-        broker.start()
-        broker.create_topic(topic, args.partitions)
-        prod = produce_in_child(broker.bootstrap, topic, n, c, args.profile)
-        if args.gc == "tuned":
-            from tilewatch.app import tune_gc
-
-            tune_gc()
+    with broker_with_topics({topic: args.partitions}) as broker:
+        prod = produce_in_child(produce, broker.bootstrap, topic, n, c, args.profile)
+        apply_gc(args.gc)
         result["produce"] = prod
         print(
             f"produced {n} events of {prod['mean_event_bytes']:.0f} B in {prod['seconds']:.1f} s: "
@@ -1016,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state: ReplicaState | None = None
         for i in range(args.repeat):
             gc.collect()
-            floor = run_floor(kafka_settings(broker.bootstrap, topic), n)
+            floor = run_floor(bench_settings(broker.bootstrap, (topic,)), n)
             floors.append(floor)
             print(
                 f"[{i + 1}/{args.repeat}] floor     {floor['events_per_second']:>10,.0f} events/s "
@@ -1029,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state = None
             gc.collect()
             tw, state = run_tilewatch(
-                kafka_settings(broker.bootstrap, topic), cell_settings, fields, n, profile
+                bench_settings(broker.bootstrap, (topic,)), cell_settings, fields, n, profile
             )
             tws.append(tw)
             print(
@@ -1055,14 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cells_total": len(snap.keys),
             "closed_window_end": snap.window_end,
         }
-        result["floor"] = {**summarize([f["events_per_second"] for f in floors]), "details": floors}
-        result["tilewatch"] = {**summarize([t["events_per_second"] for t in tws]), "details": tws}
-        result["ratio_best"] = result["tilewatch"]["best"] / result["floor"]["best"]
-        result["ratio_median"] = result["tilewatch"]["median"] / result["floor"]["median"]
+        result.update(compare_to_floor(floors, tws))
         result["scrape"] = measure_scrape(state, cell_settings.dimensions)
         del snap, state
-    finally:
-        broker.stop()
 
     per_batch = max(1, round(tws[-1]["records_per_apply"]))
     gc.collect()
@@ -1073,31 +662,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["breakdown"] = bd
     if bd.pop("per_partition") != expected_parts:  # the offline layout must match Kafka's
         print(f"warning: offline partition layout differs from the broker's: {expected_parts}")
-    fl_us = 1e6 / result["floor"]["median"]
-    tw_us = 1e6 / result["tilewatch"]["median"]
-    result["per_event_us"] = {
-        "floor": fl_us,
-        "tilewatch": tw_us,
-        "kafka_fetch_estimate": fl_us - bd["loads_us_per_event"],
-        "process_offline": bd["process_us_per_event"],
-        "refresh_at_1hz": 1e3 * bd["refresh_ms_per_call"] / result["tilewatch"]["median"],
-        "unexplained": tw_us
-        - (fl_us - bd["loads_us_per_event"])
-        - bd["process_us_per_event"]
-        - 1e3 * bd["refresh_ms_per_call"] / result["tilewatch"]["median"],
-    }
+    result["per_event_us"] = time_split(
+        result["floor"]["median"],
+        result["tilewatch"]["median"],
+        bd["loads_us_per_event"],
+        bd["process_us_per_event"],
+        bd["refresh_ms_per_call"],
+    )
     result["per_partition"] = expected_parts
 
     result["load_average_at_end"] = os.getloadavg()
     report(result)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, result)
     return 0
-
-
-def _median(section: dict[str, Any], key: str) -> float:
-    return float(statistics.median(d[key] for d in section["details"]))
 
 
 def report(r: dict[str, Any]) -> None:
@@ -1118,13 +695,13 @@ def report(r: dict[str, Any]) -> None:
         ("ratio tilewatch/floor", f"best {r['ratio_best']:.2f}  median {r['ratio_median']:.2f}"),
         (
             "main-thread CPU share",
-            f"floor {_median(fl, 'main_thread_cpu_share'):.2f}  "
-            f"tilewatch {_median(tw, 'main_thread_cpu_share'):.2f}",
+            f"floor {median_of(fl, 'main_thread_cpu_share'):.2f}  "
+            f"tilewatch {median_of(tw, 'main_thread_cpu_share'):.2f}",
         ),
         (
             "GC time in run",
-            f"floor {1e3 * _median(fl, 'gc_seconds'):.0f} ms  "
-            f"tilewatch {1e3 * _median(tw, 'gc_seconds'):.0f} ms",
+            f"floor {1e3 * median_of(fl, 'gc_seconds'):.0f} ms  "
+            f"tilewatch {1e3 * median_of(tw, 'gc_seconds'):.0f} ms",
         ),
         (
             "peak RSS after tilewatch",
@@ -1161,9 +738,7 @@ def report(r: dict[str, Any]) -> None:
             f"{fs['leaf_events_total']:,} (== events: {fs['leaf_events_total'] == r['events']})",
         ),
     ]
-    print("\n== results")
-    for name, value in rows:
-        print(f"  {name:<26} {value}")
+    print_rows("results", rows)
     print(
         f"\n== offline breakdown per event (batches of {bd['records_per_batch']} records, no Kafka)"
     )

@@ -32,7 +32,6 @@ every record produced; 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -42,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -51,11 +49,11 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:  # run as ``python tests/bench/soak.py``
     sys.path.insert(0, _ROOT)
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from tests.bench.harness import broker_with_topics, current_rss_mb, write_json  # noqa: E402
+from tests.e2e.support.process import TILEWATCH_BIN  # noqa: E402
+from tests.e2e.support.scrape import parse_metrics, scrape, series, value  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
-from tilewatch.streams.dev.broker import EmbeddedBroker  # noqa: E402
-
-TILEWATCH_BIN = str(Path(sys.executable).with_name("tilewatch"))
 #: The RSS baseline is the first sample at or after this share of the run (warm-up excluded).
 BASELINE_SHARE = 0.2
 #: Length of the windows (shares of the run) whose median RSS is compared: the one starting at
@@ -80,26 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def rss_mb(pid: int) -> float:
-    """``VmRSS`` of ``pid`` in MB (NaN once the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return math.nan
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_config(path: Path, bootstrap: str, topic: str, port: int) -> Path:
@@ -170,22 +148,15 @@ def _produce_child(
         conn.close()
 
 
-def scrape(url: str) -> dict[str, Any]:
+def read_progress(url: str) -> dict[str, Any]:
     """Read, lag (sum over partitions) and invalid count from one scrape."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    out: dict[str, Any] = {"read": 0.0, "lag": 0.0, "invalid": 0.0, "partitions": 0.0}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "tilewatch_read_events_total":
-                out["read"] = s.value
-            elif s.name == "tilewatch_consumer_lag_events":
-                out["lag"] += s.value
-            elif s.name == "tilewatch_invalid_events_total":
-                out["invalid"] += s.value
-            elif s.name == "tilewatch_partitions_assigned":
-                out["partitions"] = s.value
-    return out
+    metrics = parse_metrics(scrape(url, timeout=10))
+    return {
+        "read": value(metrics, "tilewatch_read_events_total") or 0.0,
+        "lag": sum(series(metrics, "tilewatch_consumer_lag_events").values()),
+        "invalid": sum(series(metrics, "tilewatch_invalid_events_total").values()),
+        "partitions": value(metrics, "tilewatch_partitions_assigned") or 0.0,
+    }
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -198,9 +169,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     figures["samples"] = samples
     readings: list[tuple[float, float]] = []  # (t, RSS MB) once a second
     figures["readings"] = readings
-    with EmbeddedBroker() as broker:
-        topic = f"soak-{uuid.uuid4().hex[:8]}"
-        broker.create_topic(topic, args.partitions)
+    topic = f"soak-{uuid.uuid4().hex[:8]}"
+    with broker_with_topics({topic: args.partitions}) as broker:
         port = free_port()
         url = f"http://127.0.0.1:{port}/metrics"
         config = write_config(workdir / "tilewatch.toml", broker.bootstrap, topic, port)
@@ -233,7 +203,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and monitor.poll() is None:
                 try:
-                    if scrape(url)["partitions"] > 0:
+                    if read_progress(url)["partitions"] > 0:
                         break
                 except OSError:
                     pass
@@ -257,7 +227,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     raise RuntimeError(f"tilewatch exited with code {monitor.returncode}")
                 now = time.monotonic()
                 if now >= next_reading:
-                    readings.append((now - t0, rss_mb(monitor.pid)))
+                    readings.append((now - t0, current_rss_mb(monitor.pid)))
                     next_reading += 1.0
                 if now >= next_sample:
                     samples.append(_sample(now - t0, monitor.pid, broker_pid, progress, url))
@@ -268,7 +238,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 wake = min(next_sample, next_reading)
                 time.sleep(min(0.2, max(wake - time.monotonic(), 0.0)))
             produced_at = time.monotonic() - t0
-            readings.append((produced_at, rss_mb(monitor.pid)))
+            readings.append((produced_at, current_rss_mb(monitor.pid)))
             samples.append(_sample(produced_at, monitor.pid, broker_pid, progress, url))
             samples[-1]["rss_median_mb"] = statistics.median(r for _, r in readings[since:])
             _print_sample(samples)
@@ -285,11 +255,11 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             last = samples[-1]
             while last["read"] < sent and time.monotonic() < deadline:
                 time.sleep(0.5)
-                last = scrape(url)
+                last = read_progress(url)
             figures["drain_seconds"] = time.monotonic() - t0 - produced_at
             figures["read_after_drain"] = last["read"]
             figures["lag_after_drain"] = last["lag"]
-            figures["rss_after_drain_mb"] = rss_mb(monitor.pid)
+            figures["rss_after_drain_mb"] = current_rss_mb(monitor.pid)
         finally:
             if producer.is_alive():
                 producer.kill()
@@ -308,13 +278,13 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def _sample(t: float, pid: int, broker_pid: int | None, progress: Any, url: str) -> dict[str, Any]:
     try:
-        metrics = scrape(url)
+        metrics = read_progress(url)
     except OSError as exc:
         metrics = {"read": math.nan, "lag": math.nan, "invalid": math.nan, "error": repr(exc)}
     return {
         "t": t,
-        "rss_mb": rss_mb(pid),
-        "broker_rss_mb": rss_mb(broker_pid) if broker_pid is not None else math.nan,
+        "rss_mb": current_rss_mb(pid),
+        "broker_rss_mb": current_rss_mb(broker_pid) if broker_pid is not None else math.nan,
         "produced": int(progress.value),
         **metrics,
     }
@@ -407,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tilewatch exit code {f['exit_code']}; 1-minute load average "
         f"{f['load_average_start']:.2f} at start, {f['load_average_end']:.2f} at the end"
     )
-    if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    write_json(args.json, figures)
     for problem in problems:
         print(f"soak: FAILED: {problem}", file=sys.stderr)
     if not problems:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import TilewatchProcess, write_config
 
+from tests.e2e.support.config import write_config
+from tests.e2e.support.process import TilewatchProcess
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 

@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_support import TilewatchProcess, value
-from helpers import PrometheusServer, free_port
 from kafka import KafkaProducer
 
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import value
+from tests.helpers import PrometheusServer, free_port
 from tilewatch.config import load_config
 from tilewatch.generate import ALERTMANAGER_PATH, GENERATORS, RULES_PATH, generator_inputs
 

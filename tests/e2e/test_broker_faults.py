@@ -19,25 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
-    ALL,
-    T0,
+from kafka import KafkaConsumer
+
+from tests.e2e.support.config import extend_config, write_config
+from tests.e2e.support.events import (
     BadRecord,
-    TilewatchProcess,
-    extend_config,
     interleave,
     make_bad_records,
     make_stream,
-    parse_metrics,
     records_of,
-    scrape,
-    series,
-    value,
-    write_config,
 )
-from helpers import consume_all, fast_client_settings, produce
-from kafka import KafkaConsumer
-
+from tests.e2e.support.layout import ALL, T0
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import parse_metrics, scrape, series, value
+from tests.helpers import consume_all, fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.loop import _connected
 

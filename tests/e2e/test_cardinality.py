@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from e2e_support import ALL, TilewatchProcess, series, value
 from kafka import KafkaProducer
 
+from tests.e2e.support.layout import ALL
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import series, value
 from tilewatch.config import ConfigError, load_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 

@@ -18,30 +18,22 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from e2e_support import (
-    WINDOW_SECONDS,
-    BadRecord,
-    Event,
-    TilewatchProcess,
-    caught_up,
-    compare_metrics,
-    far_future_events,
-    interleave,
-    leaf_events_total,
-    make_bad_records,
-    make_stream,
-    override_client_settings,
-    read_changelog,
-    read_config,
-    records_of,
-    rollups,
-    series,
-    settled_metrics,
-    value,
-)
-from helpers import produce
 from kafka import KafkaProducer
 
+from tests.e2e.support.config import override_client_settings, read_config
+from tests.e2e.support.events import (
+    BadRecord,
+    Event,
+    far_future_events,
+    interleave,
+    make_bad_records,
+    make_stream,
+    records_of,
+)
+from tests.e2e.support.layout import WINDOW_SECONDS, rollups
+from tests.e2e.support.process import TilewatchProcess, settled_metrics
+from tests.e2e.support.scrape import caught_up, compare_metrics, leaf_events_total, series, value
+from tests.helpers import produce, read_changelog
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]

@@ -29,9 +29,10 @@ from typing import Any
 
 import orjson
 import pytest
-from e2e_support import TilewatchProcess, add_drift_config
-from helpers import PrometheusServer, produce
 
+from tests.e2e.support.config import add_drift_config
+from tests.e2e.support.process import TilewatchProcess
+from tests.helpers import PrometheusServer, produce
 from tilewatch import cli
 from tilewatch.config import load_config
 from tilewatch.generate import render

@@ -39,18 +39,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from e2e_support import (
-    ALL,
-    T0,
-    TilewatchProcess,
-    add_drift_config,
-    parse_metrics,
-    series,
-    value,
-    write_config,
-)
-from helpers import produce
 
+from tests.e2e.support.config import add_drift_config, write_config
+from tests.e2e.support.layout import ALL, T0
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import parse_metrics, series, value
+from tests.helpers import produce
 from tilewatch import cli
 from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
 from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi

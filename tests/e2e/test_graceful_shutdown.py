@@ -12,17 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    TilewatchProcess,
-    make_stream,
-    parse_summary,
-    records_of,
-    series,
-    value,
-)
-from helpers import fast_client_settings, produce
 from kafka import KafkaConsumer, TopicPartition
 
+from tests.e2e.support.events import make_stream, records_of
+from tests.e2e.support.process import TilewatchProcess, parse_summary
+from tests.e2e.support.scrape import series, value
+from tests.helpers import fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

@@ -47,20 +47,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_support import (
-    ALL,
-    Sample,
-    TilewatchProcess,
-    compare_metrics,
-    extend_config,
-    override_client_settings,
-    series,
-    value,
-)
-from helpers import produce
 from kafka.partitioner.default import murmur2
-from scipy import special
 
+from tests import oracles
+from tests.e2e.support.config import add_tables, extend_config, override_client_settings
+from tests.e2e.support.layout import ALL, rollups
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import Sample, compare_metrics, series, value
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec
 
@@ -118,10 +112,7 @@ def _start() -> float:
 
 def _config(make: Callable[..., Path], topic: str, labels: dict[str, Any], **kw: Any) -> Path:
     path = make(topic, cells={"window": f"{W:g}s", "grace": f"{CELL_GRACE:g}s"}, **kw)
-    text = path.read_text()
-    text += "\n[labels]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in labels.items())
-    path.write_text(text)
-    return path
+    return add_tables(path, labels=labels)
 
 
 def _topic_labels(outcomes: str) -> dict[str, Any]:
@@ -138,100 +129,11 @@ def _topic_labels(outcomes: str) -> dict[str, Any]:
     }
 
 
-# -- offline reference ------------------------------------------------------------------------
-
-
-def _z() -> float:
-    return float(special.ndtri(0.975))
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    z = _z()
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan
-
-
-def ref_classification(y: np.ndarray, s: np.ndarray, min_samples: int) -> dict[str, float]:
-    """Every classification metric of one cell at threshold 0.5 (scikit-learn definitions)."""
-    n = len(y)
-    out: dict[str, float] = {"labeled": n}
-    names = set(CLASSIFICATION_GAUGES.values())
-    if n < min_samples:
-        return out | dict.fromkeys(names, math.nan)
-    pred = (s >= 0.5).astype(np.float64)
-    k = int(np.sum(pred == y))
-    tp = float(np.sum((pred == 1) & (y == 1)))
-    fp = float(np.sum((pred == 1) & (y == 0)))
-    fn = float(np.sum((pred == 0) & (y == 1)))
-    p = np.clip(s, 1e-15, 1 - 1e-15)
-    ece = 0.0
-    for b in range(BINS):
-        inside = (s >= b / BINS) & ((s < (b + 1) / BINS) if b < BINS - 1 else (s <= 1.0))
-        if inside.any():
-            ece += inside.sum() / n * abs(y[inside].mean() - s[inside].mean())
-    q = np.where(pred == 1, s, 1 - s)
-    lo, hi = _wilson(k, n)
-    elo, ehi = _wilson(n - k, n)
-    return out | {
-        "accuracy": k / n,
-        "accuracy_lower": lo,
-        "accuracy_upper": hi,
-        "error": (n - k) / n,
-        "error_lower": elo,
-        "error_upper": ehi,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "brier": float(np.mean((s - y) ** 2)),
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-        "calibration_error": ece,
-        "estimate_gap": k / n - float(q.mean()),
-        "estimate_bound": _z() * math.sqrt(float(np.sum(q * (1 - q)))) / n,
-    }
-
-
-def ref_regression(y: np.ndarray, s: np.ndarray, min_samples: int) -> dict[str, float]:
-    n = len(y)
-    if n < min_samples:
-        return {"labeled": n, "mae": math.nan, "rmse": math.nan, "mean_error": math.nan}
-    err = s - y
-    return {
-        "labeled": n,
-        "mae": float(np.mean(np.abs(err))),
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mean_error": float(np.mean(err)),
-    }
-
-
-def ref_estimate(s: np.ndarray, min_samples: int) -> tuple[float, float]:
-    """Label-free expected accuracy over every prediction, and its bound."""
-    if len(s) < min_samples:
-        return math.nan, math.nan
-    q = np.where(s >= 0.5, s, 1 - s)
-    return float(q.mean()), _z() * math.sqrt(float(np.sum(q * (1 - q)))) / len(s)
-
-
-def rollups(cell: Cell) -> list[Cell]:
-    m, s, r = cell
-    return [(m, s, r), (m, ALL, r), (m, s, ALL), (m, ALL, ALL)]
+# -- offline reference (tests.oracles, per leaf and roll-up cell) -----------------------------
 
 
 def _labels_of(cell: Cell) -> dict[str, str]:
     return {"model": cell[0], "segment": cell[1], "region": cell[2]}
-
-
-def _close(got: float | None, want: float, tol: float = 1e-9) -> bool:
-    if got is None:
-        return False
-    if math.isnan(want):
-        return math.isnan(got)
-    return abs(got - want) <= tol * max(1.0, abs(want))
 
 
 def _by_cell(
@@ -259,8 +161,10 @@ def check_window(
     problems = []
     for cell in cells:
         scores, y = groups.get(cell, (np.zeros(0), np.zeros(0)))
-        ref = (ref_classification if task == "classification" else ref_regression)(
-            y, scores, min_samples
+        ref = (
+            oracles.classification(y, scores, 0.5, bins=BINS, min_samples=min_samples)
+            if task == "classification"
+            else oracles.regression(y, scores, min_samples=min_samples)
         )
         labels = _labels_of(cell)
         got = value(metrics, "tilewatch_window_labeled_events", **labels)
@@ -268,7 +172,7 @@ def check_window(
             problems.append(f"labeled{labels}: got {got}, want {ref['labeled']}")
         for name, field in gauges.items():
             got = value(metrics, name, **labels)
-            if not _close(got, ref[field]):
+            if not oracles.close(got, ref[field]):
                 problems.append(f"{name}{labels}: got {got!r}, want {ref[field]!r}")
     return problems
 
@@ -283,14 +187,14 @@ def check_estimate(
     problems = []
     for cell in cells:
         scores = groups.get(cell, (np.zeros(0), None))[0]
-        est, bound = ref_estimate(scores, min_samples)
+        est, bound = oracles.estimate(scores, 0.5, min_samples=min_samples)
         labels = _labels_of(cell)
         for name, want in (
             ("tilewatch_window_estimated_accuracy_ratio", est),
             ("tilewatch_window_estimated_accuracy_bound", bound),
         ):
             got = value(metrics, name, **labels)
-            if not _close(got, want):
+            if not oracles.close(got, want):
                 problems.append(f"{name}{labels}: got {got!r}, want {want!r}")
     return problems
 
@@ -907,7 +811,7 @@ def _gaps(
     problems = []
     for (model, dim, metric), (gap, worst, best) in expected.items():
         got = value(metrics, f"tilewatch_window_{metric}_gap_ratio", model=model, dimension=dim)
-        if not _close(got, gap):
+        if not oracles.close(got, gap):
             problems.append(f"{metric} gap {model}/{dim}: got {got}, want {gap}")
         info = value(
             metrics,

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from e2e_support import ALL, TilewatchProcess, parse_summary, series, value
-from helpers import consume_all
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.e2e.support.layout import ALL
+from tests.e2e.support.process import TilewatchProcess, parse_summary
+from tests.e2e.support.scrape import series, value
+from tests.helpers import consume_all
 from tilewatch.config import load_config
 from tilewatch.streams.decoding.events import REASONS, EventDecoder
 from tilewatch.streams.dev.broker import EmbeddedBroker

@@ -16,35 +16,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    MODELS,
-    T0,
-    WINDOW_SECONDS,
+
+from tests.e2e.support.events import (
     BadRecord,
     Event,
-    TilewatchProcess,
-    cell_labels,
-    close,
-    expected_stats,
     far_future_events,
     interleave,
     make_bad_records,
     make_stream,
     records_of,
-    sample_mean,
-    sample_variance,
-    series,
-    value,
 )
-from helpers import consume_all, produce
-
+from tests.e2e.support.expected import expected_stats
+from tests.e2e.support.layout import MODELS, T0, WINDOW_SECONDS, cell_labels
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import series, value
+from tests.helpers import consume_all, produce
+from tests.oracles import close, sample_mean, sample_variance
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
 SEED = 20260101
 N_VALID = 20_000
-N_BAD = 51  # three of each of the 17 kinds in e2e_support.BAD_KINDS
+N_BAD = 51  # three of each of the 17 kinds in support.events.BAD_KINDS
 SPAN_SECONDS = 60.0
 
 

@@ -9,20 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
-    ALL,
+
+from tests.e2e.support.events import (
     BadRecord,
     Event,
-    TilewatchProcess,
     far_future_events,
     interleave,
     make_bad_records,
     make_stream,
     records_of,
-    value,
 )
-from helpers import PrometheusServer, produce
-
+from tests.e2e.support.layout import ALL
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import value
+from tests.helpers import PrometheusServer, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import TilewatchProcess, make_stream, records_of, series, value
-from helpers import produce
 from kafka import KafkaProducer
 
+from tests.e2e.support.events import make_stream, records_of
+from tests.e2e.support.process import TilewatchProcess
+from tests.e2e.support.scrape import series, value
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

@@ -17,21 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    Event,
-    TilewatchProcess,
-    caught_up,
-    compare_metrics,
-    far_future_events,
-    leaf_events_total,
-    make_stream,
-    records_of,
-    series,
-    settled_metrics,
-    value,
-)
-from helpers import produce
 
+from tests.e2e.support.events import Event, far_future_events, make_stream, records_of
+from tests.e2e.support.process import TilewatchProcess, settled_metrics
+from tests.e2e.support.scrape import caught_up, compare_metrics, leaf_events_total, series, value
+from tests.helpers import produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

@@ -6,7 +6,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from helpers import PrometheusServer, free_port
+
+from tests.helpers import PrometheusServer, free_port
 
 
 @pytest.mark.prometheus

@@ -1,4 +1,4 @@
-"""The README's PromQL recipe merges replicas' window statistics exactly (real promtool)."""
+"""The PromQL recipe of docs/deploy.md merges replicas' window statistics exactly (promtool)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def _recipe() -> tuple[str, str]:
-    """The mean and variance expressions from the README's promql block, as one line each."""
-    block = re.search(r"```promql\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert block is not None, "README has no promql block"
+    """The mean and variance expressions from docs/deploy.md's promql block, one line each."""
+    block = re.search(r"```promql\n(.*?)```", DEPLOY.read_text(encoding="utf-8"), re.S)
+    assert block is not None, "docs/deploy.md has no promql block"
     text = block.group(1)
     mean_expr = text.split("# mean\n", 1)[1].split("\n# variance", 1)[0].strip()
     var_expr = " ".join(text.split("# variance", 1)[1].split("\n", 1)[1].split())
@@ -23,7 +23,7 @@ def _recipe() -> tuple[str, str]:
 
 
 @pytest.mark.prometheus
-def test_readme_recipe_merges_mean_and_variance_exactly(tmp_path: Path, promtool_bin: str) -> None:
+def test_deploy_recipe_merges_mean_and_variance_exactly(tmp_path: Path, promtool_bin: str) -> None:
     rng = np.random.default_rng(11)
     replicas = [rng.random(n) for n in (3, 4, 9)]
     everything = np.concatenate(replicas)

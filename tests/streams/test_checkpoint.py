@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from helpers import fast_client_settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.helpers import fast_client_settings
 from tilewatch.aggregators import CellRegistry, CellSettings, PartitionState
 from tilewatch.streams.changelog import (
     CHUNK_BYTES,

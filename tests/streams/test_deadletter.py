@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from helpers import consume_all, fast_client_settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from tests.helpers import consume_all, fast_client_settings
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.streams.deadletter import DeadLetterSink

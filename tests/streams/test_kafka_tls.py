@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from helpers import fast_client_settings, free_port
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError
 
+from tests.helpers import fast_client_settings, free_port
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.config import parse_config

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from helpers import fast_client_settings
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.helpers import fast_client_settings
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.streams.dev.broker import EmbeddedBroker

@@ -9,17 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
+from tests import oracles
 from tilewatch.calibration import calibration_check
 from tilewatch.cli import main
-
-
-def _ref_ece(y: np.ndarray, s: np.ndarray, bins: int) -> float:
-    total = 0.0
-    for b in range(bins):
-        inside = (s >= b / bins) & ((s < (b + 1) / bins) if b < bins - 1 else (s <= 1.0))
-        if inside.any():
-            total += inside.sum() / len(y) * abs(y[inside].mean() - s[inside].mean())
-    return total
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -37,7 +29,9 @@ def test_against_a_reference(seed: int, bins: int) -> None:
     pred = ss >= 0.4
     q = np.where(pred, ss, 1 - ss)
     assert check.rows == int(keep.sum())
-    assert check.calibration_error == pytest.approx(_ref_ece(ys, ss, bins), abs=1e-12)
+    assert check.calibration_error == pytest.approx(
+        oracles.calibration_error(ys, ss, bins), abs=1e-12
+    )
     assert check.accuracy == pytest.approx(float(np.mean(pred == (ys == 1))), abs=1e-12)
     assert check.estimated_accuracy == pytest.approx(float(q.mean()), abs=1e-12)
     assert check.bound == pytest.approx(1.959964 * math.sqrt(np.sum(q * (1 - q))) / len(q))

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
 
+from tests.helpers import free_port
 from tilewatch import __version__
 from tilewatch.cli import main
 

@@ -308,9 +308,10 @@ def test_golden_exposition() -> None:
     """The exact text of a scrape of :func:`make_small_state`.
 
     To regenerate after a deliberate change of the exposition, run
-    ``TILEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/exporters/test_collector.py
-    -k golden``, then read ``tests/exporters/golden/small.prom`` line by line against the
-    events in :func:`make_small_state` before committing it.
+    ``TILEWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest
+    tests/exporters/prometheus/test_collector.py -k golden``, then read
+    ``tests/exporters/prometheus/golden/small.prom`` line by line against the events in
+    :func:`make_small_state` before committing it.
     """
     text = small_exposition()
     if os.environ.get("TILEWATCH_UPDATE_GOLDEN"):

@@ -26,7 +26,7 @@ from tilewatch.exporters.alerting.runbooks import render_runbooks
 from tilewatch.exporters.generator_inputs import AlertSettings, GeneratorInputs, Severity
 from tilewatch.generate import generator_inputs
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = generator_inputs(load_config(ROOT / "deploy" / "tilewatch.toml"))
 AMTOOL = "/usr/bin/amtool"
 SEVERITIES = get_args(Severity)

@@ -16,7 +16,7 @@ from river.drift import binary
 
 from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RIVER = {"ddm": binary.DDM, "hddm_a": binary.HDDMA, "hddm_w": binary.HDDMW}
 #: Detection indices on ``_stream()`` (error rate 0.05, then 0.4 from index 3000).
 EXPECTED = {"ddm": [3060], "hddm_a": [3046], "hddm_w": [3101, 4654, 5132, 5524]}

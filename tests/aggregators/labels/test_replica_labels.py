@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import special
 
+from tests import oracles
 from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot, StateError
 from tilewatch.aggregators.labels.join import JoinSettings
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
@@ -175,75 +175,6 @@ def _flush(rs: ReplicaState, partitions: int, t: float) -> None:
 # -- the numpy reference ----------------------------------------------------------------------
 
 
-def _z(confidence: float = 0.95) -> float:
-    return float(special.ndtri((1 + confidence) / 2))
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    z = _z()
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan
-
-
-def ref_classification(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every classification metric of one cell, scikit-learn style."""
-    n = len(y)
-    pred = (s >= threshold).astype(np.float64)
-    right = pred == y
-    tp = float(np.sum((pred == 1) & (y == 1)))
-    fp = float(np.sum((pred == 1) & (y == 0)))
-    fn = float(np.sum((pred == 0) & (y == 1)))
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    p = np.clip(s, 1e-15, 1 - 1e-15)
-    ece = 0.0
-    for b in range(BINS):
-        inside = (s >= b / BINS) & ((s < (b + 1) / BINS) if b < BINS - 1 else (s <= 1.0))
-        if inside.any():
-            ece += inside.sum() / n * abs(y[inside].mean() - s[inside].mean())
-    q = np.where(pred == 1, s, 1 - s)
-    k = int(right.sum())
-    lo, hi = _wilson(k, n)
-    elo, ehi = _wilson(n - k, n)
-    return {
-        "labeled": n,
-        "accuracy": k / n,
-        "accuracy_lower": lo,
-        "accuracy_upper": hi,
-        "error": (n - k) / n,
-        "error_lower": elo,
-        "error_upper": ehi,
-        "precision": precision,
-        "recall": recall,
-        "f1": (
-            2 * precision * recall / (precision + recall)
-            if not math.isnan(precision + recall) and precision + recall > 0
-            else (0.0 if tp == 0 and fp + fn > 0 else math.nan)
-        ),
-        "brier": float(np.mean((s - y) ** 2)),
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-        "calibration_error": ece,
-        "estimated_accuracy": float(q.mean()),
-        "estimate_gap": k / n - float(q.mean()),
-        "estimate_bound": _z() * math.sqrt(float(np.sum(q * (1 - q)))) / n,
-    }
-
-
-def ref_regression(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    err = s - y
-    return {
-        "labeled": len(y),
-        "mae": float(np.mean(np.abs(err))),
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mean_error": float(np.mean(err)),
-    }
-
-
 def _rollups(key: Key) -> list[Key]:
     return [key, (key[0], ALL)]
 
@@ -271,12 +202,6 @@ def _last_windows(st: Stream) -> dict[str, int]:
     return out
 
 
-def _close(a: float, b: float, tol: float = 1e-9) -> bool:
-    if math.isnan(b):
-        return math.isnan(a)
-    return abs(a - b) <= tol * max(1.0, abs(b))
-
-
 def _check_metrics(snap: Snapshot, st: Stream, task: str) -> int:
     """Compare every metric of every cell with the reference; returns the cells checked."""
     perf = snap.performance
@@ -288,13 +213,17 @@ def _check_metrics(snap: Snapshot, st: Stream, task: str) -> int:
     for cell, rows in labeled.items():
         i = snap.cell(cell)
         y, s = st.labels[rows], st.scores[rows]
-        ref = ref_classification(y, s, 0.5) if task == "classification" else ref_regression(y, s)
+        ref = (
+            oracles.classification(y, s, 0.5, bins=BINS)
+            if task == "classification"
+            else oracles.regression(y, s)
+        )
         assert int(perf.stats.labeled[i]) == ref.pop("labeled"), cell
         for name, want in ref.items():
             got = float(getattr(perf.stats, name)[i])
             if len(rows) < MIN_SAMPLES:
                 want = math.nan
-            assert _close(got, want), (cell, name, got, want)
+            assert oracles.close(got, want), (cell, name, got, want)
         checked += 1
     # Cells without a labeled event in the window: zero labeled, NaN metrics.
     for i, key in enumerate(snap.keys):
@@ -312,15 +241,10 @@ def _check_estimate(snap: Snapshot, st: Stream) -> None:
     assert snap.window_end == {**{m: (w + 1) * SIZE for m, w in windows.items()}}
     for cell, rows in _by_cell(st, windows, labeled_only=False).items():
         i = snap.cell(cell)
-        s = st.scores[rows]
-        q = np.where(s >= 0.5, s, 1 - s)
+        want, bound = oracles.estimate(st.scores[rows], 0.5, min_samples=MIN_SAMPLES)
         assert perf.estimate_predictions[i] == len(rows)
-        want = float(q.mean()) if len(rows) >= MIN_SAMPLES else math.nan
-        bound = _z() * math.sqrt(float(np.sum(q * (1 - q)))) / len(rows)
-        assert _close(float(perf.estimate[i]), want), cell
-        assert _close(
-            float(perf.estimate_bound[i]), bound if len(rows) >= MIN_SAMPLES else math.nan
-        )
+        assert oracles.close(float(perf.estimate[i]), want), cell
+        assert oracles.close(float(perf.estimate_bound[i]), bound)
 
 
 def _check_totals(snap: Snapshot, st: Stream, task: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from tests import oracles
 from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
 from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
 from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
@@ -255,15 +256,6 @@ def test_t_interval_zero_variance_and_bad_confidence() -> None:
 # --- wilson_interval -------------------------------------------------------------------------
 
 
-def _wilson_reference(s: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson (1927), written as (s + z^2/2 -+ z sqrt(s (n - s) / n + z^2 / 4)) / (n + z^2)."""
-    if n == 0:
-        return math.nan, math.nan
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    root = z * math.sqrt(s * (n - s) / n + z * z / 4)
-    return (s + z * z / 2 - root) / (n + z * z), (s + z * z / 2 + root) / (n + z * z)
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
 def test_wilson_matches_reference_formula(seed: int, confidence: float) -> None:
@@ -274,7 +266,7 @@ def test_wilson_matches_reference_formula(seed: int, confidence: float) -> None:
     successes[5:10] = trials[5:10]
     lo, hi = wilson_interval(successes, trials, confidence)
     for i in range(200):
-        want = _wilson_reference(int(successes[i]), int(trials[i]), confidence)
+        want = oracles.wilson(int(successes[i]), int(trials[i]), confidence)
         if trials[i] == 0:
             assert math.isnan(lo[i])
             assert math.isnan(hi[i])

@@ -1,8 +1,9 @@
 """PerfAcc and derive_performance against straightforward per-cell references.
 
-The references are written the way scikit-learn defines the metrics (accuracy_score,
-precision/recall/f1, brier_score_loss, log_loss, an ECE over equal-width bins, MAE, RMSE), one
-cell at a time with plain numpy, on the same random arrays the accumulator sees in batches.
+The references (``tests.oracles``) are written the way scikit-learn defines the metrics
+(accuracy_score, precision/recall/f1, brier_score_loss, log_loss, an ECE over equal-width bins,
+MAE, RMSE), one cell at a time with plain numpy, on the same random arrays the accumulator sees
+in batches.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests import oracles
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import ALL, CellSettings
 from tilewatch.aggregators.errors import StateError
@@ -26,50 +28,6 @@ from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
 
 SEEDS = [0, 1, 2, 3]
 CELLS = 7
-
-
-# --- references (one cell, scikit-learn definitions) ----------------------------------------
-
-
-def ref_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(y == pred)) if len(y) else math.nan
-
-
-def ref_precision(y: np.ndarray, pred: np.ndarray) -> float:
-    tp, fp = np.sum((pred == 1) & (y == 1)), np.sum((pred == 1) & (y == 0))
-    return tp / (tp + fp) if tp + fp else math.nan
-
-
-def ref_recall(y: np.ndarray, pred: np.ndarray) -> float:
-    tp, fn = np.sum((pred == 1) & (y == 1)), np.sum((pred == 0) & (y == 1))
-    return tp / (tp + fn) if tp + fn else math.nan
-
-
-def ref_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """Harmonic mean of precision and recall (defined when both are and their sum > 0)."""
-    p, r = ref_precision(y, pred), ref_recall(y, pred)
-    return 2 * p * r / (p + r) if p + r > 0 else math.nan
-
-
-def ref_brier(y: np.ndarray, s: np.ndarray) -> float:
-    return float(np.mean((s - y) ** 2)) if len(y) else math.nan
-
-
-def ref_log_loss(y: np.ndarray, s: np.ndarray, eps: float = 1e-15) -> float:
-    p = np.clip(s, eps, 1 - eps)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else math.nan
-
-
-def ref_ece(y: np.ndarray, s: np.ndarray, bins: int) -> float:
-    if not len(y):
-        return math.nan
-    total = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        inside = (s >= lo) & ((s < hi) if b < bins - 1 else (s <= 1.0))
-        if inside.any():
-            total += inside.sum() / len(y) * abs(y[inside].mean() - s[inside].mean())
-    return total
 
 
 def _classified(seed: int, threshold: float, n: int = 3000) -> dict[str, np.ndarray]:
@@ -198,16 +156,17 @@ def test_classification_metrics_match_references(seed: int, threshold: float, bi
             for f in ("accuracy", "precision", "recall", "f1", "brier", "log_loss"):
                 assert math.isnan(getattr(st, f)[i]), f
             continue
-        acc_i = ref_accuracy(y, p)
+        acc_i = oracles.accuracy(y, p)
         assert st.accuracy[i] == pytest.approx(acc_i, rel=1e-12)
         assert st.error[i] == pytest.approx(1 - acc_i, abs=1e-12)
-        _nan_equal(st.precision[i], ref_precision(y, p), rtol=1e-12)
-        _nan_equal(st.recall[i], ref_recall(y, p), rtol=1e-12)
-        if not math.isnan(ref_f1(y, p)):
-            assert st.f1[i] == pytest.approx(ref_f1(y, p), rel=1e-12)
-        assert st.brier[i] == pytest.approx(ref_brier(y, s), rel=1e-9)
-        assert st.log_loss[i] == pytest.approx(ref_log_loss(y, s), rel=1e-9)
-        assert st.calibration_error[i] == pytest.approx(ref_ece(y, s, bins), rel=1e-9, abs=1e-12)
+        _nan_equal(st.precision[i], oracles.precision(y, p), rtol=1e-12)
+        _nan_equal(st.recall[i], oracles.recall(y, p), rtol=1e-12)
+        _nan_equal(st.f1[i], oracles.f1(y, p), rtol=1e-12)
+        assert st.brier[i] == pytest.approx(oracles.brier(y, s), rel=1e-9)
+        assert st.log_loss[i] == pytest.approx(oracles.log_loss(y, s), rel=1e-9)
+        assert st.calibration_error[i] == pytest.approx(
+            oracles.calibration_error(y, s, bins), rel=1e-9, abs=1e-12
+        )
         q = np.where(p == 1, s, 1 - s)
         assert st.estimated_accuracy[i] == pytest.approx(q.mean(), rel=1e-9)
         assert st.estimate_gap[i] == pytest.approx(acc_i - q.mean(), abs=1e-9)
@@ -387,9 +346,10 @@ def test_rollup_cells_via_repeated_indices_equal_their_events() -> None:
         )
         y, s, p = labels[sel], scores[sel], predicted[sel].astype(float)
         assert st.labeled[i] == sel.sum() > 0, key
-        assert st.accuracy[i] == pytest.approx(ref_accuracy(y, p), rel=1e-12)
-        assert st.brier[i] == pytest.approx(ref_brier(y, s), rel=1e-9)
-        assert st.calibration_error[i] == pytest.approx(ref_ece(y, s, 10), rel=1e-9)
+        assert st.accuracy[i] == pytest.approx(oracles.accuracy(y, p), rel=1e-12)
+        assert st.brier[i] == pytest.approx(oracles.brier(y, s), rel=1e-9)
+        ece = oracles.calibration_error(y, s, 10)
+        assert st.calibration_error[i] == pytest.approx(ece, rel=1e-9)
     top = reg.lookup(("m", ALL, ALL))
     assert top is not None and st.labeled[top] == sum(key[0] == "m" for key in keys)
 

@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from helpers import consume_all, fast_client_settings, produce
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
+from tests.helpers import consume_all, fast_client_settings, produce
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.errors import StreamError
 

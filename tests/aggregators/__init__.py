@@ -1,0 +1,1 @@
+"""Tests of aggregators/ (tilewatch.aggregators): pure statistics and state, no broker."""

@@ -1,0 +1,1 @@
+"""Tests of aggregators/cells (tilewatch.aggregators.cells): the cell registry and roll-ups."""

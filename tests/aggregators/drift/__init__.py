@@ -1,0 +1,4 @@
+"""Tests of aggregators/drift (tilewatch.aggregators.drift).
+
+Baselines, drift profiles, window statistics and detectors.
+"""

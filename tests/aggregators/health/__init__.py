@@ -1,0 +1,1 @@
+"""Tests of aggregators/health (tilewatch.aggregators.health): the health hierarchy."""

@@ -1,0 +1,1 @@
+"""Tests of aggregators/state (tilewatch.aggregators.state): partitions, replicas, merge."""

@@ -1,0 +1,1 @@
+"""Benchmark scripts (not collected by pytest) and their shared harness."""

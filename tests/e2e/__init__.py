@@ -1,0 +1,1 @@
+"""End-to-end tests: embedded broker -> ``tilewatch run`` subprocess -> scrape (and Prometheus)."""

@@ -1,0 +1,1 @@
+"""Tests of exporters/ (tilewatch.exporters): collectors, endpoint and the generated files."""

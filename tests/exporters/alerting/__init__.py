@@ -1,0 +1,1 @@
+"""Tests of exporters/alerting (tilewatch.exporters.alerting): rules, Alertmanager, runbooks."""

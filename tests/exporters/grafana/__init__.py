@@ -1,0 +1,1 @@
+"""Tests of exporters/grafana (tilewatch.exporters.grafana): the generated dashboards."""

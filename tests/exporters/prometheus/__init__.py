@@ -1,0 +1,1 @@
+"""Tests of exporters/prometheus (tilewatch.exporters.prometheus): collectors and endpoint."""

@@ -1,0 +1,1 @@
+"""Tests of streams/ (tilewatch.streams): decoding, dead letters, the loop; some need the broker."""

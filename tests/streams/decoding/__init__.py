@@ -1,0 +1,1 @@
+"""Tests of streams/decoding (tilewatch.streams.decoding): prediction and label decoders."""

@@ -1,0 +1,1 @@
+"""Tests of tilewatch/ (CLI, config, wiring)."""
