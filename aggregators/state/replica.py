@@ -39,7 +39,7 @@ from tilewatch.aggregators.state.merge import (
     merge,
 )
 from tilewatch.aggregators.state.partition import ApplyResult, PartitionState
-from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
+from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
 
@@ -182,6 +182,11 @@ class ReplicaState:
             if part is None:
                 part = self.assign(key)
             part.apply_labels(event_ids, labels, label_times, next_offset)
+
+    def count_ingest(self, update: IngestUpdate) -> None:
+        """Add the ingest side's counters of one batch, checkpoint or restore, under the lock."""
+        with self.lock:
+            self.ingest.add(update)
 
     def thresholds_of(self, leaf: IntArray) -> FloatArray:
         """Decision threshold of each leaf cell's model (NaN: the model has none)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
 
-__all__ = ["IngestStats", "PartitionKey", "Snapshot"]
+__all__ = ["IngestStats", "IngestUpdate", "PartitionKey", "Snapshot"]
 
 PartitionKey = tuple[str, int]
 
@@ -21,7 +22,9 @@ PartitionKey = tuple[str, int]
 class IngestStats:
     """Counters of the ingest side, written by the runtime loop and read by the exporter.
 
-    Plain numbers and dicts; the runtime mutates them under :attr:`ReplicaState.lock`.
+    Plain numbers and dicts. The runtime changes them only through :meth:`add` (by way of
+    :meth:`ReplicaState.count_ingest`, under :attr:`ReplicaState.lock`), one
+    :class:`IngestUpdate` per batch, checkpoint or restore.
     """
 
     #: Records read from Kafka (valid + late + invalid).
@@ -52,6 +55,69 @@ class IngestStats:
     #: Records read from the outcomes topic, and the rejected ones by reason.
     label_records: int = 0
     invalid_labels: dict[str, int] = field(default_factory=dict)
+
+    def add(self, update: IngestUpdate) -> None:
+        """Add one hand-over of the ingest side (the caller holds the replica's lock).
+
+        Examples
+        --------
+        >>> stats = IngestStats(lag={("t", 0): 5, ("t", 1): 7})
+        >>> stats.add(IngestUpdate(read=3, invalid={"not_json": 1}, lag={("t", 1): None}))
+        >>> stats.add(IngestUpdate(read=2, invalid={"not_json": 2}, kafka_up=1))
+        >>> stats.read, stats.invalid, stats.lag, stats.kafka_up
+        (5, {'not_json': 3}, {('t', 0): 5}, 1)
+        """
+        self.read += update.read
+        self.batches += update.batches
+        self.label_records += update.label_records
+        self.checkpoints_written += update.checkpoints_written
+        for total, counts in (
+            (self.invalid, update.invalid),
+            (self.invalid_labels, update.invalid_labels),
+            (self.dead_letter_failures, update.dead_letter_failures),
+            (self.checkpoint_restores, update.checkpoint_restores),
+            (self.checkpoint_errors, update.checkpoint_errors),
+        ):
+            for name, n in counts.items():
+                total[name] = total.get(name, 0) + n
+        if update.kafka_up is not None:
+            self.kafka_up = update.kafka_up
+        if update.dead_lettered is not None:
+            self.dead_lettered = update.dead_lettered
+        if update.checkpoint_last_bytes is not None:
+            self.checkpoint_last_bytes = update.checkpoint_last_bytes
+        if update.checkpoint_last_time is not None:
+            self.checkpoint_last_time = update.checkpoint_last_time
+        for key, lag in update.lag.items():
+            if lag is None:
+                self.lag.pop(key, None)
+            else:
+                self.lag[key] = lag
+
+
+@dataclass(frozen=True, slots=True)
+class IngestUpdate:
+    """One hand-over of ingest counters from the Kafka side: a batch, a checkpoint, a restore.
+
+    Counts are added to :class:`IngestStats`; the gauges (``kafka_up``, ``dead_lettered``,
+    ``checkpoint_last_*``) replace its value unless None; ``lag`` sets each listed partition's
+    lag, None removing it.
+    """
+
+    read: int = 0
+    batches: int = 0
+    invalid: Mapping[str, int] = field(default_factory=dict)
+    label_records: int = 0
+    invalid_labels: Mapping[str, int] = field(default_factory=dict)
+    dead_letter_failures: Mapping[str, int] = field(default_factory=dict)
+    checkpoints_written: int = 0
+    checkpoint_restores: Mapping[str, int] = field(default_factory=dict)
+    checkpoint_errors: Mapping[str, int] = field(default_factory=dict)
+    kafka_up: int | None = None
+    dead_lettered: int | None = None
+    checkpoint_last_bytes: int | None = None
+    checkpoint_last_time: float | None = None
+    lag: Mapping[PartitionKey, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
