@@ -1,7 +1,7 @@
 """Write the generated reference pages, docs/events.md and docs/metrics.md, from their templates.
 
 Each page is its template (``docs/<page>.template.md``) with the placeholders filled from the
-code: ``@@REASONS@@`` from tilewatch.streams.decoding.events.REASONS, and ``@@METRICS@@``,
+code: ``@@REASONS@@`` from tilewatch.streams.decoding.record.REASONS, and ``@@METRICS@@``,
 ``@@DRIFT_METRICS@@``, ``@@PERFORMANCE_METRICS@@``, ``@@HEALTH_METRICS@@`` from the metric
 catalog, tilewatch.exporters.prometheus.catalog (read in :func:`metric_tables` only), so the
 docs cannot drift from the code. tests/test_docs.py fails when a page is stale.
@@ -45,7 +45,7 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
 def rejection_reasons() -> dict[str, str]:
     """Every rejection reason of the event decoder, with its meaning."""
     sys.path.insert(0, str(ROOT))
-    from tilewatch.streams.decoding.events import REASONS
+    from tilewatch.streams.decoding.record import REASONS
 
     return dict(REASONS)
 

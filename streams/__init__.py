@@ -7,13 +7,8 @@ Turns Kafka records into validated event columns and hands them, a batch at a ti
 from __future__ import annotations
 
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
-from tilewatch.streams.decoding.events import (
-    REASONS,
-    DecodedBatch,
-    EventDecoder,
-    RecordLike,
-    Rejected,
-)
+from tilewatch.streams.decoding.events import DecodedBatch, EventDecoder
+from tilewatch.streams.decoding.record import REASONS, RecordLike, Rejected
 from tilewatch.streams.errors import DecodeError, StreamError
 from tilewatch.streams.loop import ConsumerLike, Monitor, RunSummary, kafka_client_config
 from tilewatch.streams.settings import EventFields, KafkaSettings

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tilewatch.streams.decoding.events import Rejected
+from tilewatch.streams.decoding.record import Rejected
 
 __all__ = ["DeadLetterSink", "ProducerLike"]
 

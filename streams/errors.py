@@ -24,7 +24,7 @@ class StreamError(TilewatchError):
 class DecodeError(StreamError):
     """One record whose bytes are not a valid prediction event.
 
-    ``reason`` is a short code from :data:`tilewatch.streams.decoding.events.REASONS` (a metric
+    ``reason`` is a short code from :data:`tilewatch.streams.decoding.record.REASONS` (a metric
     label value) and ``detail`` says which field was wrong and what was found.
     """
 

@@ -52,8 +52,9 @@ from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
 from tilewatch.streams.changelog import ChangelogStore, Refusal, settings_fingerprint
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
-from tilewatch.streams.decoding.events import EventDecoder, RecordLike
+from tilewatch.streams.decoding.events import EventDecoder
 from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.decoding.record import RecordLike
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 

@@ -1,4 +1,7 @@
 """Decoding and validation of Kafka record values: prediction events and label records.
 
+``record`` is the prelude both decoders share (the record seam, reason codes, rejections, JSON
+object, field paths, timestamps); ``events`` and ``labels`` are the two decoders.
+
 May import: ``tilewatch.streams.settings``, ``tilewatch.streams.errors``, ``tilewatch.aggregators``.
 """

@@ -1,9 +1,11 @@
 """Decoding and validation of prediction events: Kafka record values to columns.
 
 Each record is decoded once with orjson and checked; a valid one adds its cell key, event time
-and score to the batch's columns, an invalid one becomes a :class:`Rejected` with a reason code
-from :data:`REASONS` and a human-readable detail. Nothing a producer sends escapes as an
-exception: an unexpected error inside the checks is itself a rejection (``internal``).
+and score to the batch's columns, an invalid one becomes a
+:class:`~tilewatch.streams.decoding.record.Rejected` with a reason code from
+:data:`~tilewatch.streams.decoding.record.REASONS` and a human-readable detail. Nothing a
+producer sends escapes as an exception: an unexpected error inside the checks is itself a
+rejection (``internal``).
 
 Per-event work is limited to what must be done per event (parse, a few dict lookups and type
 checks); statistics are computed per batch by ``aggregators``.
@@ -13,32 +15,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from tilewatch.aggregators.cells.settings import UNKNOWN
+from tilewatch.streams.decoding.record import (
+    MS_THRESHOLD,
+    RecordLike,
+    Rejected,
+    dig,
+    field_of,
+    json_object,
+    parse_timestamp,
+    record_timestamp_ms,
+    rejection,
+    short,
+    split_path,
+)
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import EventFields
 
-__all__ = ["OPTIONAL_COLUMNS", "REASONS", "DecodedBatch", "EventDecoder", "RecordLike", "Rejected"]
-
-#: Every reason code a record can be rejected with (the ``reason`` label of
-#: ``tilewatch_invalid_events_total``).
-REASONS: dict[str, str] = {
-    "empty_value": "the record has no value (a tombstone)",
-    "too_large": "the value is larger than [events].max_event_bytes",
-    "not_json": "the value is not valid UTF-8 JSON",
-    "not_object": "the JSON value is not an object",
-    "missing_field": "a required field (model, score) is absent or null",
-    "wrong_type": "a field has the wrong JSON type",
-    "bad_score": "the score is not finite or outside [score_min, score_max]",
-    "bad_timestamp": "the timestamp is not epoch seconds/milliseconds or RFC 3339 with offset",
-    "bad_dimension": "a dimension value is not a string or an integer",
-    "bad_label": "a label record's label is not 0/1 (classification) or a finite number",
-    "internal": "an unexpected error while checking the event (a bug: please report it)",
-}
+__all__ = ["OPTIONAL_COLUMNS", "DecodedBatch", "EventDecoder"]
 
 #: Optional columns an :class:`EventDecoder` can collect, and the EventFields attribute
 #: holding each one's path.
@@ -54,38 +52,6 @@ _COLUMN_LISTS = {
     "latency": "latencies",
     "model_version": "model_versions",
 }
-
-#: Numbers above this are epoch milliseconds, below it epoch seconds (1e11 s is year 5138).
-_MS_THRESHOLD = 1e11
-_MAX_DETAIL = 200
-
-
-class RecordLike(Protocol):
-    """The part of a Kafka consumer record the decoder reads (kafka-python's fits)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int | None: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A record that is not a valid event, with why."""
-
-    record: RecordLike
-    reason: str
-    detail: str
 
 
 @dataclass(slots=True)
@@ -108,72 +74,6 @@ class DecodedBatch:
 
     def __len__(self) -> int:
         return len(self.keys)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _split(path: str) -> tuple[str, tuple[str, ...] | None]:
-    parts = tuple(path.split("."))
-    return (path, None) if len(parts) == 1 else (path, parts)
-
-
-def _dig(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    cur: Any = obj
-    for part in parts:
-        if type(cur) is not dict:
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def parse_timestamp(value: Any, name: str = "timestamp") -> float:
-    """Epoch seconds from epoch seconds, epoch milliseconds or an RFC 3339 string.
-
-    Examples
-    --------
-    >>> parse_timestamp(1767225600.5), parse_timestamp(1767225600500)
-    (1767225600.5, 1767225600.5)
-    >>> parse_timestamp("2026-01-01T00:00:00Z")
-    1767225600.0
-    >>> parse_timestamp("2026-01-01T00:00:00")
-    Traceback (most recent call last):
-    ...
-    tilewatch.streams.errors.DecodeError: bad_timestamp: timestamp: RFC 3339 time needs a UTC ...
-    """
-    t = type(value)
-    if t is float or t is int:
-        ts = float(value)
-        if ts >= _MS_THRESHOLD:
-            ts /= 1000.0
-        if not (0.0 < ts < _MS_THRESHOLD):
-            raise DecodeError(
-                "bad_timestamp",
-                f"{name}: expected epoch seconds or milliseconds, got {_short(value)}",
-            )
-        return ts
-    if t is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise DecodeError(
-                "bad_timestamp", f"{name}: expected an RFC 3339 time, got {_short(value)}"
-            ) from None
-        if parsed.tzinfo is None:
-            raise DecodeError(
-                "bad_timestamp", f"{name}: RFC 3339 time needs a UTC offset, got {_short(value)}"
-            )
-        ts = parsed.timestamp()
-        if not (0.0 < ts < _MS_THRESHOLD):
-            raise DecodeError(
-                "bad_timestamp", f"{name}: RFC 3339 time out of range, got {_short(value)}"
-            )
-        return ts
-    raise DecodeError(
-        "wrong_type", f"{name}: expected a number or an RFC 3339 string, got {_short(value)}"
-    )
 
 
 class EventDecoder:
@@ -209,13 +109,15 @@ class EventDecoder:
             raise ValueError(f"unknown optional columns {sorted(unknown)}")
         #: Optional raw columns collected besides the cell key, time and score.
         self.columns = tuple(c for c in OPTIONAL_COLUMNS if c in columns)
-        self._column_paths = [_split(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns]
-        self._prediction = _split(fields.prediction)
-        self._features = _split(fields.features)
-        self._model = _split(fields.model)
-        self._score = _split(fields.score)
-        self._timestamp = _split(fields.timestamp)
-        self._dims = [_split(path) for path in fields.dimensions.values()]
+        self._column_paths = [
+            split_path(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns
+        ]
+        self._prediction = split_path(fields.prediction)
+        self._features = split_path(fields.features)
+        self._model = split_path(fields.model)
+        self._score = split_path(fields.score)
+        self._timestamp = split_path(fields.timestamp)
+        self._dims = [split_path(path) for path in fields.dimensions.values()]
         self._dim_names = list(fields.dimensions)
         self._lo, self._hi = float(fields.score_min), float(fields.score_max)
         self._max_bytes = fields.max_event_bytes
@@ -239,19 +141,13 @@ class EventDecoder:
     def _extras(self, value: bytes) -> tuple[Any, Any]:
         """Prediction and features of a record the full checker accepted (the rare path)."""
         obj = orjson.loads(value)
-        name, parts = self._prediction
-        pred = obj.get(name) if parts is None else _dig(obj, parts)
-        name, parts = self._features
-        feats = obj.get(name) if parts is None else _dig(obj, parts)
-        return pred, feats if type(feats) is dict else None
+        feats = field_of(obj, self._features)
+        return field_of(obj, self._prediction), feats if type(feats) is dict else None
 
     def _columns_of(self, value: bytes) -> tuple[Any, ...]:
         """The optional columns of a record the full checker accepted (the rare path)."""
         obj = orjson.loads(value)
-        return tuple(
-            obj.get(name) if parts is None else _dig(obj, parts)
-            for name, parts in self._column_paths
-        )
+        return tuple(field_of(obj, path) for path in self._column_paths)
 
     def _build_fast(self) -> Any:
         """Compile the batch loop for the configured field paths.
@@ -326,11 +222,8 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
 {extra_fast}            continue
         try:
             k, t, s = one(v, rec.timestamp)
-        except DecodeError as exc:
-            rejected.append(Rejected(rec, exc.reason, exc.detail[:max_detail]))
-            continue
-        except Exception as exc:  # a bug must not stop the consumer: count it
-            rejected.append(Rejected(rec, "internal", repr(exc)[:max_detail]))
+        except Exception as exc:  # a DecodeError's reason, or "internal" (a bug)
+            rejected.append(rejection(rec, exc))
             continue
         add_key(k)
         add_time(t)
@@ -341,14 +234,12 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             "max_bytes": self._max_bytes,
             "lo": self._lo,
             "hi": self._hi,
-            "ms_threshold": _MS_THRESHOLD,
+            "ms_threshold": MS_THRESHOLD,
             "one": self._decode_one,
-            "DecodeError": DecodeError,
-            "Rejected": Rejected,
-            "max_detail": _MAX_DETAIL,
+            "rejection": rejection,
             "extras": self._extras,
             "columns_of": self._columns_of,
-            "dig": _dig,
+            "dig": dig,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
         return env["fast"]
@@ -356,66 +247,51 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
     def _decode_one(
         self, value: bytes | None, record_ms: int | None
     ) -> tuple[tuple[str, ...], float, float]:
-        if value is None:
-            raise DecodeError("empty_value", "the record has no value")
-        if len(value) > self._max_bytes:
-            raise DecodeError(
-                "too_large",
-                f"value has {len(value)} bytes, more than the {self._max_bytes} allowed",
-            )
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError("not_json", f"not valid JSON: {exc}") from None
-        if type(obj) is not dict:
-            raise DecodeError("not_object", f"expected a JSON object, got a {type(obj).__name__}")
+        obj = json_object(value, self._max_bytes)
 
-        name, parts = self._model
-        model = obj.get(name) if parts is None else _dig(obj, parts)
+        name = self._model[0]
+        model = field_of(obj, self._model)
         if type(model) is not str or not model:
             if model is None:
                 raise DecodeError("missing_field", f"{name}: required field is missing")
             raise DecodeError(
-                "wrong_type", f"{name}: expected a non-empty string, got {_short(model)}"
+                "wrong_type", f"{name}: expected a non-empty string, got {short(model)}"
             )
 
-        name, parts = self._score
-        raw_score = obj.get(name) if parts is None else _dig(obj, parts)
+        name = self._score[0]
+        raw_score = field_of(obj, self._score)
         t = type(raw_score)
         if t is float or t is int:
-            score = float(raw_score)  # type: ignore[arg-type]
+            score = float(raw_score)
         elif raw_score is None:
             raise DecodeError("missing_field", f"{name}: required field is missing")
         else:
-            raise DecodeError("wrong_type", f"{name}: expected a number, got {_short(raw_score)}")
+            raise DecodeError("wrong_type", f"{name}: expected a number, got {short(raw_score)}")
         if not (self._lo <= score <= self._hi) or score - score != 0.0:
             raise DecodeError(
                 "bad_score",
                 f"{name}: expected a finite number in [{self._lo}, {self._hi}], "
-                f"got {_short(raw_score)}",
+                f"got {short(raw_score)}",
             )
 
-        name, parts = self._timestamp
-        raw_ts = obj.get(name) if parts is None else _dig(obj, parts)
+        name = self._timestamp[0]
+        raw_ts = field_of(obj, self._timestamp)
         if raw_ts is None:
-            if record_ms is None or record_ms <= 0:
-                raise DecodeError(
-                    "bad_timestamp", f"{name}: absent, and the Kafka record has no timestamp"
-                )
-            ts = record_ms / 1000.0
-            if ts >= _MS_THRESHOLD:
+            ts = record_timestamp_ms(record_ms, name) / 1000.0
+            if ts >= MS_THRESHOLD:
                 raise DecodeError(
                     "bad_timestamp",
                     f"{name}: absent, and the Kafka record timestamp {record_ms} is out of range",
                 )
-        elif type(raw_ts) is float and 0.0 < raw_ts < _MS_THRESHOLD:
+        elif type(raw_ts) is float and 0.0 < raw_ts < MS_THRESHOLD:
             ts = raw_ts
         else:
             ts = parse_timestamp(raw_ts, name)
 
         key = [model]
-        for (name, parts), dim in zip(self._dims, self._dim_names, strict=True):
-            v = obj.get(name) if parts is None else _dig(obj, parts)
+        for path, dim in zip(self._dims, self._dim_names, strict=True):
+            name = path[0]
+            v = field_of(obj, path)
             if type(v) is str:
                 key.append(v or UNKNOWN)
             elif v is None:
@@ -425,6 +301,6 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             else:
                 raise DecodeError(
                     "bad_dimension",
-                    f"{name}: dimension {dim!r} expected a string or an integer, got {_short(v)}",
+                    f"{name}: dimension {dim!r} expected a string or an integer, got {short(v)}",
                 )
         return tuple(key), ts, score

@@ -5,8 +5,8 @@ time the outcome was known::
 
     {"event_id": "m1-000000123", "label": 1, "timestamp": 1767229200.0}
 
-A record that is not a valid label becomes a :class:`~tilewatch.streams.decoding.events.Rejected`
-with a reason from :data:`tilewatch.streams.decoding.events.REASONS`, is dead-lettered like a bad
+A record that is not a valid label becomes a :class:`~tilewatch.streams.decoding.record.Rejected`
+with a reason from :data:`tilewatch.streams.decoding.record.REASONS`, is dead-lettered like a bad
 prediction and counted.
 """
 
@@ -19,15 +19,17 @@ from typing import Any
 
 import orjson
 
-from tilewatch.streams.decoding.events import (
-    _MAX_DETAIL,
-    _MS_THRESHOLD,
+from tilewatch.streams.decoding.record import (
+    MS_THRESHOLD,
     RecordLike,
     Rejected,
-    _dig,
-    _short,
-    _split,
+    field_of,
+    json_object,
     parse_timestamp,
+    record_timestamp_ms,
+    rejection,
+    short,
+    split_path,
 )
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import LabelTopic
@@ -82,9 +84,9 @@ class LabelDecoder:
         self.fields = fields
         self.classification = classification
         self.max_bytes = max_bytes
-        self._id = _split(fields.event_id)
-        self._label = _split(fields.label)
-        self._time = _split(fields.timestamp)
+        self._id = split_path(fields.event_id)
+        self._label = split_path(fields.label)
+        self._time = split_path(fields.timestamp)
 
     def decode(self, records: Iterable[RecordLike]) -> LabelBatch:
         """Decode a batch; never raises for anything a producer can send.
@@ -111,7 +113,7 @@ class LabelDecoder:
                         type(event_id) is str
                         and 0 < len(event_id) <= _MAX_ID
                         and type(t) is float
-                        and 0.0 < t < _MS_THRESHOLD
+                        and 0.0 < t < MS_THRESHOLD
                         and (
                             (kind is int or kind is float or kind is bool)
                             and (raw == 0 or raw == 1)
@@ -129,36 +131,18 @@ class LabelDecoder:
                     continue
             try:
                 event_id, label, t = self._one(rec.value, rec.timestamp)
-            except DecodeError as exc:
-                out.rejected.append(Rejected(rec, exc.reason, exc.detail[:_MAX_DETAIL]))
-                continue
-            except Exception as exc:  # a bug must not stop the consumer: count it
-                out.rejected.append(Rejected(rec, "internal", repr(exc)[:_MAX_DETAIL]))
+            except Exception as exc:  # a DecodeError's reason, or "internal" (a bug)
+                out.rejected.append(rejection(rec, exc))
                 continue
             add_id(event_id)
             add_label(label)
             add_time(t)
         return out
 
-    def _get(self, obj: dict[str, Any], path: tuple[str, tuple[str, ...] | None]) -> Any:
-        name, parts = path
-        return obj.get(name) if parts is None else _dig(obj, parts)
-
     def _one(self, value: bytes | None, record_ms: int | None) -> tuple[str, float, float]:
-        if value is None:
-            raise DecodeError("empty_value", "the record has no value")
-        if len(value) > self.max_bytes:
-            raise DecodeError(
-                "too_large", f"value has {len(value)} bytes, more than the {self.max_bytes} allowed"
-            )
-        try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError("not_json", f"not valid JSON: {exc}") from None
-        if type(obj) is not dict:
-            raise DecodeError("not_object", f"expected a JSON object, got a {type(obj).__name__}")
+        obj = json_object(value, self.max_bytes)
         name = self._id[0]
-        raw_id = self._get(obj, self._id)
+        raw_id = field_of(obj, self._id)
         if raw_id is None:
             raise DecodeError("missing_field", f"{name}: required field is missing")
         if type(raw_id) is int:
@@ -169,21 +153,19 @@ class LabelDecoder:
             raise DecodeError(
                 "wrong_type",
                 f"{name}: expected a non-empty string of at most {_MAX_ID} characters or an "
-                f"integer, got {_short(raw_id)}",
+                f"integer, got {short(raw_id)}",
             )
         name = self._label[0]
-        raw = self._get(obj, self._label)
+        raw = field_of(obj, self._label)
         if raw is None:
             raise DecodeError("missing_field", f"{name}: required field is missing")
         label = _label(raw, name, self.classification)
         name = self._time[0]
-        raw_t = self._get(obj, self._time)
+        raw_t = field_of(obj, self._time)
         if raw_t is None:
-            if record_ms is None or record_ms <= 0:
-                raise DecodeError(
-                    "bad_timestamp", f"{name}: absent, and the Kafka record has no timestamp"
-                )
-            t = parse_timestamp(record_ms, name)
+            # Read like a time field (a number below MS_THRESHOLD counts as seconds); the
+            # prediction decoder always reads the record's timestamp as milliseconds.
+            t = parse_timestamp(record_timestamp_ms(record_ms, name), name)
         else:
             t = parse_timestamp(raw_t, name)
         return event_id, label, t
@@ -194,7 +176,7 @@ def _label(raw: Any, name: str, classification: bool) -> float:
     if classification:
         if t is bool or ((t is int or t is float) and raw in (0, 1)):
             return float(raw)
-        raise DecodeError("bad_label", f"{name}: expected 0, 1, true or false, got {_short(raw)}")
+        raise DecodeError("bad_label", f"{name}: expected 0, 1, true or false, got {short(raw)}")
     if (t is int or t is float) and math.isfinite(raw):
         return float(raw)
-    raise DecodeError("bad_label", f"{name}: expected a finite number, got {_short(raw)}")
+    raise DecodeError("bad_label", f"{name}: expected a finite number, got {short(raw)}")

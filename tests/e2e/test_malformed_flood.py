@@ -38,7 +38,8 @@ from tests.e2e.support.process import TilewatchProcess, parse_summary
 from tests.e2e.support.scrape import series, value
 from tests.helpers import consume_all
 from tilewatch.config import load_config
-from tilewatch.streams.decoding.events import REASONS, EventDecoder
+from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.settings import EventFields
 

@@ -24,7 +24,7 @@ from tests.helpers import consume_all, fast_client_settings
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.streams.deadletter import DeadLetterSink
-from tilewatch.streams.decoding.events import REASONS, Rejected
+from tilewatch.streams.decoding.record import REASONS, Rejected
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.loop import Monitor, RunSummary
 from tilewatch.streams.settings import EventFields, KafkaSettings

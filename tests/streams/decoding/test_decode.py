@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from tilewatch.aggregators.cells.settings import UNKNOWN
-from tilewatch.streams.decoding.events import REASONS, DecodedBatch, EventDecoder
+from tilewatch.streams.decoding.events import DecodedBatch, EventDecoder
+from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import EventFields
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tilewatch.streams.decoding.events import REASONS, EventDecoder
+from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.settings import EventFields
 
 FLAT = EventFields(max_event_bytes=4096)

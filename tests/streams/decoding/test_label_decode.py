@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from tilewatch.streams.decoding.events import REASONS
 from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.settings import LabelTopic
 
 

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilewatch.aggregators.labels.state import label_values
-from tilewatch.streams.decoding.events import _MAX_DETAIL, Rejected
 from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.decoding.record import MAX_DETAIL, Rejected
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import LabelTopic
 
@@ -36,9 +36,9 @@ def slow_decode(dec: LabelDecoder, records: list[Any]) -> tuple[list[Any], list[
         try:
             ok.append(dec._one(r.value, r.timestamp))
         except DecodeError as exc:
-            rejected.append((r.offset, exc.reason, exc.detail[:_MAX_DETAIL]))
+            rejected.append((r.offset, exc.reason, exc.detail[:MAX_DETAIL]))
         except Exception as exc:
-            rejected.append((r.offset, "internal", repr(exc)[:_MAX_DETAIL]))
+            rejected.append((r.offset, "internal", repr(exc)[:MAX_DETAIL]))
     return ok, rejected
 
 
