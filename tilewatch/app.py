@@ -18,7 +18,8 @@ from tilewatch.config import Config
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
-from tilewatch.streams.loop import Monitor, RunSummary
+from tilewatch.streams.loop import Monitor
+from tilewatch.streams.summary import RunSummary
 
 __all__ = ["App", "baseline_thresholds", "build_profile", "running_detectors", "tune_gc"]
 

@@ -124,7 +124,7 @@ class PartitionLabels:
         #: Next offset to read on the outcomes topic's partition (topic source).
         self.offset: int | None = None
         #: Largest label time read from the outcomes topic (the label stream's clock; not
-        #: checkpointed: it only paces reading, see tilewatch.streams.loop).
+        #: checkpointed: it only paces reading, see tilewatch.streams.pacing).
         self.max_label_time = -math.inf
         #: The newest final window (windows finalize in order; -2**62: none yet).
         self.final_upto = -(2**62)

@@ -197,7 +197,7 @@ def bench_settings(bootstrap: str, topics: tuple[str, ...]) -> KafkaSettings:
 
 
 def consumer_config(settings: KafkaSettings, group: bool) -> dict[str, Any]:
-    from tilewatch.streams.loop import kafka_client_config
+    from tilewatch.streams.clients import kafka_client_config
 
     config = kafka_client_config(settings, "consumer")
     if not group:

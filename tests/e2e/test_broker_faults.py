@@ -33,8 +33,8 @@ from tests.e2e.support.layout import ALL, T0
 from tests.e2e.support.process import TilewatchProcess
 from tests.e2e.support.scrape import parse_metrics, scrape, series, value
 from tests.helpers import consume_all, fast_client_settings, produce
+from tilewatch.streams.clients import connected as _connected
 from tilewatch.streams.dev.broker import EmbeddedBroker
-from tilewatch.streams.loop import _connected
 
 pytestmark = [pytest.mark.broker]
 

@@ -148,9 +148,9 @@ def test_payload_that_is_not_compressed_json_is_corrupt() -> None:
 
 
 def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tilewatch.streams.changelog as checkpoint
+    import tilewatch.streams.changelog.codec as codec
 
-    monkeypatch.setattr(checkpoint, "MAX_STATE_BYTES", 1000)
+    monkeypatch.setattr(codec, "MAX_STATE_BYTES", 1000)
     bomb = zlib.compress(b"[" + b"0," * 100_000 + b"0]")
     assert _refusal(_one_chunk_slot(bomb)) == "corrupt"
 
@@ -190,8 +190,7 @@ def test_store_alternates_slots_and_restores_the_newest(broker: EmbeddedBroker) 
     assert found[("events", 0)] == []
     assert refusals == []
     # The next write goes to the slot that does not hold the newest checkpoint.
-    assert reader._slots[SOURCE].next_slot == "b"
-    assert reader._slots[SOURCE].next_seq == 3
+    assert reader.next_slot(SOURCE) == ("b", 3)
 
 
 @pytest.mark.broker

@@ -26,8 +26,9 @@ from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.streams.deadletter import DeadLetterSink
 from tilewatch.streams.decoding.record import REASONS, Rejected
 from tilewatch.streams.dev.broker import EmbeddedBroker
-from tilewatch.streams.loop import Monitor, RunSummary
+from tilewatch.streams.loop import Monitor
 from tilewatch.streams.settings import EventFields, KafkaSettings
+from tilewatch.streams.summary import RunSummary
 
 T0 = 1767225600.0
 WAIT_SECONDS = 60.0

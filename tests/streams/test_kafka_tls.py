@@ -38,10 +38,12 @@ from tests.helpers import fast_client_settings, free_port
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.config import parse_config
+from tilewatch.streams.clients import kafka_client_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.errors import StreamError
-from tilewatch.streams.loop import Monitor, RunSummary, kafka_client_config
+from tilewatch.streams.loop import Monitor
 from tilewatch.streams.settings import EventFields, KafkaSettings
+from tilewatch.streams.summary import RunSummary
 
 pytestmark = pytest.mark.broker
 

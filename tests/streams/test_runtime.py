@@ -1,5 +1,5 @@
-"""Tests of tilewatch.streams.loop: client configuration, committed offsets, and resuming after a
-stop (against the embedded broker)."""
+"""Tests of tilewatch.streams.loop and tilewatch.streams.clients: client configuration,
+committed offsets, and resuming after a stop (against the embedded broker)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from tests.helpers import fast_client_settings
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.streams.clients import kafka_client_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
-from tilewatch.streams.loop import Monitor, RunSummary, kafka_client_config
+from tilewatch.streams.loop import Monitor
 from tilewatch.streams.settings import EventFields, KafkaSettings
+from tilewatch.streams.summary import RunSummary
 
 T0 = 1767225600.0
 WAIT_SECONDS = 60.0

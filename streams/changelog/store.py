@@ -1,0 +1,236 @@
+"""The changelog store: partition checkpoints written to and restored from a compacted topic.
+
+Two slots per partition, ``a`` and ``b``, take turns: a checkpoint is always written into the
+slot that was *not* restored or written last. Log compaction keeps the latest chunk of each
+slot, so a crash halfway through writing one slot leaves the other slot whole. Restoring reads
+the changelog partition to its high watermark (taken from fetch responses, never from
+``end_offsets()``, which some brokers answer too low), checks both slots
+(:func:`~tilewatch.streams.changelog.codec.decode_slot`), and takes the valid one with the
+higher sequence number. Refused slots are counted and logged.
+
+The store also remembers, per source partition, which offsets its last written or restored
+checkpoint covers (:meth:`ChangelogStore.checkpointed`): the runtime commits exactly those.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tilewatch.aggregators.state.replica import PartitionKey
+from tilewatch.streams.changelog.codec import (
+    Checkpoint,
+    Refusal,
+    decode_slot,
+    encode_checkpoint,
+    slot_seq,
+)
+from tilewatch.streams.errors import StreamError
+
+__all__ = ["ChangelogStore", "Covered"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Covered:
+    """The offsets a partition's last written or restored checkpoint covers (None: unknown)."""
+
+    #: Next offset of the source partition the checkpointed state is complete up to.
+    offset: int | None = None
+    #: Next offset of the co-partitioned outcomes partition, for labels read from a topic.
+    label_offset: int | None = None
+
+
+@dataclass
+class _Slots:
+    """What this replica knows of a partition's slots: where to write next, what is covered."""
+
+    next_slot: str = "a"
+    next_seq: int = 0
+    covered: Covered = Covered()
+
+
+@dataclass
+class ChangelogStore:
+    """Reads and writes partition checkpoints on the changelog topic.
+
+    Parameters
+    ----------
+    topic
+        The compacted changelog topic.
+    fingerprint
+        :func:`~tilewatch.streams.changelog.codec.settings_fingerprint` of the running config.
+    producer_factory, consumer_factory
+        Build kafka-python clients (``consumer_factory`` must not join a group).
+    on_refusal
+        Called with each refused slot's reason (the runtime counts them).
+    """
+
+    topic: str
+    fingerprint: dict[str, Any]
+    producer_factory: Callable[[], Any]
+    consumer_factory: Callable[[], Any]
+    on_refusal: Callable[[str], None]
+    timeout_seconds: float = 60.0
+    _producer: Any = None
+    _slots: dict[PartitionKey, _Slots] = field(default_factory=dict)
+    _partitions: int | None = None
+
+    def _changelog_partitions(self) -> int:
+        if self._partitions is None:
+            parts = self._get_producer().partitions_for(self.topic)
+            if not parts:
+                raise StreamError(f"changelog topic {self.topic!r} has no partitions")
+            self._partitions = len(parts)
+        return self._partitions
+
+    def _get_producer(self) -> Any:
+        if self._producer is None:
+            self._producer = self.producer_factory()
+        return self._producer
+
+    def partition_of(self, source: PartitionKey) -> int:
+        """The changelog partition holding a source partition's checkpoints."""
+        return source[1] % self._changelog_partitions()
+
+    def checkpointed(self, source: PartitionKey) -> Covered:
+        """What the last checkpoint written or restored for ``source`` covers."""
+        slots = self._slots.get(source)
+        return Covered() if slots is None else slots.covered
+
+    def next_slot(self, source: PartitionKey) -> tuple[str, int]:
+        """The slot and sequence number the next checkpoint of ``source`` is written with."""
+        slots = self._slots.get(source) or _Slots()
+        return slots.next_slot, slots.next_seq
+
+    def write(self, states: Mapping[PartitionKey, dict[str, Any]]) -> int:
+        """Write one checkpoint per partition and wait until all are acknowledged.
+
+        Returns the bytes written. Raises StreamError (after counting ``write_failed``) if any
+        record is not acknowledged within the timeout; the slots then stay as they were, so the
+        next attempt writes the same slot again.
+        """
+        from kafka.errors import KafkaError
+
+        producer = self._get_producer()
+        futures = []
+        written = 0
+        plans: dict[PartitionKey, _Slots] = {}
+        try:
+            for source, state in states.items():
+                slots = self._slots.setdefault(source, _Slots())
+                records = encode_checkpoint(
+                    source, slots.next_slot, slots.next_seq, state, self.fingerprint
+                )
+                partition = self.partition_of(source)
+                for key, value in records:
+                    futures.append(
+                        producer.send(self.topic, key=key, value=value, partition=partition)
+                    )
+                    written += len(key) + len(value)
+                plans[source] = slots
+            producer.flush(timeout=self.timeout_seconds)
+            for future in futures:
+                future.get(timeout=0)
+        except (KafkaError, StreamError) as exc:
+            self.on_refusal("write_failed")
+            raise StreamError(f"cannot write checkpoints to {self.topic!r}: {exc}") from exc
+        for source, slots in plans.items():
+            state = states[source]
+            labels = state.get("labels")
+            slots.covered = Covered(
+                offset=state.get("offset"),
+                # A checkpoint without labels leaves the outcomes offset where it was.
+                label_offset=slots.covered.label_offset if labels is None else labels["offset"],
+            )
+            slots.next_slot = "b" if slots.next_slot == "a" else "a"
+            slots.next_seq += 1
+        return written
+
+    def restored(self, source: PartitionKey, covered: Covered) -> None:
+        """Record what the checkpoint of ``source`` that the runtime restored covers."""
+        self._slots.setdefault(source, _Slots()).covered = covered
+
+    def forget(self, source: PartitionKey) -> None:
+        """Drop what is known of a partition's slots (it was revoked)."""
+        self._slots.pop(source, None)
+
+    def read(self, sources: Iterable[PartitionKey]) -> dict[PartitionKey, list[Checkpoint]]:
+        """Valid checkpoints of each source partition, newest first (refusals are counted).
+
+        Reads each needed changelog partition from the beginning up to its high watermark.
+        """
+        from kafka.structs import TopicPartition
+
+        wanted = list(sources)
+        if not wanted:
+            return {}
+        prefixes = {f"{s[0]}/{s[1]}/".encode(): s for s in wanted}
+        tps = sorted({TopicPartition(self.topic, self.partition_of(s)) for s in wanted})
+        latest: dict[bytes, bytes | None] = {}
+        consumer = self.consumer_factory()
+        try:
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + self.timeout_seconds
+            while True:
+                for records in consumer.poll(timeout_ms=200).values():
+                    for rec in records:
+                        if rec.key is not None and any(rec.key.startswith(p) for p in prefixes):
+                            latest[rec.key] = rec.value
+                done = all(
+                    (hw := consumer.highwater(tp)) is not None and consumer.position(tp) >= hw
+                    for tp in tps
+                )
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    raise StreamError(
+                        f"restoring from {self.topic!r} did not reach the end of "
+                        f"{[tp.partition for tp in tps]} within {self.timeout_seconds:.0f} s"
+                    )
+        finally:
+            consumer.close()
+        out: dict[PartitionKey, list[Checkpoint]] = {}
+        for source in wanted:
+            found: list[Checkpoint] = []
+            seqs = [-1]
+            for slot in ("a", "b"):
+                result = decode_slot(source, slot, latest, self.fingerprint)
+                if isinstance(result, Refusal):
+                    self.refuse(result)
+                    seqs.append(slot_seq(source, slot, latest))
+                elif result is not None:
+                    found.append(result)
+                    seqs.append(result.seq)
+            found.sort(key=lambda c: c.seq, reverse=True)
+            out[source] = found
+            # Write next into the slot that does not hold the newest valid checkpoint, with a
+            # sequence number above every one seen, so a later restore prefers it.
+            newest = found[0].slot if found else "b"
+            self._slots[source] = _Slots(
+                next_slot="b" if newest == "a" else "a", next_seq=max(seqs) + 1
+            )
+        return out
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Count and log a refused slot."""
+        log.error(
+            "refused checkpoint %s/%d slot %s (%s): %s",
+            refusal.source[0],
+            refusal.source[1],
+            refusal.slot,
+            refusal.reason,
+            refusal.detail,
+        )
+        self.on_refusal(refusal.reason)
+
+    def close(self) -> None:
+        """Close the producer."""
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None

@@ -1,0 +1,158 @@
+"""Checkpoint and commit, in one order, in one place.
+
+:meth:`Committer.commit` is the only way offsets reach the group, and it always does, in order:
+
+1. flush the dead-letter producer (every rejected record of the batches being committed is in
+   the dead-letter topic, or counted as a failure and logged);
+2. with checkpoints on: copy, under the state's lock, each owned partition that moved since
+   its last checkpoint (plain data and the offsets it covers);
+3. write those checkpoints to the changelog and wait for the acknowledgements (a failed write
+   is logged and retried at the next round; offsets then stay where the last checkpoint was);
+4. commit exactly the offsets the durable state covers: each partition's last checkpointed
+   offset (and its outcomes partition's), or without checkpoints the offsets the state has
+   processed. Pending partitions (not yet restored) are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestUpdate
+from tilewatch.streams.changelog.store import ChangelogStore
+from tilewatch.streams.clients import ConsumerLike
+from tilewatch.streams.deadletter import DeadLetterSink
+from tilewatch.streams.errors import StreamError
+from tilewatch.streams.summary import RunSummary
+from tilewatch.streams.topics import Routing
+
+__all__ = ["Committer"]
+
+log = logging.getLogger(__name__)
+
+
+class Committer:
+    """Checkpoints partition state and commits the offsets it covers (see the module).
+
+    Parameters
+    ----------
+    state, routing
+        The replica state, and which outcomes partition belongs to which predictions one.
+    dead_letters
+        Flushed first.
+    changelog
+        Where checkpoints go (None: checkpoints are off).
+    pending
+        Partitions waiting for their restore (a read-only view of the assignments' set).
+    summary
+        The run's summary; ``committed`` is read (to skip unchanged offsets) and updated.
+    interval_seconds
+        How often :meth:`due` asks for a round.
+    """
+
+    def __init__(
+        self,
+        state: ReplicaState,
+        routing: Routing,
+        dead_letters: DeadLetterSink,
+        changelog: ChangelogStore | None,
+        pending: AbstractSet[PartitionKey],
+        summary: RunSummary,
+        interval_seconds: float,
+    ) -> None:
+        self.state = state
+        self.routing = routing
+        self.dead_letters = dead_letters
+        self.changelog = changelog
+        self.pending = pending
+        self.summary = summary
+        self.interval_seconds = interval_seconds
+        # With checkpoints the first round waits a whole interval; without, the first poll
+        # commits.
+        self._last = time.monotonic() if changelog is not None else 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether ``interval_seconds`` have passed since the last round (monotonic time)."""
+        return now - self._last >= self.interval_seconds
+
+    def commit(self, consumer: ConsumerLike | None) -> None:
+        """One round: flush dead letters, checkpoint what moved, commit what is durable."""
+        self._last = time.monotonic()
+        self.dead_letters.flush()
+        if self.changelog is not None:
+            self._checkpoint(self.changelog)
+        if consumer is not None:
+            self._commit_offsets(consumer)
+
+    def _checkpoint(self, changelog: ChangelogStore) -> None:
+        """Steps 2 and 3: snapshot the partitions that moved, write them, wait for the acks."""
+        with self.state.lock:
+            states: dict[PartitionKey, dict[str, Any]] = {}
+            for key, part in self.state.partitions.items():
+                if key in self.pending:
+                    continue
+                labels = part.labels
+                # Labels read before any prediction count too: their offset must survive.
+                if part.offset is None and not (labels is not None and labels.offset):
+                    continue
+                covered = changelog.checkpointed(key)
+                if part.offset != covered.offset or (
+                    labels is not None and labels.offset != covered.label_offset
+                ):
+                    states[key] = part.to_dict()
+        if not states:
+            return
+        try:
+            written = changelog.write(states)
+        except StreamError as exc:
+            log.error("%s; will retry, offsets stay uncommitted", exc)
+            return
+        self.state.count_ingest(
+            IngestUpdate(
+                checkpoints_written=len(states),
+                checkpoint_last_bytes=written,
+                checkpoint_last_time=time.time(),
+            )
+        )
+
+    def _commit_offsets(self, consumer: ConsumerLike) -> None:
+        """Step 4: commit the offsets the durable state covers, where they moved."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        changelog, pending = self.changelog, self.pending
+        with self.state.lock:
+            self.state.count_ingest(IngestUpdate(dead_lettered=self.dead_letters.sent))
+            parts = self.state.partitions
+            durable: dict[PartitionKey, int | None] = {
+                key: changelog.checkpointed(key).offset if changelog is not None else part.offset
+                for key, part in parts.items()
+                if key not in pending
+            }
+            if self.routing.outcomes is not None:
+                for key, part in parts.items():
+                    label_key = self.routing.outcomes_of(key)
+                    if key in pending or label_key in pending:
+                        continue
+                    if changelog is not None:
+                        durable[label_key] = changelog.checkpointed(key).label_offset
+                    else:
+                        durable[label_key] = None if part.labels is None else part.labels.offset
+        committed = self.summary.committed
+        offsets = {
+            TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
+            for (t, p), off in durable.items()
+            if off is not None and off != committed.get((t, p))
+        }
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("offset commit failed (will retry): %s", exc)
+            return
+        for tp, om in offsets.items():
+            committed[(tp.topic, tp.partition)] = om.offset
