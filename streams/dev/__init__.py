@@ -1,4 +1,7 @@
 """Development helpers: the embedded broker, synthetic traffic and the demo producer.
 
-Not used by ``tilewatch run``. May import: ``tilewatch.streams``.
+``broker`` (the embedded Kafka-protocol broker), ``traffic`` (the seeded traffic generator and
+its spec; ``population`` draws each cell's parameters and features, ``columns`` holds a
+generated batch and its deliberately invalid records) and ``producer`` (sends traffic to a
+topic). Not used by ``tilewatch run``. May import: ``tilewatch.streams``.
 """

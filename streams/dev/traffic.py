@@ -19,17 +19,22 @@ Once the event time passes ``start_time + degrade_after_seconds``, the ``degrade
 ``invalid_share`` replaces that share of the encoded records by deliberately bad ones (not JSON,
 a JSON array, a score out of range, a ``"NaN"`` string score, no ``model``), so a demo exercises
 the dead-letter path.
+
+The cells' parameters and feature draws are in ``population``, a generated batch's columns and
+the bad records in ``columns``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
+
+from tilewatch.streams.dev.columns import INVALID_KINDS, Columns
+from tilewatch.streams.dev.population import cell_params, draw_features
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -37,7 +42,6 @@ __all__ = [
     "DEFAULT_SEGMENTS",
     "DEGRADE_LATENCY_FACTOR",
     "DEGRADE_SCORE_SHIFT",
-    "INVALID_KINDS",
     "TrafficGenerator",
     "TrafficSpec",
 ]
@@ -72,19 +76,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 DEGRADE_SCORE_SHIFT = 0.25
 #: Factor applied to the degraded cell's latency.
 DEGRADE_LATENCY_FACTOR = 3.0
-#: The kinds of bad records ``invalid_share`` produces, in the order their codes are drawn.
-INVALID_KINDS: tuple[str, ...] = (
-    "not_json",
-    "json_array",
-    "score_out_of_range",
-    "score_nan_string",
-    "missing_model",
-)
-
-_PLANS: tuple[str, ...] = ("free", "basic", "pro", "business")
-_CHANNELS: tuple[str, ...] = ("web", "mobile", "partner", "sales")
-_SPEND_DRIFT_FACTOR = 1.8
-_TICKETS_DRIFT = 3.0
 
 
 @dataclass(frozen=True)
@@ -144,118 +135,6 @@ class TrafficSpec:
             )
 
 
-@dataclass(frozen=True)
-class _CellParams:
-    """Per-cell parameters, one array entry per (model, segment, region) cell."""
-
-    weights: np.ndarray
-    beta_a: np.ndarray
-    beta_b: np.ndarray
-    base_mean: np.ndarray
-    tenure_scale: np.ndarray
-    spend_mu: np.ndarray
-    tickets_lam: np.ndarray
-    plan_cdf: np.ndarray
-    channel_cdf: np.ndarray
-    latency_mu: np.ndarray
-
-
-def _cell_params(spec: TrafficSpec, n_cells: int) -> _CellParams:
-    # A separate stream from the per-event one, so cell parameters depend only on the seed.
-    rng = np.random.default_rng([spec.seed, 1])
-    weights = rng.lognormal(0.0, 0.9, n_cells)
-    mean = rng.uniform(0.12, 0.55, n_cells)
-    concentration = rng.uniform(6.0, 14.0, n_cells)
-    plan_p = rng.dirichlet(np.full(len(_PLANS), 2.0), n_cells)
-    channel_p = rng.dirichlet(np.full(len(_CHANNELS), 2.0), n_cells)
-    return _CellParams(
-        weights=weights / weights.sum(),
-        beta_a=mean * concentration,
-        beta_b=(1.0 - mean) * concentration,
-        base_mean=mean,
-        tenure_scale=rng.uniform(6.0, 20.0, n_cells),
-        spend_mu=rng.uniform(3.0, 4.8, n_cells),
-        tickets_lam=rng.uniform(0.3, 2.5, n_cells),
-        plan_cdf=np.cumsum(plan_p, axis=1),
-        channel_cdf=np.cumsum(channel_p, axis=1),
-        latency_mu=np.log(rng.uniform(6.0, 25.0, n_cells)),
-    )
-
-
-@dataclass
-class _Columns:
-    """One generated batch, column by column (plain Python lists, ready to encode)."""
-
-    spec: TrafficSpec
-    cell: list[int]
-    cell_names: list[tuple[str, str, str]]
-    event_id: list[str]
-    timestamp: list[float]
-    score: list[float]
-    prediction: list[int]
-    label: list[int | None]
-    latency: list[float]
-    features: dict[str, list[Any]]
-    invalid: np.ndarray | None
-    invalid_kind: np.ndarray
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Yield the events as dicts, in order."""
-        version = self.spec.model_version
-        names = self.cell_names
-        feature_names = list(self.features)
-        feature_rows = zip(*self.features.values(), strict=True)
-        for c, eid, t, s, p, lab, lat, row in zip(
-            self.cell,
-            self.event_id,
-            self.timestamp,
-            self.score,
-            self.prediction,
-            self.label,
-            self.latency,
-            feature_rows,
-            strict=True,
-        ):
-            model, segment, region = names[c]
-            yield {
-                "event_id": eid,
-                "timestamp": t,
-                "model": model,
-                "model_version": version,
-                "segment": segment,
-                "region": region,
-                "score": s,
-                "prediction": p,
-                "label": lab,
-                "latency_ms": lat,
-                "features": dict(zip(feature_names, row, strict=True)),
-            }
-
-    def row(self, i: int) -> dict[str, Any]:
-        """The event at index ``i``."""
-        model, segment, region = self.cell_names[self.cell[i]]
-        return {
-            "event_id": self.event_id[i],
-            "timestamp": self.timestamp[i],
-            "model": model,
-            "model_version": self.spec.model_version,
-            "segment": segment,
-            "region": region,
-            "score": self.score[i],
-            "prediction": self.prediction[i],
-            "label": self.label[i],
-            "latency_ms": self.latency[i],
-            "features": {name: values[i] for name, values in self.features.items()},
-        }
-
-
-def _categorical(rng: np.random.Generator, cdf: np.ndarray, values: tuple[str, ...]) -> list[str]:
-    """Draw one category per row of ``cdf`` (rows are per-event cumulative probabilities)."""
-    u = rng.random((cdf.shape[0], 1))
-    idx = np.minimum((u >= cdf).sum(axis=1), len(values) - 1)
-    return [values[i] for i in idx.tolist()]
-
-
 class TrafficGenerator:
     """Seeded stream of synthetic prediction events, in event-time order.
 
@@ -291,7 +170,7 @@ class TrafficGenerator:
         self._rng = np.random.default_rng([spec.seed, 0])
         n_seg, n_reg = len(spec.segments), len(spec.regions)
         n_cells = len(spec.models) * n_seg * n_reg
-        self._cells = _cell_params(spec, n_cells)
+        self._cells = cell_params(spec.seed, n_cells)
         cell_ids = np.arange(n_cells)
         self._cell_model = cell_ids // (n_seg * n_reg)
         self._cell_segment = (cell_ids // n_reg) % n_seg
@@ -366,12 +245,7 @@ class TrafficGenerator:
     ) -> tuple[list[bytes], list[bytes]]:
         """Like :meth:`batch`, returning ``(keys, values)``; invalid records keep their cell key."""
         cols = self._generate(n, event_time, spread_seconds)
-        dumps = orjson.dumps
-        # Encode each dict as soon as it is built: keeping n dicts alive costs GC passes.
-        values = [dumps(e) for e in cols.rows()]
-        if cols.invalid is not None:
-            for i in np.flatnonzero(cols.invalid).tolist():
-                values[i] = _corrupt(cols.row(i), int(cols.invalid_kind[i]))
+        values, _valid = cols.encoded()
         keys = self._cell_keys
         return [keys[c] for c in cols.cell], values
 
@@ -406,14 +280,9 @@ class TrafficGenerator:
         cols = self._generate(n, event_time, spread_seconds)
         labels = cols.label
         cols.label = [None] * len(labels)
-        dumps = orjson.dumps
-        values = [dumps(e) for e in cols.rows()]
-        valid = [True] * len(values)
-        if cols.invalid is not None:
-            for i in np.flatnonzero(cols.invalid).tolist():
-                values[i] = _corrupt(cols.row(i), int(cols.invalid_kind[i]))
-                valid[i] = False
+        values, valid = cols.encoded()
         keys = [self._cell_keys[c] for c in cols.cell]
+        dumps = orjson.dumps
         outcomes = [
             (
                 keys[i],
@@ -430,7 +299,7 @@ class TrafficGenerator:
         ]
         return keys, values, outcomes
 
-    def _generate(self, n: int, event_time: float | None, spread_seconds: float) -> _Columns:
+    def _generate(self, n: int, event_time: float | None, spread_seconds: float) -> Columns:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if not spread_seconds > 0.0 or not math.isfinite(spread_seconds):
@@ -459,7 +328,7 @@ class TrafficGenerator:
         latency = rng.lognormal(cells.latency_mu[cell], 0.35)
         latency = np.round(latency * np.where(degraded, DEGRADE_LATENCY_FACTOR, 1.0), 2)
 
-        features = self._features(cell, degraded, n)
+        features = draw_features(rng, cells, spec.features, cell, degraded, n)
 
         # Always drawn, so the random stream is the same whatever invalid_share is.
         bad_u = rng.random(n)
@@ -468,8 +337,8 @@ class TrafficGenerator:
         seq0 = self._seq
         self._seq += n
         cell_list = cell.tolist()
-        return _Columns(
-            spec=spec,
+        return Columns(
+            model_version=spec.model_version,
             cell=cell_list,
             event_id=[
                 f"{self._cell_tag[c]}-{seq:09d}"
@@ -488,42 +357,3 @@ class TrafficGenerator:
             invalid=(bad_u < spec.invalid_share) if spec.invalid_share > 0.0 else None,
             invalid_kind=bad_kind,
         )
-
-    def _features(self, cell: np.ndarray, degraded: np.ndarray, n: int) -> dict[str, list[Any]]:
-        cells, rng = self._cells, self._rng
-        out: dict[str, list[Any]] = {}
-        for name in self.spec.features:
-            if name == "tenure_months":
-                values = np.round(rng.gamma(2.0, cells.tenure_scale[cell]), 1)
-                out[name] = values.tolist()
-            elif name == "plan":
-                out[name] = _categorical(rng, cells.plan_cdf[cell], _PLANS)
-            elif name == "monthly_spend":
-                spend = rng.lognormal(cells.spend_mu[cell], 0.5)
-                spend = spend * np.where(degraded, _SPEND_DRIFT_FACTOR, 1.0)
-                out[name] = np.round(spend, 2).tolist()
-            elif name == "tickets_30d":
-                lam = cells.tickets_lam[cell] + _TICKETS_DRIFT * degraded
-                out[name] = rng.poisson(lam).tolist()
-            elif name == "channel":
-                out[name] = _categorical(rng, cells.channel_cdf[cell], _CHANNELS)
-            else:
-                out[name] = np.round(rng.standard_normal(n), 4).tolist()
-        return out
-
-
-def _corrupt(event: dict[str, Any], kind: int) -> bytes:
-    """Encode ``event`` as a record of invalid kind ``INVALID_KINDS[kind]``."""
-    name = INVALID_KINDS[kind]
-    if name == "not_json":
-        return b"{not json: " + str(event["event_id"]).encode() + b"'"
-    if name == "json_array":
-        return orjson.dumps([event["event_id"], event["score"]])
-    bad = dict(event)
-    if name == "score_out_of_range":
-        bad["score"] = 1.5 if event["score"] >= 0.5 else -0.25
-    elif name == "score_nan_string":
-        bad["score"] = "NaN"
-    else:  # missing_model
-        del bad["model"]
-    return orjson.dumps(bad)

@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 import pytest
 
+from tilewatch.streams.dev.columns import INVALID_KINDS
 from tilewatch.streams.dev.traffic import (
     DEFAULT_REGIONS,
     DEFAULT_SEGMENTS,
-    INVALID_KINDS,
     TrafficGenerator,
     TrafficSpec,
 )
