@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from tilewatch.streams.clients import ConsumerLike, kafka_client_config
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
-from tilewatch.streams.decoding.events import DecodedBatch, EventDecoder
-from tilewatch.streams.decoding.labels import LabelBatch, LabelDecoder
+from tilewatch.streams.decoding.outcomes import LabelBatch, LabelDecoder
+from tilewatch.streams.decoding.predictions import DecodedBatch, EventDecoder
 from tilewatch.streams.decoding.record import REASONS, RecordLike, Rejected
 from tilewatch.streams.errors import DecodeError, StreamError
 from tilewatch.streams.loop import Monitor

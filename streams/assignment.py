@@ -27,7 +27,7 @@ from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate
-from tilewatch.streams.changelog.codec import Refusal
+from tilewatch.streams.changelog.records import Refusal
 from tilewatch.streams.changelog.store import ChangelogStore, Covered
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.summary import RunSummary

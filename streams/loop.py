@@ -43,7 +43,7 @@ import numpy as np
 from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate
 from tilewatch.streams.assignment import Assignments
-from tilewatch.streams.changelog.codec import settings_fingerprint
+from tilewatch.streams.changelog.records import settings_fingerprint
 from tilewatch.streams.changelog.store import ChangelogStore
 from tilewatch.streams.clients import (
     ConsumerLike,
@@ -54,8 +54,8 @@ from tilewatch.streams.clients import (
 )
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
-from tilewatch.streams.decoding.events import EventDecoder
-from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.decoding.outcomes import LabelDecoder
+from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.pacing import Pacer

@@ -1,8 +1,8 @@
 """The merged performance view of a replica: what a snapshot exports about labels.
 
 Each model reports the performance of its latest *final* window (no label can change it any more:
-see :mod:`tilewatch.aggregators.labels.state`), merged over the partitions that hold it, exactly as
-the score statistics report the latest closed window. The label-free estimate is reported for the
+see :mod:`tilewatch.aggregators.labels.label_state`), merged over the partitions that hold it,
+exactly as the score statistics report the latest closed window. The label-free estimate is reported for the
 model's latest *closed* window (the same window as the score statistics), because it needs no
 labels. Fairness gaps are computed on the performance window.
 """
@@ -19,9 +19,9 @@ from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, resize
 from tilewatch.aggregators.cells.windows import models_in, reporting
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.join_codec import COUNTERS
+from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings, Task
-from tilewatch.aggregators.labels.state import PartitionLabels
 from tilewatch.aggregators.labels.sums import PerfAcc
 
 __all__ = ["LabelCopy", "PerformanceView", "copy_labels", "performance_view"]

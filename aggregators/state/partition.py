@@ -25,7 +25,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.labels.state import PartitionLabels
+from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc

@@ -12,7 +12,7 @@ as plain JSON data, cells named by key (never by index)::
 
 :func:`parse_partition` checks all of it (every type, range and cell key) before anything is
 built, so ``PartitionState.from_dict`` cannot fail half-way and bad data never creates cells.
-The label side is checked by :mod:`tilewatch.aggregators.labels.state_codec`.
+The label side is checked by :mod:`tilewatch.aggregators.labels.label_state_codec`.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.labels.state import PartitionLabels
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
 from tilewatch.aggregators.state.merge import (
     PartCopy,

@@ -16,7 +16,7 @@ CLI and config modules.
 from __future__ import annotations
 
 from tilewatch.exporters.alerting.alertmanager import render_alertmanager
-from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.definitions import alert_rules
 from tilewatch.exporters.alerting.model import Alert, Probe, ProbeSeries, RecordingRule
 from tilewatch.exporters.alerting.recording_rules import recording_rules
 from tilewatch.exporters.alerting.rule_file import render_rules

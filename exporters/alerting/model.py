@@ -1,6 +1,6 @@
 """The records alerting is written with: an alert with its test probe, and a recording rule.
 
-The alerting rules themselves are in :mod:`tilewatch.exporters.alerting.alerts` and the
+The alerting rules themselves are in :mod:`tilewatch.exporters.alerting.definitions` and the
 recording rules in :mod:`tilewatch.exporters.alerting.recording_rules`;
 :mod:`tilewatch.exporters.alerting.rule_file` writes both as one Prometheus rule file,
 :mod:`tilewatch.exporters.alerting.rule_tests` its promtool unit tests,

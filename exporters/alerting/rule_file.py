@@ -2,7 +2,7 @@
 
 :func:`render_rules` writes the recording rules of
 :mod:`tilewatch.exporters.alerting.recording_rules` and the alerts of
-:mod:`tilewatch.exporters.alerting.alerts` as ``deploy/prometheus/rules/tilewatch.rules.yml``
+:mod:`tilewatch.exporters.alerting.definitions` as ``deploy/prometheus/rules/tilewatch.rules.yml``
 (group ``tilewatch.recording``, then group ``tilewatch.alerts``); the same config gives the same
 bytes. Its unit tests are written by :mod:`tilewatch.exporters.alerting.rule_tests`.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.definitions import alert_rules
 from tilewatch.exporters.alerting.model import Alert
 from tilewatch.exporters.alerting.promql import prom_duration
 from tilewatch.exporters.alerting.recording_rules import recording_rules

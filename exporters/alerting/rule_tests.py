@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.definitions import alert_rules
 from tilewatch.exporters.alerting.model import Alert, Probe
 from tilewatch.exporters.alerting.promql import prom_duration, render_driver
 from tilewatch.exporters.alerting.rule_file import HEADER, LABEL_REF

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from tilewatch.exporters.alerting.alertmanager import RECEIVERS
-from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.definitions import alert_rules
 from tilewatch.exporters.alerting.model import Alert
 from tilewatch.exporters.alerting.promql import prom_duration
 from tilewatch.exporters.generator_inputs import GeneratorInputs

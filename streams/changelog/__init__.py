@@ -8,7 +8,7 @@ May import: ``tilewatch.streams.errors``, ``tilewatch.aggregators``.
 
 from __future__ import annotations
 
-from tilewatch.streams.changelog.codec import (
+from tilewatch.streams.changelog.records import (
     CHUNK_BYTES,
     FORMAT,
     MAX_STATE_BYTES,

@@ -5,7 +5,7 @@ slot that was *not* restored or written last. Log compaction keeps the latest ch
 slot, so a crash halfway through writing one slot leaves the other slot whole. Restoring reads
 the changelog partition to its high watermark (taken from fetch responses, never from
 ``end_offsets()``, which some brokers answer too low), checks both slots
-(:func:`~tilewatch.streams.changelog.codec.decode_slot`), and takes the valid one with the
+(:func:`~tilewatch.streams.changelog.records.decode_slot`), and takes the valid one with the
 higher sequence number. Refused slots are counted and logged.
 
 The store also remembers, per source partition, which offsets its last written or restored
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tilewatch.aggregators.state.replica import PartitionKey
-from tilewatch.streams.changelog.codec import (
+from tilewatch.streams.changelog.records import (
     Checkpoint,
     Refusal,
     decode_slot,
@@ -63,7 +63,7 @@ class ChangelogStore:
     topic
         The compacted changelog topic.
     fingerprint
-        :func:`~tilewatch.streams.changelog.codec.settings_fingerprint` of the running config.
+        :func:`~tilewatch.streams.changelog.records.settings_fingerprint` of the running config.
     producer_factory, consumer_factory
         Build kafka-python clients (``consumer_factory`` must not join a group).
     on_refusal

@@ -68,8 +68,8 @@ from tilewatch.aggregators.cells.settings import CellSettings  # noqa: E402
 from tilewatch.aggregators.labels.join import JoinSettings, LabelJoin  # noqa: E402
 from tilewatch.aggregators.labels.settings import LabelSettings  # noqa: E402
 from tilewatch.aggregators.state.replica import ReplicaState  # noqa: E402
-from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
-from tilewatch.streams.decoding.labels import LabelDecoder  # noqa: E402
+from tilewatch.streams.decoding.outcomes import LabelDecoder  # noqa: E402
+from tilewatch.streams.decoding.predictions import EventDecoder  # noqa: E402
 from tilewatch.streams.dev.traffic import TrafficGenerator  # noqa: E402
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic  # noqa: E402
 

@@ -94,7 +94,7 @@ from tilewatch.aggregators.drift.reference import (  # noqa: E402
     build_model_baseline,
 )
 from tilewatch.aggregators.state.replica import ReplicaState  # noqa: E402
-from tilewatch.streams.decoding.events import EventDecoder  # noqa: E402
+from tilewatch.streams.decoding.predictions import EventDecoder  # noqa: E402
 from tilewatch.streams.dev.traffic import TrafficGenerator, TrafficSpec  # noqa: E402
 from tilewatch.streams.settings import EventFields, KafkaSettings  # noqa: E402
 

@@ -5,8 +5,8 @@ truncated JSON, JSON arrays / strings / numbers / literals, objects with wrong f
 strings and bare NaN tokens, huge numbers, nesting 2 000 levels deep, tombstones and empty values, 2
 MB values, random and invalid UTF-8, valid JSON missing required fields) go to a ``tilewatch run``.
 The expected verdict of every record is computed offline with the same
-:class:`~tilewatch.streams.decoding.events.EventDecoder` on the same bytes, so the test checks the
-pipeline (Kafka, runtime, dead-letter sink, counters) rather than re-deriving the decoder's rules.
+:class:`~tilewatch.streams.decoding.predictions.EventDecoder` on the same bytes, so the test checks
+the pipeline (Kafka, runtime, dead-letter sink, counters) rather than re-deriving the decoder's rules.
 Then:
 
 - the process is alive after reading everything and exits 0 on SIGTERM;
@@ -38,7 +38,7 @@ from tests.e2e.support.process import TilewatchProcess, parse_summary
 from tests.e2e.support.scrape import series, value
 from tests.helpers import consume_all
 from tilewatch.config import load_config
-from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.settings import EventFields

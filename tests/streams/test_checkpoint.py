@@ -148,7 +148,7 @@ def test_payload_that_is_not_compressed_json_is_corrupt() -> None:
 
 
 def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tilewatch.streams.changelog.codec as codec
+    import tilewatch.streams.changelog.records as codec
 
     monkeypatch.setattr(codec, "MAX_STATE_BYTES", 1000)
     bomb = zlib.compress(b"[" + b"0," * 100_000 + b"0]")

@@ -1,6 +1,6 @@
 """PartitionLabels inside a partition: the grace rule, inline labels, retention, checkpoints.
 
-The rule under test (``aggregators/labels/state.py``): a label is credited to its prediction's
+The rule under test (``aggregators/labels/label_state.py``): a label is credited to its prediction's
 cell and window when its time is before the window's end plus the label grace and the window
 is not final yet; otherwise it counts in the cumulative counters and in ``late`` only. A window
 is final once closed and the label clock (the largest label time read; inline: the watermark)
@@ -20,8 +20,8 @@ import pytest
 
 from tilewatch.aggregators import ALL, CellRegistry, CellSettings, PartitionState, StateError
 from tilewatch.aggregators.labels.join import JoinSettings
+from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels, label_values
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
-from tilewatch.aggregators.labels.state import RETAIN_FINAL, PartitionLabels, label_values
 
 SIZE = 10.0
 CELL_GRACE = 3.0

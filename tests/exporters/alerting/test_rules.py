@@ -17,7 +17,7 @@ import yaml
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.config import load_config
 from tilewatch.exporters.alerting.alertmanager import RECEIVERS, render_alertmanager
-from tilewatch.exporters.alerting.alerts import alert_rules
+from tilewatch.exporters.alerting.definitions import alert_rules
 from tilewatch.exporters.alerting.model import Alert
 from tilewatch.exporters.alerting.recording_rules import recording_rules
 from tilewatch.exporters.alerting.rule_file import render_rules

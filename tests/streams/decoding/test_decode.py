@@ -1,5 +1,5 @@
-"""Tests of tilewatch.streams.decoding.events: reason codes, timestamps, scores, dimensions, dotted
-paths, and the fast path agreeing with the full checker."""
+"""Tests of tilewatch.streams.decoding.predictions: reason codes, timestamps, scores, dimensions,
+dotted paths, and the fast path agreeing with the full checker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tilewatch.aggregators.cells.settings import UNKNOWN
-from tilewatch.streams.decoding.events import DecodedBatch, EventDecoder
+from tilewatch.streams.decoding.predictions import DecodedBatch, EventDecoder
 from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import EventFields

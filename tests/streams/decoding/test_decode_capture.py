@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.settings import EventFields
 
 T = 1767225600.0

@@ -1,4 +1,4 @@
-"""Property tests of tilewatch.streams.decoding.events: whatever a producer sends, decode never
+"""Property tests of tilewatch.streams.decoding.predictions: whatever a producer sends, decode never
 raises and every accepted event satisfies the schema."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tilewatch.streams.decoding.events import EventDecoder
+from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.settings import EventFields
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.settings import LabelTopic
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilewatch.aggregators.labels.state import label_values
-from tilewatch.streams.decoding.labels import LabelDecoder
+from tilewatch.aggregators.labels.label_state import label_values
+from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.record import MAX_DETAIL, Rejected
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import LabelTopic

@@ -1,6 +1,6 @@
 """The checkpoint of a partition's label side: its plain-data form and its complete validation.
 
-:func:`labels_to_dict` writes a :class:`~tilewatch.aggregators.labels.state.PartitionLabels`
+:func:`labels_to_dict` writes a :class:`~tilewatch.aggregators.labels.label_state.PartitionLabels`
 as plain JSON data, cells named by key::
 
     {"offset": 310, "late": 2, "label_clock": 95.0, "invalid": {"bad_label": 1},
@@ -31,7 +31,7 @@ from tilewatch.aggregators.labels.sums_codec import ParsedRows, parse_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
 
 if TYPE_CHECKING:
-    from tilewatch.aggregators.labels.state import PartitionLabels
+    from tilewatch.aggregators.labels.label_state import PartitionLabels
 
 __all__ = ["ParsedLabels", "labels_to_dict", "parse_labels"]
 

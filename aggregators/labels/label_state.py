@@ -24,8 +24,8 @@ from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
 from tilewatch.aggregators.labels.error_detectors import ErrorDetectors
 from tilewatch.aggregators.labels.join import Joined, LabelJoin
+from tilewatch.aggregators.labels.label_state_codec import labels_to_dict, parse_labels
 from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.labels.state_codec import labels_to_dict, parse_labels
 from tilewatch.aggregators.labels.sums import PerfAcc, correct_probability
 
 __all__ = ["RETAIN_FINAL", "PartitionLabels", "label_values"]
@@ -328,7 +328,7 @@ class PartitionLabels:
 
     def to_dict(self, keys: list[tuple[str, ...]]) -> dict[str, Any]:
         """Plain JSON data for a checkpoint; cells by key
-        (:func:`~tilewatch.aggregators.labels.state_codec.labels_to_dict`)."""
+        (:func:`~tilewatch.aggregators.labels.label_state_codec.labels_to_dict`)."""
         return labels_to_dict(self, keys)
 
     @classmethod
@@ -341,7 +341,7 @@ class PartitionLabels:
         data: Any,
     ) -> PartitionLabels:
         """Rebuild from :meth:`to_dict`; checks everything
-        (:func:`~tilewatch.aggregators.labels.state_codec.parse_labels`) before touching
+        (:func:`~tilewatch.aggregators.labels.label_state_codec.parse_labels`) before touching
         ``registry``."""
         parsed = parse_labels(data, settings, registry.ndims + 1)
         out = cls(settings, registry, window_seconds, thresholds)
