@@ -6,8 +6,8 @@ strings and bare NaN tokens, huge numbers, nesting 2 000 levels deep, tombstones
 MB values, random and invalid UTF-8, valid JSON missing required fields) go to a ``tilewatch run``.
 The expected verdict of every record is computed offline with the same
 :class:`~tilewatch.streams.decoding.predictions.EventDecoder` on the same bytes, so the test checks
-the pipeline (Kafka, runtime, dead-letter sink, counters) rather than re-deriving the decoder's rules.
-Then:
+the pipeline (Kafka, runtime, dead-letter sink, counters) rather than re-deriving the decoder's
+rules. Then:
 
 - the process is alive after reading everything and exits 0 on SIGTERM;
 - ``tilewatch_read_events_total`` == 100 000 == valid (sum of leaf ``events_total``) + late +
