@@ -4,7 +4,8 @@ Each model reports the performance of its latest *final* window (no label can ch
 see :mod:`tilewatch.aggregators.labels.label_state`), merged over the partitions that hold it,
 exactly as the score statistics report the latest closed window. The label-free estimate is reported
 for the model's latest *closed* window (the same window as the score statistics), because it needs
-no labels. Fairness gaps are computed on the performance window. """
+no labels. Fairness gaps are computed on the performance window.
+"""
 
 from __future__ import annotations
 
