@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.labels.view import PerformanceView
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 
 __all__ = ["STATISTICS", "TerminalStatistic", "render_heatmap"]
 

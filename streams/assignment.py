@@ -25,8 +25,8 @@ from kafka import ConsumerRebalanceListener
 
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition import PartitionState
-from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
-from tilewatch.aggregators.state.snapshot import IngestUpdate
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.changelog.records import Refusal
 from tilewatch.streams.changelog.store import ChangelogStore, Covered
 from tilewatch.streams.clients import ConsumerLike

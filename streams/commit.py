@@ -20,8 +20,8 @@ import time
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
-from tilewatch.aggregators.state.snapshot import IngestUpdate
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.changelog.store import ChangelogStore
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.deadletter import DeadLetterSink

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
-from tilewatch.aggregators.state.snapshot import IngestUpdate
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.assignment import Assignments
 from tilewatch.streams.changelog.records import settings_fingerprint
 from tilewatch.streams.changelog.store import ChangelogStore

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-from tilewatch.aggregators.state.replica import PartitionKey, ReplicaState
-from tilewatch.aggregators.state.snapshot import IngestUpdate
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.topics import Routing
 

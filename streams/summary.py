@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tilewatch.aggregators.state.replica import PartitionKey
+from tilewatch.aggregators.state.snapshot import PartitionKey
 
 __all__ = ["RunSummary"]
 

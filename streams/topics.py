@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilewatch.aggregators.state.partition import PartitionState
-from tilewatch.aggregators.state.replica import PartitionKey
+from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.streams.clients import kafka_client_config
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings

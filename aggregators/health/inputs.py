@@ -18,7 +18,7 @@ from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_statistics
 from tilewatch.aggregators.health.evaluate import ModelGap
 from tilewatch.aggregators.health.settings import statistic_key
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.state.versions import current_versions
 from tilewatch.aggregators.stats.latency import percentile_label
 

@@ -43,7 +43,7 @@ from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, Part
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
 
-__all__ = ["IngestStats", "PartitionKey", "ReplicaState", "Snapshot"]
+__all__ = ["ReplicaState"]
 
 
 class ReplicaState:

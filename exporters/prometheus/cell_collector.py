@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
 from tilewatch.exporters.prometheus.cell_families import (
     cell_families,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 from prometheus_client.core import Metric
 
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.state.versions import current_versions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, percentile_label
 from tilewatch.exporters.prometheus.families import CellRows, family, table_family

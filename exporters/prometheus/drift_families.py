@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.families import CellRows, family, table_family
 
 __all__ = ["detection_families", "drift_families"]

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
 
 __all__ = ["CellRows", "Family", "describe", "family", "table_family"]

@@ -24,7 +24,7 @@ from tilewatch.aggregators.health.aging import STALENESS
 from tilewatch.aggregators.health.evaluate import Driver, HierarchyInputs, HierarchyResult, evaluate
 from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, version_first_seen
 from tilewatch.aggregators.health.settings import HierarchySettings
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
 from tilewatch.exporters.prometheus.families import (
     CellRows,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.families import family, table_family
 
 __all__ = ["ingest_families", "invalid_value_families"]

@@ -18,7 +18,7 @@ from prometheus_client.core import Metric
 
 from tilewatch.aggregators.labels.metrics import PerformanceStats
 from tilewatch.aggregators.labels.view import PerformanceView
-from tilewatch.aggregators.state.replica import Snapshot
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.families import CellRows, family, table_family
 
 __all__ = ["performance_families"]

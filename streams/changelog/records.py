@@ -25,7 +25,7 @@ import orjson
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.state.replica import PartitionKey
+from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.aggregators.stats.latency import LATENCY_BINS
 
 __all__ = [

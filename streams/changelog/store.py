@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilewatch.aggregators.state.replica import PartitionKey
+from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.streams.changelog.records import (
     Checkpoint,
     Refusal,

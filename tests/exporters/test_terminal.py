@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.cells.settings import ALL, CellSettings
-from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.terminal import STATISTICS, render_heatmap
 
 LABEL_WIDTH = 16

@@ -19,7 +19,8 @@ from tilewatch.aggregators.drift.reference import (
     build_model_baseline,
 )
 from tilewatch.aggregators.state.partition import PartitionState
-from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.stats.divergence import psi
 
 SIZE = 10.0

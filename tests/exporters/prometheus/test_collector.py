@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
-from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 

@@ -28,7 +28,8 @@ from tilewatch.aggregators.health.settings import (
     Indicator,
     parse_statistic,
 )
-from tilewatch.aggregators.state.replica import ReplicaState, Snapshot
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
