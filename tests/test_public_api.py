@@ -15,8 +15,12 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["aggregators", "streams", "exporters", "tilewatch"]
+from tests.test_architecture import MODULES
+
+#: Every package and module by installed name (``tilewatch.streams.decoding``), from the source
+#: folders: each is imported under that name only, never as a bare ``streams...`` copy.
+PACKAGES = sorted(m for m, path in MODULES.items() if path.name == "__init__.py")
+MODULES_WITH_FILES = sorted(m for m, path in MODULES.items() if path.name != "__init__.py")
 
 
 def _sort_key(name: str) -> tuple[int, list[tuple[int, int | str]]]:
@@ -63,12 +67,9 @@ def _literal_all(path: Path) -> list[str] | None:
 
 
 def _package(name: str) -> tuple[ModuleType, list[str]]:
-    init = ROOT / name / "__init__.py"
-    if not init.exists():
-        pytest.skip(f"{name}/__init__.py does not exist yet")
-    declared = _literal_all(init)
+    declared = _literal_all(MODULES[name])
     if declared is None:
-        pytest.skip(f"{name}/__init__.py does not define __all__ yet")
+        pytest.fail(f"{name} (its __init__.py) does not define __all__")
     return importlib.import_module(name), declared
 
 
@@ -98,25 +99,23 @@ def test_package_all_is_complete(name: str) -> None:
         for attr, obj in vars(module).items()
         if not attr.startswith("_")
         and (inspect.isclass(obj) or inspect.isfunction(obj))
-        and (getattr(obj, "__module__", "") or "").split(".")[0] == name
+        and (getattr(obj, "__module__", "") or "").startswith(name + ".")
     }
     absent = sorted(public - set(declared))
     assert not absent, f"public names of {name} missing from __all__: {absent}"
 
 
-def _module_files() -> list[str]:
-    out = []
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).glob("*.py")):
-            if path.name != "__init__.py":
-                out.append(f"{pkg}.{path.stem}")
-    return out
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_docstring_says_what_may_be_imported(name: str) -> None:
+    doc = importlib.import_module(name).__doc__ or ""
+    assert doc.strip(), f"{name} has no docstring"
+    if name != "tilewatch":
+        assert "may import" in doc.lower(), f"{name}: the docstring does not say what it may import"
 
 
-@pytest.mark.parametrize("modname", _module_files())
+@pytest.mark.parametrize("modname", MODULES_WITH_FILES)
 def test_module_all_sorted_and_resolves(modname: str) -> None:
-    pkg, stem = modname.split(".")
-    declared = _literal_all(ROOT / pkg / f"{stem}.py")
+    declared = _literal_all(MODULES[modname])
     if declared is None:
         pytest.skip(f"{modname} does not define __all__")
     assert declared == sorted(declared, key=_sort_key), f"{modname}.__all__ is not sorted"

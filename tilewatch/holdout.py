@@ -28,6 +28,7 @@ from tilewatch.aggregators.drift.reference import (
     ModelColumns,
 )
 from tilewatch.config import ConfigError
+from tilewatch.streams.decoding.record import dig
 from tilewatch.streams.settings import EventFields
 
 __all__ = [
@@ -83,14 +84,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _dig(obj: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def _flatten(obj: Mapping[str, Any], prefix: str, out: dict[str, object]) -> None:
     for key, value in obj.items():
         if isinstance(value, dict):
@@ -107,10 +100,10 @@ class _Rows:
         self.lo, self.hi = fields.score_min, fields.score_max
         self.prefix = fields.features + "."
 
-    def get(self, row: Mapping[str, Any], path: str, flat: bool) -> Any:
+    def get(self, row: dict[str, Any], path: str, flat: bool) -> Any:
         if flat and path in row:
             return row[path]
-        return _dig(row, path.split("."))
+        return dig(row, tuple(path.split(".")))
 
     def add(self, row: Any, flat: bool, data: InputData) -> None:
         f = self.fields

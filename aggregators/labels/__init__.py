@@ -5,3 +5,6 @@ fairness gaps, error-stream detectors.
 May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``),
 ``tilewatch.aggregators.stats`` and ``tilewatch.aggregators.cells`` (not ``drift``).
 """
+
+# The modules are the public API of this subpackage: import from them directly.
+__all__: list[str] = []

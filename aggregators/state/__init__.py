@@ -5,3 +5,6 @@ snapshot.
 May import: the basic modules (``tilewatch.aggregators.errors``, ``arrays``, ``codec``),
 ``stats``, ``cells``, ``drift`` and ``labels`` of ``tilewatch.aggregators`` (not ``health``).
 """
+
+# The modules are the public API of this subpackage: import from them directly.
+__all__: list[str] = []

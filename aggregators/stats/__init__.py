@@ -5,3 +5,6 @@ Benjamini-Hochberg), threshold choice, and the log of detector findings.
 May import: numpy, scipy, river; within tilewatch only the basic modules
 (``tilewatch.aggregators.errors``, ``arrays``, ``codec``).
 """
+
+# The modules are the public API of this subpackage: import from them directly.
+__all__: list[str] = []

@@ -5,3 +5,6 @@ object, field paths, timestamps); ``events`` and ``labels`` are the two decoders
 
 May import: ``tilewatch.streams.settings``, ``tilewatch.streams.errors``, ``tilewatch.aggregators``.
 """
+
+# The modules are the public API of this subpackage: import from them directly.
+__all__: list[str] = []

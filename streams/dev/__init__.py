@@ -5,3 +5,6 @@ its spec; ``population`` draws each cell's parameters and features, ``columns`` 
 generated batch and its deliberately invalid records) and ``producer`` (sends traffic to a
 topic). Not used by ``tilewatch run``. May import: ``tilewatch.streams``.
 """
+
+# The modules are the public API of this subpackage: import from them directly.
+__all__: list[str] = []
