@@ -4,8 +4,8 @@ A script, not a pytest test (the suite's fast, seeded checks are in
 ``tests/aggregators/test_homogeneity.py``). Every configuration draws ``--reps`` clean
 (reference, window) pairs from one distribution, so every rejection is a false flag, and prints:
 
-- ``homogeneity``: for :func:`homogeneity_pvalue`, the share of rows tested (not NaN), the mean
-  number of pooled groups and the rejection rates at alpha 0.05, 0.001 and 1e-4; for
+- ``homogeneity``: for :func:`homogeneity_pvalue`, the share of rows tested (not NaN) and the
+  rejection rates at alpha 0.05, 0.001 and 1e-4 (n_w = 5000: a quarter of the rows); for
   :func:`psi_effect`, the mean raw PSI (``divergence.psi``), the mean corrected PSI before
   clipping (its centring) and the mean and 99th percentile after clipping.
   Shares: ``uniform``; ``dirichlet``: fresh Dirichlet(0.5) shares for every row;
@@ -88,7 +88,7 @@ def _rates(pvalues: list[np.ndarray]) -> tuple[float, dict[float, float]]:
 def homogeneity_part(reps: int) -> None:
     print("## homogeneity_pvalue and psi_effect, clean data (every rejection is false)")
     print(
-        f"{'shares':9s} {'B':>2s} {'n_w':>5s} {'n_r':>6s} {'tested':>6s} {'groups':>6s}"
+        f"{'shares':9s} {'B':>2s} {'n_w':>5s} {'n_r':>6s} {'tested':>6s}"
         f" {'r@0.05':>7s} {'r@0.001':>8s} {'r@1e-4':>8s} | {'raw PSI':>8s}"
         f" {'corr mean':>9s} {'clip mean':>9s} {'clip p99':>8s}"
     )
@@ -100,7 +100,7 @@ def homogeneity_part(reps: int) -> None:
                 for n_r in N_R:
                     r_reps = reps if n_w <= 500 else max(reps // 4, 1)
                     total = "sum" if n_r is not None else None
-                    pvs, raws, signed, groups = [], [], [], []
+                    pvs, raws, signed = [], [], []
                     for ref, win in draws(rng, kind, bins, n_w, n_r, r_reps):
                         pvs.append(homogeneity_pvalue(ref, win, reference_total=total))
                         raws.append(psi(ref, win))
@@ -110,14 +110,13 @@ def homogeneity_part(reps: int) -> None:
                     eff = np.concatenate(signed)
                     eff = eff[~np.isnan(eff)]
                     clipped = np.maximum(eff, 0.0)
-                    del groups
                     name = f"{kind} B={bins} n_w={n_w} n_r={n_r or 'inf'}"
                     for a in ALPHAS:
                         if tested * r_reps >= 10_000 and rates[a] > worst[a][0]:
                             worst[a] = (rates[a], name)
                     print(
                         f"{kind:9s} {bins:2d} {n_w:5d} {n_r or 'inf':>6} {tested:6.2f}"
-                        f" {'':>6s} {rates[0.05]:7.4f} {rates[0.001]:8.5f} {rates[1e-4]:8.5f} |"
+                        f" {rates[0.05]:7.4f} {rates[0.001]:8.5f} {rates[1e-4]:8.5f} |"
                         f" {np.nanmean(raw):8.3f} {eff.mean():+9.4f} {clipped.mean():9.4f}"
                         f" {np.quantile(clipped, 0.99):8.3f}",
                         flush=True,
