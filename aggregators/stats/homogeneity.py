@@ -35,27 +35,42 @@ Choices, and why (the numbers come from ``tests/bench/calibration_study.py``)
       over 20 bins, ``n_r = 200``, ``n_w = 5000``: 9%).
 
     The statistic is Cressie and Read's power divergence with ``lambda_ = 2/3`` (their
-    recommendation for small expected counts): Pearson's X^2 (``lambda_ = 1``) over-rejects in
-    the far upper tail when one group is expected to hold about 5 events (Poisson skew: 0.0019
-    at alpha 0.001 and 0.0007 at 1e-4 for shares 0.001 / 0.999 and 5,000 events), where the
-    power divergence with 2/3 gives 0.0019 and 0.0002; elsewhere both are within simulation
-    error of nominal. Rows with exactly two pooled groups (df = 1, the worst case) use an
-    exact test instead: the binomial test against the reference share (infinite reference) or
+    recommendation for small expected counts). Pearson's X^2 (``lambda_ = 1``) over-rejects in
+    the far upper tail when one group is expected to hold about 5 events (Poisson skew): at
+    alpha 0.001 and 1e-4, 0.0018 and 0.0004 for shares (0.001, 0.4995, 0.4995) and 5,000 events,
+    0.0021 and 0.0004 for (0.005, 0.005, 0.01, 0.3, 0.68) and 1,000 events, where the power
+    divergence with 2/3 gives 0.0014 and 0.0002, 0.0013 and 0.0002; elsewhere both are within
+    simulation error of nominal. Rows with exactly two pooled groups (df = 1, the worst case:
+    Pearson gives 0.0019 and 0.0007 for shares 0.001 / 0.999 and 5,000 events) use an exact
+    test instead: the binomial test against the reference share (infinite reference) or
     Fisher's exact test (finite reference, counts rounded to integers), two-sided by doubling
-    the smaller tail. These are conservative through discreteness, never anti-conservative.
+    the smaller tail; conservative through discreteness, never anti-conservative.
+
+    Null calibration (``calibration_study.py``, 240 configurations: ``n_w`` in 20, 50, 130,
+    500, 5000; ``n_r`` in 200, 2000, 50000, inf; 2, 5, 10, 20 bins; uniform, Dirichlet(0.5) and
+    one-bin-at-0.001 shares; 100,000 clean rows each, 25,000 at ``n_w = 5000``): the largest
+    rejection rate is 0.056 at alpha 0.05, 0.0015 at 0.001 and 0.0003 at 1e-4 (tolerance: at
+    most 1.2 x alpha at 0.05 and 1.5 x alpha at 0.001, i.e. within about 3 standard errors of
+    nominal); two-group rows are conservative (0.02 to 0.045 at 0.05).
 :func:`psi_effect`
     The PSI of :func:`tilewatch.aggregators.stats.divergence.psi` (same ``eps`` smoothing) minus
     its expectation under "no change", computed bin by bin: the PSI is a sum of one term per
     bin, each a function of that bin's count, so its expectation is a sum of binomial
-    expectations. With many events in a bin (``n p >= 64``) a fourth-order Taylor expansion
-    with the binomial moments is used; below, the Poisson expectation (tabulated once on a log
-    grid of ``lambda = n p`` and ``c = n eps``, interpolated) times ``1 - p``, which matches the
-    exact binomial expectation within 2.5% per bin for ``n >= 20`` (within 5% at ``n = 20,
-    p = 0.25``). With a finite reference the reference's own sampling error adds the same kind
-    of term (the PSI is symmetric in its two arguments), both evaluated at the pooled shares.
-    This replaces the textbook ``(k - 1)(1/n_w + 1/n_r)``, which holds only when no bin is
-    sparse: with the ``eps`` smoothing an empty bin costs ``p ln(p / eps)``, so at 20 events over
-    20 bins the raw PSI averages 2.6, not 0.95.
+    expectations: up to 64 events, exact binomial sums (tabulated once per ``eps`` over a
+    dense grid of ``p``, interpolated: within 0.6%); above, while ``lambda = n p < 64``, the
+    Poisson expectation (tabulated on a log grid of ``lambda`` and ``c = n eps``) times
+    ``1 - p`` (within 1.2% of the exact binomial one); beyond, a Taylor expansion with the
+    binomial moments (within 0.02%). With a finite reference the reference's own sampling
+    error adds the same kind of term (the PSI is symmetric in its arguments, and the two
+    samples are independent, so the two terms add exactly), both evaluated at the pooled
+    shares. This replaces the textbook ``(k - 1)(1/n_w + 1/n_r)``, which holds only when no bin
+    is sparse: with the ``eps`` smoothing an empty bin costs ``p ln(p / eps)``, so at 20 events
+    over 20 bins the raw PSI averages 2.6, not 0.95. Measured on clean data (same study), the
+    mean corrected PSI is within 0.004 of 0 for ``n_w`` from 20 to 5000 against reference
+    shares or 50,000 reference events, within 0.015 with 2,000; with 200 reference events it is
+    up to +0.04 (``n_w >= 50``) and +0.10 at 20 events over 20 bins (raw 2.66): where both
+    samples are sparse, evaluating the expectation at estimated shares (Jensen) leaves part of
+    the bias.
 :func:`proportion_pvalue`
     One-sided Fisher's exact test (hypergeometric tail, summed term by term with numpy over
     the rows), or the exact binomial test against a known rate. Both are exact, conservative
@@ -63,10 +78,15 @@ Choices, and why (the numbers come from ``tests/bench/calibration_study.py``)
 :func:`calibration_pvalue`
     A Hosmer-Lemeshow-style test of "the scores are calibrated" from per-bin sums: score bins
     are pooled (adjacent, from the scores only) until each group's expected positives and
-    negatives are at least ``min_expected``; the statistic is
-    ``sum_g (positives_g - scores_g)^2 / V_g`` on ``df = groups`` (nothing is fitted), with
-    ``V_g = sum p (1 - p)`` when the sums of squared scores are given and the binomial bound
-    ``n_g pbar (1 - pbar) >= sum p (1 - p)`` (conservative) otherwise.
+    negatives are at least ``min_expected``; on ``df = groups`` (nothing is fitted). The
+    statistic is the power divergence (2/3, as above) of each group's positives and negatives
+    against their expectations, scaled by the binomial over the exact variance of the group's
+    positives, ``n_g pbar (1 - pbar) / sum p (1 - p)``, when the sums of squared scores are
+    given; with ``lambda_ = 1`` it is ``sum_g (positives_g - scores_g)^2 / V_g``. With rare
+    positives (scores ~ Beta(1, 20), 150 events) Pearson's form rejects 0.0017 at alpha
+    0.001, the power divergence 0.0012. Without the squares the binomial variance bounds the
+    exact one from above and the test is conservative, much so when scores spread within a bin
+    (Beta(0.5, 0.5) scores, 50 events: 0.007 at alpha 0.05).
 :func:`debiased_ece`
     The expected calibration error minus its expectation for calibrated scores: per bin,
     ``E|positives - n pbar|`` of a binomial (de Moivre's closed form). For scores that vary
@@ -79,8 +99,8 @@ Cost
 timing``, best of 5, load about 2.5): ``homogeneity_pvalue`` 17 ms, ``psi_effect`` 19 ms with
 reference shares and 29 ms with reference counts (``divergence.psi``: 2.4 ms), Fisher's
 ``proportion_pvalue`` 18 ms (known rate 3 ms), ``calibration_pvalue`` and ``debiased_ece`` on 10
-bins 6 to 7 ms. So about 2 to 3 us per row and histogram signal; the two lookup tables are
-built once per process (45 ms).
+bins 6 to 7 ms. So about 2 to 3 us per row and histogram signal; the lookup tables are built
+once per process (about 50 ms).
 """
 
 from __future__ import annotations
