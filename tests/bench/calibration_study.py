@@ -36,14 +36,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from tilewatch.aggregators.stats.calibration_error import calibration_pvalue, debiased_ece
 from tilewatch.aggregators.stats.divergence import psi
-from tilewatch.aggregators.stats.homogeneity import (
-    calibration_pvalue,
-    debiased_ece,
-    homogeneity_pvalue,
-    proportion_pvalue,
-    psi_effect,
-)
+from tilewatch.aggregators.stats.homogeneity import homogeneity_pvalue, proportion_pvalue
+from tilewatch.aggregators.stats.psi_bias import psi_effect
 
 N_W = (20, 50, 130, 500, 5000)
 N_R: tuple[int | None, ...] = (200, 2000, 50000, None)

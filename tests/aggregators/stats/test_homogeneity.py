@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tilewatch.aggregators.stats.calibration_error import calibration_pvalue, debiased_ece
 from tilewatch.aggregators.stats.divergence import psi
-from tilewatch.aggregators.stats.homogeneity import (
-    calibration_pvalue,
-    debiased_ece,
-    homogeneity_pvalue,
-    proportion_pvalue,
-    psi_effect,
-)
+from tilewatch.aggregators.stats.homogeneity import homogeneity_pvalue, proportion_pvalue
+from tilewatch.aggregators.stats.psi_bias import psi_effect
 
 # --- reference implementations, one row at a time -------------------------------------------
 

@@ -10,16 +10,14 @@ import orjson
 import pytest
 
 from tilewatch.aggregators.stats.divergence import psi
-from tilewatch.streams.decoding.events import EventDecoder
-from tilewatch.streams.dev.scenarios import (
+from tilewatch.streams.decoding.predictions import EventDecoder
+from tilewatch.streams.dev.scenario_spec import (
     ALL,
     CATEGORIES,
     FEATURES,
     SIGNALS,
     Change,
-    Scenario,
     ScenarioSpec,
-    ScenarioWindow,
     class_prior_shift,
     concept_drift,
     covariate_shift,
@@ -27,6 +25,7 @@ from tilewatch.streams.dev.scenarios import (
     dropped_feature,
     slow_drift,
 )
+from tilewatch.streams.dev.scenarios import Scenario, ScenarioWindow
 from tilewatch.streams.settings import EventFields
 
 SPEC = ScenarioSpec(windows=40, seed=3)
