@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from tilewatch.aggregators.cells.settings import UNKNOWN
 from tilewatch.aggregators.drift.reference import (
     ModelColumns,
 )
@@ -105,6 +106,19 @@ class _Rows:
             return row[path]
         return dig(row, tuple(path.split(".")))
 
+    def dimension(self, row: dict[str, Any], name: str, path: str, flat: bool) -> str:
+        """A cell dimension's value as the monitor's decoder reads it (absent: ``unknown``)."""
+        value = self.get(row, path, flat)
+        if value is None or value == "":
+            return UNKNOWN
+        if isinstance(value, str):
+            return value
+        if type(value) is int:
+            return str(value)
+        raise _Bad(
+            f"{path}: dimension {name!r} expected a string or an integer, got {_show(value)}"
+        )
+
     def add(self, row: Any, flat: bool, data: InputData) -> None:
         f = self.fields
         if not isinstance(row, dict):
@@ -145,7 +159,9 @@ class _Rows:
         prediction = self.get(row, f.prediction, flat)
         if isinstance(prediction, float) and math.isnan(prediction):
             prediction = None
+        cell = tuple(self.dimension(row, name, path, flat) for name, path in f.dimensions.items())
         columns = data.models.setdefault(model, ModelColumns())
+        columns.cells.append(cell)
         columns.scores.append(float(score))
         columns.labels.append(label)
         columns.predictions.append(prediction)

@@ -9,6 +9,7 @@ and the bad field.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from tilewatch.aggregators.drift.cell_reference import count_cells
 from tilewatch.aggregators.drift.reference import (
     Baseline,
     BaselineSettings,
@@ -56,14 +58,26 @@ def build_baseline(
         raise BaselineError(
             "no valid row in " + ", ".join(s["path"] for s in data.sources) + " (empty input)"
         )
-    models = {
-        name: build_model_baseline(columns, settings, fields.score_min, fields.score_max)
-        for name, columns in sorted(data.models.items())
-    }
+    score_range = (fields.score_min, fields.score_max)
+    models = {}
+    for name, columns in sorted(data.models.items()):
+        model = build_model_baseline(columns, settings, *score_range)
+        cells = count_cells(
+            name,
+            model,
+            score_range,
+            tuple(fields.dimensions),
+            columns.cells,
+            columns.scores,
+            columns.predictions,
+            columns.features,
+            columns.labels,
+        )
+        models[name] = dataclasses.replace(model, cells=cells)
     return Baseline(
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         sources=data.sources,
-        score_range=(fields.score_min, fields.score_max),
+        score_range=score_range,
         settings=settings,
         models=models,
         rows_read=data.rows,

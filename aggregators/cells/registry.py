@@ -19,11 +19,24 @@ import numpy as np
 from tilewatch.aggregators.arrays import BoolArray, IntArray, grow
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
 
-__all__ = ["CellKey", "CellRegistry"]
+__all__ = ["CellKey", "CellRegistry", "canonical_value"]
 
 _RESERVED = frozenset({ALL, OTHER})
 
 CellKey = tuple[str, ...]
+
+
+def canonical_value(value: str, max_length: int) -> str:
+    """A dimension value as the registry stores it: cut to ``max_length``; a value equal to a
+    reserved label (``__all__``, ``__other__``) gets a ``_`` suffix.
+
+    Examples
+    --------
+    >>> canonical_value("__all__", 64), canonical_value("abcdef", 3)
+    ('__all___', 'abc')
+    """
+    value = value[:max_length]
+    return value + "_" if value in _RESERVED else value
 
 
 class CellRegistry:
@@ -124,9 +137,7 @@ class CellRegistry:
         return self._create(canon)
 
     def _canonical(self, value: str) -> str:
-        """Cut to ``label_max_length``; a value equal to a reserved label gets a ``_`` suffix."""
-        value = value[: self.settings.label_max_length]
-        return value + "_" if value in _RESERVED else value
+        return canonical_value(value, self.settings.label_max_length)
 
     def ensure(self, key: CellKey) -> int:
         """Index of any cell key written by this registry before (leaf, roll-up or overflow).

@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -32,11 +32,13 @@ from tilewatch.aggregators.drift.summaries import FeatureBaseline
 from tilewatch.aggregators.stats.binning import CategoryIndex
 
 __all__ = [
+    "REFERENCE_MODES",
     "VIOLATION_KINDS",
     "BinKind",
     "DriftProfile",
     "DriftSettings",
     "FeatureSpec",
+    "ReferenceMode",
     "ScoreDetector",
     "ViolationKind",
 ]
@@ -58,6 +60,9 @@ ScoreDetector = Literal["adwin", "page_hinkley"]
 #: How a feature is binned: on reference-quantile edges, on top categories, or (without a
 #: baseline) only whether it is present.
 BinKind = Literal["numeric", "categorical", "presence"]
+#: What each cell's window is compared with (``[drift] reference``).
+ReferenceMode = Literal["baseline", "trailing"]
+REFERENCE_MODES: tuple[ReferenceMode, ...] = get_args(ReferenceMode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +79,18 @@ class DriftSettings:
     min_samples
         Below this many events in a window, window statistics are exported as NaN.
     fdr_rate
-        Benjamini-Hochberg false discovery rate across the grid for p-value based flags.
-    psi_alert, missing_alert
-        A window is flagged when a PSI exceeds ``psi_alert`` or a missing ratio exceeds
-        ``missing_alert`` (with at least ``min_samples`` events).
+        Benjamini-Hochberg false discovery rate over all of a window's tests (every tested cell
+        and signal): a flag needs its p-value rejected at this rate.
+    psi_alert, class_alert, missing_alert
+        Effect sizes a flag also needs: the debiased PSI of the score or a feature above
+        ``psi_alert``, that of the predicted-class shares above ``class_alert``, a missing share
+        above ``missing_alert`` (:mod:`tilewatch.aggregators.drift.flags`).
+    reference
+        What each cell is compared with: ``"baseline"`` (its own rows in the baseline, shrunk
+        toward its parent when few) or ``"trailing"`` (its own previous ``trailing_windows``
+        windows, ending ``trailing_gap`` windows before the window).
+    prior_strength
+        Rows' worth of its parent's shares that a cell's baseline reference borrows.
     score_bins
         Equal-width score bins when there is no baseline.
     detectors
@@ -90,7 +103,12 @@ class DriftSettings:
     min_samples: int = 30
     fdr_rate: float = 0.05
     psi_alert: float = 0.25
+    class_alert: float = 0.05
     missing_alert: float = 0.5
+    reference: ReferenceMode = "baseline"
+    trailing_windows: int = 10
+    trailing_gap: int = 1
+    prior_strength: float = 20.0
     score_bins: int = 20
     detectors: tuple[str, ...] = ("adwin", "page_hinkley")  # ScoreDetector names
     adwin_delta: float = 0.002

@@ -15,6 +15,7 @@ threshold (a static 0.5 is never assumed).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 
 from tilewatch.aggregators.codec import Check, is_number
+from tilewatch.aggregators.drift.cell_counts import CellCounts
 from tilewatch.aggregators.drift.summaries import (
     FEATURE_KINDS,
     FeatureBaseline,
@@ -49,7 +51,10 @@ __all__ = [
 ]
 
 FORMAT = "tilewatch-baseline"
-VERSION = 1
+#: Version 2 adds each model's per-cell counts (``cells``); version 1 files are still read
+#: (their models have no per-cell counts, so every cell is compared with the model).
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 #: Where a model's predicted-class shares come from: the events' prediction field, or
 #: ``score >= threshold``.
 PredictionSource = Literal["field", "threshold"]
@@ -84,6 +89,8 @@ class ModelColumns:
     labels: list[int | None] = field(default_factory=list)
     predictions: list[object] = field(default_factory=list)
     features: list[dict[str, object]] = field(default_factory=list)
+    #: Each row's cell dimension values (empty when the rows were read without dimensions).
+    cells: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,8 @@ class ModelBaseline:
     predictions: dict[str, float] | None
     prediction_source: PredictionSource | None
     notes: list[str]
+    #: Reference counts per leaf cell (None: built without cells, or an older file).
+    cells: CellCounts | None = None
 
 
 def build_model_baseline(
@@ -213,10 +222,10 @@ class Baseline:
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        if data.get("version") != VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(
-                f"version: expected {VERSION} (the version this tilewatch reads), "
-                f"got {data.get('version')!r}"
+                f"version: expected one of {READABLE_VERSIONS} (the versions this tilewatch "
+                f"reads), got {data.get('version')!r}"
             )
         top = CHECK.fields(dict(data))
         s = top.fields("settings")
@@ -253,7 +262,8 @@ _CATEGORICAL_KEYS = ("top", "other_share", "categories")
 
 
 def _model_dict(m: ModelBaseline) -> dict[str, Any]:
-    out = asdict(m)
+    out = asdict(dataclasses.replace(m, cells=None))
+    out["cells"] = None if m.cells is None else m.cells.to_dict()
     for f in out["features"].values():
         for key in _CATEGORICAL_KEYS if f["kind"] == "numeric" else _NUMERIC_KEYS:
             del f[key]
@@ -309,6 +319,9 @@ def _model_from(data: Any, where: str) -> ModelBaseline:
         predictions={str(k): float(v) for k, v in preds.items()} if preds else preds,
         prediction_source=source,
         notes=notes,
+        cells=None
+        if m.data.get("cells") is None
+        else CellCounts.from_dict(m.data["cells"], f"{where}.cells"),
     )
 
 

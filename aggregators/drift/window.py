@@ -1,11 +1,12 @@
-"""Statistics of each cell's last closed window against the baseline, for the whole grid at once.
+"""Statistics of each cell's last closed window against its own reference, for the whole grid.
 
 Inputs are merged sufficient statistics (counts, moments, histograms) of every cell's model's
-latest reported window, as arrays over cells; outputs are arrays over cells (``(cells,
-features)`` for per-feature statistics). Every statistic is gated by ``min_samples`` (NaN below
-it: an empty heatmap tile rather than a noisy number). The class-shift p-values of all leaf
-cells of the grid form one family of hypotheses, controlled with Benjamini-Hochberg at
-``fdr_rate``.
+latest reported window, as arrays over cells, and each cell's reference histograms (from
+:class:`~tilewatch.aggregators.drift.cell_reference.CellReferences`, or the cell's own trailing
+windows); outputs are arrays over cells (``(cells, features)`` for per-feature statistics).
+Every statistic is gated by ``min_samples`` (NaN below it: an empty heatmap tile rather than a
+noisy number). Flags are decisions (:mod:`tilewatch.aggregators.drift.flags`): significant
+after Benjamini-Hochberg over the whole window, and larger than the signal's effect threshold.
 """
 
 from __future__ import annotations
@@ -17,28 +18,48 @@ from typing import Literal
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
+from tilewatch.aggregators.drift.flags import decide
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
-from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.decisions import gate
+from tilewatch.aggregators.stats.divergence import js_distance, mean_zscore, psi
 from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
 
-__all__ = ["FLAG_SIGNALS", "FlagSignal", "WindowDrift", "derive_window_drift"]
+__all__ = ["FLAG_SIGNALS", "FlagSignal", "Reference", "WindowDrift", "derive_window_drift"]
 
 
 #: Why a window tile is flagged (the ``signal`` label of ``tilewatch_window_drift_flag``).
 FlagSignal = Literal["score_psi", "feature_psi", "class_shift", "missing"]
 #: Each flag signal and what raises it.
 FLAG_SIGNALS: dict[FlagSignal, str] = {
-    "score_psi": "score PSI against the baseline above [drift].psi_alert",
-    "feature_psi": "a monitored feature's PSI above [drift].psi_alert",
-    "class_shift": "predicted-class shares differ from the baseline (chi-square, BH-controlled)",
-    "missing": "a monitored feature is missing in more than [drift].missing_alert of events",
+    "score_psi": "the score histogram differs from the cell's reference (significant after "
+    "Benjamini-Hochberg, debiased PSI above [drift].psi_alert)",
+    "feature_psi": "a monitored feature's histogram differs from the cell's reference "
+    "(significant, debiased PSI above [drift].psi_alert)",
+    "class_shift": "predicted-class shares differ from the cell's reference (significant, "
+    "debiased PSI above [drift].class_alert)",
+    "missing": "a monitored feature is missing more often than in the cell's reference "
+    "(significant) and in more than [drift].missing_alert of events",
 }
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Each cell's reference: pseudo-counts per histogram (row sums: the effective size) and
+    the reference score mean and standard deviation (NaN: none)."""
+
+    hists: dict[str, FloatArray]
+    mean: FloatArray
+    std: FloatArray
+
+
+@dataclass(frozen=True)
 class WindowDrift:
-    """Per-cell window statistics against the baseline (NaN where undefined or gated)."""
+    """Per-cell window statistics against each cell's reference (NaN where undefined or gated).
+
+    ``pvalue`` and ``effect`` hold, per flag signal, the p-value under "no change" and the
+    debiased effect size behind the flag (for per-feature signals, the smallest p-value and the
+    largest effect over the features); ``feature_effect`` is the debiased PSI per feature.
+    """
 
     features: list[str]
     score_psi: FloatArray
@@ -54,90 +75,45 @@ class WindowDrift:
     missing_lower: FloatArray
     missing_upper: FloatArray
     flags: dict[FlagSignal, BoolArray] = field(default_factory=dict)
+    pvalue: dict[FlagSignal, FloatArray] = field(default_factory=dict)
+    effect: dict[FlagSignal, FloatArray] = field(default_factory=dict)
+    feature_effect: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
-def _expected(
-    profile: DriftProfile,
-    model_names: list[str],
-    model_ids: IntArray,
-    which: str,
-    width: int,
-    feature: int = -1,
-) -> tuple[FloatArray, BoolArray]:
-    """Reference shares per cell (rows of its model), and which cells have a reference."""
-    n = len(model_ids)
-    out = np.full((n, width), np.nan)
-    has = np.zeros(n, dtype=bool)
-    for mid, model in enumerate(model_names):
-        spec = profile.spec(model)
-        if which == "score":
-            ref = spec.score_ref
-        elif which == "class":
-            ref = spec.class_ref
-        else:
-            ref = spec.features[feature].ref_shares if spec.features else None
-        if ref is None or len(ref) == 0:
-            continue
-        rows = model_ids == mid
-        out[rows, : len(ref)] = ref
-        out[rows, len(ref) :] = 0.0
-        has[rows] = True
-    return out, has
-
-
-def _shift(expected: FloatArray, has: BoolArray, observed: IntArray, fn: str) -> FloatArray:
-    out = np.full(len(has), np.nan)
+def _raw(reference: FloatArray, window: IntArray, fn: str) -> FloatArray:
+    """Raw PSI or JS distance of each window row against its reference row (NaN: none)."""
+    out = np.full(len(window), math.nan)
+    has = np.nan_to_num(reference, nan=0.0).sum(axis=1) > 0
     if has.any():
-        e, o = expected[has], observed[has]
+        e, o = reference[has], window[has]
         out[has] = psi(e, o) if fn == "psi" else js_distance(e, o)
     return out
 
 
 def derive_window_drift(
     profile: DriftProfile,
-    model_names: list[str],
-    model_ids: IntArray,
-    is_leaf: BoolArray,
     count: IntArray,
     mean: FloatArray,
     variance: FloatArray,
     hists: dict[str, IntArray],
     prev_mean: FloatArray,
     prev_count: IntArray,
+    reference: Reference,
 ) -> WindowDrift:
     """All window statistics of the grid; see the module docstring."""
     s = profile.settings
     n = len(count)
     k = s.min_samples
+    ref = reference.hists
 
     score_hist = hists["score"]
-    e_score, has_score = _expected(profile, model_names, model_ids, "score", score_hist.shape[1])
-    score_psi = gate(_shift(e_score, has_score, score_hist, "psi"), count, k)
-    score_js = gate(_shift(e_score, has_score, score_hist, "js"), count, k)
-
-    ref_mean = np.full(n, np.nan)
-    ref_std = np.full(n, np.nan)
-    for mid, model in enumerate(model_names):
-        spec = profile.spec(model)
-        if spec.score_mean is not None and spec.score_std is not None:
-            ref_mean[model_ids == mid] = spec.score_mean
-            ref_std[model_ids == mid] = spec.score_std
-    zscore = gate(mean_zscore(mean, count, ref_mean, ref_std), count, k)
+    score_psi = gate(_raw(ref["score"], score_hist, "psi"), count, k)
+    score_js = gate(_raw(ref["score"], score_hist, "js"), count, k)
+    zscore = gate(mean_zscore(mean, count, reference.mean, reference.std), count, k)
     lower, upper = t_interval(mean, variance, count)
     lower, upper = gate(lower, count, k), gate(upper, count, k)
     change = np.where(prev_count >= k, mean - prev_mean, math.nan)
     change = gate(change, count, k)
-
-    class_hist = hists["class"]
-    e_class, has_class = _expected(profile, model_names, model_ids, "class", class_hist.shape[1])
-    pvalue = np.full(n, np.nan)
-    if has_class.any():
-        pvalue[has_class] = chi2_pvalue(e_class[has_class], class_hist[has_class])
-    pvalue = gate(pvalue, class_hist.sum(axis=1), k)
-    significant = np.zeros(n, dtype=bool)
-    grid = is_leaf & ~np.isnan(pvalue)
-    if grid.any():
-        significant[grid] = benjamini_hochberg(pvalue[grid], s.fdr_rate)
 
     nf = len(profile.features)
     feature_psi = np.full((n, nf), np.nan)
@@ -147,24 +123,27 @@ def derive_window_drift(
     for j, name in enumerate(profile.features):
         h = hists[f"f:{name}"]
         values, miss = h[:, :-1], h[:, -1]
-        e_f, has_f = _expected(profile, model_names, model_ids, "feature", values.shape[1], j)
-        feature_psi[:, j] = gate(_shift(e_f, has_f, values, "psi"), values.sum(axis=1), k)
+        feature_psi[:, j] = gate(
+            _raw(ref[f"f:{name}"][:, :-1], values, "psi"), values.sum(axis=1), k
+        )
         ratio = np.divide(miss, count, out=np.full(n, np.nan), where=count > 0)
         lo, hi = wilson_interval(miss, count)
         missing[:, j] = gate(ratio, count, k)
         m_lower[:, j], m_upper[:, j] = gate(lo, count, k), gate(hi, count, k)
 
-    with np.errstate(invalid="ignore"):
-        flags: dict[FlagSignal, BoolArray] = {
-            "score_psi": np.nan_to_num(score_psi, nan=0.0) > s.psi_alert,
-            "feature_psi": (np.nan_to_num(feature_psi, nan=0.0) > s.psi_alert).any(axis=1)
-            if nf
-            else np.zeros(n, dtype=bool),
-            "class_shift": significant.copy(),
-            "missing": (np.nan_to_num(missing, nan=0.0) > s.missing_alert).any(axis=1)
-            if nf
-            else np.zeros(n, dtype=bool),
-        }
+    d = decide(s, list(profile.features), count, hists, ref)
+    flags: dict[FlagSignal, BoolArray] = {
+        "score_psi": d.flags["score_psi"],
+        "feature_psi": d.flags["feature_psi"],
+        "class_shift": d.flags["class_shift"],
+        "missing": d.flags["missing"],
+    }
+    if nf:
+        # Without a reference a missing share cannot be tested: flag it on its share alone.
+        no_ref = np.isnan(d.pvalue["missing"])
+        with np.errstate(invalid="ignore"):
+            alone = (np.nan_to_num(missing, nan=0.0) > s.missing_alert).any(axis=1)
+        flags["missing"] = flags["missing"] | (no_ref & alone)
     return WindowDrift(
         features=list(profile.features),
         score_psi=score_psi,
@@ -173,11 +152,24 @@ def derive_window_drift(
         mean_lower=lower,
         mean_upper=upper,
         mean_change=change,
-        class_pvalue=pvalue,
-        class_significant=significant,
+        class_pvalue=d.pvalue["class_shift"],
+        class_significant=flags["class_shift"],
         feature_psi=feature_psi,
         missing_ratio=missing,
         missing_lower=m_lower,
         missing_upper=m_upper,
         flags=flags,
+        pvalue={
+            "score_psi": d.pvalue["score_psi"],
+            "feature_psi": d.pvalue["feature_psi"],
+            "class_shift": d.pvalue["class_shift"],
+            "missing": d.pvalue["missing"],
+        },
+        effect={
+            "score_psi": d.effect["score_psi"],
+            "feature_psi": d.effect["feature_psi"],
+            "class_shift": d.effect["class_shift"],
+            "missing": d.effect["missing"],
+        },
+        feature_effect=d.feature_effect,
     )

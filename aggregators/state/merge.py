@@ -17,16 +17,25 @@ from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import reporting
+from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.drift.window import WindowDrift, derive_window_drift
+from tilewatch.aggregators.drift.window import Reference, WindowDrift, derive_window_drift
 from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
-from tilewatch.aggregators.stats.latency import LATENCY_BINS, LATENCY_QUANTILES, latency_quantiles
+from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
 
-__all__ = ["PartCopy", "View", "WindowView", "build_window_view", "detections_of", "merge"]
+__all__ = [
+    "PartCopy",
+    "View",
+    "WindowView",
+    "build_window_view",
+    "detections_of",
+    "merge",
+    "trailing_span",
+]
 
 
 @dataclass
@@ -92,12 +101,46 @@ class WindowView:
     latency: dict[float, FloatArray]
 
 
+def trailing_span(w: int, windows: int, gap: int) -> range:
+    """The windows a trailing reference of window ``w`` merges: ``windows`` of them, the last
+    ``gap`` windows before ``w``.
+
+    Examples
+    --------
+    >>> list(trailing_span(20, 3, 1))
+    [16, 17, 18]
+    """
+    return range(w - gap - windows, w - gap)
+
+
+def _trailing(
+    parts: list[PartCopy], view: View, profile: DriftProfile, hist_bins: dict[str, int]
+) -> Reference:
+    """Each cell's own previous windows, merged: counts add, moments merge exactly."""
+    s = profile.settings
+    n = len(view.keys)
+    names = {k: v for k, v in hist_bins.items() if k != "latency"}
+    hists = {name: np.zeros((n, b)) for name, b in names.items()}
+    c, m, m2 = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    for w, _mids, sel in reporting(view.latest, view.model_ids):
+        for past in trailing_span(w, s.trailing_windows, s.trailing_gap):
+            pc, pm, ps, ph = _window(parts, past, n, names)
+            rc, rm, rs = merge_moments(c[sel], m[sel], m2[sel], pc[sel], pm[sel], ps[sel])
+            c[sel], m[sel], m2[sel] = rc, rm, rs
+            for name, h in ph.items():
+                hists[name][sel] += h[sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.where(c > 0, np.sqrt(m2 / c), math.nan)
+    return Reference(hists, np.where(c > 0, m, math.nan), std)
+
+
 def build_window_view(
     settings: CellSettings,
     profile: DriftProfile | None,
     hist_bins: dict[str, int],
     view: View,
     parts: list[PartCopy],
+    references: CellReferences | None = None,
 ) -> WindowView:
     n = len(view.keys)
     model_ids = view.model_ids
@@ -121,17 +164,18 @@ def build_window_view(
     var = variance(w_c, w_s)
     drift = None
     if profile is not None:
+        if profile.settings.reference == "trailing":
+            reference = _trailing(parts, view, profile, hist_bins)
+        elif references is not None:
+            reference = references.table(view.keys)
+        else:
+            reference = Reference(
+                {k: np.zeros((n, b)) for k, b in hist_bins.items() if k != "latency"},
+                np.full(n, math.nan),
+                np.full(n, math.nan),
+            )
         drift = derive_window_drift(
-            profile,
-            view.model_names,
-            model_ids,
-            view.is_leaf,
-            w_c,
-            mean,
-            var,
-            w_h,
-            np.where(p_c > 0, p_m, math.nan),
-            p_c,
+            profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
     return WindowView(w_c, mean, var, window_start, window_end, drift, latency)
@@ -143,7 +187,7 @@ def merge(
     view: View,
     parts: list[PartCopy],
     ingest: IngestStats,
-    window_view: WindowView | None = None,
+    window_view: WindowView,
 ) -> Snapshot:
     n = len(view.keys)
     model_ids = view.model_ids
@@ -163,9 +207,6 @@ def merge(
         r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
         for vkey, count in part.violations.items():
             violations[vkey] = violations.get(vkey, 0) + count
-    if window_view is None:
-        hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
-        window_view = build_window_view(settings, profile, hist_bins, view, parts)
     wv = window_view
     return Snapshot(
         dimensions=settings.dimensions,

@@ -95,6 +95,8 @@ class PartitionState:
         self.rolling = RollingWindows(self.settings.rolling_events)
         #: Histogram widths (value bins + missing), set by the replica from its drift profile.
         self.hist_bins: dict[str, int] = {}
+        #: Closed windows kept besides each model's latest (the replica may ask for more).
+        self.retain_closed = RETAIN_CLOSED
         #: Schema violations by (model, feature, kind), since the partition's first event.
         self.violations: dict[tuple[str, str, str], int] = {}
         #: Drift detectors (set by the replica when drift detection is on).
@@ -218,7 +220,7 @@ class PartitionState:
                 if self.detectors is not None:
                     cells = np.flatnonzero(acc.count >= self.min_samples)
                     self.detectors.update_windows(cells, acc.mean[cells], (w + 1) * size)
-        if len(self.closed) > RETAIN_CLOSED:
+        if len(self.closed) > self.retain_closed:
             self._evict_closed()
         if self.labels is not None:
             self.labels.expire(self.max_event_time, wm)
@@ -226,7 +228,9 @@ class PartitionState:
     def _evict_closed(self) -> None:
         model_ids = self.registry.model_ids
         keep = retained(
-            self.closed, RETAIN_CLOSED, lambda w: models_in(self.closed[w].count > 0, model_ids)
+            self.closed,
+            self.retain_closed,
+            lambda w: models_in(self.closed[w].count > 0, model_ids),
         )
         for w in [w for w in self.closed if w not in keep]:
             del self.closed[w]

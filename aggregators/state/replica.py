@@ -25,6 +25,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.labels.label_state import PartitionLabels
@@ -37,8 +38,9 @@ from tilewatch.aggregators.state.merge import (
     build_window_view,
     detections_of,
     merge,
+    trailing_span,
 )
-from tilewatch.aggregators.state.partition import ApplyResult, PartitionState
+from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
@@ -91,6 +93,18 @@ class ReplicaState:
         # The merged reported windows and their statistics, keyed by the windows they came
         # from: closed windows never change, so scrapes reuse what refresh() computed.
         self._window_cache: tuple[Any, WindowView] | None = None
+        #: Each cell's reference against the baseline (None: trailing references, or no drift).
+        self.references = (
+            CellReferences(profile, settings, profile.settings.prior_strength)
+            if profile is not None and profile.settings.reference == "baseline"
+            else None
+        )
+        #: Closed windows a partition keeps besides each model's latest (a trailing
+        #: reference needs its span and the window before it).
+        self.retain_closed = RETAIN_CLOSED
+        if profile is not None and profile.settings.reference == "trailing":
+            span = profile.settings.trailing_windows + profile.settings.trailing_gap + 1
+            self.retain_closed = max(RETAIN_CLOSED, span + 1)
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -98,6 +112,7 @@ class ReplicaState:
             if state is None:
                 state = self.partitions.get(key) or PartitionState(self.registry)
             state.hist_bins = dict(self.hist_bins)
+            state.retain_closed = self.retain_closed
             if self.labels is not None and state.labels is None:
                 state.labels = PartitionLabels(
                     self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
@@ -265,6 +280,10 @@ class ReplicaState:
                     if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
                         latest[mid] = w
             needed = set(latest.values()) | {w - 1 for w in latest.values()}
+            if profile is not None and profile.settings.reference == "trailing":
+                s = profile.settings
+                for w in latest.values():
+                    needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
             hist_bins = self.hist_bins
             cache_key = (
                 n,
@@ -325,7 +344,9 @@ class ReplicaState:
                 invalid_labels=dict(ing.invalid_labels),
             )
         if window_view is None:
-            window_view = build_window_view(self.settings, profile, hist_bins, view, parts)
+            window_view = build_window_view(
+                self.settings, profile, hist_bins, view, parts, self.references
+            )
             with self.lock:
                 self._window_cache = (cache_key, window_view)
         perf = None

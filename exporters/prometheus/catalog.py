@@ -144,12 +144,14 @@ METRICS: tuple[MetricDoc, ...] = (
 #: Window statistics are NaN below ``[cells] min_samples``.
 DRIFT_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_score_psi", GAUGE, "cell",
-              "Population stability index of the window's score histogram against the baseline."),
+              "Population stability index of the window's score histogram against the cell's "
+              "reference (raw: its chance part grows as the window shrinks; see the effect)."),
     MetricDoc("tilewatch_window_score_js_distance", GAUGE, "cell",
               "Jensen-Shannon distance (base 2, 0..1) of the window's score histogram against the"
-              " baseline."),
+              " cell's reference."),
     MetricDoc("tilewatch_window_score_mean_zscore", GAUGE, "cell",
-              "(window mean - baseline mean) / (baseline std / sqrt(window events))."),
+              "(window mean - reference mean) / (reference std / sqrt(window events)), against "
+              "the cell's reference."),
     MetricDoc("tilewatch_window_score_mean_lower", GAUGE, "cell",
               "Lower bound of the 95% Student-t interval of the window's mean score."),
     MetricDoc("tilewatch_window_score_mean_upper", GAUGE, "cell",
@@ -158,14 +160,17 @@ DRIFT_METRICS: tuple[MetricDoc, ...] = (
               "Window mean score minus the previous window's (NaN if either is below "
               "min_samples)."),
     MetricDoc("tilewatch_window_class_shift_pvalue", GAUGE, "cell",
-              "Chi-square p-value of the window's predicted-class counts against the baseline "
-              "shares."),
+              "P-value of the window's predicted-class counts under no change from the cell's "
+              "reference (pooled two-sample test at both sample sizes)."),
     MetricDoc("tilewatch_window_class_shift_significant", GAUGE, "cell",
-              "1 when the class-shift p-value is significant after Benjamini-Hochberg across all "
-              "leaf cells at [drift].fdr_rate, else 0."),
+              "1 when the window is flagged for class_shift (significant after Benjamini-Hochberg "
+              "over the window's tests and class effect above [drift].class_alert), else 0."),
     MetricDoc("tilewatch_window_feature_psi", GAUGE, "cell, feature",
-              "PSI of the feature in the window against the baseline (numeric on reference "
-              "quantile bins; categorical with other and unseen bins)."),
+              "PSI of the feature in the window against the cell's reference (numeric on "
+              "reference quantile bins; categorical with other and unseen bins); raw."),
+    MetricDoc("tilewatch_window_feature_psi_effect", GAUGE, "cell, feature",
+              "The feature's PSI with its small-sample bias removed (clipped at 0): the effect "
+              "size compared with [drift].psi_alert."),
     MetricDoc("tilewatch_window_feature_missing_ratio", GAUGE, "cell, feature",
               "Share of the window's events where the feature is absent or null."),
     MetricDoc("tilewatch_window_feature_missing_ratio_lower", GAUGE, "cell, feature",
@@ -174,7 +179,16 @@ DRIFT_METRICS: tuple[MetricDoc, ...] = (
               "Upper bound of the 95% Wilson interval of the missing ratio."),
     MetricDoc("tilewatch_window_drift_flag", GAUGE, "cell, signal",
               "1 when the window is flagged for the signal (score_psi, feature_psi, class_shift, "
-              "missing), else 0."),
+              "missing): significant after Benjamini-Hochberg over all of the window's tests and "
+              "larger than the signal's effect threshold; else 0."),
+    MetricDoc("tilewatch_window_drift_pvalue", GAUGE, "cell, signal",
+              "P-value of the signal under no change from the cell's reference, at the window's "
+              "and the reference's sample sizes (per-feature signals: the smallest over "
+              "features)."),
+    MetricDoc("tilewatch_window_drift_effect", GAUGE, "cell, signal",
+              "Effect size behind the signal's flag: debiased PSI for score_psi, feature_psi "
+              "(largest over features) and class_shift; the largest missing share for "
+              "missing."),
     MetricDoc("tilewatch_schema_violations_total", COUNTER, "model, feature, kind",
               "Events whose feature broke the baseline's schema, by kind (absent, wrong_type, "
               "out_of_range, unseen_category)."),

@@ -34,6 +34,7 @@ def drift_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     yield rows.family("tilewatch_window_class_shift_significant", significant)
     for name, table in (  # cells x features
         ("tilewatch_window_feature_psi", drift.feature_psi),
+        ("tilewatch_window_feature_psi_effect", drift.feature_effect),
         ("tilewatch_window_feature_missing_ratio", drift.missing_ratio),
         ("tilewatch_window_feature_missing_ratio_lower", drift.missing_lower),
         ("tilewatch_window_feature_missing_ratio_upper", drift.missing_upper),
@@ -46,6 +47,14 @@ def drift_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     for signal, mask in sorted(drift.flags.items()):
         rows.add(flag, mask.astype(float), signal)
     yield flag
+    for name, values in (
+        ("tilewatch_window_drift_pvalue", drift.pvalue),
+        ("tilewatch_window_drift_effect", drift.effect),
+    ):
+        fam = family(name, rows.labels)
+        for signal, column in sorted(values.items()):
+            rows.add(fam, column, signal)
+        yield fam
     yield table_family("tilewatch_schema_violations_total", snap.violations)
     yield from detection_families(snap, rows)
 

@@ -81,7 +81,7 @@ def test_jsonl_and_csv_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert _run(tmp_path, jsonl, csv_path, config='[baseline]\nthreshold_rule = "max_f1"\n') == 0
     captured = capsys.readouterr()
     data = _written(tmp_path)
-    assert (data["format"], data["version"]) == ("tilewatch-baseline", 1)
+    assert (data["format"], data["version"]) == ("tilewatch-baseline", 2)
     assert data["created_at"].endswith("Z")
     assert [s["path"] for s in data["sources"]] == [str(jsonl), str(csv_path)]
     assert [s["format"] for s in data["sources"]] == ["jsonl", "csv"]
@@ -98,6 +98,12 @@ def test_jsonl_and_csv_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
         {"basic": 1 / 3, "pro": 1 / 3, "team": 1 / 3}
     )
     assert churn["prediction_source"] == "threshold"
+    # Per-cell reference counts: the rows of each leaf cell on the model's bins, summing to the
+    # model's rows.
+    cells = churn["cells"]
+    assert cells["dimensions"] == ["segment", "region"]
+    assert sum(sum(row) for row in cells["hists"]["score"]) == churn["rows"]
+    assert sum(cells["labeled"]) == churn["labeled_rows"]
     assert len(churn["score"]["shares"]) == 20
     scores = np.array([e["score"] for e in events])
     assert churn["score"]["mean"] == pytest.approx(scores.mean())
@@ -264,7 +270,7 @@ def test_parquet_with_pyarrow(tmp_path: Path) -> None:  # pragma: no cover - opt
         ),
         (
             b'{"format": "tilewatch-baseline", "version": 9}',
-            "not a valid tilewatch baseline: version: expected 1",
+            "not a valid tilewatch baseline: version: expected one of (1, 2)",
         ),
         (
             b'{"format": "tilewatch-baseline", "version": 1}',

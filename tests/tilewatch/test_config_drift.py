@@ -131,9 +131,9 @@ def test_unknown_drift_key() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"drift": {"psi": 0.1}}, SRC)
     assert str(info.value) == (
-        f"{SRC}: [drift].psi: unknown key, expected one of adwin_delta, detectors, enabled, "
-        "fdr_rate, features, max_features, missing_alert, ph_delta, ph_threshold, psi_alert, "
-        "score_bins"
+        f"{SRC}: [drift].psi: unknown key, expected one of adwin_delta, class_alert, detectors, "
+        "enabled, fdr_rate, features, max_features, missing_alert, ph_delta, ph_threshold, "
+        "prior_strength, psi_alert, reference, score_bins, trailing_gap, trailing_windows"
     )
 
 

@@ -327,7 +327,7 @@ def test_from_dict_refuses_foreign_and_corrupt_data() -> None:
     assert _broken(lambda d: d.update(format="other")) == (
         "format: expected 'tilewatch-baseline', got 'other'"
     )
-    assert "version: expected 1" in _broken(lambda d: d.update(version=2))
+    assert "version: expected one of (1, 2)" in _broken(lambda d: d.update(version=3))
     assert _broken(lambda d: d["models"]["churn"]["score"].pop("mean")) == (
         "models.churn.score.mean: missing"
     )

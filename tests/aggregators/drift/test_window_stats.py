@@ -1,4 +1,10 @@
-"""derive_window_drift on crafted grids: every output against a direct per-cell computation."""
+"""derive_window_drift on crafted grids: every output against a direct per-cell computation.
+
+Each cell has its own reference (random pseudo-counts per histogram, as per-cell baselines and
+trailing windows give), so the statistics are checked row by row against that row's reference,
+and the flags against Benjamini-Hochberg over the whole window's family and the effect
+thresholds.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,10 @@ from tilewatch.aggregators.drift.reference import (
     ModelColumns,
     build_model_baseline,
 )
-from tilewatch.aggregators.drift.window import FLAG_SIGNALS, derive_window_drift
+from tilewatch.aggregators.drift.window import FLAG_SIGNALS, Reference, derive_window_drift
 from tilewatch.aggregators.stats.divergence import psi
+from tilewatch.aggregators.stats.homogeneity import homogeneity_pvalue, proportion_pvalue
+from tilewatch.aggregators.stats.psi_bias import psi_effect
 
 SCORE_RANGE = (0.0, 1.0)
 
@@ -45,64 +53,52 @@ SETTINGS = DriftSettings(min_samples=30, psi_alert=0.25, missing_alert=0.5, fdr_
 
 @pytest.fixture(scope="module")
 def profile() -> DriftProfile:
-    # Three classes in the baseline: keep the class histogram width consistent by hand here
-    # (the profile's own hist_bins["class"] is 3; see test_profile for that bug).
     return DriftProfile(SETTINGS, SCORE_RANGE, _baseline())
 
 
+N = 12
+
+
 def _grid(profile: DriftProfile, seed: int) -> dict[str, object]:
-    """Cells of model ``m`` (with baseline) and ``u`` (without), leaves and roll-ups."""
+    """Twelve cells with random windows and random per-cell references (cell 11: none)."""
     rng = np.random.default_rng(seed)
-    model_names = ["m", "u"]
-    model_ids = np.array([0] * 8 + [1] * 4, dtype=np.int64)
-    is_leaf = np.array([True] * 6 + [False] * 2 + [True] * 3 + [False], dtype=bool)
-    n = len(model_ids)
-    count = rng.integers(0, 200, n).astype(np.int64)
+    count = rng.integers(0, 400, N).astype(np.int64)
     count[[1, 9]] = [10, 29]  # below min_samples
     count[[2, 10]] = [30, 30]  # exactly min_samples
     count[3] = 0
     count[[0, 8]] = [150, 150]  # mostly missing features
-    spec = profile.spec("m")
-    mb_classes = len(spec.classes) + 1
-    widths = dict(profile.hist_bins)
-    widths["class"] = max(widths["class"], mb_classes)
     hists: dict[str, np.ndarray] = {}
-    for name, width in widths.items():
-        h = np.zeros((n, width), dtype=np.int64)
-        for i in range(n):
-            if name == "score":
-                shares = rng.dirichlet(np.ones(width) * (0.5 if i % 3 else 20.0))
-                h[i] = rng.multinomial(count[i], shares)
-            elif name == "class":
-                k = mb_classes - 1 if model_ids[i] == 0 else 2
-                shares = np.r_[
-                    rng.dirichlet(np.ones(k) * (2.0 if i % 2 else 50.0)), np.zeros(width - k)
-                ]
-                if i == 4:
-                    shares = np.r_[np.full(k, 0.9 / k), 0.1, np.zeros(width - k - 1)]
-                observed = int(count[i] * 0.9)  # some events without a prediction
-                h[i] = rng.multinomial(observed, shares / shares.sum())
-            else:
-                miss_share = 0.8 if i in (0, 8) else 0.05
-                present = rng.binomial(count[i], 1 - miss_share)
-                values = rng.multinomial(present, rng.dirichlet(np.ones(width - 1)))
+    refs: dict[str, np.ndarray] = {}
+    for name, width in profile.hist_bins.items():
+        h = np.zeros((N, width), dtype=np.int64)
+        r = np.zeros((N, width))
+        for i in range(N):
+            base = rng.dirichlet(np.ones(width) * 2.0)
+            # Half the cells drawn from their reference, half from another distribution.
+            window_shares = base if i % 2 else rng.dirichlet(np.ones(width) * 0.5)
+            if name.startswith("f:"):
+                miss = 0.8 if i in (0, 8) else 0.05
+                present = rng.binomial(count[i], 1 - miss)
+                values = rng.multinomial(present, window_shares[:-1] / window_shares[:-1].sum())
                 h[i] = np.r_[values, count[i] - present]
-        hists[name] = h
-    mean = rng.uniform(0.1, 0.6, n)
-    variance = rng.uniform(0.001, 0.05, n)
-    prev_count = rng.integers(0, 100, n).astype(np.int64)
-    prev_count[5] = 29
-    prev_mean = rng.uniform(0.1, 0.6, n)
+                r[i] = np.r_[base[:-1] / base[:-1].sum() * 950.0, 50.0]
+            else:
+                h[i] = rng.multinomial(count[i], window_shares)
+                r[i] = base * rng.uniform(50, 5000)
+        r[11] = 0.0  # no reference
+        hists[name], refs[name] = h, r
+    mean = rng.uniform(0.1, 0.6, N)
+    ref_mean = rng.uniform(0.1, 0.6, N)
+    ref_std = rng.uniform(0.05, 0.3, N)
+    ref_mean[11] = ref_std[11] = np.nan
     return dict(
-        model_names=model_names,
-        model_ids=model_ids,
-        is_leaf=is_leaf,
         count=count,
         mean=mean,
-        variance=variance,
+        variance=rng.uniform(0.001, 0.05, N),
         hists=hists,
-        prev_mean=prev_mean,
-        prev_count=prev_count,
+        prev_mean=rng.uniform(0.1, 0.6, N),
+        prev_count=rng.integers(0, 100, N).astype(np.int64),
+        reference=Reference(refs, ref_mean, ref_std),
     )
 
 
@@ -115,198 +111,155 @@ def test_every_statistic_equals_a_direct_computation(profile: DriftProfile, seed
     g = _grid(profile, seed)
     d = derive_window_drift(profile, **g)  # type: ignore[arg-type]
     k = SETTINGS.min_samples
-    spec = profile.spec("m")
-    count = g["count"]
-    n = len(count)  # type: ignore[arg-type]
+    count: np.ndarray = g["count"]  # type: ignore[assignment]
     hists: dict[str, np.ndarray] = g["hists"]  # type: ignore[assignment]
-    model_ids: np.ndarray = g["model_ids"]  # type: ignore[assignment]
+    ref: Reference = g["reference"]  # type: ignore[assignment]
     mean, var = g["mean"], g["variance"]
-    e = dict(
-        score_psi=np.full(n, np.nan),
-        score_js=np.full(n, np.nan),
-        z=np.full(n, np.nan),
-        lo=np.full(n, np.nan),
-        hi=np.full(n, np.nan),
-        change=np.full(n, np.nan),
-        p=np.full(n, np.nan),
-    )
-    fpsi = np.full((n, 2), np.nan)
-    miss = np.full((n, 2), np.nan)
-    mlo = np.full((n, 2), np.nan)
-    mhi = np.full((n, 2), np.nan)
+    nan = lambda: np.full(N, np.nan)  # noqa: E731
+    e = {name: nan() for name in ("psi", "js", "z", "lo", "hi", "change", "p", "p_score", "eff")}
+    nf = len(profile.features)
+    fpsi, feff, fp = (np.full((N, nf), np.nan) for _ in range(3))
+    miss, mlo, mhi, mp = (np.full((N, nf), np.nan) for _ in range(4))
     z = float(stats.norm.ppf(0.975))
-    for i in range(n):
-        c = int(count[i])  # type: ignore[index]
-        has = model_ids[i] == 0
-        if c >= k:
-            if c >= 2:
-                lo, hi = stats.t.interval(
-                    0.95,
-                    c - 1,
-                    loc=mean[i],
-                    scale=math.sqrt(var[i] / c),  # type: ignore[index]
-                )
-                e["lo"][i], e["hi"][i] = lo, hi
-            if g["prev_count"][i] >= k:  # type: ignore[index]
-                e["change"][i] = mean[i] - g["prev_mean"][i]  # type: ignore[index]
-            for j, name in enumerate(profile.features):
-                h = hists[f"f:{name}"][i]
-                m_, t_ = h[-1], c
-                p_ = m_ / t_
-                centre = (p_ + z * z / (2 * t_)) / (1 + z * z / t_)
-                half = z * math.sqrt(p_ * (1 - p_) / t_ + z * z / (4 * t_ * t_)) / (1 + z * z / t_)
-                miss[i, j] = p_
-                mlo[i, j] = 0.0 if m_ == 0 else max(centre - half, 0.0)
-                mhi[i, j] = 1.0 if m_ == t_ else min(centre + half, 1.0)
-        if has and c >= k:
-            ref = np.zeros(hists["score"].shape[1])
-            assert spec.score_ref is not None
-            ref[: len(spec.score_ref)] = spec.score_ref
-            e["score_psi"][i] = psi(ref, hists["score"][i])
-            e["score_js"][i] = jensenshannon(ref, hists["score"][i] / c, base=2)
-            assert spec.score_mean is not None and spec.score_std is not None
-            e["z"][i] = (mean[i] - spec.score_mean) / (spec.score_std / math.sqrt(c))  # type: ignore[index]
-            for j, _name in enumerate(profile.features):
-                fs = spec.features[j]
-                h = hists[f"f:{fs.name}"][i][:-1]
-                if h.sum() >= k:
-                    r = np.zeros(len(h))
-                    assert fs.ref_shares is not None
-                    r[: len(fs.ref_shares)] = fs.ref_shares
-                    fpsi[i, j] = psi(r, h)
-        hc = hists["class"][i]
-        if has and hc.sum() >= k:
-            assert spec.class_ref is not None
-            ref = spec.class_ref
-            support = ref > 0
-            if hc[len(ref) :].sum() or hc[: len(ref)][~support].sum():
-                e["p"][i] = 0.0
-            else:
-                e["p"][i] = stats.chisquare(
-                    hc[: len(ref)][support], f_exp=ref[support] * hc.sum()
-                ).pvalue
-    _nan_equal(d.score_psi, e["score_psi"])
-    _nan_equal(d.score_js_distance, e["score_js"])
+    for i in range(N):
+        c = int(count[i])
+        if c < k:
+            continue
+        lo, hi = stats.t.interval(0.95, c - 1, loc=mean[i], scale=math.sqrt(var[i] / c))  # type: ignore[index]
+        e["lo"][i], e["hi"][i] = lo, hi
+        if g["prev_count"][i] >= k:  # type: ignore[index]
+            e["change"][i] = mean[i] - g["prev_mean"][i]  # type: ignore[index]
+        for j, name in enumerate(profile.features):
+            h, r = hists[f"f:{name}"][i], ref.hists[f"f:{name}"][i]
+            m_ = h[-1]
+            p_ = m_ / c
+            centre = (p_ + z * z / (2 * c)) / (1 + z * z / c)
+            half = z * math.sqrt(p_ * (1 - p_) / c + z * z / (4 * c * c)) / (1 + z * z / c)
+            miss[i, j] = p_
+            mlo[i, j] = 0.0 if m_ == 0 else max(centre - half, 0.0)
+            mhi[i, j] = 1.0 if m_ == c else min(centre + half, 1.0)
+            if r.sum() > 0:
+                if h[:-1].sum() >= k:
+                    fpsi[i, j] = psi(r[:-1], h[:-1])
+                if h[:-1].sum() > 0:
+                    fp[i, j] = homogeneity_pvalue(r[:-1], h[:-1])
+                    feff[i, j] = psi_effect(r[:-1], h[:-1])
+                mp[i, j] = proportion_pvalue(r[-1], r.sum(), m_, c)
+        if ref.hists["score"][i].sum() > 0:
+            r, h = ref.hists["score"][i], hists["score"][i]
+            e["psi"][i] = psi(r, h)
+            e["js"][i] = jensenshannon(r / r.sum(), h / c, base=2)
+            e["z"][i] = (mean[i] - ref.mean[i]) / (ref.std[i] / math.sqrt(c))  # type: ignore[index]
+            e["p_score"][i] = homogeneity_pvalue(r, h)
+            e["eff"][i] = psi_effect(r, h)
+        rc, hc = ref.hists["class"][i], hists["class"][i]
+        if rc.sum() > 0 and hc.sum() > 0:
+            e["p"][i] = homogeneity_pvalue(rc, hc)
+    _nan_equal(d.score_psi, e["psi"])
+    _nan_equal(d.score_js_distance, e["js"])
     _nan_equal(d.mean_zscore, e["z"])
     _nan_equal(d.mean_lower, e["lo"])
     _nan_equal(d.mean_upper, e["hi"])
     _nan_equal(d.mean_change, e["change"])
     _nan_equal(d.class_pvalue, e["p"])
+    _nan_equal(d.pvalue["score_psi"], e["p_score"])
+    _nan_equal(d.effect["score_psi"], e["eff"])
     _nan_equal(d.feature_psi, fpsi)
+    _nan_equal(d.feature_effect, feff)
     _nan_equal(d.missing_ratio, miss)
     _nan_equal(d.missing_lower, mlo)
     _nan_equal(d.missing_upper, mhi)
     assert d.features == profile.features == ["plan", "x"]
 
-    # Benjamini-Hochberg over the leaf cells with a p-value only.
-    leaf = g["is_leaf"] & ~np.isnan(e["p"])  # type: ignore[operator]
-    sig = np.zeros(n, dtype=bool)
-    if leaf.any():
-        sig[leaf] = stats.false_discovery_control(e["p"][leaf], method="bh") <= SETTINGS.fdr_rate
-    np.testing.assert_array_equal(d.class_significant, sig)
-
-    # Flags.
+    # One Benjamini-Hochberg family: every tested cell and signal of the window.
+    class_eff = np.full(N, np.nan)
+    for i in np.flatnonzero(~np.isnan(e["p"])):
+        class_eff[i] = psi_effect(ref.hists["class"][i], hists["class"][i])
+    family = np.concatenate([e["p_score"], e["p"], fp.ravel(), mp.ravel()])
+    tested = ~np.isnan(family)
+    rejected = np.zeros(family.size, dtype=bool)
+    rejected[tested] = stats.false_discovery_control(family[tested], method="bh") <= 0.05
+    r_score, r_class = rejected[:N], rejected[N : 2 * N]
+    r_feat = rejected[2 * N : 2 * N + N * nf].reshape(N, nf)
+    r_miss = rejected[2 * N + N * nf :].reshape(N, nf)
     assert sorted(d.flags) == sorted(FLAG_SIGNALS)
-    np.testing.assert_array_equal(d.flags["score_psi"], np.nan_to_num(e["score_psi"]) > 0.25)
-    np.testing.assert_array_equal(d.flags["feature_psi"], (np.nan_to_num(fpsi) > 0.25).any(axis=1))
-    np.testing.assert_array_equal(d.flags["missing"], (np.nan_to_num(miss) > 0.5).any(axis=1))
-    np.testing.assert_array_equal(d.flags["class_shift"], sig)
+    with np.errstate(invalid="ignore"):
+        expected = {
+            "score_psi": r_score & (e["eff"] > 0.25),
+            "class_shift": r_class & (class_eff > SETTINGS.class_alert),
+            "feature_psi": (r_feat & (feff > 0.25)).any(axis=1),
+            "missing": (r_miss & (miss > 0.5)).any(axis=1),
+        }
+    # Cell 11 has no reference: its missing share alone decides.
+    expected["missing"][11] = bool((np.nan_to_num(miss[11]) > 0.5).any())
+    for signal, mask in expected.items():
+        np.testing.assert_array_equal(d.flags[signal], mask, err_msg=signal)
+    np.testing.assert_array_equal(d.class_significant, expected["class_shift"])
 
 
-def test_gating_and_no_baseline(profile: DriftProfile) -> None:
+def test_gating_and_no_reference(profile: DriftProfile) -> None:
     g = _grid(profile, 7)
     d = derive_window_drift(profile, **g)  # type: ignore[arg-type]
     count: np.ndarray = g["count"]  # type: ignore[assignment]
     low = count < SETTINGS.min_samples
     assert low[[1, 3, 9]].all() and not low[[2, 10]].any()
-    for arr in (
-        d.score_psi,
-        d.score_js_distance,
-        d.mean_zscore,
-        d.mean_lower,
-        d.mean_upper,
-        d.mean_change,
-    ):
+    for arr in (d.score_psi, d.score_js_distance, d.mean_zscore, d.mean_lower, d.mean_upper):
         assert np.isnan(arr[low]).all()
     for arr in (d.feature_psi, d.missing_ratio, d.missing_lower, d.missing_upper):
         assert np.isnan(arr[low]).all()
+    for values in (*d.pvalue.values(), *d.effect.values()):
+        assert np.isnan(values[low]).all()
     assert not any(flags[low].any() for flags in d.flags.values())
-    # Model u has no baseline: every statistic against a reference is NaN, the rest is not.
-    u = (g["model_ids"] == 1) & ~low  # type: ignore[operator]
+    # Cell 11 has no reference: every statistic against it is NaN, the rest is not.
     for arr in (d.score_psi, d.score_js_distance, d.mean_zscore, d.class_pvalue, d.feature_psi):
-        assert np.isnan(arr[u]).all()
-    assert not d.class_significant[u].any()
-    assert not np.isnan(d.mean_lower[u]).any() and not np.isnan(d.missing_ratio[u]).any()
-    assert d.flags["missing"][8] and not d.flags["score_psi"][u].any()
-
-
-def test_bh_only_over_leaf_cells(profile: DriftProfile) -> None:
-    """A roll-up's tiny p-value neither is flagged nor changes the leaf family's size."""
-    g = _grid(profile, 0)
-    base = derive_window_drift(profile, **g)  # type: ignore[arg-type]
-    hists: dict[str, np.ndarray] = g["hists"]  # type: ignore[assignment]
-    h = hists["class"].copy()
-    h[6] = [0, 0, 500, 0]  # a roll-up: all in class "2" (share 0.2) -> p ~ 0
-    g2 = dict(g, hists=dict(hists, **{"class": h}))
-    count = g["count"].copy()  # type: ignore[union-attr]
-    count[6] = 600
-    g2["count"] = count
-    d = derive_window_drift(profile, **g2)  # type: ignore[arg-type]
-    assert d.class_pvalue[6] < 1e-50
-    assert not d.class_significant[6] and not d.flags["class_shift"][6]
-    leaves = g["is_leaf"]
-    np.testing.assert_array_equal(d.class_significant[leaves], base.class_significant[leaves])  # type: ignore[index]
+        assert np.isnan(arr[11]).all()
+    assert not np.isnan(d.mean_lower[11]) and not np.isnan(d.missing_ratio[11]).any()
 
 
 def test_mean_change_uses_previous_window(profile: DriftProfile) -> None:
     g = _grid(profile, 1)
-    count = np.full(12, 100, dtype=np.int64)
+    count = np.full(N, 100, dtype=np.int64)
     prev_count = np.array([100, 29, 30, 0] * 3, dtype=np.int64)
-    mean = np.linspace(0.2, 0.5, 12)
-    prev_mean = np.where(prev_count > 0, np.linspace(0.5, 0.1, 12), np.nan)
+    mean = np.linspace(0.2, 0.5, N)
+    prev_mean = np.where(prev_count > 0, np.linspace(0.5, 0.1, N), np.nan)
     g.update(count=count, prev_count=prev_count, mean=mean, prev_mean=prev_mean)
     d = derive_window_drift(profile, **g)  # type: ignore[arg-type]
     expected = np.where(prev_count >= 30, mean - prev_mean, np.nan)
     _nan_equal(d.mean_change, expected)
 
 
-def test_shifted_cells_flagged_clean_not(profile: DriftProfile) -> None:
-    """One cell drawn from the baseline's shares, one shifted; counts well above min_samples."""
-    spec = profile.spec("m")
-    assert spec.score_ref is not None and spec.class_ref is not None
-    rng = np.random.default_rng(5)
-    n_events = 2000
-    widths = dict(profile.hist_bins, **{"class": len(spec.class_ref)})
+def _two_cells(profile: DriftProfile, rng: np.random.Generator, n_events: int) -> tuple:
+    """A clean cell drawn from its reference and a shifted one, each with its own reference."""
+    refs: dict[str, np.ndarray] = {}
     hists: dict[str, np.ndarray] = {}
-    score_ref = spec.score_ref / spec.score_ref.sum()
-    hists["score"] = np.stack(
-        [rng.multinomial(n_events, score_ref), rng.multinomial(n_events, score_ref[::-1])]
-    )
-    hists["class"] = np.stack(
-        [rng.multinomial(n_events, spec.class_ref), rng.multinomial(n_events, [0.1, 0.1, 0.8, 0.0])]
-    )
-    for j, name in enumerate(profile.features):
-        fs = spec.features[j]
-        assert fs.ref_shares is not None
-        ref = np.zeros(widths[f"f:{name}"] - 1)
-        ref[: len(fs.ref_shares)] = fs.ref_shares
-        clean = np.r_[rng.multinomial(n_events, ref / ref.sum()), 0]
-        shifted = np.r_[np.zeros(len(ref), dtype=np.int64), n_events]
-        shifted[0] = 0
-        hists[f"f:{name}"] = np.stack([clean, shifted])
+    for name, width in profile.hist_bins.items():
+        r = rng.dirichlet(np.ones(width) * 3.0, size=2) * 20_000
+        if name.startswith("f:"):
+            r[:, -1] = 0.0
+        shares = r / r.sum(axis=1, keepdims=True)
+        clean = rng.multinomial(n_events, shares[0])
+        if name.startswith("f:"):
+            shifted = np.r_[np.zeros(width - 1, dtype=np.int64), n_events]  # all missing
+        else:
+            shifted = rng.multinomial(n_events, shares[1][::-1])  # bins reversed
+        refs[name], hists[name] = r, np.stack([clean, shifted])
+    mean = np.array([0.3, 0.3])
+    return refs, hists, mean
+
+
+def test_shifted_cells_flagged_clean_not(profile: DriftProfile) -> None:
+    rng = np.random.default_rng(5)
+    refs, hists, mean = _two_cells(profile, rng, 2000)
     d = derive_window_drift(
         profile,
-        ["m"],
-        np.array([0, 0]),
-        np.array([True, True]),
-        np.array([n_events, n_events]),
-        np.array([spec.score_mean, 0.8]),
+        np.array([2000, 2000]),
+        mean,
         np.array([0.01, 0.01]),
         hists,
         np.array([np.nan, np.nan]),
         np.array([0, 0]),
+        Reference(refs, np.array([0.3, 0.3]), np.array([0.1, 0.1])),
     )
-    assert d.score_psi[0] < 0.05 < SETTINGS.psi_alert < d.score_psi[1]
     assert {s: bool(f[0]) for s, f in d.flags.items()} == dict.fromkeys(FLAG_SIGNALS, False)
     assert {s: bool(f[1]) for s, f in d.flags.items()} == {
         "score_psi": True,
@@ -314,5 +267,36 @@ def test_shifted_cells_flagged_clean_not(profile: DriftProfile) -> None:
         "class_shift": True,
         "missing": True,
     }
+    assert d.effect["score_psi"][0] < 0.02 < SETTINGS.psi_alert < d.effect["score_psi"][1]
     np.testing.assert_array_equal(d.missing_ratio[1], [1.0, 1.0])
     assert np.isnan(d.feature_psi[1]).all()
+
+
+@pytest.mark.parametrize("n_events", [20, 40, 130, 1000])
+def test_clean_small_cells_are_not_flagged_though_raw_psi_is_large(
+    profile: DriftProfile, n_events: int
+) -> None:
+    """The issue's failure: 20 bins and ~130 events give a raw PSI of 0.15-0.35 by chance.
+    200 clean cells per size: raw PSI often above psi_alert, no flag (p-value and debiased
+    effect)."""
+    rng = np.random.default_rng(n_events)
+    cells = 200
+    refs, hists = {}, {}
+    for name, width in profile.hist_bins.items():
+        shares = rng.dirichlet(np.ones(width) * 2.0, size=cells)
+        refs[name] = shares * rng.integers(300, 5000, (cells, 1))
+        hists[name] = np.stack([rng.multinomial(n_events, p) for p in shares])
+    nan = np.full(cells, np.nan)
+    d = derive_window_drift(
+        DriftProfile(DriftSettings(min_samples=20), SCORE_RANGE, _baseline()),
+        np.full(cells, n_events),
+        np.full(cells, 0.3),
+        np.full(cells, 0.01),
+        hists,
+        nan,
+        np.zeros(cells, dtype=np.int64),
+        Reference(refs, np.full(cells, 0.3), np.full(cells, 0.1)),
+    )
+    if n_events <= 130:
+        assert (d.score_psi > 0.25).mean() > 0.1  # the raw statistic alone would flag these
+    assert not any(f.any() for f in d.flags.values())
