@@ -264,13 +264,14 @@ class _ModelReference:
             out[rest] = (sums[rest] + self.alpha * prior) / (weights[rest, None] + self.alpha)
         return out
 
-    def lookup(self, key: tuple[str, ...]) -> tuple[int, bool]:
-        """The reference row for a cell's dimension values (a parent's if absent), and whether
-        the cell itself is in the reference."""
+    def lookup(self, key: tuple[str, ...], name: str = "score") -> tuple[int, bool]:
+        """The reference row for a cell's dimension values and histogram ``name`` (the nearest
+        parent's in that histogram's order if the cell is absent), and whether the cell itself
+        is in the reference."""
         found = self.index.get(key)
         if found is not None:
             return found, True
-        order = self.order.get("score", list(range(self.ndims)))
+        order = self.order.get(name, list(range(self.ndims)))
         parent = self._parent(key, order)
         while parent is not None and parent not in self.index:
             parent = self._parent(parent, order)
@@ -343,26 +344,40 @@ class CellReferences:
         hists = {name: np.zeros((n, w)) for name, w in self.widths.items()}
         mean, std = np.full(n, math.nan), np.full(n, math.nan)
         labeled, rate = np.zeros(n), np.full(n, math.nan)
+        by_model: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
-            model = key[0]
-            if model not in self._models:
-                continue
+            if key[0] in self._models:
+                by_model.setdefault(key[0], []).append(i)
+        for model, cells in by_model.items():
             ref = self._models[model]
             if ref is None:
-                self._model_level(model, i, hists, mean, std)
+                for i in cells:
+                    self._model_level(model, i, hists, mean, std)
                 continue
-            row, own = ref.lookup(tuple(key[1:]))
-            if row < 0:
-                continue
+            at = np.array(cells, dtype=np.int64)
+            dims = [tuple(keys[i][1:]) for i in cells]
             for name, shrunk in ref.shrunk.items():
                 target = hists.get(name)
                 if target is None:
                     continue
-                values = shrunk[row] if own else shrunk[row] / shrunk[row].sum() * ref.alpha
-                target[i] = _narrow(values[None, :], target.shape[1], name.startswith("f:"))[0]
-            mean[i], std[i] = ref.mean[row], ref.std[row]
-            labeled[i] = ref.labeled[row] + ref.alpha if own else ref.alpha
-            rate[i] = ref.error_rate[row]
+                found = [ref.lookup(d, name) for d in dims]
+                rows = np.array([r for r, _ in found], dtype=np.int64)
+                own = np.array([o for _, o in found], dtype=bool)
+                ok = rows >= 0
+                values = shrunk[rows[ok]]
+                # An absent cell: its parent's shares, worth alpha rows.
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    scale = np.where(own[ok], 1.0, ref.alpha / values.sum(axis=1))
+                wide = _narrow(values * scale[:, None], target.shape[1], name.startswith("f:"))
+                target[at[ok]] = wide
+            found = [ref.lookup(d) for d in dims]
+            rows = np.array([r for r, _ in found], dtype=np.int64)
+            own = np.array([o for _, o in found], dtype=bool)
+            ok = rows >= 0
+            sel, r = at[ok], rows[ok]
+            mean[sel], std[sel] = ref.mean[r], ref.std[r]
+            labeled[sel] = np.where(own[ok], ref.labeled[r] + ref.alpha, ref.alpha)
+            rate[sel] = ref.error_rate[r]
         return _Rows(hists, mean, std, labeled, rate)
 
     def _model_level(
