@@ -101,7 +101,7 @@ class DriftSettings:
     features: tuple[str, ...] = ()
     max_features: int = 10
     min_samples: int = 30
-    fdr_rate: float = 0.05
+    fdr_rate: float = 0.01
     psi_alert: float = 0.25
     class_alert: float = 0.05
     missing_alert: float = 0.5

@@ -208,7 +208,8 @@ def covariate_shift(
 
 def dropped_feature(spec: ScenarioSpec, region: str, onset: int, feature: str = "tenure") -> Change:
     """A feature disappears from every event of a region (the key is absent); the model
-    imputes the median, the labels still follow the true value."""
+    imputes the median, the labels still follow the true value. What must fire is the missing
+    share: with no value left there is no value histogram to compare."""
     _check(spec, region=region)
     if feature not in FEATURES:
         raise ValueError(f"unknown feature {feature!r}")
@@ -217,7 +218,7 @@ def dropped_feature(spec: ScenarioSpec, region: str, onset: int, feature: str = 
         "dropped_feature",
         cells,
         onset,
-        ("missing", "feature_psi"),
+        ("missing",),
         feature,
         1.0,
         0,

@@ -202,7 +202,7 @@ def test_covariate_shift(changed: Scenario, clean: Scenario) -> None:
 
 def test_dropped_feature(changed: Scenario, clean: Scenario) -> None:
     change = _by_kind(changed)["dropped_feature"]
-    assert change.feature == "tenure" and change.signals == ("missing", "feature_psi")
+    assert change.feature == "tenure" and change.signals == ("missing",)
     assert len(change.cells) == len(SPEC.segments)
     a, b = changed.window(change.onset_window), clean.window(change.onset_window)
     m = np.isin(a.cell, _cells_of(changed, change.cells))
