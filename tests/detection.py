@@ -155,9 +155,7 @@ def replay(scenario: Scenario, config: Config, windows: range | None = None) -> 
             values = [orjson.dumps(event)]
         else:
             _, values = scenario.window(w).encode()
-        records = [
-            Record("scenario", 0, offset + i, None, None, v) for i, v in enumerate(values)
-        ]
+        records = [Record("scenario", 0, offset + i, None, None, v) for i, v in enumerate(values)]
         offset += len(records)
         out.events += len(records)
         monitor.process({tp: records})
@@ -177,6 +175,13 @@ def replay(scenario: Scenario, config: Config, windows: range | None = None) -> 
         out.counts.append(count)
         out.tested.append(count >= config.drift.min_samples)
         flags = {s: np.asarray(snap.drift.flags[s]) for s in DRIFT_SIGNALS}
+        n = len(snap.keys)
+        for detector in running_detectors(config):
+            flags[f"detector:{detector}"] = np.zeros(n, dtype=bool)
+        for (cell, detector), (_n, _last, active) in snap.detections.items():
+            name = f"detector:{detector}"
+            if active and name in flags and cell < n:
+                flags[name][cell] = True
         perf_flags = getattr(snap.performance, "flags", None) if snap.performance else None
         if isinstance(perf_flags, dict):
             flags.update({s: np.asarray(v) for s, v in perf_flags.items()})
@@ -263,6 +268,7 @@ def score(scenario: Scenario, run: Replay) -> Report:
     in_time: dict[tuple[str, str], float] = {}
     deadline = {c.kind: SIGNAL_DEADLINE.get(c.kind, DEFAULT_DEADLINE) for c in truth}
     signals = sorted({s for f in run.flags for s in f})
+    detectors = [s for s in signals if s.startswith("detector:")]
     for change in truth:
         covered = _covered(change, scenario)
         # The change's own cell: the roll-up of a segment- or region-wide change, else the leaf.
@@ -274,13 +280,25 @@ def score(scenario: Scenario, run: Replay) -> Report:
             found[(change.kind, signal)] = (
                 None if any(d is None for d in delays) else max(d for d in delays if d is not None)
             )
-            within = [
-                _delay(run, change, leaf, signal) for leaf in change.cells
-            ]
+            within = [_delay(run, change, leaf, signal) for leaf in change.cells]
             limit = deadline[change.kind]
             in_time[(change.kind, signal)] = sum(
                 d is not None and d <= limit for d in within
             ) / len(within)
+        # Any signal or detector: the change's own signals, or an active detector.
+        delays_any = []
+        for cell in targets:
+            got = [
+                _delay(run, change, cell, s) for s in (*change.signals, *detectors) if s in signals
+            ]
+            kept = [d for d in got if d is not None]
+            delays_any.append(min(kept) if kept else None)
+        found[(change.kind, "any")] = (
+            None
+            if any(d is None for d in delays_any)
+            else max(d for d in delays_any if d is not None)
+        )
+        in_time[(change.kind, "any")] = math.nan
     false_flags: dict[str, list[int]] = {s: [0, 0] for s in signals}
     red: dict[str, list[int]] = {}
     changed_red = {c.kind: False for c in truth}

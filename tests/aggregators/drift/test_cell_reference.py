@@ -127,13 +127,15 @@ def test_each_signal_borrows_from_the_parent_that_keeps_what_matters(
         return h / h.sum()
 
     score = shares(t.hists["score"][leaf])
-    assert np.abs(score - shares(t.hists["score"][seg_roll])).sum() < np.abs(
-        score - shares(t.hists["score"][reg_roll])
-    ).sum()
+    assert (
+        np.abs(score - shares(t.hists["score"][seg_roll])).sum()
+        < np.abs(score - shares(t.hists["score"][reg_roll])).sum()
+    )
     income = shares(t.hists["f:income"][leaf])
-    assert np.abs(income - shares(t.hists["f:income"][reg_roll])).sum() < np.abs(
-        income - shares(t.hists["f:income"][seg_roll])
-    ).sum()
+    assert (
+        np.abs(income - shares(t.hists["f:income"][reg_roll])).sum()
+        < np.abs(income - shares(t.hists["f:income"][seg_roll])).sum()
+    )
     # Exact form: own counts + alpha * the chosen parent's shrunk shares.
     own = _own(base, "f:income", ("b", "z"))
     parent = shares(t.hists["f:income"][reg_roll])
@@ -162,9 +164,7 @@ def test_unknown_models_have_no_reference_and_old_baselines_fall_back_to_the_mod
     setup: tuple[Baseline, ModelColumns],
 ) -> None:
     base, _ = setup
-    old = dataclasses.replace(
-        base, models={"m": dataclasses.replace(base.models["m"], cells=None)}
-    )
+    old = dataclasses.replace(base, models={"m": dataclasses.replace(base.models["m"], cells=None)})
     refs, reg, profile = _refs(old)
     i = int(reg.index_many([("m", "a", "x")])[0])
     j = int(reg.index_many([("other", "a", "x")])[0])
