@@ -21,8 +21,11 @@ features) is turned into a baseline by the real command. Then, through the embed
   predictions are the baseline's ``"true"``/``"false"`` categories (a strict xfail documents
   the prediction side, see its reason).
 
-Every score has the same distribution in every cell on purpose: the baseline is per model, so a
-clean cell whose own distribution differs from the model's pooled one would (rightly) drift.
+Each cell is compared with its own reference (its rows of the holdout, shrunk toward its
+parent): the offline computation takes those references from the baseline file through
+:class:`~tilewatch.aggregators.drift.cell_reference.CellReferences` and recomputes every
+statistic, p-value, effect and Benjamini-Hochberg decision from the events. Realistic traffic
+where cells differ by nature is the subject of tests/tilewatch/test_detection_quality.py.
 """
 
 from __future__ import annotations
@@ -46,9 +49,14 @@ from tests.e2e.support.process import TilewatchProcess
 from tests.e2e.support.scrape import parse_metrics, series, value
 from tests.helpers import produce
 from tilewatch import cli
+from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.stats.decisions import benjamini_hochberg, gate
-from tilewatch.aggregators.stats.divergence import chi2_pvalue, js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.divergence import js_distance, mean_zscore, psi
+from tilewatch.aggregators.stats.homogeneity import homogeneity_pvalue, proportion_pvalue
 from tilewatch.aggregators.stats.intervals import t_interval, wilson_interval
+from tilewatch.aggregators.stats.psi_bias import psi_effect
+from tilewatch.app import build_profile
+from tilewatch.config import load_config
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(170)]
@@ -70,6 +78,7 @@ WINDOW = 10.0
 MIN_SAMPLES = 30
 PSI_ALERT = 0.25  # [drift] defaults, written into the config explicitly
 MISSING_ALERT = 0.5
+CLASS_ALERT = 0.05
 FDR_RATE = 0.05
 TOL = 1e-9
 
@@ -306,19 +315,40 @@ def cell_masks(ev: Events) -> dict[Cell, np.ndarray]:
     return out
 
 
-def offline_window(ref: dict[str, Any], ev: Events, w: int) -> dict[Cell, dict[str, float]]:
-    """Every window statistic of window ``w`` per cell, and the flags, with the divergences,
-    intervals and decisions of tilewatch.aggregators.stats."""
+def cell_references(path: Path, cells: list[Cell]) -> dict[Cell, dict[str, np.ndarray]]:
+    """Each cell's reference pseudo-counts (and score moments), from the baseline file through
+    tilewatch's per-cell references (unit-tested on their own in
+    tests/aggregators/drift/test_cell_reference.py)."""
+    config = load_config(make_config(path.parent / "ref.toml", "unused:1", "unused", path))
+    profile = build_profile(config)
+    assert profile is not None
+    refs = CellReferences(profile, config.cells, config.drift.prior_strength)
+    table = refs.table(cells)
+    out: dict[Cell, dict[str, np.ndarray]] = {}
+    for i, cell in enumerate(cells):
+        row = {name: h[i] for name, h in table.hists.items()}
+        row["mean"], row["std"] = table.mean[i : i + 1], table.std[i : i + 1]
+        out[cell] = row
+    return out
+
+
+def offline_window(
+    ref: dict[str, Any], refs_path: Path, ev: Events, w: int
+) -> dict[Cell, dict[str, float]]:
+    """Every window statistic of window ``w`` per cell against the cell's own reference, and
+    the flags (Benjamini-Hochberg over every tested cell and signal, then the effect sizes),
+    with the divergences, tests, intervals and decisions of tilewatch.aggregators.stats."""
     k = MIN_SAMPLES
     windows = np.floor(ev.time / WINDOW).astype(np.int64)
     cur, prev = ev.take(windows == w), ev.take(windows == w - 1)
     cur_cells, prev_cells = cell_masks(cur), cell_masks(prev)
-    score_ref = np.asarray(ref["score"]["shares"])
+    cell_refs = cell_references(refs_path, sorted(cur_cells))
     edges = np.asarray(ref["score"]["edges"])
     classes = sorted(ref["predictions"])
-    class_ref = np.asarray([ref["predictions"][c] for c in classes] + [0.0])
     out: dict[Cell, dict[str, float]] = {}
+    tests: list[tuple[Cell, str, float, float]] = []  # cell, signal, p-value, effect
     for cell, mask in cur_cells.items():
+        r = cell_refs[cell]
         e = cur.take(mask)
         n = len(e)
         s: dict[str, float] = {"events": n}
@@ -326,11 +356,9 @@ def offline_window(ref: dict[str, Any], ev: Events, w: int) -> dict[Cell, dict[s
         var = float(e.score.var(ddof=1)) if n >= 2 else math.nan
         s["mean"], s["variance"] = mean, var
         hist = np.histogram(e.score, bins=edges)[0]  # left-closed, the last bin closed too
-        s["score_psi"] = float(gate(psi(score_ref, hist), n, k))
-        s["score_js"] = float(gate(js_distance(score_ref, hist), n, k))
-        s["zscore"] = float(
-            gate(mean_zscore(mean, n, ref["score"]["mean"], ref["score"]["std"]), n, k)
-        )
+        s["score_psi"] = float(gate(psi(r["score"], hist), n, k))
+        s["score_js"] = float(gate(js_distance(r["score"], hist), n, k))
+        s["zscore"] = float(gate(mean_zscore(mean, n, r["mean"][0], r["std"][0]), n, k))
         lo, hi = t_interval(mean, var, n)
         s["mean_lower"], s["mean_upper"] = float(gate(lo, n, k)), float(gate(hi, n, k))
         p_scores = prev.score[prev_cells[cell]] if cell in prev_cells else np.zeros(0)
@@ -338,32 +366,43 @@ def offline_window(ref: dict[str, Any], ev: Events, w: int) -> dict[Cell, dict[s
         s["mean_change"] = float(gate(change, n, k))
         counts = [int((e.prediction.astype(str) == c).sum()) for c in classes]
         class_counts = np.asarray([*counts, n - sum(counts)])
-        s["class_pvalue"] = float(gate(chi2_pvalue(class_ref, class_counts), n, k))
+        tested = n >= k
+        p_class = float(homogeneity_pvalue(r["class"], class_counts)) if tested else math.nan
+        s["class_pvalue"] = p_class
+        if tested:
+            tests.append((cell, "score_psi", float(homogeneity_pvalue(r["score"], hist)),
+                          float(psi_effect(r["score"], hist))))  # fmt: skip
+            tests.append(
+                (cell, "class_shift", p_class, float(psi_effect(r["class"], class_counts)))
+            )
         for name in FEATURES:
-            shares, observed = feature_bins(ref, name, e)
-            s[f"psi:{name}"] = float(gate(psi(shares, observed), observed.sum(), k))
+            _, observed = feature_bins(ref, name, e)
+            fr = r[f"f:{name}"]
+            s[f"psi:{name}"] = float(gate(psi(fr[:-1], observed), observed.sum(), k))
             missing = n - int(observed.sum())
             ratio = missing / n if n else math.nan
             s[f"missing:{name}"] = float(gate(ratio, n, k))
             lo, hi = wilson_interval(missing, n)
             s[f"missing_lower:{name}"] = float(gate(lo, n, k))
             s[f"missing_upper:{name}"] = float(gate(hi, n, k))
-        s["flag:score_psi"] = float(np.nan_to_num(s["score_psi"]) > PSI_ALERT)
-        s["flag:feature_psi"] = float(
-            any(np.nan_to_num(s[f"psi:{f}"]) > PSI_ALERT for f in FEATURES)
-        )
-        s["flag:missing"] = float(
-            any(np.nan_to_num(s[f"missing:{f}"]) > MISSING_ALERT for f in FEATURES)
-        )
+            if tested:
+                p_f = homogeneity_pvalue(fr[:-1], observed) if observed.sum() else math.nan
+                eff = psi_effect(fr[:-1], observed) if observed.sum() else math.nan
+                tests.append((cell, "feature_psi", float(p_f), float(eff)))
+                p_m = proportion_pvalue(fr[-1], fr.sum(), missing, n)
+                tests.append((cell, "missing", float(p_m), ratio))
         out[cell] = s
-    leaves = [c for c in out if ALL not in c and not math.isnan(out[c]["class_pvalue"])]
-    significant = benjamini_hochberg([out[c]["class_pvalue"] for c in leaves], FDR_RATE)
+    rejected = benjamini_hochberg([t[2] for t in tests], FDR_RATE)
+    threshold = {"score_psi": PSI_ALERT, "feature_psi": PSI_ALERT,
+                 "class_shift": CLASS_ALERT, "missing": MISSING_ALERT}  # fmt: skip
     for c in out:
-        out[c]["class_significant"] = 0.0
-    for c, sig in zip(leaves, significant.tolist(), strict=True):
-        out[c]["class_significant"] = float(sig)
+        for sig in SIGNALS:
+            out[c][f"flag:{sig}"] = 0.0
+    for (cell, sig, _p, effect), rej in zip(tests, rejected.tolist(), strict=True):
+        if rej and effect > threshold[sig]:
+            out[cell][f"flag:{sig}"] = 1.0
     for c in out:
-        out[c]["flag:class_shift"] = out[c]["class_significant"]
+        out[c]["class_significant"] = out[c]["flag:class_shift"]
     return out
 
 
@@ -514,10 +553,10 @@ def window_closed(n: int, end: float) -> Callable[[dict[Any, float]], bool]:
 
 
 def check_window(
-    metrics: dict[Any, float], ref: dict[str, Any], produced: Events, w: int
+    metrics: dict[Any, float], ref: dict[str, Any], path: Path, produced: Events, w: int
 ) -> dict[str, set[Cell]]:
     """The scrape equals the offline computation of window ``w``; returns the flagged cells."""
-    want = offline_window(ref, produced, w)
+    want = offline_window(ref, path, produced, w)
     got = scraped(metrics)
     problems = mismatches(got, want)
     assert not problems, f"window {w}: {len(problems)} mismatches:\n" + "\n".join(problems[:40])
@@ -562,7 +601,7 @@ def test_drift_and_missing_flagged_within_one_window(
         "the first window after the change closed",
         window_closed(len(produced), (first + 1) * WINDOW),
     )
-    flags = check_window(metrics, ref, produced, first)
+    flags = check_window(metrics, ref, baseline_file, produced, first)
     leaf = {(MODEL, s, r) for s, r in cells}
     assert flags["score_psi"] == {(MODEL, *SHIFT_CELL)}, flags
     assert flags["missing"] == {(MODEL, *NO_PLAN_CELL)}, flags
@@ -574,7 +613,7 @@ def test_drift_and_missing_flagged_within_one_window(
     assert violations(metrics) == expected_violations(ref, produced)
     # The windows before the change were clean, in this stream and per the offline numbers.
     for w in range(int(T0 // WINDOW), first):
-        before = flagged(offline_window(ref, produced, w))
+        before = flagged(offline_window(ref, baseline_file, produced, w))
         assert before == {sig: set() for sig in SIGNALS}, (w, before)
 
     # Phase 2: the rest of the stream, then one far-future event per cell closes window 11.
@@ -586,7 +625,7 @@ def test_drift_and_missing_flagged_within_one_window(
         "the last window closed",
         window_closed(len(produced) + len(far), (last + 1) * WINDOW),
     )
-    flags = check_window(metrics, ref, produced, last)
+    flags = check_window(metrics, ref, baseline_file, produced, last)
     assert flags == {
         "score_psi": {(MODEL, *SHIFT_CELL)},
         "missing": {(MODEL, *NO_PLAN_CELL)},
@@ -815,7 +854,7 @@ def test_clean_million_events_raise_no_flag(
             if end is not None:
                 w = int(end // WINDOW) - 1
                 if w not in offline:
-                    offline[w] = offline_window(ref, ev, w)
+                    offline[w] = offline_window(ref, baseline_file, ev, w)
                 problems = mismatches(got, offline[w])
                 assert not problems, f"window {w}: {len(problems)} mismatches:\n" + "\n".join(
                     problems[:40]
@@ -841,7 +880,7 @@ def test_clean_million_events_raise_no_flag(
     discoveries: dict[int, set[Cell]] = {}
     worst_psi = worst_feature_psi = 0.0
     for w in range(first_w, last_w + 1):
-        stats = offline.get(w) or offline_window(ref, ev, w)
+        stats = offline.get(w) or offline_window(ref, baseline_file, ev, w)
         flags = flagged(stats)
         assert flags["score_psi"] == flags["feature_psi"] == flags["missing"] == set(), w
         if flags["class_shift"]:
