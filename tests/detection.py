@@ -25,9 +25,8 @@ What counts:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,12 +327,3 @@ def score(scenario: Scenario, run: Replay) -> Report:
         changed_red,
         in_time,
     )
-
-
-def clean_twin(scenario: Scenario) -> Scenario:
-    """The same traffic without any change."""
-    return Scenario(dataclasses.replace(scenario.spec), clean=True)
-
-
-def iter_lines(report: Report) -> Iterator[str]:
-    yield from report.lines()
