@@ -1,4 +1,4 @@
-// tilewatch tile page. No build step, no other origin, no innerHTML: every name that came from a
+// tilewatch tile page. No build step, no other origin, never markup from data: every name that came from a
 // producer (model, segment, region, feature) is written with textContent or as an attribute value.
 "use strict";
 
