@@ -3,7 +3,9 @@
 #   - .venv in the repo root (Python >= 3.11) with tilewatch installed editable, extras
 #     [test] and, when pyproject.toml defines it, [demo];
 #   - the Debian packages prometheus and prometheus-alertmanager, when their binaries are
-#     missing (apt-get, through sudo when not root).
+#     missing (apt-get, through sudo when not root);
+#   - the Debian packages chromium and chromium-driver (the tile page's browser tests), when
+#     /usr/bin/chromium or /usr/bin/chromedriver is missing.
 # Environment: PYTHON=/path/to/python3.x picks the interpreter for a new .venv.
 set -euo pipefail
 
@@ -70,5 +72,26 @@ else
         [[ -x "$bin" ]] || die "$bin is still missing after apt-get install"
     done
     say "prometheus and alertmanager installed"
+fi
+# --- Chromium and its WebDriver (Debian packages), for the tile page's browser tests ------
+if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+    say "chromium and chromium-driver are installed"
+else
+    command -v apt-get >/dev/null 2>&1 \
+        || die "/usr/bin/chromium or /usr/bin/chromedriver is missing and there is no apt-get: install Chromium and its driver by hand"
+    sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "installing the chromium packages needs root or sudo"
+        sudo=(sudo)
+    fi
+    say "installing the Debian packages chromium and chromium-driver"
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends chromium chromium-driver >/dev/null \
+        || die "apt-get install chromium chromium-driver failed"
+    for bin in /usr/bin/chromium /usr/bin/chromedriver; do
+        [[ -x "$bin" ]] || die "$bin is still missing after apt-get install"
+    done
+    say "chromium and chromium-driver installed"
 fi
 say "done"

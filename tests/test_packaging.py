@@ -79,3 +79,13 @@ def test_the_wheel_holds_every_source_module_at_its_installed_path(
     assert not any(
         n.startswith(("tests/", "streams/", "aggregators/", "exporters/")) for n in names
     )
+
+
+def test_the_wheel_holds_the_tile_page_assets(wheel: zipfile.ZipFile) -> None:
+    from tilewatch.exporters.web.server import ASSETS
+
+    static = ROOT / "exporters" / "web" / "static"
+    assert sorted(p.name for p in static.iterdir()) == sorted(ASSETS)
+    for name in ASSETS:
+        inside = f"tilewatch/exporters/web/static/{name}"
+        assert wheel.read(inside) == (static / name).read_bytes(), inside

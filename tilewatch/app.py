@@ -8,20 +8,39 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
 from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.health.evaluate import HierarchyResult
+from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.config import Config
+from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
+from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
+from tilewatch.generate import generator_inputs
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
 
-__all__ = ["App", "baseline_thresholds", "build_profile", "running_detectors", "tune_gc"]
+__all__ = [
+    "HISTORY_WINDOWS",
+    "App",
+    "baseline_thresholds",
+    "build_profile",
+    "running_detectors",
+    "tile_page",
+    "tune_gc",
+]
+
+#: Windows of each cell the tile page's time strip shows (the replica's window history depth).
+HISTORY_WINDOWS = 30
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +76,31 @@ def running_detectors(config: Config) -> tuple[str, ...]:
     if error:
         out.append(error)
     return tuple(out)
+
+
+def tile_page(
+    state: ReplicaState,
+    evaluate: Callable[[Snapshot], HierarchyResult],
+    config: Config,
+    detectors: Sequence[str],
+) -> TilePage:
+    """The tile page of a monitor: the dashboards' statistics, a window history on ``state``."""
+    inputs = generator_inputs(config)
+    statistics = dashboard_statistics(inputs)
+    labels = config.labels is not None
+    state.history = WindowHistory(
+        history_column_names(statistics, labels),
+        history_columns(statistics, detectors),
+        depth=HISTORY_WINDOWS,
+    )
+    min_samples = {EVENTS: inputs.min_samples}
+    if inputs.labels is not None:
+        min_samples[LABELED] = inputs.labels.min_samples
+    source = TileSource(
+        state.snapshot, evaluate, statistics, min_samples, history=state.history, lock=state.lock
+    )
+    metric_statistic = {m.name: m.statistic for m in config.hierarchy.metrics}
+    return TilePage(Api(source, metric_statistic))
 
 
 def tune_gc() -> None:
@@ -101,27 +145,28 @@ class App:
             label_topic=cfg.label_topic,
         )
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
-        self.registry.register(
-            HealthCollector(
-                self.state.snapshot,
-                cfg.cells.dimensions,
-                cfg.hierarchy,
-                detectors=running_detectors(cfg),
-            )
+        self.health = HealthCollector(
+            self.state.snapshot,
+            cfg.cells.dimensions,
+            cfg.hierarchy,
+            detectors=running_detectors(cfg),
         )
+        self.registry.register(self.health)
+        self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
         self.server = MetricsServer(
             self.registry,
             cfg.exporter.host,
             cfg.exporter.port,
             tls=cfg.exporter.tls,
             auth=cfg.exporter.basic_auth,
+            routes=self.page.routes(),
         )
         self.stop_event = threading.Event()
 
     def serve(self) -> MetricsServer:
         """Start the metrics endpoint."""
         self.server.start()
-        log.info("metrics at %s", self.server.url)
+        log.info("metrics at %s, tile page at %s", self.server.url, self.server.page_url)
         return self.server
 
     def run(self) -> RunSummary:

@@ -83,7 +83,8 @@ def run_demo(
             app.server.port = 0
             app.serve()
         print(f"tilewatch demo: broker {broker.bootstrap}, topic {DEMO_TOPIC!r}", file=out)
-        print(f"metrics at {app.server.url}   (Ctrl-C stops)", file=out, flush=True)
+        print(f"metrics at {app.server.url}   (Ctrl-C stops)", file=out)
+        print(f"tile page at {app.server.page_url}", file=out, flush=True)
         monitor = app.monitor
         threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor"))
         spec = TrafficSpec(invalid_share=0.01, degrade_after_seconds=60.0)
@@ -115,7 +116,10 @@ def run_demo(
             )
             if color:
                 out.write("\x1b[2J\x1b[H")
-            out.write(f"{text}\n{status}\nmetrics at {app.server.url}\n\n")
+            out.write(
+                f"{text}\n{status}\nmetrics at {app.server.url}   "
+                f"tile page at {app.server.page_url}\n\n"
+            )
             out.flush()
     except KeyboardInterrupt:
         pass

@@ -31,6 +31,7 @@ from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
+from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.merge import (
     PartCopy,
     View,
@@ -105,6 +106,8 @@ class ReplicaState:
         if profile is not None and profile.settings.reference == "trailing":
             span = profile.settings.trailing_windows + profile.settings.trailing_gap + 1
             self.retain_closed = max(RETAIN_CLOSED, span + 1)
+        #: The last reported windows of every cell (None: not kept), written by refresh().
+        self.history: WindowHistory | None = None
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -247,11 +250,17 @@ class ReplicaState:
         table[name] = table.get(name, 0) + n
 
     def refresh(self) -> None:
-        """Bring derived statistics (rolling moments) up to date; called per poll loop."""
+        """Bring derived statistics (rolling moments) up to date; called per poll loop.
+
+        Also records the reported windows into :attr:`history` when one is kept.
+        """
         with self.lock:
             for part in self.partitions.values():
                 part.rolling.refresh()
-        self.snapshot()  # computes the window statistics here, in the consumer thread
+        snap = self.snapshot()  # computes the window statistics here, in the consumer thread
+        if self.history is not None:
+            with self.lock:
+                self.history.record(snap, self.settings.window_seconds)
 
     def snapshot(self) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.

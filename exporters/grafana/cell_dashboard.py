@@ -34,6 +34,7 @@ from tilewatch.exporters.grafana.json_model import (
     threshold_steps,
 )
 from tilewatch.exporters.grafana.panels import (
+    Panel,
     row_panel,
     state_timeline_panel,
     status_history_panel,
@@ -53,7 +54,7 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
     total = {d: ALL for d in dims}
     name = " ".join(f"{{{{{d}}}}}" for d in dims) or "{{model}}"
     heatmaps = link("Heatmaps ($model)", heatmaps_url("$model", cell))
-    panels: list[dict[str, Any]] = [row_panel(lay, "Health of the cell")]
+    panels: list[Panel] = [row_panel(lay, "Health of the cell")]
     panels.append(
         status_history_panel(
             lay,

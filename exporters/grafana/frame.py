@@ -7,12 +7,18 @@ appears on the overview and on the cell detail.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dash_m
 
 from tilewatch.exporters.grafana.json_model import (
     AMBER,
     DATASOURCE,
+    DATASOURCE_REF,
     GREEN,
     RED,
     SCHEMA_VERSION,
@@ -22,10 +28,11 @@ from tilewatch.exporters.grafana.json_model import (
     target,
     threshold_steps,
 )
-from tilewatch.exporters.grafana.panels import table_panel
+from tilewatch.exporters.grafana.panels import Panel, table_panel
 
 __all__ = [
     "ALL",
+    "ANNOTATION_EXTRAS",
     "CELL_UID",
     "DRIFT_MAPPINGS",
     "HEATMAPS_UID",
@@ -93,54 +100,84 @@ def heatmaps_url(model: str, dims: dict[str, str]) -> str:
     return f"/d/{HEATMAPS_UID}/tilewatch-heatmaps?" + "&".join(params)
 
 
+#: Options of a Prometheus annotation that the SDK's ``AnnotationQuery`` cannot express
+#: (Grafana 11.6 keeps them beside ``expr``); :func:`dashboard` adds them to its JSON, as it
+#: adds each query variable's ``definition`` (the query text Grafana shows), which the SDK's
+#: ``VariableModel`` has no field for.
+ANNOTATION_EXTRAS = ("step", "tagKeys", "textFormat", "titleFormat", "useValueForTime")
+
+
 def dashboard(
     uid: str,
     title: str,
     description: str,
-    panels: list[dict[str, Any]],
-    variables: list[dict[str, Any]],
+    panels: Sequence[Panel],
+    variables: Sequence[Any],
     event_annotations: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """A dashboard frame: links to the other tilewatch dashboards, annotations, variables."""
-    builtin = {
-        "builtIn": 1,
-        "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-        "enable": True,
-        "hide": True,
-        "iconColor": "rgba(0, 211, 255, 1)",
-        "name": "Annotations & Alerts",
-        "type": "dashboard",
-    }
-    return {
-        "annotations": {"list": [builtin, *event_annotations]},
-        "description": description,
-        "editable": False,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": 1,
-        "id": None,
-        "links": [
-            {
-                "asDropdown": False,
-                "includeVars": False,
-                "keepTime": True,
-                "tags": ["tilewatch"],
-                "targetBlank": False,
-                "title": "tilewatch",
-                "type": "dashboards",
-            }
-        ],
-        "panels": panels,
-        "refresh": "30s",
-        "schemaVersion": SCHEMA_VERSION,
-        "tags": ["tilewatch"],
-        "templating": {"list": variables},
-        "time": {"from": "now-6h", "to": "now"},
-        "timepicker": {},
-        "timezone": "browser",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-    }
+    """A dashboard built with the SDK: links to the other tilewatch dashboards, annotations,
+    variables, ``panels`` (rows and panels in order); returned as its JSON model.
+
+    The built-in annotation and the Prometheus annotations are SDK ``AnnotationQuery``
+    builders; the Prometheus options listed in :data:`ANNOTATION_EXTRAS` are added to the JSON
+    the SDK writes (``docs/dashboards.md`` lists what the SDK cannot express).
+    """
+    builder = (
+        dash_b.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .readonly()
+        .fiscal_year_start_month(0)
+        .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dash_b.DashboardLink("tilewatch")
+            .type(dash_m.DashboardLinkType.DASHBOARDS)
+            .as_dropdown(False)
+            .include_vars(False)
+            .keep_time(True)
+            .tags(["tilewatch"])
+            .target_blank(False)
+        )
+        .refresh("30s")
+        .tags(["tilewatch"])
+        .time("now-6h", "now")
+        .timezone("browser")
+        .version(1)
+        .annotation(
+            dash_b.AnnotationQuery()
+            .built_in(1)
+            .datasource(dash_m.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+            .name("Annotations & Alerts")
+            .type("dashboard")
+        )
+        .variables(list(variables))
+    )
+    for a in event_annotations:
+        builder.annotation(
+            dash_b.AnnotationQuery()
+            .datasource(DATASOURCE_REF)
+            .enable(a["enable"])
+            .expr(a["expr"])
+            .icon_color(a["iconColor"])
+            .name(a["name"])
+        )
+    for panel in panels:
+        if isinstance(panel, dash_b.Row):
+            builder.with_row(panel)
+        else:
+            builder.with_panel(panel)
+    doc: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(builder.build()))
+    doc["schemaVersion"] = SCHEMA_VERSION
+    listed = doc["annotations"]["list"]
+    for entry, a in zip(listed[1:], event_annotations, strict=True):
+        entry.update({k: a[k] for k in ANNOTATION_EXTRAS})
+    for variable in doc["templating"]["list"]:
+        if variable["type"] == "query":
+            variable["definition"] = variable["query"]["query"]
+    return doc
 
 
 def event_annotations(dims: Sequence[str]) -> list[dict[str, Any]]:
@@ -177,7 +214,7 @@ def event_annotations(dims: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
-def model_variable() -> dict[str, Any]:
+def model_variable() -> Any:
     """The ``model`` variable: every model with window statistics."""
     return query_variable(
         "model",
@@ -188,7 +225,7 @@ def model_variable() -> dict[str, Any]:
     )
 
 
-def dimension_variables(dims: Sequence[str]) -> list[dict[str, Any]]:
+def dimension_variables(dims: Sequence[str]) -> list[Any]:
     """One variable per dimension, defaulting to the ``__all__`` roll-up."""
     return [
         query_variable(
@@ -206,7 +243,7 @@ def dimension_variables(dims: Sequence[str]) -> list[dict[str, Any]]:
 
 def drivers_table(
     lay: Layout, dims: Sequence[str], cell: dict[str, str], size: tuple[int, int]
-) -> dict[str, Any]:
+) -> Panel:
     """Which base metric and which cell drive each status (``tilewatch_health_driver_info``)."""
     expr = "tilewatch_health_driver_info" + matchers(model="$model", **cell)
     url = cell_url("$model", {d: f"${{__data.fields.{d}}}" for d in dims})

@@ -36,7 +36,12 @@ from tilewatch.exporters.grafana.json_model import (
     target,
     threshold_steps,
 )
-from tilewatch.exporters.grafana.panels import heatmap_panel, row_panel, state_timeline_panel
+from tilewatch.exporters.grafana.panels import (
+    Panel,
+    heatmap_panel,
+    row_panel,
+    state_timeline_panel,
+)
 
 __all__ = [
     "heatmaps_dashboard",
@@ -64,7 +69,7 @@ def heatmaps_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic])
     """A heatmap per key statistic and dimension, with sample counts and drift flags."""
     dims = inputs.dimensions
     lay = Layout()
-    panels: list[dict[str, Any]] = []
+    panels: list[Panel] = []
     heat, count = _split(dims)
     cell_link = link(
         "Cell detail ($model, " + ", ".join(f"${d}" for d in dims) + ")",

@@ -1,8 +1,9 @@
-"""Grafana JSON-model basics: the data source, colours, thresholds, layout, targets, variables.
+"""Grafana basics: the data source, colours, thresholds, layout, targets, variables.
 
-Pure functions returning plain dicts (the Grafana dashboard JSON model, ``schemaVersion``
-:data:`SCHEMA_VERSION`, Grafana 12); :mod:`tilewatch.exporters.grafana.panels` builds panels from
-them.
+Thresholds, value mappings, transformations and data links are written as plain data (the
+dashboards' own vocabulary) and turned into ``grafana-foundation-sdk`` models by the ``sdk_*``
+functions; targets and variables are the SDK's builders (Grafana 11.6, ``schemaVersion``
+:data:`SCHEMA_VERSION`). :mod:`tilewatch.exporters.grafana.panels` builds panels from them.
 
 Colours: continuous values use the perceptually uniform, colour-blind-safe Viridis and
 Cividis schemes; statuses use green / amber / red *with* a text mapping (``OK`` / ``WARN`` /
@@ -11,12 +12,18 @@ Cividis schemes; statuses use green / amber / red *with* a text mapping (``OK`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.builders import prometheus
+from grafana_foundation_sdk.models import dashboard
+from grafana_foundation_sdk.models import prometheus as prometheus_m
 
 __all__ = [
     "AMBER",
     "DATASOURCE",
+    "DATASOURCE_REF",
     "DATASOURCE_UID",
     "GREEN",
     "PANEL_TYPES",
@@ -24,18 +31,35 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUS_MAPPINGS",
     "Layout",
+    "Link",
+    "Mappings",
+    "Overrides",
+    "Thresholds",
+    "Transformations",
     "custom_variable",
+    "data_links",
     "link",
     "query_variable",
+    "sdk_mappings",
+    "sdk_thresholds",
+    "sdk_transformations",
     "target",
     "threshold_steps",
 ]
+
+#: A data link, thresholds, value mappings, transformations, field overrides: plain data.
+Link = Mapping[str, Any]
+Thresholds = Mapping[str, Any]
+Mappings = Sequence[Mapping[str, Any]]
+Transformations = Sequence[Mapping[str, Any]]
+Overrides = Sequence[Mapping[str, Any]]
 
 #: Dashboard JSON schema version written by Grafana 12.
 SCHEMA_VERSION = 41
 #: Fixed uid of the provisioned Prometheus data source; every panel and variable uses it.
 DATASOURCE_UID = "tilewatch-prometheus"
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": DATASOURCE_UID}
+DATASOURCE_REF = dashboard.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 #: Panel types the generated dashboards use (all built into Grafana).
 PANEL_TYPES = frozenset(
     {"heatmap", "row", "stat", "state-timeline", "status-history", "table", "timeseries"}
@@ -136,23 +160,79 @@ def target(
     ref: str = "A",
     instant: bool = False,
     table: bool = False,
-) -> dict[str, Any]:
+) -> prometheus.Dataquery:
     """A Prometheus query of a panel (range by default; ``instant`` for the latest value)."""
-    return {
-        "datasource": dict(DATASOURCE),
-        "editorMode": "code",
-        "expr": expr,
-        "format": "table" if table else "time_series",
-        "instant": instant,
-        "legendFormat": legend or "__auto",
-        "range": not instant,
-        "refId": ref,
-    }
+    query = (
+        prometheus.Dataquery()
+        .datasource(DATASOURCE_REF)
+        .editor_mode(prometheus_m.QueryEditorMode.CODE)
+        .expr(expr)
+        .format(
+            prometheus_m.PromQueryFormat.TABLE
+            if table
+            else prometheus_m.PromQueryFormat.TIME_SERIES
+        )
+        .legend_format(legend or "__auto")
+        .ref_id(ref)
+    )
+    return query.instant() if instant else query.range()
 
 
 def link(title: str, url: str) -> dict[str, Any]:
     """A data link (opens in the same tab); ``url`` may use Grafana's ``${...}`` variables."""
     return {"title": title, "url": url, "targetBlank": False}
+
+
+def data_links(links: Sequence[Link]) -> list[dash_b.DashboardLink]:
+    """Data links as the SDK's link builders."""
+    return [
+        dash_b.DashboardLink(str(li["title"]))
+        .type(dashboard.DashboardLinkType.LINK)
+        .url(str(li["url"]))
+        .target_blank(bool(li.get("targetBlank", False)))
+        for li in links
+    ]
+
+
+def sdk_thresholds(thresholds: Thresholds) -> dash_b.ThresholdsConfig:
+    """:func:`threshold_steps` data as the SDK's thresholds builder."""
+    return (
+        dash_b.ThresholdsConfig()
+        .mode(dashboard.ThresholdsMode(thresholds["mode"]))
+        .steps(
+            [
+                dashboard.Threshold(value=st["value"], color=st["color"])
+                for st in thresholds["steps"]
+            ]
+        )
+    )
+
+
+def sdk_mappings(mappings: Mappings) -> list[dashboard.ValueMapping]:
+    """Value mappings (``{"type": "value", "options": {...}}``) as the SDK's value maps."""
+    out: list[dashboard.ValueMapping] = []
+    for mapping in mappings:
+        if mapping["type"] != "value":
+            raise ValueError(f"unsupported value mapping type {mapping['type']!r}")
+        out.append(
+            dashboard.ValueMap(
+                options={
+                    key: dashboard.ValueMappingResult(
+                        text=opt.get("text"), color=opt.get("color"), index=opt.get("index")
+                    )
+                    for key, opt in mapping["options"].items()
+                }
+            )
+        )
+    return out
+
+
+def sdk_transformations(transformations: Transformations) -> list[dashboard.DataTransformerConfig]:
+    """Transformations (``{"id": ..., "options": {...}}``) as the SDK's models."""
+    return [
+        dashboard.DataTransformerConfig(id_val=t["id"], options=t["options"])
+        for t in transformations
+    ]
 
 
 def query_variable(
@@ -164,7 +244,7 @@ def query_variable(
     *,
     default: str | None = None,
     description: str = "",
-) -> dict[str, Any]:
+) -> dash_b.QueryVariable:
     """A Prometheus ``label_values(metric{filters}, label_name)`` variable.
 
     Written both as the query text and as the structured fields of Grafana's variable
@@ -173,8 +253,8 @@ def query_variable(
 
     Examples
     --------
-    >>> v = query_variable("segment", "Segment", "m", "segment", {"model": "$model"})
-    >>> v["definition"], v["query"]["labelFilters"]
+    >>> v = query_variable("segment", "Segment", "m", "segment", {"model": "$model"}).build()
+    >>> v.query["query"], v.query["labelFilters"]
     ('label_values(m{model="$model"}, segment)', [{'label': 'model', 'op': '=', 'value': '$model'}])
     """
     filters = filters or {}
@@ -184,34 +264,32 @@ def query_variable(
         if filters
         else (f"label_values({metric}, {label_name})")
     )
-    current: dict[str, Any] = {}
+    variable = (
+        dash_b.QueryVariable(name)
+        .label(label)
+        .description(description)
+        .datasource(DATASOURCE_REF)
+        .query(
+            {
+                "label": label_name,
+                "labelFilters": [{"label": k, "op": "=", "value": v} for k, v in filters.items()],
+                "metric": metric,
+                "qryType": 1,
+                "query": query,
+                "refId": "PrometheusVariableQueryEditor-VariableQuery",
+            }
+        )
+        .hide(dashboard.VariableHide.DONT_HIDE)
+        .include_all(False)
+        .multi(False)
+        .options([])
+        .refresh(dashboard.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .regex("")
+        .sort(dashboard.VariableSort.ALPHABETICAL_ASC)
+    )
     if default is not None:
-        current = {"selected": True, "text": default, "value": default}
-    return {
-        "current": current,
-        "datasource": dict(DATASOURCE),
-        "definition": query,
-        "description": description,
-        "hide": 0,
-        "includeAll": False,
-        "label": label,
-        "multi": False,
-        "name": name,
-        "options": [],
-        "query": {
-            "label": label_name,
-            "labelFilters": [{"label": k, "op": "=", "value": v} for k, v in filters.items()],
-            "metric": metric,
-            "qryType": 1,
-            "query": query,
-            "refId": "PrometheusVariableQueryEditor-VariableQuery",
-        },
-        "refresh": 2,
-        "regex": "",
-        "skipUrlSync": False,
-        "sort": 1,
-        "type": "query",
-    }
+        variable.current(dashboard.VariableOption(selected=True, text=default, value=default))
+    return variable
 
 
 def custom_variable(
@@ -221,22 +299,21 @@ def custom_variable(
     *,
     default: str,
     description: str = "",
-) -> dict[str, Any]:
+) -> dash_b.CustomVariable:
     """A custom variable of ``(text, value)`` choices (``text : value`` in Grafana's syntax)."""
     options = [
-        {"selected": value == default, "text": text, "value": value} for text, value in choices
+        dashboard.VariableOption(selected=value == default, text=text, value=value)
+        for text, value in choices
     ]
     text = next(t for t, v in choices if v == default)
-    return {
-        "current": {"selected": True, "text": text, "value": default},
-        "description": description,
-        "hide": 0,
-        "includeAll": False,
-        "label": label,
-        "multi": False,
-        "name": name,
-        "options": options,
-        "query": ",".join(f"{t} : {v}" for t, v in choices),
-        "skipUrlSync": False,
-        "type": "custom",
-    }
+    return (
+        dash_b.CustomVariable(name)
+        .label(label)
+        .description(description)
+        .hide(dashboard.VariableHide.DONT_HIDE)
+        .include_all(False)
+        .multi(False)
+        .options(options)
+        .current(dashboard.VariableOption(selected=True, text=text, value=default))
+        .values(",".join(f"{t} : {v}" for t, v in choices))
+    )

@@ -35,6 +35,7 @@ from tilewatch.exporters.grafana.json_model import (
     threshold_steps,
 )
 from tilewatch.exporters.grafana.panels import (
+    Panel,
     row_panel,
     stat_panel,
     status_history_panel,
@@ -109,7 +110,7 @@ def overview_dashboard(inputs: GeneratorInputs) -> dict[str, Any]:
     """Business indicators, component status per model, the latest status grid, drivers."""
     dims = inputs.dimensions
     lay = Layout()
-    panels: list[dict[str, Any]] = []
+    panels: list[Panel] = []
     all_dims = {d: ALL for d in dims}
     model_link = link(
         "Heatmaps of ${__field.labels.model}", heatmaps_url("${__field.labels.model}", all_dims)
@@ -264,7 +265,7 @@ def overview_dashboard(inputs: GeneratorInputs) -> dict[str, Any]:
     )
 
 
-def _status_grid(lay: Layout, dims: Sequence[str]) -> dict[str, Any]:
+def _status_grid(lay: Layout, dims: Sequence[str]) -> Panel:
     """The latest window's worst component status per cell, as a grid with links."""
     description = (
         "Worst component status of each cell in the latest window. "

@@ -2,6 +2,9 @@
 
 Optionally over TLS (``tls_cert`` / ``tls_key``), with required client certificates (mutual
 TLS, ``tls_client_ca``), and behind HTTP basic auth (:mod:`tilewatch.exporters.prometheus.auth`).
+Other WSGI apps (the tile page) may be mounted on paths beside ``/metrics``
+(:class:`MetricsServer` ``routes``); they are served by the same server, with the same TLS and
+the same basic auth, and every other path is answered by prometheus-client as before.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIServer, make_server
 
@@ -27,7 +30,10 @@ from tilewatch.aggregators.errors import TilewatchError
 from tilewatch.exporters.prometheus.auth import BasicAuthMiddleware
 from tilewatch.exporters.prometheus.settings import BasicAuth, TLSFiles
 
-__all__ = ["ExporterError", "MetricsServer"]
+__all__ = ["ExporterError", "MetricsServer", "WSGIApp"]
+
+#: A WSGI application.
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,31 @@ def _serve(
     return server
 
 
+class _Router:
+    """Sends a request to the app mounted on its path, else to the metrics app.
+
+    A route ending in ``/`` other than ``/`` itself is a prefix (``/api/`` takes ``/api/cells``);
+    any other route is an exact path (``/`` is the page, never a prefix).
+    """
+
+    def __init__(self, metrics: WSGIApp, routes: Mapping[str, WSGIApp]) -> None:
+        self._metrics = metrics
+        self._exact = {p: app for p, app in routes.items() if p == "/" or not p.endswith("/")}
+        self._prefixes = sorted(
+            ((p, app) for p, app in routes.items() if p != "/" and p.endswith("/")),
+            key=lambda item: -len(item[0]),
+        )
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        app = self._exact.get(path)
+        if app is None:
+            app = next((a for p, a in self._prefixes if path.startswith(p)), self._metrics)
+        return app(environ, start_response)
+
+
 def _ssl_context(tls: TLSFiles) -> ssl.SSLContext:
     """A server context for ``tls``; raises ExporterError naming the file that failed."""
     try:
@@ -122,6 +153,9 @@ class MetricsServer:
         certificate signed by it. ``None`` serves plain HTTP.
     auth
         Credentials every request must present (HTTP basic auth). ``None`` lets anyone in.
+    routes
+        WSGI apps served beside the metrics, by path (``/``) or path prefix (``/api/``); they
+        sit behind the same TLS and basic auth. Every other path serves the metrics.
     """
 
     def __init__(
@@ -132,12 +166,14 @@ class MetricsServer:
         *,
         tls: TLSFiles | None = None,
         auth: BasicAuth | None = None,
+        routes: Mapping[str, WSGIApp] | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
         self.port = port
         self.tls = tls
         self.auth = auth
+        self.routes = dict(routes or {})
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -145,6 +181,8 @@ class MetricsServer:
         """Bind and serve; raises ExporterError if the address cannot be bound or TLS fails."""
         context = _ssl_context(self.tls) if self.tls is not None else None
         app: Callable[..., Any] = make_wsgi_app(self.registry)
+        if self.routes:
+            app = _Router(app, self.routes)
         if self.auth is not None:
             app = BasicAuthMiddleware(app, self.auth.user, self.auth.password)
             if context is None:
@@ -173,6 +211,11 @@ class MetricsServer:
             host = f"[{host}]"
         scheme = "https" if self.tls is not None else "http"
         return f"{scheme}://{host}:{self.port}/metrics"
+
+    @property
+    def page_url(self) -> str:
+        """The URL of ``/`` (the tile page when one is mounted)."""
+        return self.url.removesuffix("metrics")
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""

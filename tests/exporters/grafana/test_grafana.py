@@ -131,7 +131,7 @@ def test_files_and_uids(rendered: tuple[GeneratorInputs, dict[str, dict[str, Any
     for path, dash in dashboards.items():
         assert path == f"deploy/grafana/dashboards/{dash['uid']}.json"
         assert dash["schemaVersion"] == SCHEMA_VERSION == 41
-        assert dash["id"] is None and dash["title"] and "tilewatch" in dash["tags"]
+        assert dash.get("id") is None and dash["title"] and "tilewatch" in dash["tags"]
 
 
 def test_panel_ids_are_unique_and_types_valid(
