@@ -30,6 +30,7 @@ where cells differ by nature is the subject of tests/tilewatch/test_detection_qu
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import signal
@@ -315,15 +316,19 @@ def cell_masks(ev: Events) -> dict[Cell, np.ndarray]:
     return out
 
 
+@functools.cache
+def _references(path: Path) -> CellReferences:
+    config = load_config(make_config(path.parent / "ref.toml", "unused:1", "unused", path))
+    profile = build_profile(config)
+    assert profile is not None
+    return CellReferences(profile, config.cells, config.drift.prior_strength)
+
+
 def cell_references(path: Path, cells: list[Cell]) -> dict[Cell, dict[str, np.ndarray]]:
     """Each cell's reference pseudo-counts (and score moments), from the baseline file through
     tilewatch's per-cell references (unit-tested on their own in
     tests/aggregators/drift/test_cell_reference.py)."""
-    config = load_config(make_config(path.parent / "ref.toml", "unused:1", "unused", path))
-    profile = build_profile(config)
-    assert profile is not None
-    refs = CellReferences(profile, config.cells, config.drift.prior_strength)
-    table = refs.table(cells)
+    table = _references(path).table(cells)
     out: dict[Cell, dict[str, np.ndarray]] = {}
     for i, cell in enumerate(cells):
         row = {name: h[i] for name, h in table.hists.items()}
