@@ -19,8 +19,14 @@ def test_defaults() -> None:
     assert config.drift_enabled is False
     assert build_profile(config) is None
     d = config.drift
-    assert (d.features, d.max_features, d.min_samples, d.fdr_rate) == ((), 10, 30, 0.05)
-    assert (d.psi_alert, d.missing_alert, d.score_bins) == (0.25, 0.5, 20)
+    assert (d.features, d.max_features, d.min_samples, d.fdr_rate) == ((), 10, 30, 0.01)
+    assert (d.psi_alert, d.class_alert, d.missing_alert, d.score_bins) == (0.25, 0.05, 0.5, 20)
+    assert (d.reference, d.trailing_windows, d.trailing_gap, d.prior_strength) == (
+        "baseline",
+        10,
+        1,
+        20.0,
+    )
     assert d.detectors == ("adwin", "page_hinkley")
     assert (d.adwin_delta, d.ph_threshold, d.ph_delta) == (0.002, 0.2, 0.005)
 
