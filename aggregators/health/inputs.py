@@ -96,6 +96,8 @@ STATISTICS: dict[str, StatisticInfo] = {
         )
     },
     "tilewatch_window_feature_psi": StatisticInfo("feature", "baseline"),
+    "tilewatch_window_performance_flag": StatisticInfo("signal", "labels"),
+    "tilewatch_window_performance_pvalue": StatisticInfo("signal", "labels"),
     **{
         name: StatisticInfo(None, "labels")
         for name in (
@@ -119,6 +121,10 @@ STATISTICS: dict[str, StatisticInfo] = {
             "tilewatch_window_mae",
             "tilewatch_window_rmse",
             "tilewatch_window_mean_error",
+            "tilewatch_window_reference_error_ratio",
+            "tilewatch_window_error_excess_ratio",
+            "tilewatch_window_error_excess_rate",
+            "tilewatch_window_calibration_error_debiased",
             "tilewatch_labeled_events_total",
             "tilewatch_label_errors_total",
         )
@@ -130,6 +136,20 @@ GAP_STATISTICS: dict[str, str] = {
     "tilewatch_window_accuracy_gap_ratio": "accuracy",
     "tilewatch_window_error_gap_ratio": "error",
 }
+
+
+#: Drift signals whose flag is a verdict only where the cell was tested (else NaN: no
+#: reference, too few events). The missing flag also decides on the share alone.
+_TESTED_ONLY = frozenset({"score_psi", "feature_psi", "class_shift"})
+
+
+def _verdict(mask: Any, pvalue: Any) -> FloatArray:
+    """A flag as 0/1, NaN where its test did not run (``pvalue`` NaN), so that an untested
+    cell has no verdict rather than a green one. The exported flag is 0 there."""
+    values = np.asarray(mask, dtype=np.float64)
+    if pvalue is None:
+        return values
+    return np.where(np.isnan(np.asarray(pvalue, dtype=np.float64)), math.nan, values)
 
 
 def cell_statistics(
@@ -202,8 +222,8 @@ def cell_statistics(
             ):
                 out[statistic_key(name, ("feature", feature))] = table[:, j]
         for signal, mask in drift.flags.items():
-            out[statistic_key("tilewatch_window_drift_flag", ("signal", signal))] = mask.astype(
-                float
+            out[statistic_key("tilewatch_window_drift_flag", ("signal", signal))] = _verdict(
+                mask, drift.pvalue.get(signal) if signal in _TESTED_ONLY else None
             )
     active: dict[str, FloatArray] = {}
     last: dict[str, FloatArray] = {}
@@ -268,6 +288,21 @@ def _performance_statistics(snapshot: Snapshot) -> dict[str, FloatArray]:
         values = getattr(perf, attr, None)
         if values is not None:
             out[name] = np.asarray(values, dtype=np.float64)
+    decisions: Any = getattr(perf, "decisions", None)
+    if decisions is not None:
+        for name, attr in (
+            ("tilewatch_window_reference_error_ratio", "reference_error"),
+            ("tilewatch_window_error_excess_ratio", "excess"),
+            ("tilewatch_window_error_excess_rate", "excess_rate"),
+            ("tilewatch_window_calibration_error_debiased", "calibration_effect"),
+        ):
+            out[name] = np.asarray(getattr(decisions, attr), dtype=np.float64)
+        for signal, mask in decisions.flags.items():
+            key = statistic_key("tilewatch_window_performance_flag", ("signal", signal))
+            out[key] = _verdict(mask, decisions.pvalue.get(signal))
+        for signal, values in decisions.pvalue.items():
+            key = statistic_key("tilewatch_window_performance_pvalue", ("signal", signal))
+            out[key] = np.asarray(values, dtype=np.float64)
     return out
 
 

@@ -126,6 +126,9 @@ class PartitionLabels:
         #: Largest label time read from the outcomes topic (the label stream's clock; not
         #: checkpointed: it only paces reading, see tilewatch.streams.pacing).
         self.max_label_time = -math.inf
+        #: Final windows kept besides each model's latest (a trailing error reference needs
+        #: its span; set by the replica). They are checkpointed with the partition.
+        self.retain_final = RETAIN_FINAL
         #: The newest final window (windows finalize in order; -2**62: none yet).
         self.final_upto = -(2**62)
         #: Incremented on every change, so snapshots know when to recompute.
@@ -229,7 +232,7 @@ class PartitionLabels:
                 self.version += 1
             else:
                 break
-        if len(self.final) > RETAIN_FINAL:
+        if len(self.final) > self.retain_final:
             self._evict()
 
     # -- internals ---------------------------------------------------------------------------
@@ -319,7 +322,7 @@ class PartitionLabels:
     def _evict(self) -> None:
         model_ids = self.registry.model_ids
         keep = retained(
-            self.final, RETAIN_FINAL, lambda w: models_in(self.final[w].touched(), model_ids)
+            self.final, self.retain_final, lambda w: models_in(self.final[w].touched(), model_ids)
         )
         for w in [w for w in self.final if w not in keep]:
             del self.final[w]

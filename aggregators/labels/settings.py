@@ -8,6 +8,7 @@ part (:class:`~tilewatch.aggregators.labels.join.JoinSettings`) what the label j
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -51,6 +52,15 @@ class PerformanceSettings:
         Labeled events a cell needs in a window before its metrics are reported (else NaN).
     confidence
         Coverage of the Wilson intervals and of the label-free estimate's bound.
+    fdr_rate
+        Benjamini-Hochberg false discovery rate of the performance flags, over every tested
+        cell and signal of a window (:mod:`tilewatch.aggregators.labels.performance_flags`).
+    error_alert
+        Relative excess of a cell's error rate over its reference error rate above which a
+        significant excess is flagged (0.2: 20 % more errors).
+    calibration_alert
+        Debiased expected calibration error above which a significant miscalibration is
+        flagged.
 
     Examples
     --------
@@ -65,8 +75,17 @@ class PerformanceSettings:
     calibration_bins: int = 10
     min_samples: int = 30
     confidence: float = 0.95
+    fdr_rate: float = 0.01
+    error_alert: float = 0.2
+    calibration_alert: float = 0.05
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.fdr_rate < 1.0:
+            raise ValueError(f"fdr_rate must be in (0, 1), got {self.fdr_rate!r}")
+        for name in ("error_alert", "calibration_alert"):
+            value = getattr(self, name)
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.task not in PERFORMANCE_TASKS:
             raise ValueError(f"task must be one of {PERFORMANCE_TASKS}, got {self.task!r}")
         bins = self.calibration_bins

@@ -21,6 +21,7 @@ from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.join_codec import COUNTERS
 from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.labels.metrics import PerformanceStats, derive_performance, estimate_all
+from tilewatch.aggregators.labels.performance_flags import PerformanceDecisions, decide_performance
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings, Task
 from tilewatch.aggregators.labels.sums import PerfAcc
 
@@ -63,6 +64,14 @@ class PerformanceView:
     invalid: dict[str, int] = field(default_factory=dict)
     #: ``"classification"`` or ``"regression"`` (which metric families apply).
     task: Task = "classification"
+    #: Decisions of the performance window against each cell's reference (None: none made).
+    decisions: PerformanceDecisions | None = None
+
+    @property
+    def flags(self) -> dict[str, BoolArray]:
+        """Performance flags per signal (``error_rate``, ``calibration``); empty without
+        decisions."""
+        return {} if self.decisions is None else dict(self.decisions.flags)
 
 
 def copy_labels(
@@ -109,10 +118,17 @@ def performance_view(
     model_names: list[str],
     reported: dict[int, int],
     copies: list[LabelCopy],
+    reference_errors: tuple[FloatArray, FloatArray] | None = None,
+    trailing: tuple[int, int] | None = None,
 ) -> PerformanceView:
     """Merge the partitions' copies into the view (outside the lock).
 
     ``reported`` maps model id -> the window the score statistics report for it.
+    ``reference_errors`` are each cell's reference error rate and effective labelled rows
+    (from the baseline); with ``trailing = (windows, gap)`` the reference is instead the cell's
+    own final windows ``w - gap - windows .. w - gap - 1`` (those the partitions retain).
+    Classification windows get :class:`~tilewatch.aggregators.labels.performance_flags.
+    PerformanceDecisions` against that reference (calibration is tested without one).
     """
     n = len(keys)
     perf = settings.performance
@@ -126,9 +142,38 @@ def performance_view(
                     latest[mid] = w
     stats = derive_performance(PerfAcc(perf), n)
     window_end: dict[str, float] = {}
+    classify = perf.task == "classification"
+    labeled = np.zeros(n)
+    errors = np.zeros(n)
+    bins = perf.calibration_bins if classify else 0
+    b_count, b_score, b_pos = np.zeros((n, bins)), np.zeros((n, bins)), np.zeros((n, bins))
+    ref_rate, ref_n = (
+        (np.full(n, math.nan), np.zeros(n))
+        if reference_errors is None
+        else (np.asarray(reference_errors[0])[:n], np.asarray(reference_errors[1])[:n])
+    )
+    if trailing is not None:
+        ref_rate, ref_n = np.full(n, math.nan), np.zeros(n)
     for w, chosen, sel in reporting(latest, model_ids):
-        part = derive_performance(_merged(perf, n, [copy.final for copy in copies], w), n)
+        acc = _merged(perf, n, [copy.final for copy in copies], w)
+        part = derive_performance(acc, n)
         stats = _select(stats, part, sel)
+        if classify:
+            lab = acc.column("labeled").astype(np.float64)
+            labeled[sel] = lab[sel]
+            errors[sel] = (lab - acc.column("correct"))[sel]
+            b_count[sel] = acc.column("bin_count")[sel]
+            b_score[sel] = acc.column("bin_score")[sel]
+            b_pos[sel] = acc.column("bin_positives")[sel]
+            if trailing is not None:
+                past = PerfAcc(perf).sized(n)
+                for v in range(w - trailing[1] - trailing[0], w - trailing[1]):
+                    past.merge(_merged(perf, n, [copy.final for copy in copies], v))
+                p_lab = past.column("labeled").astype(np.float64)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rate = (p_lab - past.column("correct")) / p_lab
+                ref_rate[sel] = np.where(p_lab > 0, rate, math.nan)[sel]
+                ref_n[sel] = p_lab[sel]
         for mid in chosen:
             window_end[model_names[mid]] = float((w + 1) * window_seconds)
     est_n = np.zeros(n, dtype=np.int64)
@@ -157,6 +202,19 @@ def performance_view(
     gaps = performance_gaps(
         keys, dimensions, stats.labeled, stats.accuracy, stats.error, perf.min_samples
     )
+    decisions = None
+    if classify:
+        decisions = decide_performance(
+            labeled,
+            errors,
+            ref_rate,
+            ref_n,
+            (b_count, b_score, b_pos),
+            min_samples=perf.min_samples,
+            fdr_rate=perf.fdr_rate,
+            error_alert=perf.error_alert,
+            calibration_alert=perf.calibration_alert,
+        )
     return PerformanceView(
         stats=stats,
         window_end=window_end,
@@ -169,6 +227,7 @@ def performance_view(
         counters=counters,
         invalid=invalid,
         task=perf.task,
+        decisions=decisions,
     )
 
 

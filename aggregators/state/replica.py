@@ -28,7 +28,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.labels.label_state import PartitionLabels
+from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
 from tilewatch.aggregators.state.history import WindowHistory
@@ -120,6 +120,8 @@ class ReplicaState:
                 state.labels = PartitionLabels(
                     self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
                 )
+            if state.labels is not None:
+                state.labels.retain_final = max(RETAIN_FINAL, self.retain_closed)
             if self.profile is not None:
                 state.min_samples = self.profile.settings.min_samples
                 if self.profile.settings.detectors and state.detectors is None:
@@ -224,6 +226,19 @@ class ReplicaState:
                 dtype=np.float64,
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
+
+    def _reference_errors(self, keys: list[CellKey]) -> tuple[FloatArray, FloatArray] | None:
+        """Each cell's baseline error rate and effective labelled rows (None: no baseline)."""
+        if self.references is None:
+            return None
+        return self.references.errors(keys)
+
+    def _trailing_errors(self) -> tuple[int, int] | None:
+        """``(windows, gap)`` of the trailing error reference (None: baseline references)."""
+        profile = self.profile
+        if profile is None or profile.settings.reference != "trailing":
+            return None
+        return profile.settings.trailing_windows, profile.settings.trailing_gap
 
     def restore_partition(self, data: Any) -> PartitionState:
         """Rebuild a partition from checkpoint data; raises StateError on bad data.
@@ -369,6 +384,8 @@ class ReplicaState:
                 view.model_names,
                 latest,
                 [part.labels for part in parts if part.labels is not None],
+                reference_errors=self._reference_errors(view.keys),
+                trailing=self._trailing_errors(),
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         return dataclasses.replace(snap, performance=perf)

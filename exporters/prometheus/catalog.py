@@ -233,6 +233,26 @@ PERFORMANCE_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_calibration_error", GAUGE, "cell",
               "Expected calibration error: mean |positive share - mean score| over [labels] "
               "calibration_bins equal-width score bins, weighted by events."),
+    MetricDoc("tilewatch_window_reference_error_ratio", GAUGE, "cell",
+              "The cell's reference error rate: its baseline rows (shrunk toward its parent), or "
+              "with [drift] reference = \"trailing\" its own previous final windows."),
+    MetricDoc("tilewatch_window_error_excess_ratio", GAUGE, "cell",
+              "Relative excess of the window's error rate over the cell's reference error rate "
+              "(error / reference - 1; 0.2: 20% more errors); compared with [labels].error_alert."),
+    MetricDoc("tilewatch_window_error_excess_rate", GAUGE, "cell",
+              "max(0, error rate - reference error rate) where the excess is significant after "
+              "Benjamini-Hochberg, 0 where it is not (what revenue_at_risk counts)."),
+    MetricDoc("tilewatch_window_calibration_error_debiased", GAUGE, "cell",
+              "The calibration error minus its expectation for calibrated scores at the bins' "
+              "counts (clipped at 0); compared with [labels].calibration_alert."),
+    MetricDoc("tilewatch_window_performance_flag", GAUGE, "cell, signal",
+              "1 when the window is flagged for the signal (error_rate: excess over the "
+              "reference; calibration): significant after Benjamini-Hochberg over the window's "
+              "performance tests at [labels].fdr and larger than the signal's effect threshold."),
+    MetricDoc("tilewatch_window_performance_pvalue", GAUGE, "cell, signal",
+              "P-value of the signal under no change (error_rate: one-sided exact test against "
+              "the reference error rate; calibration: test of calibrated scores), floored at "
+              "1e-300."),
     MetricDoc("tilewatch_window_estimate_gap_ratio", GAUGE, "cell",
               "Realized accuracy minus the label-free estimate on the same labeled events."),
     MetricDoc("tilewatch_window_estimate_gap_bound", GAUGE, "cell",

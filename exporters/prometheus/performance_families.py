@@ -63,6 +63,8 @@ def performance_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     classification = perf.task == "classification"
     for name, values in _classification(stats) if classification else _regression(stats):
         yield rows.family(name, values)
+    if perf.decisions is not None:
+        yield from _decisions(perf, rows)
     if classification:
         yield rows.family("tilewatch_window_estimated_accuracy_ratio", perf.estimate)
         yield rows.family("tilewatch_window_estimated_accuracy_bound", perf.estimate_bound)
@@ -72,6 +74,24 @@ def performance_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     yield from _gaps(perf)
     yield table_family("tilewatch_performance_window_end_timestamp_seconds", perf.window_end)
     yield from _counters(snap, perf)
+
+
+def _decisions(perf: PerformanceView, rows: CellRows) -> Iterator[Metric]:
+    """Each cell against its reference error rate, the calibration test, and the flags."""
+    d = perf.decisions
+    assert d is not None
+    yield rows.family("tilewatch_window_reference_error_ratio", d.reference_error)
+    yield rows.family("tilewatch_window_error_excess_ratio", d.excess)
+    yield rows.family("tilewatch_window_error_excess_rate", d.excess_rate)
+    yield rows.family("tilewatch_window_calibration_error_debiased", d.calibration_effect)
+    flag = family("tilewatch_window_performance_flag", rows.labels)
+    for signal, mask in d.flags.items():
+        rows.add(flag, mask.astype(float), signal)
+    yield flag
+    pvalue = family("tilewatch_window_performance_pvalue", rows.labels)
+    for signal, column in d.pvalue.items():
+        rows.add(pvalue, column, signal)
+    yield pvalue
 
 
 def _gaps(perf: PerformanceView) -> Iterator[Metric]:

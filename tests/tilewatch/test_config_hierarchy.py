@@ -22,7 +22,8 @@ def test_default_hierarchy_without_drift_or_labels_keeps_what_is_produced() -> N
     assert names(config) == (["latency", "aging"], ["red_traffic_share"])
     notes = "\n".join(config.hierarchy.notes)
     assert "component data_quality: left out" in notes
-    assert "component drift: left out" in notes and "tilewatch_window_score_psi" in notes
+    assert "component drift: left out" in notes
+    assert 'tilewatch_window_drift_flag{signal="score_psi"}' in notes
     assert "component performance: left out" in notes
     assert "indicator fairness_gap: left out" in notes
     latency = config.hierarchy.metric("latency_p95")
@@ -52,18 +53,36 @@ def test_default_hierarchy_with_drift_baseline_and_labels_is_complete() -> None:
     assert h.metric("missing_plan").statistic == (
         'tilewatch_window_feature_missing_ratio{feature="plan"}'
     )
-    assert h.components[1].member_names == ("score_psi", "drift_active_adwin")
-    error = h.metric("error_ratio")
+    assert h.components[1].member_names == (
+        "score_psi",
+        "feature_psi",
+        "class_shift",
+        "drift_active_adwin",
+    )
+    # Verdicts are decisions against each cell's reference, not absolute thresholds.
+    assert h.metric("score_psi").statistic == 'tilewatch_window_drift_flag{signal="score_psi"}'
+    assert h.components[2].member_names == ("error_excess", "calibration")
+    error = h.metric("error_excess")
+    assert error.statistic == 'tilewatch_window_performance_flag{signal="error_rate"}'
     assert (error.count, error.min_samples) == ("tilewatch_window_labeled_events", 40)
     assert h.metric("score_psi").min_samples == 50
+    revenue = h.indicators[1]
+    assert (revenue.metric, revenue.target) == ("error_excess_rate", 0.0)
+    assert {m.name for m in h.metrics}.isdisjoint({"error_ratio", "calibration_error"})
 
 
 def test_drift_without_baseline_drops_only_the_baseline_statistics() -> None:
     config = parse_config({"drift": {"features": ["plan"]}})
     comps = {c.name: c.member_names for c in config.hierarchy.components}
-    assert comps["drift"] == ("drift_active_adwin", "drift_active_page_hinkley")
+    # The flags need no baseline file (trailing references); untested cells have no verdict.
+    assert comps["drift"] == (
+        "score_psi",
+        "feature_psi",
+        "class_shift",
+        "drift_active_adwin",
+        "drift_active_page_hinkley",
+    )
     assert comps["data_quality"] == ("missing_plan",)
-    assert any("tilewatch_window_score_psi left out" in n for n in config.hierarchy.notes)
 
 
 def test_regression_has_no_default_performance_component() -> None:
@@ -139,7 +158,7 @@ def test_revenue_at_risk_from_config() -> None:
     (ind,) = config.hierarchy.indicators
     assert (ind.kind, ind.metric, ind.target, ind.value_per_error, ind.currency) == (
         "revenue_at_risk",
-        "error_ratio",
+        "error_excess_rate",
         0.05,
         12.5,
         "USD",
@@ -349,8 +368,8 @@ def test_check_config_prints_the_hierarchy_and_its_notes(
     path.write_text('[drift]\nfeatures = ["plan"]\n')
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "hierarchy: components data_quality(missing_plan), drift(drift_active_adwin+" in out
-    assert "note: component drift: tilewatch_window_score_psi left out" in out
+    assert "hierarchy: components data_quality(missing_plan), drift(score_psi+" in out
+    assert "note: component performance: left out" in out
 
 
 def test_the_commented_example_parses() -> None:

@@ -32,16 +32,56 @@ def default_metrics(
             "red": 1.0,
             "min_samples": min_samples,
         },
+        # Drift and performance verdicts are decisions against each cell's own reference:
+        # significant after Benjamini-Hochberg AND larger than the effect threshold
+        # ([drift] psi_alert / class_alert, [labels] error_alert / calibration_alert). A flag is
+        # 0 or 1, so a flagged cell is red and an unflagged one green.
         "score_psi": {
-            "metric": "tilewatch_window_score_psi",
-            "amber": psi_amber,
-            "red": drift.psi_alert,
+            "metric": 'tilewatch_window_drift_flag{signal="score_psi"}',
+            "amber": 0.5,
+            "red": 1.0,
+            "min_samples": min_samples,
+        },
+        "feature_psi": {
+            "metric": 'tilewatch_window_drift_flag{signal="feature_psi"}',
+            "amber": 0.5,
+            "red": 1.0,
             "min_samples": min_samples,
         },
         "class_shift": {
-            "metric": "tilewatch_window_class_shift_significant",
+            "metric": 'tilewatch_window_drift_flag{signal="class_shift"}',
             "amber": 0.5,
             "red": 1.0,
+            "min_samples": min_samples,
+        },
+        "error_excess": {
+            "metric": 'tilewatch_window_performance_flag{signal="error_rate"}',
+            "amber": 0.5,
+            "red": 1.0,
+            "min_samples": label_min_samples,
+            "count": _LABELED,
+        },
+        "calibration": {
+            "metric": 'tilewatch_window_performance_flag{signal="calibration"}',
+            "amber": 0.5,
+            "red": 1.0,
+            "min_samples": label_min_samples,
+            "count": _LABELED,
+        },
+        # The significant error excess over the reference (absolute), for revenue_at_risk.
+        "error_excess_rate": {
+            "metric": "tilewatch_window_error_excess_rate",
+            "amber": 0.05,
+            "red": 0.1,
+            "min_samples": label_min_samples,
+            "count": _LABELED,
+        },
+        # Absolute thresholds, not in any default component (a [hierarchy.components] table
+        # may use them): a cell's normal error rate depends on its segment.
+        "score_psi_raw": {
+            "metric": "tilewatch_window_score_psi",
+            "amber": psi_amber,
+            "red": drift.psi_alert,
             "min_samples": min_samples,
         },
         "error_ratio": {
@@ -111,8 +151,15 @@ def default_components(drift: DriftSettings, regression: bool) -> dict[str, dict
     """The default components, as TOML tables."""
     out: dict[str, dict[str, Any]] = {
         "data_quality": {"members": feature_metrics(drift) or ["missing_flag"]},
-        "drift": {"members": ["score_psi", *(f"drift_active_{d}" for d in drift.detectors)]},
-        "performance": {"members": ["error_ratio", "calibration_error"]},
+        "drift": {
+            "members": [
+                "score_psi",
+                "feature_psi",
+                "class_shift",
+                *(f"drift_active_{d}" for d in drift.detectors),
+            ]
+        },
+        "performance": {"members": ["error_excess", "calibration"]},
         "latency": {"members": ["latency_p95"]},
         "aging": {"members": ["staleness"]},
     }
@@ -125,8 +172,8 @@ def default_components(drift: DriftSettings, regression: bool) -> dict[str, dict
 DEFAULT_INDICATORS: dict[str, dict[str, Any]] = {
     "red_traffic_share": {"amber": 0.05, "red": 0.2},
     "revenue_at_risk": {
-        "metric": "error_ratio",
-        "target": 0.1,
+        "metric": "error_excess_rate",
+        "target": 0.0,
         "value_per_error": 1.0,
         "amber": 100.0,
         "red": 1000.0,

@@ -46,6 +46,13 @@ CLASSIFICATION_ONLY = {
         "tilewatch_window_accuracy_gap_ratio",
         "tilewatch_window_error_gap_ratio",
         "tilewatch_window_gap_info",
+        # Decisions against the cell's reference error rate, and the calibration test.
+        "tilewatch_window_reference_error_ratio",
+        "tilewatch_window_error_excess_ratio",
+        "tilewatch_window_error_excess_rate",
+        "tilewatch_window_calibration_error_debiased",
+        "tilewatch_window_performance_flag",
+        "tilewatch_window_performance_pvalue",
     }
 }
 TOPIC_ONLY = {
