@@ -91,6 +91,9 @@ calibration_bins = 20
 min_samples = 50
 confidence = 0.9
 error_detector = "hddm_w"
+fdr_rate = 0.05
+error_alert = 0.5
+calibration_alert = 0.1
 
 [labels.thresholds]
 churn = 0.35
@@ -104,6 +107,8 @@ churn = 0.35
     assert s is not None
     assert s.thresholds == {"churn": 0.35, "fraud.v2": 0.8}
     assert (s.threshold, s.grace_seconds, s.error_detector) == (0.4, 600.0, "hddm_w")
+    perf = s.performance
+    assert (perf.fdr_rate, perf.error_alert, perf.calibration_alert) == (0.05, 0.5, 0.1)
     assert (s.join.ttl_seconds, s.join.orphan_ttl_seconds, s.join.max_pending) == (
         10800.0,
         90.0,
@@ -266,6 +271,19 @@ INLINE_ONLY_TOPIC_KEYS = [
     ("ttl", "1h"),
     ("orphan_ttl", "1h"),
     ("max_pending", 10),
+]
+ERRORS += [
+    ({"threshold": 0.5, "fdr_rate": 1}, {}, f"{W}.fdr_rate: expected a number in (0, 1), got 1"),
+    (
+        {"threshold": 0.5, "error_alert": -0.1},
+        {},
+        f"{W}.error_alert: expected a number >= 0, got -0.1",
+    ),
+    (
+        {"threshold": 0.5, "calibration_alert": "high"},
+        {},
+        f'{W}.calibration_alert: expected a finite number, got "high"',
+    ),
 ]
 ERRORS += [
     (

@@ -8,6 +8,8 @@ Without the section, performance is not measured. With it::
     task = "classification"   # or "regression"
     threshold = 0.5           # decision threshold; per model: [labels.thresholds]
     grace = "1h"              # labels still credited to their window this long after it
+    error_alert = 0.2         # flag a cell's error rate 20 % above its reference's ...
+    fdr_rate = 0.01           # ... when significant (Benjamini-Hochberg over the window)
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ __all__ = ["LABEL_KEYS", "parse_labels"]
 
 #: Every key of ``[labels]``.
 LABEL_KEYS = (
+    "calibration_alert",
     "calibration_bins",
     "confidence",
+    "error_alert",
     "error_detector",
     "event_id",
+    "fdr_rate",
     "grace",
     "label",
     "max_pending",
@@ -113,6 +118,14 @@ def parse_labels(
     confidence = table.number("confidence", 0.95)
     if not 0.5 <= confidence < 1:
         raise table.error("confidence", "a number in [0.5, 1)", table.data["confidence"])
+    fdr_rate = table.number("fdr_rate", 0.01)
+    if not 0 < fdr_rate < 1:
+        raise table.error("fdr_rate", "a number in (0, 1)", table.data["fdr_rate"])
+    alerts: dict[str, float] = {}
+    for key, default in (("error_alert", 0.2), ("calibration_alert", 0.05)):
+        alerts[key] = table.number(key, default)
+        if alerts[key] < 0:
+            raise table.error(key, "a number >= 0", table.data[key])
     topic: LabelTopic | None = None
     if src == "topic":
         if "topic" not in table.data:
@@ -153,6 +166,8 @@ def parse_labels(
             calibration_bins=table.integer("calibration_bins", 10, 2),
             min_samples=table.integer("min_samples", 30, 1),
             confidence=confidence,
+            fdr_rate=fdr_rate,
+            **alerts,
         ),
         join=JoinSettings(
             ttl_seconds=table.duration("ttl", 7200.0, positive=True),
