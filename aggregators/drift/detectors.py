@@ -1,10 +1,16 @@
 """river drift detectors per cell: ADWIN on the score stream, PageHinkley on window means.
 
 ``adwin`` sees every score of a leaf cell, in the partition's order (about half a microsecond
-per update). ``page_hinkley`` sees each closed window's mean score of every cell (leaf and
-roll-up) that has at least ``min_samples`` events in it, so a slow drift of the mean is
-caught without per-event cost. Detectors whose update costs more (KSWIN runs a scipy test per
-call) are never run per event.
+per update). ``page_hinkley`` sees each closed window of every cell (leaf and roll-up) that has
+at least ``min_samples`` events in it, **standardized**: the window's mean minus the mean of the
+cell's earlier windows (since its last detection), over its standard error,
+``z = (mean - mean_past) / (s_past sqrt(1/n + 1/n_past))``. Under no change ``z`` is about
+N(0, 1) whatever the cell's size, so one threshold (``ph_threshold``, with ``ph_delta`` the
+tolerated shift, both in standard errors) has the same false-alarm rate in a cell of 20 events
+per window as in one of 5,000; on raw means a fixed threshold alarms on noise in small cells
+and misses real shifts in large ones. Detectors whose update costs more (KSWIN runs a scipy
+test per call) are never run per event. False-alarm rates and delays per detector are measured
+by ``tests/bench/bench_detectors.py`` (docs/performance.md).
 
 Per (cell, detector) the state keeps the number of detections, the event time of the last one,
 and whether the cell is in a drifted state: a detection within the last window length of event
@@ -14,6 +20,7 @@ restart empty after a restore, which only delays the next detection).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
@@ -26,7 +33,7 @@ __all__ = ["DETECTORS", "CellDetectors"]
 #: Detector names (the ``detector`` label) and what they watch.
 DETECTORS: dict[ScoreDetector, str] = {
     "adwin": "ADWIN on every score of the cell (leaf cells)",
-    "page_hinkley": "PageHinkley on each closed window's mean score of the cell",
+    "page_hinkley": "PageHinkley on each closed window's standardized mean score of the cell",
 }
 
 
@@ -54,6 +61,8 @@ class CellDetectors(DetectionLog):
         self.settings = settings
         self._adwin: dict[int, Any] = {}
         self._ph: dict[int, Any] = {}
+        # Per cell: (events, mean, M2) of its windows since its last detection.
+        self._past: dict[int, tuple[float, float, float]] = {}
 
     def update_scores(self, leaf: IntArray, scores: FloatArray, times: FloatArray) -> None:
         """Feed every score to its leaf cell's ADWIN, in order."""
@@ -69,17 +78,49 @@ class CellDetectors(DetectionLog):
             if det.drift_detected:
                 self._found(cell, "adwin", t)
 
-    def update_windows(self, cells: IntArray, means: FloatArray, end: float) -> None:
-        """Feed one closed window's mean of each cell to its PageHinkley."""
+    def update_windows(
+        self, cells: IntArray, counts: IntArray, means: FloatArray, m2: FloatArray, end: float
+    ) -> None:
+        """Feed one closed window of each cell (events, mean, M2 of its scores) to its
+        PageHinkley, standardized against the cell's earlier windows (module docstring)."""
         if "page_hinkley" not in self.settings.detectors:
             return
         s = self.settings
-        for cell, mean in zip(cells.tolist(), means.tolist(), strict=True):
+        past = self._past
+        rows = zip(cells.tolist(), counts.tolist(), means.tolist(), m2.tolist(), strict=True)
+        for cell, n, mean, sq in rows:
+            if n < 1:
+                continue
+            have = past.get(cell)
+            if have is None or have[0] < 2:
+                past[cell] = _merged(have, n, mean, sq)
+                continue
+            big_n, mu, big_m2 = have
+            var = big_m2 / (big_n - 1.0)
+            if not var > 0:
+                past[cell] = _merged(have, n, mean, sq)
+                continue
+            z = (mean - mu) / math.sqrt(var * (1.0 / n + 1.0 / big_n))
             det = self._ph.get(cell)
             if det is None:
                 det = self._ph[cell] = self._drift.PageHinkley(
                     min_instances=3, delta=s.ph_delta, threshold=s.ph_threshold
                 )
-            det.update(mean)
+            det.update(z)
             if det.drift_detected:
                 self._found(cell, "page_hinkley", end)
+                past[cell] = (float(n), mean, sq)  # the new normal starts here
+            else:
+                past[cell] = _merged(have, n, mean, sq)
+
+
+def _merged(
+    have: tuple[float, float, float] | None, n: float, mean: float, m2: float
+) -> tuple[float, float, float]:
+    """Chan et al.'s merge of (events, mean, M2) with one more window's."""
+    if have is None:
+        return float(n), mean, m2
+    na, ma, sa = have
+    total = na + n
+    delta = mean - ma
+    return total, ma + delta * n / total, sa + m2 + delta * delta * na * n / total

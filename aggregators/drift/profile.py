@@ -112,8 +112,8 @@ class DriftSettings:
     score_bins: int = 20
     detectors: tuple[str, ...] = ("adwin", "page_hinkley")  # ScoreDetector names
     adwin_delta: float = 0.002
-    ph_threshold: float = 0.2
-    ph_delta: float = 0.005
+    ph_threshold: float = 10.0
+    ph_delta: float = 0.5
 
 
 @dataclass(frozen=True)

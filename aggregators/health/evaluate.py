@@ -10,7 +10,7 @@ returns every score, status and driver.
 - **Cell components.** ``worst``: the highest member risk; ``weighted``: the weighted mean of
   the member risks with a verdict. Health score = 1 - risk; status red at or over the
   component's ``red`` risk, amber at or over ``amber``. No member verdict: NaN score and no
-  status (absence is alerted on by the staleness alerts, never shown as green). The driver is
+  status (absence is alerted on by the silence alerts, never shown as green). The driver is
   the member with the highest risk (ties: the first in config order).
 - **Model components.** The worst leaf cell of the model (highest risk; ties: the first
   cell). Without any leaf verdict, the model's total cell (every dimension ``__all__``) is
@@ -23,8 +23,8 @@ returns every score, status and driver.
   highest component risk) and its worst component's driving member; the cell contributing
   the most money (all zero: the highest error); the dimension value with the worst gap.
 - **Aging.** :func:`tilewatch.aggregators.health.aging.aging_statistics` adds the cells'
-  staleness and the model version age when ``now`` is given; base metrics use them like any
-  other statistic.
+  silence (behind their model's event-time clock), and with ``now`` the model's pipeline lag
+  and version age; base metrics use them like any other statistic.
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ def evaluate(inputs: HierarchyInputs, settings: HierarchySettings) -> HierarchyR
     n = len(inputs.keys)
     stats: dict[str, FloatArray] = dict(inputs.statistics)
     last = stats.get(LAST_EVENT)
-    if last is not None and math.isfinite(inputs.now):
+    if last is not None:
         aging = aging_statistics(
             last, inputs.model_ids, inputs.model_names, inputs.version_first_seen, inputs.now
         )

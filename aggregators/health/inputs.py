@@ -15,7 +15,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray
-from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_statistics
+from tilewatch.aggregators.health.aging import (
+    PIPELINE_LAG,
+    SILENCE,
+    VERSION_AGE,
+    aging_statistics,
+)
 from tilewatch.aggregators.health.evaluate import ModelGap
 from tilewatch.aggregators.health.settings import statistic_key
 from tilewatch.aggregators.state.snapshot import Snapshot
@@ -61,7 +66,8 @@ STATISTICS: dict[str, StatisticInfo] = {
             "tilewatch_rolling_score_mean",
             "tilewatch_rolling_score_variance",
             "tilewatch_last_event_timestamp_seconds",
-            STALENESS,
+            SILENCE,
+            PIPELINE_LAG,
             VERSION_AGE,
         )
     },

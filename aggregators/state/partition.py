@@ -219,7 +219,9 @@ class PartitionState:
                 acc = self.closed[w] = self.open.pop(w)
                 if self.detectors is not None:
                     cells = np.flatnonzero(acc.count >= self.min_samples)
-                    self.detectors.update_windows(cells, acc.mean[cells], (w + 1) * size)
+                    self.detectors.update_windows(
+                        cells, acc.count[cells], acc.mean[cells], acc.m2[cells], (w + 1) * size
+                    )
         if len(self.closed) > self.retain_closed:
             self._evict_closed()
         if self.labels is not None:

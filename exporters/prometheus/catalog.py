@@ -340,8 +340,13 @@ HEALTH_METRICS: tuple[MetricDoc, ...] = (
               "level, component, indicator, cell, driver, statistic",
               "1 for what drives each status: level (cell, model or business), the component or "
               "indicator, the driving cell's labels, the base metric (driver) and its statistic."),
-    MetricDoc("tilewatch_cell_staleness_seconds", GAUGE, "cell",
-              "Seconds between the scrape (wall clock) and the cell's last event time."),
+    MetricDoc("tilewatch_cell_silence_seconds", GAUGE, "cell",
+              "Seconds the cell's last event is behind its model's event-time clock (the latest "
+              "event time of any of the model's cells): how long the cell has been silent while "
+              "its model goes on. A replica reading behind real time silences nothing."),
+    MetricDoc("tilewatch_model_pipeline_lag_seconds", GAUGE, "model",
+              "Seconds between the scrape (wall clock) and the model's event-time clock: how far "
+              "behind real time the model's data is (consumer lag, replay, a stalled producer)."),
     MetricDoc("tilewatch_model_version_age_seconds", GAUGE, "model",
               "Seconds since the model's current version was first seen (event time)."),
 )

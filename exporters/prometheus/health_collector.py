@@ -12,6 +12,7 @@ statistics a base metric may name are listed in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -20,7 +21,7 @@ import numpy.typing as npt
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from tilewatch.aggregators.health.aging import STALENESS
+from tilewatch.aggregators.health.aging import SILENCE, model_clocks
 from tilewatch.aggregators.health.evaluate import Driver, HierarchyInputs, HierarchyResult, evaluate
 from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, version_first_seen
 from tilewatch.aggregators.health.settings import HierarchySettings
@@ -137,7 +138,14 @@ class HealthCollector(Collector):
                     comp_name = driver.component if driver is not None else ""
                     self._driver(info, "business", comp_name, ind.name, model, driver, ndims)
         yield from (score, status, m_score, m_status, m_cells, value, b_status, info)
-        yield rows.family("tilewatch_cell_staleness_seconds", result.statistics[STALENESS])
+        yield rows.family("tilewatch_cell_silence_seconds", result.statistics[SILENCE])
+        clocks = model_clocks(snap.last_event_time, snap.model_ids, len(snap.model_names))
+        lags = {
+            model: max(now - float(clock), 0.0)
+            for model, clock in zip(snap.model_names, clocks.tolist(), strict=True)
+            if math.isfinite(clock)
+        }
+        yield table_family("tilewatch_model_pipeline_lag_seconds", lags)
         first_seen = version_first_seen(snap)
         if first_seen:
             ages = {model: max(now - first, 0.0) for model, first in first_seen.items()}

@@ -28,7 +28,7 @@ def test_defaults() -> None:
         20.0,
     )
     assert d.detectors == ("adwin", "page_hinkley")
-    assert (d.adwin_delta, d.ph_threshold, d.ph_delta) == (0.002, 0.2, 0.005)
+    assert (d.adwin_delta, d.ph_threshold, d.ph_delta) == (0.002, 10.0, 0.5)
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,9 @@ def test_default_hierarchy_without_drift_or_labels_keeps_what_is_produced() -> N
     latency = config.hierarchy.metric("latency_p95")
     assert latency.statistic == 'tilewatch_window_latency_seconds{percentile="95"}'
     assert latency.min_samples == 30
-    staleness = config.hierarchy.metric("staleness")
-    assert (staleness.amber, staleness.red, staleness.min_samples) == (300.0, 1800.0, 0)
+    silence = config.hierarchy.metric("silence")
+    assert silence.statistic == "tilewatch_cell_silence_seconds"
+    assert (silence.amber, silence.red, silence.min_samples) == (300.0, 1800.0, 0)
 
 
 def test_default_hierarchy_with_drift_baseline_and_labels_is_complete() -> None:
@@ -107,7 +108,7 @@ def test_user_metrics_override_defaults_key_by_key_and_components_replace_defaul
                     "speed": {"members": ["latency_p95"]},
                     "blend": {
                         "aggregation": "weighted",
-                        "members": {"mean": 3, "staleness": 1},
+                        "members": {"mean": 3, "silence": 1},
                         "amber": 0.4,
                         "red": 0.8,
                     },
@@ -130,12 +131,12 @@ def test_user_metrics_override_defaults_key_by_key_and_components_replace_defaul
     blend = h.components[1]
     assert (blend.aggregation, blend.members, blend.amber, blend.red) == (
         "weighted",
-        (("mean", 3.0), ("staleness", 1.0)),
+        (("mean", 3.0), ("silence", 1.0)),
         0.4,
         0.8,
     )
     assert h.indicators[0].components == ("blend",)
-    assert {m.name for m in h.metrics} == {"latency_p95", "mean", "staleness"}
+    assert {m.name for m in h.metrics} == {"latency_p95", "mean", "silence"}
 
 
 def test_revenue_at_risk_from_config() -> None:
@@ -289,11 +290,11 @@ M = "t.toml: [hierarchy.metrics.x]"
             "t.toml: [hierarchy.components.q].members: expected a non-empty list",
         ),
         (
-            {"components": {"q": {"members": ["staleness"], "aggregation": "median"}}},
+            {"components": {"q": {"members": ["silence"], "aggregation": "median"}}},
             't.toml: [hierarchy.components.q].aggregation: expected "worst" or "weighted"',
         ),
         (
-            {"components": {"q": {"members": ["staleness"], "amber": 0.9, "red": 0.5}}},
+            {"components": {"q": {"members": ["silence"], "amber": 0.9, "red": 0.5}}},
             "t.toml: [hierarchy.components.q]: component 'q': expected 0 < amber < red <= 1",
         ),
         (

@@ -46,7 +46,7 @@ def test_inline_defaults() -> None:
     assert isinstance(s, LabelSettings)
     assert config.label_topic is None
     assert (s.source, s.grace_seconds, s.threshold, s.thresholds) == ("inline", 0.0, 0.5, {})
-    assert s.error_detector == "ddm" and s.classification
+    assert s.error_detector == "hddm_a" and s.classification
     p = s.performance
     assert (p.task, p.calibration_bins, p.min_samples, p.confidence) == (
         "classification",

@@ -112,8 +112,16 @@ def default_metrics(
             "red": 1.0,
             "min_samples": min_samples,
         },
-        "staleness": {
-            "metric": "tilewatch_cell_staleness_seconds",
+        "silence": {
+            "metric": "tilewatch_cell_silence_seconds",
+            "amber": 5 * window,
+            "red": 30 * window,
+            "min_samples": 0,
+        },
+        # One signal per model (broadcast to its cells): in no default component, so a replica
+        # reading behind real time does not paint every tile; alert on it per model.
+        "pipeline_lag": {
+            "metric": "tilewatch_model_pipeline_lag_seconds",
             "amber": 5 * window,
             "red": 30 * window,
             "min_samples": 0,
@@ -161,7 +169,7 @@ def default_components(drift: DriftSettings, regression: bool) -> dict[str, dict
         },
         "performance": {"members": ["error_excess", "calibration"]},
         "latency": {"members": ["latency_p95"]},
-        "aging": {"members": ["staleness"]},
+        "aging": {"members": ["silence"]},
     }
     if regression:
         del out["performance"]

@@ -111,7 +111,7 @@ def parse_labels(
             f"{table.where('threshold')}: expected a decision threshold (or a [baseline] path, "
             'whose chosen thresholds are used) since task is "classification", got no key'
         )
-    detector = table.data.get("error_detector", "ddm")
+    detector = table.data.get("error_detector", "hddm_a")
     if detector not in (*ERROR_DETECTORS, "none"):
         choices = ", ".join(f'"{d}"' for d in (*ERROR_DETECTORS, "none"))
         raise table.error("error_detector", choices, detector)

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from tilewatch.aggregators.drift.detectors import DETECTORS, CellDetectors
 from tilewatch.aggregators.drift.profile import DriftSettings
@@ -85,7 +86,7 @@ def test_detectors_off_do_nothing() -> None:
     det.update_scores(
         np.zeros(len(scores), dtype=np.int64), scores, np.arange(len(scores), dtype=float)
     )
-    det.update_windows(np.array([0]), np.array([0.9]), 60.0)
+    det.update_windows(np.array([0]), np.array([50]), np.array([0.9]), np.array([1.0]), 60.0)
     assert det.detections == {} and det._adwin == {} and det._ph == {}
     ph_only = CellDetectors(PH)
     ph_only.update_scores(
@@ -99,14 +100,34 @@ def test_page_hinkley_on_window_means() -> None:
     shifted = np.r_[rng.normal(0.3, 0.01, 20), rng.normal(0.7, 0.01, 10)]
     det = CellDetectors(PH)
     seen = _recording(det)
+    counts, m2 = np.array([100, 100]), np.array([0.99, 0.99])  # score std 0.1 in each window
     for w, m in enumerate(shifted.tolist()):
-        det.update_windows(
-            np.array([0, 1]), np.array([m, 0.3 + rng.normal(0, 0.01)]), (w + 1) * 60.0
-        )
+        means = np.array([m, 0.3 + rng.normal(0, 0.01)])
+        det.update_windows(np.array([0, 1]), counts, means, m2, (w + 1) * 60.0)
     # The shift starts with window 20 (ending at 1260 s) and is found there; cell 1 is quiet.
     assert seen == [(0, "page_hinkley", 1260.0)]
     assert det.detections == {(0, "page_hinkley"): 1}
     assert det.last == {(0, "page_hinkley"): 1260.0}
+
+
+@pytest.mark.parametrize("size", [20, 2000])
+def test_page_hinkley_is_standardized_by_the_cells_size(size: int) -> None:
+    """A mean shift of 3 standard errors is found within a few windows in a cell of any size;
+    the same cells without the shift give no alarm in 300 windows."""
+    rng = np.random.default_rng(size)
+    windows, cells = 300, 20
+    det = CellDetectors(PH)
+    seen = _recording(det)
+    sd = 0.15
+    for w in range(windows):
+        shift = 3 * sd / np.sqrt(size) if w >= 200 else 0.0
+        means = rng.normal(0.3, sd / np.sqrt(size), cells)
+        means[:10] += shift  # cells 0..9 shift, 10..19 stay
+        m2 = sd**2 * (size - 1) * rng.chisquare(size - 1, cells) / (size - 1)
+        det.update_windows(np.arange(cells), np.full(cells, size), means, m2, float(w))
+    first = {c: min(t for cc, _d, t in seen if cc == c) for c, _d, _t in seen}
+    assert sorted(first) == list(range(10))
+    assert max(first.values()) <= 208 and min(first.values()) >= 200, sorted(first.items())
 
 
 def test_detections_count_and_last_is_max() -> None:

@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from tilewatch.aggregators.health.aging import STALENESS, VERSION_AGE, aging_statistics
+from tilewatch.aggregators.health.aging import (
+    PIPELINE_LAG,
+    SILENCE,
+    VERSION_AGE,
+    aging_statistics,
+)
 from tilewatch.aggregators.health.evaluate import HierarchyInputs, ModelGap, evaluate
 from tilewatch.aggregators.health.settings import (
     AMBER,
@@ -384,7 +389,7 @@ def test_fairness_gap_takes_the_worst_dimension_and_names_its_worst_value() -> N
 
 def test_aging_signals_feed_components_like_any_base_metric() -> None:
     last = [990.0, 900.0, 100.0, 990, 990, 900, 990, 990, 990]
-    stale = BaseMetric("stale", STALENESS, amber=60.0, red=600.0, min_samples=0)
+    stale = BaseMetric("stale", SILENCE, amber=60.0, red=600.0, min_samples=0)
     age = BaseMetric("age", VERSION_AGE, amber=100.0, red=500.0, min_samples=0)
     settings = HierarchySettings(
         (stale, age), (Component("aging", (("stale", 1.0), ("age", 1.0))),)
@@ -397,10 +402,12 @@ def test_aging_signals_feed_components_like_any_base_metric() -> None:
         ),
         settings,
     )
-    assert result.statistics[STALENESS][:3].tolist() == [10.0, 100.0, 900.0]
+    # silence: behind the model's event-time clock (m: 990, n: 990), not behind ``now``
+    assert result.statistics[SILENCE][:3].tolist() == [0.0, 90.0, 890.0]
+    assert result.statistics[PIPELINE_LAG].tolist() == [10.0] * 9
     assert result.statistics[VERSION_AGE].tolist() == [150.0] * 7 + [800.0] * 2
     aging = result.components[0]
-    # cell 0: stale 10 (0.083) vs age 150 (0.5625); cell 2: stale 900 -> red
+    # cell 0: silent 0 (0) vs age 150 (0.5625); cell 2: silent 890 -> red
     assert aging.status[:3].tolist() == [AMBER, AMBER, RED]
     assert [aging.members[d] for d in aging.driver[:3]] == ["age", "age", "stale"]
     assert aging.status[7] == RED  # n's version is 800 s old
@@ -408,7 +415,20 @@ def test_aging_signals_feed_components_like_any_base_metric() -> None:
 
 def test_aging_without_versions_has_no_version_age() -> None:
     out = aging_statistics(np.array([5.0]), np.array([0]), ["m"], {}, now=10.0)
-    assert set(out) == {STALENESS}
+    assert set(out) == {SILENCE, PIPELINE_LAG}
+
+
+def test_a_replica_behind_real_time_silences_no_cell() -> None:
+    """Reading a topic an hour behind real time: every cell is an hour behind ``now``, but no
+    cell is behind its model's clock; only the model's pipeline lag shows it. A cell whose
+    traffic stopped 20 minutes before the rest of its model is silent, whatever ``now``."""
+    last = np.array([3600.0, 3590.0, 2400.0, 3600.0])
+    out = aging_statistics(last, np.array([0, 0, 0, 1]), ["m", "n"], {}, now=7200.0)
+    assert out[SILENCE].tolist() == [0.0, 10.0, 1200.0, 0.0]
+    assert out[PIPELINE_LAG].tolist() == [3600.0] * 4
+    later = aging_statistics(last, np.array([0, 0, 0, 1]), ["m", "n"], {}, now=99_999.0)
+    assert later[SILENCE].tolist() == out[SILENCE].tolist()
+    assert set(aging_statistics(last, np.zeros(4, dtype=int), ["m"], {}, math.nan)) == {SILENCE}
 
 
 # --- settings consistency -------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _with_versions(snap: Snapshot) -> Snapshot:
 HIERARCHY = HierarchySettings(
     metrics=(
         BaseMetric("mean", MEAN, amber=0.5, red=0.7, min_samples=10),
-        BaseMetric("stale", "tilewatch_cell_staleness_seconds", amber=990.0, red=2000.0),
+        BaseMetric("stale", "tilewatch_cell_silence_seconds", amber=5.0, red=20.0),
         BaseMetric("psi", "tilewatch_window_score_psi", amber=0.1, red=0.25, min_samples=10_000),
     ),
     components=(
@@ -134,7 +134,9 @@ def test_cell_statistics_produce_the_catalog_with_the_snapshot_values() -> None:
     )
     assert stats['tilewatch_drift_active{detector="adwin"}'][[a, b]].tolist() == [1.0, 0.0]
     assert stats['tilewatch_drift_active{detector="page_hinkley"}'][a] == 0.0
-    assert stats["tilewatch_cell_staleness_seconds"][a] == pytest.approx(NOW - 15.0)
+    # silence: behind the model's event-time clock (its latest event, 15.0 in cell a)
+    assert stats["tilewatch_cell_silence_seconds"][a] == 0.0
+    assert stats["tilewatch_model_pipeline_lag_seconds"][a] == pytest.approx(NOW - 15.0)
     # the current version is v2 (seen last), first seen at 400
     assert stats["tilewatch_model_version_age_seconds"][a] == pytest.approx(600.0)
 
@@ -209,10 +211,14 @@ def test_drivers_lead_from_the_business_status_to_the_base_metric_and_tile() -> 
 
 def test_aging_gauges() -> None:
     got = _scrape(_state())
-    stale = got["tilewatch_cell_staleness_seconds"]
-    assert stale[cell("m", "a", "x")] == pytest.approx(NOW - 15.0)
+    silent = got["tilewatch_cell_silence_seconds"]
+    assert silent[cell("m", "a", "x")] == 0.0  # a holds the model's latest event (15.0)
     last_b = np.linspace(0.5, 9.5, 42)[39]
-    assert stale[cell("m", "b", "x")] == pytest.approx(NOW - last_b)
+    assert silent[cell("m", "b", "x")] == pytest.approx(15.0 - last_b)
+    # The lag of the model's data behind the wall clock: one series per model.
+    assert got["tilewatch_model_pipeline_lag_seconds"] == {
+        frozenset({"model": "m"}.items()): pytest.approx(NOW - 15.0)
+    }
     assert got["tilewatch_model_version_age_seconds"] == {
         frozenset({"model": "m"}.items()): pytest.approx(600.0)
     }
