@@ -27,7 +27,7 @@ from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
-from tilewatch.aggregators.drift.profile import DriftProfile
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
@@ -121,7 +121,7 @@ class ReplicaState:
                     self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
                 )
             if state.labels is not None:
-                state.labels.retain_final = max(RETAIN_FINAL, self.retain_closed)
+                state.labels.retain_final = self._retain_final()
             if self.profile is not None:
                 state.min_samples = self.profile.settings.min_samples
                 if self.profile.settings.detectors and state.detectors is None:
@@ -227,6 +227,14 @@ class ReplicaState:
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
 
+    def _retain_final(self) -> int:
+        """Final performance windows a partition keeps: a trailing error reference needs its
+        span and the window before it (they are checkpointed with the partition)."""
+        trailing = self._trailing_errors()
+        if trailing is None:
+            return RETAIN_FINAL
+        return max(RETAIN_FINAL, trailing[0] + trailing[1] + 2)
+
     def _reference_errors(self, keys: list[CellKey]) -> tuple[FloatArray, FloatArray] | None:
         """Each cell's baseline error rate and effective labelled rows (None: no baseline)."""
         if self.references is None:
@@ -234,11 +242,17 @@ class ReplicaState:
         return self.references.errors(keys)
 
     def _trailing_errors(self) -> tuple[int, int] | None:
-        """``(windows, gap)`` of the trailing error reference (None: baseline references)."""
+        """``(windows, gap)`` of the trailing error reference: with ``[drift] reference =
+        "trailing"``, and whenever there is no baseline to take the cells' error rates from
+        (then with the ``[drift]`` defaults); None: the baseline's per-cell error rates."""
         profile = self.profile
-        if profile is None or profile.settings.reference != "trailing":
-            return None
-        return profile.settings.trailing_windows, profile.settings.trailing_gap
+        if profile is None:
+            d = DriftSettings()
+            return d.trailing_windows, d.trailing_gap
+        s = profile.settings
+        if s.reference == "trailing" or profile.baseline is None:
+            return s.trailing_windows, s.trailing_gap
+        return None
 
     def restore_partition(self, data: Any) -> PartitionState:
         """Rebuild a partition from checkpoint data; raises StateError on bad data.
