@@ -49,7 +49,8 @@ class AlertSettings:
 
     Durations are seconds. ``for_*`` is the ``for:`` hysteresis per severity; ``rate_window``
     the range of every ``rate()``; ``silent_lookback`` how long ago a model must have had
-    traffic for its silence to alert; ``*_url`` the webhook of each receiver (empty: a
+    traffic for its silence to alert; ``pipeline_lag`` how far a model's event-time clock may
+    fall behind the wall clock before it alerts; ``*_url`` the webhook of each receiver (empty: a
     receiver without integration); ``group_*``/``repeat_interval`` Alertmanager's timings.
     """
 
@@ -59,6 +60,7 @@ class AlertSettings:
     for_info: float = 1800.0
     rate_window: float = 300.0
     silent_lookback: float = 86400.0
+    pipeline_lag: float = 900.0
     dead_letter_ratio: float = 0.01
     runbook_base_url: str = "docs/runbooks/"
     pager_url: str = ""

@@ -355,6 +355,39 @@ def alert_rules(
             labels=("model",),
         )
     )
+    lag = alerts.pipeline_lag
+    lag_series = _series("tilewatch_model_pipeline_lag_seconds", job, {"model": "m1"})
+    out.append(
+        Alert(
+            name="TilewatchPipelineLag",
+            severity="warning",
+            expr=f"{WORST_OVER_REPLICAS} (tilewatch_model_pipeline_lag_seconds"
+            f"{job_selector(job)}) > {lag:g}",
+            summary="model {{ $labels.model }}: its data is behind real time",
+            description="The latest event of model {{ $labels.model }} that the monitor has "
+            f"read is more than {prom_duration(lag)} behind the wall clock: its tiles show the "
+            "past. The cells are not silent (each is compared with its model's own event-time "
+            "clock), so this is one alert per model, not one per tile.",
+            meaning="The model's event-time clock (its latest event time read) is behind the "
+            "wall clock: the consumer lags, a replica is catching up after a restart or a "
+            "replay, or the producer stamps events late.",
+            actions=(
+                "Check the consumer lag (tilewatch_consumer_lag_events) and the replicas' CPU: "
+                "if the lag grows, scale out or reduce the cells' cost.",
+                "If a replica is replaying or catching up, wait: the lag falls as it reads.",
+                "If the lag is flat and no record waits, check the producer's timestamps.",
+            ),
+            queries=(
+                ("Lag per model", "tilewatch_model_pipeline_lag_seconds"),
+                ("Consumer lag in records", "tilewatch_consumer_lag_events"),
+            ),
+            probe=Probe(
+                series=(ProbeSeries(lag_series, lag / 10, lag * 2),),
+                labels={"job": job, "model": "m1"},
+            ),
+            labels=("model",),
+        )
+    )
     out.append(
         Alert(
             name="TilewatchDeadLetterRateHigh",
