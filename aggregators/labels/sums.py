@@ -97,7 +97,16 @@ class PerfAcc:
     ([2, 1], [1, 0], [1, 0])
     """
 
-    __slots__ = ("_bin_count", "_bin_pos", "_bin_score", "_counts", "_sums", "settings", "size")
+    __slots__ = (
+        "_bin_count",
+        "_bin_pos",
+        "_bin_score",
+        "_bin_square",
+        "_counts",
+        "_sums",
+        "settings",
+        "size",
+    )
 
     def __init__(self, settings: PerformanceSettings) -> None:
         self.settings = settings
@@ -110,6 +119,9 @@ class PerfAcc:
         self._bin_count = np.zeros((1, 0, bins), dtype=np.int64)
         self._bin_pos = np.zeros((1, 0, bins), dtype=np.int64)
         self._bin_score = np.zeros((1, 0, bins))
+        # Sum of squared scores per bin: the exact variance of a bin's positives under
+        # calibration (sum p (1 - p)), for the calibration test.
+        self._bin_square = np.zeros((1, 0, bins))
 
     @property
     def count_fields(self) -> tuple[str, ...]:
@@ -127,6 +139,7 @@ class PerfAcc:
         self._bin_count = grow(self._bin_count, n, axis=1)
         self._bin_pos = grow(self._bin_pos, n, axis=1)
         self._bin_score = grow(self._bin_score, n, axis=1)
+        self._bin_square = grow(self._bin_square, n, axis=1)
         self.size = max(self.size, n)
 
     def _batch(self, cells: IntArray, n_cells: int, task: Task, *columns: npt.ArrayLike) -> int:
@@ -212,6 +225,9 @@ class PerfAcc:
         self._bin_count[0, :n] += np.bincount(flat, minlength=n * bins).reshape(shape)
         self._bin_pos[0, :n] += np.bincount(flat[pos], minlength=n * bins).reshape(shape)
         self._bin_score[0, :n] += np.bincount(flat, weights=s, minlength=n * bins).reshape(shape)
+        self._bin_square[0, :n] += np.bincount(flat, weights=s * s, minlength=n * bins).reshape(
+            shape
+        )
 
     def add_regressed(
         self, cells: IntArray, predictions: FloatArray, targets: FloatArray, n_cells: int
@@ -255,11 +271,12 @@ class PerfAcc:
         self._bin_count[:, :k] += other._bin_count[:, :k]
         self._bin_pos[:, :k] += other._bin_pos[:, :k]
         self._bin_score[:, :k] += other._bin_score[:, :k]
+        self._bin_square[:, :k] += other._bin_square[:, :k]
 
     def sized(self, n: int) -> PerfAcc:
         """A copy of this accumulator cut or zero-padded to exactly ``n`` cells."""
         out = PerfAcc(self.settings)
-        for name in ("_counts", "_sums", "_bin_count", "_bin_pos", "_bin_score"):
+        for name in ("_counts", "_sums", "_bin_count", "_bin_pos", "_bin_score", "_bin_square"):
             mine = getattr(self, name)[:, : self.size]
             setattr(out, name, resized(mine, (mine.shape[0], n, *mine.shape[2:])))
         out.size = n
@@ -267,7 +284,8 @@ class PerfAcc:
 
     def column(self, name: str) -> npt.NDArray[Any]:
         """One sum per cell, by name (:attr:`count_fields`, :attr:`sum_fields`, or ``bin_count``,
-        ``bin_positives``, ``bin_score`` of shape ``(cells, bins)``); a copy, ``size`` long."""
+        ``bin_positives``, ``bin_score``, ``bin_square`` of shape ``(cells, bins)``); a copy,
+        ``size`` long."""
         if name in self.count_fields:
             return self._counts[self.count_fields.index(name), : self.size].copy()
         if name in self.sum_fields:
@@ -276,6 +294,7 @@ class PerfAcc:
             "bin_count": self._bin_count,
             "bin_positives": self._bin_pos,
             "bin_score": self._bin_score,
+            "bin_square": self._bin_square,
         }
         if name in bins:
             return bins[name][0, : self.size].copy()
@@ -294,7 +313,7 @@ class PerfAcc:
 
         A row is ``[key, counts, sums]`` (fields in :attr:`count_fields` and
         :attr:`sum_fields` order); classification rows add the per-bin counts, positives
-        and score sums.
+        and score sums and squared score sums.
 
         Examples
         --------
@@ -310,6 +329,7 @@ class PerfAcc:
         if self.settings.task == "classification":
             cols += [b[0, touched].tolist() for b in (self._bin_count, self._bin_pos)]
             cols.append(self._bin_score[0, touched].tolist())
+            cols.append(self._bin_square[0, touched].tolist())
         return [[list(keys[i]), *row] for i, *row in zip(touched.tolist(), *cols, strict=True)]
 
     @staticmethod
@@ -374,4 +394,5 @@ class PerfAcc:
         np.add.at(out._bin_count[0], idx, parsed.bin_count)
         np.add.at(out._bin_pos[0], idx, parsed.bin_positives)
         np.add.at(out._bin_score[0], idx, parsed.bin_score)
+        np.add.at(out._bin_square[0], idx, parsed.bin_square)
         return out

@@ -57,6 +57,9 @@ class ParsedRows:
     bin_count: IntArray
     bin_positives: IntArray
     bin_score: FloatArray
+    #: Sum of squared scores per bin (rows written before it existed: the score sums, which
+    #: makes the calibration test conservative for those windows).
+    bin_square: FloatArray
 
 
 #: The checks of performance rows (``performance state is malformed: <where>: <why>``).
@@ -110,17 +113,19 @@ def parse_rows(rows: Any, task: Task, bins: int, key_len: int) -> ParsedRows:
     """
     cls = task == "classification"
     n_counts, n_sums = len(COUNT_FIELDS[task]), len(SUM_FIELDS[task])
-    width = 6 if cls else 3
+    width = 7 if cls else 3
     nb = bins if cls else 0
     shape = (
-        "[key, counts, sums, bin counts, bin positives, bin scores]"
+        "[key, counts, sums, bin counts, bin positives, bin scores, bin squared scores]"
         if cls
         else "[key, counts, sums]"
     )
     keys: dict[tuple[str, ...], None] = {}
-    counts, sums, b_count, b_pos, b_score = [], [], [], [], []
+    counts, sums, b_count, b_pos, b_score, b_square = [], [], [], [], [], []
     for j, row in enumerate(CHECK.array(rows, "rows")):
         at = f"rows[{j}]"
+        if cls and type(row) is list and len(row) == width - 1:
+            row = [*row, row[5]]  # written before squared scores were kept
         CHECK.row(row, at, width, shape)
         t = CHECK.key(row[0], f"{at}.key", key_len)
         if t in keys:
@@ -132,6 +137,7 @@ def parse_rows(rows: Any, task: Task, bins: int, key_len: int) -> ParsedRows:
             b_count.append(CHECK.ints(row[3], f"{at}.bin_counts", nb))
             b_pos.append(CHECK.ints(row[4], f"{at}.bin_positives", nb))
             b_score.append(CHECK.floats(row[5], f"{at}.bin_scores", nb))
+            b_square.append(CHECK.floats(row[6], f"{at}.bin_squares", nb))
     m = len(keys)
     out = ParsedRows(
         keys=list(keys),
@@ -140,6 +146,7 @@ def parse_rows(rows: Any, task: Task, bins: int, key_len: int) -> ParsedRows:
         bin_count=np.array(b_count, dtype=np.int64).reshape(m, nb),
         bin_positives=np.array(b_pos, dtype=np.int64).reshape(m, nb),
         bin_score=np.array(b_score, dtype=np.float64).reshape(m, nb),
+        bin_square=np.array(b_square, dtype=np.float64).reshape(m, nb),
     )
     _check_ranges(out, cls)
     return out
@@ -162,6 +169,7 @@ def _check_ranges(p: ParsedRows, cls: bool) -> None:
     _check(p.bin_positives > p.bin_count, "bin_positives", "more positives than events in a bin")
     _check(p.bin_positives.sum(axis=1) != tp + fn, "bin_positives", "positives differ from tp + fn")
     _check(_at_most(p.bin_score, p.bin_count), "bin_scores", "a score sum outside [0, count]")
+    _check(_at_most(p.bin_square, p.bin_score), "bin_squares", "a squared sum outside [0, scores]")
     limits = (pred, pred / 4, lab, lab / 4, lab, lab * LOG_LOSS_MAX)
     for k, (name, limit) in enumerate(zip(SUM_FIELDS["classification"], limits, strict=True)):
         _check(_at_most(s[:, k], limit), "sums", f"{name} outside its range for the counts")

@@ -147,6 +147,7 @@ def performance_view(
     errors = np.zeros(n)
     bins = perf.calibration_bins if classify else 0
     b_count, b_score, b_pos = np.zeros((n, bins)), np.zeros((n, bins)), np.zeros((n, bins))
+    b_square = np.zeros((n, bins))
     ref_rate, ref_n = (
         (np.full(n, math.nan), np.zeros(n))
         if reference_errors is None
@@ -165,6 +166,7 @@ def performance_view(
             b_count[sel] = acc.column("bin_count")[sel]
             b_score[sel] = acc.column("bin_score")[sel]
             b_pos[sel] = acc.column("bin_positives")[sel]
+            b_square[sel] = acc.column("bin_square")[sel]
             if trailing is not None:
                 past = PerfAcc(perf).sized(n)
                 for v in range(w - trailing[1] - trailing[0], w - trailing[1]):
@@ -214,6 +216,7 @@ def performance_view(
             fdr_rate=perf.fdr_rate,
             error_alert=perf.error_alert,
             calibration_alert=perf.calibration_alert,
+            score_squares=b_square,
         )
     return PerformanceView(
         stats=stats,

@@ -448,7 +448,7 @@ def test_rows_round_trip_through_json(task: str) -> None:
     for name in [*acc.count_fields, *acc.sum_fields]:
         np.testing.assert_array_equal(back.column(name)[perm], want.column(name), err_msg=name)
     if task == "classification":
-        for name in ("bin_count", "bin_positives", "bin_score"):
+        for name in ("bin_count", "bin_positives", "bin_score", "bin_square"):
             np.testing.assert_array_equal(back.column(name)[perm], want.column(name))
     again = back.to_rows([keys[perm.index(j)] for j in range(CELLS)])
     assert sorted(again) == sorted(rows)  # written in the new registry's order
@@ -506,7 +506,7 @@ def _add_positive(rows: list[Any]) -> Any:
 
 
 # Row layout: [key, [pred, labeled, correct, tp, fp, fn], [q, q_var, lq, lqv, brier, log_loss],
-#              bin counts, bin positives, bin score sums]
+#              bin counts, bin positives, bin score sums, bin squared score sums]
 BAD_CLASSIFICATION: dict[str, tuple[Mutation, str]] = {
     "not a list": (lambda rows: {"rows": rows}, "rows: expected a list"),
     "row not a list": (_set((0,), "row"), r"rows\[0\]: expected"),
@@ -529,6 +529,9 @@ BAD_CLASSIFICATION: dict[str, tuple[Mutation, str]] = {
         r"rows\[0\]\.bin_counts: expected a list of 4",
     ),
     "bin scores short": (lambda rows: _set((0, 5), rows[0][5][:3])(rows), r"\.bin_scores"),
+    "bin squares short": (lambda rows: _set((0, 6), rows[0][6][:3])(rows), r"\.bin_squares"),
+    "bin square over scores": (_bump((1, 6, 0), 10**6), "squared sum"),
+    "negative bin square": (_set((1, 6, 0), -0.5), "squared sum"),
     "correct inconsistent": (_bump((1, 1, 2), 1), "correct differs"),
     "tp+fp+fn over labeled": (_bump((1, 1, 3), 10**6), "exceeds labeled"),
     "bins do not add up": (_bump((1, 3, 0), 1), "add up to labeled"),
@@ -594,3 +597,20 @@ def test_rows_of_another_task_or_width_are_refused() -> None:
     parsed = PerfAcc.parse_rows(rows, acc.settings, 2)
     with pytest.raises(StateError, match="other performance settings"):
         PerfAcc.from_parsed(PerformanceSettings(calibration_bins=5), parsed, lambda k: 0, CELLS)
+
+
+def test_squared_scores_per_bin_are_kept_and_rows_without_them_still_load() -> None:
+    acc, keys = _rows_and_keys()
+    rows = json.loads(json.dumps(acc.to_rows(keys)))
+    index = {k: j for j, k in enumerate(keys)}.__getitem__
+    back = PerfAcc.from_rows(acc.settings, rows, index, n=CELLS)
+    want = acc.sized(CELLS)
+    assert (want.column("bin_square") <= want.column("bin_score") + 1e-12).all()
+    assert want.column("bin_square").sum() > 0
+    np.testing.assert_array_equal(back.column("bin_square"), want.column("bin_square"))
+    # A checkpoint written before the squares existed: they read as the score sums (the
+    # calibration test then uses the binomial variance, as it did then).
+    old = [row[:6] for row in rows]
+    restored = PerfAcc.from_rows(acc.settings, old, index, n=CELLS)
+    np.testing.assert_array_equal(restored.column("bin_square"), want.column("bin_score"))
+    np.testing.assert_array_equal(restored.column("bin_count"), want.column("bin_count"))
