@@ -3,7 +3,8 @@
 Every detector tilewatch wires, run through its own wrapper exactly as the monitor calls it:
 
 - error-stream detectors (:class:`tilewatch.aggregators.labels.error_detectors.ErrorDetectors`:
-  river's DDM, HDDM_A, HDDM_W) on 0/1 error streams at steady rates of 2 %, 10 % and 30 %, and
+  river's DDM, HDDM_A, HDDM_W with the wired parameters, and HDDM_A at river's default) on
+  0/1 error streams at steady rates of 2 %, 10 % and 40 %, and
   after a step to 1.5 times the rate;
 - ADWIN on every score (:meth:`CellDetectors.update_scores`) at a few ``delta``, on
   Beta(2, 5) scores, and after a step of the score mean by 0.05 (Beta(2.6, 5));
@@ -35,7 +36,11 @@ if str(ROOT) not in sys.path:
 
 from tilewatch.aggregators.drift.detectors import CellDetectors  # noqa: E402
 from tilewatch.aggregators.drift.profile import DriftSettings  # noqa: E402
-from tilewatch.aggregators.labels.error_detectors import ERROR_DETECTORS, ErrorDetectors  # noqa: E402
+from tilewatch.aggregators.labels.error_detectors import (  # noqa: E402
+    ERROR_DETECTORS,
+    PARAMETERS,
+    ErrorDetectors,
+)
 
 
 def _record(det: CellDetectors | ErrorDetectors) -> list[tuple[int, float]]:
@@ -69,10 +74,10 @@ def _line(name: str, alarms: int, exposure: float, unit: str, delays: list[float
           streams: int) -> str:  # fmt: skip
     rate = f"{alarms / exposure:8.2f} per {unit}"
     if delays is None:
-        return f"{name:34} {rate}"
+        return f"{name:44} {rate}"
     found = f"{len(delays)}/{streams}"
     median = f"{np.median(delays):8.0f}" if delays else "       -"
-    return f"{name:34} {rate}   step: found {found:>7}, median delay {median}"
+    return f"{name:44} {rate}   step: found {found:>7}, median delay {median}"
 
 
 def error_detectors(streams: int, events: int, seed: int) -> list[str]:
@@ -81,24 +86,31 @@ def error_detectors(streams: int, events: int, seed: int) -> list[str]:
     leaf = np.repeat(np.arange(streams), events)
     times = np.tile(np.arange(events, dtype=np.float64), streams)
     onset = events // 2
-    for rate in (0.02, 0.1, 0.3):
+    for rate in (0.02, 0.1, 0.4):
         stable = rng.random((streams, events)) < rate
         step = stable.copy()
         step[:, onset:] = rng.random((streams, events - onset)) < 1.5 * rate
-        for kind in ERROR_DETECTORS:
+        # The wired parameters, and HDDM_A at river's default confidence (1e-3) beside them.
+        for kind, params in [*((k, None) for k in ERROR_DETECTORS), ("hddm_a", {})]:
             t0 = time.perf_counter()
+            saved = dict(PARAMETERS)
+            if params is not None:
+                PARAMETERS[kind] = params
             det = ErrorDetectors(kind)
             seen = _record(det)
             det.update(leaf, stable.ravel(), times)
             alarms, _ = _summary(seen, streams, events, None)
             det2 = ErrorDetectors(kind)
+            PARAMETERS.clear()
+            PARAMETERS.update(saved)
             seen2 = _record(det2)
             det2.update(leaf, step.ravel(), times)
             _, delays = _summary(seen2, streams, events, float(onset))
             us = (time.perf_counter() - t0) / (2 * streams * events) * 1e6
+            name = kind if params is None else f"{kind} (river default 1e-3)"
             out.append(
                 _line(
-                    f"{kind} at {rate:.0%} -> {1.5 * rate:.0%}",
+                    f"{name} at {rate:.0%} -> {1.5 * rate:.0%}",
                     alarms,
                     streams * events / 1e4,
                     "10k events",

@@ -655,7 +655,13 @@ def test_error_stream_detections_reach_the_snapshot(kind: str) -> None:
     worse raises one."""
     from river.drift import binary
 
-    make = {"ddm": binary.DDM, "hddm_a": binary.HDDMA, "hddm_w": binary.HDDMW}[kind]
+    from tilewatch.aggregators.labels.error_detectors import PARAMETERS
+
+    cls = {"ddm": binary.DDM, "hddm_a": binary.HDDMA, "hddm_w": binary.HDDMW}[kind]
+
+    def make() -> Any:
+        return cls(**PARAMETERS.get(kind, {}))
+
     rng = np.random.default_rng(17)
     n = 4000
     times = 1000.0 + np.arange(n) * 0.01
