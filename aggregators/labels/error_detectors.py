@@ -14,6 +14,7 @@ about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus abo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -74,7 +75,7 @@ class ErrorDetectors(DetectionLog):
         self.kind = kind
         cls = getattr(binary, _CLASSES[kind])
         params = PARAMETERS.get(kind, {})
-        self._make = lambda: cls(**params)
+        self._make: Callable[[], Any] = lambda: cls(**params)
         self._detectors: dict[int, Any] = {}
 
     def update(self, leaf: IntArray, errors: IntArray | BoolArray, times: FloatArray) -> None:

@@ -106,6 +106,8 @@ class ReplicaState:
         if profile is not None and profile.settings.reference == "trailing":
             span = profile.settings.trailing_windows + profile.settings.trailing_gap + 1
             self.retain_closed = max(RETAIN_CLOSED, span + 1)
+        # The last performance decisions and the digest of their inputs (performance_view).
+        self._decision_cache: dict[str, Any] = {}
         #: The last reported windows of every cell (None: not kept), written by refresh().
         self.history: WindowHistory | None = None
 
@@ -400,6 +402,7 @@ class ReplicaState:
                 [part.labels for part in parts if part.labels is not None],
                 reference_errors=self._reference_errors(view.keys),
                 trailing=self._trailing_errors(),
+                decision_cache=self._decision_cache,
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         return dataclasses.replace(snap, performance=perf)

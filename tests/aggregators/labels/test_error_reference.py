@@ -93,3 +93,18 @@ def test_without_enough_past_there_is_no_reference_and_no_flag() -> None:
     _window(rs, 2, RATES, np.random.default_rng(3))
     ref, excess, flagged = _row(rs, "easy")
     assert math.isnan(ref) and math.isnan(excess) and not flagged
+
+
+def test_decisions_are_reused_until_their_inputs_change() -> None:
+    rng = np.random.default_rng(5)
+    rs = _state()
+    for w in range(13):
+        _window(rs, w, RATES, rng)
+    first = rs.snapshot().performance
+    again = rs.snapshot().performance
+    assert first is not None and again is not None
+    assert again.decisions is first.decisions  # nothing changed: the cached decisions
+    _window(rs, 13, RATES, rng)  # closes window 12: a new performance window
+    later = rs.snapshot().performance
+    assert later is not None and later.decisions is not first.decisions
+    assert later.window_end != first.window_end
