@@ -8,12 +8,17 @@ per ``(cell, kind)`` the number of detections and the event time of the last one
 data and survive checkpoints; the detectors' internals do not (river's detectors have no
 plain-data form), so they restart empty after a restore.
 
-Cost per update, measured with river 0.26: DDM about 0.4 µs, HDDM_A about 4 µs and HDDM_W
-about 3.5 µs (both copy river ``stats.Mean`` objects on most updates), plus about 0.1 µs here.
+HDDM_A, the default, runs on a lean implementation of river's one-sided ``HDDMA``
+(:class:`_LeanHDDMA`: the same running means, bounds and tests, in the same floating-point
+order, without copying ``stats.Mean`` objects), exact against river's on seeded streams
+(``tests/aggregators/labels/test_error_detectors.py``). Cost per update, measured with river
+0.26: DDM about 0.4 µs, river's HDDM_A about 4 µs, the lean one about 0.6 µs, HDDM_W about
+3.5 µs, plus about 0.1 µs here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -75,7 +80,11 @@ class ErrorDetectors(DetectionLog):
         self.kind = kind
         cls = getattr(binary, _CLASSES[kind])
         params = PARAMETERS.get(kind, {})
-        self._make: Callable[[], Any] = lambda: cls(**params)
+        if kind == "hddm_a":
+            confidence = params.get("drift_confidence", 0.001)
+            self._make: Callable[[], Any] = lambda: _LeanHDDMA(confidence)
+        else:
+            self._make = lambda: cls(**params)
         self._detectors: dict[int, Any] = {}
 
     def update(self, leaf: IntArray, errors: IntArray | BoolArray, times: FloatArray) -> None:
@@ -90,3 +99,59 @@ class ErrorDetectors(DetectionLog):
             det.update(bit)
             if det.drift_detected:
                 self._found(cell, self.kind, t)
+
+
+class _LeanHDDMA:
+    """river's ``HDDMA`` (one-sided: error increases), drift only, on plain floats.
+
+    River keeps three ``stats.Mean`` objects and clones them on most updates; only the global
+    mean ``z`` and the cut point ``x_min`` decide a one-sided drift, so this keeps their counts
+    and means as floats, updated with ``Mean.update``'s formula and compared with the same
+    expressions (``_hoeffding_bound``, ``_mean_incr``), so it detects at the same indices.
+
+    Examples
+    --------
+    >>> from river.drift.binary import HDDMA
+    >>> rng = np.random.default_rng(3)
+    >>> bits = (np.r_[rng.random(2000) < 0.1, rng.random(2000) < 0.3]).tolist()
+    >>> lean, ref = _LeanHDDMA(0.001), HDDMA()
+    >>> hits = []
+    >>> for i, b in enumerate(bits):
+    ...     ref.update(b)
+    ...     if lean.update(b) != ref.drift_detected:
+    ...         raise AssertionError(i)
+    ...     if ref.drift_detected:
+    ...         hits.append(i)
+    >>> hits
+    [2171]
+    """
+
+    __slots__ = ("_bound", "_incr", "drift_detected", "x_mean", "x_n", "z_mean", "z_n")
+
+    def __init__(self, drift_confidence: float) -> None:
+        self._bound = math.log(1.0 / drift_confidence)
+        self._incr = math.log(2.0 / drift_confidence)
+        self.z_n = self.z_mean = self.x_n = self.x_mean = 0.0
+        self.drift_detected = False
+
+    def update(self, x: bool) -> bool:
+        """Add one bit (True: an error); True when a drift is detected (then reset)."""
+        if self.drift_detected:
+            self.z_n = self.z_mean = self.x_n = self.x_mean = 0.0
+        zn = self.z_n + 1.0
+        zm = self.z_mean + (1.0 / zn) * (x - self.z_mean)
+        self.z_n, self.z_mean = zn, zm
+        xn, xm = self.x_n, self.x_mean
+        if xn == 0:
+            xn, xm = zn, zm
+        eps_z = math.sqrt(1.0 / (2 * zn) * self._bound)
+        eps_x = math.sqrt(1.0 / (2 * xn) * self._bound)
+        if xm + eps_x >= zm + eps_z:
+            xn, xm = zn, zm
+        self.x_n, self.x_mean = xn, xm
+        if xn == zn:
+            self.drift_detected = False
+        else:
+            m = (zn - xn) / xn * (1.0 / zn)
+            self.drift_detected = zm - xm >= math.sqrt(m / 2 * self._incr)
+        return self.drift_detected

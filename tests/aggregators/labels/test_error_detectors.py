@@ -134,3 +134,33 @@ def test_cost_per_update(kind: str) -> None:
     river_cost, ours = (t1 - t0) / len(errors), (t2 - t1) / len(errors)
     print(f"\n{kind}: {ours * 1e6:.2f} µs per update (river alone {river_cost * 1e6:.2f} µs)")
     assert ours < 5 * river_cost + 1e-6
+
+
+@pytest.mark.parametrize("confidence", [0.001, 1e-4])
+@pytest.mark.parametrize("seed", range(6))
+def test_lean_hddm_a_detects_at_river_indices(seed: int, confidence: float) -> None:
+    """The lean HDDM_A the wrapper runs equals river's HDDMA update by update, detections and
+    resets included, on streams with several steps up and down."""
+    from tilewatch.aggregators.labels.error_detectors import _LeanHDDMA
+
+    rng = np.random.default_rng(seed)
+    rates = [0.05, 0.4, 0.1, 0.6, 0.02, 0.3, 0.2, 0.7][seed % 2 :]
+    bits = np.concatenate([rng.random(1500) < r for r in rates]).tolist()
+    lean, ref = _LeanHDDMA(confidence), binary.HDDMA(drift_confidence=confidence)
+    got, want = [], []
+    for i, b in enumerate(bits):
+        ref.update(b)
+        if lean.update(b):
+            got.append(i)
+        if ref.drift_detected:
+            want.append(i)
+    assert got == want
+    assert want  # the steps up are found
+
+
+def test_the_wrapper_runs_the_lean_hddm_a() -> None:
+    from tilewatch.aggregators.labels.error_detectors import _LeanHDDMA
+
+    det = ErrorDetectors("hddm_a")
+    det.update(np.zeros(10, dtype=np.int64), np.zeros(10, dtype=bool), np.arange(10.0))
+    assert all(isinstance(d, _LeanHDDMA) for d in det._detectors.values())
