@@ -20,7 +20,9 @@ What counts:
 - a **false flag** is a flag in a clean cell-window: a cell (leaf or roll-up) that no active
   change touches (``Change.affected``), in a window it is tested in (``min_samples`` events);
   reported per 1,000 clean cell-windows per signal;
-- a **red component** likewise, per component.
+- a **red component** likewise, per component;
+- a **detector** flags the window that holds the event time of its detection (a detection
+  counts once; detections between two readings are all seen, the last one's time decides).
 """
 
 from __future__ import annotations
@@ -147,6 +149,8 @@ def replay(scenario: Scenario, config: Config, windows: range | None = None) -> 
     offset = 0
     span = windows if windows is not None else range(scenario.spec.windows)
     last_reported: int | None = None
+    seen: dict[tuple[tuple[str, ...], str], int] = {}
+    detected: set[tuple[int, tuple[str, ...], str]] = set()
     for w in [*span, None]:
         if w is None:  # a closing event far ahead flushes the last window
             end = scenario.spec.start_time + (span.stop + 2) * scenario.spec.window_seconds
@@ -177,15 +181,24 @@ def replay(scenario: Scenario, config: Config, windows: range | None = None) -> 
         n = len(snap.keys)
         for detector in running_detectors(config):
             flags[f"detector:{detector}"] = np.zeros(n, dtype=bool)
-        for (cell, detector), (_n, _last, active) in snap.detections.items():
-            name = f"detector:{detector}"
-            if active and name in flags and cell < n:
-                flags[name][cell] = True
+        # New detections since the last reading, by the window of their event time: the data
+        # read to close window w belongs to w + 1, so "active" at this reading would blame w.
+        for (cell, detector), (count, last, _active) in snap.detections.items():
+            key = snap.keys[cell]
+            if count > seen.get((key, detector), 0) and math.isfinite(last):
+                when = int((last - scenario.spec.start_time) // scenario.spec.window_seconds)
+                detected.add((when, key, detector))
+            seen[(key, detector)] = count
         perf_flags = getattr(snap.performance, "flags", None) if snap.performance else None
         if isinstance(perf_flags, dict):
             flags.update({s: np.asarray(v) for s, v in perf_flags.items()})
         out.flags.append(flags)
         out.red.append({c.name: np.asarray(c.status) == RED for c in result.components})
+    for w, keys, flags in zip(out.windows, out.keys, out.flags, strict=True):
+        for i, key in enumerate(keys):
+            for name in flags:
+                if name.startswith("detector:") and (w, key, name[9:]) in detected:
+                    flags[name][i] = True
     return out
 
 
