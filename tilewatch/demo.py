@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, TextIO
 
 from tilewatch.app import App
@@ -51,6 +55,25 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
         "labels": {"threshold": 0.5, "min_samples": 30, "error_detector": "hddm_a"},
         "exporter": {"listen": f"127.0.0.1:{port}"},
     }
+
+
+@contextlib.contextmanager
+def _no_interrupts(out: TextIO) -> Iterator[None]:
+    """While the demo stops, a second Ctrl-C (or SIGTERM) only says so; it does not abort the
+    clean-up half way (which would leave the broker to die before its clients)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        print("tilewatch demo: still stopping, one moment", file=out, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_demo(
@@ -122,13 +145,29 @@ def run_demo(
             )
             out.flush()
     except KeyboardInterrupt:
-        pass
+        print("\ntilewatch demo: stopping", file=out, flush=True)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
-        if app is not None:
-            app.server.stop()
-        broker.stop()
-    print("tilewatch demo: stopped", file=out)
+        # Clients first (the monitor finishes its batch and commits, the producer flushes),
+        # then the endpoint, then the broker they talk to.
+        with _no_interrupts(out):
+            stop.set()
+            closing = None
+            if app is not None:  # the endpoint stops beside the clients (its poll takes 0.5 s)
+                closing = threading.Thread(target=app.server.stop, name="endpoint-stop")
+                closing.start()
+            for t in threads:
+                t.join(timeout=30)
+            if closing is not None:
+                closing.join(timeout=30)
+            # In-memory storage, nothing to lose; and Tansu delays its exit on SIGTERM until a
+            # pending group join completes (up to 5 s), so it is killed after a short grace.
+            broker.stop(timeout=0.2)
+    summary = app.monitor.summary if app is not None else None
+    counts = (
+        ""
+        if summary is None
+        else f": read {summary.read} records ({summary.valid} valid, {summary.late} late, "
+        f"{summary.invalid} invalid)"
+    )
+    print(f"tilewatch demo: stopped{counts}", file=out, flush=True)
     return 0

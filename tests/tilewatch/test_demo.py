@@ -52,7 +52,7 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     ), text
 
     frames = text.split("\n\n")
-    last = [f for f in frames if "read " in f][-1]
+    last = [f for f in frames if "dead-lettered" in f][-1]
     lines = last.strip().splitlines()
     assert re.fullmatch(r"\S+: window_score_mean   \(last closed window ends \d+\)", lines[0]), last
     assert re.search(r" 0\.\d{3} ", last), last  # a closed window with values
@@ -71,7 +71,13 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     assert status, last
     assert int(status[1]) > 0
     assert int(status[2]) > 0  # the demo sends 1% invalid records
-    assert text.rstrip().endswith("tilewatch demo: stopped")
+    final = text.rstrip().splitlines()[-1]
+    summary = re.fullmatch(
+        r"tilewatch demo: stopped: read (\d+) records \((\d+) valid, (\d+) late, (\d+) invalid\)",
+        final,
+    )
+    assert summary, final
+    assert int(summary[1]) == sum(int(summary[i]) for i in (2, 3, 4)) > 0, final
 
     assert len(brokers) == 1
     assert not brokers[0].running
