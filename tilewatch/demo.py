@@ -102,9 +102,17 @@ def run_demo(
         app = App(config)
         try:
             app.serve()
-        except ExporterError:
+        except ExporterError as exc:
+            if port == 0:
+                raise
             app.server.port = 0
             app.serve()
+            print(
+                f"tilewatch demo: port {port} is busy ({exc.__cause__ or exc}); "
+                f"serving on port {app.server.port} instead",
+                file=out,
+                flush=True,
+            )
         print(f"tilewatch demo: broker {broker.bootstrap}, topic {DEMO_TOPIC!r}", file=out)
         print(f"metrics at {app.server.url}   (Ctrl-C stops)", file=out)
         print(f"tile page at {app.server.page_url}", file=out, flush=True)
