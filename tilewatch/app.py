@@ -26,6 +26,8 @@ from tilewatch.exporters.prometheus.http import MetricsServer
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
+from tilewatch.streams.clients import check_reachable
+from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
 
@@ -175,6 +177,12 @@ class App:
             self.serve()
         tune_gc()
         try:
+            try:
+                check_reachable(self.config.kafka.bootstrap_servers)
+            except StreamError as exc:
+                raise StreamError(
+                    f"{exc}; check [kafka] bootstrap_servers in {self.config.source}"
+                ) from exc
             return self.monitor.run(self.stop_event)
         finally:
             self.server.stop()

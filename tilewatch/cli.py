@@ -13,6 +13,7 @@ from types import FrameType
 
 from tilewatch.aggregators.errors import TilewatchError
 from tilewatch.arguments import build_parser
+from tilewatch.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -110,9 +111,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from tilewatch.streams.clients import check_reachable
     from tilewatch.streams.dev.producer import produce_traffic
     from tilewatch.streams.dev.traffic import TrafficSpec
 
+    check_reachable(args.bootstrap)
     stop = threading.Event()
     _stop_on_signals(stop)
     sent = produce_traffic(
@@ -134,45 +137,47 @@ def _produce(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tilewatch`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    kafka_logs = configure_logging(args.log_level.upper())
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "check-config":
-            return _check(args)
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "demo":
-            from tilewatch.demo import run_demo
-
-            _interrupt_on_signals()
-            return run_demo(
-                duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
-            )
-        if args.command == "broker":
-            from tilewatch.dev_broker import run_broker
-
-            _interrupt_on_signals()
-            return run_broker(
-                host=args.host,
-                port=args.port,
-                topics=args.topic or ["predictions"],
-                partitions=args.partitions,
-            )
-        if args.command == "produce-demo":
-            return _produce(args)
-        if args.command == "baseline":
-            from tilewatch.reference_file import run as run_baseline
-
-            return run_baseline(
-                args.config, args.input, args.output, args.format, args.max_bad_share
-            )
+        return _dispatch(args)
     except TilewatchError as exc:
-        print(f"tilewatch: error: {exc}", file=sys.stderr)
-        return 2
+        error = exc
+    finally:
+        kafka_logs.flush()  # the client's held-back lines first: the error is the last line
+    print(f"tilewatch: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "check-config":
+        return _check(args)
+    if args.command == "generate":
+        return _generate(args)
+    if args.command == "demo":
+        from tilewatch.demo import run_demo
+
+        _interrupt_on_signals()
+        return run_demo(
+            duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
+        )
+    if args.command == "broker":
+        from tilewatch.dev_broker import run_broker
+
+        _interrupt_on_signals()
+        return run_broker(
+            host=args.host,
+            port=args.port,
+            topics=args.topic or ["predictions"],
+            partitions=args.partitions,
+        )
+    if args.command == "produce-demo":
+        return _produce(args)
+    if args.command == "baseline":
+        from tilewatch.reference_file import run as run_baseline
+
+        return run_baseline(args.config, args.input, args.output, args.format, args.max_bad_share)
     return 2
 
 
