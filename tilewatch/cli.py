@@ -57,9 +57,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from tilewatch.check import check_files
     from tilewatch.config import load_config
 
     cfg = load_config(args.config)
+    files = check_files(cfg)
     print(f"{cfg.source}: ok")
     print(
         f"  kafka: {', '.join(cfg.kafka.bootstrap_servers)} topics={list(cfg.kafka.topics)} "
@@ -86,6 +88,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  hierarchy: indicators {', '.join(i.name for i in h.indicators) or 'none'}")
     for note in h.notes:
         print(f"  note: {note}")
+    for line in files:
+        print(f"  {line}")
     return 0
 
 
