@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,11 +40,22 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     before = _tansu_children()
     out = io.StringIO()
 
-    code = tilewatch.demo.run_demo(
-        duration=15, port=0, rate=2000, window="2s", refresh=2, out=out, color=False
-    )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:  # the demo moves, and says so
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code = tilewatch.demo.run_demo(
+            duration=15, port=port, rate=2000, window="2s", refresh=2, out=out, color=False
+        )
 
     text = out.getvalue()
+    moved = re.search(
+        rf"^tilewatch demo: port {port} is busy \(.*\); serving on port (\d+) instead$",
+        text,
+        re.MULTILINE,
+    )
+    assert moved, text
+    assert int(moved[1]) != port
     assert code == 0, text
     assert "\x1b" not in text
     assert re.search(r"^metrics at http://127\.0\.0\.1:\d+/metrics", text, re.MULTILINE), text
