@@ -26,6 +26,7 @@ from tilewatch.exporters.prometheus.http import MetricsServer
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
+from tilewatch.progress import DEFAULT_INTERVAL, Progress
 from tilewatch.streams.clients import check_reachable
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor
@@ -128,10 +129,13 @@ class App:
         The validated configuration.
     registry
         Where the collector is registered (a fresh one by default; never the global one).
+    progress_interval
+        Seconds between the progress lines :meth:`run` logs (None: none).
     """
 
     config: Config
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    progress_interval: float | None = DEFAULT_INTERVAL
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -183,7 +187,15 @@ class App:
                 raise StreamError(
                     f"{exc}; check [kafka] bootstrap_servers in {self.config.source}"
                 ) from exc
-            return self.monitor.run(self.stop_event)
+            progress_stop = threading.Event()
+            if self.progress_interval is not None:
+                Progress(self.monitor.summary, self.state, self.progress_interval).start(
+                    progress_stop
+                )
+            try:
+                return self.monitor.run(self.stop_event)
+            finally:
+                progress_stop.set()
         finally:
             self.server.stop()
 

@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         "summary.",
     )
     _config(run)
+    run.add_argument(
+        "--progress-interval",
+        type=positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="log a progress line (read, valid, invalid, late, lag, cells, events/s) this often",
+    )
 
     check = command(
         "check-config",

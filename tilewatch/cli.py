@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from tilewatch.app import App
     from tilewatch.config import load_config
 
-    app = App(load_config(args.config))
+    app = App(load_config(args.config), progress_interval=args.progress_interval)
     _stop_on_signals(app.stop_event)
     summary = app.run()
     print(
