@@ -11,7 +11,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
@@ -37,6 +42,7 @@ __all__ = [
     "App",
     "baseline_thresholds",
     "build_profile",
+    "register_process_metrics",
     "running_detectors",
     "tile_page",
     "tune_gc",
@@ -106,6 +112,15 @@ def tile_page(
     return TilePage(Api(source, metric_statistic))
 
 
+def register_process_metrics(registry: CollectorRegistry) -> None:
+    """prometheus-client's ``process_*`` (memory, CPU, open files, start time), ``python_info``
+    and ``python_gc_*`` metrics on ``registry``: the generated alerts on memory and restarts
+    read them (``process_*`` exist on Linux only)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
 def tune_gc() -> None:
     """Make the garbage collector cheap for a streaming process (process-wide; call once).
 
@@ -150,6 +165,7 @@ class App:
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
         )
+        register_process_metrics(self.registry)
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.health = HealthCollector(
             self.state.snapshot,
