@@ -107,6 +107,9 @@ def configure_logging(level: str) -> RepeatSummary:
     (flush it at exit)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # "Task ... ran for 0.19s, blocking the event loop": kafka-python 3's note on its own IO
+    # loop under CPU load; it tells a user nothing they can act on.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     summary = RepeatSummary(tracebacks=level == "DEBUG")
     for handler in logging.getLogger().handlers:
         handler.addFilter(summary)

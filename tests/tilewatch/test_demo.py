@@ -66,13 +66,18 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     frames = text.split("\n\n")
     last = [f for f in frames if "dead-lettered" in f][-1]
     lines = last.strip().splitlines()
-    assert re.fullmatch(r"\S+: window_score_mean   \(last closed window ends \d+\)", lines[0]), last
+    assert re.fullmatch(
+        r"\S+: window_score_mean   \(last closed window ends "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+        lines[0],
+    ), last
     assert re.search(r" 0\.\d{3} ", last), last  # a closed window with values
     # At least one segment row with its counts line below it.
     rows = [
         line
         for line in lines[2:]
-        if line[:16].strip() and not line.startswith(("read ", "metrics at", "colour scale"))
+        if line[:16].strip()
+        and not line.startswith(("read ", "metrics at", "colour scale", "health:"))
     ]
     assert [r for r in rows if not r.startswith("__all__")], last
     assert re.search(r"n=[1-9]\d*", last), last
