@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = exc
     finally:
         kafka_logs.flush()  # the client's held-back lines first: the error is the last line
+        kafka_logs.remove()
     print(f"tilewatch: error: {error}", file=sys.stderr)
     return 2
 

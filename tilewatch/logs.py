@@ -65,6 +65,7 @@ class RepeatSummary(logging.Filter):
         self.interval = interval
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
+        self._handlers: list[logging.Handler] = []
 
     def _kind(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
@@ -92,6 +93,19 @@ class RepeatSummary(logging.Filter):
         self._seen[kind] = _Seen(now, 0, record.levelno, record.name)
         return True
 
+    def install(self) -> None:
+        """Filter every handler of the root logger (where kafka-python's records end up)."""
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+
+    def remove(self) -> None:
+        """Take the filter off the handlers :meth:`install` put it on (an in-process caller of
+        the CLI, such as a test, keeps its logging as it was)."""
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers = []
+
     def flush(self) -> None:
         """Say how many messages are still held back (call once, at exit)."""
         held = [seen for seen in self._seen.values() if seen.held]
@@ -104,13 +118,12 @@ class RepeatSummary(logging.Filter):
 
 def configure_logging(level: str) -> RepeatSummary:
     """Log to stderr at ``level``; kafka-python at WARNING and summarised. Returns the filter
-    (flush it at exit)."""
+    (flush and remove it at exit)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     # "Task ... ran for 0.19s, blocking the event loop": kafka-python 3's note on its own IO
     # loop under CPU load; it tells a user nothing they can act on.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     summary = RepeatSummary(tracebacks=level == "DEBUG")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(summary)
+    summary.install()
     return summary

@@ -209,3 +209,17 @@ def test_repeat_summary_drops_client_tracebacks() -> None:
     kept = logging.LogRecord("kafka.x", logging.ERROR, __file__, 1, "m", None, (None, None, None))
     RepeatSummary(tracebacks=True).filter(kept)
     assert kept.exc_info == (None, None, None)
+
+
+def test_the_cli_leaves_the_root_handlers_as_it_found_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tilewatch.cli import main
+
+    handlers = logging.getLogger().handlers
+    before = [list(h.filters) for h in handlers]
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert main(["check-config", "--config", "/nonexistent/tilewatch.toml"]) == 2
+    assert [list(h.filters) for h in handlers] == before
+    capsys.readouterr()
