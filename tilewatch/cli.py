@@ -120,6 +120,15 @@ def _produce(args: argparse.Namespace) -> int:
     from tilewatch.streams.dev.traffic import TrafficSpec
 
     check_reachable(args.bootstrap)
+    until = [
+        f"{args.duration:g} s" if args.duration else "",
+        f"{args.total} events" if args.total else "",
+    ]
+    print(
+        f"tilewatch: sending about {args.rate:g} events/s to {args.topic!r} at "
+        f"{','.join(args.bootstrap)} until " + (" or ".join(u for u in until if u) or "Ctrl-C"),
+        flush=True,
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     sent = produce_traffic(

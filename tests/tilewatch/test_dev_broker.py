@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +20,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from tests.tilewatch.test_demo import _alive, _tansu_pids_under
+from tilewatch.streams.dev.broker import EmbeddedBroker
 
 SCRIPT = Path(sys.executable).parent / "tilewatch"
 
@@ -118,3 +120,37 @@ def test_broker_on_a_busy_port_says_so() -> None:
     assert "Traceback" not in proc.stderr
     assert f"tilewatch: error: cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "--port 0" in proc.stderr
+
+
+@pytest.mark.broker
+def test_produce_demo_says_what_it_does_then_what_it_did(
+    broker: EmbeddedBroker, make_topic: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tilewatch.cli import main
+
+    topic = make_topic(3)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(
+            [
+                "produce-demo",
+                "--bootstrap",
+                broker.bootstrap,
+                "--topic",
+                topic,
+                "--total",
+                "500",
+                "--rate",
+                "5000",
+            ]
+        )
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"tilewatch: sending about 5000 events/s to {topic!r} at {broker.bootstrap} "
+        "until 500 events",
+        f"tilewatch: sent 500 events to {topic!r}",
+    ]
