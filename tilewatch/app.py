@@ -32,7 +32,7 @@ from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
 from tilewatch.progress import DEFAULT_INTERVAL, Progress
-from tilewatch.streams.clients import check_reachable
+from tilewatch.streams.clients import BOOTSTRAP_TIMEOUT_SECONDS, check_reachable
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
@@ -198,7 +198,11 @@ class App:
         tune_gc()
         try:
             try:
-                check_reachable(self.config.kafka.bootstrap_servers)
+                kafka = self.config.kafka
+                within = kafka.client.get("bootstrap_timeout_ms")
+                if not isinstance(within, int | float) or isinstance(within, bool) or within <= 0:
+                    within = BOOTSTRAP_TIMEOUT_SECONDS * 1000
+                check_reachable(kafka.bootstrap_servers, timeout=float(within) / 1000)
             except StreamError as exc:
                 raise StreamError(
                     f"{exc}; check [kafka] bootstrap_servers in {self.config.source}"

@@ -223,3 +223,23 @@ def test_the_cli_leaves_the_root_handlers_as_it_found_them(
     assert main(["check-config", "--config", "/nonexistent/tilewatch.toml"]) == 2
     assert [list(h.filters) for h in handlers] == before
     capsys.readouterr()
+
+
+def test_the_wait_follows_bootstrap_timeout_ms(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[kafka]\nbootstrap_servers = "127.0.0.1:{port}"\n[kafka.client]\n'
+        'bootstrap_timeout_ms = 2000\n[exporter]\nlisten = "127.0.0.1:0"\n'
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(SCRIPT), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - started < 8
+    assert "TCP connection attempts over 2 s" in proc.stderr
