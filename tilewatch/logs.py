@@ -4,7 +4,8 @@ kafka-python logs every failed connection attempt, its backoff and its retry, at
 WARNING: an unreachable broker prints dozens of lines a minute, which bury the one line that
 says what is wrong. :class:`RepeatSummary` lets the first message of each kind through, counts
 the repeats for ``interval`` seconds, and says how many it held back with the next message of
-that kind (or at exit, :meth:`RepeatSummary.flush`).
+that kind (or at exit, :meth:`RepeatSummary.flush`). The errors a client logs about its own
+close (a refresh cancelled on Ctrl-C) are dropped below DEBUG.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _CONNECTION = re.compile(
     re.IGNORECASE,
 )
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+#: kafka-python errors about its own close (a metadata refresh or a send cut short when the
+#: client closes, as on Ctrl-C): not a problem with Kafka, dropped unless ``tracebacks``.
+_OWN_CLOSE = re.compile(r"failed:? Cancelled|Transport closed for writes|CancelledError")
 
 
 @dataclass
@@ -78,6 +82,8 @@ class RepeatSummary(logging.Filter):
             return True
         if not self.tracebacks:  # a client's internal traceback says nothing to a person
             record.exc_info, record.exc_text, record.stack_info = None, None, None
+            if _OWN_CLOSE.search(record.getMessage()):
+                return False
         now = self._clock()
         kind = self._kind(record)
         seen = self._seen.get(kind)

@@ -243,3 +243,13 @@ def test_the_wait_follows_bootstrap_timeout_ms(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert time.monotonic() - started < 8
     assert "TCP connection attempts over 2 s" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Metadata refresh: failed Cancelled", "Metadata refresh: failed Transport closed for writes"],
+)
+def test_errors_about_the_clients_own_close_are_dropped(message: str) -> None:
+    assert not RepeatSummary().filter(_record("kafka.cluster", message))
+    assert RepeatSummary(tracebacks=True).filter(_record("kafka.cluster", message))
+    assert RepeatSummary().filter(_record("kafka.cluster", "Metadata refresh: failed Timeout"))
