@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import signal
 import sys
@@ -54,7 +55,9 @@ def _drain(fd: int, timeout: float, seen: bytearray) -> None:
 
 
 @pytest.mark.broker
-def test_ctrl_c_in_a_terminal_stops_everything_quickly_and_quietly() -> None:
+@pytest.mark.parametrize("consuming", [False, True], ids=["while-joining", "while-consuming"])
+def test_ctrl_c_in_a_terminal_stops_everything_quickly_and_quietly(consuming: bool) -> None:
+    """At the first frame the consumer group is still joining; later it is consuming."""
     script = str(Path(sys.executable).parent / "tilewatch")
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session of its own with the pty as controlling terminal
@@ -64,8 +67,12 @@ def test_ctrl_c_in_a_terminal_stops_everything_quickly_and_quietly() -> None:
     brokers: list[int] = []
     try:
         assert _read_until(fd, b"metrics at", 30, seen), seen.decode(errors="replace")
-        # One frame of the heatmap, so the monitor is consuming and the producer producing.
         assert _read_until(fd, b"dead-lettered", 30, seen), seen.decode(errors="replace")
+        if consuming:  # wait for a frame that has read 100 records or more
+            deadline = time.monotonic() + 40
+            while not re.search(rb"\nread [1-9]\d{2,}  invalid", bytes(seen)):
+                assert time.monotonic() < deadline, seen.decode(errors="replace")
+                assert _read_until(fd, b"dead-lettered", 10, seen)
         brokers = _tansu_pids_under(pid)
         assert len(brokers) == 1
         before = len(seen)
