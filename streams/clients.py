@@ -10,6 +10,7 @@ import errno
 import logging
 import math
 import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -176,14 +177,18 @@ def _describe(exc: OSError) -> str:
 
 
 def check_reachable(
-    servers: Sequence[str], timeout: float = BOOTSTRAP_TIMEOUT_SECONDS, interval: float = 0.5
+    servers: Sequence[str],
+    timeout: float = BOOTSTRAP_TIMEOUT_SECONDS,
+    interval: float = 0.5,
+    stop: threading.Event | None = None,
 ) -> None:
     """Return once a TCP connection to one of ``servers`` succeeds; raise a StreamError naming
     each address and why it failed after trying for ``timeout`` seconds.
 
     A plain TCP connect, before kafka-python is involved: a wrong address fails in seconds with
     one line, not after a minute of retries and a page of kafka-python log lines. It proves
-    reachability only; the Kafka handshake (TLS, SASL) is the client's to check.
+    reachability only; the Kafka handshake (TLS, SASL) is the client's to check. Returns early
+    when ``stop`` is set (Ctrl-C while waiting).
     """
     targets = [_split(s) for s in servers]
     if not targets:
@@ -209,7 +214,10 @@ def check_reachable(
                 "; ".join(last.values()),
                 timeout,
             )
-        time.sleep(interval)
+        if stop is None:
+            time.sleep(interval)
+        elif stop.wait(interval):
+            return
     why = "; ".join(f"{server}: {reason}" for server, reason in last.items())
     raise StreamError(
         f"cannot reach Kafka at {', '.join(last)} ({why}; {attempts} TCP connection attempts "

@@ -202,11 +202,15 @@ class App:
                 within = kafka.client.get("bootstrap_timeout_ms")
                 if not isinstance(within, int | float) or isinstance(within, bool) or within <= 0:
                     within = BOOTSTRAP_TIMEOUT_SECONDS * 1000
-                check_reachable(kafka.bootstrap_servers, timeout=float(within) / 1000)
+                check_reachable(
+                    kafka.bootstrap_servers, timeout=float(within) / 1000, stop=self.stop_event
+                )
             except StreamError as exc:
                 raise StreamError(
                     f"{exc}; check [kafka] bootstrap_servers in {self.config.source}"
                 ) from exc
+            if self.stop_event.is_set():  # Ctrl-C while waiting for Kafka
+                return self.monitor.summary
             progress_stop = threading.Event()
             if self.progress_interval is not None:
                 Progress(self.monitor.summary, self.state, self.progress_interval).start(

@@ -253,3 +253,11 @@ def test_errors_about_the_clients_own_close_are_dropped(message: str) -> None:
     assert not RepeatSummary().filter(_record("kafka.cluster", message))
     assert RepeatSummary(tracebacks=True).filter(_record("kafka.cluster", message))
     assert RepeatSummary().filter(_record("kafka.cluster", "Metadata refresh: failed Timeout"))
+
+
+def test_check_reachable_returns_when_stopped() -> None:
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    check_reachable([f"127.0.0.1:{free_port()}"], timeout=10, interval=0.1, stop=stop)
+    assert time.monotonic() - started < 2
