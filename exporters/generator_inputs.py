@@ -24,6 +24,7 @@ from typing import Literal
 from tilewatch.aggregators.health.settings import HierarchySettings
 
 __all__ = [
+    "RUNBOOK_BASE_URL",
     "AlertSettings",
     "DriftInputs",
     "GeneratorInputs",
@@ -43,6 +44,11 @@ class Task(StrEnum):
     REGRESSION = "regression"
 
 
+#: Where the runbooks are published: the repository's ``docs/runbooks/`` as an absolute URL, so
+#: that every alert carries a link a person can click from a notification.
+RUNBOOK_BASE_URL = "https://github.com/tilewatch/tilewatch/blob/main/docs/runbooks/"
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
     """The ``[hierarchy.alerts]`` section: timings, thresholds and receivers of the alerts.
@@ -51,7 +57,8 @@ class AlertSettings:
     the range of every ``rate()``; ``silent_lookback`` how long ago a model must have had
     traffic for its silence to alert; ``pipeline_lag`` how far a model's event-time clock may
     fall behind the wall clock before it alerts; ``*_url`` the webhook of each receiver (empty: a
-    receiver without integration); ``group_*``/``repeat_interval`` Alertmanager's timings.
+    receiver without integration); ``group_*``/``repeat_interval`` Alertmanager's timings;
+    ``memory_high_bytes`` the resident memory of a replica that alerts.
     """
 
     job: str = "tilewatch"
@@ -62,7 +69,8 @@ class AlertSettings:
     silent_lookback: float = 86400.0
     pipeline_lag: float = 900.0
     dead_letter_ratio: float = 0.01
-    runbook_base_url: str = "docs/runbooks/"
+    runbook_base_url: str = RUNBOOK_BASE_URL
+    memory_high_bytes: int = 2 << 30
     pager_url: str = ""
     ticket_url: str = ""
     info_url: str = ""

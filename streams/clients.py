@@ -6,7 +6,11 @@ the real broker (or a stand-in consumer) and keeps kafka-python out of the aggre
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
+import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -16,13 +20,22 @@ from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings
 
 __all__ = [
+    "BOOTSTRAP_TIMEOUT_SECONDS",
     "ConsumerLike",
+    "check_reachable",
     "connected",
     "kafka_client_config",
     "new_consumer",
     "new_producer",
     "new_restore_consumer",
 ]
+
+
+log = logging.getLogger(__name__)
+
+#: How long a client tries to reach the bootstrap servers before giving up (kafka-python's own
+#: default is 30 s per client, a minute or more before a person learns the address is wrong).
+BOOTSTRAP_TIMEOUT_SECONDS = 10.0
 
 
 class ConsumerLike(Protocol):
@@ -73,6 +86,8 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
     elif kind == "producer":
         # Dead-letter records keep the rejected value unchanged, including oversized ones.
         config.update(linger_ms=20, max_request_size=64 * 1024 * 1024, retries=5, acks="all")
+    if "bootstrap_timeout_ms" in accepted:  # kafka-python >= 3
+        config["bootstrap_timeout_ms"] = int(BOOTSTRAP_TIMEOUT_SECONDS * 1000)
     config.update({k: v for k, v in settings.client.items() if k in accepted})
     # What the delivery guarantee rests on is not overridable from [kafka.client].
     config["bootstrap_servers"] = list(settings.bootstrap_servers)
@@ -142,3 +157,69 @@ def connected(consumer: ConsumerLike, last_records: float = -math.inf) -> bool:
     except (KeyError, TypeError):
         return False
     return bool(ago <= limit)
+
+
+def _split(server: str) -> tuple[str, int]:
+    host, sep, port = server.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise StreamError(f"bootstrap server {server!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"the name does not resolve ({exc.strerror})"
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return "no answer (timed out)"
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return exc.strerror or str(exc)
+
+
+def check_reachable(
+    servers: Sequence[str],
+    timeout: float = BOOTSTRAP_TIMEOUT_SECONDS,
+    interval: float = 0.5,
+    stop: threading.Event | None = None,
+) -> None:
+    """Return once a TCP connection to one of ``servers`` succeeds; raise a StreamError naming
+    each address and why it failed after trying for ``timeout`` seconds.
+
+    A plain TCP connect, before kafka-python is involved: a wrong address fails in seconds with
+    one line, not after a minute of retries and a page of kafka-python log lines. It proves
+    reachability only; the Kafka handshake (TLS, SASL) is the client's to check. Returns early
+    when ``stop`` is set (Ctrl-C while waiting).
+    """
+    targets = [_split(s) for s in servers]
+    if not targets:
+        raise StreamError("no bootstrap servers to connect to")
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    last: dict[str, str] = {}
+    while True:
+        for (host, port), server in zip(targets, servers, strict=True):
+            attempts += 1
+            left = max(deadline - time.monotonic(), 0.1)
+            try:
+                with socket.create_connection((host, port), timeout=min(left, 3.0)):
+                    return
+            except OSError as exc:
+                last[server.strip()] = _describe(exc)
+        if time.monotonic() + interval >= deadline:
+            break
+        if attempts == len(targets):
+            log.warning(
+                "cannot reach Kafka at %s yet (%s); trying for %g s",
+                ", ".join(last),
+                "; ".join(last.values()),
+                timeout,
+            )
+        if stop is None:
+            time.sleep(interval)
+        elif stop.wait(interval):
+            return
+    why = "; ".join(f"{server}: {reason}" for server, reason in last.items())
+    raise StreamError(
+        f"cannot reach Kafka at {', '.join(last)} ({why}; {attempts} TCP connection attempts "
+        f"over {timeout:g} s)"
+    )

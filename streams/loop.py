@@ -202,7 +202,7 @@ class Monitor:
                 if self.changelog is not None:
                     self.changelog.close()
                 self.state.count_ingest(IngestUpdate(kafka_up=0))
-        log.info(
+        log.debug(  # the caller reports the summary it returns (once)
             "stopped: read %d records (%d valid, %d late, %d invalid); committed %s",
             self.summary.read,
             self.summary.valid,

@@ -79,11 +79,28 @@ def ensure_topics(
         wanted[kafka.dead_letter_topic] = {"num_partitions": 1, "replication_factor": 1}
     if changelog_topic is None and not wanted and outcomes_topic is None:
         return
-    from kafka import KafkaAdminClient
+    from kafka import KafkaAdminClient, errors
     from kafka.errors import TopicAlreadyExistsError
 
+    # kafka-python 3 raises KafkaTimeoutError when it cannot bootstrap, 2.x NoBrokersAvailable.
+    unreachable = tuple(
+        getattr(errors, name)
+        for name in ("KafkaTimeoutError", "NoBrokersAvailable")
+        if hasattr(errors, name)
+    )
+    config = kafka_client_config(kafka, "admin")
     try:
-        admin = KafkaAdminClient(**kafka_client_config(kafka, "admin"))
+        admin = KafkaAdminClient(**config)
+    except unreachable as exc:
+        # The consumer would fail the same way, after as long again.
+        servers = ", ".join(kafka.bootstrap_servers)
+        within = config.get("bootstrap_timeout_ms")
+        raise StreamError(
+            f"cannot bootstrap a Kafka client from {servers}"
+            + ("" if within is None else f" within {within / 1000:g} s")
+            + f" ({exc}); the address accepts TCP connections: is it a Kafka listener, and do "
+            "[kafka.client] security_protocol, TLS and SASL settings match it?"
+        ) from exc
     except Exception as exc:
         log.warning("cannot check the dead-letter and changelog topics: %s", exc)
         return

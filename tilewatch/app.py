@@ -11,7 +11,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
@@ -26,6 +31,9 @@ from tilewatch.exporters.prometheus.http import MetricsServer
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
+from tilewatch.progress import DEFAULT_INTERVAL, Progress
+from tilewatch.streams.clients import BOOTSTRAP_TIMEOUT_SECONDS, check_reachable
+from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
 
@@ -34,6 +42,7 @@ __all__ = [
     "App",
     "baseline_thresholds",
     "build_profile",
+    "register_process_metrics",
     "running_detectors",
     "tile_page",
     "tune_gc",
@@ -103,6 +112,15 @@ def tile_page(
     return TilePage(Api(source, metric_statistic))
 
 
+def register_process_metrics(registry: CollectorRegistry) -> None:
+    """prometheus-client's ``process_*`` (memory, CPU, open files, start time), ``python_info``
+    and ``python_gc_*`` metrics on ``registry``: the generated alerts on memory and restarts
+    read them (``process_*`` exist on Linux only)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
 def tune_gc() -> None:
     """Make the garbage collector cheap for a streaming process (process-wide; call once).
 
@@ -126,10 +144,13 @@ class App:
         The validated configuration.
     registry
         Where the collector is registered (a fresh one by default; never the global one).
+    progress_interval
+        Seconds between the progress lines :meth:`run` logs (None: none).
     """
 
     config: Config
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    progress_interval: float | None = DEFAULT_INTERVAL
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -144,6 +165,7 @@ class App:
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
         )
+        register_process_metrics(self.registry)
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.health = HealthCollector(
             self.state.snapshot,
@@ -175,7 +197,29 @@ class App:
             self.serve()
         tune_gc()
         try:
-            return self.monitor.run(self.stop_event)
+            try:
+                kafka = self.config.kafka
+                within = kafka.client.get("bootstrap_timeout_ms")
+                if not isinstance(within, int | float) or isinstance(within, bool) or within <= 0:
+                    within = BOOTSTRAP_TIMEOUT_SECONDS * 1000
+                check_reachable(
+                    kafka.bootstrap_servers, timeout=float(within) / 1000, stop=self.stop_event
+                )
+            except StreamError as exc:
+                raise StreamError(
+                    f"{exc}; check [kafka] bootstrap_servers in {self.config.source}"
+                ) from exc
+            if self.stop_event.is_set():  # Ctrl-C while waiting for Kafka
+                return self.monitor.summary
+            progress_stop = threading.Event()
+            if self.progress_interval is not None:
+                Progress(self.monitor.summary, self.state, self.progress_interval).start(
+                    progress_stop
+                )
+            try:
+                return self.monitor.run(self.stop_event)
+            finally:
+                progress_stop.set()
         finally:
             self.server.stop()
 

@@ -1,126 +1,24 @@
-"""The ``tilewatch`` command line: run, demo, produce-demo, check-config, baseline, generate."""
+"""The ``tilewatch`` command line: run, demo, broker, produce-demo, check-config, baseline,
+generate (the arguments are in :mod:`tilewatch.arguments`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from tilewatch import __version__
 from tilewatch.aggregators.errors import TilewatchError
-from tilewatch.exporters.terminal import STATISTICS
+from tilewatch.arguments import build_parser
+from tilewatch.logs import configure_logging
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tilewatch", description="Streaming model-health monitor.")
-    p.add_argument("--version", action="version", version=f"tilewatch {__version__}")
-    p.add_argument(
-        "--log-level",
-        default="INFO",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level (default INFO)",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="consume prediction events and serve metrics")
-    run.add_argument("--config", required=True, help="TOML config file")
-
-    check = sub.add_parser("check-config", help="validate a config file and print it")
-    check.add_argument("--config", required=True)
-
-    gen = sub.add_parser(
-        "generate", help="write the rules, Alertmanager config, runbooks and dashboards"
-    )
-    gen.add_argument("--config", required=True, help="TOML config file")
-    gen.add_argument("--root", default=".", help="repository root to write into (default .)")
-    gen.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
-    )
-
-    demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + live heatmap")
-    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
-    demo.add_argument(
-        "--statistic",
-        default="window_score_mean",
-        choices=sorted(STATISTICS),
-        help="heatmap statistic (window_score_mean, rolling_score_mean, window_events, ...)",
-    )
-    demo.add_argument("--port", type=int, default=9464, help="metrics port (default 9464)")
-    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
-
-    prod = sub.add_parser("produce-demo", help="send the demo traffic to any Kafka")
-    prod.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT]")
-    prod.add_argument("--topic", default="predictions")
-    prod.add_argument("--rate", type=float, default=2000.0, help="events per second")
-    prod.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
-    prod.add_argument("--total", type=int, default=None, help="stop after N events")
-    prod.add_argument(
-        "--invalid-share",
-        type=float,
-        default=0.01,
-        help="share of deliberately invalid records (default 0.01)",
-    )
-    prod.add_argument("--seed", type=int, default=7)
-    prod.add_argument(
-        "--labels-topic",
-        default=None,
-        help="send the labels to this outcomes topic (same partition count as --topic) "
-        "instead of inline",
-    )
-    prod.add_argument(
-        "--label-delay",
-        type=_seconds,
-        default=5.0,
-        help="seconds between a prediction and its label on --labels-topic (default 5)",
-    )
-
-    base = sub.add_parser("baseline", help="build a reference baseline from a holdout set")
-    base.add_argument("--config", required=True, help="TOML config file ([events], [baseline])")
-    base.add_argument(
-        "--input", required=True, action="append", help="data file (repeat for several)"
-    )
-    base.add_argument("--output", required=True, help="baseline JSON file to write")
-    base.add_argument(
-        "--format",
-        choices=["csv", "jsonl", "parquet"],
-        default=None,
-        help="input format (default: from each file's extension)",
-    )
-    base.add_argument(
-        "--max-bad-share",
-        type=_share,
-        default=0.01,
-        help="fail when more than this share of rows is malformed (default 0.01)",
-    )
-    return p
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0.0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+_parser = build_parser  # tests and the docs check walk it
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -146,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from tilewatch.app import App
     from tilewatch.config import load_config
 
-    app = App(load_config(args.config))
+    app = App(load_config(args.config), progress_interval=args.progress_interval)
     _stop_on_signals(app.stop_event)
     summary = app.run()
     print(
@@ -159,9 +57,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from tilewatch.check import check_files
     from tilewatch.config import load_config
 
     cfg = load_config(args.config)
+    files = check_files(cfg)
     print(f"{cfg.source}: ok")
     print(
         f"  kafka: {', '.join(cfg.kafka.bootstrap_servers)} topics={list(cfg.kafka.topics)} "
@@ -188,6 +88,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  hierarchy: indicators {', '.join(i.name for i in h.indicators) or 'none'}")
     for note in h.notes:
         print(f"  note: {note}")
+    for line in files:
+        print(f"  {line}")
     return 0
 
 
@@ -213,13 +115,24 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from tilewatch.streams.clients import check_reachable
     from tilewatch.streams.dev.producer import produce_traffic
     from tilewatch.streams.dev.traffic import TrafficSpec
 
+    check_reachable(args.bootstrap)
+    until = [
+        f"{args.duration:g} s" if args.duration else "",
+        f"{args.total} events" if args.total else "",
+    ]
+    print(
+        f"tilewatch: sending about {args.rate:g} events/s to {args.topic!r} at "
+        f"{','.join(args.bootstrap)} until " + (" or ".join(u for u in until if u) or "Ctrl-C"),
+        flush=True,
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     sent = produce_traffic(
-        args.bootstrap.split(","),
+        args.bootstrap,
         args.topic,
         spec=TrafficSpec(invalid_share=args.invalid_share, seed=args.seed),
         rate=args.rate,
@@ -237,35 +150,48 @@ def _produce(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tilewatch`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    kafka_logs = configure_logging(args.log_level.upper())
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "check-config":
-            return _check(args)
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "demo":
-            from tilewatch.demo import run_demo
-
-            _interrupt_on_signals()
-            return run_demo(
-                duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
-            )
-        if args.command == "produce-demo":
-            return _produce(args)
-        if args.command == "baseline":
-            from tilewatch.reference_file import run as run_baseline
-
-            return run_baseline(
-                args.config, args.input, args.output, args.format, args.max_bad_share
-            )
+        return _dispatch(args)
     except TilewatchError as exc:
-        print(f"tilewatch: error: {exc}", file=sys.stderr)
-        return 2
+        error = exc
+    finally:
+        kafka_logs.flush()  # the client's held-back lines first: the error is the last line
+        kafka_logs.remove()
+    print(f"tilewatch: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "check-config":
+        return _check(args)
+    if args.command == "generate":
+        return _generate(args)
+    if args.command == "demo":
+        from tilewatch.demo import run_demo
+
+        _interrupt_on_signals()
+        return run_demo(
+            duration=args.duration, statistic=args.statistic, port=args.port, rate=args.rate
+        )
+    if args.command == "broker":
+        from tilewatch.dev_broker import run_broker
+
+        _interrupt_on_signals()
+        return run_broker(
+            host=args.host,
+            port=args.port,
+            topics=args.topic or ["predictions"],
+            partitions=args.partitions,
+        )
+    if args.command == "produce-demo":
+        return _produce(args)
+    if args.command == "baseline":
+        from tilewatch.reference_file import run as run_baseline
+
+        return run_baseline(args.config, args.input, args.output, args.format, args.max_bad_share)
     return 2
 
 

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, TextIO
 
+import numpy as np
+
+from tilewatch.aggregators.arrays import IntArray
+from tilewatch.aggregators.health.evaluate import HierarchyResult
 from tilewatch.app import App
 from tilewatch.config import parse_config
 from tilewatch.exporters.prometheus.http import ExporterError
-from tilewatch.exporters.terminal import STATISTICS, render_heatmap
+from tilewatch.exporters.terminal import LABELLED, SAMPLES, STATISTICS, render_heatmap
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.dev.producer import produce_traffic
 from tilewatch.streams.dev.traffic import TrafficSpec
 
-__all__ = ["DEMO_TOPIC", "demo_config", "run_demo"]
+__all__ = ["DEGRADE_CELL_SHARE", "DEMO_TOPIC", "demo_config", "run_demo", "worst_status"]
 
 log = logging.getLogger(__name__)
 
 DEMO_TOPIC = "predictions"
+#: Traffic share of the degrading cell (smb x eu-west): about 500 events and 150 labelled ones
+#: per 10 s window at 2,000 events/s, well above ``min_samples`` (30), so every statistic shows
+#: it; the seed alone gives it 0.5%, whose 15-39 labelled events hid its accuracy.
+DEGRADE_CELL_SHARE = 0.025
 
 
 def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any]:
@@ -50,7 +62,45 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
         # raises false alarms on about half of the stable cells within a few hundred labels.
         "labels": {"threshold": 0.5, "min_samples": 30, "error_detector": "hddm_a"},
         "exporter": {"listen": f"127.0.0.1:{port}"},
+        # The demo model's labels are Bernoulli(score): a healthy cell errs on 15-50% of its
+        # labelled events (the cells whose scores sit near 0.5 the most) and its binned
+        # calibration error reaches about 0.2 from sampling alone. The defaults (0.15/0.25 and
+        # 0.05/0.1) would paint every tile red; these leave the healthy cells green and make
+        # the degrading one (error ratio about 0.55, calibration error about 0.27) red.
+        "hierarchy": {
+            "metrics": {
+                "error_ratio": {"amber": 0.55, "red": 0.65},
+                "calibration_error": {"amber": 0.2, "red": 0.25},
+            }
+        },
     }
+
+
+def worst_status(result: HierarchyResult) -> IntArray | None:
+    """Each cell's worst component status (-1: no verdict), or None without components."""
+    if not result.components:
+        return None
+    worst: IntArray = np.max(np.vstack([c.status for c in result.components]), axis=0)
+    return worst
+
+
+@contextlib.contextmanager
+def _no_interrupts(out: TextIO) -> Iterator[None]:
+    """While the demo stops, a second Ctrl-C (or SIGTERM) only says so; it does not abort the
+    clean-up half way (which would leave the broker to die before its clients)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        print("tilewatch demo: still stopping, one moment", file=out, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_demo(
@@ -79,15 +129,28 @@ def run_demo(
         app = App(config)
         try:
             app.serve()
-        except ExporterError:
+        except ExporterError as exc:
+            if port == 0:
+                raise
             app.server.port = 0
             app.serve()
+            print(
+                f"tilewatch demo: port {port} is busy ({exc.__cause__ or exc}); "
+                f"serving on port {app.server.port} instead",
+                file=out,
+                flush=True,
+            )
         print(f"tilewatch demo: broker {broker.bootstrap}, topic {DEMO_TOPIC!r}", file=out)
         print(f"metrics at {app.server.url}   (Ctrl-C stops)", file=out)
         print(f"tile page at {app.server.page_url}", file=out, flush=True)
         monitor = app.monitor
         threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor"))
-        spec = TrafficSpec(invalid_share=0.01, degrade_after_seconds=60.0)
+        spec = TrafficSpec(
+            invalid_share=0.01, degrade_after_seconds=60.0, degrade_cell_share=DEGRADE_CELL_SHARE
+        )
+        min_samples = {SAMPLES: config.drift.min_samples}
+        if config.labels is not None:
+            min_samples[LABELLED] = config.labels.performance.min_samples
         threads.append(
             threading.Thread(
                 target=produce_traffic,
@@ -107,7 +170,13 @@ def run_demo(
                 else refresh
             )
             snap = app.state.snapshot()
-            text = render_heatmap(snap, statistic, color=color)
+            text = render_heatmap(
+                snap,
+                statistic,
+                color=color,
+                min_samples=min_samples,
+                status=worst_status(app.health.evaluate(snap)),
+            )
             ing = snap.ingest
             status = (
                 f"read {ing.read}  invalid {sum(ing.invalid.values())}  "
@@ -122,13 +191,29 @@ def run_demo(
             )
             out.flush()
     except KeyboardInterrupt:
-        pass
+        print("\ntilewatch demo: stopping", file=out, flush=True)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
-        if app is not None:
-            app.server.stop()
-        broker.stop()
-    print("tilewatch demo: stopped", file=out)
+        # Clients first (the monitor finishes its batch and commits, the producer flushes),
+        # then the endpoint, then the broker they talk to.
+        with _no_interrupts(out):
+            stop.set()
+            closing = None
+            if app is not None:  # the endpoint stops beside the clients (its poll takes 0.5 s)
+                closing = threading.Thread(target=app.server.stop, name="endpoint-stop")
+                closing.start()
+            for t in threads:
+                t.join(timeout=30)
+            if closing is not None:
+                closing.join(timeout=30)
+            # In-memory storage, nothing to lose; and Tansu delays its exit on SIGTERM until a
+            # pending group join completes (up to 5 s), so it is killed after a short grace.
+            broker.stop(timeout=0.2)
+    summary = app.monitor.summary if app is not None else None
+    counts = (
+        ""
+        if summary is None
+        else f": read {summary.read} records ({summary.valid} valid, {summary.late} late, "
+        f"{summary.invalid} invalid)"
+    )
+    print(f"tilewatch demo: stopped{counts}", file=out, flush=True)
     return 0

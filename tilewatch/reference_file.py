@@ -158,9 +158,11 @@ def _model_summary(name: str, m: ModelBaseline) -> str:
 def summarize(baseline: Baseline, output: str) -> str:
     """One paragraph per model, and a closing line naming the output file."""
     paragraphs = [_model_summary(name, m) for name, m in baseline.models.items()]
+    used = baseline.rows_read - baseline.rows_bad
     paragraphs.append(
-        f"wrote {output}: {len(baseline.models)} model(s), {baseline.rows_read} rows from "
-        f"{len(baseline.sources)} file(s), {baseline.rows_bad} malformed rows skipped."
+        f"wrote {output}: {len(baseline.models)} model(s) from {len(baseline.sources)} "
+        f"file(s): {baseline.rows_read} rows read, {used} used, {baseline.rows_bad} skipped "
+        "as malformed."
     )
     return "\n\n".join(paragraphs)
 

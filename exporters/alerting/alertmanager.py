@@ -21,7 +21,13 @@ from tilewatch.exporters.alerting.rule_file import HEADER
 from tilewatch.exporters.generator_inputs import GeneratorInputs, Severity
 from tilewatch.exporters.yaml_output import to_yaml
 
-__all__ = ["RECEIVERS", "inhibit_rules", "render_alertmanager"]
+__all__ = ["RECEIVERS", "RECEIVER_EXAMPLES", "inhibit_rules", "render_alertmanager"]
+
+#: Where the Slack, PagerDuty and webhook examples of the three receivers are (tested).
+RECEIVER_EXAMPLES = (
+    "Slack, PagerDuty and webhook receivers to copy over these: "
+    "deploy/alertmanager/receivers.example.yml"
+)
 
 #: Receiver name by severity.
 RECEIVERS: dict[Severity, str] = {
@@ -97,4 +103,4 @@ def render_alertmanager(inputs: GeneratorInputs) -> str:
         "inhibit_rules": inhibit_rules(inputs.dimensions),
         "receivers": receivers,
     }
-    return to_yaml(config, header=HEADER)
+    return to_yaml(config, header=f"{HEADER}\n{RECEIVER_EXAMPLES}")

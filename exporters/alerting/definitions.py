@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.exporters.alerting.model import Alert, Probe, ProbeSeries
+from tilewatch.exporters.alerting.monitor_alerts import process_alerts
 from tilewatch.exporters.alerting.promql import (
     WORST_OVER_REPLICAS,
     driver_annotation,
@@ -430,4 +431,5 @@ def alert_rules(
             ),
         )
     )
+    out.extend(process_alerts(alerts))
     return [dataclasses.replace(a, for_seconds=alerts.for_(a.severity)) for a in out]

@@ -11,6 +11,7 @@ functions and hand everything else to their full checkers, which use them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,8 +103,15 @@ def rejection(record: RecordLike, exc: Exception) -> Rejected:
 
 
 def short(value: Any) -> str:
-    """``repr`` of a value, cut to 60 characters for a rejection's detail."""
-    text = repr(value)
+    """A value as JSON (what the producer sent), cut to 60 characters for a rejection's detail.
+
+    >>> short(True), short("0.7"), short(None), short({"a": [1, 2.5]}), short(float("nan"))
+    ('true', '"0.7"', 'null', '{"a": [1, 2.5]}', 'NaN')
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except ValueError:  # a circular structure: cannot come from JSON, but never fail here
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -147,8 +147,15 @@ class EmbeddedBroker:
         ]
         with self._log_path.open("ab") as log:
             try:
+                # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process
+                # group) must not kill the broker before its clients have stopped; the owner
+                # stops it last (:meth:`stop`, the ``with`` block or the finalizer).
                 process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise StreamError(f"cannot run the broker {binary}: {exc}") from exc

@@ -26,6 +26,7 @@ the bad records in ``columns``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,10 @@ class TrafficSpec:
         ``(segment, region)`` that degrades after ``degrade_after_seconds``, or ``None``.
     degrade_after_seconds
         Event time, in seconds since the generator's ``start_time``, at which it degrades.
+    degrade_cell_share
+        Traffic share of ``degrade_cell`` (the other cells keep their relative weights), or
+        ``None`` for the share the seed gives it. The demo sets it so that the cell has enough
+        labelled events per window for its accuracy to be shown (``min_samples``).
     label_share
         Share of events that carry an inline label (the rest have ``"label": null``).
     seed
@@ -113,6 +118,7 @@ class TrafficSpec:
     features: tuple[str, ...] = DEFAULT_FEATURES
     degrade_cell: tuple[str, str] | None = ("smb", "eu-west")
     degrade_after_seconds: float = 60.0
+    degrade_cell_share: float | None = None
     label_share: float = 0.3
     seed: int = 7
     invalid_share: float = 0.0
@@ -126,6 +132,12 @@ class TrafficSpec:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"TrafficSpec.{name}: expected a share in [0, 1], got {value!r}")
+        share = self.degrade_cell_share
+        if share is not None and (self.degrade_cell is None or not 0.0 < share < 1.0):
+            raise ValueError(
+                f"TrafficSpec.degrade_cell_share: expected a share in (0, 1) of a degrade_cell, "
+                f"got {share!r}"
+            )
         if self.degrade_cell is not None and (
             self.degrade_cell[0] not in self.segments or self.degrade_cell[1] not in self.regions
         ):
@@ -181,6 +193,12 @@ class TrafficGenerator:
             reg = spec.regions.index(spec.degrade_cell[1])
             degraded = (self._cell_segment == seg) & (self._cell_region == reg)
         self._cell_degraded = degraded
+        if spec.degrade_cell_share is not None:
+            # The degraded cells (one per model) share ``degrade_cell_share`` of the traffic.
+            w = self._cells.weights.copy()
+            w[~degraded] *= (1.0 - spec.degrade_cell_share) / w[~degraded].sum()
+            w[degraded] = spec.degrade_cell_share / degraded.sum()
+            self._cells = dataclasses.replace(self._cells, weights=w)
         self._degrade_at = self.start_time + spec.degrade_after_seconds
         self._cell_names = [
             (spec.models[m], spec.segments[sg], spec.regions[r])

@@ -38,6 +38,7 @@ from tests.e2e.support.process import TilewatchProcess
 from tests.e2e.support.scrape import value
 from tests.helpers import PrometheusServer, free_port
 from tilewatch.config import load_config
+from tilewatch.exporters.generator_inputs import RUNBOOK_BASE_URL
 from tilewatch.generate import ALERTMANAGER_PATH, GENERATORS, RULES_PATH, generator_inputs
 
 pytestmark = [pytest.mark.broker, pytest.mark.prometheus, pytest.mark.timeout(240)]
@@ -359,7 +360,9 @@ def test_degraded_cell_pages_and_tickets_then_resolves_and_a_stopped_monitor_pag
         assert page.labels["indicator"] == "red_traffic_share"
         assert "model=beta segment=s1 region=us" in page.annotations["driver"], page.annotations
         assert "base metric score_mean" in page.annotations["driver"]
-        assert page.annotations["runbook_url"] == "docs/runbooks/TilewatchBusinessIndicatorRed.md"
+        assert (
+            page.annotations["runbook_url"] == f"{RUNBOOK_BASE_URL}TilewatchBusinessIndicatorRed.md"
+        )
         ticket = webhook.wait_for(
             "a ticket for alpha's red cell",
             lambda n: (

@@ -50,7 +50,7 @@ def parse(text: str) -> tuple[list[str], dict[str, list[str]], dict[str, list[st
     columns = lines[1].split()
     values: dict[str, list[str]] = {}
     counts: dict[str, list[str]] = {}
-    body = [line for line in lines[2:] if not line.startswith("colour scale")]
+    body = [line for line in lines[2:] if not line.startswith(("colour scale", "health:"))]
     for top, bottom in zip(body[::2], body[1::2], strict=True):
         row = top[:LABEL_WIDTH].strip()
 
@@ -69,7 +69,7 @@ def parse(text: str) -> tuple[list[str], dict[str, list[str]], dict[str, list[st
 def test_layout_order_values_and_counts(snap: Snapshot) -> None:
     text = render_heatmap(snap, "window_score_mean", color=False)
     lines = text.splitlines()
-    assert lines[0] == "m: window_score_mean   (last closed window ends 10)"
+    assert lines[0] == "m: window_score_mean   (last closed window ends 1970-01-01 00:00:10 UTC)"
     columns, values, counts = parse(text)
     assert columns == ["eu", "us", ALL]
     assert list(values) == ["alpha", "beta", "gamma", ALL]
@@ -82,9 +82,7 @@ def test_layout_order_values_and_counts(snap: Snapshot) -> None:
     assert counts["gamma"] == ["", "n=0", "n=0"]
     assert values[ALL] == ["0.633", "0.200", "0.525"]
     assert counts[ALL] == ["n=3", "n=1", "n=4"]
-    assert lines[-1] == (
-        "colour scale: 0 (dark) .. 1 (yellow); '-' = no value (no events, or below min_samples)"
-    )
+    assert lines[-1] == "colour scale: 0 (dark) .. 1 (yellow); '-' = no value (no events)"
 
 
 def test_count_statistics_are_integers_without_scale(snap: Snapshot) -> None:
@@ -162,8 +160,13 @@ def test_choose_the_model(snap: Snapshot) -> None:
     snapshot = state.snapshot()
     assert render_heatmap(snapshot, color=False).startswith("first: window_score_mean")
     text = render_heatmap(snapshot, model="second", color=False)
-    assert text.startswith("second: window_score_mean\n")  # no closed window yet
-    assert list(parse(text)[1]) == ["b", ALL]
+    # No window of "second" closed yet: no grid of n=0 tiles, a sentence.
+    assert (
+        text
+        == "second: window_score_mean   waiting for the first window to close (events so far: 1)"
+    )
+    rolling = render_heatmap(snapshot, "rolling_score_mean", model="second", color=False)
+    assert list(parse(rolling)[1]) == ["b", ALL]  # rolling values need no closed window
 
 
 def test_column_headers_line_up_with_values(snap: Snapshot) -> None:
@@ -172,3 +175,41 @@ def test_column_headers_line_up_with_values(snap: Snapshot) -> None:
     assert header.rstrip().endswith(ALL)
     assert first_row.rstrip().endswith("0.500")
     assert len(header.rstrip()) == len(first_row.rstrip())
+
+
+def test_tiles_below_min_samples_show_a_dash_and_the_legend_says_why(snap: Snapshot) -> None:
+    text = render_heatmap(snap, "window_score_mean", color=False, min_samples={"events": 2})
+    _columns, values, counts = parse(text)
+    assert values["alpha"] == ["0.500", "", "0.500"]  # n=2: shown
+    assert values["beta"] == ["-", "-", "0.550"]  # n=1, n=1, n=2
+    assert counts["beta"] == ["n=1", "n=1", "n=2"]
+    assert values[ALL] == ["0.633", "-", "0.525"]
+    assert text.splitlines()[-1] == (
+        "colour scale: 0 (dark) .. 1 (yellow); '-' = fewer than 2 events (min_samples)"
+    )
+    # Counts are never hidden; rolling values have no window rule.
+    assert parse(render_heatmap(snap, "window_events", color=False, min_samples={"events": 2}))[1][
+        "beta"
+    ] == [
+        "1",
+        "1",
+        "2",
+    ]
+    rolling = render_heatmap(snap, "rolling_score_mean", color=False, min_samples={"events": 2})
+    assert "-" not in parse(rolling)[1]["beta"]
+
+
+def test_flagged_tiles_carry_a_symbol(snap: Snapshot) -> None:
+    status = np.full(len(snap.keys), -1)
+    status[snap.cell(("m", "beta", "eu"))] = 2
+    status[snap.cell(("m", "alpha", "eu"))] = 1
+    status[snap.cell(("m", "beta", "us"))] = 0
+    for color in (False, True):
+        text = render_heatmap(snap, color=color, status=status)
+        plain = re.sub(r"\x1b\[[\d;]*m", "", text)
+        _columns, values, _counts = parse(plain)
+        assert values["beta"] == ["0.900 !!", "0.200", "0.550"]
+        assert values["alpha"] == ["0.500 !", "", "0.500"]
+        assert plain.splitlines()[-1] == "health: '!' amber, '!!' red"
+    quiet = render_heatmap(snap, color=False, status=np.zeros(len(snap.keys)))
+    assert "!" not in quiet.replace("health: '!' amber, '!!' red (no tile flagged)", "")

@@ -56,6 +56,7 @@ def test_client_config_consumer() -> None:
     config = kafka_client_config(settings_with(CLIENT), "consumer")
     assert config == {
         "bootstrap_servers": ["127.0.0.1:1"],
+        "bootstrap_timeout_ms": 10_000,
         "group_id": "grp",
         "enable_auto_commit": False,
         "auto_offset_reset": "latest",
@@ -72,6 +73,7 @@ def test_client_config_producer() -> None:
     config = kafka_client_config(settings_with(CLIENT), "producer")
     assert config == {
         "bootstrap_servers": ["127.0.0.1:1"],
+        "bootstrap_timeout_ms": 10_000,
         "linger_ms": 50,
         "max_request_size": 64 * 1024 * 1024,
         "retries": 5,
@@ -85,6 +87,7 @@ def test_client_config_admin() -> None:
     config = kafka_client_config(settings_with(CLIENT), "admin")
     assert config == {
         "bootstrap_servers": ["127.0.0.1:1"],
+        "bootstrap_timeout_ms": 10_000,
         "security_protocol": "PLAINTEXT",
         "client_id": "tw-test",
     }

@@ -119,7 +119,7 @@ def test_jsonl_and_csv_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"threshold {expected.value:.6g} by max_f1 on 300 labelled rows" in out
     assert "model fraud: 2 rows (0 labelled)" in out
     assert "no labels: no threshold (none written)" in out
-    assert "2 model(s), 302 rows from 2 file(s), 0 malformed rows skipped" in out
+    assert "2 model(s) from 2 file(s): 302 rows read, 302 used, 0 skipped as malformed." in out
     assert "tilewatch: warning: model fraud: no labels: no threshold" in captured.err
 
     loaded = load_baseline(tmp_path / "baseline.json")
@@ -167,7 +167,10 @@ def test_malformed_rows_reported_counted_and_skipped(
     csv_path = tmp_path / "more.csv"
     csv_path.write_text("model,score\nchurn,0.5\nchurn,\nchurn,0.1,extra\n")
     assert _run(tmp_path, path, csv_path, extra=["--max-bad-share", "0.05"]) == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    # The summary tells the rows used apart from the rows read.
+    assert "from 2 file(s): 209 rows read, 201 used, 8 skipped as malformed." in captured.out
     assert f'{path}:201: score: expected a number in [0, 1], got "abc"' in err
     assert f"{path}:202: not valid JSON" in err
     assert f"{path}:203: expected a JSON object, got a list" in err

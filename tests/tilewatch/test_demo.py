@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,11 +40,22 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     before = _tansu_children()
     out = io.StringIO()
 
-    code = tilewatch.demo.run_demo(
-        duration=15, port=0, rate=2000, window="2s", refresh=2, out=out, color=False
-    )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:  # the demo moves, and says so
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code = tilewatch.demo.run_demo(
+            duration=15, port=port, rate=2000, window="2s", refresh=2, out=out, color=False
+        )
 
     text = out.getvalue()
+    moved = re.search(
+        rf"^tilewatch demo: port {port} is busy \(.*\); serving on port (\d+) instead$",
+        text,
+        re.MULTILINE,
+    )
+    assert moved, text
+    assert int(moved[1]) != port
     assert code == 0, text
     assert "\x1b" not in text
     assert re.search(r"^metrics at http://127\.0\.0\.1:\d+/metrics", text, re.MULTILINE), text
@@ -52,15 +64,20 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     ), text
 
     frames = text.split("\n\n")
-    last = [f for f in frames if "read " in f][-1]
+    last = [f for f in frames if "dead-lettered" in f][-1]
     lines = last.strip().splitlines()
-    assert re.fullmatch(r"\S+: window_score_mean   \(last closed window ends \d+\)", lines[0]), last
+    assert re.fullmatch(
+        r"\S+: window_score_mean   \(last closed window ends "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+        lines[0],
+    ), last
     assert re.search(r" 0\.\d{3} ", last), last  # a closed window with values
     # At least one segment row with its counts line below it.
     rows = [
         line
         for line in lines[2:]
-        if line[:16].strip() and not line.startswith(("read ", "metrics at", "colour scale"))
+        if line[:16].strip()
+        and not line.startswith(("read ", "metrics at", "colour scale", "health:"))
     ]
     assert [r for r in rows if not r.startswith("__all__")], last
     assert re.search(r"n=[1-9]\d*", last), last
@@ -71,7 +88,13 @@ def test_demo_runs_and_stops_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
     assert status, last
     assert int(status[1]) > 0
     assert int(status[2]) > 0  # the demo sends 1% invalid records
-    assert text.rstrip().endswith("tilewatch demo: stopped")
+    final = text.rstrip().splitlines()[-1]
+    summary = re.fullmatch(
+        r"tilewatch demo: stopped: read (\d+) records \((\d+) valid, (\d+) late, (\d+) invalid\)",
+        final,
+    )
+    assert summary, final
+    assert int(summary[1]) == sum(int(summary[i]) for i in (2, 3, 4)) > 0, final
 
     assert len(brokers) == 1
     assert not brokers[0].running

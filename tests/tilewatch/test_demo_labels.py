@@ -77,7 +77,10 @@ def test_demo_shows_accuracy_and_exports_performance() -> None:
     frames = [f for f in text.split("\n\n") if "window_accuracy" in f]
     assert frames, text
     last = frames[-1]
-    assert re.match(r"\S+: window_accuracy   \(performance window ends \d+\)", last), last
+    assert re.match(
+        r"\S+: window_accuracy   \(performance window ends \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+        last,
+    ), last
     assert re.search(r" 0\.\d{3} ", last), last  # accuracy tiles with values
     assert scraped, "no scrape exported tilewatch_window_accuracy_ratio"
     assert "tilewatch_labeled_events_total{" in scraped[0]

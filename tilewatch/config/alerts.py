@@ -24,6 +24,7 @@ ALERT_KEYS = (
     "group_wait",
     "info_url",
     "job",
+    "memory_high_bytes",
     "pager_url",
     "pipeline_lag",
     "rate_window",
@@ -89,8 +90,12 @@ def parse_alerts(source: str, value: Any) -> AlertSettings:
     base = table.data.get("runbook_base_url", d.runbook_base_url)
     if not isinstance(base, str) or not base or any(c in base for c in "\"'\\ "):
         raise table.error("runbook_base_url", "a URL or path prefix without quotes or spaces", base)
+    memory = table.number("memory_high_bytes", d.memory_high_bytes)
+    if not memory >= 1 << 20:
+        raise table.error("memory_high_bytes", "a number of bytes >= 1048576 (1 MiB)", memory)
     return AlertSettings(
         job=job,
+        memory_high_bytes=round(memory),
         dead_letter_ratio=ratio,
         runbook_base_url=base,
         pager_url=urls["pager_url"],

@@ -23,7 +23,12 @@ from tilewatch.exporters.alerting.recording_rules import recording_rules
 from tilewatch.exporters.alerting.rule_file import render_rules
 from tilewatch.exporters.alerting.rule_tests import render_rule_tests
 from tilewatch.exporters.alerting.runbooks import render_runbooks
-from tilewatch.exporters.generator_inputs import AlertSettings, GeneratorInputs, Severity
+from tilewatch.exporters.generator_inputs import (
+    RUNBOOK_BASE_URL,
+    AlertSettings,
+    GeneratorInputs,
+    Severity,
+)
 from tilewatch.generate import generator_inputs
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -137,7 +142,11 @@ def test_alerts_are_named_labelled_and_annotated() -> None:
         assert rule["labels"]["severity"] in SEVERITIES
         assert rule["for"] in ("5m", "10m", "30m")
         assert set(rule["annotations"]) >= {"summary", "description", "runbook_url"}
-        assert rule["annotations"]["runbook_url"] == f"docs/runbooks/{rule['alert']}.md"
+        # An absolute link a notification can carry, to a runbook that exists in the repo.
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"{RUNBOOK_BASE_URL}{rule['alert']}.md"
+        assert url.startswith("https://") and url.endswith(f"/docs/runbooks/{rule['alert']}.md")
+        assert (ROOT / "docs" / "runbooks" / f"{rule['alert']}.md").is_file()
     severities = {r["alert"]: r["labels"]["severity"] for r in alerting}
     assert severities["TilewatchBusinessIndicatorRed"] == "critical"
     assert severities["TilewatchBusinessIndicatorAmber"] == "warning"
