@@ -27,6 +27,7 @@ from tilewatch.exporters.prometheus.cell_families import (
     version_families,
 )
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
+from tilewatch.exporters.prometheus.exposition import CellLabels
 from tilewatch.exporters.prometheus.families import CellRows, describe
 from tilewatch.exporters.prometheus.ingest_families import (
     ingest_families,
@@ -51,6 +52,7 @@ class CellCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot], dimensions: tuple[str, ...]) -> None:
         self._snapshot = snapshot
         self._cell_labels = ["model", *dimensions]
+        self._labels = CellLabels(self._cell_labels)
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
@@ -58,7 +60,7 @@ class CellCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        rows = CellRows(snap, self._cell_labels)
+        rows = CellRows(snap, self._cell_labels, self._labels)
         yield from cell_families(snap, rows)
         yield from model_families(snap)
         yield from ingest_families(snap)

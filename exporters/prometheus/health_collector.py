@@ -26,6 +26,7 @@ from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, ver
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
+from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
 from tilewatch.exporters.prometheus.families import (
     CellRows,
     Family,
@@ -68,6 +69,7 @@ class HealthCollector(Collector):
         self._snapshot = snapshot
         self._dimensions = dimensions
         self._cell_labels = ["model", *dimensions]
+        self._labels = CellLabels(self._cell_labels)
         self._settings = settings
         self._statistic = {m.name: m.statistic for m in settings.metrics}
         self._detectors = tuple(detectors)
@@ -98,28 +100,39 @@ class HealthCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         result = self.evaluate(snap, now)
-        rows = CellRows(snap, self._cell_labels)
+        rows = CellRows(snap, self._cell_labels, self._labels)
         keys, present = rows.keys, rows.present
         ndims = len(self._dimensions)
-        score = family("tilewatch_component_score", rows.labels)
-        status = family("tilewatch_component_status", rows.labels)
+        cell_score = self._cell_family("tilewatch_component_score", rows.labels)
+        cell_status = self._cell_family("tilewatch_component_status", rows.labels)
         m_score = family("tilewatch_model_component_score")
         m_status = family("tilewatch_model_component_status")
         m_cells = family("tilewatch_model_component_cells")
-        info = family("tilewatch_health_driver_info", rows.labels)
+        info = self._cell_family("tilewatch_health_driver_info", rows.labels)
+        cells = self._labels
+        present_arr = np.asarray(present, dtype=np.int64)
         for comp in result.components:
             members = [(name, self._statistic[name]) for name in comp.members]
-            for i, s, st, d in zip(
-                present,
-                comp.score[present].tolist(),
-                comp.status[present].tolist(),
-                comp.driver[present].tolist(),
-                strict=True,
-            ):
-                score.add_metric([comp.name, *keys[i]], s)
-                if st >= 0:
-                    status.add_metric([comp.name, *keys[i]], float(st))
-                    info.add_metric(["cell", comp.name, "", *keys[i], *members[d]], 1.0)
+            comp_label = (("component", comp.name),)
+            cell_score.add_cells(cells, keys, present, comp.score[present_arr], before=comp_label)
+            status_p = comp.status[present_arr]
+            driver_p = comp.driver[present_arr]
+            ok = status_p >= 0
+            rows_ok = present_arr[ok]
+            cell_status.add_cells(
+                cells, keys, rows_ok, status_p[ok].astype(np.float64), before=comp_label
+            )
+            driven = driver_p[ok]
+            for d in np.unique(driven).tolist():
+                sel = rows_ok[driven == d]
+                info.add_cells(
+                    cells,
+                    keys,
+                    sel,
+                    np.ones(len(sel)),
+                    before=(("level", "cell"), ("component", comp.name), ("indicator", "")),
+                    after=(("driver", members[d][0]), ("statistic", members[d][1])),
+                )
             for m, model in enumerate(snap.model_names):
                 m_score.add_metric([comp.name, model], float(comp.model_score[m]))
                 m_cells.add_metric([comp.name, model], float(comp.model_cells[m]))
@@ -136,12 +149,18 @@ class HealthCollector(Collector):
                     driver = ind.drivers[m]
                     comp_name = driver.component if driver is not None else ""
                     self._driver(info, "business", comp_name, ind.name, model, driver, ndims)
-        yield from (score, status, m_score, m_status, m_cells, value, b_status, info)
+        yield from (cell_score, cell_status, m_score, m_status, m_cells, value, b_status, info)
         yield rows.family("tilewatch_cell_staleness_seconds", result.statistics[STALENESS])
         first_seen = version_first_seen(snap)
         if first_seen:
             ages = {model: max(now - first, 0.0) for model, first in first_seen.items()}
             yield table_family("tilewatch_model_version_age_seconds", ages)
+
+    @staticmethod
+    def _cell_family(name: str, cell: list[str]) -> CellFamily:
+        fam = family(name, cell)
+        assert isinstance(fam, CellFamily)
+        return fam
 
     @staticmethod
     def _driver(
