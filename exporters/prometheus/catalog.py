@@ -106,6 +106,9 @@ METRICS: tuple[MetricDoc, ...] = (
               "Records between the consumer's position and the partition's high watermark."),
     MetricDoc("tilewatch_cells", GAUGE, "kind",
               "Cells in the table: kind=leaf (model x dimension values) or kind=rollup."),
+    MetricDoc("tilewatch_cells_unexported", GAUGE, "",
+              "Leaf cells with events left out of this scrape by [exporter].max_exported_cells "
+              "(read them in the JSON API, /api/cells)."),
     MetricDoc("tilewatch_cells_overflow_total", COUNTER, "model",
               "Events sent to the model's __other__ cell because [cells].max_cells was reached."),
     MetricDoc("tilewatch_dead_letter_events_total", COUNTER, "",

@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
 from tilewatch.exporters.prometheus.cell_families import (
     cell_families,
@@ -47,10 +48,18 @@ class CellCollector(Collector):
         Returns a fresh consistent snapshot (``ReplicaState.snapshot``).
     dimensions
         The cell dimensions (label names besides ``model``).
+    budget
+        The series budget (``[exporter] max_exported_cells``); ``None`` exports every cell.
     """
 
-    def __init__(self, snapshot: Callable[[], Snapshot], dimensions: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        dimensions: tuple[str, ...],
+        budget: CellBudget | None = None,
+    ) -> None:
         self._snapshot = snapshot
+        self._budget = budget
         self._cell_labels = ["model", *dimensions]
         self._labels = CellLabels(self._cell_labels)
 
@@ -60,7 +69,8 @@ class CellCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        rows = CellRows(snap, self._cell_labels, self._labels)
+        exported, unexported = (None, 0) if self._budget is None else self._budget.select(snap)
+        rows = CellRows(snap, self._cell_labels, self._labels, exported, unexported)
         yield from cell_families(snap, rows)
         yield from model_families(snap)
         yield from ingest_families(snap)

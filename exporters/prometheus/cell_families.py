@@ -37,6 +37,7 @@ def cell_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     yield rows.family("tilewatch_last_event_timestamp_seconds", snap.last_event_time)
     leaves = int(snap.is_leaf.sum())
     yield table_family("tilewatch_cells", {"leaf": leaves, "rollup": len(snap.keys) - leaves})
+    yield family("tilewatch_cells_unexported", value=rows.unexported)
 
 
 def model_families(snap: Snapshot) -> Iterator[Metric]:
@@ -49,7 +50,7 @@ def model_families(snap: Snapshot) -> Iterator[Metric]:
 def latency_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     """Latency percentiles of the last closed window, per cell with events and latencies."""
     fam = family("tilewatch_window_latency_seconds", rows.labels)
-    has = snap.window_count > 0
+    has = (snap.window_count > 0) & rows.mask
     for q in LATENCY_QUANTILES:
         values = snap.window_latency.get(q)
         if values is not None:

@@ -65,7 +65,10 @@ def detection_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     active = family("tilewatch_drift_active", rows.labels)
     last = family("tilewatch_drift_last_timestamp_seconds", rows.labels)
     keys = snap.keys
+    exported = rows.mask
     for (cell, detector), (n, when, on) in sorted(snap.detections.items()):
+        if cell >= len(exported) or not exported[cell]:
+            continue
         labels = [*keys[cell], detector]
         total.add_metric(labels, n)
         active.add_metric(labels, float(on))

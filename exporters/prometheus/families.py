@@ -82,15 +82,27 @@ class CellRows:
     labels
         The collector's cache of formatted label sets (kept across scrapes); a fresh one if
         not given.
+    exported
+        The cells to export (the series budget's choice, :mod:`.budget`); default: every cell
+        with events.
+    unexported
+        Leaf cells with events that the budget left out.
     """
 
     def __init__(
-        self, snap: Snapshot, cell: Sequence[str], labels: CellLabels | None = None
+        self,
+        snap: Snapshot,
+        cell: Sequence[str],
+        labels: CellLabels | None = None,
+        exported: npt.NDArray[np.bool_] | None = None,
+        unexported: int = 0,
     ) -> None:
         self.labels = list(cell)
         self.keys = snap.keys
-        self.present: list[int] = np.flatnonzero(snap.events_total > 0).tolist()
+        self.mask = snap.events_total > 0 if exported is None else exported
+        self.present: list[int] = np.flatnonzero(self.mask).tolist()
         self.cells = labels if labels is not None else CellLabels(cell)
+        self.unexported = unexported
 
     def family(self, name: str, values: npt.NDArray[np.generic]) -> Family:
         """The per-cell family ``name`` with one sample per present cell."""

@@ -25,6 +25,7 @@ from tilewatch.aggregators.health.evaluate import Driver, HierarchyInputs, Hiera
 from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, version_first_seen
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
 from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
 from tilewatch.exporters.prometheus.families import (
@@ -55,6 +56,8 @@ class HealthCollector(Collector):
         Drift detectors that run (cells without a detection read ``drift_active`` 0).
     clock
         Wall-clock time for the aging signals.
+    budget
+        The series budget shared with the cell collector (the same cells are exported).
     """
 
     def __init__(
@@ -65,7 +68,9 @@ class HealthCollector(Collector):
         *,
         detectors: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        budget: CellBudget | None = None,
     ) -> None:
+        self.budget = budget
         self._snapshot = snapshot
         self._dimensions = dimensions
         self._cell_labels = ["model", *dimensions]
@@ -100,7 +105,8 @@ class HealthCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         result = self.evaluate(snap, now)
-        rows = CellRows(snap, self._cell_labels, self._labels)
+        exported, unexported = (None, 0) if self.budget is None else self.budget.select(snap)
+        rows = CellRows(snap, self._cell_labels, self._labels, exported, unexported)
         keys, present = rows.keys, rows.present
         ndims = len(self._dimensions)
         cell_score = self._cell_family("tilewatch_component_score", rows.labels)
@@ -155,6 +161,15 @@ class HealthCollector(Collector):
         if first_seen:
             ages = {model: max(now - first, 0.0) for model, first in first_seen.items()}
             yield table_family("tilewatch_model_version_age_seconds", ages)
+
+    def unhealthy(self, snap: Snapshot) -> npt.NDArray[np.bool_]:
+        """Cells whose status is amber or red in some component (the budget's priority)."""
+        result = self.evaluate(snap)
+        bad = np.zeros(len(snap.keys), dtype=bool)
+        for comp in result.components:
+            status = np.asarray(comp.status)
+            bad[: len(status)] |= status >= 1
+        return bad
 
     @staticmethod
     def _cell_family(name: str, cell: list[str]) -> CellFamily:
