@@ -67,9 +67,7 @@ class CellBudget:
         n_leaf = int((leaf & present).sum())
         if self.max_leaf_cells == 0 or n_leaf <= self.max_leaf_cells:
             return present, 0
-        return self.choose(
-            leaf, present, self._flagged(snap), snap.window_count, snap.events_total
-        )
+        return self.choose(leaf, present, self._flagged(snap), snap.window_count, snap.events_total)
 
     def choose(
         self,
