@@ -6,7 +6,8 @@ as plain JSON data, cells named by key (never by index)::
     {"offset": 1200, "max_event_time": 180.5,
      "cells": [[key, events, late, last event time], ...],
      "open": [[window, [[key, count, mean, m2], ...], {histogram: [[key, counts], ...]}], ...],
-     "closed": [...], "rolling": {"size": 1000, "cells": [[key, values], ...]},
+     "closed": [...], "rolling": {"size": 1000, "block": 50,
+                                  "cells": [[key, total, block means, block m2s], ...]},
      "violations": [[model, feature, kind, count], ...], "detectors": [...],
      "versions": [...], "labels": {...} or null}
 
@@ -27,6 +28,7 @@ from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
+from tilewatch.aggregators.stats.rolling import block_length
 
 if TYPE_CHECKING:
     from tilewatch.aggregators.state.partition import PartitionState
@@ -99,6 +101,51 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
     }
 
 
+#: A rolling window of a checkpoint: ``(key, values)`` or ``(key, total, block means, m2s)``.
+RollingRow = tuple[CellKey, list[float]] | tuple[CellKey, int, list[float], list[float]]
+
+
+def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
+    """Check the rolling windows: blocks (``{"size", "block", "cells": [[key, total, means,
+    m2s], ...]}``, newest block first) or the raw values of earlier checkpoints (no
+    ``block``: ``[[key, values], ...]``)."""
+    check = CHECK
+    if type(rolling) is not dict or type(rolling.get("cells")) is not list:
+        raise check.fail("rolling", "expected an object with a list of cells")
+    if rolling.get("size") != size:
+        raise StateError(
+            f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
+            f"the configured {size}"
+        )
+    out: list[RollingRow] = []
+    if "block" not in rolling:
+        for j, row in enumerate(rolling["cells"]):
+            at = f"rolling.cells[{j}]"
+            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                raise check.fail(at, "expected [key, values]")
+            out.append((key(row[0], at), check.floats(row[1][-size:], at)))
+        return out
+    block = block_length(size)
+    if rolling["block"] != block:
+        raise StateError(
+            f"rolling block length {rolling['block']!r} in the checkpoint differs from the "
+            f"{block} of a {size}-event window"
+        )
+    for j, row in enumerate(rolling["cells"]):
+        at = f"rolling.cells[{j}]"
+        if type(row) is not list or len(row) != 4 or type(row[2]) is not list:
+            raise check.fail(at, "expected [key, total, means, m2s]")
+        total = check.integer(row[1], at, 1)
+        newest = (total - 1) // block
+        blocks = min(newest, (size - (total - newest * block)) // block) + 1
+        means = check.floats(row[2], at)
+        m2s = check.floats(row[3], at) if type(row[3]) is list else None
+        if m2s is None or len(means) != blocks or len(m2s) != blocks or min(m2s) < 0:
+            raise check.fail(at, f"expected {blocks} block means and m2s (>= 0) for {total}")
+        out.append((key(row[0], at), total, means, m2s))
+    return out
+
+
 class ParsedPartition:
     """A checked partition checkpoint, cells still named by key (nothing resolved yet)."""
 
@@ -125,7 +172,8 @@ class ParsedPartition:
         self.cells: list[tuple[CellKey, int, int, float]] = []
         self.open: list[tuple[int, list[MomentRow]]] = []
         self.closed: list[tuple[int, list[MomentRow]]] = []
-        self.rolling: list[tuple[CellKey, list[float]]] = []
+        #: ``(key, values)`` (raw values, version 1) or ``(key, total, means, m2s)`` (blocks).
+        self.rolling: list[RollingRow] = []
         #: ``("open" | "closed", window)`` -> its histograms.
         self.hists: dict[tuple[str, int], HistRows] = {}
         self.violations: list[tuple[tuple[str, str, str], int]] = []
@@ -211,20 +259,7 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
             )
         out.open = windows(data["open"], "open")
         out.closed = windows(data["closed"], "closed")
-        rolling = data["rolling"]
-        if type(rolling) is not dict or type(rolling.get("cells")) is not list:
-            raise check.fail("rolling", "expected an object with a list of cells")
-        if rolling.get("size") != rolling_size:
-            raise StateError(
-                f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
-                f"the configured {rolling_size}"
-            )
-        for j, row in enumerate(rolling["cells"]):
-            at = f"rolling.cells[{j}]"
-            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
-                raise check.fail(at, "expected [key, values]")
-            values = check.floats(row[1][-rolling_size:], at)
-            out.rolling.append((key(row[0], at), values))
+        out.rolling = _rolling(data["rolling"], rolling_size, key)
         for j, row in enumerate(check.array(data["violations"], "violations")):
             at = f"violations[{j}]"
             if type(row) is not list or len(row) != 4 or not all(type(x) is str for x in row[:3]):

@@ -95,9 +95,10 @@ METRICS: tuple[MetricDoc, ...] = (
               "Events in the cell's rolling window (at most [cells].rolling_events per "
               "partition)."),
     MetricDoc("tilewatch_rolling_score_mean", GAUGE, "cell",
-              "Mean score over the cell's last [cells].rolling_events events."),
+              "Mean score over the cell's rolling window (its last tilewatch_rolling_events "
+              "events)."),
     MetricDoc("tilewatch_rolling_score_variance", GAUGE, "cell",
-              "Sample variance (ddof=1) of the score over the last [cells].rolling_events events."),
+              "Sample variance (ddof=1) of the score over the cell's rolling window."),
     MetricDoc("tilewatch_window_end_timestamp_seconds", GAUGE, "model",
               "End (epoch seconds) of the model's last closed window."),
     MetricDoc("tilewatch_last_event_timestamp_seconds", GAUGE, "cell",
