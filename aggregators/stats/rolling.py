@@ -20,7 +20,9 @@ for ``b = 1``, against river.
 Rows are allocated on first use, so a partition only pays for the cells it saw. A batch is
 written with a few numpy calls (one sort, grouped moments per (cell, block)); :meth:`refresh`
 merges the blocks of the cells written since the last call, which the runtime calls at most
-about once a second and whenever it is idle, never per event and never at scrape time.
+about once a second and whenever it is idle, never per event. A snapshot takes :meth:`copy`
+under the state's lock (the merged moments and the blocks of the cells written since) and
+merges those blocks outside it, so its rolling statistics cover the same batches as its counts.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["BLOCKS", "RollingWindows", "block_length"]
+__all__ = ["BLOCKS", "RollingCopy", "RollingWindows", "block_length"]
 
 #: Blocks of a window (about): the block length is ``size // BLOCKS``.
 BLOCKS = 20
@@ -187,21 +189,45 @@ class RollingWindows:
         rows = np.flatnonzero(self._dirty[: self._nrows])
         if len(rows) == 0:
             return
-        count, fill, full = self._window(rows)
-        newest = (self._total[rows] - 1) // self.block
-        age = np.arange(self.slots)[None, :]  # 0: newest block, 1: the one before, ...
-        slot = (newest[:, None] - age) % self.slots
-        used = age <= full[:, None]
-        n_blk = np.where(age == 0, fill[:, None], self.block) * used
-        means = self._bmean[rows[:, None], slot]
-        m2s = self._bm2[rows[:, None], slot]
-        mean = (n_blk * means).sum(axis=1) / count
-        dev = np.where(used, means - mean[:, None], 0.0)
-        m2 = np.where(used, m2s, 0.0).sum(axis=1) + (n_blk * dev * dev).sum(axis=1)
+        count, mean, m2 = self._merge(self._total[rows], self._bmean[rows], self._bm2[rows])
         self._count[rows] = count
         self._mean[rows] = mean
         self._m2[rows] = m2
         self._dirty[rows] = False
+
+    def _merge(
+        self, total: IntArray, bmean: FloatArray, bm2: FloatArray
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Count, mean and m2 of the windows of rows with these totals and block tables."""
+        newest = (total - 1) // self.block
+        fill = total - newest * self.block
+        full = np.minimum(newest, (self.size - fill) // self.block)
+        count = fill + full * self.block
+        age = np.arange(self.slots)[None, :]  # 0: newest block, 1: the one before, ...
+        slot = (newest[:, None] - age) % self.slots
+        used = age <= full[:, None]
+        n_blk = np.where(age == 0, fill[:, None], self.block) * used
+        index = np.arange(len(total))[:, None]
+        means = bmean[index, slot]
+        m2s = bm2[index, slot]
+        mean = (n_blk * means).sum(axis=1) / count
+        dev = np.where(used, means - mean[:, None], 0.0)
+        m2 = np.where(used, m2s, 0.0).sum(axis=1) + (n_blk * dev * dev).sum(axis=1)
+        return count, mean, m2
+
+    def copy(self, n_cells: int) -> RollingCopy:
+        """What :meth:`current` needs, copied (to take under the state's lock): the moments as
+        of the last refresh and the blocks of the cells written since."""
+        rows = np.flatnonzero(self._dirty[: self._nrows])
+        rows = rows[self._cells[rows] < n_cells]
+        return RollingCopy(
+            self,
+            self.moments(n_cells),
+            self._cells[rows],
+            self._total[rows],
+            self._bmean[rows],
+            self._bm2[rows],
+        )
 
     def moments(self, n_cells: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """Count, mean and m2 per cell index ``0 .. n_cells - 1`` as of the last refresh.
@@ -293,3 +319,38 @@ class RollingWindows:
                 self.update(np.full(len(arr), cell, dtype=np.int64), arr)
             else:
                 self.load_blocks(cell, int(row[1]), list(row[2]), list(row[3]))
+
+
+class RollingCopy:
+    """A copy of a :class:`RollingWindows` taken by :meth:`RollingWindows.copy`.
+
+    :meth:`current` merges the copied blocks of the cells written since the last refresh, so
+    the moments it returns cover every event the windows had received when the copy was
+    taken: the same batches as the counts copied with it. The merge runs on the copy, outside
+    the state's lock.
+    """
+
+    def __init__(
+        self,
+        windows: RollingWindows,
+        refreshed: tuple[IntArray, FloatArray, FloatArray],
+        cells: IntArray,
+        total: IntArray,
+        bmean: FloatArray,
+        bm2: FloatArray,
+    ) -> None:
+        self._merge = windows._merge
+        self._refreshed = refreshed
+        self._cells, self._total, self._bmean, self._bm2 = cells, total, bmean, bm2
+
+    def current(self) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Count, mean and m2 per cell index, as of the copy."""
+        count, mean, m2 = (
+            self._refreshed[0].copy(),
+            self._refreshed[1].copy(),
+            self._refreshed[2].copy(),
+        )
+        if len(self._cells):
+            c, m, s = self._merge(self._total, self._bmean, self._bm2)
+            count[self._cells], mean[self._cells], m2[self._cells] = c, m, s
+        return count, mean, m2

@@ -235,3 +235,19 @@ def test_block_round_trip_and_refusals() -> None:
     assert (count[0], mean[0], m2[0]) == (100, 1.0, 0.0)
     with pytest.raises(ValueError, match="fewer than 40"):
         back.values(0)
+
+
+def test_a_copy_covers_the_cells_written_since_the_last_refresh() -> None:
+    """The snapshot's copy holds every event written so far, refreshed or not."""
+    rw = RollingWindows(100)
+    rw.update(np.array([0, 1, 1], dtype=np.int64), np.array([1.0, 2.0, 4.0]))
+    rw.refresh()
+    rw.update(np.array([1, 2], dtype=np.int64), np.array([6.0, 8.0]))
+    copy = rw.copy(3)
+    rw.update(np.array([0], dtype=np.int64), np.array([100.0]))  # after the copy: not in it
+    count, mean, m2 = copy.current()
+    assert count.tolist() == [1, 3, 1]
+    assert mean.tolist() == [1.0, 4.0, 8.0]
+    assert m2.tolist() == [0.0, 8.0, 0.0]
+    stale, _, _ = rw.moments(3)
+    assert stale.tolist() == [1, 2, 0]  # moments() itself still reads the last refresh
