@@ -55,13 +55,21 @@ class WindowAcc:
     ) -> None:
         """Merge per-cell ``(count, mean, m2)`` into this window; ``cells`` may repeat (restore:
         two keys of a checkpoint that name one cell here)."""
+        idx = np.asarray(cells, dtype=np.int64)
+        rows = np.asarray(moments, dtype=np.float64).reshape(-1, 3)
         c = np.zeros(n_cells, dtype=np.int64)
         m, s = np.zeros(n_cells), np.zeros(n_cells)
-        for cell, (ci, mi, si) in zip(cells, moments, strict=True):
-            at = slice(cell, cell + 1)
-            c[at], m[at], s[at] = merge_moments(
-                c[at], m[at], s[at], np.array([ci]), np.array([mi]), np.array([si])
-            )
+        # Each cell named once: its moments as they are (the common case, no rounding).
+        c[idx] = rows[:, 0].astype(np.int64)
+        m[idx] = rows[:, 1]
+        s[idx] = rows[:, 2]
+        if len(np.unique(idx)) < len(idx):  # some cell named more than once: Chan's merge
+            ci, mi = rows[:, 0], rows[:, 1]
+            c = np.bincount(idx, weights=ci, minlength=n_cells).astype(np.int64)
+            total = np.bincount(idx, weights=ci * mi, minlength=n_cells)
+            m = np.divide(total, c, out=np.zeros(n_cells), where=c > 0)
+            dev = mi - m[idx]
+            s = np.bincount(idx, weights=rows[:, 2] + ci * dev * dev, minlength=n_cells)
         self.count, self.mean, self.m2 = merge_moments(*self.sized(n_cells), c, m, s)
 
     def add_hist(

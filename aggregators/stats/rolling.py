@@ -284,22 +284,40 @@ class RollingWindows:
         return {"size": self.size, "block": self.block, "cells": out}
 
     def load_blocks(self, cell: int, total: int, means: list[float], m2s: list[float]) -> None:
-        """Add one cell of :meth:`to_dict` output (checked by the caller) as cell ``cell``.
+        """Add one cell of :meth:`to_dict` output (checked by the caller) as cell ``cell``."""
+        self.load_many([(cell, total, means, m2s)])
 
-        Blocks cannot be interleaved, so when the cell already has a window (several
-        checkpointed cells restored into one overflow cell of a full registry) the window
-        with more events is kept; counts and event-time windows still add exactly.
+    def load_many(self, rows: list[tuple[int, int, list[float], list[float]]]) -> None:
+        """Add cells of :meth:`to_dict` output (checked by the caller): ``(cell, total, block
+        means, block m2s)``, newest block first, in one pass.
+
+        Blocks cannot be interleaved, so when a cell already has a window, or is named twice
+        (several checkpointed cells restored into one overflow cell of a full registry), the
+        window with more events is kept; counts and event-time windows still add exactly.
         """
-        rows = self._rows_for(np.array([cell], dtype=np.int64))
-        row = int(rows[0])
-        if self._total[row] >= total:
+        best: dict[int, tuple[int, list[float], list[float]]] = {}
+        for cell, total, means, m2s in rows:
+            if cell not in best or best[cell][0] < total:
+                best[cell] = (total, means, m2s)
+        if not best:
             return
-        newest = (total - 1) // self.block
-        slots = (newest - np.arange(len(means))) % self.slots
-        self._bmean[row, slots] = means
-        self._bm2[row, slots] = m2s
-        self._total[row] = total
-        self._dirty[row] = True
+        cells = np.fromiter(best, dtype=np.int64, count=len(best))
+        row_idx = self._rows_for(cells)
+        totals = np.array([best[c][0] for c in best], dtype=np.int64)
+        take = totals > self._total[row_idx]
+        if not take.any():
+            return
+        row_idx, totals = row_idx[take], totals[take]
+        chosen = [v for v, t in zip(best.values(), take.tolist(), strict=True) if t]
+        lengths = np.array([len(v[1]) for v in chosen], dtype=np.int64)
+        flat_rows = np.repeat(row_idx, lengths)
+        age = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        newest = np.repeat((totals - 1) // self.block, lengths)
+        slots = (newest - age) % self.slots
+        self._bmean[flat_rows, slots] = [x for v in chosen for x in v[1]]
+        self._bm2[flat_rows, slots] = [x for v in chosen for x in v[2]]
+        self._total[row_idx] = totals
+        self._dirty[row_idx] = True
 
     def load(self, data: dict[str, Any], index_of: dict[tuple[str, ...], int]) -> None:
         """Add the cells of :meth:`to_dict` output, mapping keys to indices with ``index_of``.
