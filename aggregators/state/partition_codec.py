@@ -55,21 +55,28 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
     n = len(keys)
     events, late = resized(state.events, n), resized(state.late, n)
     touched = np.flatnonzero((events > 0) | (late > 0)).tolist()
+    # One list per key, shared by every row that names the cell (JSON writes each in full).
+    key_lists = [list(k) for k in keys]
 
     def windows(table: dict[int, WindowAcc]) -> list[Any]:
         out = []
         for w, acc in sorted(table.items()):
             c, m, s = acc.sized(n)
-            idx = np.flatnonzero(c).tolist()
+            at = np.flatnonzero(c)
             entry: list[Any] = [
                 w,
-                [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx],
+                [
+                    [key_lists[i], ci, mi, si]
+                    for i, ci, mi, si in zip(
+                        at.tolist(), c[at].tolist(), m[at].tolist(), s[at].tolist(), strict=True
+                    )
+                ],
             ]
             if acc.hist:
                 entry.append(
                     {
                         name: [
-                            [list(keys[i]), h[i].tolist()]
+                            [key_lists[i], h[i].tolist()]
                             for i in np.flatnonzero(h[:n].any(axis=1)).tolist()
                         ]
                         for name, h in sorted(acc.hist.items())
@@ -83,17 +90,18 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
         "offset": state.offset,
         "max_event_time": finite_or_none(state.max_event_time),
         "cells": [
-            [
-                list(keys[i]),
-                int(events[i]),
-                int(late[i]),
-                finite_or_none(float(state.last_event_time[i])),
-            ]
-            for i in touched
+            [key_lists[i], e, lt, finite_or_none(t)]
+            for i, e, lt, t in zip(
+                touched,
+                events[touched].tolist(),
+                late[touched].tolist(),
+                resized(state.last_event_time, n)[touched].tolist(),
+                strict=True,
+            )
         ],
         "open": windows(state.open),
         "closed": windows(state.closed),
-        "rolling": state.rolling.to_dict(keys),
+        "rolling": state.rolling.to_dict(key_lists),
         "violations": [[*k, count] for k, count in sorted(state.violations.items())],
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),

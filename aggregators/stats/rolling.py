@@ -27,6 +27,7 @@ merges those blocks outside it, so its rolling statistics cover the same batches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -263,24 +264,27 @@ class RollingWindows:
         """Indices of the cells that have a row."""
         return self._cells[: self._nrows].copy()
 
-    def to_dict(self, keys: list[tuple[str, ...]]) -> dict[str, Any]:
+    def to_dict(self, keys: Sequence[Sequence[str]]) -> dict[str, Any]:
         """Plain data: the window size, the block length and, by cell key, the events written
         and the mean and m2 of each block in the window, newest first."""
-        out = []
         rows = np.arange(self._nrows)
+        out: list[list[Any]] = []
         if len(rows):
-            _count, _fill, full = self._window(rows)
-            newest = (self._total[rows] - 1) // self.block
-            for row in rows.tolist():
-                slots = (newest[row] - np.arange(full[row] + 1)) % self.slots
-                out.append(
-                    [
-                        list(keys[int(self._cells[row])]),
-                        int(self._total[row]),
-                        self._bmean[row, slots].tolist(),
-                        self._bm2[row, slots].tolist(),
-                    ]
-                )
+            total = self._total[rows]
+            newest = (total - 1) // self.block
+            fill = total - newest * self.block
+            lengths = np.minimum(newest, (self.size - fill) // self.block) + 1
+            flat_rows = np.repeat(rows, lengths)
+            ends = np.cumsum(lengths)
+            age = np.arange(int(ends[-1])) - np.repeat(ends - lengths, lengths)
+            slots = (np.repeat(newest, lengths) - age) % self.slots
+            means = self._bmean[flat_rows, slots].tolist()
+            m2s = self._bm2[flat_rows, slots].tolist()
+            starts = (ends - lengths).tolist()
+            for cell, t, a, b in zip(
+                self._cells[rows].tolist(), total.tolist(), starts, ends.tolist(), strict=True
+            ):
+                out.append([list(keys[cell]), t, means[a:b], m2s[a:b]])
         return {"size": self.size, "block": self.block, "cells": out}
 
     def load_blocks(self, cell: int, total: int, means: list[float], m2s: list[float]) -> None:
