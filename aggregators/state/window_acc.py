@@ -69,7 +69,10 @@ class WindowAcc:
             total = np.bincount(idx, weights=ci * mi, minlength=n_cells)
             m = np.divide(total, c, out=np.zeros(n_cells), where=c > 0)
             dev = mi - m[idx]
-            s = np.bincount(idx, weights=rows[:, 2] + ci * dev * dev, minlength=n_cells)
+            s = np.asarray(
+                np.bincount(idx, weights=rows[:, 2] + ci * dev * dev, minlength=n_cells),
+                dtype=np.float64,
+            )
         self.count, self.mean, self.m2 = merge_moments(*self.sized(n_cells), c, m, s)
 
     def add_hist(

@@ -29,3 +29,18 @@ def test_rolling_statistics_cover_the_batches_the_counts_cover() -> None:
             if key in history:
                 assert snap.rolling_count[i] == snap.events_total[i] == len(history[key])
                 assert np.isclose(snap.rolling_mean[i], np.mean(history[key]), rtol=1e-12)
+
+
+def test_restored_moments_of_cells_named_twice_merge_exactly() -> None:
+    """add_moments (restore) with a cell named twice: the moments of the union."""
+    from tilewatch.aggregators.state.window_acc import WindowAcc
+
+    a, b, c = [0.5, 0.25, 1.0], [2.0, 4.0], [3.0]
+    rows = [(len(x), float(np.mean(x)), float(np.var(x) * len(x))) for x in (a, b, c)]
+    acc = WindowAcc(3)
+    acc.add_moments([1, 1, 2], rows, 3)
+    count, mean, m2 = acc.sized(3)
+    assert count.tolist() == [0, 5, 1]
+    assert np.isclose(mean[1], np.mean(a + b), rtol=1e-15)
+    assert np.isclose(m2[1], np.var(a + b) * 5, rtol=1e-12)
+    assert (mean[2], m2[2]) == (3.0, 0.0)
