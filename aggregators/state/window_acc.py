@@ -41,10 +41,19 @@ class WindowAcc:
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
-        c, m, s = group_moments(cells, values, n_cells)
         self.count = grow(self.count, n_cells)
         self.mean = grow(self.mean, n_cells)
         self.m2 = grow(self.m2, n_cells)
+        if n_cells > 2 * len(cells):
+            # Few cells touched among many: merge only the touched rows, so a batch costs
+            # what it holds, not the size of the cell table.
+            touched, local = np.unique(cells, return_inverse=True)
+            c, m, s = group_moments(local, values, len(touched))
+            self.count[touched], self.mean[touched], self.m2[touched] = merge_moments(
+                self.count[touched], self.mean[touched], self.m2[touched], c, m, s
+            )
+            return
+        c, m, s = group_moments(cells, values, n_cells)
         k = n_cells
         self.count[:k], self.mean[:k], self.m2[:k] = merge_moments(
             self.count[:k], self.mean[:k], self.m2[:k], c, m, s

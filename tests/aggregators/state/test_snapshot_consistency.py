@@ -44,3 +44,25 @@ def test_restored_moments_of_cells_named_twice_merge_exactly() -> None:
     assert np.isclose(mean[1], np.mean(a + b), rtol=1e-15)
     assert np.isclose(m2[1], np.var(a + b) * 5, rtol=1e-12)
     assert (mean[2], m2[2]) == (3.0, 0.0)
+
+
+def test_a_small_batch_in_a_large_table_merges_only_its_cells_exactly() -> None:
+    """WindowAcc.add merges only the touched rows when they are few among many (the sparse
+    path); the result is each cell's count, mean and m2 over all its values."""
+    from tilewatch.aggregators.state.window_acc import WindowAcc
+
+    rng = np.random.default_rng(9)
+    acc = WindowAcc()
+    seen: dict[int, list[float]] = {}
+    for _ in range(6):
+        cells = rng.integers(0, 1000, 50)
+        values = rng.normal(3.0, 1.0, 50)
+        acc.add(cells, values, 1000)  # 1000 > 2 * 50: the sparse path
+        for c, v in zip(cells.tolist(), values.tolist(), strict=True):
+            seen.setdefault(c, []).append(v)
+    count, mean, m2 = acc.sized(1000)
+    assert int(count.sum()) == 300 and set(np.flatnonzero(count).tolist()) == set(seen)
+    for c, vals in seen.items():
+        assert count[c] == len(vals)
+        assert np.isclose(mean[c], np.mean(vals), rtol=1e-12)
+        assert np.isclose(m2[c], np.var(vals) * len(vals), rtol=1e-9, atol=1e-12)
