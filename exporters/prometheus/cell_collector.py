@@ -28,7 +28,7 @@ from tilewatch.exporters.prometheus.cell_families import (
     version_families,
 )
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
-from tilewatch.exporters.prometheus.exposition import CellLabels
+from tilewatch.exporters.prometheus.exposition import CellLabels, WindowTexts
 from tilewatch.exporters.prometheus.families import CellRows, describe
 from tilewatch.exporters.prometheus.ingest_families import (
     ingest_families,
@@ -62,6 +62,7 @@ class CellCollector(Collector):
         self._budget = budget
         self._cell_labels = ["model", *dimensions]
         self._labels = CellLabels(self._cell_labels)
+        self._window_texts = WindowTexts()
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
@@ -70,7 +71,9 @@ class CellCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         exported, unexported = (None, 0) if self._budget is None else self._budget.select(snap)
-        rows = CellRows(snap, self._cell_labels, self._labels, exported, unexported)
+        rows = CellRows(
+            snap, self._cell_labels, self._labels, exported, unexported, self._window_texts
+        )
         yield from cell_families(snap, rows)
         yield from model_families(snap)
         yield from ingest_families(snap)

@@ -51,6 +51,7 @@ __all__ = [
     "CONTENT_TYPE",
     "CellFamily",
     "CellLabels",
+    "WindowTexts",
     "exposition_app",
     "format_values",
     "generate",
@@ -151,6 +152,10 @@ class CellFamily(Metric):
             tuple[list[str], Sequence[tuple[str, ...]], list[str], list[int], Any, Pairs, Pairs]
         ] = []
         self._built: list[Sample] | None = None
+        #: Text to write instead of formatting the columns (a :class:`WindowTexts` hit).
+        self.cached_text: str | None = None
+        #: Called with the text once formatted (to keep it in a :class:`WindowTexts`).
+        self.on_text: Callable[[str], None] | None = None
 
     # ``Metric.__init__`` assigns ``self.samples = []``: keep the assignment harmless and
     # build the samples from the columns when read.
@@ -208,6 +213,14 @@ class CellFamily(Metric):
 
     def text(self) -> str:
         """The family in the text format, its HELP and TYPE lines first."""
+        if self.cached_text is not None:
+            return self.cached_text
+        text = self._format()
+        if self.on_text is not None:
+            self.on_text(text)
+        return text
+
+    def _format(self) -> str:
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         name = self.sample_name
         out = [f"# HELP {name} {doc}\n# TYPE {name} {self.type}\n"]
@@ -225,6 +238,40 @@ class CellFamily(Metric):
                 "".join([f"{head}{strings[r]}{tail}{v}\n" for r, v in zip(rows, vals, strict=True)])
             )
         return "".join(out)
+
+
+class WindowTexts:
+    """The text of families that only change with the reported windows, kept across scrapes.
+
+    A family is reused while the scrape's ``token`` holds the same objects (the snapshot's
+    window arrays and drift view, which the replica reuses until a reported window changes) and
+    the same ``cells`` digest (the exported cells). A closed window's families are thus
+    formatted once, at the first scrape after the window is reported.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[object, ...], Any, str]] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, fam: CellFamily, token: tuple[object, ...], cells: Any) -> None:
+        """Give ``fam`` its kept text, or have it keep its text once formatted."""
+        name = fam.sample_name
+        with self._lock:
+            entry = self._entries.get(name)
+        if (
+            entry is not None
+            and len(entry[0]) == len(token)
+            and all(a is b for a, b in zip(entry[0], token, strict=True))
+            and entry[1] == cells
+        ):
+            fam.cached_text = entry[2]
+            return
+
+        def keep(text: str) -> None:
+            with self._lock:
+                self._entries[name] = (token, cells, text)
+
+        fam.on_text = keep
 
 
 class _Families:

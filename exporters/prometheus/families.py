@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
-from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
+from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels, WindowTexts
 
 __all__ = ["CellRows", "Family", "describe", "family", "table_family"]
 
@@ -96,6 +96,7 @@ class CellRows:
         labels: CellLabels | None = None,
         exported: npt.NDArray[np.bool_] | None = None,
         unexported: int = 0,
+        window_texts: WindowTexts | None = None,
     ) -> None:
         self.labels = list(cell)
         self.keys = snap.keys
@@ -103,11 +104,27 @@ class CellRows:
         self.present: list[int] = np.flatnonzero(self.mask).tolist()
         self.cells = labels if labels is not None else CellLabels(cell)
         self.unexported = unexported
+        self._texts = window_texts
+        # The window arrays and the drift view are the same objects across snapshots until a
+        # reported window changes (the replica caches them): they identify the windows.
+        self._token: tuple[object, ...] = (snap.window_count, snap.drift)
+        self._cells_digest = hash(self.mask.tobytes()) if window_texts is not None else None
 
-    def family(self, name: str, values: npt.NDArray[np.generic]) -> Family:
-        """The per-cell family ``name`` with one sample per present cell."""
+    def family(self, name: str, values: npt.NDArray[np.generic], *, window: bool = False) -> Family:
+        """The per-cell family ``name`` with one sample per present cell; ``window``: its
+        values belong to the reported windows (its text is kept across scrapes)."""
         fam = family(name, self.labels)
         self.add(fam, values)
+        if window:
+            self.window(fam)
+        return fam
+
+    def window(self, fam: Family) -> Family:
+        """Mark ``fam`` as holding only values of the reported windows: with the collector's
+        :class:`~tilewatch.exporters.prometheus.exposition.WindowTexts`, its text is formatted
+        once per reported window and exported set of cells."""
+        if self._texts is not None and isinstance(fam, CellFamily):
+            self._texts.attach(fam, self._token, self._cells_digest)
         return fam
 
     def add(

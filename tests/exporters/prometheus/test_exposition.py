@@ -176,3 +176,36 @@ def test_the_app_serves_text_gzip_and_name_filters() -> None:
     assert names == {"tilewatch_events", "tilewatch_kafka_up"}
     events = parse(only.decode())["tilewatch_events"]
     assert events == parse(body.decode())["tilewatch_events"]
+
+
+def test_window_families_are_formatted_once_per_reported_window() -> None:
+    """A closed window's families keep their text across scrapes until the reported window
+    (or the set of exported cells) changes; the exposition stays what a fresh writer gives."""
+    state = health_state(health_profile())
+    collector = CellCollector(state.snapshot, DIMS)
+    registry = CollectorRegistry()
+    registry.register(collector)
+
+    def window_families() -> dict[str, CellFamily]:
+        return {
+            f.name: f
+            for f in registry.collect()
+            if isinstance(f, CellFamily) and f.name.startswith("tilewatch_window_")
+        }
+
+    first = generate(registry)
+    cached = window_families()
+    assert "tilewatch_window_score_psi" in cached and "tilewatch_window_events" in cached
+    assert all(f.cached_text is not None for f in cached.values())
+    assert generate(registry) == first
+    fresh = CollectorRegistry()
+    fresh.register(CellCollector(state.snapshot, DIMS))
+    assert generate(fresh) == first
+    # A new event in the open window: counts change, the reported window does not.
+    state.apply(("t", 0), [("m", "a", "x")], np.array([16.0]), np.array([0.5]), 10_000)
+    assert all(f.cached_text is not None for f in window_families().values())
+    # The next window closes: every window family is formatted again.
+    state.apply(("t", 0), [("m", "a", "x")], np.array([35.0]), np.array([0.5]), 10_001)
+    state.refresh()
+    assert all(f.cached_text is None for f in window_families().values())
+    assert_same(parse(generate(registry).decode()), parse(generate_latest(registry).decode()))
