@@ -217,11 +217,13 @@ def follow(
         time.sleep(0.02)
     t0, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
     samples = [(t0, cpu0)]
+    rss: list[tuple[float, int]] = []  # (seconds since assignment, RSS MB)
     busy_seen = False
     while True:
         check()
         time.sleep(POLL)
         samples.append((time.monotonic(), cpu_seconds(proc.pid)))
+        rss.append((round(samples[-1][0] - t0, 1), proc_status(proc.pid)["VmRSS"] // 1024))
         window = [s for s in samples if s[0] >= samples[-1][0] - IDLE_SECONDS]
         if samples[-1][0] - t0 < IDLE_SECONDS or len(window) < 2:
             continue
@@ -241,6 +243,7 @@ def follow(
         "cpu_us_per_event": 1e6 * (cpu1 - cpu0) / events,
         "cpu_share": (cpu1 - cpu0) / (t1 - t0),
         "spawn_to_all_committed_seconds": time.monotonic() - t_spawn,
+        "rss_mb_timeline": rss,
     }
 
 
