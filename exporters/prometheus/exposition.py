@@ -11,12 +11,15 @@ sorts and escapes, and a float conversion: about 5 us per sample, so 0.5 to 1 s 
   its ``samples`` are built only when something asks for them (tests, ``registry``
   look-ups, ``name[]`` filtering, prometheus-client's own formatter), so it stays a normal
   ``Metric`` for every consumer;
+- :class:`WindowTexts` keeps the text of the families of the reported windows across scrapes,
+  so a closed window's families are formatted once;
 - :func:`generate` writes the exposition: a :class:`CellFamily` as its text, every other family
   through prometheus-client's ``generate_latest``; :func:`exposition_app` serves it (text format
   0.0.4, gzip when asked, ``name[]`` filtering).
 
 The output parses to the same samples as prometheus-client's (labels in declaration order
-instead of sorted, which the format allows); ``tests/exporters/prometheus/test_exposition.py``
+instead of sorted, which the format allows; values of a million and more without Go's
+exponent, see :func:`format_values`); ``tests/exporters/prometheus/test_exposition.py``
 checks both on the same data and runs ``promtool check metrics`` on it.
 
 Examples
