@@ -9,9 +9,13 @@ formula, histograms add.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
+
+#: Bin counts of the histograms (latency, drift): int32.
+HIST_DTYPE = np.int32
 
 __all__ = ["WindowAcc"]
 
@@ -37,7 +41,9 @@ class WindowAcc:
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
-        self.hist: dict[str, IntArray] = {}
+        #: Histogram tables by name: ``(cells, bins)`` counts, int32 (4 bytes a bin: a cell's
+        #: window holds fewer than 2**31 events), rows allocated ahead by doubling.
+        self.hist: dict[str, npt.NDArray[np.int32]] = {}
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
@@ -87,27 +93,37 @@ class WindowAcc:
     def add_hist(
         self, name: str, cells: IntArray, bins: IntArray, n_cells: int, n_bins: int
     ) -> None:
-        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted)."""
+        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted).
+
+        Counted in place (``np.add.at``), so a batch costs its events, not cells x bins.
+        """
         ok = bins >= 0
-        flat = np.bincount(cells[ok] * n_bins + bins[ok], minlength=n_cells * n_bins)
-        self.add_counts(name, flat.reshape(n_cells, n_bins).astype(np.int64))
+        table = self._hist_table(name, n_cells, n_bins)
+        np.add.at(table, (cells[ok], bins[ok]), 1)
+
+    def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.int32]:
+        """Histogram ``name``'s table with at least ``rows`` cells and ``bins`` bins (rows grow
+        by doubling, so cells first seen one batch at a time cost amortized O(1))."""
+        table = self.hist.get(name)
+        if table is None:
+            table = np.zeros((rows, bins), dtype=HIST_DTYPE)
+        elif table.shape[0] < rows or table.shape[1] < bins:
+            grown_rows = max(rows, 2 * table.shape[0]) if table.shape[0] < rows else rows
+            table = resized(table, (max(grown_rows, table.shape[0]), max(bins, table.shape[1])))
+        self.hist[name] = table
+        return table
 
     def add_counts(self, name: str, counts: IntArray) -> None:
         """Add a ``(cells, bins)`` table to histogram ``name``, growing it as needed."""
-        acc = self.hist.get(name)
-        if acc is None:
-            self.hist[name] = counts
-            return
-        rows, bins = max(acc.shape[0], counts.shape[0]), max(acc.shape[1], counts.shape[1])
-        if acc.shape != (rows, bins):
-            acc = resized(acc, (rows, bins))
-        acc[: counts.shape[0], : counts.shape[1]] += counts
-        self.hist[name] = acc
+        table = self._hist_table(name, counts.shape[0], counts.shape[1])
+        table[: counts.shape[0], : counts.shape[1]] += counts.astype(HIST_DTYPE)
 
     def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
-        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent)."""
+        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent), as int64."""
         h = self.hist.get(name)
-        return np.zeros((n, n_bins), dtype=np.int64) if h is None else resized(h, (n, n_bins))
+        if h is None:
+            return np.zeros((n, n_bins), dtype=np.int64)
+        return resized(h, (n, n_bins)).astype(np.int64)
 
     def sized(self, n: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """The arrays cut or zero-padded to ``n`` cells."""
