@@ -25,6 +25,7 @@ from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.config import Config
 from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
+from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
@@ -166,13 +167,16 @@ class App:
             label_topic=cfg.label_topic,
         )
         register_process_metrics(self.registry)
-        self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions))
         self.health = HealthCollector(
             self.state.snapshot,
             cfg.cells.dimensions,
             cfg.hierarchy,
             detectors=running_detectors(cfg),
         )
+        # One series budget for both collectors, so they export the same cells.
+        budget = CellBudget(cfg.exporter.max_exported_cells, self.health.unhealthy)
+        self.health.budget = budget
+        self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
         self.registry.register(self.health)
         self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
         self.server = MetricsServer(

@@ -83,6 +83,7 @@ class CellRegistry:
         self.model_names: list[str] = []
         self._model_index: dict[str, int] = {}
         self._model_of: list[int] = []
+        self._model_ids_cache: IntArray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -99,8 +100,14 @@ class CellRegistry:
 
     @property
     def model_ids(self) -> IntArray:
-        """Model id (an index into :attr:`model_names`) of every cell."""
-        return np.array(self._model_of, dtype=np.int64)
+        """Model id (an index into :attr:`model_names`) of every cell (read-only; rebuilt only
+        when cells were added since the last call, since every window and snapshot reads it)."""
+        cached = self._model_ids_cache
+        if cached is None or len(cached) != len(self._model_of):
+            cached = np.array(self._model_of, dtype=np.int64)
+            cached.flags.writeable = False
+            self._model_ids_cache = cached
+        return cached
 
     def index_many(self, keys: Sequence[CellKey]) -> IntArray:
         """Leaf index of each key, creating cells as needed (one dict lookup per known key)."""

@@ -26,6 +26,7 @@ from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snap
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
+from tilewatch.aggregators.stats.rolling import RollingCopy
 
 __all__ = [
     "PartCopy",
@@ -45,7 +46,7 @@ class PartCopy:
     events: IntArray
     late: IntArray
     last: FloatArray
-    rolling: tuple[IntArray, FloatArray, FloatArray]
+    rolling: RollingCopy
     windows: dict[int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, IntArray]]]
     violations: dict[tuple[str, str, str], int]
     detections: dict[tuple[int, str], tuple[int, float, bool]]
@@ -204,7 +205,7 @@ def merge(
         events += part.events
         late += part.late
         np.maximum(last, part.last, out=last)
-        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling)
+        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling.current())
         for vkey, count in part.violations.items():
             violations[vkey] = violations.get(vkey, 0) + count
     wv = window_view

@@ -290,7 +290,13 @@ class PartitionState:
         ]
         for vkey, vcount in parsed.violations:
             out.violations[vkey] = out.violations.get(vkey, 0) + vcount
-        for key, values in parsed.rolling:
-            out.rolling.update(np.full(len(values), index[key], dtype=np.int64), np.asarray(values))
+        blocks = []
+        for row in parsed.rolling:
+            if len(row) == 2:  # raw values (version 1 checkpoints): replayed
+                values = np.asarray(row[1], dtype=np.float64)
+                out.rolling.update(np.full(len(values), index[row[0]], dtype=np.int64), values)
+            else:
+                blocks.append((index[row[0]], row[1], row[2], row[3]))
+        out.rolling.load_many(blocks)
         out.versions = parsed.versions
         return out

@@ -6,7 +6,8 @@ as plain JSON data, cells named by key (never by index)::
     {"offset": 1200, "max_event_time": 180.5,
      "cells": [[key, events, late, last event time], ...],
      "open": [[window, [[key, count, mean, m2], ...], {histogram: [[key, counts], ...]}], ...],
-     "closed": [...], "rolling": {"size": 1000, "cells": [[key, values], ...]},
+     "closed": [...], "rolling": {"size": 1000, "block": 50,
+                                  "cells": [[key, total, block means, block m2s], ...]},
      "violations": [[model, feature, kind, count], ...], "detectors": [...],
      "versions": [...], "labels": {...} or null}
 
@@ -27,6 +28,7 @@ from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
+from tilewatch.aggregators.stats.rolling import block_length
 
 if TYPE_CHECKING:
     from tilewatch.aggregators.state.partition import PartitionState
@@ -53,21 +55,28 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
     n = len(keys)
     events, late = resized(state.events, n), resized(state.late, n)
     touched = np.flatnonzero((events > 0) | (late > 0)).tolist()
+    # One list per key, shared by every row that names the cell (JSON writes each in full).
+    key_lists = [list(k) for k in keys]
 
     def windows(table: dict[int, WindowAcc]) -> list[Any]:
         out = []
         for w, acc in sorted(table.items()):
             c, m, s = acc.sized(n)
-            idx = np.flatnonzero(c).tolist()
+            at = np.flatnonzero(c)
             entry: list[Any] = [
                 w,
-                [[list(keys[i]), int(c[i]), float(m[i]), float(s[i])] for i in idx],
+                [
+                    [key_lists[i], ci, mi, si]
+                    for i, ci, mi, si in zip(
+                        at.tolist(), c[at].tolist(), m[at].tolist(), s[at].tolist(), strict=True
+                    )
+                ],
             ]
             if acc.hist:
                 entry.append(
                     {
                         name: [
-                            [list(keys[i]), h[i].tolist()]
+                            [key_lists[i], h[i].tolist()]
                             for i in np.flatnonzero(h[:n].any(axis=1)).tolist()
                         ]
                         for name, h in sorted(acc.hist.items())
@@ -81,22 +90,68 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
         "offset": state.offset,
         "max_event_time": finite_or_none(state.max_event_time),
         "cells": [
-            [
-                list(keys[i]),
-                int(events[i]),
-                int(late[i]),
-                finite_or_none(float(state.last_event_time[i])),
-            ]
-            for i in touched
+            [key_lists[i], e, lt, finite_or_none(t)]
+            for i, e, lt, t in zip(
+                touched,
+                events[touched].tolist(),
+                late[touched].tolist(),
+                resized(state.last_event_time, n)[touched].tolist(),
+                strict=True,
+            )
         ],
         "open": windows(state.open),
         "closed": windows(state.closed),
-        "rolling": state.rolling.to_dict(keys),
+        "rolling": state.rolling.to_dict(key_lists),
         "violations": [[*k, count] for k, count in sorted(state.violations.items())],
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),
         "labels": None if state.labels is None else state.labels.to_dict(keys),
     }
+
+
+#: A rolling window of a checkpoint: ``(key, values)`` or ``(key, total, block means, m2s)``.
+RollingRow = tuple[CellKey, list[float]] | tuple[CellKey, int, list[float], list[float]]
+
+
+def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
+    """Check the rolling windows: blocks (``{"size", "block", "cells": [[key, total, means,
+    m2s], ...]}``, newest block first) or the raw values of earlier checkpoints (no
+    ``block``: ``[[key, values], ...]``)."""
+    check = CHECK
+    if type(rolling) is not dict or type(rolling.get("cells")) is not list:
+        raise check.fail("rolling", "expected an object with a list of cells")
+    if rolling.get("size") != size:
+        raise StateError(
+            f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
+            f"the configured {size}"
+        )
+    out: list[RollingRow] = []
+    if "block" not in rolling:
+        for j, row in enumerate(rolling["cells"]):
+            at = f"rolling.cells[{j}]"
+            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
+                raise check.fail(at, "expected [key, values]")
+            out.append((key(row[0], at), check.floats(row[1][-size:], at)))
+        return out
+    block = block_length(size)
+    if rolling["block"] != block:
+        raise StateError(
+            f"rolling block length {rolling['block']!r} in the checkpoint differs from the "
+            f"{block} of a {size}-event window"
+        )
+    for j, row in enumerate(rolling["cells"]):
+        at = f"rolling.cells[{j}]"
+        if type(row) is not list or len(row) != 4 or type(row[2]) is not list:
+            raise check.fail(at, "expected [key, total, means, m2s]")
+        total = check.integer(row[1], at, 1)
+        newest = (total - 1) // block
+        blocks = min(newest, (size - (total - newest * block)) // block) + 1
+        means = check.floats(row[2], at)
+        m2s = check.floats(row[3], at) if type(row[3]) is list else None
+        if m2s is None or len(means) != blocks or len(m2s) != blocks or min(m2s) < 0:
+            raise check.fail(at, f"expected {blocks} block means and m2s (>= 0) for {total}")
+        out.append((key(row[0], at), total, means, m2s))
+    return out
 
 
 class ParsedPartition:
@@ -125,7 +180,8 @@ class ParsedPartition:
         self.cells: list[tuple[CellKey, int, int, float]] = []
         self.open: list[tuple[int, list[MomentRow]]] = []
         self.closed: list[tuple[int, list[MomentRow]]] = []
-        self.rolling: list[tuple[CellKey, list[float]]] = []
+        #: ``(key, values)`` (raw values, version 1) or ``(key, total, means, m2s)`` (blocks).
+        self.rolling: list[RollingRow] = []
         #: ``("open" | "closed", window)`` -> its histograms.
         self.hists: dict[tuple[str, int], HistRows] = {}
         self.violations: list[tuple[tuple[str, str, str], int]] = []
@@ -211,20 +267,7 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
             )
         out.open = windows(data["open"], "open")
         out.closed = windows(data["closed"], "closed")
-        rolling = data["rolling"]
-        if type(rolling) is not dict or type(rolling.get("cells")) is not list:
-            raise check.fail("rolling", "expected an object with a list of cells")
-        if rolling.get("size") != rolling_size:
-            raise StateError(
-                f"rolling window size {rolling.get('size')!r} in the checkpoint differs from "
-                f"the configured {rolling_size}"
-            )
-        for j, row in enumerate(rolling["cells"]):
-            at = f"rolling.cells[{j}]"
-            if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
-                raise check.fail(at, "expected [key, values]")
-            values = check.floats(row[1][-rolling_size:], at)
-            out.rolling.append((key(row[0], at), values))
+        out.rolling = _rolling(data["rolling"], rolling_size, key)
         for j, row in enumerate(check.array(data["violations"], "violations")):
             at = f"violations[{j}]"
             if type(row) is not list or len(row) != 4 or not all(type(x) is str for x in row[:3]):

@@ -346,7 +346,7 @@ class ReplicaState:
                     events=part.events[:n].copy(),
                     late=part.late[:n].copy(),
                     last=part.last_event_time[:n].copy(),
-                    rolling=part.rolling.moments(n),
+                    rolling=part.rolling.copy(n),
                     windows={
                         w: (
                             acc.sized(n),

@@ -9,9 +9,13 @@ formula, histograms add.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
+
+#: Bin counts of the histograms (latency, drift): int32.
+HIST_DTYPE = np.int32
 
 __all__ = ["WindowAcc"]
 
@@ -37,14 +41,25 @@ class WindowAcc:
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
-        self.hist: dict[str, IntArray] = {}
+        #: Histogram tables by name: ``(cells, bins)`` counts, int32 (4 bytes a bin: a cell's
+        #: window holds fewer than 2**31 events), rows allocated ahead by doubling.
+        self.hist: dict[str, npt.NDArray[np.int32]] = {}
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
-        c, m, s = group_moments(cells, values, n_cells)
         self.count = grow(self.count, n_cells)
         self.mean = grow(self.mean, n_cells)
         self.m2 = grow(self.m2, n_cells)
+        if n_cells > 2 * len(cells):
+            # Few cells touched among many: merge only the touched rows, so a batch costs
+            # what it holds, not the size of the cell table.
+            touched, local = np.unique(cells, return_inverse=True)
+            c, m, s = group_moments(local, values, len(touched))
+            self.count[touched], self.mean[touched], self.m2[touched] = merge_moments(
+                self.count[touched], self.mean[touched], self.m2[touched], c, m, s
+            )
+            return
+        c, m, s = group_moments(cells, values, n_cells)
         k = n_cells
         self.count[:k], self.mean[:k], self.m2[:k] = merge_moments(
             self.count[:k], self.mean[:k], self.m2[:k], c, m, s
@@ -55,39 +70,60 @@ class WindowAcc:
     ) -> None:
         """Merge per-cell ``(count, mean, m2)`` into this window; ``cells`` may repeat (restore:
         two keys of a checkpoint that name one cell here)."""
+        idx = np.asarray(cells, dtype=np.int64)
+        rows = np.asarray(moments, dtype=np.float64).reshape(-1, 3)
         c = np.zeros(n_cells, dtype=np.int64)
         m, s = np.zeros(n_cells), np.zeros(n_cells)
-        for cell, (ci, mi, si) in zip(cells, moments, strict=True):
-            at = slice(cell, cell + 1)
-            c[at], m[at], s[at] = merge_moments(
-                c[at], m[at], s[at], np.array([ci]), np.array([mi]), np.array([si])
+        # Each cell named once: its moments as they are (the common case, no rounding).
+        c[idx] = rows[:, 0].astype(np.int64)
+        m[idx] = rows[:, 1]
+        s[idx] = rows[:, 2]
+        if len(np.unique(idx)) < len(idx):  # some cell named more than once: Chan's merge
+            ci, mi = rows[:, 0], rows[:, 1]
+            c = np.bincount(idx, weights=ci, minlength=n_cells).astype(np.int64)
+            total = np.bincount(idx, weights=ci * mi, minlength=n_cells)
+            m = np.divide(total, c, out=np.zeros(n_cells), where=c > 0)
+            dev = mi - m[idx]
+            s = np.asarray(
+                np.bincount(idx, weights=rows[:, 2] + ci * dev * dev, minlength=n_cells),
+                dtype=np.float64,
             )
         self.count, self.mean, self.m2 = merge_moments(*self.sized(n_cells), c, m, s)
 
     def add_hist(
         self, name: str, cells: IntArray, bins: IntArray, n_cells: int, n_bins: int
     ) -> None:
-        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted)."""
+        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted).
+
+        Counted in place (``np.add.at``), so a batch costs its events, not cells x bins.
+        """
         ok = bins >= 0
-        flat = np.bincount(cells[ok] * n_bins + bins[ok], minlength=n_cells * n_bins)
-        self.add_counts(name, flat.reshape(n_cells, n_bins).astype(np.int64))
+        table = self._hist_table(name, n_cells, n_bins)
+        np.add.at(table, (cells[ok], bins[ok]), 1)
+
+    def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.int32]:
+        """Histogram ``name``'s table with at least ``rows`` cells and ``bins`` bins (rows grow
+        by doubling, so cells first seen one batch at a time cost amortized O(1))."""
+        table = self.hist.get(name)
+        if table is None:
+            table = np.zeros((rows, bins), dtype=HIST_DTYPE)
+        elif table.shape[0] < rows or table.shape[1] < bins:
+            grown_rows = max(rows, 2 * table.shape[0]) if table.shape[0] < rows else rows
+            table = resized(table, (max(grown_rows, table.shape[0]), max(bins, table.shape[1])))
+        self.hist[name] = table
+        return table
 
     def add_counts(self, name: str, counts: IntArray) -> None:
         """Add a ``(cells, bins)`` table to histogram ``name``, growing it as needed."""
-        acc = self.hist.get(name)
-        if acc is None:
-            self.hist[name] = counts
-            return
-        rows, bins = max(acc.shape[0], counts.shape[0]), max(acc.shape[1], counts.shape[1])
-        if acc.shape != (rows, bins):
-            acc = resized(acc, (rows, bins))
-        acc[: counts.shape[0], : counts.shape[1]] += counts
-        self.hist[name] = acc
+        table = self._hist_table(name, counts.shape[0], counts.shape[1])
+        table[: counts.shape[0], : counts.shape[1]] += counts.astype(HIST_DTYPE)
 
     def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
-        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent)."""
+        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent), as int64."""
         h = self.hist.get(name)
-        return np.zeros((n, n_bins), dtype=np.int64) if h is None else resized(h, (n, n_bins))
+        if h is None:
+            return np.zeros((n, n_bins), dtype=np.int64)
+        return resized(h, (n, n_bins)).astype(np.int64)
 
     def sized(self, n: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """The arrays cut or zero-padded to ``n`` cells."""

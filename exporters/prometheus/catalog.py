@@ -95,9 +95,10 @@ METRICS: tuple[MetricDoc, ...] = (
               "Events in the cell's rolling window (at most [cells].rolling_events per "
               "partition)."),
     MetricDoc("tilewatch_rolling_score_mean", GAUGE, "cell",
-              "Mean score over the cell's last [cells].rolling_events events."),
+              "Mean score over the cell's rolling window (its last tilewatch_rolling_events "
+              "events)."),
     MetricDoc("tilewatch_rolling_score_variance", GAUGE, "cell",
-              "Sample variance (ddof=1) of the score over the last [cells].rolling_events events."),
+              "Sample variance (ddof=1) of the score over the cell's rolling window."),
     MetricDoc("tilewatch_window_end_timestamp_seconds", GAUGE, "model",
               "End (epoch seconds) of the model's last closed window."),
     MetricDoc("tilewatch_last_event_timestamp_seconds", GAUGE, "cell",
@@ -106,6 +107,9 @@ METRICS: tuple[MetricDoc, ...] = (
               "Records between the consumer's position and the partition's high watermark."),
     MetricDoc("tilewatch_cells", GAUGE, "kind",
               "Cells in the table: kind=leaf (model x dimension values) or kind=rollup."),
+    MetricDoc("tilewatch_cells_unexported", GAUGE, "",
+              "Leaf cells with events left out of this scrape by [exporter].max_exported_cells "
+              "(read them in the JSON API, /api/cells)."),
     MetricDoc("tilewatch_cells_overflow_total", COUNTER, "model",
               "Events sent to the model's __other__ cell because [cells].max_cells was reached."),
     MetricDoc("tilewatch_dead_letter_events_total", COUNTER, "",

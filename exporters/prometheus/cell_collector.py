@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
 from tilewatch.exporters.prometheus.cell_families import (
     cell_families,
@@ -27,6 +28,7 @@ from tilewatch.exporters.prometheus.cell_families import (
     version_families,
 )
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
+from tilewatch.exporters.prometheus.exposition import CellLabels, WindowTexts
 from tilewatch.exporters.prometheus.families import CellRows, describe
 from tilewatch.exporters.prometheus.ingest_families import (
     ingest_families,
@@ -46,11 +48,21 @@ class CellCollector(Collector):
         Returns a fresh consistent snapshot (``ReplicaState.snapshot``).
     dimensions
         The cell dimensions (label names besides ``model``).
+    budget
+        The series budget (``[exporter] max_exported_cells``); ``None`` exports every cell.
     """
 
-    def __init__(self, snapshot: Callable[[], Snapshot], dimensions: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        dimensions: tuple[str, ...],
+        budget: CellBudget | None = None,
+    ) -> None:
         self._snapshot = snapshot
+        self._budget = budget
         self._cell_labels = ["model", *dimensions]
+        self._labels = CellLabels(self._cell_labels)
+        self._window_texts = WindowTexts()
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
@@ -58,7 +70,10 @@ class CellCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
-        rows = CellRows(snap, self._cell_labels)
+        exported, unexported = (None, 0) if self._budget is None else self._budget.select(snap)
+        rows = CellRows(
+            snap, self._cell_labels, self._labels, exported, unexported, self._window_texts
+        )
         yield from cell_families(snap, rows)
         yield from model_families(snap)
         yield from ingest_families(snap)

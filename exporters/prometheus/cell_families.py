@@ -23,20 +23,21 @@ __all__ = ["cell_families", "latency_families", "model_families", "version_famil
 def cell_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     """Events, window and rolling statistics per cell, then the cell table's size by kind."""
     yield rows.family("tilewatch_events_total", snap.events_total)
-    yield rows.family("tilewatch_window_events", snap.window_count)
-    yield rows.family("tilewatch_window_score_mean", snap.window_mean)
-    yield rows.family("tilewatch_window_score_variance", snap.window_variance)
+    yield rows.family("tilewatch_window_events", snap.window_count, window=True)
+    yield rows.family("tilewatch_window_score_mean", snap.window_mean, window=True)
+    yield rows.family("tilewatch_window_score_variance", snap.window_variance, window=True)
     counts = snap.window_count
     sums = np.where(counts > 0, np.nan_to_num(snap.window_mean) * counts, 0.0)
     m2 = np.where(counts > 1, np.nan_to_num(snap.window_variance) * (counts - 1), 0.0)
-    yield rows.family("tilewatch_window_score_summed", sums)
-    yield rows.family("tilewatch_window_score_m2", m2)
+    yield rows.family("tilewatch_window_score_summed", sums, window=True)
+    yield rows.family("tilewatch_window_score_m2", m2, window=True)
     yield rows.family("tilewatch_rolling_events", snap.rolling_count)
     yield rows.family("tilewatch_rolling_score_mean", snap.rolling_mean)
     yield rows.family("tilewatch_rolling_score_variance", snap.rolling_variance)
     yield rows.family("tilewatch_last_event_timestamp_seconds", snap.last_event_time)
     leaves = int(snap.is_leaf.sum())
     yield table_family("tilewatch_cells", {"leaf": leaves, "rollup": len(snap.keys) - leaves})
+    yield family("tilewatch_cells_unexported", value=rows.unexported)
 
 
 def model_families(snap: Snapshot) -> Iterator[Metric]:
@@ -49,13 +50,13 @@ def model_families(snap: Snapshot) -> Iterator[Metric]:
 def latency_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     """Latency percentiles of the last closed window, per cell with events and latencies."""
     fam = family("tilewatch_window_latency_seconds", rows.labels)
-    has = snap.window_count > 0
+    has = (snap.window_count > 0) & rows.mask
     for q in LATENCY_QUANTILES:
         values = snap.window_latency.get(q)
         if values is not None:
             cells = np.flatnonzero(has & ~np.isnan(values)).tolist()
             rows.add(fam, values, percentile_label(q), cells=cells)
-    yield fam
+    yield rows.window(fam)
 
 
 def version_families(snap: Snapshot) -> Iterator[Metric]:

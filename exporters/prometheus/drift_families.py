@@ -23,15 +23,15 @@ def drift_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     drift = snap.drift
     if drift is None:
         return
-    yield rows.family("tilewatch_window_score_psi", drift.score_psi)
-    yield rows.family("tilewatch_window_score_js_distance", drift.score_js_distance)
-    yield rows.family("tilewatch_window_score_mean_zscore", drift.mean_zscore)
-    yield rows.family("tilewatch_window_score_mean_lower", drift.mean_lower)
-    yield rows.family("tilewatch_window_score_mean_upper", drift.mean_upper)
-    yield rows.family("tilewatch_window_score_mean_change", drift.mean_change)
-    yield rows.family("tilewatch_window_class_shift_pvalue", drift.class_pvalue)
+    yield rows.family("tilewatch_window_score_psi", drift.score_psi, window=True)
+    yield rows.family("tilewatch_window_score_js_distance", drift.score_js_distance, window=True)
+    yield rows.family("tilewatch_window_score_mean_zscore", drift.mean_zscore, window=True)
+    yield rows.family("tilewatch_window_score_mean_lower", drift.mean_lower, window=True)
+    yield rows.family("tilewatch_window_score_mean_upper", drift.mean_upper, window=True)
+    yield rows.family("tilewatch_window_score_mean_change", drift.mean_change, window=True)
+    yield rows.family("tilewatch_window_class_shift_pvalue", drift.class_pvalue, window=True)
     significant = drift.class_significant.astype(float)
-    yield rows.family("tilewatch_window_class_shift_significant", significant)
+    yield rows.family("tilewatch_window_class_shift_significant", significant, window=True)
     for name, table in (  # cells x features
         ("tilewatch_window_feature_psi", drift.feature_psi),
         ("tilewatch_window_feature_psi_effect", drift.feature_effect),
@@ -42,11 +42,11 @@ def drift_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
         fam = family(name, rows.labels)
         for j, feature in enumerate(drift.features):
             rows.add(fam, table[:, j], feature)
-        yield fam
+        yield rows.window(fam)
     flag = family("tilewatch_window_drift_flag", rows.labels)
     for signal, mask in sorted(drift.flags.items()):
         rows.add(flag, mask.astype(float), signal)
-    yield flag
+    yield rows.window(flag)
     for name, values in (
         ("tilewatch_window_drift_pvalue", drift.pvalue),
         ("tilewatch_window_drift_effect", drift.effect),
@@ -54,7 +54,7 @@ def drift_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
         fam = family(name, rows.labels)
         for signal, column in sorted(values.items()):
             rows.add(fam, column, signal)
-        yield fam
+        yield rows.window(fam)
     yield table_family("tilewatch_schema_violations_total", snap.violations)
     yield from detection_families(snap, rows)
 
@@ -65,7 +65,10 @@ def detection_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     active = family("tilewatch_drift_active", rows.labels)
     last = family("tilewatch_drift_last_timestamp_seconds", rows.labels)
     keys = snap.keys
+    exported = rows.mask
     for (cell, detector), (n, when, on) in sorted(snap.detections.items()):
+        if cell >= len(exported) or not exported[cell]:
+            continue
         labels = [*keys[cell], detector]
         total.add_metric(labels, n)
         active.add_metric(labels, float(on))

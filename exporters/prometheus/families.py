@@ -23,21 +23,25 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
+from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels, WindowTexts
 
 __all__ = ["CellRows", "Family", "describe", "family", "table_family"]
 
-#: A metric family of either type (both take ``add_metric(labels, value)``).
-Family = CounterMetricFamily | GaugeMetricFamily
+#: A metric family of either type (all take ``add_metric(labels, value)``).
+Family = CounterMetricFamily | GaugeMetricFamily | CellFamily
 
 
 def family(name: str, cell: Sequence[str] = (), *, value: float | None = None) -> Family:
     """An empty family of the catalogued metric ``name``, or one sample ``value`` without labels.
 
     ``cell`` are the cell's label names (``model`` and the dimensions), put where the catalog
-    says ``cell``.
+    says ``cell``; a family with cell labels is a
+    :class:`~tilewatch.exporters.prometheus.exposition.CellFamily`, written in bulk.
     """
     doc = CATALOG[name]
     labels = None if value is not None else doc.label_names(cell)
+    if cell and labels is not None and "cell" in [p.strip() for p in doc.labels.split(",")]:
+        return CellFamily(doc.family, doc.help, doc.kind, labels)
     if doc.kind == COUNTER:
         return CounterMetricFamily(doc.family, doc.help, labels=labels, value=value)
     return GaugeMetricFamily(doc.family, doc.help, labels=labels, value=value)
@@ -75,17 +79,52 @@ class CellRows:
         The scrape's snapshot.
     cell
         The cell's label names: ``model`` and the dimensions.
+    labels
+        The collector's cache of formatted label sets (kept across scrapes); a fresh one if
+        not given.
+    exported
+        The cells to export (the series budget's choice, :mod:`.budget`); default: every cell
+        with events.
+    unexported
+        Leaf cells with events that the budget left out.
     """
 
-    def __init__(self, snap: Snapshot, cell: Sequence[str]) -> None:
+    def __init__(
+        self,
+        snap: Snapshot,
+        cell: Sequence[str],
+        labels: CellLabels | None = None,
+        exported: npt.NDArray[np.bool_] | None = None,
+        unexported: int = 0,
+        window_texts: WindowTexts | None = None,
+    ) -> None:
         self.labels = list(cell)
         self.keys = snap.keys
-        self.present: list[int] = np.flatnonzero(snap.events_total > 0).tolist()
+        self.mask = snap.events_total > 0 if exported is None else exported
+        self.present: list[int] = np.flatnonzero(self.mask).tolist()
+        self.cells = labels if labels is not None else CellLabels(cell)
+        self.unexported = unexported
+        self._texts = window_texts
+        # The window arrays and the drift view are the same objects across snapshots until a
+        # reported window changes (the replica caches them): they identify the windows.
+        self._token: tuple[object, ...] = (snap.window_count, snap.drift)
+        self._cells_digest = hash(self.mask.tobytes()) if window_texts is not None else None
 
-    def family(self, name: str, values: npt.NDArray[np.generic]) -> Family:
-        """The per-cell family ``name`` with one sample per present cell."""
+    def family(self, name: str, values: npt.NDArray[np.generic], *, window: bool = False) -> Family:
+        """The per-cell family ``name`` with one sample per present cell; ``window``: its
+        values belong to the reported windows (its text is kept across scrapes)."""
         fam = family(name, self.labels)
         self.add(fam, values)
+        if window:
+            self.window(fam)
+        return fam
+
+    def window(self, fam: Family) -> Family:
+        """Mark ``fam`` as holding only values of the reported windows: with the collector's
+        :class:`~tilewatch.exporters.prometheus.exposition.WindowTexts`, its text is formatted
+        once per reported window and exported set of cells."""
+        if self._texts is not None and isinstance(fam, CellFamily):
+            self._texts.attach(fam, self._token, self._cells_digest)
         return fam
 
     def add(
@@ -99,6 +138,10 @@ class CellRows:
         the cell's key followed by ``extra``."""
         keys = self.keys
         rows = self.present if cells is None else cells
+        if isinstance(fam, CellFamily):
+            after = tuple(zip(fam.label_names[len(self.labels) :], extra, strict=True))
+            fam.add_cells(self.cells, keys, rows, values[rows], after=after)
+            return
         add = fam.add_metric
         if extra:
             for i, v in zip(rows, values[rows].tolist(), strict=True):

@@ -26,7 +26,9 @@ from tilewatch.aggregators.health.evaluate import Driver, HierarchyInputs, Hiera
 from tilewatch.aggregators.health.inputs import cell_statistics, model_gaps, version_first_seen
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
+from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
 from tilewatch.exporters.prometheus.families import (
     CellRows,
     Family,
@@ -55,6 +57,8 @@ class HealthCollector(Collector):
         Drift detectors that run (cells without a detection read ``drift_active`` 0).
     clock
         Wall-clock time for the aging signals.
+    budget
+        The series budget shared with the cell collector (the same cells are exported).
     """
 
     def __init__(
@@ -65,10 +69,13 @@ class HealthCollector(Collector):
         *,
         detectors: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        budget: CellBudget | None = None,
     ) -> None:
+        self.budget = budget
         self._snapshot = snapshot
         self._dimensions = dimensions
         self._cell_labels = ["model", *dimensions]
+        self._labels = CellLabels(self._cell_labels)
         self._settings = settings
         self._statistic = {m.name: m.statistic for m in settings.metrics}
         self._detectors = tuple(detectors)
@@ -99,28 +106,40 @@ class HealthCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         result = self.evaluate(snap, now)
-        rows = CellRows(snap, self._cell_labels)
+        exported, unexported = (None, 0) if self.budget is None else self.budget.select(snap)
+        rows = CellRows(snap, self._cell_labels, self._labels, exported, unexported)
         keys, present = rows.keys, rows.present
         ndims = len(self._dimensions)
-        score = family("tilewatch_component_score", rows.labels)
-        status = family("tilewatch_component_status", rows.labels)
+        cell_score = self._cell_family("tilewatch_component_score", rows.labels)
+        cell_status = self._cell_family("tilewatch_component_status", rows.labels)
         m_score = family("tilewatch_model_component_score")
         m_status = family("tilewatch_model_component_status")
         m_cells = family("tilewatch_model_component_cells")
-        info = family("tilewatch_health_driver_info", rows.labels)
+        info = self._cell_family("tilewatch_health_driver_info", rows.labels)
+        cells = self._labels
+        present_arr = np.asarray(present, dtype=np.int64)
         for comp in result.components:
             members = [(name, self._statistic[name]) for name in comp.members]
-            for i, s, st, d in zip(
-                present,
-                comp.score[present].tolist(),
-                comp.status[present].tolist(),
-                comp.driver[present].tolist(),
-                strict=True,
-            ):
-                score.add_metric([comp.name, *keys[i]], s)
-                if st >= 0:
-                    status.add_metric([comp.name, *keys[i]], float(st))
-                    info.add_metric(["cell", comp.name, "", *keys[i], *members[d]], 1.0)
+            comp_label = (("component", comp.name),)
+            cell_score.add_cells(cells, keys, present, comp.score[present_arr], before=comp_label)
+            status_p = comp.status[present_arr]
+            driver_p = comp.driver[present_arr]
+            ok = status_p >= 0
+            rows_ok = present_arr[ok]
+            cell_status.add_cells(
+                cells, keys, rows_ok, status_p[ok].astype(np.float64), before=comp_label
+            )
+            driven = driver_p[ok]
+            for d in np.unique(driven).tolist():
+                sel = rows_ok[driven == d]
+                info.add_cells(
+                    cells,
+                    keys,
+                    sel,
+                    np.ones(len(sel)),
+                    before=(("level", "cell"), ("component", comp.name), ("indicator", "")),
+                    after=(("driver", members[d][0]), ("statistic", members[d][1])),
+                )
             for m, model in enumerate(snap.model_names):
                 m_score.add_metric([comp.name, model], float(comp.model_score[m]))
                 m_cells.add_metric([comp.name, model], float(comp.model_cells[m]))
@@ -137,7 +156,7 @@ class HealthCollector(Collector):
                     driver = ind.drivers[m]
                     comp_name = driver.component if driver is not None else ""
                     self._driver(info, "business", comp_name, ind.name, model, driver, ndims)
-        yield from (score, status, m_score, m_status, m_cells, value, b_status, info)
+        yield from (cell_score, cell_status, m_score, m_status, m_cells, value, b_status, info)
         yield rows.family("tilewatch_cell_silence_seconds", result.statistics[SILENCE])
         clocks = model_clocks(snap.last_event_time, snap.model_ids, len(snap.model_names))
         lags = {
@@ -150,6 +169,21 @@ class HealthCollector(Collector):
         if first_seen:
             ages = {model: max(now - first, 0.0) for model, first in first_seen.items()}
             yield table_family("tilewatch_model_version_age_seconds", ages)
+
+    def unhealthy(self, snap: Snapshot) -> npt.NDArray[np.bool_]:
+        """Cells whose status is amber or red in some component (the budget's priority)."""
+        result = self.evaluate(snap)
+        bad = np.zeros(len(snap.keys), dtype=bool)
+        for comp in result.components:
+            status = np.asarray(comp.status)
+            bad[: len(status)] |= status >= 1
+        return bad
+
+    @staticmethod
+    def _cell_family(name: str, cell: list[str]) -> CellFamily:
+        fam = family(name, cell)
+        assert isinstance(fam, CellFamily)
+        return fam
 
     @staticmethod
     def _driver(

@@ -4,7 +4,8 @@ Optionally over TLS (``tls_cert`` / ``tls_key``), with required client certifica
 TLS, ``tls_client_ca``), and behind HTTP basic auth (:mod:`tilewatch.exporters.prometheus.auth`).
 Other WSGI apps (the tile page) may be mounted on paths beside ``/metrics``
 (:class:`MetricsServer` ``routes``); they are served by the same server, with the same TLS and
-the same basic auth, and every other path is answered by prometheus-client as before.
+the same basic auth, and every other path is answered with the metrics, written by
+:mod:`tilewatch.exporters.prometheus.exposition`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from prometheus_client.exposition import (
     _get_best_family,
     _get_ssl_ctx,
     _SilentHandler,
-    make_wsgi_app,
 )
 
 from tilewatch.aggregators.errors import TilewatchError
 from tilewatch.exporters.prometheus.auth import BasicAuthMiddleware
+from tilewatch.exporters.prometheus.exposition import exposition_app
 from tilewatch.exporters.prometheus.settings import BasicAuth, TLSFiles
 
 __all__ = ["ExporterError", "MetricsServer", "WSGIApp"]
@@ -180,7 +181,7 @@ class MetricsServer:
     def start(self) -> MetricsServer:
         """Bind and serve; raises ExporterError if the address cannot be bound or TLS fails."""
         context = _ssl_context(self.tls) if self.tls is not None else None
-        app: Callable[..., Any] = make_wsgi_app(self.registry)
+        app: Callable[..., Any] = exposition_app(self.registry)
         if self.routes:
             app = _Router(app, self.routes)
         if self.auth is not None:

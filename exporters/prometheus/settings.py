@@ -33,9 +33,12 @@ class ExporterSettings:
     """Address the Prometheus endpoint listens on (port 0 picks a free port), and its security.
 
     ``tls`` and ``basic_auth`` are ``None`` when not configured (plain HTTP, no auth).
+    ``max_exported_cells`` bounds the leaf cells one scrape exports (``0``: no bound); see
+    :mod:`tilewatch.exporters.prometheus.budget`.
     """
 
     host: str = "0.0.0.0"
     port: int = 9464
     tls: TLSFiles | None = None
     basic_auth: BasicAuth | None = None
+    max_exported_cells: int = 10_000

@@ -43,7 +43,11 @@ __all__ = [
 ]
 
 FORMAT = "tilewatch-partition-checkpoint"
-VERSION = 1
+#: Version 2 writes rolling windows as blocks of moments; version 1 (raw rolling values) is
+#: still read. A version-1 reader refuses version 2 as foreign instead of misreading it.
+VERSION = 2
+#: Versions this reader accepts.
+READABLE_VERSIONS = (1, 2)
 #: Largest changelog record value (below Kafka's default 1 MB message limit).
 CHUNK_BYTES = 512 * 1024
 #: Largest decompressed checkpoint accepted (a guard against decompression bombs).
@@ -160,11 +164,16 @@ def decode_slot(
         return refuse("corrupt", f"manifest is not JSON: {exc}")
     if not isinstance(manifest, dict):
         return refuse("corrupt", "manifest is not a JSON object")
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    version = manifest.get("version")
+    if (
+        manifest.get("format") != FORMAT
+        or type(version) is not int
+        or version not in READABLE_VERSIONS
+    ):
         return refuse(
             "foreign",
             f"format {manifest.get('format')!r:.60} version {manifest.get('version')!r:.20}, "
-            f"expected {FORMAT!r} version {VERSION}",
+            f"expected {FORMAT!r} version {' or '.join(map(str, READABLE_VERSIONS))}",
         )
     if manifest.get("source") != {"topic": source[0], "partition": source[1]}:
         return refuse("foreign", f"written for {manifest.get('source')!r:.80}")

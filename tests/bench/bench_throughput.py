@@ -714,7 +714,8 @@ def report(r: dict[str, Any]) -> None:
             "scrape (median of 5)",
             f"{1e3 * sc['scrape_seconds_median']:.1f} ms, "
             f"{sc['exposition_bytes']:,} B, {sc['samples']:,} samples "
-            f"(snapshot alone {1e3 * sc['snapshot_seconds_median']:.1f} ms)",
+            f"(snapshot alone {1e3 * sc['snapshot_seconds_median']:.1f} ms; prometheus-client "
+            f"{1e3 * sc['prometheus_client_seconds']:.1f} ms)",
         ),
         *(
             [

@@ -491,13 +491,15 @@ class _FixedFamilies:
 
 
 def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]:
-    """Median of 5 scrapes of ``state`` (a fresh registry holding its ``CellCollector``) and of
+    """Median of 5 scrapes of ``state`` (a fresh registry holding its ``CellCollector``, written
+    by the endpoint's bulk writer; one prometheus-client ``generate_latest`` for comparison) and of
     5 snapshots; with a drift profile also a snapshot recomputing the window statistics and
     the drift families alone."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from tilewatch.exporters.prometheus.cell_collector import CellCollector
     from tilewatch.exporters.prometheus.drift_families import drift_families
+    from tilewatch.exporters.prometheus.exposition import generate
     from tilewatch.exporters.prometheus.families import CellRows
 
     registry = CollectorRegistry()
@@ -505,10 +507,13 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
     registry.register(collector)
     times = []
     text = b""
-    for _ in range(5):
+    for _ in range(5):  # what the endpoint serves (the bulk writer)
         t0 = time.perf_counter()
-        text = generate_latest(registry)
+        text = generate(registry)
         times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    generate_latest(registry)  # prometheus-client's own formatting, for comparison
+    client_seconds = time.perf_counter() - t0
     samples = sum(len(m.samples) for m in registry.collect())
     snaps = []
     for _ in range(5):
@@ -517,6 +522,7 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
         snaps.append(time.perf_counter() - t0)
     out: dict[str, Any] = {
         "scrape_seconds_median": statistics.median(times),
+        "prometheus_client_seconds": client_seconds,
         "snapshot_seconds_median": statistics.median(snaps),
         "exposition_bytes": len(text),
         "samples": samples,
@@ -542,7 +548,7 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
         for _ in range(5):
             t0 = time.perf_counter()
             fixed.families = list(drift_families(snap, CellRows(snap, ["model", *dims])))
-            drift_text = generate_latest(drift_registry)
+            drift_text = generate(drift_registry)
             drift_times.append(time.perf_counter() - t0)
         out.update(
             snapshot_uncached_seconds_median=statistics.median(uncached),

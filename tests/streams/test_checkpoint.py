@@ -57,11 +57,13 @@ def test_round_trip_restores_the_same_state() -> None:
 
 
 def test_large_state_is_chunked_below_the_record_limit() -> None:
-    big = CellSettings(dimensions=("segment",), rolling_events=5000)
+    # Rolling windows are blocks of moments (a few per cell): many cells make a big state.
+    big = CellSettings(dimensions=("segment",), rolling_events=40, max_cells=60_000)
     rng = np.random.default_rng(3)
     part = PartitionState(CellRegistry(big), offset=1)
     n = 400_000
-    part.apply([("m", f"s{i}") for i in rng.integers(0, 300, n)], np.full(n, 5.0), rng.random(n))
+    keys = [("m", f"s{i}") for i in rng.integers(0, 60_000, n)]
+    part.apply(keys, np.full(n, 5.0), rng.random(n))
     part.offset = 1
     records = encode_checkpoint(SOURCE, "b", 0, part.to_dict(), settings_fingerprint(big))
     assert len(records) > 3
@@ -199,11 +201,12 @@ def test_restore_reads_past_end_offsets(broker: EmbeddedBroker) -> None:
     checkpoint written in one producer batch must still be read whole."""
     topic = f"changelog-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, 1)
-    big = CellSettings(dimensions=("segment",), rolling_events=3000)
+    big = CellSettings(dimensions=("segment",), rolling_events=40, max_cells=60_000)
     rng = np.random.default_rng(5)
     part = PartitionState(CellRegistry(big), offset=99)
-    n = 300_000
-    part.apply([("m", f"s{i}") for i in rng.integers(0, 200, n)], np.full(n, 5.0), rng.random(n))
+    n = 400_000
+    keys = [("m", f"s{i}") for i in rng.integers(0, 60_000, n)]
+    part.apply(keys, np.full(n, 5.0), rng.random(n))
     part.offset = 99
     refusals: list[str] = []
     store = ChangelogStore(

@@ -421,7 +421,7 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"exporter": {"port": 9464}},
             "[exporter].port: unknown key, expected one of basic_auth_password, basic_auth_user, "
-            "listen, tls_cert, tls_client_ca, tls_key",
+            "listen, max_exported_cells, tls_cert, tls_client_ca, tls_key",
         ),
         (
             {"cells": {"extra": {"a": 1}}},

@@ -23,6 +23,7 @@ KEYS = (
     "tls_client_ca",
     "basic_auth_user",
     "basic_auth_password",
+    "max_exported_cells",
 )
 _HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -40,7 +41,11 @@ def parse_exporter(data: Mapping[str, Any], source: str) -> ExporterSettings:
             raise table.error("listen", _LISTEN_EXPECTED, listen)
         host, port = address[0] or defaults.host, address[1]
     return ExporterSettings(
-        host=host, port=port, tls=_parse_exporter_tls(table), basic_auth=_parse_basic_auth(table)
+        host=host,
+        port=port,
+        tls=_parse_exporter_tls(table),
+        basic_auth=_parse_basic_auth(table),
+        max_exported_cells=table.integer("max_exported_cells", defaults.max_exported_cells, 0),
     )
 
 

@@ -304,7 +304,11 @@ def _normalise(d: dict[str, Any]) -> dict[str, Any]:
         "cells": {tuple(k): (e, lt, ts) for k, e, lt, ts in d["cells"]},
         "open": {w: {tuple(k): (c, m, s) for k, c, m, s in cs} for w, cs in d["open"]},
         "closed": {w: {tuple(k): (c, m, s) for k, c, m, s in cs} for w, cs in d["closed"]},
-        "rolling": (d["rolling"]["size"], {tuple(k): v for k, v in d["rolling"]["cells"]}),
+        "rolling": (
+            d["rolling"]["size"],
+            d["rolling"]["block"],
+            {tuple(k): (t, m, s) for k, t, m, s in d["rolling"]["cells"]},
+        ),
     }
 
 
@@ -476,6 +480,10 @@ def test_from_dict_missing_key(missing: str) -> None:
         {"rolling": {"size": ROLL + 1, "cells": []}},
         {"rolling": {"size": ROLL, "cells": [[["m", "a", "x"], "abc"]]}},
         {"rolling": {"size": ROLL, "cells": [[["m", "a"], [1.0]]]}},
+        {"rolling": {"size": ROLL, "block": 2, "cells": []}},  # another block length
+        {"rolling": {"size": ROLL, "block": 1, "cells": [[["m", "a", "x"], 2, [1.0], [0.0]]]}},
+        {"rolling": {"size": ROLL, "block": 1, "cells": [[["m", "a", "x"], 1, [1.0], [-1.0]]]}},
+        {"rolling": {"size": ROLL, "block": 1, "cells": [[["m", "a", "x"], 0, [], []]]}},
     ],
 )
 def test_from_dict_wrong_types(bad: dict[str, Any]) -> None:

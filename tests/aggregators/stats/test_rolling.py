@@ -160,3 +160,94 @@ def test_nan_free_before_any_update() -> None:
     count, mean, m2 = rw.moments(3)
     assert count.tolist() == [0, 0, 0]
     assert not any(math.isnan(v) for v in [*mean, *m2])
+
+
+@pytest.mark.parametrize("size", [40, 100, 1000, 1013])
+@pytest.mark.parametrize("seed", range(3))
+def test_blocks_give_pandas_rolling_of_the_reported_count(size: int, seed: int) -> None:
+    """Windows of 40 events or more: the statistics are those of the last W events (pandas'
+    ``rolling(W)``), with ``size - block < W <= size`` once ``size`` events arrived."""
+    import pandas as pd
+
+    block = size // 20
+    n_cells = 5
+    rw = RollingWindows(size)
+    assert rw.block == block
+    history: dict[int, list[float]] = {c: [] for c in range(n_cells)}
+    for cells, values in _random_batches(seed, size, n_cells, 12):
+        values = values + 1e6  # a large offset: the block merge must not lose precision
+        rw.update(cells, values)
+        for c, v in zip(cells.tolist(), values.tolist(), strict=True):
+            history[c].append(v)
+        rw.refresh()
+        count, mean, m2 = rw.moments(n_cells)
+        for c in range(n_cells):
+            seen = len(history[c])
+            if seen == 0:
+                assert count[c] == 0
+                continue
+            w = int(count[c])
+            if seen >= size:
+                assert size - block < w <= size
+            else:
+                assert w == seen
+            series = pd.Series(history[c])
+            assert mean[c] == pytest.approx(series.rolling(w).mean().iloc[-1], rel=1e-12)
+            if w > 1:
+                # pandas' online variance carries its own rounding at a 1e6 offset; the
+                # two-pass variance of the same W values is the tighter reference.
+                var = series.rolling(w).var().iloc[-1]
+                assert m2[c] / (w - 1) == pytest.approx(var, rel=1e-6)
+                exact = np.var(history[c][-w:], ddof=1)
+                assert m2[c] / (w - 1) == pytest.approx(exact, rel=1e-9)
+
+
+def test_a_cell_costs_a_few_hundred_bytes_at_a_thousand_events() -> None:
+    rw = RollingWindows(1000)
+    cells = np.arange(10_000, dtype=np.int64)
+    for _ in range(3):
+        rw.update(cells, np.random.default_rng(0).random(len(cells)))
+    assert rw.slots == 20
+    assert rw.nbytes / 10_000 <= 2 * (2 * 20 * 8 + 6 * 8)  # two block tables, row scalars
+
+
+def test_block_round_trip_and_refusals() -> None:
+    rw = RollingWindows(100)
+    rng = np.random.default_rng(3)
+    rw.update(rng.integers(0, 4, 777), rng.random(777))
+    keys = [("m", str(i)) for i in range(4)]
+    data = rw.to_dict(keys)
+    assert data["block"] == 5 and all(len(row) == 4 for row in data["cells"])
+    back = RollingWindows(100)
+    back.load(data, {k: i for i, k in enumerate(keys)})
+    rw.refresh()
+    back.refresh()
+    for a, b in zip(rw.moments(4), back.moments(4), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    before = back.moments(4)
+    back.load_blocks(0, 5, [1.0], [0.0])  # fewer events than the cell's window: kept as is
+    back.refresh()
+    for a, b in zip(before, back.moments(4), strict=True):
+        np.testing.assert_array_equal(a, b)
+    back.load_blocks(0, 2000, [1.0] * 20, [0.0] * 20)  # more: replaces it
+    back.refresh()
+    count, mean, m2 = back.moments(1)
+    assert (count[0], mean[0], m2[0]) == (100, 1.0, 0.0)
+    with pytest.raises(ValueError, match="fewer than 40"):
+        back.values(0)
+
+
+def test_a_copy_covers_the_cells_written_since_the_last_refresh() -> None:
+    """The snapshot's copy holds every event written so far, refreshed or not."""
+    rw = RollingWindows(100)
+    rw.update(np.array([0, 1, 1], dtype=np.int64), np.array([1.0, 2.0, 4.0]))
+    rw.refresh()
+    rw.update(np.array([1, 2], dtype=np.int64), np.array([6.0, 8.0]))
+    copy = rw.copy(3)
+    rw.update(np.array([0], dtype=np.int64), np.array([100.0]))  # after the copy: not in it
+    count, mean, m2 = copy.current()
+    assert count.tolist() == [1, 3, 1]
+    assert mean.tolist() == [1.0, 4.0, 8.0]
+    assert m2.tolist() == [0.0, 8.0, 0.0]
+    stale, _, _ = rw.moments(3)
+    assert stale.tolist() == [1, 2, 0]  # moments() itself still reads the last refresh

@@ -26,11 +26,23 @@ class Expected:
     window: dict[Cell, np.ndarray] = field(default_factory=dict)
 
 
+def rolling_window(seen: int, size: int = ROLLING_EVENTS) -> int:
+    """Events in a rolling window after ``seen`` events (docs/architecture.md): blocks of
+    ``b = size // 20`` events (at least 1); the newest block (``c`` events) plus the whole
+    blocks before it that fit in ``size``."""
+    if seen <= size:
+        return seen
+    block = max(1, size // 20)
+    newest = (seen - 1) % block + 1
+    return newest + (size - newest) // block * block
+
+
 def expected_stats(
     events: Iterable[Event], partition_of: dict[str, int], data_events: Iterable[Event]
 ) -> Expected:
-    """Counts, rolling windows (per partition, last ``ROLLING_EVENTS`` each, merged) and the
-    last closed window of each model, which is the last window holding ``data_events``."""
+    """Counts, rolling windows (per partition, the last :func:`rolling_window` events, merged)
+    and the last closed window of each model, which is the last window holding
+    ``data_events``."""
     out = Expected()
     per_partition: dict[tuple[int, Cell], list[float]] = defaultdict(list)
     for e in events:  # in partition order (produce order within each partition)
@@ -40,7 +52,7 @@ def expected_stats(
             per_partition[(part, cell)].append(e.score)
     merged: dict[Cell, list[float]] = defaultdict(list)
     for (_part, cell), scores in per_partition.items():
-        merged[cell].extend(scores[-ROLLING_EVENTS:])
+        merged[cell].extend(scores[-rolling_window(len(scores)) :])
     out.rolling = {cell: np.array(v) for cell, v in merged.items()}
     data = list(data_events)
     for model in MODELS:
