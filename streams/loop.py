@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.assignment import Assignments
@@ -54,6 +55,7 @@ from tilewatch.streams.clients import (
 )
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
+from tilewatch.streams.decoding.class_scores import ClassScoreEncoder
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
@@ -111,7 +113,16 @@ class Monitor:
         columns = ["latency", "model_version"]
         if state.labels is not None:
             columns.append("event_id" if state.labels.source == "topic" else "label")
-        self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
+        multiclass = fields.scores is not None
+        self.decoder = EventDecoder(
+            fields, capture=state.profile is not None or multiclass, columns=columns
+        )
+        #: Checks and tabulates the class probabilities of multi-class models (None: none).
+        self.class_encoder = (
+            ClassScoreEncoder(ClassVocabulary(fields.max_classes, fields.classes))
+            if multiclass
+            else None
+        )
         self.label_decoder: LabelDecoder | None = None
         if label_topic is not None:
             assert state.labels is not None
@@ -230,6 +241,16 @@ class Monitor:
             for rejected in decoded.rejected:
                 self.dead_letters.send(rejected)
             scores = np.array(decoded.scores, dtype=np.float64)
+            class_counts: Counter[str] = Counter()
+            if self.class_encoder is not None and decoded.keys:
+                classes = self.class_encoder.encode(
+                    [k[0] for k in decoded.keys], decoded.class_scores, decoded.predictions
+                )
+                decoded.predictions = classes.predictions  # the argmax where none was given
+                for (_model, reason), n in classes.malformed.items():
+                    class_counts[reason] += n
+                if classes.pooled:
+                    class_counts["pooled"] = sum(classes.pooled.values())
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -240,6 +261,7 @@ class Monitor:
                 read=len(records),
                 batches=1,
                 invalid=Counter(r.reason for r in decoded.rejected),
+                class_scores=class_counts,
             )
             with self.state.lock:  # the batch and its counts become visible together
                 result = self.state.apply(

@@ -351,6 +351,7 @@ class ReplicaState:
                 checkpoint_errors=dict(ing.checkpoint_errors),
                 invalid_values=dict(ing.invalid_values),
                 invalid_labels=dict(ing.invalid_labels),
+                class_scores=dict(ing.class_scores),
             )
         if window_view is None:
             window_view = build_window_view(

@@ -55,6 +55,9 @@ class IngestStats:
     #: Records read from the outcomes topic, and the rejected ones by reason.
     label_records: int = 0
     invalid_labels: dict[str, int] = field(default_factory=dict)
+    #: Multi-class events: dropped probability vectors by reason, and ``pooled``, the events
+    #: naming a class past ``max_classes`` (the event is kept either way).
+    class_scores: dict[str, int] = field(default_factory=dict)
 
     def add(self, update: IngestUpdate) -> None:
         """Add one hand-over of the ingest side (the caller holds the replica's lock).
@@ -77,6 +80,7 @@ class IngestStats:
             (self.dead_letter_failures, update.dead_letter_failures),
             (self.checkpoint_restores, update.checkpoint_restores),
             (self.checkpoint_errors, update.checkpoint_errors),
+            (self.class_scores, update.class_scores),
         ):
             for name, n in counts.items():
                 total[name] = total.get(name, 0) + n
@@ -118,6 +122,7 @@ class IngestUpdate:
     checkpoint_last_bytes: int | None = None
     checkpoint_last_time: float | None = None
     lag: Mapping[PartitionKey, int | None] = field(default_factory=dict)
+    class_scores: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,12 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_invalid_values_total", COUNTER, "field",
               "Valid events with an unusable optional field (latency, model_version, label): the "
               "field is ignored, the event kept."),
+    MetricDoc("tilewatch_malformed_class_scores_total", COUNTER, "reason",
+              "Multi-class events whose class probabilities ([events] scores) were dropped, by "
+              "reason (see docs/multiclass.md); the event is kept."),
+    MetricDoc("tilewatch_pooled_class_events_total", COUNTER, "",
+              "Multi-class events naming a class past [events] max_classes (pooled into the "
+              "__other__ class)."),
 )
 
 #: Drift and data-quality metrics, exported when drift is on (a baseline or features are set).

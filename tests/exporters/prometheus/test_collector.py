@@ -296,6 +296,7 @@ def make_small_state() -> ReplicaState:
         ing.checkpoint_last_time = 1_767_225_600.0
         ing.checkpoint_restores = {"empty": 1, "restored": 2}
         ing.checkpoint_errors = {"corrupt": 1}
+        ing.class_scores = {"bad_sum": 2, "pooled": 1}
     return state
 
 
@@ -460,5 +461,5 @@ def test_two_thousand_cells_export_completely() -> None:
     assert reg.get_sample_value("tilewatch_window_events", cell("m", "s07", "r11")) == 1
     text = generate_latest(reg).decode()
     assert sum(1 for line in text.splitlines() if not line.startswith("#")) == (
-        len(per_cell) * 2000 + 2 + 1 + 1 + 7  # cells{kind}, late, window_end, ingest singles
+        len(per_cell) * 2000 + 2 + 1 + 1 + 8  # cells{kind}, late, window_end, ingest singles
     )
