@@ -38,7 +38,16 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["CLIP", "MulticlassMetrics", "MulticlassSums", "multiclass_metrics"]
+__all__ = [
+    "CLIP",
+    "MulticlassMetrics",
+    "MulticlassSums",
+    "metrics_from_tables",
+    "multiclass_metrics",
+    "window_bins",
+    "window_hist_widths",
+    "window_metrics",
+]
 
 #: Smallest probability a log-loss term uses.
 CLIP = 1e-15
@@ -206,31 +215,133 @@ def multiclass_metrics(sums: MulticlassSums) -> MulticlassMetrics:
     weighted F1 weighs each class by its labeled events. The calibration error is the expected
     calibration error of the top-class confidence over ``bins`` equal-width bins.
     """
-    events = sums.predicted.sum(axis=1)
-    conf = sums.confusion
-    labeled = conf.sum(axis=(1, 2))
-    tp = np.diagonal(conf, axis1=1, axis2=2)
-    by_label = conf.sum(axis=2)
-    by_pred = conf.sum(axis=1)
+    return metrics_from_tables(
+        sums.predicted,
+        sums.confusion,
+        sums.topk,
+        top_sum=sums.top_sum,
+        brier_sum=sums.brier_sum,
+        logloss_sum=sums.logloss_sum,
+        calibration_gap=np.abs(sums.calib_right - sums.calib_conf).sum(axis=1),
+    )
+
+
+def metrics_from_tables(
+    predicted: IntArray,
+    confusion: IntArray,
+    topk: IntArray,
+    *,
+    top_sum: FloatArray | None = None,
+    brier_sum: FloatArray | None = None,
+    logloss_sum: FloatArray | None = None,
+    calibration_gap: FloatArray | None = None,
+) -> MulticlassMetrics:
+    """The metrics of :func:`multiclass_metrics` from the count tables (``predicted`` ``(n,
+    k)``, ``confusion`` ``(n, k, k)``, ``topk`` hits ``(n, max_k)``) and whichever sums are
+    given (the metrics of a missing one are NaN)."""
+    n = len(predicted)
+    events = predicted.sum(axis=1)
+    labeled = confusion.sum(axis=(1, 2))
+    tp = np.diagonal(confusion, axis1=1, axis2=2)
+    by_label = confusion.sum(axis=2)
+    by_pred = confusion.sum(axis=1)
     f1 = _div(2 * tp, by_label + by_pred)
     present = (by_label + by_pred) > 0
-    with np.errstate(invalid="ignore"):
-        macro = _div(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1))
+    macro = _div(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1))
     weighted = _div((np.nan_to_num(f1) * by_label).sum(axis=1), labeled)
-    gap = np.abs(sums.calib_right - sums.calib_conf).sum(axis=1)
+    missing = np.full(n, math.nan)
     return MulticlassMetrics(
         events=events,
         labeled=labeled,
-        class_share=_div(sums.predicted, events[:, None]),
-        expected_accuracy=_div(sums.top_sum, events),
+        class_share=_div(predicted, events[:, None]),
+        expected_accuracy=missing if top_sum is None else _div(top_sum, events),
         accuracy=_div(tp.sum(axis=1), labeled),
         precision=_div(tp, by_pred),
         recall=_div(tp, by_label),
         f1=f1,
         macro_f1=macro,
         weighted_f1=weighted,
-        topk_accuracy=_div(sums.topk, labeled[:, None]),
-        brier=_div(sums.brier_sum, labeled),
-        log_loss=_div(sums.logloss_sum, labeled),
-        calibration_error=_div(gap, labeled),
+        topk_accuracy=_div(topk, labeled[:, None]),
+        brier=missing if brier_sum is None else _div(brier_sum, labeled),
+        log_loss=missing if logloss_sum is None else _div(logloss_sum, labeled),
+        calibration_error=missing if calibration_gap is None else _div(calibration_gap, labeled),
+    )
+
+
+def window_hist_widths(k: int, bins: int = 10, max_k: int = 5) -> dict[str, int]:
+    """The count histograms a window keeps per cell for a multi-class model (their name and
+    width), filled by :func:`window_bins`; they merge by adding like every window histogram.
+
+    Examples
+    --------
+    >>> window_hist_widths(4)
+    {'mc_class': 4, 'mc_top': 10, 'mc_margin': 10, 'mc_confusion': 16, 'mc_rank': 6}
+    """
+    return {
+        "mc_class": k,
+        "mc_top": bins,
+        "mc_margin": bins,
+        "mc_confusion": k * k,
+        "mc_rank": max_k + 1,
+    }
+
+
+def window_bins(
+    probs: FloatArray,
+    valid: Any,
+    predicted: IntArray,
+    labels: IntArray,
+    bins: int = 10,
+    max_k: int = 5,
+) -> dict[str, IntArray]:
+    """One bin per event per histogram of :func:`window_hist_widths` (-1: not counted).
+
+    ``mc_class`` the predicted column; ``mc_top`` and ``mc_margin`` the bins of the top-class
+    probability and of the margin (valid vectors); ``mc_confusion`` ``label * k + predicted``
+    (labeled events with a prediction); ``mc_rank`` the label's rank among the columns (the
+    number strictly more probable), ``max_k`` and above pooled (labeled valid vectors).
+
+    Examples
+    --------
+    >>> probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
+    >>> out = window_bins(probs, np.array([True, True]), np.array([0, 2]), np.array([1, -1]),
+    ...                   bins=4, max_k=2)
+    >>> {name: b.tolist() for name, b in out.items()}
+    {'mc_class': [0, 2], 'mc_top': [2, 2], 'mc_margin': [1, 0], 'mc_confusion': [3, -1], \
+'mc_rank': [1, -1]}
+    """
+    m, k = probs.shape
+    ordered = np.sort(probs, axis=1)
+    top = ordered[:, -1]
+    margin = top - ordered[:, -2]
+    rows = np.arange(m)
+    y = np.maximum(labels, 0)
+    rank = (probs > probs[rows, y][:, None]).sum(axis=1)
+    labeled = labels >= 0
+    return {
+        "mc_class": predicted.astype(np.int64),
+        "mc_top": np.where(valid, _bin(top, bins), -1),
+        "mc_margin": np.where(valid, _bin(margin, bins), -1),
+        "mc_confusion": np.where(labeled & (predicted >= 0), y * k + predicted, -1),
+        "mc_rank": np.where(labeled & valid, np.minimum(rank, max_k), -1),
+    }
+
+
+def window_metrics(hists: dict[str, IntArray], k: int) -> MulticlassMetrics:
+    """The metrics of each cell's window from its :func:`window_bins` histograms (the sums
+    of Brier, log loss, calibration and expected accuracy are not kept per window: NaN).
+
+    Examples
+    --------
+    >>> h = {"mc_class": np.array([[3, 1]]), "mc_confusion": np.array([[2, 0, 1, 1]]),
+    ...      "mc_rank": np.array([[3, 1, 0]])}
+    >>> m = window_metrics(h, 2)
+    >>> m.class_share.tolist(), m.accuracy.tolist(), m.topk_accuracy.tolist()
+    ([[0.75, 0.25]], [0.75], [[0.75, 1.0]])
+    """
+    n = len(hists["mc_class"])
+    return metrics_from_tables(
+        hists["mc_class"],
+        hists["mc_confusion"].reshape(n, k, k),
+        np.cumsum(hists["mc_rank"][:, :-1], axis=1),
     )

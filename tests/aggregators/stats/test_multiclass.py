@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.stats.multiclass import MulticlassSums, multiclass_metrics
+from tilewatch.aggregators.stats.multiclass import (
+    MulticlassSums,
+    multiclass_metrics,
+    window_bins,
+    window_hist_widths,
+    window_metrics,
+)
 
 CLASS_COUNTS = [3, 4, 7, 12, 25, 50]
 GROUPS = 4
@@ -154,3 +160,35 @@ def test_plain_data_is_checked() -> None:
         MulticlassSums.from_dict({"n": 1})
     with pytest.raises(ValueError, match="shapes"):
         MulticlassSums(1, 3).merge(MulticlassSums(1, 4))
+
+
+@pytest.mark.parametrize("k", CLASS_COUNTS)
+def test_window_histograms_give_the_count_metrics_of_the_sums(k: int) -> None:
+    """What the monitor keeps per window (count histograms) gives the same class metrics."""
+    groups, probs, labels = random_batch(k, 2000, seed=7 * k)
+    valid = np.ones(len(probs), dtype=bool)
+    predicted = probs.argmax(axis=1)
+    bins = window_bins(probs, valid, predicted, labels)
+    widths = window_hist_widths(k)
+    hists = {}
+    for name, width in widths.items():
+        ok = bins[name] >= 0
+        flat = np.bincount(groups[ok] * width + bins[name][ok], minlength=GROUPS * width)
+        hists[name] = flat.reshape(GROUPS, width)
+    sums = MulticlassSums(GROUPS, k)
+    sums.update(groups, probs, labels=labels)
+    np.testing.assert_array_equal(hists["mc_top"], sums.top_hist)
+    np.testing.assert_array_equal(hists["mc_margin"], sums.margin_hist)
+    got, want = window_metrics(hists, k), multiclass_metrics(sums)
+    for name in (
+        "class_share",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "macro_f1",
+        "weighted_f1",
+        "topk_accuracy",
+    ):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert np.isnan(got.brier).all() and np.isnan(got.log_loss).all()
