@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.assignment import Assignments
@@ -55,7 +54,7 @@ from tilewatch.streams.clients import (
 )
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
-from tilewatch.streams.decoding.class_scores import ClassScoreEncoder
+from tilewatch.streams.decoding.class_scores import ClassScoreEncoder, encode_batch
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
@@ -114,14 +113,16 @@ class Monitor:
         if state.labels is not None:
             columns.append("event_id" if state.labels.source == "topic" else "label")
         multiclass = fields.scores is not None
+        if multiclass and state.classes is None:
+            raise StreamError("[events] scores needs a ReplicaState with a class vocabulary")
+        if multiclass and "label" not in columns and "event_id" not in columns:
+            columns.append("label")  # inline class labels of multi-class models
         self.decoder = EventDecoder(
             fields, capture=state.profile is not None or multiclass, columns=columns
         )
         #: Checks and tabulates the class probabilities of multi-class models (None: none).
         self.class_encoder = (
-            ClassScoreEncoder(ClassVocabulary(fields.max_classes, fields.classes))
-            if multiclass
-            else None
+            ClassScoreEncoder(state.classes) if state.classes is not None and multiclass else None
         )
         self.label_decoder: LabelDecoder | None = None
         if label_topic is not None:
@@ -241,22 +242,27 @@ class Monitor:
             for rejected in decoded.rejected:
                 self.dead_letters.send(rejected)
             scores = np.array(decoded.scores, dtype=np.float64)
-            class_counts: Counter[str] = Counter()
+            labels = decoded.labels if "label" in self.decoder.columns else None
+            class_bins: dict[str, Any] = {}
+            class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
-                classes = self.class_encoder.encode(
-                    [k[0] for k in decoded.keys], decoded.class_scores, decoded.predictions
+                mc = encode_batch(
+                    self.class_encoder,
+                    [k[0] for k in decoded.keys],
+                    decoded.class_scores,
+                    decoded.predictions,
+                    labels,
                 )
-                decoded.predictions = classes.predictions  # the argmax where none was given
-                for (_model, reason), n in classes.malformed.items():
-                    class_counts[reason] += n
-                if classes.pooled:
-                    class_counts["pooled"] = sum(classes.pooled.values())
+                decoded.predictions = mc.scores.predictions  # the argmax where none was given
+                class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
                 bins, violations = profile.encode(
                     [k[0] for k in decoded.keys], scores, decoded.predictions, decoded.features
                 )
+            if class_bins:
+                bins = {**(bins or {}), **class_bins}
             counts = IngestUpdate(
                 read=len(records),
                 batches=1,
@@ -273,7 +279,7 @@ class Monitor:
                     bins=bins,
                     violations=violations,
                     event_ids=decoded.event_ids if "event_id" in self.decoder.columns else None,
-                    labels=decoded.labels if "label" in self.decoder.columns else None,
+                    labels=labels if self.state.labels is not None else None,
                     latencies=decoded.latencies,
                     versions=decoded.model_versions,
                 )

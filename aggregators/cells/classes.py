@@ -11,6 +11,7 @@ names classes, never columns (:meth:`ClassVocabulary.to_dict`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ class ClassVocabulary:
         #: Columns of a table over this vocabulary's classes: ``max_classes`` + the pooled one.
         self.width = max_classes + 1
         self._models: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
 
     @property
     def other(self) -> int:
@@ -63,7 +65,8 @@ class ClassVocabulary:
         """The model's name -> column table (read it, do not change it)."""
         table = self._models.get(model)
         if table is None:
-            table = self._models[model] = {c: i for i, c in enumerate(self.classes)}
+            with self._lock:
+                table = self._models[model] = {c: i for i, c in enumerate(self.classes)}
         return table
 
     def column(self, model: str, name: str) -> int:
@@ -74,12 +77,15 @@ class ClassVocabulary:
             return found
         if self.classes or len(table) >= self.max_classes or name.startswith("__"):
             return self.max_classes
-        table[name] = len(table)
-        return table[name]
+        with self._lock:
+            table[name] = column = len(table)
+        return column
 
     def names(self, model: str) -> list[str]:
         """The model's class names in column order (the pooled one excluded)."""
-        return list(self.columns(model))
+        table = self.columns(model)
+        with self._lock:
+            return list(table)
 
     def labels(self, model: str) -> list[str]:
         """One name per column of a table: the class names, empty columns as ``""``, then
@@ -89,11 +95,13 @@ class ClassVocabulary:
 
     def models(self) -> list[str]:
         """Models with a table, in first-seen order."""
-        return list(self._models)
+        with self._lock:
+            return list(self._models)
 
     def to_dict(self) -> dict[str, list[str]]:
         """Plain data: each model's class names in column order."""
-        return {m: list(t) for m, t in self._models.items()}
+        with self._lock:
+            return {m: list(t) for m, t in self._models.items()}
 
     def load(self, data: Mapping[str, Any]) -> dict[str, list[int]]:
         """Add the class names of a checkpoint; returns, per model, the column here of each

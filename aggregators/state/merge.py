@@ -26,6 +26,7 @@ from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snap
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
+from tilewatch.aggregators.stats.multiclass import MulticlassMetrics, window_metrics
 
 __all__ = [
     "PartCopy",
@@ -99,6 +100,7 @@ class WindowView:
     end: dict[str, float]
     drift: WindowDrift | None
     latency: dict[float, FloatArray]
+    multiclass: MulticlassMetrics | None = None
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -178,7 +180,12 @@ def build_window_view(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
-    return WindowView(w_c, mean, var, window_start, window_end, drift, latency)
+    multiclass = None
+    if "mc_class" in w_h:
+        k = hist_bins["mc_class"]
+        min_samples = profile.settings.min_samples if profile is not None else 1
+        multiclass = window_metrics(w_h, k, min_samples)
+    return WindowView(w_c, mean, var, window_start, window_end, drift, latency, multiclass)
 
 
 def merge(
@@ -232,5 +239,6 @@ def merge(
         violations=violations,
         detections=detections,
         window_latency=wv.latency,
+        multiclass=wv.multiclass,
         model_versions=merge_versions([part.versions for part in parts]),
     )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
+from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
@@ -45,6 +46,7 @@ from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, Pa
 from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
+from tilewatch.aggregators.stats.multiclass import window_hist_widths
 
 __all__ = ["ReplicaState"]
 
@@ -76,8 +78,11 @@ class ReplicaState:
         profile: DriftProfile | None = None,
         labels: LabelSettings | None = None,
         thresholds: dict[str, float] | None = None,
+        classes: ClassVocabulary | None = None,
     ) -> None:
         self.settings = settings
+        #: The class columns of multi-class models (None: no multi-class model).
+        self.classes = classes
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
         #: How labels arrive and performance is measured (None: not measured).
@@ -87,6 +92,8 @@ class ReplicaState:
         self._threshold_table = np.zeros(0)
         #: Histogram widths every partition keeps (the drift profile's, and latency).
         self.hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
+        if classes is not None:  # the multi-class count histograms of every window
+            self.hist_bins.update(window_hist_widths(classes.width))
         self.registry = CellRegistry(settings)
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
@@ -341,6 +348,11 @@ class ReplicaState:
                 latest=latest,
                 overflow=dict(reg.overflow),
             )
+            class_labels = (
+                None
+                if self.classes is None
+                else {m: self.classes.labels(m) for m in self.classes.models()}
+            )
             ing = self.ingest
             ingest = dataclasses.replace(
                 ing,
@@ -372,7 +384,7 @@ class ReplicaState:
                 [part.labels for part in parts if part.labels is not None],
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
-        return dataclasses.replace(snap, performance=perf)
+        return dataclasses.replace(snap, performance=perf, class_labels=class_labels)
 
 
 def _first(*values: float | None) -> float:

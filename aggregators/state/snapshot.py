@@ -12,6 +12,7 @@ from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
+from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 
 __all__ = ["IngestStats", "IngestUpdate", "PartitionKey", "Snapshot"]
 
@@ -166,6 +167,11 @@ class Snapshot:
     model_versions: VersionTable = field(default_factory=dict)
     #: Performance from labels (None without a [labels] section).
     performance: PerformanceView | None = None
+    #: Multi-class statistics of each cell's reported window (None: no multi-class model);
+    #: per-class arrays have one column per class column of :attr:`class_labels`.
+    multiclass: MulticlassMetrics | None = None
+    #: Per multi-class model, the name of each class column (``""``: unused column).
+    class_labels: dict[str, list[str]] | None = None
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""

@@ -327,9 +327,10 @@ def window_bins(
     }
 
 
-def window_metrics(hists: dict[str, IntArray], k: int) -> MulticlassMetrics:
+def window_metrics(hists: dict[str, IntArray], k: int, min_samples: int = 1) -> MulticlassMetrics:
     """The metrics of each cell's window from its :func:`window_bins` histograms (the sums
     of Brier, log loss, calibration and expected accuracy are not kept per window: NaN).
+    Class shares are NaN below ``min_samples`` events, the rest below that many labeled ones.
 
     Examples
     --------
@@ -340,8 +341,15 @@ def window_metrics(hists: dict[str, IntArray], k: int) -> MulticlassMetrics:
     ([[0.75, 0.25]], [0.75], [[0.75, 1.0]])
     """
     n = len(hists["mc_class"])
-    return metrics_from_tables(
+    m = metrics_from_tables(
         hists["mc_class"],
         hists["mc_confusion"].reshape(n, k, k),
         np.cumsum(hists["mc_rank"][:, :-1], axis=1),
     )
+    few, few_labels = m.events < min_samples, m.labeled < min_samples
+    gated = {
+        name: np.where(few_labels if name != "class_share" else few, np.nan, value.T).T
+        for name, value in vars(m).items()
+        if name not in ("events", "labeled")
+    }
+    return MulticlassMetrics(events=m.events, labeled=m.labeled, **gated)

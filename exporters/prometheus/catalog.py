@@ -29,6 +29,7 @@ __all__ = [
     "GAUGE",
     "HEALTH_METRICS",
     "METRICS",
+    "MULTICLASS_METRICS",
     "PERFORMANCE_METRICS",
     "MetricDoc",
     "MetricKind",
@@ -332,9 +333,46 @@ HEALTH_METRICS: tuple[MetricDoc, ...] = (
               "Seconds since the model's current version was first seen (event time)."),
 )
 
+#: Multi-class metrics, exported with ``[events] scores``, for the cells of multi-class models:
+#: each cell's latest reported window (like the score statistics). Class shares are NaN below
+#: ``[cells] min_samples`` events, performance below that many labeled events; ``class`` is a
+#: class name of the model or ``__other__`` (at most ``[events] max_classes`` + 1 values).
+MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc("tilewatch_window_class_share_ratio", GAUGE, "cell, class",
+              "Share of the window's predictions that are the class (the event's prediction, "
+              "else the argmax of its probabilities)."),
+    MetricDoc("tilewatch_window_class_labeled_events", GAUGE, "cell",
+              "Labeled predictions of a multi-class model in the window (inline labels)."),
+    MetricDoc("tilewatch_window_class_accuracy_ratio", GAUGE, "cell",
+              "Share of labeled multi-class predictions whose class is the label."),
+    MetricDoc("tilewatch_window_class_precision_ratio", GAUGE, "cell, class",
+              "One-vs-rest precision of the class: right predictions of it / its predictions "
+              "(labeled ones)."),
+    MetricDoc("tilewatch_window_class_recall_ratio", GAUGE, "cell, class",
+              "One-vs-rest recall of the class: right predictions of it / its labels."),
+    MetricDoc("tilewatch_window_class_f1_ratio", GAUGE, "cell, class",
+              "One-vs-rest F1 of the class, 2 TP / (predicted + labeled); NaN when neither."),
+    MetricDoc("tilewatch_window_macro_f1_ratio", GAUGE, "cell",
+              "Mean F1 over the classes predicted or labeled in the window."),
+    MetricDoc("tilewatch_window_weighted_f1_ratio", GAUGE, "cell",
+              "F1 of the classes weighted by their labeled events."),
+    MetricDoc("tilewatch_window_topk_accuracy_ratio", GAUGE, "cell, k",
+              "Share of labeled events whose label is among the k most probable classes "
+              "(k = 1..5; ties count as hits)."),
+)
+
 # fmt: on
 
 #: Every metric by name.
 CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
-    {m.name: m for m in (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *HEALTH_METRICS)}
+    {
+        m.name: m
+        for m in (
+            *METRICS,
+            *DRIFT_METRICS,
+            *PERFORMANCE_METRICS,
+            *HEALTH_METRICS,
+            *MULTICLASS_METRICS,
+        )
+    }
 )

@@ -25,8 +25,16 @@ import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
+from tilewatch.aggregators.stats.multiclass import window_bins
 
-__all__ = ["MALFORMED_REASONS", "SUM_TOLERANCE", "ClassScoreEncoder", "ClassScores"]
+__all__ = [
+    "MALFORMED_REASONS",
+    "SUM_TOLERANCE",
+    "ClassBatch",
+    "ClassScoreEncoder",
+    "ClassScores",
+    "encode_batch",
+]
 
 #: Why a probability vector is dropped (the ``reason`` label of
 #: ``tilewatch_malformed_class_scores_total``); the event itself is kept.
@@ -206,6 +214,55 @@ class ClassScoreEncoder:
             for m, key, good in zip(element_models, keys, ok.tolist(), strict=True)
         ]
         return cols
+
+
+@dataclass(frozen=True)
+class ClassBatch:
+    """What a batch of a multi-class model adds to state: the window histogram bins of
+    :func:`~tilewatch.aggregators.stats.multiclass.window_bins`, the counters (dropped vectors
+    by reason, ``pooled``), the predictions for the drift profile, and the labels left for the
+    binary performance path (None for the events with a probability vector)."""
+
+    scores: ClassScores
+    bins: dict[str, IntArray]
+    counts: dict[str, int]
+    binary_labels: list[Any] | None
+
+
+def encode_batch(
+    encoder: ClassScoreEncoder,
+    models: Sequence[str],
+    vectors: Sequence[Any],
+    predictions: Sequence[Any] | None,
+    labels: Sequence[Any] | None,
+) -> ClassBatch:
+    """Encode a batch's vectors and turn its labels (class names) into class columns.
+
+    Examples
+    --------
+    >>> enc = ClassScoreEncoder(ClassVocabulary(2, ("a", "b")))
+    >>> out = encode_batch(enc, ["m", "m"], [[0.9, 0.1], None], None, ["b", 1])
+    >>> out.bins["mc_confusion"].tolist(), out.binary_labels
+    ([3, -1], [None, 1])
+    """
+    scores = encoder.encode(models, vectors, predictions)
+    vocab = encoder.vocabulary
+    columns = np.full(len(models), -1, dtype=np.int64)
+    binary: list[Any] | None = None
+    if labels is not None:
+        binary = list(labels)
+        for i, label in enumerate(labels):
+            if vectors[i] is not None:
+                binary[i] = None  # a multi-class event: its label is a class name
+                if label is not None and scores.predicted[i] >= 0:
+                    columns[i] = vocab.column(models[i], _class_name(label))
+    bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
+    counts: dict[str, int] = {}
+    for (_model, reason), n in scores.malformed.items():
+        counts[reason] = counts.get(reason, 0) + n
+    if scores.pooled:
+        counts["pooled"] = sum(scores.pooled.values())
+    return ClassBatch(scores, bins, counts, binary)
 
 
 def _class_name(value: Any) -> str:

@@ -6,16 +6,22 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import pytest
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.stats.multiclass import MulticlassSums, multiclass_metrics
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
+from tilewatch.streams.errors import StreamError
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.settings import EventFields, KafkaSettings
 
 T = 1767225600.0
+CLASSES = ("buy", "sell", "hold")
 
 
 def rec(offset: int, **fields: Any) -> Any:
@@ -31,11 +37,21 @@ def rec(offset: int, **fields: Any) -> Any:
     )
 
 
-def test_multiclass_batch_is_kept_counted_and_exported() -> None:
-    state = ReplicaState(CellSettings(window_seconds=60, grace_seconds=0))
-    fields = EventFields(scores="probs", classes=("buy", "sell", "hold"), max_classes=3)
+def monitor_for(fields: EventFields) -> tuple[Monitor, ReplicaState, CollectorRegistry]:
+    state = ReplicaState(
+        CellSettings(window_seconds=60, grace_seconds=0),
+        classes=ClassVocabulary(fields.max_classes, fields.classes),
+    )
     monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), fields, state)
     state.assign(("p", 0))
+    registry = CollectorRegistry()
+    registry.register(CellCollector(state.snapshot, ("segment", "region")))
+    return monitor, state, registry
+
+
+def test_multiclass_batch_is_kept_counted_and_exported() -> None:
+    fields = EventFields(scores="probs", classes=CLASSES, max_classes=3)
+    monitor, state, registry = monitor_for(fields)
     records = [
         rec(0, probs=[0.7, 0.2, 0.1]),
         rec(1, probs={"buy": 0.1, "sell": 0.3, "hold": 0.6}),
@@ -50,9 +66,68 @@ def test_multiclass_batch_is_kept_counted_and_exported() -> None:
     assert snap.ingest.class_scores == {"bad_sum": 1, "pooled": 1}
     i = snap.cell(("intent", "a", "r"))
     assert int(snap.events_total[i]) == 4
-    registry = CollectorRegistry()
-    registry.register(CellCollector(state.snapshot, ("segment", "region")))
     get = registry.get_sample_value
     assert get("tilewatch_malformed_class_scores_total", {"reason": "bad_sum"}) == 1.0
     assert get("tilewatch_pooled_class_events_total") == 1.0
     assert get("tilewatch_invalid_events_total", {"reason": "bad_scores"}) == 1.0
+
+
+def test_a_multiclass_monitor_needs_a_vocabulary() -> None:
+    with pytest.raises(StreamError, match="class vocabulary"):
+        Monitor(KafkaSettings(), EventFields(scores="probs"), ReplicaState(CellSettings()))
+
+
+def test_window_metrics_per_cell_equal_the_offline_values() -> None:
+    """Two cells, labels inline; the closed window's per-class metrics are the offline ones."""
+    fields = EventFields(scores="probs", classes=CLASSES, max_classes=3)
+    monitor, state, registry = monitor_for(fields)
+    rng = np.random.default_rng(5)
+    n = 600
+    truth = rng.integers(0, 3, n)
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), truth] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    regions = rng.choice(["r1", "r2"], n)
+    labeled = rng.random(n) < 0.7
+    records = []
+    for j in range(n):
+        extra = {"label": CLASSES[truth[j]]} if labeled[j] else {}
+        records.append(
+            rec(j, probs=probs[j].tolist(), region=str(regions[j]), timestamp=T + j * 0.05, **extra)
+        )
+    records.append(rec(n, probs=[1.0, 0.0, 0.0], timestamp=T + 120))  # closes the window
+    monitor.process({TopicPartition("p", 0): records})
+    snap = state.snapshot()
+    get = registry.get_sample_value
+    for region in ("r1", "r2", "__all__"):
+        sel = np.ones(n, dtype=bool) if region == "__all__" else regions == region
+        offline = MulticlassSums(1, 3)
+        offline.update(
+            np.zeros(sel.sum(), dtype=np.int64),
+            probs[sel],
+            labels=np.where(labeled[sel], truth[sel], -1),
+        )
+        m = multiclass_metrics(offline)
+        cell = {"model": "intent", "segment": "a", "region": region}
+        i = snap.cell(("intent", "a", region))
+        assert int(snap.window_count[i]) == sel.sum()
+        assert get("tilewatch_window_class_labeled_events", cell) == labeled[sel].sum()
+        assert get("tilewatch_window_class_accuracy_ratio", cell) == pytest.approx(m.accuracy[0])
+        assert get("tilewatch_window_macro_f1_ratio", cell) == pytest.approx(m.macro_f1[0])
+        assert get("tilewatch_window_weighted_f1_ratio", cell) == pytest.approx(m.weighted_f1[0])
+        for j, name in enumerate(CLASSES):
+            labels = {**cell, "class": name}
+            share = get("tilewatch_window_class_share_ratio", labels)
+            assert share == pytest.approx(m.class_share[0, j])
+            assert get("tilewatch_window_class_f1_ratio", labels) == pytest.approx(m.f1[0, j])
+            precision = get("tilewatch_window_class_precision_ratio", labels)
+            assert precision == pytest.approx(m.precision[0, j])
+            assert get("tilewatch_window_class_recall_ratio", labels) == pytest.approx(
+                m.recall[0, j]
+            )
+        for k in (1, 2, 3):
+            got = get("tilewatch_window_topk_accuracy_ratio", {**cell, "k": str(k)})
+            assert got == pytest.approx(m.topk_accuracy[0, k - 1])
+        # The score of an event without one is its top-class probability.
+        assert snap.window_mean[i] == pytest.approx(probs[sel].max(axis=1).mean())
+    assert get("tilewatch_window_topk_accuracy_ratio", {**cell, "k": "3"}) == 1.0

@@ -16,7 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
-from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import (
+    DRIFT_METRICS,
+    METRICS,
+    MULTICLASS_METRICS,
+    PERFORMANCE_METRICS,
+)
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
 DIMS = ("segment", "region")
@@ -398,7 +403,7 @@ def test_describe_does_not_take_a_snapshot() -> None:
 
     collector = CellCollector(boom, DIMS)
     names = {fam.name for fam in collector.describe()}
-    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS)
+    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS)
     assert names == {_base(m.name, m.kind) for m in documented}
     CollectorRegistry().register(collector)  # registering describes, never collects
 
