@@ -82,10 +82,11 @@ class ClassVocabulary:
         return column
 
     def names(self, model: str) -> list[str]:
-        """The model's class names in column order (the pooled one excluded)."""
-        table = self.columns(model)
+        """The model's class names in column order (the pooled one excluded); the configured
+        classes for a model not seen yet. Never adds a model (safe from any thread)."""
         with self._lock:
-            return list(table)
+            table = self._models.get(model)
+            return list(self.classes) if table is None else list(table)
 
     def labels(self, model: str) -> list[str]:
         """One name per column of a table: the class names, empty columns as ``""``, then

@@ -351,7 +351,7 @@ class ReplicaState:
             class_labels = (
                 None
                 if self.classes is None
-                else {m: self.classes.labels(m) for m in self.classes.models()}
+                else {m: self.classes.labels(m) for m in reg.model_names}
             )
             ing = self.ingest
             ingest = dataclasses.replace(

@@ -1,7 +1,7 @@
 """The multi-class families: class shares and per-class performance of each cell's window.
 
-Exported with ``[events] scores`` for the cells of multi-class models (the models of the
-snapshot's ``class_labels``), from the window statistics the consumer thread computed
+Exported with ``[events] scores`` for the cells of multi-class models (those with predicted
+classes in their window), from the window statistics the consumer thread computed
 (:func:`tilewatch.aggregators.stats.multiclass.window_metrics`); the ``class`` label takes at
 most ``[events] max_classes`` + 1 values per model. Names, types and help are in
 :data:`~tilewatch.exporters.prometheus.catalog.MULTICLASS_METRICS`.
@@ -27,8 +27,8 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     m, names = snap.multiclass, snap.class_labels
     if m is None or names is None:
         return
-    model_names = snap.model_names
-    cells = [i for i in rows.present if model_names[snap.model_ids[i]] in names]
+    # The cells of multi-class models: those with predicted classes in the window.
+    cells = [i for i in rows.present if m.events[i] > 0]
     per_class = (
         ("tilewatch_window_class_share_ratio", m.class_share),
         ("tilewatch_window_class_precision_ratio", m.precision),

@@ -58,7 +58,9 @@ class ClassScores:
 
     ``probs`` rows sum to 1 where ``valid`` (zeros elsewhere); ``top`` and ``margin`` are NaN
     where not valid; ``predicted`` is the predicted class's column (-1: none) and
-    ``predictions`` its name (the event's own ``prediction`` value where it has one).
+    ``predictions`` its name (the event's own ``prediction`` value where it has one). Only
+    events with a probability vector (valid or not) are multi-class events: the others keep
+    their prediction and have no predicted column.
     ``malformed`` counts dropped vectors by (model, reason), ``pooled`` the events per model
     whose vector or prediction named a class past ``max_classes``.
     """
@@ -84,7 +86,7 @@ class ClassScoreEncoder:
     >>> out.probs.round(2).tolist()[:2]
     [[0.2, 0.7, 0.1, 0.0], [0.5, 0.3, 0.2, 0.0]]
     >>> out.valid.tolist(), out.predictions, out.predicted.tolist()
-    ([True, True, False, False], ['b', 'a', None, 'c'], [1, 0, -1, 2])
+    ([True, True, False, False], ['b', 'a', None, 'c'], [1, 0, -1, -1])
     >>> out.margin.round(2).tolist()[:2], out.malformed
     ([0.5, 0.2], {('m', 'not_number'): 1})
     """
@@ -180,7 +182,7 @@ class ClassScoreEncoder:
             given = None if predictions is None else predictions[i]
             name = names[i] if given is None else _class_name(given)
             out_names.append(name if given is None else given)
-            if name is not None:
+            if name is not None and vectors[i] is not None:  # a multi-class event
                 col = vocab.column(models[i], name)
                 predicted[i] = col
                 if col == vocab.other or (valid[i] and probs[i, vocab.other] > 0):

@@ -131,3 +131,30 @@ def test_window_metrics_per_cell_equal_the_offline_values() -> None:
         # The score of an event without one is its top-class probability.
         assert snap.window_mean[i] == pytest.approx(probs[sel].max(axis=1).mean())
     assert get("tilewatch_window_topk_accuracy_ratio", {**cell, "k": "3"}) == 1.0
+
+
+def test_multiclass_windows_survive_a_checkpoint() -> None:
+    """The class histograms are plain window histograms: a restored partition exports the
+    same per-class metrics (same configured classes, so the same columns)."""
+    fields = EventFields(scores="probs", classes=CLASSES, max_classes=3)
+    monitor, state, registry = monitor_for(fields)
+    records = [
+        rec(0, probs=[0.7, 0.2, 0.1], label="buy"),
+        rec(1, probs=[0.2, 0.7, 0.1], label="hold"),
+        rec(2, probs=[0.1, 0.2, 0.7], label="hold"),
+        rec(3, probs=[1.0, 0.0, 0.0], timestamp=T + 120),
+    ]
+    monitor.process({TopicPartition("p", 0): records})
+    data = json.loads(json.dumps(state.partitions[("p", 0)].to_dict()))
+    _monitor, restored, registry2 = monitor_for(fields)
+    restored.assign(("p", 0), restored.restore_partition(data))
+    cell = {"model": "intent", "segment": "a", "region": "r"}
+    for name, labels in (
+        ("tilewatch_window_class_accuracy_ratio", cell),
+        ("tilewatch_window_class_f1_ratio", {**cell, "class": "hold"}),
+        ("tilewatch_window_class_share_ratio", {**cell, "class": "sell"}),
+    ):
+        before = registry.get_sample_value(name, labels)
+        assert before is not None and restored is not state
+        assert registry2.get_sample_value(name, labels) == before
+    assert registry2.get_sample_value("tilewatch_window_class_accuracy_ratio", cell) == 2 / 3

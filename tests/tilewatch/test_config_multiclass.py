@@ -39,6 +39,7 @@ def test_scores_classes_and_bound() -> None:
     [
         ({"scores": "a..b"}, "[events].scores: expected a JSON path"),
         ({"scores": "p", "max_classes": 1}, "[events].max_classes: expected an integer >= 2"),
+        ({"scores": "p", "max_classes": 51}, "[events].max_classes: expected an integer in 2..50"),
         ({"scores": "p", "classes": "a"}, "[events].classes: expected a list of class names"),
         ({"scores": "p", "classes": ["a", "a"]}, "[events].classes[1]: expected a distinct"),
         ({"scores": "p", "classes": ["__other__"]}, "[events].classes[0]: expected a distinct"),

@@ -11,7 +11,7 @@ from typing import Any
 from tilewatch.config.base import Table
 from tilewatch.streams.settings import EventFields
 
-__all__ = ["KEYS", "PATHS", "parse_events"]
+__all__ = ["KEYS", "MAX_CLASSES", "PATHS", "parse_events"]
 
 #: [events] keys holding a JSON path, besides one key per cell dimension.
 PATHS = (
@@ -25,6 +25,9 @@ PATHS = (
     "latency",
     "features",
 )
+#: Upper bound of ``max_classes``: a window keeps ``(max_classes + 1)^2`` confusion counts per
+#: cell, and the ``class`` label of the multi-class metrics takes ``max_classes + 1`` values.
+MAX_CLASSES = 50
 #: Multi-class keys: the optional path of the class probabilities and the class names.
 MULTICLASS_KEYS = ("scores", "classes", "max_classes")
 KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS)
@@ -41,6 +44,8 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
         raise table.error("score_max", f"a number > score_min ({score_min!r})", found)
     scores = table.path("scores", "") if "scores" in table.data else None
     max_classes = table.integer("max_classes", defaults.max_classes, 2)
+    if max_classes > MAX_CLASSES:
+        raise table.error("max_classes", f"an integer in 2..{MAX_CLASSES}", max_classes)
     classes = _classes(table, max_classes)
     if classes and scores is None:
         raise table.error("classes", "no class names without [events].scores", list(classes))

@@ -168,3 +168,10 @@ def test_vocabulary_checkpoint_names_classes() -> None:
     with pytest.raises(Exception, match="repeated"):
         vocab.load({"k": ["a", "a"]})
     assert "k" not in vocab.models()
+
+
+def test_events_without_a_vector_are_not_multiclass_events() -> None:
+    vocab = ClassVocabulary(max_classes=4)
+    out = ClassScoreEncoder(vocab).encode(["binary", "m"], [None, {"x": 1.0}], [1, None])
+    assert out.predicted.tolist() == [-1, 0] and out.predictions == [1, "x"]
+    assert vocab.models() == ["m"]  # the binary model's prediction named no class
