@@ -24,6 +24,7 @@ from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
+from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
 from tilewatch.aggregators.stats.multiclass import MulticlassMetrics, window_metrics
@@ -101,6 +102,7 @@ class WindowView:
     drift: WindowDrift | None
     latency: dict[float, FloatArray]
     multiclass: MulticlassMetrics | None = None
+    class_errors: ClassErrorDecisions | None = None
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -180,12 +182,21 @@ def build_window_view(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
-    multiclass = None
+    multiclass, class_errors = None, None
     if "mc_class" in w_h:
         k = hist_bins["mc_class"]
         min_samples = profile.settings.min_samples if profile is not None else 1
         multiclass = window_metrics(w_h, k, min_samples)
-    return WindowView(w_c, mean, var, window_start, window_end, drift, latency, multiclass)
+        if profile is not None and profile.settings.reference == "trailing":
+            class_errors = class_error_decisions(
+                w_h["mc_confusion"],
+                reference.hists["mc_confusion"],
+                min_samples,
+                profile.settings.fdr_rate,
+            )
+    return WindowView(
+        w_c, mean, var, window_start, window_end, drift, latency, multiclass, class_errors
+    )
 
 
 def merge(
@@ -240,5 +251,6 @@ def merge(
         detections=detections,
         window_latency=wv.latency,
         multiclass=wv.multiclass,
+        class_errors=wv.class_errors,
         model_versions=merge_versions([part.versions for part in parts]),
     )

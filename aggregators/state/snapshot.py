@@ -12,6 +12,7 @@ from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
+from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions
 from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 
 __all__ = ["IngestStats", "IngestUpdate", "PartitionKey", "Snapshot"]
@@ -170,6 +171,9 @@ class Snapshot:
     #: Multi-class statistics of each cell's reported window (None: no multi-class model);
     #: per-class arrays have one column per class column of :attr:`class_labels`.
     multiclass: MulticlassMetrics | None = None
+    #: Decisions on each cell's multi-class error rate against its trailing windows (None:
+    #: no multi-class model, or baseline references).
+    class_errors: ClassErrorDecisions | None = None
     #: Per multi-class model, the name of each class column (``""``: unused column).
     class_labels: dict[str, list[str]] | None = None
 

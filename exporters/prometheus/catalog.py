@@ -359,6 +359,15 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_topk_accuracy_ratio", GAUGE, "cell, k",
               "Share of labeled events whose label is among the k most probable classes "
               "(k = 1..5; ties count as hits)."),
+    MetricDoc("tilewatch_window_class_error_increase", GAUGE, "cell",
+              "Rise of the share of wrong labeled predictions over the cell's trailing windows "
+              "([drift] reference = \"trailing\"; NaN below [cells] min_samples labeled events)."),
+    MetricDoc("tilewatch_window_class_error_pvalue", GAUGE, "cell",
+              "One-sided exact p-value of \"the error rate did not rise\" against the trailing "
+              "windows."),
+    MetricDoc("tilewatch_window_class_error_flag", GAUGE, "cell",
+              "1 when the error rise is significant after Benjamini-Hochberg over the window's "
+              "cells ([drift] fdr_rate) and above 0.05, else 0."),
 )
 
 # fmt: on

@@ -56,3 +56,13 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     for j, k in enumerate(TOP_K[: m.topk_accuracy.shape[1]]):
         rows.add(fam, m.topk_accuracy[:, j], k, cells=cells)
     yield fam
+    errors = snap.class_errors
+    if errors is not None:
+        for name, values in (
+            ("tilewatch_window_class_error_increase", errors.increase),
+            ("tilewatch_window_class_error_pvalue", errors.pvalue),
+            ("tilewatch_window_class_error_flag", errors.flag.astype(float)),
+        ):
+            fam = family(name, rows.labels)
+            rows.add(fam, values, cells=cells)
+            yield fam

@@ -1,0 +1,116 @@
+"""The planted changes of tests/multiclass_scenario.py through Monitor.process: exactly the
+changed cells are flagged, and per-class metrics equal the offline values."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from tests import multiclass_scenario as sc
+from tilewatch.aggregators.cells.classes import ClassVocabulary
+from tilewatch.aggregators.cells.settings import CellSettings
+from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.aggregators.stats.multiclass import MulticlassSums, multiclass_metrics
+from tilewatch.exporters.prometheus.cell_collector import CellCollector
+from tilewatch.streams.loop import Monitor
+from tilewatch.streams.settings import EventFields, KafkaSettings
+
+FIELDS = EventFields(
+    scores="probs",
+    classes=sc.CLASSES,
+    max_classes=3,
+    dimensions={"segment": "segment", "region": "region"},
+)
+
+
+def multiclass_state() -> ReplicaState:
+    """Trailing references: each cell against its own previous windows."""
+    settings = DriftSettings(reference="trailing", detectors=())
+    profile = DriftProfile(settings, (0.0, 1.0), classes=sc.CLASSES)
+    cells = CellSettings(window_seconds=sc.WINDOW, grace_seconds=0)
+    return ReplicaState(cells, profile, classes=ClassVocabulary(3, sc.CLASSES))
+
+
+def flagged(snap: Snapshot) -> tuple[set[Any], set[Any]]:
+    """Leaf cells flagged for a class shift, and for an error rise."""
+    assert snap.drift is not None and snap.class_errors is not None
+    leaves = np.flatnonzero(snap.is_leaf)
+    shift = {snap.keys[i] for i in leaves if snap.drift.flags["class_shift"][i]}
+    errors = {snap.keys[i] for i in leaves if snap.class_errors.flag[i]}
+    return shift, errors
+
+
+def offline(stream: list[dict], segment: str | None, region: str | None) -> Any:
+    """The multi-class metrics of the changed window of a cell, computed from the events."""
+    events = sc.changed_window(stream, segment, region)
+    probs = np.array([e["probs"] for e in events])
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    labels = np.array([sc.CLASSES.index(e["label"]) for e in events])
+    sums = MulticlassSums(1, 4)  # three classes and the pooled column
+    sums.update(
+        np.zeros(len(events), dtype=np.int64), np.pad(probs, ((0, 0), (0, 1))), labels=labels
+    )
+    return multiclass_metrics(sums)
+
+
+def check_per_class_metrics(registry: CollectorRegistry, stream: list[dict]) -> None:
+    get = registry.get_sample_value
+    for segment, region in (("s1", "r2"), ("s2", "r1"), (None, "r2"), (None, None)):
+        m = offline(stream, segment, region)
+        cell = {"model": "intent", "segment": segment or "__all__", "region": region or "__all__"}
+        assert get("tilewatch_window_class_accuracy_ratio", cell) == pytest.approx(m.accuracy[0])
+        assert get("tilewatch_window_macro_f1_ratio", cell) == pytest.approx(m.macro_f1[0])
+        for j, name in enumerate(sc.CLASSES):
+            labels = {**cell, "class": name}
+            for metric, values in (
+                ("share", m.class_share),
+                ("precision", m.precision),
+                ("recall", m.recall),
+                ("f1", m.f1),
+            ):
+                got = get(f"tilewatch_window_class_{metric}_ratio", labels)
+                assert got == pytest.approx(values[0, j], nan_ok=True), (metric, labels)
+
+
+def test_exactly_the_changed_cells_are_flagged() -> None:
+    stream = sc.events()
+    state = multiclass_state()
+    monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), FIELDS, state)
+    state.assign(("p", 0))
+    records = [
+        SimpleNamespace(
+            value=json.dumps(e).encode(),
+            timestamp=None,
+            topic="p",
+            partition=0,
+            offset=i,
+            key=None,
+            headers=[],
+        )
+        for i, e in enumerate(stream)
+    ]
+    # Up to the first event of the changed window, which closes the last clean one: no flag.
+    first = next(i for i, e in enumerate(stream) if e["timestamp"] >= sc.T0 + sc.CHANGED * 60)
+    for start in range(0, first + 1, 500):
+        monitor.process({TopicPartition("p", 0): records[start : min(start + 500, first + 1)]})
+    snap = state.snapshot()
+    assert snap.window_end["intent"] == sc.T0 + sc.CHANGED * sc.WINDOW
+    assert flagged(snap) == (set(), set())
+    for start in range(first + 1, len(records), 500):
+        monitor.process({TopicPartition("p", 0): records[start : start + 500]})
+    snap = state.snapshot()
+    assert snap.window_end["intent"] == sc.T0 + (sc.CHANGED + 1) * sc.WINDOW
+    shift, errors = flagged(snap)
+    assert shift == sc.CLASS_SHIFT_CELLS
+    assert errors == sc.ERROR_CELLS
+    registry = CollectorRegistry()
+    registry.register(CellCollector(state.snapshot, ("segment", "region")))
+    check_per_class_metrics(registry, stream)
