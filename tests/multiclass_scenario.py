@@ -10,7 +10,8 @@ the last window (``CHANGED``):
 - region ``r2``: events whose true class is ``buy`` are labeled ``sell`` (labels of one class
   confused with another; the predictions do not change): the error rate of ``r2`` cells rises.
 
-One more event, two windows later, closes the changed window.
+One more event per cell, two windows later, closes the changed window (in every partition,
+when producers key by cell).
 """
 
 from __future__ import annotations
@@ -58,14 +59,17 @@ def events(seed: int = 3) -> list[dict]:
                     }
                 )
     out.sort(key=lambda e: e["timestamp"])
-    closing = {
-        "model": "intent",
-        "segment": "s1",
-        "region": "r1",
-        "timestamp": T0 + (CHANGED + 2) * WINDOW,
-        "probs": [1.0, 0.0, 0.0],
-    }
-    return [*out, closing]
+    closing = [
+        {
+            "model": "intent",
+            "segment": segment,
+            "region": region,
+            "timestamp": T0 + (CHANGED + 2) * WINDOW,
+            "probs": [1.0, 0.0, 0.0],
+        }
+        for segment, region in CELLS
+    ]
+    return [*out, *closing]
 
 
 def changed_window(stream: list[dict], segment: str | None, region: str | None) -> list[dict]:

@@ -59,6 +59,8 @@ def class_error_decisions(
     ([False, True], [0.0, 0.218])
     """
     n = len(window)
+    if n == 0:  # no cell yet (a snapshot before the first event)
+        return ClassErrorDecisions(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.bool_))
     w = np.asarray(window).reshape(n, -1)
     r = np.asarray(reference, dtype=np.float64).reshape(n, -1)
     k = math.isqrt(w.shape[1])

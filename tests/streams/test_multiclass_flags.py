@@ -114,3 +114,12 @@ def test_exactly_the_changed_cells_are_flagged() -> None:
     registry = CollectorRegistry()
     registry.register(CellCollector(state.snapshot, ("segment", "region")))
     check_per_class_metrics(registry, stream)
+
+
+def test_a_snapshot_before_the_first_event() -> None:
+    """The loop refreshes on idle polls, before any event: the empty grid must not raise."""
+    state = multiclass_state()
+    state.refresh()
+    snap = state.snapshot()
+    assert snap.multiclass is not None and snap.multiclass.accuracy.shape == (0,)
+    assert snap.class_errors is not None and snap.class_errors.flag.shape == (0,)

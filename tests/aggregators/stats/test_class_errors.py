@@ -46,3 +46,9 @@ def test_no_reference_no_test() -> None:
     win = np.full((2, 9), 10, dtype=np.int64)
     d = class_error_decisions(win, np.zeros((2, 9)), min_samples=1, fdr_rate=0.05)
     assert np.isnan(d.pvalue).all() and not d.flag.any()
+
+
+def test_an_empty_grid() -> None:
+    """A snapshot before the first event has no cells: nothing to decide, nothing raised."""
+    d = class_error_decisions(np.zeros((0, 16), dtype=np.int64), np.zeros((0, 16)), 30, 0.01)
+    assert d.pvalue.shape == d.increase.shape == d.flag.shape == (0,)

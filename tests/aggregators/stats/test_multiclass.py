@@ -192,3 +192,9 @@ def test_window_histograms_give_the_count_metrics_of_the_sums(k: int) -> None:
     ):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert np.isnan(got.brier).all() and np.isnan(got.log_loss).all()
+
+
+def test_window_metrics_of_an_empty_grid() -> None:
+    hists = {name: np.zeros((0, w), dtype=np.int64) for name, w in window_hist_widths(4).items()}
+    m = window_metrics(hists, 4, min_samples=30)
+    assert m.class_share.shape == (0, 4) and m.accuracy.shape == (0,)
