@@ -16,9 +16,10 @@ class name; the checks, the arg-max, the margin and the table are numpy calls on
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ MALFORMED_REASONS: dict[str, str] = {
 SUM_TOLERANCE = 0.01
 
 _NUMBER = frozenset({float, int})
+#: probs, valid, top, margin, the column of the argmax, its name, malformed reasons by event.
+_Table = tuple[FloatArray, BoolArray, FloatArray, FloatArray, IntArray, list[Any], dict[int, str]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class ClassScoreEncoder:
     def __init__(self, vocabulary: ClassVocabulary) -> None:
         self.vocabulary = vocabulary
         self._list_classes = list(vocabulary.classes)
+        self._getter = operator.itemgetter(*vocabulary.classes) if vocabulary.classes else None
+        self._names = np.array(vocabulary.classes, dtype=object)
 
     def encode(
         self,
@@ -102,6 +107,82 @@ class ClassScoreEncoder:
         predictions: Sequence[Any] | None = None,
     ) -> ClassScores:
         """Tabulate one batch; ``predictions`` are the events' own predicted classes, if any."""
+        table = self._dense(vectors)
+        if table is None:
+            table = self._general(models, vectors)
+        probs, valid, top, margin, argcol, names, reasons = table
+        vocab = self.vocabulary
+        has_vector = _present(vectors)
+        predicted = np.where(valid, argcol, -1)
+        out_names: list[Any] = names
+        if predictions is not None:
+            for i, given in enumerate(predictions):
+                if given is None:
+                    continue
+                out_names[i] = given
+                if has_vector[i]:  # a multi-class event's own prediction
+                    predicted[i] = vocab.column(models[i], _class_name(given))
+        pooled_rows = has_vector & ((predicted == vocab.other) | (probs[:, vocab.other] > 0))
+        pooled: dict[str, int] = {}
+        for i in np.flatnonzero(pooled_rows).tolist():
+            pooled[models[i]] = pooled.get(models[i], 0) + 1
+        malformed: dict[tuple[str, str], int] = {}
+        for i, reason in reasons.items():
+            key = (models[i], reason)
+            malformed[key] = malformed.get(key, 0) + 1
+        return ClassScores(probs, valid, top, margin, predicted, out_names, malformed, pooled)
+
+    def _dense(self, vectors: Sequence[Any]) -> _Table | None:
+        """The common batch, at C speed: every vector a list of the configured classes' length
+        (or an object with exactly those keys) of numbers, or absent. None: another batch."""
+        classes = self._list_classes
+        k = len(classes)
+        present = [v for v in vectors if v is not None]
+        if k < 2 or not present:
+            return None
+        kinds = set(map(type, present))
+        if set(map(len, present)) != {k}:
+            return None
+        if kinds == {list}:
+            rows_values: list[Any] = present
+        elif kinds == {dict}:
+            try:
+                rows_values = list(map(self._getter, present))
+            except KeyError:
+                return None
+        else:
+            return None
+        if not set(map(type, chain.from_iterable(rows_values))) <= _NUMBER:
+            return None
+        values = np.array(rows_values, dtype=np.float64)
+        n = len(vectors)
+        rows = np.flatnonzero(_present(vectors))
+        sums = values.sum(axis=1)
+        bad_range = ((values < 0) | (values > 1)).any(axis=1)
+        bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
+        good = ~(bad_range | bad_sum)
+        reasons = {
+            int(rows[j]): "out_of_range" if bad_range[j] else "bad_sum"
+            for j in np.flatnonzero(~good).tolist()
+        }
+        norm = values[good] / sums[good, None]
+        ordered = np.sort(norm, axis=1)
+        at = rows[good]
+        probs = np.zeros((n, self.vocabulary.width))
+        probs[at, :k] = norm
+        valid = np.zeros(n, dtype=np.bool_)
+        valid[at] = True
+        top, margin = np.full(n, np.nan), np.full(n, np.nan)
+        top[at] = ordered[:, -1]
+        margin[at] = ordered[:, -1] - ordered[:, -2]
+        argcol = np.full(n, -1, dtype=np.int64)
+        argcol[at] = arg = norm.argmax(axis=1)
+        names = np.full(n, None, dtype=object)
+        names[at] = self._names[arg]
+        return probs, valid, top, margin, argcol, names.tolist(), reasons
+
+    def _general(self, models: Sequence[str], vectors: Sequence[Any]) -> _Table:
+        """Any batch: vectors flattened into one array of values and one of names."""
         vocab = self.vocabulary
         n, width = len(vectors), vocab.width
         lengths = np.zeros(n, dtype=np.int64)
@@ -142,6 +223,7 @@ class ClassScoreEncoder:
         top = np.full(n, np.nan)
         margin = np.full(n, np.nan)
         probs = np.zeros((n, width))
+        argcol = np.full(n, -1, dtype=np.int64)
         names: list[Any] = [None] * n
         if rows.size:
             with np.errstate(invalid="ignore"):
@@ -172,28 +254,11 @@ class ClassScoreEncoder:
             element_rows = np.repeat(rows, per)
             element_ok = np.repeat(good, per)
             cols = self._columns(models, element_rows, keys, element_ok)
+            argcol[rows[good]] = cols[arg[good]]
             weights = np.where(element_ok, values / np.repeat(scale, per), 0.0)
             flat = np.bincount(element_rows * width + cols, weights=weights, minlength=n * width)
             probs = np.asarray(flat, dtype=np.float64).reshape(n, width)
-        predicted = np.full(n, -1, dtype=np.int64)
-        out_names: list[Any] = []
-        pooled: dict[str, int] = {}
-        for i in range(n):
-            given = None if predictions is None else predictions[i]
-            name = names[i] if given is None else _class_name(given)
-            out_names.append(name if given is None else given)
-            if name is not None and vectors[i] is not None:  # a multi-class event
-                col = vocab.column(models[i], name)
-                predicted[i] = col
-                if col == vocab.other or (valid[i] and probs[i, vocab.other] > 0):
-                    pooled[models[i]] = pooled.get(models[i], 0) + 1
-            elif valid[i] and probs[i, vocab.other] > 0:
-                pooled[models[i]] = pooled.get(models[i], 0) + 1
-        malformed: dict[tuple[str, str], int] = {}
-        for i, reason in reasons.items():
-            key = (models[i], reason)
-            malformed[key] = malformed.get(key, 0) + 1
-        return ClassScores(probs, valid, top, margin, predicted, out_names, malformed, pooled)
+        return probs, valid, top, margin, argcol, names, reasons
 
     def _columns(
         self, models: Sequence[str], element_rows: IntArray, keys: list[Any], ok: BoolArray
@@ -265,6 +330,11 @@ def encode_batch(
     if scores.pooled:
         counts["pooled"] = sum(scores.pooled.values())
     return ClassBatch(scores, bins, counts, binary)
+
+
+def _present(values: Sequence[Any]) -> BoolArray:
+    """Which values are not None (at C speed)."""
+    return np.array(list(map(operator.is_not, values, repeat(None))), dtype=np.bool_)
 
 
 def _class_name(value: Any) -> str:

@@ -93,12 +93,16 @@ def test_table_matches_a_per_event_reference(k: int) -> None:
     assert out.predictions == names
     assert out.predicted.tolist() == [classes.index(c) for c in names]
     assert out.valid.all() and out.malformed == {} and out.pooled == {}
-    # List form with the classes configured gives the same table.
-    listed = ClassScoreEncoder(ClassVocabulary(k, classes)).encode(
-        ["m"] * 200, [list(map(float, row)) for row in raw]
-    )
-    np.testing.assert_array_equal(listed.probs, out.probs)
-    assert listed.predictions == names
+    # With the classes configured, lists and objects take the dense path: the same table.
+    configured = ClassScoreEncoder(ClassVocabulary(k, classes))
+    for form in ([list(map(float, row)) for row in raw], vectors):
+        dense = configured.encode(["m"] * 200, [*form, None])
+        np.testing.assert_allclose(dense.probs[:200], out.probs, rtol=1e-12, atol=1e-16)
+        np.testing.assert_allclose(dense.top[:200], out.top, rtol=1e-12)
+        np.testing.assert_allclose(dense.margin[:200], out.margin, rtol=1e-12, atol=1e-15)
+        assert dense.predictions == [*names, None]
+        assert dense.predicted.tolist() == [*out.predicted.tolist(), -1]
+        assert dense.valid.tolist() == [True] * 200 + [False]
 
 
 def test_malformed_vectors_are_counted_and_dropped() -> None:
@@ -175,3 +179,20 @@ def test_events_without_a_vector_are_not_multiclass_events() -> None:
     out = ClassScoreEncoder(vocab).encode(["binary", "m"], [None, {"x": 1.0}], [1, None])
     assert out.predicted.tolist() == [-1, 0] and out.predictions == [1, "x"]
     assert vocab.models() == ["m"]  # the binary model's prediction named no class
+
+
+def test_dense_batches_check_every_vector_too() -> None:
+    """A batch of well-shaped lists takes the dense path; its checks are the same."""
+    enc = ClassScoreEncoder(ClassVocabulary(3, ("a", "b", "c")))
+    vectors = [[1.2, -0.2, 0.0], [0.5, 0.3, 0.1], [0.2, 0.2, 0.6], None]
+    dense = enc.encode(["m"] * 4, vectors, [None, None, "a", None])
+    general = enc.encode(["m"] * 5, [*vectors, "x"], [None, None, "a", None, None])
+    for out in (dense, general):
+        assert out.valid.tolist()[:4] == [False, False, True, False]
+        assert out.predicted.tolist()[:4] == [-1, -1, 0, -1]
+        assert out.predictions[:4] == [None, None, "a", None]
+        np.testing.assert_allclose(out.top[2], 0.6) and np.testing.assert_allclose(
+            out.margin[2], 0.4
+        )
+    assert dense.malformed == {("m", "out_of_range"): 1, ("m", "bad_sum"): 1}
+    assert general.malformed == {**dense.malformed, ("m", "wrong_type"): 1}
