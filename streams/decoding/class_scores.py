@@ -145,7 +145,7 @@ class ClassScoreEncoder:
             return None
         if kinds == {list}:
             rows_values: list[Any] = present
-        elif kinds == {dict}:
+        elif kinds == {dict} and self._getter is not None:
             try:
                 rows_values = list(map(self._getter, present))
             except KeyError:
@@ -158,7 +158,7 @@ class ClassScoreEncoder:
         n = len(vectors)
         rows = np.flatnonzero(_present(vectors))
         sums = values.sum(axis=1)
-        bad_range = ((values < 0) | (values > 1)).any(axis=1)
+        bad_range: BoolArray = np.asarray(((values < 0) | (values > 1)).any(axis=1))
         bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
         good = ~(bad_range | bad_sum)
         reasons = {
