@@ -8,7 +8,9 @@ the last window (``CHANGED``):
 - segment ``s2``: the class ``hold`` is drawn twice as often (its share doubles) and the model
   follows it: the predicted-class shares of the ``s2`` cells shift;
 - region ``r2``: events whose true class is ``buy`` are labeled ``sell`` (labels of one class
-  confused with another; the predictions do not change): the error rate of ``r2`` cells rises.
+  confused with another; the predictions do not change): the error rate of ``r2`` cells rises;
+- cell ``s1 x r1``: the model becomes unsure while staying as right (its probabilities mixed
+  half and half with the uniform ones: the argmax is kept): confidence and margin drop.
 
 One more event per cell, two windows later, closes the changed window (in every partition,
 when producers key by cell).
@@ -30,6 +32,7 @@ CELLS = (("s1", "r1"), ("s1", "r2"), ("s2", "r1"), ("s2", "r2"))
 #: Leaf cells where each change must be flagged, and only there.
 CLASS_SHIFT_CELLS = {("intent", "s2", "r1"), ("intent", "s2", "r2")}
 ERROR_CELLS = {("intent", "s1", "r2"), ("intent", "s2", "r2")}
+UNSURE_CELLS = {("intent", "s1", "r1")}
 
 
 def events(seed: int = 3) -> list[dict]:
@@ -43,6 +46,8 @@ def events(seed: int = 3) -> list[dict]:
             logits = rng.normal(0.0, 1.0, (PER_CELL, 3))
             logits[np.arange(PER_CELL), truth] += 2.5
             probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            if w == CHANGED and (segment, region) == ("s1", "r1"):
+                probs = 0.5 * probs + 0.5 / 3
             times = T0 + w * WINDOW + np.sort(rng.uniform(0.0, WINDOW - 1.0, PER_CELL))
             for i in range(PER_CELL):
                 label = CLASSES[truth[i]]

@@ -24,6 +24,7 @@ from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
+from tilewatch.aggregators.stats.class_drift import ClassDrift, class_drift_decisions
 from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
@@ -103,6 +104,7 @@ class WindowView:
     latency: dict[float, FloatArray]
     multiclass: MulticlassMetrics | None = None
     class_errors: ClassErrorDecisions | None = None
+    class_drift: ClassDrift | None = None
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -182,7 +184,7 @@ def build_window_view(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
-    multiclass, class_errors = None, None
+    multiclass, class_errors, class_drift = None, None, None
     if "mc_class" in w_h:
         k = hist_bins["mc_class"]
         min_samples = profile.settings.min_samples if profile is not None else 1
@@ -194,8 +196,24 @@ def build_window_view(
                 min_samples,
                 profile.settings.fdr_rate,
             )
+            class_drift = class_drift_decisions(
+                w_h,
+                reference.hists,
+                min_samples,
+                profile.settings.fdr_rate,
+                profile.settings.psi_alert,
+            )
     return WindowView(
-        w_c, mean, var, window_start, window_end, drift, latency, multiclass, class_errors
+        w_c,
+        mean,
+        var,
+        window_start,
+        window_end,
+        drift,
+        latency,
+        multiclass,
+        class_errors,
+        class_drift,
     )
 
 
@@ -252,5 +270,6 @@ def merge(
         window_latency=wv.latency,
         multiclass=wv.multiclass,
         class_errors=wv.class_errors,
+        class_drift=wv.class_drift,
         model_versions=merge_versions([part.versions for part in parts]),
     )

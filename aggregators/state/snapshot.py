@@ -12,6 +12,7 @@ from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
+from tilewatch.aggregators.stats.class_drift import ClassDrift
 from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions
 from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 
@@ -174,6 +175,8 @@ class Snapshot:
     #: Decisions on each cell's multi-class error rate against its trailing windows (None:
     #: no multi-class model, or baseline references).
     class_errors: ClassErrorDecisions | None = None
+    #: Confidence and margin drift of each cell against its trailing windows (same condition).
+    class_drift: ClassDrift | None = None
     #: Per multi-class model, the name of each class column (``""``: unused column).
     class_labels: dict[str, list[str]] | None = None
 

@@ -368,6 +368,14 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_class_error_flag", GAUGE, "cell",
               "1 when the error rise is significant after Benjamini-Hochberg over the window's "
               "cells ([drift] fdr_rate) and above 0.05, else 0."),
+    MetricDoc("tilewatch_window_class_drift_psi", GAUGE, "cell, signal",
+              "Debiased PSI of the window's histogram of the top-class probability "
+              "(signal=confidence) or of the margin top1 - top2 (signal=margin) against the "
+              "cell's trailing windows."),
+    MetricDoc("tilewatch_window_class_drift_flag", GAUGE, "cell, signal",
+              "1 when that histogram differs significantly (Benjamini-Hochberg over both "
+              "signals and the window's cells) and its debiased PSI is above [drift] "
+              "psi_alert, else 0."),
 )
 
 # fmt: on

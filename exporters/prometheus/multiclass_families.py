@@ -66,3 +66,12 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
             fam = family(name, rows.labels)
             rows.add(fam, values, cells=cells)
             yield fam
+    drift = snap.class_drift
+    if drift is not None:
+        psi = family("tilewatch_window_class_drift_psi", [*rows.labels, "signal"])
+        flag = family("tilewatch_window_class_drift_flag", [*rows.labels, "signal"])
+        for signal in drift.flag:
+            rows.add(psi, drift.effect[signal], signal, cells=cells)
+            rows.add(flag, drift.flag[signal].astype(float), signal, cells=cells)
+        yield psi
+        yield flag

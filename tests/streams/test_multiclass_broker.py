@@ -76,9 +76,10 @@ def test_changed_cells_flagged_through_the_broker(
     snap = state.snapshot()
     assert snap.ingest.invalid == {} and snap.ingest.class_scores == {}
     assert snap.window_end["intent"] == sc.T0 + (sc.CHANGED + 1) * sc.WINDOW
-    shift, error_cells = flagged(snap)
+    shift, error_cells, drift = flagged(snap)
     assert shift == sc.CLASS_SHIFT_CELLS
     assert error_cells == sc.ERROR_CELLS
+    assert drift == {"confidence": sc.UNSURE_CELLS, "margin": sc.UNSURE_CELLS}
     registry = CollectorRegistry()
     registry.register(CellCollector(state.snapshot, ("segment", "region")))
     check_per_class_metrics(registry, stream)

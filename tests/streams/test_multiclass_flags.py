@@ -39,13 +39,19 @@ def multiclass_state() -> ReplicaState:
     return ReplicaState(cells, profile, classes=ClassVocabulary(3, sc.CLASSES))
 
 
-def flagged(snap: Snapshot) -> tuple[set[Any], set[Any]]:
-    """Leaf cells flagged for a class shift, and for an error rise."""
+def flagged(snap: Snapshot) -> tuple[set[Any], set[Any], dict[str, set[Any]]]:
+    """Leaf cells flagged for a class shift, for an error rise, and per confidence and margin
+    signal."""
     assert snap.drift is not None and snap.class_errors is not None
+    assert snap.class_drift is not None
     leaves = np.flatnonzero(snap.is_leaf)
     shift = {snap.keys[i] for i in leaves if snap.drift.flags["class_shift"][i]}
     errors = {snap.keys[i] for i in leaves if snap.class_errors.flag[i]}
-    return shift, errors
+    drift = {
+        signal: {snap.keys[i] for i in leaves if flags[i]}
+        for signal, flags in snap.class_drift.flag.items()
+    }
+    return shift, errors, drift
 
 
 def offline(stream: list[dict], segment: str | None, region: str | None) -> Any:
@@ -103,14 +109,15 @@ def test_exactly_the_changed_cells_are_flagged() -> None:
         monitor.process({TopicPartition("p", 0): records[start : min(start + 500, first + 1)]})
     snap = state.snapshot()
     assert snap.window_end["intent"] == sc.T0 + sc.CHANGED * sc.WINDOW
-    assert flagged(snap) == (set(), set())
+    assert flagged(snap) == (set(), set(), {"confidence": set(), "margin": set()})
     for start in range(first + 1, len(records), 500):
         monitor.process({TopicPartition("p", 0): records[start : start + 500]})
     snap = state.snapshot()
     assert snap.window_end["intent"] == sc.T0 + (sc.CHANGED + 1) * sc.WINDOW
-    shift, errors = flagged(snap)
+    shift, errors, drift = flagged(snap)
     assert shift == sc.CLASS_SHIFT_CELLS
     assert errors == sc.ERROR_CELLS
+    assert drift == {"confidence": sc.UNSURE_CELLS, "margin": sc.UNSURE_CELLS}
     registry = CollectorRegistry()
     registry.register(CellCollector(state.snapshot, ("segment", "region")))
     check_per_class_metrics(registry, stream)
