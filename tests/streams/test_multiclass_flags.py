@@ -130,3 +130,72 @@ def test_a_snapshot_before_the_first_event() -> None:
     snap = state.snapshot()
     assert snap.multiclass is not None and snap.multiclass.accuracy.shape == (0,)
     assert snap.class_errors is not None and snap.class_errors.flag.shape == (0,)
+
+
+HIERARCHY = {
+    "metrics": {
+        "class_errors": {
+            "metric": "tilewatch_window_class_error_flag",
+            "count": "tilewatch_window_class_labeled_events",
+            "min_samples": 30,
+            "amber": 0.5,
+            "red": 1.0,
+        },
+        "unsure": {
+            "metric": 'tilewatch_window_class_drift_flag{signal="margin"}',
+            "amber": 0.5,
+            "red": 1.0,
+        },
+    },
+    "components": {"classes": {"members": ["class_errors", "unsure"]}},
+}
+
+
+def test_health_components_read_the_multiclass_statistics() -> None:
+    """A component of multi-class base metrics is red exactly where the changes are."""
+    from tilewatch.aggregators.health.evaluate import HierarchyInputs, evaluate
+    from tilewatch.aggregators.health.inputs import cell_statistics
+    from tilewatch.config import parse_config
+
+    config = parse_config(
+        {
+            "events": {"scores": "probs", "classes": list(sc.CLASSES), "max_classes": 3},
+            "drift": {"reference": "trailing"},
+            "hierarchy": HIERARCHY,
+        }
+    )
+    assert [c.name for c in config.hierarchy.components] == ["classes"]
+    state = multiclass_state()
+    monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), FIELDS, state)
+    state.assign(("p", 0))
+    stream = sc.events()
+    records = [
+        SimpleNamespace(
+            value=json.dumps(e).encode(),
+            timestamp=None,
+            topic="p",
+            partition=0,
+            offset=i,
+            key=None,
+            headers=[],
+        )
+        for i, e in enumerate(stream)
+    ]
+    monitor.process({TopicPartition("p", 0): records})
+    snap = state.snapshot()
+    inputs = HierarchyInputs(
+        snap.dimensions,
+        snap.keys,
+        snap.is_leaf,
+        snap.model_ids,
+        snap.model_names,
+        cell_statistics(snap, now=sc.T0),
+    )
+    component = evaluate(inputs, config.hierarchy).components[0]
+    red = {snap.keys[i] for i in np.flatnonzero(snap.is_leaf) if component.status[i] == 2}
+    assert red == sc.ERROR_CELLS | sc.UNSURE_CELLS
+    # Without [events] scores the statistics are not produced: the component is left out.
+    plain = parse_config({"drift": {"reference": "trailing"}, "hierarchy": HIERARCHY})
+    assert plain.hierarchy.components == () or all(
+        c.name != "classes" for c in plain.hierarchy.components
+    )

@@ -196,6 +196,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         labels_enabled=labels is not None,
         label_min_samples=30 if labels is None else labels.performance.min_samples,
         regression=labels is not None and labels.performance.task == "regression",
+        multiclass=events.scores is not None,
     )
     return Config(
         kafka=kafka,
