@@ -324,6 +324,8 @@ def encode_batch(
                 if label is not None and scores.predicted[i] >= 0:
                     columns[i] = vocab.column(models[i], _class_name(label))
     bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
+    # A histogram with nothing to count in this batch (no label, no vector) is left out.
+    bins = {name: b for name, b in bins.items() if (b >= 0).any()}
     counts: dict[str, int] = {}
     for (_model, reason), n in scores.malformed.items():
         counts[reason] = counts.get(reason, 0) + n

@@ -196,3 +196,13 @@ def test_dense_batches_check_every_vector_too() -> None:
         )
     assert dense.malformed == {("m", "out_of_range"): 1, ("m", "bad_sum"): 1}
     assert general.malformed == {**dense.malformed, ("m", "wrong_type"): 1}
+
+
+def test_batches_leave_out_histograms_with_nothing_to_count() -> None:
+    from tilewatch.streams.decoding.class_scores import encode_batch
+
+    enc = ClassScoreEncoder(ClassVocabulary(2, ("a", "b")))
+    unlabeled = encode_batch(enc, ["m", "m"], [[0.9, 0.1], [0.4, 0.6]], None, [None, None])
+    assert sorted(unlabeled.bins) == ["mc_class", "mc_margin", "mc_top"]
+    binary = encode_batch(enc, ["b"], [None], [1], [0])
+    assert binary.bins == {} and binary.binary_labels == [0]
