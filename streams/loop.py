@@ -117,9 +117,9 @@ class Monitor:
             raise StreamError("[events] scores needs a ReplicaState with a class vocabulary")
         if multiclass and "label" not in columns and "event_id" not in columns:
             columns.append("label")  # inline class labels of multi-class models
-        self.decoder = EventDecoder(
-            fields, capture=state.profile is not None or multiclass, columns=columns
-        )
+        if multiclass and state.profile is None:
+            columns.append("prediction")  # an event's own predicted class, without the rest
+        self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
         #: Checks and tabulates the class probabilities of multi-class models (None: none).
         self.class_encoder = (
             ClassScoreEncoder(state.classes) if state.classes is not None and multiclass else None

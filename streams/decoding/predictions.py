@@ -46,9 +46,11 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "latency": "latency",
     "model_version": "model_version",
     "class_scores": "scores",
+    "prediction": "prediction",
 }
 _COLUMN_LISTS = {
     "class_scores": "class_scores",
+    "prediction": "predictions",
     "event_id": "event_ids",
     "label": "labels",
     "latency": "latencies",
@@ -117,6 +119,8 @@ class EventDecoder:
         elif "class_scores" in columns:
             raise ValueError("the class_scores column needs [events] scores")
         #: Optional raw columns collected besides the cell key, time and score.
+        if capture:  # the captured predictions already fill that list
+            columns = tuple(c for c in columns if c != "prediction")
         self.columns = tuple(c for c in OPTIONAL_COLUMNS if c in columns)
         self._column_paths = [
             split_path(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns

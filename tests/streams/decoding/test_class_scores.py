@@ -206,3 +206,14 @@ def test_batches_leave_out_histograms_with_nothing_to_count() -> None:
     assert sorted(unlabeled.bins) == ["mc_class", "mc_margin", "mc_top"]
     binary = encode_batch(enc, ["b"], [None], [1], [0])
     assert binary.bins == {} and binary.binary_labels == [0]
+
+
+def test_the_prediction_column_without_capture() -> None:
+    dec = EventDecoder(EventFields(scores="probs"), columns=["prediction"])
+    batch = dec.decode(
+        [rec(event(probs=[0.2, 0.8], prediction="b")), rec(event(probs={"a": 1.0}, score=1))]
+    )
+    assert batch.predictions == ["b", None] and batch.features == []
+    captured = EventDecoder(EventFields(scores="probs"), capture=True, columns=["prediction"])
+    assert captured.columns == ("class_scores",)
+    assert captured.decode([rec(event(probs=[1.0], prediction="x"))]).predictions == ["x"]
