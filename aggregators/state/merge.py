@@ -20,6 +20,7 @@ from tilewatch.aggregators.cells.windows import reporting
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.drift.window import Reference, WindowDrift, derive_window_drift
+from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
@@ -105,6 +106,7 @@ class WindowView:
     multiclass: MulticlassMetrics | None = None
     class_errors: ClassErrorDecisions | None = None
     class_drift: ClassDrift | None = None
+    class_gaps: tuple[Gap, ...] = ()
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -185,10 +187,23 @@ def build_window_view(
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
     multiclass, class_errors, class_drift = None, None, None
+    class_gaps: tuple[Gap, ...] = ()
     if "mc_class" in w_h:
         k = hist_bins["mc_class"]
         min_samples = profile.settings.min_samples if profile is not None else 1
         multiclass = window_metrics(w_h, k, min_samples)
+        class_gaps = tuple(
+            g
+            for g in performance_gaps(
+                view.keys,
+                settings.dimensions,
+                multiclass.labeled,
+                multiclass.accuracy,
+                1.0 - multiclass.accuracy,
+                min_samples,
+            )
+            if g.metric == "accuracy"
+        )
         if profile is not None and profile.settings.reference == "trailing":
             class_errors = class_error_decisions(
                 w_h["mc_confusion"],
@@ -214,6 +229,7 @@ def build_window_view(
         multiclass,
         class_errors,
         class_drift,
+        class_gaps,
     )
 
 
@@ -271,5 +287,6 @@ def merge(
         multiclass=wv.multiclass,
         class_errors=wv.class_errors,
         class_drift=wv.class_drift,
+        class_gaps=wv.class_gaps,
         model_versions=merge_versions([part.versions for part in parts]),
     )

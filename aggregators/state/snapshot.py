@@ -10,6 +10,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
+from tilewatch.aggregators.labels.fairness import Gap
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.stats.class_drift import ClassDrift
@@ -177,6 +178,8 @@ class Snapshot:
     class_errors: ClassErrorDecisions | None = None
     #: Confidence and margin drift of each cell against its trailing windows (same condition).
     class_drift: ClassDrift | None = None
+    #: Per model and dimension, the spread of the multi-class accuracy across its values.
+    class_gaps: tuple[Gap, ...] = ()
     #: Per multi-class model, the name of each class column (``""``: unused column).
     class_labels: dict[str, list[str]] | None = None
 

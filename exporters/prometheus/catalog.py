@@ -368,6 +368,11 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_class_error_flag", GAUGE, "cell",
               "1 when the error rise is significant after Benjamini-Hochberg over the window's "
               "cells ([drift] fdr_rate) and above 0.05, else 0."),
+    MetricDoc("tilewatch_window_class_accuracy_gap_ratio", GAUGE, "model, dimension",
+              "Best minus worst multi-class accuracy across the values of one dimension (the "
+              "one-dimensional roll-ups with at least [cells] min_samples labeled events)."),
+    MetricDoc("tilewatch_window_class_gap_info", GAUGE, "model, dimension, worst, best",
+              "1 for each accuracy gap, naming its worst and best value."),
     MetricDoc("tilewatch_window_class_drift_psi", GAUGE, "cell, signal",
               "Debiased PSI of the window's histogram of the top-class probability "
               "(signal=confidence) or of the margin top1 - top2 (signal=margin) against the "

@@ -66,6 +66,13 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
             fam = family(name, rows.labels)
             rows.add(fam, values, cells=cells)
             yield fam
+    gap = family("tilewatch_window_class_accuracy_gap_ratio")
+    info = family("tilewatch_window_class_gap_info")
+    for g in snap.class_gaps:
+        gap.add_metric([g.model, g.dimension], g.gap)
+        info.add_metric([g.model, g.dimension, g.worst, g.best], 1.0)
+    yield gap
+    yield info
     drift = snap.class_drift
     if drift is not None:
         psi = family("tilewatch_window_class_drift_psi", [*rows.labels, "signal"])

@@ -121,6 +121,13 @@ def test_exactly_the_changed_cells_are_flagged() -> None:
     registry = CollectorRegistry()
     registry.register(CellCollector(state.snapshot, ("segment", "region")))
     check_per_class_metrics(registry, stream)
+    # The accuracy gap across regions: r2's confused labels make it the worst.
+    gap = {"model": "intent", "dimension": "region"}
+    r1, r2 = offline(stream, None, "r1").accuracy[0], offline(stream, None, "r2").accuracy[0]
+    got = registry.get_sample_value("tilewatch_window_class_accuracy_gap_ratio", gap)
+    assert got == pytest.approx(r1 - r2) and r1 - r2 > 0.2
+    info = {**gap, "worst": "r2", "best": "r1"}
+    assert registry.get_sample_value("tilewatch_window_class_gap_info", info) == 1.0
 
 
 def test_a_snapshot_before_the_first_event() -> None:
