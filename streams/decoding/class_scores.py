@@ -46,11 +46,15 @@ MALFORMED_REASONS: dict[str, str] = {
     "not_number": "a probability that is not a number",
     "out_of_range": "a probability outside [0, 1]",
     "bad_sum": "probabilities that do not sum to 1 (within SUM_TOLERANCE)",
+    "bad_label": "a label that is not a class name (a non-empty string, an integer or a "
+    "boolean): the event is kept, unlabeled",
 }
 #: How far from 1 a vector's sum may be (rounded probabilities); vectors are renormalised.
 SUM_TOLERANCE = 0.01
 
 _NUMBER = frozenset({float, int})
+#: What a multi-class label may be: a class name, or an integer or boolean spelling one.
+_LABEL_TYPES = frozenset({str, int, bool})
 #: probs, valid, top, margin, the column of the argmax, its name, malformed reasons by event.
 _Table = tuple[FloatArray, BoolArray, FloatArray, FloatArray, IntArray, list[Any], dict[int, str]]
 
@@ -316,12 +320,17 @@ def encode_batch(
     vocab = encoder.vocabulary
     columns = np.full(len(models), -1, dtype=np.int64)
     binary: list[Any] | None = None
+    bad_labels = 0
     if labels is not None:
         binary = list(labels)
         for i, label in enumerate(labels):
             if vectors[i] is not None:
                 binary[i] = None  # a multi-class event: its label is a class name
-                if label is not None and scores.predicted[i] >= 0:
+                if label is None:
+                    continue
+                if type(label) not in _LABEL_TYPES or label == "":
+                    bad_labels += 1  # kept, unlabeled
+                elif scores.predicted[i] >= 0:
                     columns[i] = vocab.column(models[i], _class_name(label))
     bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
     # A histogram with nothing to count in this batch (no label, no vector) is left out.
@@ -329,6 +338,8 @@ def encode_batch(
     counts: dict[str, int] = {}
     for (_model, reason), n in scores.malformed.items():
         counts[reason] = counts.get(reason, 0) + n
+    if bad_labels:
+        counts["bad_label"] = bad_labels
     if scores.pooled:
         counts["pooled"] = sum(scores.pooled.values())
     return ClassBatch(scores, bins, counts, binary)

@@ -217,3 +217,13 @@ def test_the_prediction_column_without_capture() -> None:
     captured = EventDecoder(EventFields(scores="probs"), capture=True, columns=["prediction"])
     assert captured.columns == ("class_scores",)
     assert captured.decode([rec(event(probs=[1.0], prediction="x"))]).predictions == ["x"]
+
+
+def test_labels_that_name_no_class_are_counted() -> None:
+    from tilewatch.streams.decoding.class_scores import encode_batch
+
+    enc = ClassScoreEncoder(ClassVocabulary(3, ("a", "b", "c")))
+    vectors = [[0.8, 0.1, 0.1]] * 4
+    out = encode_batch(enc, ["m"] * 4, vectors, None, ["b", {"x": 1}, "", 2.5])
+    assert out.bins["mc_confusion"].tolist() == [4, -1, -1, -1]  # label b (1) x predicted a (0)
+    assert out.counts == {"bad_label": 3}
