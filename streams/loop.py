@@ -244,6 +244,7 @@ class Monitor:
             scores = np.array(decoded.scores, dtype=np.float64)
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
+            class_weights: dict[str, Any] = {}
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -255,6 +256,7 @@ class Monitor:
                 )
                 decoded.predictions = mc.scores.predictions  # the argmax where none was given
                 class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
+                class_weights = mc.weights
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -282,6 +284,7 @@ class Monitor:
                     labels=labels if self.state.labels is not None else None,
                     latencies=decoded.latencies,
                     versions=decoded.model_versions,
+                    weights=class_weights or None,
                 )
                 self.state.count_ingest(counts)
             self.summary.read += len(records)

@@ -129,6 +129,10 @@ STATISTICS: dict[str, StatisticInfo] = {
         for name in (
             "tilewatch_window_class_labeled_events",
             "tilewatch_window_class_accuracy_ratio",
+            "tilewatch_window_class_expected_accuracy_ratio",
+            "tilewatch_window_class_brier_score",
+            "tilewatch_window_class_log_loss",
+            "tilewatch_window_class_calibration_error",
             "tilewatch_window_macro_f1_ratio",
             "tilewatch_window_weighted_f1_ratio",
             "tilewatch_window_class_error_increase",
@@ -244,6 +248,10 @@ def _multiclass_statistics(snapshot: Snapshot) -> dict[str, FloatArray]:
     if m is not None:
         out["tilewatch_window_class_labeled_events"] = m.labeled.astype(float)
         out["tilewatch_window_class_accuracy_ratio"] = m.accuracy
+        out["tilewatch_window_class_expected_accuracy_ratio"] = m.expected_accuracy
+        out["tilewatch_window_class_brier_score"] = m.brier
+        out["tilewatch_window_class_log_loss"] = m.log_loss
+        out["tilewatch_window_class_calibration_error"] = m.calibration_error
         out["tilewatch_window_macro_f1_ratio"] = m.macro_f1
         out["tilewatch_window_weighted_f1_ratio"] = m.weighted_f1
     errors = getattr(snapshot, "class_errors", None)

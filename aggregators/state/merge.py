@@ -29,7 +29,8 @@ from tilewatch.aggregators.stats.class_drift import ClassDrift, class_drift_deci
 from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
-from tilewatch.aggregators.stats.multiclass import MulticlassMetrics, window_metrics
+from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
+from tilewatch.aggregators.stats.multiclass_window import window_metrics
 
 __all__ = [
     "PartCopy",

@@ -128,17 +128,19 @@ class PartitionState:
         bins: dict[str, IntArray] | None = None,
         event_ids: list[Any] | None = None,
         labels: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
     ) -> ApplyResult:
         """Apply one batch of valid events, given as columns in the partition's order.
 
         ``bins`` holds, per histogram of :attr:`hist_bins`, one bin index per event (-1: not
-        counted), as made by ``DriftProfile.encode``.
+        counted), as made by ``DriftProfile.encode``; ``weights``, for some of them, what each
+        event adds to its bin (a non-negative integer; default 1).
         """
         n = len(keys)
         if n == 0:
             return ApplyResult(0, 0)
         leaf = self.registry.index_many(keys)
-        return self.apply_indexed(leaf, event_times, scores, bins, event_ids, labels)
+        return self.apply_indexed(leaf, event_times, scores, bins, event_ids, labels, weights)
 
     def apply_indexed(
         self,
@@ -148,6 +150,7 @@ class PartitionState:
         bins: dict[str, IntArray] | None = None,
         event_ids: list[Any] | None = None,
         labels: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
     ) -> ApplyResult:
         """:meth:`apply` with leaf cell indices already resolved by the registry.
 
@@ -169,6 +172,8 @@ class PartitionState:
             leaf, event_times, scores, window = leaf[ok], event_times[ok], scores[ok], window[ok]
             if bins:
                 bins = {name: b[ok] for name, b in bins.items()}
+            if weights:
+                weights = {name: w[ok] for name, w in weights.items()}
             keep = ok.tolist()
             if event_ids is not None:
                 event_ids = [e for e, k in zip(event_ids, keep, strict=True) if k]
@@ -189,8 +194,14 @@ class PartitionState:
                     acc = self.open[w] = WindowAcc()
                 acc.add(flat[sel], flat_scores[sel], n_cells)
                 for name, b in (bins or {}).items():
+                    w = (weights or {}).get(name)
                     acc.add_hist(
-                        name, flat[sel], np.repeat(b[in_window], k), n_cells, self.hist_bins[name]
+                        name,
+                        flat[sel],
+                        np.repeat(b[in_window], k),
+                        n_cells,
+                        self.hist_bins[name],
+                        None if w is None else np.repeat(w[in_window], k),
                     )
             self.rolling.update(flat, flat_scores)
             if self.detectors is not None:

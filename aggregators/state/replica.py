@@ -46,7 +46,7 @@ from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, Pa
 from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
-from tilewatch.aggregators.stats.multiclass import window_hist_widths
+from tilewatch.aggregators.stats.multiclass_window import window_hist_widths
 
 __all__ = ["ReplicaState"]
 
@@ -155,6 +155,7 @@ class ReplicaState:
         labels: list[Any] | None = None,
         latencies: list[Any] | None = None,
         versions: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -185,7 +186,13 @@ class ReplicaState:
             else:
                 labels = None
             result = part.apply(
-                cell_keys, event_times, scores, bins, event_ids=event_ids, labels=labels
+                cell_keys,
+                event_times,
+                scores,
+                bins,
+                event_ids=event_ids,
+                labels=labels,
+                weights=weights,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count

@@ -2,7 +2,7 @@
 
 Each window keeps, per cell, the histograms of the top-class probability (``confidence``) and
 of the margin top1 - top2 (``margin``) on equal-width bins over [0, 1]
-(:func:`tilewatch.aggregators.stats.multiclass.window_bins`). Like the binary score's
+(:func:`tilewatch.aggregators.stats.multiclass_window.window_bins`). Like the binary score's
 histogram, each is tested against the cell's reference histogram: the p-value of the pooled
 two-sample test of :func:`~tilewatch.aggregators.stats.homogeneity.homogeneity_pvalue`, and the
 debiased PSI of :func:`~tilewatch.aggregators.stats.psi_bias.psi_effect` as the effect.

@@ -24,7 +24,8 @@ and for labeled events (``y`` the label's column):
   calibration of the top-class confidence.
 
 A label in the pooled column is compared with the prediction as one class, ``__other__``.
-:func:`multiclass_metrics` derives the metrics of every group at once.
+:func:`multiclass_metrics` derives the metrics of every group at once. What the monitor keeps per
+cell and window is in :mod:`tilewatch.aggregators.stats.multiclass_window`.
 """
 
 from __future__ import annotations
@@ -42,11 +43,10 @@ __all__ = [
     "CLIP",
     "MulticlassMetrics",
     "MulticlassSums",
+    "equal_bins",
     "metrics_from_tables",
     "multiclass_metrics",
-    "window_bins",
-    "window_hist_widths",
-    "window_metrics",
+    "ratio",
 ]
 
 #: Smallest probability a log-loss term uses.
@@ -63,7 +63,8 @@ _COUNTS = (
 _SUMS = ("top_sum", "brier_sum", "logloss_sum", "calib_conf")
 
 
-def _bin(values: FloatArray, bins: int) -> IntArray:
+def equal_bins(values: FloatArray, bins: int) -> IntArray:
+    """The bin of each value in [0, 1] on ``bins`` equal-width bins (1 in the last)."""
     return np.minimum((values * bins).astype(np.int64), bins - 1)
 
 
@@ -114,8 +115,8 @@ class MulticlassSums:
         margin = top - (ordered[:, -2] if k > 1 else 0.0)
         self.predicted += _table(groups, predicted, n, k)
         self.top_sum += np.bincount(groups, weights=top, minlength=n)
-        self.top_hist += _table(groups, _bin(top, b), n, b)
-        self.margin_hist += _table(groups, _bin(margin, b), n, b)
+        self.top_hist += _table(groups, equal_bins(top, b), n, b)
+        self.margin_hist += _table(groups, equal_bins(margin, b), n, b)
         if labels is None:
             return
         has = labels >= 0
@@ -131,7 +132,7 @@ class MulticlassSums:
         onehot_term = (p * p).sum(axis=1) - 2.0 * p_label + 1.0
         self.brier_sum += np.bincount(g, weights=onehot_term, minlength=n)
         self.logloss_sum += np.bincount(g, weights=-np.log(np.maximum(p_label, CLIP)), minlength=n)
-        cell_bin = g * b + _bin(t, b)
+        cell_bin = g * b + equal_bins(t, b)
         right = (np.argmax(p, axis=1) == y).astype(np.float64)  # the top class, right or not
         self.calib_count += np.bincount(cell_bin, minlength=n * b).reshape(n, b)
         self.calib_conf += np.bincount(cell_bin, weights=t, minlength=n * b).reshape(n, b)
@@ -198,8 +199,14 @@ class MulticlassMetrics:
     calibration_error: FloatArray
 
 
-def _div(a: Any, b: Any) -> FloatArray:
-    """``a / b`` elementwise, NaN where ``b`` is 0."""
+def ratio(a: Any, b: Any) -> FloatArray:
+    """``a / b`` elementwise, NaN where ``b`` is 0.
+
+    Examples
+    --------
+    >>> ratio([1, 1], [2, 0]).tolist()
+    [0.5, nan]
+    """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     out: FloatArray = np.full(np.broadcast(x, y).shape, math.nan)
     np.divide(x, y, out=out, where=y > 0)
@@ -245,111 +252,24 @@ def metrics_from_tables(
     tp = np.diagonal(confusion, axis1=1, axis2=2)
     by_label = confusion.sum(axis=2)
     by_pred = confusion.sum(axis=1)
-    f1 = _div(2 * tp, by_label + by_pred)
+    f1 = ratio(2 * tp, by_label + by_pred)
     present = (by_label + by_pred) > 0
-    macro = _div(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1))
-    weighted = _div((np.nan_to_num(f1) * by_label).sum(axis=1), labeled)
+    macro = ratio(np.where(present, f1, 0.0).sum(axis=1), present.sum(axis=1))
+    weighted = ratio((np.nan_to_num(f1) * by_label).sum(axis=1), labeled)
     missing = np.full(n, math.nan)
     return MulticlassMetrics(
         events=events,
         labeled=labeled,
-        class_share=_div(predicted, events[:, None]),
-        expected_accuracy=missing if top_sum is None else _div(top_sum, events),
-        accuracy=_div(tp.sum(axis=1), labeled),
-        precision=_div(tp, by_pred),
-        recall=_div(tp, by_label),
+        class_share=ratio(predicted, events[:, None]),
+        expected_accuracy=missing if top_sum is None else ratio(top_sum, events),
+        accuracy=ratio(tp.sum(axis=1), labeled),
+        precision=ratio(tp, by_pred),
+        recall=ratio(tp, by_label),
         f1=f1,
         macro_f1=macro,
         weighted_f1=weighted,
-        topk_accuracy=_div(topk, labeled[:, None]),
-        brier=missing if brier_sum is None else _div(brier_sum, labeled),
-        log_loss=missing if logloss_sum is None else _div(logloss_sum, labeled),
-        calibration_error=missing if calibration_gap is None else _div(calibration_gap, labeled),
+        topk_accuracy=ratio(topk, labeled[:, None]),
+        brier=missing if brier_sum is None else ratio(brier_sum, labeled),
+        log_loss=missing if logloss_sum is None else ratio(logloss_sum, labeled),
+        calibration_error=missing if calibration_gap is None else ratio(calibration_gap, labeled),
     )
-
-
-def window_hist_widths(k: int, bins: int = 10, max_k: int = 5) -> dict[str, int]:
-    """The count histograms a window keeps per cell for a multi-class model (their name and
-    width), filled by :func:`window_bins`; they merge by adding like every window histogram.
-
-    Examples
-    --------
-    >>> window_hist_widths(4)
-    {'mc_class': 4, 'mc_top': 10, 'mc_margin': 10, 'mc_confusion': 16, 'mc_rank': 6}
-    """
-    return {
-        "mc_class": k,
-        "mc_top": bins,
-        "mc_margin": bins,
-        "mc_confusion": k * k,
-        "mc_rank": max_k + 1,
-    }
-
-
-def window_bins(
-    probs: FloatArray,
-    valid: Any,
-    predicted: IntArray,
-    labels: IntArray,
-    bins: int = 10,
-    max_k: int = 5,
-) -> dict[str, IntArray]:
-    """One bin per event per histogram of :func:`window_hist_widths` (-1: not counted).
-
-    ``mc_class`` the predicted column; ``mc_top`` and ``mc_margin`` the bins of the top-class
-    probability and of the margin (valid vectors); ``mc_confusion`` ``label * k + predicted``
-    (labeled events with a prediction); ``mc_rank`` the label's rank among the columns (the
-    number strictly more probable), ``max_k`` and above pooled (labeled valid vectors).
-
-    Examples
-    --------
-    >>> probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
-    >>> out = window_bins(probs, np.array([True, True]), np.array([0, 2]), np.array([1, -1]),
-    ...                   bins=4, max_k=2)
-    >>> {name: b.tolist() for name, b in out.items()}
-    {'mc_class': [0, 2], 'mc_top': [2, 2], 'mc_margin': [1, 0], 'mc_confusion': [3, -1], \
-'mc_rank': [1, -1]}
-    """
-    m, k = probs.shape
-    ordered = np.sort(probs, axis=1)
-    top = ordered[:, -1]
-    margin = top - ordered[:, -2]
-    rows = np.arange(m)
-    y = np.maximum(labels, 0)
-    rank = (probs > probs[rows, y][:, None]).sum(axis=1)
-    labeled = labels >= 0
-    return {
-        "mc_class": predicted.astype(np.int64),
-        "mc_top": np.where(valid, _bin(top, bins), -1),
-        "mc_margin": np.where(valid, _bin(margin, bins), -1),
-        "mc_confusion": np.where(labeled & (predicted >= 0), y * k + predicted, -1),
-        "mc_rank": np.where(labeled & valid, np.minimum(rank, max_k), -1),
-    }
-
-
-def window_metrics(hists: dict[str, IntArray], k: int, min_samples: int = 1) -> MulticlassMetrics:
-    """The metrics of each cell's window from its :func:`window_bins` histograms (the sums
-    of Brier, log loss, calibration and expected accuracy are not kept per window: NaN).
-    Class shares are NaN below ``min_samples`` events, the rest below that many labeled ones.
-
-    Examples
-    --------
-    >>> h = {"mc_class": np.array([[3, 1]]), "mc_confusion": np.array([[2, 0, 1, 1]]),
-    ...      "mc_rank": np.array([[3, 1, 0]])}
-    >>> m = window_metrics(h, 2)
-    >>> m.class_share.tolist(), m.accuracy.tolist(), m.topk_accuracy.tolist()
-    ([[0.75, 0.25]], [0.75], [[0.75, 1.0]])
-    """
-    n = len(hists["mc_class"])
-    m = metrics_from_tables(
-        hists["mc_class"],
-        hists["mc_confusion"].reshape(n, k, k),
-        np.cumsum(hists["mc_rank"][:, :-1], axis=1),
-    )
-    few, few_labels = m.events < min_samples, m.labeled < min_samples
-    gated = {
-        name: np.where(few_labels if name != "class_share" else few, np.nan, value.T).T
-        for name, value in vars(m).items()
-        if name not in ("events", "labeled")
-    }
-    return MulticlassMetrics(events=m.events, labeled=m.labeled, **gated)

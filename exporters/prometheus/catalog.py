@@ -359,6 +359,16 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_window_topk_accuracy_ratio", GAUGE, "cell, k",
               "Share of labeled events whose label is among the k most probable classes "
               "(k = 1..5; ties count as hits)."),
+    MetricDoc("tilewatch_window_class_expected_accuracy_ratio", GAUGE, "cell",
+              "Mean top-class probability of the window's events with a valid vector: the "
+              "accuracy a calibrated model expects, without labels."),
+    MetricDoc("tilewatch_window_class_brier_score", GAUGE, "cell",
+              "Multi-class Brier score, mean of sum over classes of (p - [class = label])^2 "
+              "(0..2), over labeled events with a valid vector."),
+    MetricDoc("tilewatch_window_class_log_loss", GAUGE, "cell",
+              "Mean -log p(label) (p clipped at 1e-15) over labeled events with a valid vector."),
+    MetricDoc("tilewatch_window_class_calibration_error", GAUGE, "cell",
+              "Expected calibration error of the top-class probability (10 equal-width bins)."),
     MetricDoc("tilewatch_window_class_error_increase", GAUGE, "cell",
               "Rise of the share of wrong labeled predictions over the cell's trailing windows "
               "([drift] reference = \"trailing\"; NaN below [cells] min_samples labeled events)."),

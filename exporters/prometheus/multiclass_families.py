@@ -45,6 +45,10 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
         yield fam
     yield rows.family("tilewatch_window_class_labeled_events", m.labeled)
     for name, values in (
+        ("tilewatch_window_class_expected_accuracy_ratio", m.expected_accuracy),
+        ("tilewatch_window_class_brier_score", m.brier),
+        ("tilewatch_window_class_log_loss", m.log_loss),
+        ("tilewatch_window_class_calibration_error", m.calibration_error),
         ("tilewatch_window_class_accuracy_ratio", m.accuracy),
         ("tilewatch_window_macro_f1_ratio", m.macro_f1),
         ("tilewatch_window_weighted_f1_ratio", m.weighted_f1),

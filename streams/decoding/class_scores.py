@@ -26,7 +26,7 @@ import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
-from tilewatch.aggregators.stats.multiclass import window_bins
+from tilewatch.aggregators.stats.multiclass_window import window_bins, window_weights
 
 __all__ = [
     "MALFORMED_REASONS",
@@ -289,15 +289,16 @@ class ClassScoreEncoder:
 
 @dataclass(frozen=True)
 class ClassBatch:
-    """What a batch of a multi-class model adds to state: the window histogram bins of
-    :func:`~tilewatch.aggregators.stats.multiclass.window_bins`, the counters (dropped vectors
-    by reason, ``pooled``), the predictions for the drift profile, and the labels left for the
-    binary performance path (None for the events with a probability vector)."""
+    """What a batch of a multi-class model adds to state: the window histogram bins and
+    weights of :mod:`~tilewatch.aggregators.stats.multiclass_window`, the counters (dropped
+    vectors by reason, ``bad_label``, ``pooled``), the predictions for the drift profile, and
+    the labels left for the binary performance path (None for events with a vector)."""
 
     scores: ClassScores
     bins: dict[str, IntArray]
     counts: dict[str, int]
     binary_labels: list[Any] | None
+    weights: dict[str, IntArray] = field(default_factory=dict)
 
 
 def encode_batch(
@@ -335,6 +336,7 @@ def encode_batch(
     bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
     # A histogram with nothing to count in this batch (no label, no vector) is left out.
     bins = {name: b for name, b in bins.items() if (b >= 0).any()}
+    weights = {name: w for name, w in window_weights(scores.probs, columns).items() if name in bins}
     counts: dict[str, int] = {}
     for (_model, reason), n in scores.malformed.items():
         counts[reason] = counts.get(reason, 0) + n
@@ -342,7 +344,7 @@ def encode_batch(
         counts["bad_label"] = bad_labels
     if scores.pooled:
         counts["pooled"] = sum(scores.pooled.values())
-    return ClassBatch(scores, bins, counts, binary)
+    return ClassBatch(scores, bins, counts, binary, weights)
 
 
 def _present(values: Sequence[Any]) -> BoolArray:

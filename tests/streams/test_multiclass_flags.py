@@ -74,6 +74,14 @@ def check_per_class_metrics(registry: CollectorRegistry, stream: list[dict]) -> 
         cell = {"model": "intent", "segment": segment or "__all__", "region": region or "__all__"}
         assert get("tilewatch_window_class_accuracy_ratio", cell) == pytest.approx(m.accuracy[0])
         assert get("tilewatch_window_macro_f1_ratio", cell) == pytest.approx(m.macro_f1[0])
+        for metric, want in (
+            ("expected_accuracy_ratio", m.expected_accuracy),
+            ("brier_score", m.brier),
+            ("log_loss", m.log_loss),
+            ("calibration_error", m.calibration_error),
+        ):  # sums kept in micro-units: within 1e-6
+            got = get(f"tilewatch_window_class_{metric}", cell)
+            assert got == pytest.approx(want[0], rel=0, abs=1e-6), metric
         for j, name in enumerate(sc.CLASSES):
             labels = {**cell, "class": name}
             for metric, values in (

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.stats.multiclass import (
-    MulticlassSums,
-    multiclass_metrics,
+from tilewatch.aggregators.stats.multiclass import MulticlassSums, multiclass_metrics
+from tilewatch.aggregators.stats.multiclass_window import (
+    SUM_SCALE,
     window_bins,
     window_hist_widths,
     window_metrics,
+    window_weights,
 )
 
 CLASS_COUNTS = [3, 4, 7, 12, 25, 50]
@@ -162,23 +163,31 @@ def test_plain_data_is_checked() -> None:
         MulticlassSums(1, 3).merge(MulticlassSums(1, 4))
 
 
-@pytest.mark.parametrize("k", CLASS_COUNTS)
-def test_window_histograms_give_the_count_metrics_of_the_sums(k: int) -> None:
-    """What the monitor keeps per window (count histograms) gives the same class metrics."""
-    groups, probs, labels = random_batch(k, 2000, seed=7 * k)
-    valid = np.ones(len(probs), dtype=bool)
-    predicted = probs.argmax(axis=1)
-    bins = window_bins(probs, valid, predicted, labels)
-    widths = window_hist_widths(k)
+def window_hists(groups, probs, labels, k):  # type: ignore[no-untyped-def]
+    """The window histograms of a batch, accumulated per group as WindowAcc does."""
+    bins = window_bins(probs, np.ones(len(probs), dtype=bool), probs.argmax(axis=1), labels)
+    weights = window_weights(probs, labels)
     hists = {}
-    for name, width in widths.items():
+    for name, width in window_hist_widths(k).items():
         ok = bins[name] >= 0
-        flat = np.bincount(groups[ok] * width + bins[name][ok], minlength=GROUPS * width)
-        hists[name] = flat.reshape(GROUPS, width)
+        w = weights[name][ok] if name in weights else None
+        flat = np.bincount(groups[ok] * width + bins[name][ok], weights=w, minlength=GROUPS * width)
+        hists[name] = np.rint(flat).astype(np.int64).reshape(GROUPS, width)
+    return hists
+
+
+@pytest.mark.parametrize("k", CLASS_COUNTS)
+def test_window_histograms_give_the_metrics_of_the_sums(k: int) -> None:
+    """What the monitor keeps per window (histograms) gives the metrics of the exact sums:
+    the counts exactly, the sums within half a unit of SUM_SCALE per event."""
+    groups, probs, labels = random_batch(k, 2000, seed=7 * k)
+    hists = window_hists(groups, probs, labels, k)
     sums = MulticlassSums(GROUPS, k)
     sums.update(groups, probs, labels=labels)
     np.testing.assert_array_equal(hists["mc_top"], sums.top_hist)
     np.testing.assert_array_equal(hists["mc_margin"], sums.margin_hist)
+    np.testing.assert_array_equal(hists["mc_calib_n"], sums.calib_count)
+    np.testing.assert_array_equal(hists["mc_calib_right"], sums.calib_right)
     got, want = window_metrics(hists, k), multiclass_metrics(sums)
     for name in (
         "class_share",
@@ -191,7 +200,10 @@ def test_window_histograms_give_the_count_metrics_of_the_sums(k: int) -> None:
         "topk_accuracy",
     ):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
-    assert np.isnan(got.brier).all() and np.isnan(got.log_loss).all()
+    for name in ("expected_accuracy", "brier", "log_loss", "calibration_error"):
+        np.testing.assert_allclose(
+            getattr(got, name), getattr(want, name), rtol=0, atol=0.5 / SUM_SCALE, err_msg=name
+        )
 
 
 def test_window_metrics_of_an_empty_grid() -> None:

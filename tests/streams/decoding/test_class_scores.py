@@ -203,7 +203,8 @@ def test_batches_leave_out_histograms_with_nothing_to_count() -> None:
 
     enc = ClassScoreEncoder(ClassVocabulary(2, ("a", "b")))
     unlabeled = encode_batch(enc, ["m", "m"], [[0.9, 0.1], [0.4, 0.6]], None, [None, None])
-    assert sorted(unlabeled.bins) == ["mc_class", "mc_margin", "mc_top"]
+    assert sorted(unlabeled.bins) == ["mc_class", "mc_margin", "mc_top", "mc_top_sum"]
+    assert sorted(unlabeled.weights) == ["mc_top_sum"]
     binary = encode_batch(enc, ["b"], [None], [1], [0])
     assert binary.bins == {} and binary.binary_labels == [0]
 
