@@ -11,9 +11,9 @@ from tilewatch.config import ConfigError, parse_config
 SOURCE = "tilewatch.toml"
 
 
-def error_of(events: dict[str, Any]) -> str:
+def error_of(events: dict[str, Any], **sections: Any) -> str:
     with pytest.raises(ConfigError) as info:
-        parse_config({"events": events}, SOURCE)
+        parse_config({"events": events, **sections}, SOURCE)
     return str(info.value)
 
 
@@ -53,3 +53,14 @@ def test_scores_classes_and_bound() -> None:
 )
 def test_errors_name_the_key(events: dict[str, Any], message: str) -> None:
     assert error_of(events).startswith(f"{SOURCE}: {message}")
+
+
+def test_checkpoints_need_configured_classes() -> None:
+    """Checkpoints keep class columns by position: only configured classes fix the positions."""
+    message = error_of({"scores": "p"})
+    assert message == (
+        f"{SOURCE}: [events].classes: expected the class names of [events].scores when "
+        "[state] checkpoints is on (or checkpoints = false), got none"
+    )
+    config = parse_config({"events": {"scores": "p"}, "state": {"checkpoints": False}}, SOURCE)
+    assert config.events.classes == ()
