@@ -64,7 +64,13 @@ _SUMS = ("top_sum", "brier_sum", "logloss_sum", "calib_conf")
 
 
 def equal_bins(values: FloatArray, bins: int) -> IntArray:
-    """The bin of each value in [0, 1] on ``bins`` equal-width bins (1 in the last)."""
+    """The bin of each value in [0, 1] on ``bins`` equal-width bins (1 in the last).
+
+    Examples
+    --------
+    >>> equal_bins(np.array([0.0, 0.25, 0.99, 1.0]), 4).tolist()
+    [0, 1, 3, 3]
+    """
     return np.minimum((values * bins).astype(np.int64), bins - 1)
 
 
@@ -221,6 +227,14 @@ def multiclass_metrics(sums: MulticlassSums) -> MulticlassMetrics:
     right; NaN when neither). Macro F1 averages F1 over the classes predicted or labeled;
     weighted F1 weighs each class by its labeled events. The calibration error is the expected
     calibration error of the top-class confidence over ``bins`` equal-width bins.
+
+    Examples
+    --------
+    >>> s = MulticlassSums(n=1, k=2, bins=2, max_k=1)
+    >>> s.update(np.array([0, 0]), np.array([[0.8, 0.2], [0.4, 0.6]]), labels=np.array([0, 0]))
+    >>> m = multiclass_metrics(s)
+    >>> float(m.accuracy[0]), m.f1[0].tolist(), round(float(m.brier[0]), 2)
+    (0.5, [0.6666666666666666, 0.0], 0.4)
     """
     return metrics_from_tables(
         sums.predicted,
@@ -245,7 +259,15 @@ def metrics_from_tables(
 ) -> MulticlassMetrics:
     """The metrics of :func:`multiclass_metrics` from the count tables (``predicted`` ``(n,
     k)``, ``confusion`` ``(n, k, k)``, ``topk`` hits ``(n, max_k)``) and whichever sums are
-    given (the metrics of a missing one are NaN)."""
+    given (the metrics of a missing one are NaN).
+
+    Examples
+    --------
+    >>> conf = np.array([[[3, 1], [0, 4]]])  # label x predicted
+    >>> m = metrics_from_tables(conf.sum(axis=1), conf, np.array([[7]]))
+    >>> float(m.accuracy[0]), m.recall[0].tolist(), bool(np.isnan(m.brier[0]))
+    (0.875, [0.75, 1.0], True)
+    """
     n = len(predicted)
     events = predicted.sum(axis=1)
     labeled = confusion.sum(axis=(1, 2))
