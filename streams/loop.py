@@ -245,6 +245,7 @@ class Monitor:
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
             class_weights: dict[str, Any] = {}
+            class_errors = None
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -256,7 +257,7 @@ class Monitor:
                 )
                 decoded.predictions = mc.scores.predictions  # the argmax where none was given
                 class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
-                class_weights = mc.weights
+                class_weights, class_errors = mc.weights, mc.errors
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -285,6 +286,7 @@ class Monitor:
                     latencies=decoded.latencies,
                     versions=decoded.model_versions,
                     weights=class_weights or None,
+                    class_errors=class_errors,
                 )
                 self.state.count_ingest(counts)
             self.summary.read += len(records)

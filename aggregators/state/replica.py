@@ -156,6 +156,7 @@ class ReplicaState:
         latencies: list[Any] | None = None,
         versions: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
+        class_errors: IntArray | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -193,6 +194,7 @@ class ReplicaState:
                 event_ids=event_ids,
                 labels=labels,
                 weights=weights,
+                class_errors=class_errors,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count

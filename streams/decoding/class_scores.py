@@ -299,6 +299,8 @@ class ClassBatch:
     counts: dict[str, int]
     binary_labels: list[Any] | None
     weights: dict[str, IntArray] = field(default_factory=dict)
+    #: Per event: 1 the prediction was wrong, 0 right, -1 not a labeled multi-class event.
+    errors: IntArray | None = None
 
 
 def encode_batch(
@@ -344,7 +346,9 @@ def encode_batch(
         counts["bad_label"] = bad_labels
     if scores.pooled:
         counts["pooled"] = sum(scores.pooled.values())
-    return ClassBatch(scores, bins, counts, binary, weights)
+    judged = (columns >= 0) & (scores.predicted >= 0)
+    errors = np.where(judged, (scores.predicted != columns).astype(np.int64), -1)
+    return ClassBatch(scores, bins, counts, binary, weights, errors if judged.any() else None)
 
 
 def _present(values: Sequence[Any]) -> BoolArray:

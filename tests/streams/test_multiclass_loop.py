@@ -158,3 +158,38 @@ def test_multiclass_windows_survive_a_checkpoint() -> None:
         assert before is not None and restored is not state
         assert registry2.get_sample_value(name, labels) == before
     assert registry2.get_sample_value("tilewatch_window_class_accuracy_ratio", cell) == 2 / 3
+
+
+def test_error_stream_detector_runs_on_multiclass_errors() -> None:
+    """With [labels] error_detector, each multi-class cell's error bits feed its detector."""
+    from tilewatch.aggregators.labels.settings import LabelSettings
+
+    fields = EventFields(scores="probs", classes=CLASSES, max_classes=3)
+    state = ReplicaState(
+        CellSettings(window_seconds=60, grace_seconds=0),
+        labels=LabelSettings(error_detector="ddm"),
+        classes=ClassVocabulary(3, CLASSES),
+    )
+    monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), fields, state)
+    state.assign(("p", 0))
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(6000):
+        region = "steady" if i % 2 else "worse"
+        # "worse" is wrong 5% of the time, then 40%; "steady" is always right.
+        wrong_rate = 0.0 if region == "steady" else 0.4 if i >= 3000 else 0.05
+        label = "sell" if rng.random() < wrong_rate else "buy"  # the model always says buy
+        records.append(
+            rec(i, probs=[0.8, 0.1, 0.1], label=label, region=region, timestamp=T + i * 0.01)
+        )
+    for start in range(0, len(records), 1000):
+        monitor.process({TopicPartition("p", 0): records[start : start + 1000]})
+    snap = state.snapshot()
+    found = {
+        snap.keys[cell][2]: last
+        for (cell, kind), (n, last, _active) in snap.detections.items()
+        if kind == "ddm" and n > 0
+    }
+    assert set(found) == {"worse"} and found["worse"] > T + 30  # after the change
+    # The binary label path saw none of these class-name labels.
+    assert snap.ingest.invalid_values == {}
