@@ -123,7 +123,7 @@ STATISTICS: dict[str, StatisticInfo] = {
             "tilewatch_label_errors_total",
         )
     },
-    # Multi-class models ([events] scores); the flags need trailing references.
+    # Multi-class models ([events] scores); the error and drift flags need drift on.
     **{
         name: StatisticInfo(None, "multiclass")
         for name in (

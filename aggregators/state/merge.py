@@ -205,7 +205,10 @@ def build_window_view(
             )
             if g.metric == "accuracy"
         )
-        if profile is not None and profile.settings.reference == "trailing":
+        if profile is not None:
+            if profile.settings.reference != "trailing":  # the class signals' own reference
+                names = {h: b for h, b in hist_bins.items() if h.startswith("mc_")}
+                reference = _trailing(parts, view, profile, names)
             class_errors = class_error_decisions(
                 w_h["mc_confusion"],
                 reference.hists["mc_confusion"],

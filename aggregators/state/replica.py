@@ -110,7 +110,14 @@ class ReplicaState:
         #: Closed windows a partition keeps besides each model's latest (a trailing
         #: reference needs its span and the window before it).
         self.retain_closed = RETAIN_CLOSED
-        if profile is not None and profile.settings.reference == "trailing":
+        #: Whether windows are compared with their trailing windows: every signal with trailing
+        #: references, the multi-class error and confidence/margin ones always (the baseline
+        #: has no confusion counts or margin histograms).
+        self.trailing = profile is not None and (
+            profile.settings.reference == "trailing" or classes is not None
+        )
+        if self.trailing:
+            assert profile is not None
             span = profile.settings.trailing_windows + profile.settings.trailing_gap + 1
             self.retain_closed = max(RETAIN_CLOSED, span + 1)
         #: The last reported windows of every cell (None: not kept), written by refresh().
@@ -305,7 +312,7 @@ class ReplicaState:
                     if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
                         latest[mid] = w
             needed = set(latest.values()) | {w - 1 for w in latest.values()}
-            if profile is not None and profile.settings.reference == "trailing":
+            if profile is not None and self.trailing:
                 s = profile.settings
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))

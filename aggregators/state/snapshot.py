@@ -174,7 +174,7 @@ class Snapshot:
     #: per-class arrays have one column per class column of :attr:`class_labels`.
     multiclass: MulticlassMetrics | None = None
     #: Decisions on each cell's multi-class error rate against its trailing windows (None:
-    #: no multi-class model, or baseline references).
+    #: no multi-class model, or drift off).
     class_errors: ClassErrorDecisions | None = None
     #: Confidence and margin drift of each cell against its trailing windows (same condition).
     class_drift: ClassDrift | None = None

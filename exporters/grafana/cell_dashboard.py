@@ -231,9 +231,10 @@ def _class_panels(lay: Layout, cell: dict[str, str]) -> list[Panel]:
             lay,
             (24, 5),
             "Class flags",
-            "DRIFT (red) while the flag is set for this cell's window (needs [drift] reference "
-            "= trailing): error, a significant rise of the error rate above 0.05; confidence "
-            "and margin, their histograms moved (debiased PSI over [drift] psi_alert).",
+            "DRIFT (red) while the flag is set for this cell's window (with drift on, against "
+            "the cell's trailing windows): error, a significant rise of the error rate above "
+            "0.05; confidence and margin, their histograms moved (debiased PSI over [drift] "
+            "psi_alert).",
             [
                 target(f"max(tilewatch_window_class_error_flag{sel})", "error"),
                 target(

@@ -371,7 +371,7 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
               "Expected calibration error of the top-class probability (10 equal-width bins)."),
     MetricDoc("tilewatch_window_class_error_increase", GAUGE, "cell",
               "Rise of the share of wrong labeled predictions over the cell's trailing windows "
-              "([drift] reference = \"trailing\"; NaN below [cells] min_samples labeled events)."),
+              "(with drift on; NaN below [cells] min_samples labeled events)."),
     MetricDoc("tilewatch_window_class_error_pvalue", GAUGE, "cell",
               "One-sided exact p-value of \"the error rate did not rise\" against the trailing "
               "windows."),

@@ -31,9 +31,9 @@ FIELDS = EventFields(
 )
 
 
-def multiclass_state() -> ReplicaState:
+def multiclass_state(reference: str = "trailing") -> ReplicaState:
     """Trailing references: each cell against its own previous windows."""
-    settings = DriftSettings(reference="trailing", detectors=())
+    settings = DriftSettings(reference=reference, detectors=())  # type: ignore[arg-type]
     profile = DriftProfile(settings, (0.0, 1.0), classes=sc.CLASSES)
     cells = CellSettings(window_seconds=sc.WINDOW, grace_seconds=0)
     return ReplicaState(cells, profile, classes=ClassVocabulary(3, sc.CLASSES))
@@ -214,3 +214,29 @@ def test_health_components_read_the_multiclass_statistics() -> None:
     assert plain.hierarchy.components == () or all(
         c.name != "classes" for c in plain.hierarchy.components
     )
+
+
+def test_baseline_references_still_test_errors_and_margins_on_trailing_windows() -> None:
+    """The baseline has no confusion counts or margin histograms: with baseline references
+    (here none loaded, so no class-shift test) the class error and confidence/margin signals
+    use the cell's trailing windows and flag the same cells."""
+    state = multiclass_state("baseline")
+    monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), FIELDS, state)
+    state.assign(("p", 0))
+    records = [
+        SimpleNamespace(
+            value=json.dumps(e).encode(),
+            timestamp=None,
+            topic="p",
+            partition=0,
+            offset=i,
+            key=None,
+            headers=[],
+        )
+        for i, e in enumerate(sc.events())
+    ]
+    monitor.process({TopicPartition("p", 0): records})
+    shift, errors, drift = flagged(state.snapshot())
+    assert shift == set()
+    assert errors == sc.ERROR_CELLS
+    assert drift == {"confidence": sc.UNSURE_CELLS, "margin": sc.UNSURE_CELLS}
