@@ -193,3 +193,26 @@ def test_error_stream_detector_runs_on_multiclass_errors() -> None:
     assert set(found) == {"worse"} and found["worse"] > T + 30  # after the change
     # The binary label path saw none of these class-name labels.
     assert snap.ingest.invalid_values == {}
+
+
+def test_the_app_wires_the_class_vocabulary() -> None:
+    """tilewatch run: [events] scores gives the state a vocabulary and the monitor an encoder,
+    and the drift profile's classes are the configured ones."""
+    from tilewatch.app import App
+    from tilewatch.config import parse_config
+
+    config = parse_config(
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["predictions"]},
+            "exporter": {"listen": "127.0.0.1:0"},
+            "events": {"scores": "probs", "classes": list(CLASSES)},
+            "drift": {"reference": "trailing"},
+        }
+    )
+    app = App(config)
+    assert app.state.classes is not None and app.state.classes.classes == CLASSES
+    assert app.monitor.class_encoder is not None
+    assert app.monitor.class_encoder.vocabulary is app.state.classes
+    assert app.state.profile is not None
+    assert app.state.profile.spec("intent").classes == {"buy": 0, "hold": 1, "sell": 2}
+    assert app.server._server is None  # nothing started
