@@ -81,3 +81,23 @@ def test_class_shares_and_confidence(tmp_path: Path, capsys: pytest.CaptureFixtu
     # The drift profile then tests the class mix on the baseline's classes.
     profile = DriftProfile(DriftSettings(), (0.0, 1.0), load_baseline(tmp_path / "baseline.json"))
     assert profile.spec("intent").classes == {"buy": 0, "hold": 1, "sell": 2}
+
+
+def test_csv_rows_with_one_column_per_class(tmp_path: Path) -> None:
+    """In CSV the probabilities are columns named <scores>.<class>."""
+    events, probs = rows(200)
+    header = "model,segment,region,timestamp,probs.buy,probs.sell,probs.hold"
+    lines = [header] + [
+        ",".join(
+            [e["model"], e["segment"], e["region"], str(e["timestamp"])] + [str(p) for p in row]
+        )
+        for e, row in zip(events, probs.tolist(), strict=True)
+    ]
+    (tmp_path / "tilewatch.toml").write_text(CONFIG)
+    (tmp_path / "ref.csv").write_text("\n".join(lines) + "\n")
+    args = ["baseline", "--config", str(tmp_path / "tilewatch.toml"), "--input"]
+    assert main([*args, str(tmp_path / "ref.csv"), "--output", str(tmp_path / "b.json")]) == 0
+    model = json.loads((tmp_path / "b.json").read_text())["models"]["intent"]
+    top = probs.argmax(axis=1)
+    expected = {c: float(np.mean(top == j)) for j, c in enumerate(CLASSES)}
+    assert model["predictions"] == pytest.approx(dict(sorted(expected.items())))
