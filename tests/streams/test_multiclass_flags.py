@@ -240,3 +240,42 @@ def test_baseline_references_still_test_errors_and_margins_on_trailing_windows()
     assert shift == set()
     assert errors == sc.ERROR_CELLS
     assert drift == {"confidence": sc.UNSURE_CELLS, "margin": sc.UNSURE_CELLS}
+
+
+@pytest.mark.prometheus
+def test_promtool_lints_a_multiclass_scrape(promtool_bin: str) -> None:
+    """`promtool check metrics` passes on a real scrape with every multi-class family."""
+    import subprocess
+
+    from prometheus_client import generate_latest
+
+    state = multiclass_state()
+    monitor = Monitor(KafkaSettings(topics=("p",), dead_letter_topic=None), FIELDS, state)
+    state.assign(("p", 0))
+    records = [
+        SimpleNamespace(
+            value=json.dumps(e).encode(),
+            timestamp=None,
+            topic="p",
+            partition=0,
+            offset=i,
+            key=None,
+            headers=[],
+        )
+        for i, e in enumerate(sc.events())
+    ]
+    monitor.process({TopicPartition("p", 0): records})
+    registry = CollectorRegistry()
+    registry.register(CellCollector(state.snapshot, ("segment", "region")))
+    text = generate_latest(registry).decode()
+    for name in ("class_share_ratio", "class_drift_flag", "class_error_flag", "class_gap_info"):
+        assert f"tilewatch_window_{name}{{" in text, name
+    result = subprocess.run(
+        [promtool_bin, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
