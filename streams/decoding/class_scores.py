@@ -145,7 +145,7 @@ class ClassScoreEncoder:
         if k < 2 or not present:
             return None
         kinds = set(map(type, present))
-        if set(map(len, present)) != {k}:
+        if not (kinds == {list} or kinds == {dict}) or set(map(len, present)) != {k}:
             return None
         if kinds == {list}:
             rows_values: list[Any] = present

@@ -228,3 +228,11 @@ def test_labels_that_name_no_class_are_counted() -> None:
     out = encode_batch(enc, ["m"] * 4, vectors, None, ["b", {"x": 1}, "", 2.5])
     assert out.bins["mc_confusion"].tolist() == [4, -1, -1, -1]  # label b (1) x predicted a (0)
     assert out.counts == {"bad_label": 3}
+
+
+def test_a_batch_with_a_scalar_vector_takes_the_general_path() -> None:
+    """Found by the property test: a scalar among well-shaped lists crashed the dense path."""
+    enc = ClassScoreEncoder(ClassVocabulary(3, ("a", "b", "c")))
+    out = enc.encode(["m"] * 3, [False, [0.5, 0.5, 0.0], 3], None)
+    assert out.valid.tolist() == [False, True, False]
+    assert out.malformed == {("m", "wrong_type"): 2}
