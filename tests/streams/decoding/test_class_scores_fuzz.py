@@ -80,3 +80,40 @@ def test_learned_classes(events: list[tuple[str, Any, Any]]) -> None:
     enc = ClassScoreEncoder(ClassVocabulary(2))
     check(enc, events)
     assert all(len(enc.vocabulary.names(m)) <= 2 for m in ("m", "n"))
+
+
+@FUZZ
+@given(st.lists(st.tuples(VECTOR, st.none() | JSON_SCALAR), max_size=20))
+def test_decoder_with_scores_never_raises(rows: list[tuple[Any, Any]]) -> None:
+    """Events without a score take their top probability; whatever the vector, every record
+    becomes an event with a score in range or a rejection with a known reason."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from tilewatch.streams.decoding.predictions import EventDecoder
+    from tilewatch.streams.decoding.record import REASONS
+    from tilewatch.streams.settings import EventFields
+
+    dec = EventDecoder(EventFields(scores="probs"), columns=["prediction"])
+    records = []
+    for i, (vector, score) in enumerate(rows):
+        obj: dict[str, Any] = {"model": "m", "timestamp": 1767225600.0, "probs": vector}
+        if score is not None:
+            obj["score"] = score
+        records.append(
+            SimpleNamespace(
+                value=orjson.dumps(obj),
+                timestamp=None,
+                topic="t",
+                partition=0,
+                offset=i,
+                key=None,
+                headers=[],
+            )
+        )
+    batch = dec.decode(records)
+    assert len(batch) + len(batch.rejected) == len(rows)
+    assert all(0.0 <= s <= 1.0 for s in batch.scores)
+    assert len(batch.class_scores) == len(batch.predictions) == len(batch)
+    assert {r.reason for r in batch.rejected} <= set(REASONS) - {"internal"}
