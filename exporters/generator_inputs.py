@@ -140,6 +140,8 @@ class GeneratorInputs:
         ``None`` when drift is off.
     labels
         ``None`` without a ``[labels]`` section.
+    multiclass
+        ``[events] scores`` is set: the cell dashboard gets a row of class statistics.
     source
         The config file (``""`` when the config did not come from a file).
     """
@@ -151,4 +153,5 @@ class GeneratorInputs:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     drift: DriftInputs | None = None
     labels: LabelInputs | None = None
+    multiclass: bool = False
     source: str = ""

@@ -2,7 +2,8 @@
 
 Each page is its template (``docs/<page>.template.md``) with the placeholders filled from the
 code: ``@@REASONS@@`` from tilewatch.streams.decoding.record.REASONS, and ``@@METRICS@@``,
-``@@DRIFT_METRICS@@``, ``@@PERFORMANCE_METRICS@@``, ``@@HEALTH_METRICS@@`` from the metric
+``@@DRIFT_METRICS@@``, ``@@PERFORMANCE_METRICS@@``, ``@@HEALTH_METRICS@@``,
+``@@MULTICLASS_METRICS@@`` from the metric
 catalog, tilewatch.exporters.prometheus.catalog (read in :func:`metric_tables` only), so the
 docs cannot drift from the code. tests/test_docs.py fails when a page is stale.
 Run: .venv/bin/python scripts/gen_docs.py
@@ -31,6 +32,7 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
         DRIFT_METRICS,
         HEALTH_METRICS,
         METRICS,
+        MULTICLASS_METRICS,
         PERFORMANCE_METRICS,
     )
 
@@ -39,6 +41,7 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
         "DRIFT_METRICS": DRIFT_METRICS,
         "PERFORMANCE_METRICS": PERFORMANCE_METRICS,
         "HEALTH_METRICS": HEALTH_METRICS,
+        "MULTICLASS_METRICS": MULTICLASS_METRICS,
     }
 
 

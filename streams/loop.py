@@ -54,6 +54,7 @@ from tilewatch.streams.clients import (
 )
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
+from tilewatch.streams.decoding.class_scores import ClassScoreEncoder, encode_batch
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
@@ -116,7 +117,18 @@ class Monitor:
         columns = ["latency", "model_version"]
         if state.labels is not None:
             columns.append("event_id" if state.labels.source == "topic" else "label")
+        multiclass = fields.scores is not None
+        if multiclass and state.classes is None:
+            raise StreamError("[events] scores needs a ReplicaState with a class vocabulary")
+        if multiclass and "label" not in columns and "event_id" not in columns:
+            columns.append("label")  # inline class labels of multi-class models
+        if multiclass and state.profile is None:
+            columns.append("prediction")  # an event's own predicted class, without the rest
         self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
+        #: Checks and tabulates the class probabilities of multi-class models (None: none).
+        self.class_encoder = (
+            ClassScoreEncoder(state.classes) if state.classes is not None and multiclass else None
+        )
         self.label_decoder: LabelDecoder | None = None
         if label_topic is not None:
             assert state.labels is not None
@@ -238,16 +250,35 @@ class Monitor:
             for rejected in decoded.rejected:
                 self.dead_letters.send(rejected)
             scores = np.array(decoded.scores, dtype=np.float64)
+            labels = decoded.labels if "label" in self.decoder.columns else None
+            class_bins: dict[str, Any] = {}
+            class_weights: dict[str, Any] = {}
+            class_errors = None
+            class_counts: dict[str, int] = {}
+            if self.class_encoder is not None and decoded.keys:
+                mc = encode_batch(
+                    self.class_encoder,
+                    [k[0] for k in decoded.keys],
+                    decoded.class_scores,
+                    decoded.predictions,
+                    labels,
+                )
+                decoded.predictions = mc.scores.predictions  # the argmax where none was given
+                class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
+                class_weights, class_errors = mc.weights, mc.errors
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
                 bins, violations = profile.encode(
                     [k[0] for k in decoded.keys], scores, decoded.predictions, decoded.features
                 )
+            if class_bins:
+                bins = {**(bins or {}), **class_bins}
             counts = IngestUpdate(
                 read=len(records),
                 batches=1,
                 invalid=Counter(r.reason for r in decoded.rejected),
+                class_scores=class_counts,
             )
             with self.state.lock:  # the batch and its counts become visible together
                 result = self.state.apply(
@@ -259,9 +290,11 @@ class Monitor:
                     bins=bins,
                     violations=violations,
                     event_ids=decoded.event_ids if "event_id" in self.decoder.columns else None,
-                    labels=decoded.labels if "label" in self.decoder.columns else None,
+                    labels=labels if self.state.labels is not None else None,
                     latencies=decoded.latencies,
                     versions=decoded.model_versions,
+                    weights=class_weights or None,
+                    class_errors=class_errors,
                 )
                 self.state.count_ingest(counts)
             self.summary.read += len(records)

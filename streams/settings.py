@@ -35,6 +35,11 @@ class EventFields:
 
     Every path is a key of the top-level JSON object or a dotted path into nested objects
     (``"meta.region"``). ``dimensions`` maps each cell dimension name to its path.
+
+    Multi-class models: ``scores`` is the path of the class probabilities (an object class ->
+    probability, or a list in the order of ``classes``; None: no multi-class model). At most
+    ``max_classes`` class names are kept per model; the rest are pooled into one ``other``
+    column and counted (:mod:`tilewatch.streams.decoding.class_scores`).
     """
 
     event_id: str = "event_id"
@@ -52,6 +57,9 @@ class EventFields:
     score_min: float = 0.0
     score_max: float = 1.0
     max_event_bytes: int = 1_048_576
+    scores: str | None = None
+    classes: tuple[str, ...] = ()
+    max_classes: int = 20
 
 
 @dataclass(frozen=True, slots=True)

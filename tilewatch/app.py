@@ -18,6 +18,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
 from tilewatch.aggregators.state.history import WindowHistory
@@ -42,6 +43,7 @@ __all__ = [
     "HISTORY_WINDOWS",
     "App",
     "baseline_thresholds",
+    "build_classes",
     "build_profile",
     "register_process_metrics",
     "running_detectors",
@@ -65,7 +67,17 @@ def build_profile(config: Config) -> DriftProfile | None:
 
         baseline = load_baseline(config.baseline.path)
     events = config.events
-    return DriftProfile(config.drift, (events.score_min, events.score_max), baseline)
+    return DriftProfile(
+        config.drift, (events.score_min, events.score_max), baseline, classes=events.classes
+    )
+
+
+def build_classes(config: Config) -> ClassVocabulary | None:
+    """The class columns of multi-class models (None without ``[events] scores``)."""
+    events = config.events
+    if events.scores is None:
+        return None
+    return ClassVocabulary(events.max_classes, events.classes)
 
 
 def baseline_thresholds(profile: DriftProfile | None) -> dict[str, float]:
@@ -157,7 +169,11 @@ class App:
         cfg = self.config
         profile = build_profile(cfg)
         self.state = ReplicaState(
-            cfg.cells, profile, labels=cfg.labels, thresholds=baseline_thresholds(profile)
+            cfg.cells,
+            profile,
+            labels=cfg.labels,
+            thresholds=baseline_thresholds(profile),
+            classes=build_classes(cfg),
         )
         self.monitor = Monitor(
             cfg.kafka,

@@ -69,6 +69,7 @@ def generator_inputs(config: Config) -> GeneratorInputs:
         alerts=config.alerts,
         drift=drift,
         labels=labels,
+        multiclass=config.events.scores is not None,
         source=config.source,
     )
 

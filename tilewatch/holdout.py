@@ -29,6 +29,7 @@ from tilewatch.aggregators.drift.reference import (
     ModelColumns,
 )
 from tilewatch.config import ConfigError
+from tilewatch.streams.decoding.class_scores import SUM_TOLERANCE
 from tilewatch.streams.decoding.record import dig
 from tilewatch.streams.settings import EventFields
 
@@ -100,6 +101,7 @@ class _Rows:
         self.fields = fields
         self.lo, self.hi = fields.score_min, fields.score_max
         self.prefix = fields.features + "."
+        self.scores_prefix = f"{fields.scores}."
 
     def get(self, row: dict[str, Any], path: str, flat: bool) -> Any:
         if flat and path in row:
@@ -129,6 +131,18 @@ class _Rows:
                 raise _Bad(f"{f.model}: required field is missing")
             raise _Bad(f"{f.model}: expected a non-empty string, got {_show(model)}")
         score = self.get(row, f.score, flat)
+        top_class = None
+        if f.scores is not None:  # a multi-class model: its top class and probability
+            vector = self.get(row, f.scores, flat)
+            if vector is None and flat:
+                vector = {
+                    k[len(self.scores_prefix) :]: v
+                    for k, v in row.items()
+                    if k.startswith(self.scores_prefix) and v is not None
+                } or None
+            if vector is not None:
+                top_class, top = _top_class(vector, f.scores, f.classes)
+                score = top if score is None else score
         if score is None:
             raise _Bad(f"{f.score}: required field is missing")
         if (
@@ -142,6 +156,8 @@ class _Rows:
         label = self.get(row, f.label, flat)
         if isinstance(label, float) and math.isnan(label):
             label = None
+        if top_class is not None:
+            label = None  # a class name: not a binary label (multi-class labels: not yet)
         if label is not None:
             if not isinstance(label, int | float) or label not in (0, 1):
                 raise _Bad(f"{f.label}: expected 0, 1, true, false or null, got {_show(label)}")
@@ -159,6 +175,8 @@ class _Rows:
         prediction = self.get(row, f.prediction, flat)
         if isinstance(prediction, float) and math.isnan(prediction):
             prediction = None
+        if prediction is None:
+            prediction = top_class
         cell = tuple(self.dimension(row, name, path, flat) for name, path in f.dimensions.items())
         columns = data.models.setdefault(model, ModelColumns())
         columns.cells.append(cell)
@@ -166,6 +184,37 @@ class _Rows:
         columns.labels.append(label)
         columns.predictions.append(prediction)
         columns.features.append(features)
+
+
+def _top_class(vector: Any, path: str, classes: Sequence[str]) -> tuple[str, float]:
+    """The top class of a probability vector and its probability (renormalised), checked as
+    the monitor checks it (:data:`tilewatch.streams.decoding.class_scores.MALFORMED_REASONS`).
+    A list needs ``[events] classes`` of its length; ties go to the first class."""
+    if isinstance(vector, dict):
+        names, values = list(vector), list(vector.values())
+    elif isinstance(vector, list):
+        if len(vector) != len(classes):
+            raise _Bad(
+                f"{path}: a list of {len(classes)} probabilities ([events] classes) "
+                f"expected, got {len(vector)} values"
+            )
+        names, values = list(classes), vector
+    else:
+        raise _Bad(
+            f"{path}: expected an object or a list of class probabilities, got {_show(vector)}"
+        )
+    if not values:
+        raise _Bad(f"{path}: no class probabilities")
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Bad(f"{path}: probability of {name!r} is not a number: {_show(value)}")
+        if not 0.0 <= value <= 1.0:
+            raise _Bad(f"{path}: probability of {name!r} is outside [0, 1]: {_show(value)}")
+    total = float(sum(values))
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise _Bad(f"{path}: probabilities sum to {total:g}, not 1")
+    best = max(range(len(values)), key=values.__getitem__)
+    return str(names[best]), float(values[best]) / total
 
 
 def _csv_value(text: str) -> object:

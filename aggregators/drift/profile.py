@@ -154,6 +154,9 @@ class DriftProfile:
     baseline
         The reference baseline, or None (then only presence, score and class histograms are
         kept, and no statistic against a reference is computed).
+    classes
+        The predicted classes of a model the baseline gives none for (``[events] classes`` of
+        multi-class models); default ``0`` and ``1``.
 
     Examples
     --------
@@ -173,8 +176,10 @@ class DriftProfile:
         settings: DriftSettings,
         score_range: tuple[float, float],
         baseline: Baseline | None = None,
+        classes: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        self.default_classes = sorted(classes) if classes else ["0", "1"]
         self.score_range = score_range
         self.baseline = baseline
         if settings.features:
@@ -226,7 +231,11 @@ class DriftProfile:
         else:
             edges = np.linspace(lo, hi, self.settings.score_bins + 1)
             score_ref, mean, std = None, None, None
-        classes = sorted(ref.predictions) if ref is not None and ref.predictions else ["0", "1"]
+        classes = (
+            sorted(ref.predictions)
+            if ref is not None and ref.predictions
+            else list(self.default_classes)
+        )
         class_index = {c: i for i, c in enumerate(classes)}
         class_ref = None
         if ref is not None and ref.predictions:

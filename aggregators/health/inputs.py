@@ -40,7 +40,7 @@ __all__ = [
 
 #: What makes a statistic exist: ``"always"``, ``"drift"`` (the drift stage is on),
 #: ``"baseline"`` (drift with a baseline) or ``"labels"`` (a ``[labels]`` section).
-Needs = Literal["always", "drift", "baseline", "labels"]
+Needs = Literal["always", "drift", "baseline", "labels", "multiclass"]
 
 
 class StatisticInfo(NamedTuple):
@@ -135,6 +135,23 @@ STATISTICS: dict[str, StatisticInfo] = {
             "tilewatch_label_errors_total",
         )
     },
+    # Multi-class models ([events] scores); the error and drift flags need drift on.
+    **{
+        name: StatisticInfo(None, "multiclass")
+        for name in (
+            "tilewatch_window_class_labeled_events",
+            "tilewatch_window_class_accuracy_ratio",
+            "tilewatch_window_class_expected_accuracy_ratio",
+            "tilewatch_window_class_brier_score",
+            "tilewatch_window_class_log_loss",
+            "tilewatch_window_class_calibration_error",
+            "tilewatch_window_macro_f1_ratio",
+            "tilewatch_window_weighted_f1_ratio",
+            "tilewatch_window_class_error_increase",
+            "tilewatch_window_class_error_flag",
+        )
+    },
+    "tilewatch_window_class_drift_flag": StatisticInfo("signal", "multiclass"),
 }
 
 #: Per-model gap statistics a ``fairness_gap`` indicator may use (``needs`` = labels).
@@ -246,6 +263,32 @@ def cell_statistics(
             detector
         ]
     out.update(_performance_statistics(snapshot))
+    out.update(_multiclass_statistics(snapshot))
+    return out
+
+
+def _multiclass_statistics(snapshot: Snapshot) -> dict[str, FloatArray]:
+    """The multi-class statistics of a snapshot (none without a multi-class model)."""
+    out: dict[str, FloatArray] = {}
+    m = getattr(snapshot, "multiclass", None)
+    if m is not None:
+        out["tilewatch_window_class_labeled_events"] = m.labeled.astype(float)
+        out["tilewatch_window_class_accuracy_ratio"] = m.accuracy
+        out["tilewatch_window_class_expected_accuracy_ratio"] = m.expected_accuracy
+        out["tilewatch_window_class_brier_score"] = m.brier
+        out["tilewatch_window_class_log_loss"] = m.log_loss
+        out["tilewatch_window_class_calibration_error"] = m.calibration_error
+        out["tilewatch_window_macro_f1_ratio"] = m.macro_f1
+        out["tilewatch_window_weighted_f1_ratio"] = m.weighted_f1
+    errors = getattr(snapshot, "class_errors", None)
+    if errors is not None:
+        out["tilewatch_window_class_error_increase"] = errors.increase
+        out["tilewatch_window_class_error_flag"] = errors.flag.astype(float)
+    drift = getattr(snapshot, "class_drift", None)
+    if drift is not None:
+        for signal, flag in drift.flag.items():
+            key = statistic_key("tilewatch_window_class_drift_flag", ("signal", signal))
+            out[key] = flag.astype(float)
     return out
 
 

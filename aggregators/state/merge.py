@@ -20,12 +20,17 @@ from tilewatch.aggregators.cells.windows import reporting
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.drift.window import Reference, WindowDrift, derive_window_drift
+from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
+from tilewatch.aggregators.stats.class_drift import ClassDrift, class_drift_decisions
+from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
 from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
 from tilewatch.aggregators.stats.moments import merge_moments, variance
+from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
+from tilewatch.aggregators.stats.multiclass_window import window_metrics
 from tilewatch.aggregators.stats.rolling import RollingCopy
 
 __all__ = [
@@ -100,6 +105,10 @@ class WindowView:
     end: dict[str, float]
     drift: WindowDrift | None
     latency: dict[float, FloatArray]
+    multiclass: MulticlassMetrics | None = None
+    class_errors: ClassErrorDecisions | None = None
+    class_drift: ClassDrift | None = None
+    class_gaps: tuple[Gap, ...] = ()
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -179,7 +188,54 @@ def build_window_view(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
     latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
-    return WindowView(w_c, mean, var, window_start, window_end, drift, latency)
+    multiclass, class_errors, class_drift = None, None, None
+    class_gaps: tuple[Gap, ...] = ()
+    if "mc_class" in w_h:
+        k = hist_bins["mc_class"]
+        min_samples = profile.settings.min_samples if profile is not None else 1
+        multiclass = window_metrics(w_h, k, min_samples)
+        class_gaps = tuple(
+            g
+            for g in performance_gaps(
+                view.keys,
+                settings.dimensions,
+                multiclass.labeled,
+                multiclass.accuracy,
+                1.0 - multiclass.accuracy,
+                min_samples,
+            )
+            if g.metric == "accuracy"
+        )
+        if profile is not None:
+            if profile.settings.reference != "trailing":  # the class signals' own reference
+                names = {h: b for h, b in hist_bins.items() if h.startswith("mc_")}
+                reference = _trailing(parts, view, profile, names)
+            class_errors = class_error_decisions(
+                w_h["mc_confusion"],
+                reference.hists["mc_confusion"],
+                min_samples,
+                profile.settings.fdr_rate,
+            )
+            class_drift = class_drift_decisions(
+                w_h,
+                reference.hists,
+                min_samples,
+                profile.settings.fdr_rate,
+                profile.settings.psi_alert,
+            )
+    return WindowView(
+        w_c,
+        mean,
+        var,
+        window_start,
+        window_end,
+        drift,
+        latency,
+        multiclass,
+        class_errors,
+        class_drift,
+        class_gaps,
+    )
 
 
 def merge(
@@ -233,5 +289,9 @@ def merge(
         violations=violations,
         detections=detections,
         window_latency=wv.latency,
+        multiclass=wv.multiclass,
+        class_errors=wv.class_errors,
+        class_drift=wv.class_drift,
+        class_gaps=wv.class_gaps,
         model_versions=merge_versions([part.versions for part in parts]),
     )

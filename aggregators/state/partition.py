@@ -128,17 +128,24 @@ class PartitionState:
         bins: dict[str, IntArray] | None = None,
         event_ids: list[Any] | None = None,
         labels: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
+        class_errors: IntArray | None = None,
     ) -> ApplyResult:
         """Apply one batch of valid events, given as columns in the partition's order.
 
         ``bins`` holds, per histogram of :attr:`hist_bins`, one bin index per event (-1: not
-        counted), as made by ``DriftProfile.encode``.
+        counted), as made by ``DriftProfile.encode``; ``weights``, for some of them, what each
+        event adds to its bin (a non-negative integer; default 1). ``class_errors`` holds each
+        multi-class event's error bit (1 wrong, 0 right, -1 unlabeled) for the error-stream
+        detector of the label side, when there is one.
         """
         n = len(keys)
         if n == 0:
             return ApplyResult(0, 0)
         leaf = self.registry.index_many(keys)
-        return self.apply_indexed(leaf, event_times, scores, bins, event_ids, labels)
+        return self.apply_indexed(
+            leaf, event_times, scores, bins, event_ids, labels, weights, class_errors
+        )
 
     def apply_indexed(
         self,
@@ -148,6 +155,8 @@ class PartitionState:
         bins: dict[str, IntArray] | None = None,
         event_ids: list[Any] | None = None,
         labels: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
+        class_errors: IntArray | None = None,
     ) -> ApplyResult:
         """:meth:`apply` with leaf cell indices already resolved by the registry.
 
@@ -169,6 +178,10 @@ class PartitionState:
             leaf, event_times, scores, window = leaf[ok], event_times[ok], scores[ok], window[ok]
             if bins:
                 bins = {name: b[ok] for name, b in bins.items()}
+            if weights:
+                weights = {name: w[ok] for name, w in weights.items()}
+            if class_errors is not None:
+                class_errors = class_errors[ok]
             keep = ok.tolist()
             if event_ids is not None:
                 event_ids = [e for e, k in zip(event_ids, keep, strict=True) if k]
@@ -189,8 +202,14 @@ class PartitionState:
                     acc = self.open[w] = WindowAcc()
                 acc.add(flat[sel], flat_scores[sel], n_cells)
                 for name, b in (bins or {}).items():
+                    w = (weights or {}).get(name)
                     acc.add_hist(
-                        name, flat[sel], np.repeat(b[in_window], k), n_cells, self.hist_bins[name]
+                        name,
+                        flat[sel],
+                        np.repeat(b[in_window], k),
+                        n_cells,
+                        self.hist_bins[name],
+                        None if w is None else np.repeat(w[in_window], k),
                     )
             self.rolling.update(flat, flat_scores)
             if self.detectors is not None:
@@ -199,6 +218,11 @@ class PartitionState:
             self.max_event_time = max(self.max_event_time, float(event_times.max()))
         if self.labels is not None:
             self.labels.predictions(leaf, window, event_times, scores, event_ids, labels)
+            detectors = self.labels.detectors
+            if class_errors is not None and detectors is not None:
+                judged = class_errors >= 0
+                if judged.any():
+                    detectors.update(leaf[judged], class_errors[judged], event_times[judged])
         self._close_windows()
         return ApplyResult(len(leaf), n_late)
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
+from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
@@ -45,6 +46,7 @@ from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, Pa
 from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
+from tilewatch.aggregators.stats.multiclass_window import window_hist_widths
 
 __all__ = ["ReplicaState"]
 
@@ -76,8 +78,11 @@ class ReplicaState:
         profile: DriftProfile | None = None,
         labels: LabelSettings | None = None,
         thresholds: dict[str, float] | None = None,
+        classes: ClassVocabulary | None = None,
     ) -> None:
         self.settings = settings
+        #: The class columns of multi-class models (None: no multi-class model).
+        self.classes = classes
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
         #: How labels arrive and performance is measured (None: not measured).
@@ -87,6 +92,8 @@ class ReplicaState:
         self._threshold_table = np.zeros(0)
         #: Histogram widths every partition keeps (the drift profile's, and latency).
         self.hist_bins = {**(profile.hist_bins if profile else {}), "latency": LATENCY_BINS}
+        if classes is not None:  # the multi-class count histograms of every window
+            self.hist_bins.update(window_hist_widths(classes.width))
         self.registry = CellRegistry(settings)
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
@@ -103,7 +110,14 @@ class ReplicaState:
         #: Closed windows a partition keeps besides each model's latest (a trailing
         #: reference needs its span and the window before it).
         self.retain_closed = RETAIN_CLOSED
-        if profile is not None and profile.settings.reference == "trailing":
+        #: Whether windows are compared with their trailing windows: every signal with trailing
+        #: references, the multi-class error and confidence/margin ones always (the baseline
+        #: has no confusion counts or margin histograms).
+        self.trailing = profile is not None and (
+            profile.settings.reference == "trailing" or classes is not None
+        )
+        if self.trailing:
+            assert profile is not None
             span = profile.settings.trailing_windows + profile.settings.trailing_gap + 1
             self.retain_closed = max(RETAIN_CLOSED, span + 1)
         # The last performance decisions and the digest of their inputs (performance_view).
@@ -152,6 +166,8 @@ class ReplicaState:
         labels: list[Any] | None = None,
         latencies: list[Any] | None = None,
         versions: list[Any] | None = None,
+        weights: dict[str, IntArray] | None = None,
+        class_errors: IntArray | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -182,7 +198,14 @@ class ReplicaState:
             else:
                 labels = None
             result = part.apply(
-                cell_keys, event_times, scores, bins, event_ids=event_ids, labels=labels
+                cell_keys,
+                event_times,
+                scores,
+                bins,
+                event_ids=event_ids,
+                labels=labels,
+                weights=weights,
+                class_errors=class_errors,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count
@@ -320,7 +343,7 @@ class ReplicaState:
                     if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
                         latest[mid] = w
             needed = set(latest.values()) | {w - 1 for w in latest.values()}
-            if profile is not None and profile.settings.reference == "trailing":
+            if profile is not None and self.trailing:
                 s = profile.settings
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
@@ -372,6 +395,11 @@ class ReplicaState:
                 latest=latest,
                 overflow=dict(reg.overflow),
             )
+            class_labels = (
+                None
+                if self.classes is None
+                else {m: self.classes.labels(m) for m in reg.model_names}
+            )
             ing = self.ingest
             ingest = dataclasses.replace(
                 ing,
@@ -382,6 +410,7 @@ class ReplicaState:
                 checkpoint_errors=dict(ing.checkpoint_errors),
                 invalid_values=dict(ing.invalid_values),
                 invalid_labels=dict(ing.invalid_labels),
+                class_scores=dict(ing.class_scores),
             )
         if window_view is None:
             window_view = build_window_view(
@@ -405,7 +434,7 @@ class ReplicaState:
                 decision_cache=self._decision_cache,
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
-        return dataclasses.replace(snap, performance=perf)
+        return dataclasses.replace(snap, performance=perf, class_labels=class_labels)
 
 
 def _first(*values: float | None) -> float:

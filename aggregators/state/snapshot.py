@@ -10,8 +10,12 @@ import numpy as np
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.registry import CellKey
 from tilewatch.aggregators.drift.window import WindowDrift
+from tilewatch.aggregators.labels.fairness import Gap
 from tilewatch.aggregators.labels.view import PerformanceView
 from tilewatch.aggregators.state.versions import VersionTable
+from tilewatch.aggregators.stats.class_drift import ClassDrift
+from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions
+from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 
 __all__ = ["IngestStats", "IngestUpdate", "PartitionKey", "Snapshot"]
 
@@ -55,6 +59,9 @@ class IngestStats:
     #: Records read from the outcomes topic, and the rejected ones by reason.
     label_records: int = 0
     invalid_labels: dict[str, int] = field(default_factory=dict)
+    #: Multi-class events: dropped probability vectors by reason, and ``pooled``, the events
+    #: naming a class past ``max_classes`` (the event is kept either way).
+    class_scores: dict[str, int] = field(default_factory=dict)
 
     def add(self, update: IngestUpdate) -> None:
         """Add one hand-over of the ingest side (the caller holds the replica's lock).
@@ -77,6 +84,7 @@ class IngestStats:
             (self.dead_letter_failures, update.dead_letter_failures),
             (self.checkpoint_restores, update.checkpoint_restores),
             (self.checkpoint_errors, update.checkpoint_errors),
+            (self.class_scores, update.class_scores),
         ):
             for name, n in counts.items():
                 total[name] = total.get(name, 0) + n
@@ -118,6 +126,7 @@ class IngestUpdate:
     checkpoint_last_bytes: int | None = None
     checkpoint_last_time: float | None = None
     lag: Mapping[PartitionKey, int | None] = field(default_factory=dict)
+    class_scores: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,18 @@ class Snapshot:
     model_versions: VersionTable = field(default_factory=dict)
     #: Performance from labels (None without a [labels] section).
     performance: PerformanceView | None = None
+    #: Multi-class statistics of each cell's reported window (None: no multi-class model);
+    #: per-class arrays have one column per class column of :attr:`class_labels`.
+    multiclass: MulticlassMetrics | None = None
+    #: Decisions on each cell's multi-class error rate against its trailing windows (None:
+    #: no multi-class model, or drift off).
+    class_errors: ClassErrorDecisions | None = None
+    #: Confidence and margin drift of each cell against its trailing windows (same condition).
+    class_drift: ClassDrift | None = None
+    #: Per model and dimension, the spread of the multi-class accuracy across its values.
+    class_gaps: tuple[Gap, ...] = ()
+    #: Per multi-class model, the name of each class column (``""``: unused column).
+    class_labels: dict[str, list[str]] | None = None
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""

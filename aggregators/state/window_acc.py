@@ -16,6 +16,9 @@ from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
 #: Bin counts of the histograms (latency, drift): int32.
 HIST_DTYPE = np.int32
+#: Histograms whose "counts" are sums of weights in micro-units (multi-class confidence, Brier
+#: and log loss sums): int64, since an int32 would overflow after a few thousand events.
+SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_logloss"})
 
 __all__ = ["WindowAcc"]
 
@@ -91,22 +94,31 @@ class WindowAcc:
         self.count, self.mean, self.m2 = merge_moments(*self.sized(n_cells), c, m, s)
 
     def add_hist(
-        self, name: str, cells: IntArray, bins: IntArray, n_cells: int, n_bins: int
+        self,
+        name: str,
+        cells: IntArray,
+        bins: IntArray,
+        n_cells: int,
+        n_bins: int,
+        weights: IntArray | None = None,
     ) -> None:
-        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted).
+        """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted), adding
+        ``weights[i]`` (non-negative integers) instead of 1 where given.
 
         Counted in place (``np.add.at``), so a batch costs its events, not cells x bins.
+        Weighted histograms (sums in micro-units, :data:`SUMMED_HISTOGRAMS`) are int64 tables.
         """
         ok = bins >= 0
         table = self._hist_table(name, n_cells, n_bins)
-        np.add.at(table, (cells[ok], bins[ok]), 1)
+        np.add.at(table, (cells[ok], bins[ok]), 1 if weights is None else weights[ok])
 
-    def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.int32]:
+    def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.signedinteger]:
         """Histogram ``name``'s table with at least ``rows`` cells and ``bins`` bins (rows grow
         by doubling, so cells first seen one batch at a time cost amortized O(1))."""
         table = self.hist.get(name)
         if table is None:
-            table = np.zeros((rows, bins), dtype=HIST_DTYPE)
+            dtype = np.int64 if name in SUMMED_HISTOGRAMS else HIST_DTYPE
+            table = np.zeros((rows, bins), dtype=dtype)
         elif table.shape[0] < rows or table.shape[1] < bins:
             grown_rows = max(rows, 2 * table.shape[0]) if table.shape[0] < rows else rows
             table = resized(table, (max(grown_rows, table.shape[0]), max(bins, table.shape[1])))
@@ -116,7 +128,7 @@ class WindowAcc:
     def add_counts(self, name: str, counts: IntArray) -> None:
         """Add a ``(cells, bins)`` table to histogram ``name``, growing it as needed."""
         table = self._hist_table(name, counts.shape[0], counts.shape[1])
-        table[: counts.shape[0], : counts.shape[1]] += counts.astype(HIST_DTYPE)
+        table[: counts.shape[0], : counts.shape[1]] += counts.astype(table.dtype)
 
     def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
         """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent), as int64."""

@@ -171,6 +171,8 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
                 thresholds=threshold_steps(None, 1.0),
             )
         )
+    if inputs.multiclass:
+        panels.extend(_class_panels(lay, cell))
     return dashboard(
         CELL_UID,
         "tilewatch: cell detail",
@@ -179,3 +181,69 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
         [model_variable(), *dimension_variables(dims)],
         event_annotations(dims),
     )
+
+
+def _class_panels(lay: Layout, cell: dict[str, str]) -> list[Panel]:
+    """The row of a multi-class model's statistics (docs/multiclass.md). Each cell's window
+    is exported by the replica owning it; across replicas the maximum is shown (exact when
+    producers key by cell)."""
+    sel = matchers(model="$model", **cell)
+    by_class = "{{class}}"
+    return [
+        row_panel(lay, "Classes"),
+        timeseries_panel(
+            lay,
+            (8, 7),
+            "Predicted-class shares",
+            "Share of this cell's window predictions per class (the argmax where the event "
+            "names none); NaN below [cells] min_samples events.",
+            [target(f"max by (class) (tilewatch_window_class_share_ratio{sel})", by_class)],
+            unit="percentunit",
+            value_min=0.0,
+            value_max=1.0,
+        ),
+        timeseries_panel(
+            lay,
+            (8, 7),
+            "F1 per class",
+            "One-vs-rest F1 of each class over the window's labeled events; NaN below "
+            "[cells] min_samples labeled events.",
+            [target(f"max by (class) (tilewatch_window_class_f1_ratio{sel})", by_class)],
+            unit="percentunit",
+            value_min=0.0,
+            value_max=1.0,
+        ),
+        timeseries_panel(
+            lay,
+            (8, 7),
+            "Accuracy and macro F1",
+            "Share of labeled predictions that were right, and the mean F1 over the classes "
+            "predicted or labeled in the window.",
+            [
+                target(f"max(tilewatch_window_class_accuracy_ratio{sel})", "accuracy"),
+                target(f"max(tilewatch_window_macro_f1_ratio{sel})", "macro F1", ref="B"),
+            ],
+            unit="percentunit",
+            value_min=0.0,
+            value_max=1.0,
+        ),
+        state_timeline_panel(
+            lay,
+            (24, 5),
+            "Class flags",
+            "DRIFT (red) while the flag is set for this cell's window (with drift on, against "
+            "the cell's trailing windows): error, a significant rise of the error rate above "
+            "0.05; confidence and margin, their histograms moved (debiased PSI over [drift] "
+            "psi_alert).",
+            [
+                target(f"max(tilewatch_window_class_error_flag{sel})", "error"),
+                target(
+                    f"max by (signal) (tilewatch_window_class_drift_flag{sel})",
+                    "{{signal}}",
+                    ref="B",
+                ),
+            ],
+            mappings=DRIFT_MAPPINGS,
+            thresholds=threshold_steps(None, 1.0),
+        ),
+    ]

@@ -29,6 +29,7 @@ __all__ = [
     "GAUGE",
     "HEALTH_METRICS",
     "METRICS",
+    "MULTICLASS_METRICS",
     "PERFORMANCE_METRICS",
     "MetricDoc",
     "MetricKind",
@@ -142,6 +143,12 @@ METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_invalid_values_total", COUNTER, "field",
               "Valid events with an unusable optional field (latency, model_version, label): the "
               "field is ignored, the event kept."),
+    MetricDoc("tilewatch_malformed_class_scores_total", COUNTER, "reason",
+              "Multi-class events whose class probabilities ([events] scores) were dropped, by "
+              "reason (see docs/multiclass.md); the event is kept."),
+    MetricDoc("tilewatch_pooled_class_events_total", COUNTER, "",
+              "Multi-class events naming a class past [events] max_classes (pooled into the "
+              "__other__ class)."),
 )
 
 #: Drift and data-quality metrics, exported when drift is on (a baseline or features are set).
@@ -355,9 +362,78 @@ HEALTH_METRICS: tuple[MetricDoc, ...] = (
               "Seconds since the model's current version was first seen (event time)."),
 )
 
+#: Multi-class metrics, exported with ``[events] scores``, for the cells of multi-class models:
+#: each cell's latest reported window (like the score statistics). Class shares are NaN below
+#: ``[cells] min_samples`` events, performance below that many labeled events; ``class`` is a
+#: class name of the model or ``__other__`` (at most ``[events] max_classes`` + 1 values).
+MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc("tilewatch_window_class_share_ratio", GAUGE, "cell, class",
+              "Share of the window's predictions that are the class (the event's prediction, "
+              "else the argmax of its probabilities)."),
+    MetricDoc("tilewatch_window_class_labeled_events", GAUGE, "cell",
+              "Labeled predictions of a multi-class model in the window (inline labels)."),
+    MetricDoc("tilewatch_window_class_accuracy_ratio", GAUGE, "cell",
+              "Share of labeled multi-class predictions whose class is the label."),
+    MetricDoc("tilewatch_window_class_precision_ratio", GAUGE, "cell, class",
+              "One-vs-rest precision of the class: right predictions of it / its predictions "
+              "(labeled ones)."),
+    MetricDoc("tilewatch_window_class_recall_ratio", GAUGE, "cell, class",
+              "One-vs-rest recall of the class: right predictions of it / its labels."),
+    MetricDoc("tilewatch_window_class_f1_ratio", GAUGE, "cell, class",
+              "One-vs-rest F1 of the class, 2 TP / (predicted + labeled); NaN when neither."),
+    MetricDoc("tilewatch_window_macro_f1_ratio", GAUGE, "cell",
+              "Mean F1 over the classes predicted or labeled in the window."),
+    MetricDoc("tilewatch_window_weighted_f1_ratio", GAUGE, "cell",
+              "F1 of the classes weighted by their labeled events."),
+    MetricDoc("tilewatch_window_topk_accuracy_ratio", GAUGE, "cell, k",
+              "Share of labeled events whose label is among the k most probable classes "
+              "(k = 1..5; ties count as hits)."),
+    MetricDoc("tilewatch_window_class_expected_accuracy_ratio", GAUGE, "cell",
+              "Mean top-class probability of the window's events with a valid vector: the "
+              "accuracy a calibrated model expects, without labels."),
+    MetricDoc("tilewatch_window_class_brier_score", GAUGE, "cell",
+              "Multi-class Brier score, mean of sum over classes of (p - [class = label])^2 "
+              "(0..2), over labeled events with a valid vector."),
+    MetricDoc("tilewatch_window_class_log_loss", GAUGE, "cell",
+              "Mean -log p(label) (p clipped at 1e-15) over labeled events with a valid vector."),
+    MetricDoc("tilewatch_window_class_calibration_error", GAUGE, "cell",
+              "Expected calibration error of the top-class probability (10 equal-width bins)."),
+    MetricDoc("tilewatch_window_class_error_increase", GAUGE, "cell",
+              "Rise of the share of wrong labeled predictions over the cell's trailing windows "
+              "(with drift on; NaN below [cells] min_samples labeled events)."),
+    MetricDoc("tilewatch_window_class_error_pvalue", GAUGE, "cell",
+              "One-sided exact p-value of \"the error rate did not rise\" against the trailing "
+              "windows."),
+    MetricDoc("tilewatch_window_class_error_flag", GAUGE, "cell",
+              "1 when the error rise is significant after Benjamini-Hochberg over the window's "
+              "cells ([drift] fdr_rate) and above 0.05, else 0."),
+    MetricDoc("tilewatch_window_class_accuracy_gap_ratio", GAUGE, "model, dimension",
+              "Best minus worst multi-class accuracy across the values of one dimension (the "
+              "one-dimensional roll-ups with at least [cells] min_samples labeled events)."),
+    MetricDoc("tilewatch_window_class_gap_info", GAUGE, "model, dimension, worst, best",
+              "1 for each accuracy gap, naming its worst and best value."),
+    MetricDoc("tilewatch_window_class_drift_psi", GAUGE, "cell, signal",
+              "Debiased PSI of the window's histogram of the top-class probability "
+              "(signal=confidence) or of the margin top1 - top2 (signal=margin) against the "
+              "cell's trailing windows."),
+    MetricDoc("tilewatch_window_class_drift_flag", GAUGE, "cell, signal",
+              "1 when that histogram differs significantly (Benjamini-Hochberg over both "
+              "signals and the window's cells) and its debiased PSI is above [drift] "
+              "psi_alert, else 0."),
+)
+
 # fmt: on
 
 #: Every metric by name.
 CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
-    {m.name: m for m in (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *HEALTH_METRICS)}
+    {
+        m.name: m
+        for m in (
+            *METRICS,
+            *DRIFT_METRICS,
+            *PERFORMANCE_METRICS,
+            *HEALTH_METRICS,
+            *MULTICLASS_METRICS,
+        )
+    }
 )

@@ -20,7 +20,12 @@ from prometheus_client.registry import Collector
 
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.budget import CellBudget
-from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import (
+    DRIFT_METRICS,
+    METRICS,
+    MULTICLASS_METRICS,
+    PERFORMANCE_METRICS,
+)
 from tilewatch.exporters.prometheus.cell_families import (
     cell_families,
     latency_families,
@@ -34,6 +39,7 @@ from tilewatch.exporters.prometheus.ingest_families import (
     ingest_families,
     invalid_value_families,
 )
+from tilewatch.exporters.prometheus.multiclass_families import multiclass_families
 from tilewatch.exporters.prometheus.performance_families import performance_families
 
 __all__ = ["CellCollector"]
@@ -66,7 +72,7 @@ class CellCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
-        yield from describe((*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS))
+        yield from describe((*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS))
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
@@ -85,3 +91,4 @@ class CellCollector(Collector):
         yield from version_families(snap)
         yield from invalid_value_families(snap)
         yield from performance_families(snap, rows)
+        yield from multiclass_families(snap, rows)

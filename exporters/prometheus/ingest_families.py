@@ -40,3 +40,7 @@ def invalid_value_families(snap: Snapshot) -> Iterator[Metric]:
         for n in snap.performance.invalid.values():
             table["label"] = table.get("label", 0) + n
     yield table_family("tilewatch_invalid_values_total", table)
+    classes = dict(snap.ingest.class_scores)
+    pooled = classes.pop("pooled", 0)
+    yield table_family("tilewatch_malformed_class_scores_total", classes)
+    yield family("tilewatch_pooled_class_events_total", value=pooled)

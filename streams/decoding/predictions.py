@@ -25,6 +25,7 @@ from tilewatch.streams.decoding.record import (
     RecordLike,
     Rejected,
     dig,
+    field_of,
     json_object,
     parse_timestamp,
     record_timestamp_ms,
@@ -35,7 +36,7 @@ from tilewatch.streams.decoding.record import (
 from tilewatch.streams.errors import DecodeError
 from tilewatch.streams.settings import EventFields
 
-__all__ = ["OPTIONAL_COLUMNS", "DecodedBatch", "EventDecoder"]
+__all__ = ["OPTIONAL_COLUMNS", "DecodedBatch", "EventDecoder", "top_probability"]
 
 #: Optional columns an :class:`EventDecoder` can collect, and the EventFields attribute
 #: holding each one's path.
@@ -44,8 +45,12 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "label": "label",
     "latency": "latency",
     "model_version": "model_version",
+    "class_scores": "scores",
+    "prediction": "prediction",
 }
 _COLUMN_LISTS = {
+    "class_scores": "class_scores",
+    "prediction": "predictions",
     "event_id": "event_ids",
     "label": "labels",
     "latency": "latencies",
@@ -70,6 +75,9 @@ class DecodedBatch:
     labels: list[Any] = field(default_factory=list)
     latencies: list[Any] = field(default_factory=list)
     model_versions: list[Any] = field(default_factory=list)
+    #: With ``[events] scores``: each valid event's raw class probabilities (None when absent),
+    #: checked and vectorised per batch by :mod:`tilewatch.streams.decoding.class_scores`.
+    class_scores: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -106,7 +114,13 @@ class EventDecoder:
         unknown = set(columns) - set(OPTIONAL_COLUMNS)
         if unknown:
             raise ValueError(f"unknown optional columns {sorted(unknown)}")
+        if fields.scores is not None:  # a multi-class model: always collect the vectors
+            columns = (*columns, "class_scores")
+        elif "class_scores" in columns:
+            raise ValueError("the class_scores column needs [events] scores")
         #: Optional raw columns collected besides the cell key, time and score.
+        if capture:  # the captured predictions already fill that list
+            columns = tuple(c for c in columns if c != "prediction")
         self.columns = tuple(c for c in OPTIONAL_COLUMNS if c in columns)
         self._column_paths = [
             split_path(getattr(fields, OPTIONAL_COLUMNS[c])) for c in self.columns
@@ -115,6 +129,7 @@ class EventDecoder:
         self._features = split_path(fields.features)
         self._model = split_path(fields.model)
         self._score = split_path(fields.score)
+        self._scores = None if fields.scores is None else split_path(fields.scores)
         self._timestamp = split_path(fields.timestamp)
         self._dims = [split_path(path) for path in fields.dimensions.values()]
         self._dim_names = list(fields.dimensions)
@@ -202,6 +217,14 @@ class EventDecoder:
             extra_slow += "".join(f"        {add}(cols[{i}])\n" for i, add in enumerate(names))
         cargs = "".join(f", {add}=None" for add in names)
 
+        if self.fields.scores is None:
+            score_line = f"            score = {access(self.fields.score)}\n"
+        else:  # absent score: the top-class probability (a bad vector goes the slow way)
+            score_line = (
+                f"            score = {optional(self.fields.score)}\n"
+                "            if score is None:\n"
+                f"                score = top({optional(self.fields.scores)})\n"
+            )
         dims = list(self.fields.dimensions.values())
         dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))
         dim_checks = "".join(f" and type(d{i}) is str and d{i}" for i in range(len(dims)))
@@ -213,8 +236,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
         try:
             obj = loads(v) if len(v) <= max_bytes else None
             model = {access(self.fields.model)}
-            score = {access(self.fields.score)}
-            ts = {access(self.fields.timestamp)}
+{score_line}            ts = {access(self.fields.timestamp)}
 {dim_lines}        except Exception:
             ok = False
         else:
@@ -245,6 +267,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             "extras": self._extras,
             "columns_of": self._columns_of,
             "dig": dig,
+            "top": _fast_top,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
         return env["fast"]
@@ -270,6 +293,8 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
         t = type(raw_score)
         if t is float or t is int:
             score = float(raw_score)  # type: ignore[arg-type]
+        elif raw_score is None and self._scores is not None:
+            score = top_probability(field_of(obj, self._scores), self._scores[0])
         elif raw_score is None:
             raise DecodeError("missing_field", f"{name}: required field is missing")
         else:
@@ -310,3 +335,31 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
                     f"{name}: dimension {dim!r} expected a string or an integer, got {short(v)}",
                 )
         return tuple(key), ts, score
+
+
+def _fast_top(vector: Any) -> Any:
+    """The largest value of a probability object or list; anything odd raises or gives a
+    non-float, which sends the record to the full checker."""
+    return max(vector.values()) if type(vector) is dict else max(vector)
+
+
+def top_probability(vector: Any, name: str) -> float:
+    """The top-class probability of an event without a score, or DecodeError ``bad_scores``.
+
+    Examples
+    --------
+    >>> top_probability({"a": 0.2, "b": 0.8}, "probs"), top_probability([0, 1], "probs")
+    (0.8, 1.0)
+    >>> top_probability({"a": "x"}, "probs")
+    Traceback (most recent call last):
+    ...
+    tilewatch.streams.errors.DecodeError: bad_scores: probs: the score is absent and ...
+    """
+    values = list(vector.values()) if type(vector) is dict else vector
+    if type(values) is list and values and all(type(v) in (float, int) for v in values):
+        return float(max(values))
+    raise DecodeError(
+        "bad_scores",
+        f"{name}: the score is absent and the class probabilities are not a non-empty object "
+        f"or list of numbers, got {short(vector)}",
+    )

@@ -50,6 +50,8 @@ REASONS: dict[str, str] = {
     "bad_score": "the score is not finite or outside [score_min, score_max]",
     "bad_timestamp": "the timestamp is not epoch seconds/milliseconds or RFC 3339 with offset",
     "bad_dimension": "a dimension value is not a string or an integer",
+    "bad_scores": "the score is absent and the class probabilities ([events] scores) are not a "
+    "non-empty object or list of numbers to take the top-class probability from",
     "bad_label": "a label record's label is not 0/1 (classification) or a finite number",
     "internal": "an unexpected error while checking the event (a bug: please report it)",
 }

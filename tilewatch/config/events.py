@@ -11,7 +11,7 @@ from typing import Any
 from tilewatch.config.base import Table
 from tilewatch.streams.settings import EventFields
 
-__all__ = ["KEYS", "PATHS", "parse_events"]
+__all__ = ["KEYS", "MAX_CLASSES", "PATHS", "parse_events"]
 
 #: [events] keys holding a JSON path, besides one key per cell dimension.
 PATHS = (
@@ -25,7 +25,12 @@ PATHS = (
     "latency",
     "features",
 )
-KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes")
+#: Upper bound of ``max_classes``: a window keeps ``(max_classes + 1)^2`` confusion counts per
+#: cell, and the ``class`` label of the multi-class metrics takes ``max_classes + 1`` values.
+MAX_CLASSES = 50
+#: Multi-class keys: the optional path of the class probabilities and the class names.
+MULTICLASS_KEYS = ("scores", "classes", "max_classes")
+KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS)
 
 
 def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]) -> EventFields:
@@ -37,10 +42,37 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
     if score_max <= score_min:
         found = table.data.get("score_max", defaults.score_max)
         raise table.error("score_max", f"a number > score_min ({score_min!r})", found)
+    scores = table.path("scores", "") if "scores" in table.data else None
+    max_classes = table.integer("max_classes", defaults.max_classes, 2)
+    if max_classes > MAX_CLASSES:
+        raise table.error("max_classes", f"an integer in 2..{MAX_CLASSES}", max_classes)
+    classes = _classes(table, max_classes)
+    if classes and scores is None:
+        raise table.error("classes", "no class names without [events].scores", list(classes))
     return EventFields(
         **paths,
         dimensions={name: table.path(name, name) for name in dimensions},
         score_min=score_min,
         score_max=score_max,
         max_event_bytes=table.integer("max_event_bytes", defaults.max_event_bytes, 1),
+        scores=scores,
+        classes=classes,
+        max_classes=max_classes,
     )
+
+
+def _classes(table: Table, max_classes: int) -> tuple[str, ...]:
+    """``classes``: distinct non-empty names, at most ``max_classes``, none starting ``__``."""
+    value = table.data.get("classes", [])
+    if not isinstance(value, list):
+        raise table.error("classes", "a list of class names", value)
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item or item.startswith("__") or item in seen:
+            raise table.error(
+                f"classes[{index}]", "a distinct non-empty string not starting with __", item
+            )
+        seen.add(item)
+    if len(value) > max_classes:
+        raise table.error("classes", f"at most max_classes = {max_classes} names", len(value))
+    return tuple(value)

@@ -159,6 +159,7 @@ def parse_hierarchy(
     labels_enabled: bool = False,
     label_min_samples: int = 30,
     regression: bool = False,
+    multiclass: bool = False,
 ) -> tuple[HierarchySettings, AlertSettings]:
     """Validate ``[hierarchy]`` into the hierarchy and the alert settings.
 
@@ -174,6 +175,8 @@ def parse_hierarchy(
         Which statistics this config produces.
     label_min_samples, regression
         ``[labels]`` min_samples and whether the task is regression.
+    multiclass
+        Whether ``[events] scores`` is set (the multi-class statistics are produced).
 
     Examples
     --------
@@ -197,6 +200,8 @@ def parse_hierarchy(
             produced.add("baseline")
     if labels_enabled:
         produced.add("labels")
+    if multiclass:
+        produced.add("multiclass")
     defaults = default_metrics(cells, drift, drift.min_samples, label_min_samples)
     parser = _Parser(source, produced, defaults)
     user_metrics = _names(source, "hierarchy.metrics", data.get("metrics", {}))

@@ -196,7 +196,15 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         labels_enabled=labels is not None,
         label_min_samples=30 if labels is None else labels.performance.min_samples,
         regression=labels is not None and labels.performance.task == "regression",
+        multiclass=events.scores is not None,
     )
+    state = parse_state(tables["state"], source)
+    if events.scores is not None and not events.classes and state.checkpoints:
+        # Checkpoints keep class columns by position; only configured classes fix them.
+        raise ConfigError(
+            f"{source}: [events].classes: expected the class names of [events].scores when "
+            "[state] checkpoints is on (or checkpoints = false), got none"
+        )
     return Config(
         kafka=kafka,
         events=events,
@@ -204,7 +212,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         label_topic=label_topic,
         cells=cells,
         exporter=parse_exporter(tables["exporter"], source),
-        state=parse_state(tables["state"], source),
+        state=state,
         source=source,
         baseline=baseline,
         hierarchy=hierarchy,

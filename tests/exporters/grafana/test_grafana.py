@@ -86,6 +86,10 @@ CONFIGS = {
     "three_dimensions": {**RICH, "cells": {"dimensions": ["segment", "region", "channel"]}},
     "no_dimension": {"cells": {"dimensions": []}},
     "regression": {**RICH, "labels": {"task": "regression"}},
+    "multiclass": {
+        "events": {"scores": "probs", "classes": ["buy", "sell", "hold"]},
+        "drift": {"reference": "trailing"},
+    },
 }
 
 
@@ -539,3 +543,24 @@ def test_query_variables_agree_with_the_editor_fields(
             selector = f"{q['metric']}{{{filters}}}" if filters else q["metric"]
             assert var["definition"] == f"label_values({selector}, {q['label']})"
             assert q["label"] == var["name"]
+
+
+def test_multiclass_row_queries_exported_metrics() -> None:
+    """With [events] scores the cell dashboard has a Classes row; its queries are catalogued."""
+    for name, has_row in (("multiclass", True), ("rich", False)):
+        files = render_dashboards(_config(**CONFIGS[name]))
+        cell = next(json.loads(t) for p, t in files.items() if p.endswith("cell.json"))
+        titles = [p["title"] for p in _panels(cell)]
+        assert ("Classes" in titles) is has_row
+    exprs = [v for k, v in _walk(cell_multiclass()) if k == "expr"]
+    used = {
+        m
+        for e in exprs
+        for m in re.findall(r"\b(tilewatch_window_class\w*|tilewatch_window_macro\w*)", e)
+    }
+    assert used and used <= set(CATALOG)
+
+
+def cell_multiclass() -> dict[str, Any]:
+    files = render_dashboards(_config(**CONFIGS["multiclass"]))
+    return next(json.loads(t) for p, t in files.items() if p.endswith("cell.json"))

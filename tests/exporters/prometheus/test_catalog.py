@@ -11,11 +11,12 @@ from tilewatch.exporters.prometheus.catalog import (
     GAUGE,
     HEALTH_METRICS,
     METRICS,
+    MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
 )
 from tilewatch.exporters.prometheus.families import family
 
-TABLES = (METRICS, DRIFT_METRICS, PERFORMANCE_METRICS, HEALTH_METRICS)
+TABLES = (METRICS, DRIFT_METRICS, PERFORMANCE_METRICS, HEALTH_METRICS, MULTICLASS_METRICS)
 
 
 def test_every_metric_is_catalogued_once() -> None:

@@ -16,7 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tilewatch.aggregators.cells.settings import ALL, OTHER, CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
-from tilewatch.exporters.prometheus.catalog import DRIFT_METRICS, METRICS, PERFORMANCE_METRICS
+from tilewatch.exporters.prometheus.catalog import (
+    DRIFT_METRICS,
+    METRICS,
+    MULTICLASS_METRICS,
+    PERFORMANCE_METRICS,
+)
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 
 DIMS = ("segment", "region")
@@ -296,6 +301,7 @@ def make_small_state() -> ReplicaState:
         ing.checkpoint_last_time = 1_767_225_600.0
         ing.checkpoint_restores = {"empty": 1, "restored": 2}
         ing.checkpoint_errors = {"corrupt": 1}
+        ing.class_scores = {"bad_sum": 2, "pooled": 1}
     return state
 
 
@@ -397,7 +403,7 @@ def test_describe_does_not_take_a_snapshot() -> None:
 
     collector = CellCollector(boom, DIMS)
     names = {fam.name for fam in collector.describe()}
-    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS)
+    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS)
     assert names == {_base(m.name, m.kind) for m in documented}
     CollectorRegistry().register(collector)  # registering describes, never collects
 
@@ -460,6 +466,6 @@ def test_two_thousand_cells_export_completely() -> None:
     assert reg.get_sample_value("tilewatch_window_events", cell("m", "s07", "r11")) == 1
     text = generate_latest(reg).decode()
     assert sum(1 for line in text.splitlines() if not line.startswith("#")) == (
-        len(per_cell) * 2000 + 2 + 1 + 1 + 1 + 7  # cells{kind}, unexported, late, window_end,
+        len(per_cell) * 2000 + 2 + 1 + 1 + 1 + 8  # cells{kind}, unexported, late, window_end,
         # ingest singles
     )
