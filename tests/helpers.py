@@ -356,3 +356,18 @@ class PrometheusServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def promtool_check_metrics(promtool_bin: str, text: str | bytes) -> tuple[int, str, str]:
+    """``promtool check metrics`` on an exposition: (exit code, stdout, stderr); a clean
+    exposition gives ``(0, "", "")``."""
+    data = text.decode() if isinstance(text, bytes) else text
+    done = subprocess.run(
+        [promtool_bin, "check", "metrics"],
+        input=data,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr

@@ -13,6 +13,7 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from tests import multiclass_scenario as sc
+from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
@@ -245,7 +246,6 @@ def test_baseline_references_still_test_errors_and_margins_on_trailing_windows()
 @pytest.mark.prometheus
 def test_promtool_lints_a_multiclass_scrape(promtool_bin: str) -> None:
     """`promtool check metrics` passes on a real scrape with every multi-class family."""
-    import subprocess
 
     from prometheus_client import generate_latest
 
@@ -270,12 +270,4 @@ def test_promtool_lints_a_multiclass_scrape(promtool_bin: str) -> None:
     text = generate_latest(registry).decode()
     for name in ("class_share_ratio", "class_drift_flag", "class_error_flag", "class_gap_info"):
         assert f"tilewatch_window_{name}{{" in text, name
-    result = subprocess.run(
-        [promtool_bin, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert promtool_check_metrics(promtool_bin, text) == (0, "", "")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
 from tilewatch.aggregators.drift.reference import (
@@ -201,7 +202,6 @@ def test_scraping_does_not_change_state() -> None:
 @pytest.mark.prometheus
 def test_promtool_lints_an_exposition_with_every_drift_family(promtool_bin: str) -> None:
     """`promtool check metrics` passes on a scrape where drift is on (names, suffixes, types)."""
-    import subprocess
 
     cells = CellSettings(dimensions=("segment",), window_seconds=10, grace_seconds=0)
     state = ReplicaState(
@@ -229,12 +229,4 @@ def test_promtool_lints_an_exposition_with_every_drift_family(promtool_bin: str)
     registry.register(CellCollector(state.snapshot, cells.dimensions))
     text = generate_latest(registry).decode()
     assert "tilewatch_window_drift_flag{" in text and "tilewatch_schema_violations_total{" in text
-    result = subprocess.run(
-        [promtool_bin, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert promtool_check_metrics(promtool_bin, text) == (0, "", "")

@@ -8,13 +8,13 @@ label-free estimate; without ``[labels]`` none is exported.
 from __future__ import annotations
 
 import math
-import subprocess
 from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators import CellSettings, ReplicaState, Snapshot
 from tilewatch.aggregators.labels.join import JoinSettings
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
@@ -294,12 +294,4 @@ def test_promtool_lints_a_performance_scrape(promtool_bin: str, task: str, sourc
     registry, _samples = _scrape(rs)
     text = generate_latest(registry).decode()
     assert "tilewatch_window_labeled_events{" in text
-    result = subprocess.run(
-        [promtool_bin, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert promtool_check_metrics(promtool_bin, text) == (0, "", "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import subprocess
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from tests.exporters.prometheus.test_collector import DIMS, make_state
 from tests.exporters.prometheus.test_health_collector import HIERARCHY, NOW
 from tests.exporters.prometheus.test_health_collector import _profile as health_profile
 from tests.exporters.prometheus.test_health_collector import _state as health_state
+from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
@@ -94,15 +94,7 @@ def test_the_writer_gives_the_samples_prometheus_client_gives(name: str) -> None
 @pytest.mark.parametrize("name", ["odd", "drift"])
 def test_promtool_check_metrics_accepts_the_writer(promtool_bin: str, name: str) -> None:
     text = generate(registries()[name]).decode()
-    result = subprocess.run(
-        [promtool_bin, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert promtool_check_metrics(promtool_bin, text) == (0, "", "")
 
 
 def test_values_read_back_as_the_same_floats_as_prometheus_client_writes_them() -> None:
