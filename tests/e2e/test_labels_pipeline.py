@@ -770,15 +770,18 @@ def _flush_inline(events: list[Inline], t: float) -> list[Inline]:
 
 def _detector_reference(events: list[Inline]) -> dict[Cell, tuple[int, float]]:
     """river's HDDM_A on each leaf cell's error bits, in the order the cell's events were
-    produced (keyed by cell, so in one partition, in that order)."""
+    produced (keyed by cell, so in one partition, in that order), with the parameters
+    tilewatch gives it (drift confidence 1e-4, not river's default)."""
     from river.drift.binary import HDDMA
+
+    from tilewatch.aggregators.labels.error_detectors import PARAMETERS
 
     detectors: dict[Cell, Any] = {}
     found: dict[Cell, tuple[int, float]] = {}
     for e in events:
         if e.label is None:
             continue
-        det = detectors.setdefault(e.cell, HDDMA())
+        det = detectors.setdefault(e.cell, HDDMA(**PARAMETERS["hddm_a"]))
         det.update((e.score >= 0.5) != (e.label == 1.0))
         if det.drift_detected:
             count, _last = found.get(e.cell, (0, 0.0))

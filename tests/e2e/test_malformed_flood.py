@@ -53,7 +53,7 @@ VALID_SHARE = 0.5
 HUGE_AT = (1_234, 33_333, 66_666, 99_000)
 HUGE_BYTES = 2 * 1024 * 1024
 DEPTH = 2_000
-#: The reject reasons documented in README.md (the ``tilewatch.reason`` header values).
+#: The reject reasons documented in docs/events.md (the ``tilewatch.reason`` header values).
 DOCUMENTED_REASONS = frozenset(
     {
         "empty_value",
@@ -63,6 +63,7 @@ DOCUMENTED_REASONS = frozenset(
         "missing_field",
         "wrong_type",
         "bad_score",
+        "bad_scores",  # multi-class models ([events] scores) only
         "bad_timestamp",
         "bad_dimension",
         "bad_label",  # label records of the outcomes topic only

@@ -92,6 +92,27 @@ def _tile(driver: Any, key: list[str]) -> Any:
     raise AssertionError(f"no tile {key} in the grid")
 
 
+def _styles(driver: Any, selector: str) -> list[str]:
+    """The computed background colours of the elements matching ``selector``, read at once."""
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])]"
+            ".map(e => getComputedStyle(e).backgroundColor)",
+            selector,
+        )
+    )
+
+
+def _titles(driver: Any, selector: str) -> list[str]:
+    """The ``title`` attributes of the elements matching ``selector``, read at once."""
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.title || '')",
+            selector,
+        )
+    )
+
+
 def _wait_refresh(driver: Any, since: str | None) -> str:
     def ready(d: Any) -> str | None:
         value = d.execute_script("return document.body.dataset.ready || null")
@@ -174,8 +195,8 @@ def test_tile_page_in_chromium(
             )
             strip = [
                 float(m[1])
-                for t in driver.find_elements(By.CSS_SELECTOR, "#strip .tile")
-                if (m := re.search(r"Score mean: (\d\.\d+)", t.get_attribute("title")))
+                for title in _titles(driver, "#strip .tile")
+                if (m := re.search(r"Score mean: (\d\.\d+)", title))
             ]
             assert len(strip) >= 7 and max(strip) - strip[0] > 0.15, strip
             components = [
@@ -192,15 +213,13 @@ def test_tile_page_in_chromium(
             driver.find_element(By.CSS_SELECTOR, "input[name=norm][value=z]").click()
             ready = _wait_refresh(driver, ready)
             assert driver.find_element(By.ID, "transform").text.startswith("z = (value")
-            colours = {
-                _rgb(t.value_of_css_property("background-color"))
-                for t in driver.find_elements(By.CSS_SELECTOR, "#grid .tile:not(.empty)")
-            }
+            # Read in one script call: the page may redraw between finding and reading tiles.
+            colours = {_rgb(c) for c in _styles(driver, "#grid .tile:not(.empty)")}
             assert colours <= DIVERGING, colours
             zs = [
                 float(m[1])
-                for t in driver.find_elements(By.CSS_SELECTOR, "#strip .tile")
-                if (m := re.search(r"\nz: (-?\d+\.\d+)", t.get_attribute("title")))
+                for title in _titles(driver, "#strip .tile")
+                if (m := re.search(r"\nz: (-?\d+\.\d+)", title))
             ]
             assert zs and max(zs) >= 3.0, zs
             timeline = driver.find_elements(By.CSS_SELECTOR, "#timeline-0 .row-label")
