@@ -227,6 +227,10 @@ class LabelingStage:
         self._pending.clear()
         return failed
 
+    def failed_count(self) -> int:
+        """Records that could not be produced (for the exporter)."""
+        return self.failed
+
     def _fail(self, rid: str, exc: object) -> None:
         log.error("could not produce labeling record %s: %s", rid, exc)
         self.failed += 1

@@ -33,6 +33,7 @@ from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.exporters.prometheus.labeling_collector import LabelingCollector
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
@@ -206,6 +207,10 @@ class App:
         self.health.budget = budget
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
         self.registry.register(self.health)
+        stage = self.monitor.labeling
+        if stage is not None:
+            failed = stage.failed_count
+            self.registry.register(LabelingCollector(self.state, cfg.cells.dimensions, failed))
         self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
         self.server = MetricsServer(
             self.registry,
