@@ -51,7 +51,7 @@ class LabelingSettings:
         some health component take up to ``flagged_cell_share``.
     """
 
-    reasons: tuple[str, ...] = ("least_confident", "confident_wrong")
+    reasons: tuple[str, ...] = ("least_confident",)
     topic: str | None = None
     threshold: float | None = None
     margin: float = 0.05

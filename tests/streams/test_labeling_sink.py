@@ -193,3 +193,94 @@ def test_multiclass_events_use_the_top_class_and_the_margin() -> None:
     assert sig.confident[:3].tolist() == [True, False, True]
     assert sig.correct.tolist() == [0, 0, 1, -1]
     assert sig.threshold[:3].tolist() == [0.7] * 3
+
+
+def test_a_multiclass_model_through_the_monitor() -> None:
+    """Top-class probability and top1 - top2 margin, class labels inline."""
+    from tilewatch.aggregators.cells.classes import ClassVocabulary
+
+    classes = ("buy", "sell", "hold")
+    fields = EventFields(scores="probs", classes=classes, max_classes=3)
+    state = ReplicaState(
+        CellSettings(window_seconds=60, grace_seconds=0),
+        classes=ClassVocabulary(fields.max_classes, fields.classes),
+    )
+    settings = LabelingSettings(
+        reasons=("least_confident", "confident_wrong"),
+        confidence=0.6,
+        rate=1.0,
+        cell_share=1.0,
+        flagged_cell_share=1.0,
+        max_per_window=4,
+    )
+    state.labeling = settings
+    producer = Producer()
+    mon = Monitor(
+        KafkaSettings(topics=("p",), dead_letter_topic=None),
+        fields,
+        state,
+        producer_factory=lambda: producer,
+        labeling=lambda factory: LabelingStage(settings, state, factory),
+    )
+    state.assign(("p", 0))
+    probs = [
+        ([0.7, 0.2, 0.1], "sell"),  # confident (0.7) and wrong: confident_wrong
+        ([0.4, 0.35, 0.25], "buy"),  # margin 0.05: least confident
+        ([0.1, 0.8, 0.1], "buy"),  # confident and wrong, more so
+        ([0.3, 0.3, 0.4], None),  # margin 0.1, no label
+        ([0.2, 0.2, 0.6], "hold"),  # right
+    ]
+    recs = [
+        SimpleNamespace(
+            value=orjson.dumps(
+                {
+                    "model": "intent",
+                    "segment": "a",
+                    "region": "r",
+                    "timestamp": T0 + i,
+                    "probs": p,
+                    **({"label": lab} if lab else {}),
+                }
+            ),
+            timestamp=None,
+            topic="p",
+            partition=0,
+            offset=i,
+            key=None,
+            headers=[],
+        )
+        for i, (p, lab) in enumerate(probs)
+    ]
+    closer = SimpleNamespace(
+        **{
+            **vars(recs[0]),
+            "offset": 5,
+            "value": orjson.dumps(
+                {
+                    "model": "intent",
+                    "segment": "a",
+                    "region": "r",
+                    "timestamp": T0 + 120,
+                    "probs": [1.0, 0.0, 0.0],
+                }
+            ),
+        }
+    )
+    mon.process({TopicPartition("p", 0): [*recs, closer]})
+    got = sorted(
+        (
+            r["headers"]["tilewatch.labeling.reason"].decode(),
+            int(r["headers"]["tilewatch.source.offset"]),
+        )
+        for r in producer.sent
+    )
+    # Budget 4 over 5 events: 2 per reason.
+    assert got == [
+        ("confident_wrong", 0),
+        ("confident_wrong", 2),
+        ("least_confident", 1),
+        ("least_confident", 3),
+    ]
+    by_offset = {int(r["headers"]["tilewatch.source.offset"]): r["headers"] for r in producer.sent}
+    assert float(by_offset[2]["tilewatch.labeling.score"]) == 0.8
+    assert float(by_offset[2]["tilewatch.labeling.threshold"]) == 0.6

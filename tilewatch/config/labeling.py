@@ -3,7 +3,7 @@
 Without the section there is no queue. With it::
 
     [labeling]
-    reasons = ["least_confident", "confident_wrong"]
+    reasons = ["least_confident", "confident_wrong"]  # default (no inline labels: the first)
     topic = ""                 # "": <predictions topic>.labeling
     threshold = 0.4            # binary decision threshold; default: [labels] / the baseline's
     margin = 0.05              # threshold_margin, and unsure vs confident (binary)
@@ -69,7 +69,10 @@ def parse_labeling(
         return None
     table = Table(source, "labeling", data, KEYS)
     d = LabelingSettings()
-    reasons = table.data.get("reasons", list(d.reasons))
+    # Multi-class models read their class labels inline whenever the event has one.
+    inline = labels.source == "inline" if labels is not None else multiclass
+    default = [*d.reasons, "confident_wrong"] if inline else list(d.reasons)
+    reasons = table.data.get("reasons", default)
     if (
         not isinstance(reasons, list)
         or not reasons
@@ -93,7 +96,7 @@ def parse_labeling(
             "threshold(s), or a [baseline] path) for the binary model's confidence, got no key"
         )
     needs_labels = [r for r in reasons if r in LABEL_REASONS]
-    if needs_labels and (labels is None or labels.source != "inline"):
+    if needs_labels and not inline:
         raise table.error(
             "reasons",
             f'inline labels ([labels] source = "inline") for {", ".join(needs_labels)}',
