@@ -2,11 +2,12 @@
 
 For every open event-time window and every reason, each leaf cell keeps at most
 :attr:`LabelingSettings.cell_capacity` candidates, the best by (priority, then the smaller
-offset). A batch is offered as columns: its candidates are cut to the best ``capacity`` per
-cell within the batch (vectorised), appended, and the window's table is compacted back to
-``capacity`` per cell when it has doubled, so memory stays within about twice
-``open windows x reasons x cells with candidates x capacity`` records (each holding the event's
-bytes) and the cost per event is amortised ``O(log n)``.
+offset). A batch is offered as columns: candidates at or below their cell's cutoff (the worst
+priority kept when the cell was last full: a later offset cannot beat it) are dropped at once,
+the rest appended, and the window's table is compacted back to ``capacity`` per cell when it
+has doubled, so memory stays within about twice ``open windows x reasons x cells with
+candidates x capacity`` records (each holding the event's bytes) plus one batch, and the cost
+per event is amortised ``O(log n)``.
 
 When the partition's watermark passes a window's end, :meth:`LabelingQueue.close` spends the
 window's budget (:meth:`LabelingSettings.reason_budgets` of its valid events, split over the
@@ -98,7 +99,7 @@ def top_per_cell(cell: IntArray, prio: FloatArray, offset: IntArray, quota: Any)
 class _Table:
     """Candidates of one (window, reason): columns plus the events' bytes."""
 
-    __slots__ = ("cell", "kept", "offset", "payload", "prio", "score", "threshold")
+    __slots__ = ("cell", "cutoff", "kept", "offset", "payload", "prio", "score", "threshold")
 
     def __init__(self) -> None:
         self.cell = np.zeros(0, dtype=np.int64)
@@ -108,27 +109,49 @@ class _Table:
         self.threshold = np.zeros(0)
         self.payload: list[Payload] = []
         self.kept = 0
+        #: Per cell, the worst priority kept at the last compaction when the cell was full
+        #: (-inf: not full): a later event (larger offset) at or below it cannot enter.
+        self.cutoff = np.zeros(0)
 
     def __len__(self) -> int:
         return len(self.cell)
 
-    def append(self, cols: tuple[Any, ...], payload: list[Payload], capacity: int) -> None:
+    def append(self, cols: tuple[Any, ...], payload: Sequence[Payload], capacity: int) -> None:
+        """Add candidates (in offset order, after those held) and compact when doubled."""
         cell, prio, offset, score, threshold = cols
-        self.cell = np.r_[self.cell, cell]
-        self.prio = np.r_[self.prio, prio]
-        self.offset = np.r_[self.offset, offset]
-        self.score = np.r_[self.score, score]
-        self.threshold = np.r_[self.threshold, threshold]
+        cutoff = self.cutoff
+        if len(cutoff):
+            known = cell < len(cutoff)
+            keep = ~known
+            keep[known] = prio[known] > cutoff[cell[known]]
+            if not keep.all():
+                at = np.flatnonzero(keep)
+                cell, prio, offset, score, threshold = (
+                    c[at] for c in (cell, prio, offset, score, threshold)
+                )
+                payload = [payload[i] for i in at.tolist()]
+        self.cell = np.concatenate((self.cell, cell))
+        self.prio = np.concatenate((self.prio, prio))
+        self.offset = np.concatenate((self.offset, offset))
+        self.score = np.concatenate((self.score, score))
+        self.threshold = np.concatenate((self.threshold, threshold))
         self.payload.extend(payload)
         if len(self) > max(2 * self.kept, 256):
-            self.take(top_per_cell(self.cell, self.prio, self.offset, capacity))
+            self.compact(capacity)
 
-    def take(self, idx: IntArray) -> None:
+    def compact(self, capacity: int) -> None:
+        """Keep the best ``capacity`` per cell; note the cutoff of each full cell."""
+        idx = top_per_cell(self.cell, self.prio, self.offset, capacity)
         self.cell, self.prio, self.offset = self.cell[idx], self.prio[idx], self.offset[idx]
         self.score, self.threshold = self.score[idx], self.threshold[idx]
         payload = self.payload
         self.payload = [payload[i] for i in idx.tolist()]
         self.kept = len(self.cell)
+        n = int(self.cell.max()) + 1 if self.kept else 0
+        full = np.bincount(self.cell, minlength=n) >= capacity
+        cutoff = np.full(n, np.inf)
+        np.minimum.at(cutoff, self.cell, self.prio)
+        self.cutoff = np.where(full, cutoff, -np.inf)
 
 
 class LabelingQueue:
@@ -182,18 +205,27 @@ class LabelingQueue:
             in_w = ok & (window == w)
             self.events[w] = self.events.get(w, 0) + int(in_w.sum())
             tables = self.tables.setdefault(w, {})
-            at = np.flatnonzero(in_w)
-            for reason in self.settings.reasons:
+            if in_w.all():
+                at, sig, w_leaf, w_offsets = None, signals, leaf, offsets
+            else:
+                at = np.flatnonzero(in_w)
                 sig = Signals(*(getattr(signals, f)[at] for f in Signals.__slots__))
-                prio = priorities(reason, sig, offsets[at], self.settings)
+                w_leaf, w_offsets = leaf[at], offsets[at]
+            for reason in self.settings.reasons:
+                prio = priorities(reason, sig, w_offsets, self.settings)
                 cand = np.flatnonzero(~np.isnan(prio))
                 if not len(cand):
                     continue
-                best = cand[top_per_cell(leaf[at][cand], prio[cand], offsets[at][cand], capacity)]
-                rows = at[best]
+                rows = cand if at is None else at[cand]
                 table = tables.setdefault(reason, _Table())
                 table.append(
-                    (leaf[rows], prio[best], offsets[rows], sig.score[best], sig.threshold[best]),
+                    (
+                        w_leaf[cand],
+                        prio[cand],
+                        w_offsets[cand],
+                        sig.score[cand],
+                        sig.threshold[cand],
+                    ),
                     [payloads[i] for i in rows.tolist()],
                     capacity,
                 )
