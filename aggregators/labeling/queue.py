@@ -23,7 +23,6 @@ checkpointed with the partition (:meth:`to_dict`, :meth:`from_dict`).
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,16 +31,11 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
-from tilewatch.aggregators.codec import Check
+from tilewatch.aggregators.labeling.queue_codec import parse_queue, queue_to_dict
 from tilewatch.aggregators.labeling.reasons import Signals, priorities
 from tilewatch.aggregators.labeling.settings import REASONS, LabelingSettings
 
-__all__ = ["CODEC_VERSION", "LabelingQueue", "Selected", "late_mask", "top_per_cell"]
-
-#: The version of :meth:`LabelingQueue.to_dict`'s layout.
-CODEC_VERSION = 1
-#: The checks of the queue's part of a partition checkpoint.
-CHECK = Check("partition state", within="labeling")
+__all__ = ["LabelingQueue", "Payload", "Selected", "late_mask", "top_per_cell"]
 
 #: An event's Kafka key and value, as read.
 Payload = tuple[bytes | None, bytes | None]
@@ -288,35 +282,8 @@ class LabelingQueue:
     # -- checkpoints -------------------------------------------------------------------------
 
     def to_dict(self, keys: Sequence[tuple[str, ...]]) -> dict[str, Any]:
-        """Plain data: cells by key, event bytes as base64 text."""
-
-        def b64(b: bytes | None) -> str | None:
-            return None if b is None else base64.b64encode(b).decode("ascii")
-
-        windows = []
-        for w in sorted(self.events):
-            rows: dict[str, list[Any]] = {}
-            for reason, t in sorted(self.tables.get(w, {}).items()):
-                rows[reason] = [
-                    [list(keys[c]), p, o, s, None if math.isnan(th) else th, b64(k), b64(v)]
-                    for c, p, o, s, th, (k, v) in zip(
-                        t.cell.tolist(),
-                        t.prio.tolist(),
-                        t.offset.tolist(),
-                        t.score.tolist(),
-                        t.threshold.tolist(),
-                        t.payload,
-                        strict=True,
-                    )
-                ]
-            windows.append([w, self.events[w], rows])
-        nz = np.argwhere(self.selected > 0).tolist()
-        return {
-            "version": CODEC_VERSION,
-            "windows": windows,
-            "selected": [[list(keys[c]), REASONS[r], int(self.selected[c, r])] for c, r in nz],
-            "no_threshold": self.no_threshold,
-        }
+        """Plain data (:func:`~tilewatch.aggregators.labeling.queue_codec.queue_to_dict`)."""
+        return queue_to_dict(self, keys)
 
     @classmethod
     def restore(cls, data: Any, settings: LabelingSettings | None, registry: Any) -> Any:
@@ -351,57 +318,10 @@ class LabelingQueue:
         Candidates of reasons no longer configured are dropped; the caps of the settings apply
         at the next compaction and at selection.
         """
-        check = CHECK
-        fields = check.fields(data)
-        version = fields.integer("version")
-        if version != CODEC_VERSION:
-            raise check.fail("version", f"expected {CODEC_VERSION}, got {version}")
-
-        def b64(value: Any, where: str) -> bytes | None:
-            if value is None:
-                return None
-            try:
-                return base64.b64decode(check.text(value, where), validate=True)
-            except ValueError:
-                raise check.fail(where, "expected base64 text or null") from None
-
-        windows: list[tuple[int, int, dict[str, list[Any]]]] = []
-        for j, row in enumerate(check.array(fields.get("windows")[0], "windows")):
-            at = f"windows[{j}]"
-            check.row(row, at, 3, "[window, events, {reason: candidates}]")
-            w = check.integer(row[0], at, lo=-(2**62))
-            n = check.integer(row[1], at)
-            parsed: dict[str, list[Any]] = {}
-            for reason, cands in check.mapping(row[2], at).items():
-                if reason not in REASONS:
-                    raise check.fail(at, f"unknown reason {reason!r:.40}")
-                rows = []
-                for i, c in enumerate(check.array(cands, f"{at}.{reason}")):
-                    where = f"{at}.{reason}[{i}]"
-                    check.row(c, where, 7, "[key, priority, offset, score, threshold, key, value]")
-                    rows.append(
-                        (
-                            check.key(c[0], where, key_len),
-                            check.number(c[1], where),
-                            check.integer(c[2], where),
-                            check.number(c[3], where),
-                            check.number_or_none(c[4], where),
-                            b64(c[5], where),
-                            b64(c[6], where),
-                        )
-                    )
-                parsed[reason] = rows
-            windows.append((w, n, parsed))
-        selected = []
-        for j, row in enumerate(check.array(fields.get("selected")[0], "selected")):
-            at = f"selected[{j}]"
-            check.row(row, at, 3, "[key, reason, count]")
-            if row[1] not in REASONS:
-                raise check.fail(at, f"unknown reason {row[1]!r:.40}")
-            selected.append((check.key(row[0], at, key_len), row[1], check.integer(row[2], at)))
+        parsed_queue = parse_queue(data, key_len)
         out = cls(settings, window_seconds, grace_seconds)
-        out.no_threshold = fields.integer("no_threshold")
-        for w, n, parsed in windows:
+        out.no_threshold = parsed_queue.no_threshold
+        for w, n, parsed in parsed_queue.windows:
             out.events[w] = n
             for reason, rows in parsed.items():
                 if reason not in settings.reasons or not rows:
@@ -418,7 +338,7 @@ class LabelingQueue:
                     [(r[5], r[6]) for r in rows],
                     settings.cell_capacity,
                 )
-        for key, reason, count in selected:
+        for key, reason, count in parsed_queue.selected:
             c = ensure(key)
             out.selected = grow(out.selected, c + 1)
             out.selected[c, REASONS.index(reason)] += count
