@@ -93,7 +93,17 @@ def top_per_cell(cell: IntArray, prio: FloatArray, offset: IntArray, quota: Any)
 class _Table:
     """Candidates of one (window, reason): columns plus the events' bytes."""
 
-    __slots__ = ("cell", "cutoff", "kept", "offset", "payload", "prio", "score", "threshold")
+    __slots__ = (
+        "cell",
+        "cutoff",
+        "floor",
+        "kept",
+        "offset",
+        "payload",
+        "prio",
+        "score",
+        "threshold",
+    )
 
     def __init__(self) -> None:
         self.cell = np.zeros(0, dtype=np.int64)
@@ -106,18 +116,25 @@ class _Table:
         #: Per cell, the worst priority kept at the last compaction when the cell was full
         #: (-inf: not full): a later event (larger offset) at or below it cannot enter.
         self.cutoff = np.zeros(0)
+        #: The largest budget's worth of cells have a best candidate at or above this: every
+        #: one of them is selected before any later event at or below it (-inf: too few cells).
+        self.floor = -np.inf
 
     def __len__(self) -> int:
         return len(self.cell)
 
-    def append(self, cols: tuple[Any, ...], payload: Sequence[Payload], capacity: int) -> None:
-        """Add candidates (in offset order, after those held) and compact when doubled."""
+    def append(
+        self, cols: tuple[Any, ...], payload: Sequence[Payload], capacity: int, budget: int
+    ) -> None:
+        """Add candidates (in offset order, after those held) and compact when doubled;
+        ``budget`` is the most a window can select for the reason."""
         cell, prio, offset, score, threshold = cols
         cutoff = self.cutoff
-        if len(cutoff):
+        if len(cutoff) or self.floor > -np.inf:
             known = cell < len(cutoff)
-            keep = ~known
-            keep[known] = prio[known] > cutoff[cell[known]]
+            limit = np.full(len(cell), self.floor)
+            limit[known] = np.maximum(cutoff[cell[known]], self.floor)
+            keep = prio > limit
             if not keep.all():
                 at = np.flatnonzero(keep)
                 cell, prio, offset, score, threshold = (
@@ -131,17 +148,25 @@ class _Table:
         self.threshold = np.concatenate((self.threshold, threshold))
         self.payload.extend(payload)
         if len(self) > max(2 * self.kept, 256):
-            self.compact(capacity)
+            self.compact(capacity, budget)
 
-    def compact(self, capacity: int) -> None:
-        """Keep the best ``capacity`` per cell; note the cutoff of each full cell."""
+    def compact(self, capacity: int, budget: int) -> None:
+        """Keep the best ``capacity`` per cell, and only what can still be among the best
+        ``budget``: each cell's best is always offered at selection, so a candidate below the
+        ``budget``-th best of the cells' bests never is selected. Note the cutoffs."""
         idx = top_per_cell(self.cell, self.prio, self.offset, capacity)
+        n = int(self.cell.max()) + 1 if len(self.cell) else 0
+        best = np.full(n, -np.inf)
+        np.maximum.at(best, self.cell[idx], self.prio[idx])
+        tops = best[np.isfinite(best)]
+        if budget > 0 and len(tops) >= budget:
+            self.floor = max(self.floor, float(np.partition(tops, len(tops) - budget)[-budget]))
+            idx = idx[self.prio[idx] >= self.floor]
         self.cell, self.prio, self.offset = self.cell[idx], self.prio[idx], self.offset[idx]
         self.score, self.threshold = self.score[idx], self.threshold[idx]
         payload = self.payload
         self.payload = [payload[i] for i in idx.tolist()]
         self.kept = len(self.cell)
-        n = int(self.cell.max()) + 1 if self.kept else 0
         full = np.bincount(self.cell, minlength=n) >= capacity
         cutoff = np.full(n, np.inf)
         np.minimum.at(cutoff, self.cell, self.prio)
@@ -222,6 +247,7 @@ class LabelingQueue:
                     ),
                     [payloads[i] for i in rows.tolist()],
                     capacity,
+                    self.settings.reason_budget_max,
                 )
 
     def close(self, watermark: float, status_of: StatusOf | None = None) -> list[Selected]:
@@ -337,6 +363,7 @@ class LabelingQueue:
                     ),
                     [(r[5], r[6]) for r in rows],
                     settings.cell_capacity,
+                    settings.reason_budget_max,
                 )
         for key, reason, count in parsed_queue.selected:
             c = ensure(key)

@@ -16,6 +16,7 @@ import argparse
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -111,7 +112,7 @@ def run(recs: list[Any], batch: int, window: float, labeling: bool) -> dict[str,
     )
     state.assign(("p", 0))
     tp = TopicPartition("p", 0)
-    peak, peak_bytes = 0, 0
+    peak, peak_bytes, peak_json, peak_zlib = 0, 0, 0, 0
     seconds = 0.0
     for i in range(0, len(recs), batch):
         start = time.perf_counter()
@@ -128,7 +129,16 @@ def run(recs: list[Any], batch: int, window: float, labeling: bool) -> dict[str,
                     for t in ts.values()
                     for _k, v in t.payload
                 )
-    return {"us": seconds / len(recs) * 1e6, "sent": sink.sent, "peak": peak, "bytes": peak_bytes}
+                data = orjson.dumps(queue.to_dict(state.registry.keys))
+                peak_json, peak_zlib = len(data), len(zlib.compress(data, 1))
+    return {
+        "us": seconds / len(recs) * 1e6,
+        "sent": sink.sent,
+        "peak": peak,
+        "bytes": peak_bytes,
+        "json": peak_json,
+        "zlib": peak_zlib,
+    }
 
 
 def main() -> None:
@@ -159,7 +169,8 @@ def main() -> None:
     )
     print(
         f"records selected: {last['sent']:.0f}; candidates held at most: {last['peak']:.0f} "
-        f"({last['bytes'] / 1e6:.2f} MB of event bytes)"
+        f"({last['bytes'] / 1e6:.2f} MB of event bytes; in a checkpoint "
+        f"{last['json'] / 1e6:.2f} MB of JSON, {last['zlib'] / 1e6:.2f} MB compressed)"
     )
 
 
