@@ -58,6 +58,22 @@ log = logging.getLogger(__name__)
 HEALTH_NAMES = {-1: "none", 0: "green", 1: "amber", 2: "red"}
 
 
+class _Payloads:
+    """The key and value of each valid record, read only for the candidates kept."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Sequence[RecordLike]) -> None:
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> tuple[bytes | None, bytes | None]:
+        r = self._records[i]
+        return r.key, r.value
+
+
 class LabelingStage:
     """Offers batches to the partitions' labeling queues and produces their selections.
 
@@ -133,12 +149,15 @@ class LabelingStage:
         queue: LabelingQueue = part.labeling
         if cell_keys:
             bad = {id(r.record) for r in rejected}
-            valid = [r for r in records if id(r) not in bad]
+            valid = [r for r in records if id(r) not in bad] if bad else records
             leaf = registry.index_many(cell_keys, counted=False)
             signals = self._signals(leaf, scores, labels, multiclass)
-            offsets = np.fromiter((r.offset for r in valid), dtype=np.int64, count=len(valid))
-            payloads = [(r.key, r.value) for r in valid]
-            queue.offer(leaf, event_times, offsets, signals, payloads, before)
+            first = valid[0].offset
+            if valid[-1].offset - first == len(valid) - 1:  # no gap: no per-record work
+                offsets = np.arange(first, first + len(valid), dtype=np.int64)
+            else:
+                offsets = np.fromiter((r.offset for r in valid), np.int64, len(valid))
+            queue.offer(leaf, event_times, offsets, signals, _Payloads(valid), before)
         for sel in queue.close(part.watermark, self.status_of):
             self._send(key, sel)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,10 +35,18 @@ from tilewatch.aggregators.labeling.queue_codec import parse_queue, queue_to_dic
 from tilewatch.aggregators.labeling.reasons import Signals, priorities
 from tilewatch.aggregators.labeling.settings import REASONS, LabelingSettings
 
-__all__ = ["LabelingQueue", "Payload", "Selected", "late_mask", "top_per_cell"]
+__all__ = ["LabelingQueue", "Payload", "PayloadSource", "Selected", "late_mask", "top_per_cell"]
 
 #: An event's Kafka key and value, as read.
 Payload = tuple[bytes | None, bytes | None]
+
+
+class PayloadSource(Protocol):
+    """Each offered event's key and value by position (a list, or a lazy view of records)."""
+
+    def __getitem__(self, i: int, /) -> Payload: ...
+
+
 #: Health status of leaf cells (-1 none, 0 green, 1 amber, 2 red), by leaf index.
 StatusOf = Callable[[IntArray], IntArray]
 
@@ -209,7 +217,7 @@ class LabelingQueue:
         event_times: FloatArray,
         offsets: IntArray,
         signals: Signals,
-        payloads: Sequence[Payload],
+        payloads: PayloadSource,
         max_event_time: float,
     ) -> None:
         """Offer a batch of valid events in partition order; ``max_event_time`` is the

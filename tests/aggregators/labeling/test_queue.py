@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.labeling.queue import LabelingQueue, Selected
-from tilewatch.aggregators.labeling.reasons import binary_signals, multiclass_signals
+from tilewatch.aggregators.labeling.reasons import Signals, binary_signals, multiclass_signals
 from tilewatch.aggregators.labeling.settings import REASONS, LabelingSettings
 
 WINDOW, GRACE = 60.0, 5.0
@@ -139,6 +139,30 @@ def window_events(ev: dict[str, Any]) -> dict[int, int]:
             counts[w] = counts.get(w, 0) + 1
         max_t = max(max_t, t)
     return counts
+
+
+def test_many_cells_and_a_small_budget_hold_few_candidates() -> None:
+    """The floor (the budget-th best of the cells' bests) keeps the tables small, and the
+    selection exact."""
+    ev = make_events(8, n=8_000, cells=300)
+    s = LabelingSettings(
+        reasons=REASONS_NO_HASH, rate=0.01, max_per_window=8, cell_share=0.5, flagged_cell_share=0.5
+    )
+    q = LabelingQueue(s, WINDOW, GRACE)
+    sig = binary_signals(ev["scores"], ev["thresholds"], ev["labels"], s.margin)
+    out, max_t, most = [], -math.inf, 0
+    for a in range(0, 8_000, 500):
+        part = Signals(*(getattr(sig, f)[a : a + 500] for f in Signals.__slots__))
+        payloads = [(None, b"%d" % o) for o in ev["offsets"][a : a + 500].tolist()]
+        sl = slice(a, a + 500)
+        q.offer(ev["leaf"][sl], ev["times"][sl], ev["offsets"][sl], part, payloads, max_t)
+        max_t = max(max_t, float(ev["times"][sl].max()))
+        most = max(most, max(len(t) for ts in q.tables.values() for t in ts.values()))
+        out += q.close(max_t - GRACE)
+    out += q.close(math.inf)
+    assert {(x.offset, x.reason) for x in out} == offline(ev, s)
+    # 203 here; per-cell caps alone (no floor) let a table reach 528.
+    assert most <= 256
 
 
 @pytest.mark.parametrize("cuts", [[], [1], [10, 20, 30, 2000], list(range(50, 3000, 50))])
