@@ -142,6 +142,8 @@ class GeneratorInputs:
         ``None`` without a ``[labels]`` section.
     multiclass
         ``[events] scores`` is set: the cell dashboard gets a row of class statistics.
+    labeling
+        A ``[labeling]`` section is set: the overview gets the labeling queue's panel.
     source
         The config file (``""`` when the config did not come from a file).
     """
@@ -154,4 +156,5 @@ class GeneratorInputs:
     drift: DriftInputs | None = None
     labels: LabelInputs | None = None
     multiclass: bool = False
+    labeling: bool = False
     source: str = ""

@@ -59,6 +59,7 @@ from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.pacing import Pacer
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 from tilewatch.streams.summary import RunSummary
@@ -91,6 +92,8 @@ class Monitor:
         (:mod:`tilewatch.streams.clients`).
     label_topic
         The outcomes topic labels arrive on (None: inline labels or none).
+    labeling
+        Builds the labeling queue's stage from the producer factory (None: no queue).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class Monitor:
         producer_factory: Callable[[], ProducerLike] | None = None,
         restore_consumer_factory: Callable[[], Any] | None = None,
         label_topic: LabelTopic | None = None,
+        labeling: Callable[[Callable[[], ProducerLike]], LabelingStage] | None = None,
     ) -> None:
         self.kafka = kafka
         self.state = state
@@ -142,6 +146,7 @@ class Monitor:
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic, producer_factory, self._count_dead_letter_failure
         )
+        self.labeling = None if labeling is None else labeling(producer_factory)
         self.changelog: ChangelogStore | None = None
         if self.state_settings.checkpoints:
             self.changelog = ChangelogStore(
@@ -169,6 +174,7 @@ class Monitor:
             self.state_settings.checkpoint_interval_seconds
             if self.changelog is not None
             else kafka.commit_interval_seconds,
+            self.labeling,
         )
         self._last_refresh = 0.0
         self._refresh_seconds = 0.0
@@ -181,6 +187,7 @@ class Monitor:
             self.kafka,
             None if self.changelog is None else self.changelog.topic,
             self.routing.outcomes,
+            () if self.labeling is None else self.labeling.topics(self.kafka.topics),
         )
 
     def run(self, stop: threading.Event) -> RunSummary:
@@ -218,6 +225,8 @@ class Monitor:
                 consumer.close(autocommit=False)
             finally:
                 self.dead_letters.close()
+                if self.labeling is not None:
+                    self.labeling.close()
                 if self.changelog is not None:
                     self.changelog.close()
                 self.state.count_ingest(IngestUpdate(kafka_up=0))
@@ -253,7 +262,7 @@ class Monitor:
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
             class_weights: dict[str, Any] = {}
-            class_errors = None
+            class_errors, mc = None, None
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -281,6 +290,7 @@ class Monitor:
                 class_scores=class_counts,
             )
             with self.state.lock:  # the batch and its counts become visible together
+                before = None if self.labeling is None else self.labeling.clock(key)
                 result = self.state.apply(
                     key,
                     decoded.keys,
@@ -296,6 +306,8 @@ class Monitor:
                     weights=class_weights or None,
                     class_errors=class_errors,
                 )
+                if self.labeling is not None:
+                    self.labeling.offer(key, records, decoded, scores, labels, before, mc)
                 self.state.count_ingest(counts)
             self.summary.read += len(records)
             self.summary.valid += result.valid

@@ -25,6 +25,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.labeling.queue import LabelingQueue
 from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
 from tilewatch.aggregators.state.versions import VersionTable
@@ -109,6 +110,8 @@ class PartitionState:
         self.labels: PartitionLabels | None = None
         #: Model versions seen: (model, version) -> [first seen, last seen, events].
         self.versions: VersionTable = {}
+        #: The labeling queue's candidates (set by the replica when ``[labeling]`` is on).
+        self.labeling: LabelingQueue | None = None
 
     @property
     def watermark(self) -> float:
@@ -270,8 +273,12 @@ class PartitionState:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (numbers, strings, lists, null) for a checkpoint; cells by key
-        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`)."""
-        return partition_to_dict(self)
+        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`), plus the
+        labeling queue's part (``"labeling"``, absent when off; older checkpoints lack it)."""
+        data = partition_to_dict(self)
+        if self.labeling is not None:
+            data["labeling"] = self.labeling.to_dict(self.registry.keys)
+        return data
 
     @staticmethod
     def validate(registry: CellRegistry, data: Any) -> None:

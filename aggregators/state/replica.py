@@ -29,6 +29,8 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.labeling.queue import LabelingQueue
+from tilewatch.aggregators.labeling.settings import LabelingSettings
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
@@ -124,6 +126,7 @@ class ReplicaState:
         self._decision_cache: dict[str, Any] = {}
         #: The last reported windows of every cell (None: not kept), written by refresh().
         self.history: WindowHistory | None = None
+        self.labeling: LabelingSettings | None = None  #: The labeling queue's (None: off).
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -295,8 +298,10 @@ class ReplicaState:
                     self.thresholds_of,
                     data["labels"],
                 )
+            queue = LabelingQueue.restore(data.get("labeling"), self.labeling, self.registry)
             state = PartitionState.from_dict(self.registry, data)
             state.labels = labels
+            state.labeling = queue
             return state
 
     def _count_invalid(self, name: str, n: int) -> None:

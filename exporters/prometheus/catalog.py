@@ -28,6 +28,7 @@ __all__ = [
     "DRIFT_METRICS",
     "GAUGE",
     "HEALTH_METRICS",
+    "LABELING_METRICS",
     "METRICS",
     "MULTICLASS_METRICS",
     "PERFORMANCE_METRICS",
@@ -422,6 +423,15 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
               "psi_alert, else 0."),
 )
 
+#: The labeling queue: exported with a ``[labeling]`` section.
+LABELING_METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc("tilewatch_labeling_selected_total", COUNTER, "cell, reason",
+              "Events selected for labeling, by reason, per leaf cell and its roll-ups."),
+    MetricDoc("tilewatch_labeling_failures_total", COUNTER, "",
+              "Selected records the producer could not deliver to the queue topic."),
+    MetricDoc("tilewatch_labeling_no_threshold_total", COUNTER, "",
+              "Valid events not judged for the queue: their model has no decision threshold."),
+)
 # fmt: on
 
 #: Every metric by name.
@@ -434,6 +444,7 @@ CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
             *PERFORMANCE_METRICS,
             *HEALTH_METRICS,
             *MULTICLASS_METRICS,
+            *LABELING_METRICS,
         )
     }
 )
