@@ -16,6 +16,18 @@ from tests.e2e.support.config import write_config
 from tests.e2e.support.process import TilewatchProcess
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
+#: The Kafka clients the broker tests run against (``[kafka] client_library``).
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+
+
+def kafka_clients(*, slow: bool = False) -> list[Any]:
+    """``parametrize`` values over :data:`KAFKA_CLIENTS`; with ``slow`` the confluent copy is
+    marked ``bench`` (left out of the suite, run with ``-m bench``) to keep the suite short."""
+    return [
+        pytest.param(client, marks=[pytest.mark.bench] if slow and client != "kafka-python" else [])
+        for client in KAFKA_CLIENTS
+    ]
+
 
 @pytest.fixture
 def tilewatch_config(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Path]:
