@@ -110,6 +110,8 @@ class ConfluentConsumer:
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
+        #: Start offsets given to partitions assigned again because they could not be sought.
+        self._starts: dict[TopicPartition, int] = {}
         self._listener: Any = None
         self._rx = -1
         self._last_rx = time.monotonic()
@@ -144,6 +146,7 @@ class ConfluentConsumer:
         consumer.assign(partitions)
         tps = [self._tp(p.topic, p.partition) for p in partitions]
         self._assigned = set(tps)
+        self._starts.clear()
         if self._listener is not None:
             self._listener.on_partitions_assigned(tps)
 
@@ -164,6 +167,7 @@ class ConfluentConsumer:
         """Read ``partitions`` without a group (the changelog's restore consumer)."""
         tps = list(partitions)
         self._assigned = set(tps)
+        self._starts.clear()
         self._consumer.assign([self._ctp(tp) for tp in tps])
 
     def assignment(self) -> set[TopicPartition]:
@@ -250,11 +254,14 @@ class ConfluentConsumer:
                 ) from exc
         # A partition whose fetcher has not started yet (just assigned) cannot be sought:
         # assign it again with the offset, keeping the others where they are.
+        self._starts[tp] = offset
         starts = [
-            self._ctp(other, offset)
-            if other == tp
-            else self._ctp(
-                other, self._positions.get((other.topic, other.partition), self._ck.OFFSET_INVALID)
+            self._ctp(
+                other,
+                self._positions.get(
+                    (other.topic, other.partition),
+                    self._starts.get(other, self._ck.OFFSET_INVALID),
+                ),
             )
             for other in sorted(self._assigned)
         ]

@@ -178,8 +178,8 @@ def untranslatable(key: str) -> str | None:
     --------
     >>> untranslatable("ssl_cafile") is None, untranslatable("fetch.wait.max.ms") is None
     (True, True)
-    >>> untranslatable("ssl_context")
-    'librdkafka cannot take a Python SSLContext: ...'
+    >>> print(untranslatable("ssl_context"))
+    librdkafka cannot take a Python SSLContext: ...
     >>> untranslatable("group.id")
     'set [kafka].group_id instead'
     >>> untranslatable("no_such_option")
@@ -252,7 +252,7 @@ def librdkafka_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
     elif kind == "restore":
         # librdkafka wants a group id; an assigned consumer never joins or commits to it.
         config["group.id"] = f"{settings.group_id}-restore"
-        config.pop("auto.offset.reset", None)
+        config["auto.offset.reset"] = "earliest"
     return config
 
 

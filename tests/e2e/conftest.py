@@ -30,17 +30,25 @@ def kafka_clients(*, slow: bool = False) -> list[Any]:
 
 
 @pytest.fixture
-def tilewatch_config(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Path]:
+def tilewatch_config(
+    broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., Path]:
     """Factory: ``tilewatch_config(topic, kafka={...}, cells={...}) -> path`` of a new config.
 
     Unique group id and dead-letter topic, fast group-join timings, ``commit_interval`` 200 ms,
-    10 s windows, 1 s grace, 100 rolling events, metrics on a free loopback port.
+    10 s windows, 1 s grace, 100 rolling events, metrics on a free loopback port. In a test
+    parametrized over ``client`` (:func:`kafka_clients`), ``[kafka] client_library`` is that
+    client.
     """
     count = 0
+    callspec = getattr(request.node, "callspec", None)
+    client = None if callspec is None else callspec.params.get("client")
 
     def make(topic: str, **overrides: Any) -> Path:
         nonlocal count
         count += 1
+        if client is not None:
+            overrides["kafka"] = {"client_library": client, **(overrides.get("kafka") or {})}
         return write_config(
             tmp_path / f"tilewatch-{count}.toml", broker.bootstrap, topic, **overrides
         )

@@ -124,7 +124,7 @@ def test_every_cell_matches_numpy_then_late_events_are_only_counted_late(
         "the stream should use every partition"
     )
 
-    monitor = start_tilewatch(tilewatch_config(topic, kafka={"client_library": client}))
+    monitor = start_tilewatch(tilewatch_config(topic))
     metrics = monitor.wait_until(
         f"{len(stream)} records read, {N_BAD} dead-lettered and rolling windows refreshed",
         lambda m: (
