@@ -39,7 +39,11 @@ from kafka.errors import KafkaError as PyKafkaError
 from kafka.structs import TopicPartition
 
 from tilewatch.streams.confluent_options import librdkafka_config
-from tilewatch.streams.confluent_producer import STATS_INTERVAL_SECONDS, load_library
+from tilewatch.streams.confluent_producer import (
+    LIBRDKAFKA_LOGGER,
+    STATS_INTERVAL_SECONDS,
+    load_library,
+)
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings
 
@@ -101,6 +105,7 @@ class ConfluentConsumer:
         config.setdefault("statistics.interval.ms", int(STATS_INTERVAL_SECONDS * 1000))
         config["stats_cb"] = self._on_stats
         config["error_cb"] = self._on_error
+        config.setdefault("logger", logging.getLogger(LIBRDKAFKA_LOGGER))
         try:
             self._consumer = ck.Consumer(config)
         except (ck.KafkaException, ValueError, TypeError) as exc:

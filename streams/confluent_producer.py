@@ -20,6 +20,7 @@ from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings
 
 __all__ = [
+    "LIBRDKAFKA_LOGGER",
     "STATS_INTERVAL_SECONDS",
     "ConfluentProducer",
     "DeliveryFuture",
@@ -29,6 +30,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The Python logger librdkafka's own log lines go to (instead of the process's stderr).
+LIBRDKAFKA_LOGGER = "tilewatch.streams.librdkafka"
 #: Seconds between librdkafka statistics (liveness) and between repeated error log lines.
 STATS_INTERVAL_SECONDS = 1.0
 
@@ -78,6 +81,7 @@ class ConfluentProducer:
         self._ck = ck
         config = dict(config)
         config["error_cb"] = self._on_error
+        config.setdefault("logger", logging.getLogger(LIBRDKAFKA_LOGGER))
         try:
             self._producer = ck.Producer(config)
         except (ck.KafkaException, ValueError, TypeError) as exc:

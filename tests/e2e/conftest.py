@@ -20,6 +20,17 @@ from tilewatch.streams.dev.broker import EmbeddedBroker
 KAFKA_CLIENTS = ("kafka-python", "confluent")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out tests marked ``bench`` unless the ``-m`` expression names them (``-m bench``):
+    slow copies that would push the suite past its time budget."""
+    if "bench" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("bench") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 def kafka_clients(*, slow: bool = False) -> list[Any]:
     """``parametrize`` values over :data:`KAFKA_CLIENTS`; with ``slow`` the confluent copy is
     marked ``bench`` (left out of the suite, run with ``-m bench``) to keep the suite short."""
