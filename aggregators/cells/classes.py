@@ -17,7 +17,7 @@ from typing import Any
 
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["OTHER_CLASS", "ClassVocabulary"]
+__all__ = ["OTHER_CLASS", "ClassVocabulary", "class_name"]
 
 #: The pooled column of the class names past ``max_classes`` (and the label value of its
 #: exported rows). Configured class names may not start with ``__``.
@@ -125,3 +125,22 @@ class ClassVocabulary:
             if len(set(ns)) != len(ns):
                 raise StateError(f"class vocabulary of {m!r}: repeated class names")
         return {m: [self.column(m, n) for n in ns] for m, ns in data.items()}
+
+
+def class_name(value: Any) -> str | None:
+    """A label value as a class name: a non-empty string, an integer or a boolean (as
+    ``true`` / ``false``); None for anything else (a float, null, an empty string).
+
+    Examples
+    --------
+    >>> [class_name(v) for v in ("buy", 3, True, 1.0, "", None)]
+    ['buy', '3', 'true', None, None, None]
+    """
+    t = type(value)
+    if t is str:
+        return value or None
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    return None

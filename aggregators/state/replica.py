@@ -29,6 +29,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
@@ -132,9 +133,14 @@ class ReplicaState:
                 state = self.partitions.get(key) or PartitionState(self.registry)
             state.hist_bins = dict(self.hist_bins)
             state.retain_closed = self.retain_closed
+            state.classes = self.classes
             if self.labels is not None and state.labels is None:
                 state.labels = PartitionLabels(
-                    self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
+                    self.labels,
+                    self.registry,
+                    self.settings.window_seconds,
+                    self.thresholds_of,
+                    self._class_width(),
                 )
             if state.labels is not None:
                 state.labels.retain_final = self._retain_final()
@@ -168,6 +174,7 @@ class ReplicaState:
         versions: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
         class_errors: IntArray | None = None,
+        class_rows: ClassRows | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -206,6 +213,7 @@ class ReplicaState:
                 labels=labels,
                 weights=weights,
                 class_errors=class_errors,
+                class_rows=class_rows if event_ids is not None else None,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count
@@ -252,6 +260,10 @@ class ReplicaState:
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
 
+    def _class_width(self) -> int | None:
+        """Columns of a class row (None: no multi-class model)."""
+        return None if self.classes is None else self.classes.width
+
     def _retain_final(self) -> int:
         """Final performance windows a partition keeps: a trailing error reference needs its
         span and the window before it (they are checkpointed with the partition)."""
@@ -294,6 +306,7 @@ class ReplicaState:
                     self.settings.window_seconds,
                     self.thresholds_of,
                     data["labels"],
+                    self._class_width(),
                 )
             state = PartitionState.from_dict(self.registry, data)
             state.labels = labels
@@ -357,6 +370,8 @@ class ReplicaState:
                     for w, acc in sorted(part.closed.items())
                     if w in needed
                 ),
+                # Labels joined from the outcomes topic may add to closed windows.
+                tuple(part.closed_version for part in self.partitions.values()),
             )
             cached = self._window_cache
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
@@ -400,18 +415,7 @@ class ReplicaState:
                 if self.classes is None
                 else {m: self.classes.labels(m) for m in reg.model_names}
             )
-            ing = self.ingest
-            ingest = dataclasses.replace(
-                ing,
-                invalid=dict(ing.invalid),
-                dead_letter_failures=dict(ing.dead_letter_failures),
-                lag=dict(ing.lag),
-                checkpoint_restores=dict(ing.checkpoint_restores),
-                checkpoint_errors=dict(ing.checkpoint_errors),
-                invalid_values=dict(ing.invalid_values),
-                invalid_labels=dict(ing.invalid_labels),
-                class_scores=dict(ing.class_scores),
-            )
+            ingest = self.ingest.copy()
         if window_view is None:
             window_view = build_window_view(
                 self.settings, profile, hist_bins, view, parts, self.references
