@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
+from tilewatch.aggregators.cells.classes import column_map
 
-__all__ = ["NOT_MULTICLASS", "ClassRows"]
+__all__ = ["NOT_MULTICLASS", "ClassRows", "move_rows"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -46,3 +47,30 @@ class ClassRows:
 
 #: The predicted column of an event without a probability vector.
 NOT_MULTICLASS = -2
+
+
+def move_rows(
+    probs: FloatArray,
+    predicted: Any,
+    slots: IntArray,
+    models: list[str],
+    moves: dict[str, list[int]],
+) -> None:
+    """Move the class rows ``slots`` (in place) to the columns of another class table:
+    ``moves`` gives, per model, the new column of each named column (the others pooled into
+    the last column); ``models`` is each slot's model.
+
+    Examples
+    --------
+    >>> probs, predicted = np.array([[0.7, 0.2, 0.1]]), np.array([0.0])
+    >>> move_rows(probs, predicted, np.array([0]), ["m"], {"m": [1, 0]})
+    >>> probs.tolist(), predicted.tolist()
+    ([[0.2, 0.7, 0.1]], [1.0])
+    """
+    width = probs.shape[1]
+    for s, model in zip(slots.tolist(), models, strict=True):
+        if model in moves:
+            cols = column_map(moves[model], width, width - 1)
+            probs[s] = np.bincount(cols, weights=probs[s], minlength=width)
+            if predicted[s] >= 0:
+                predicted[s] = cols[int(predicted[s])]

@@ -45,7 +45,7 @@ from typing import Any, cast
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.labels.class_rows import NOT_MULTICLASS, ClassRows
+from tilewatch.aggregators.labels.class_rows import NOT_MULTICLASS, ClassRows, move_rows
 from tilewatch.aggregators.labels.join_codec import COUNTERS, ParsedJoin, join_to_dict, parse_join
 from tilewatch.aggregators.labels.slots import SlotRing
 
@@ -101,8 +101,7 @@ class Joined:
     scores: FloatArray
     labels: FloatArray
     label_times: FloatArray
-    #: With class columns (:class:`ClassRows`): the predictions' class rows and the labels'
-    #: class names (None: the label is not a class name).
+    #: With class columns: the predictions' class rows and the labels' class names.
     classes: ClassRows | None = None
     names: list[Any] | None = None
 
@@ -193,8 +192,7 @@ class LabelJoin:
 
         A ``None`` id counts in ``missing_id``; an id already pending or recently joined (or
         repeated in the batch) counts in ``duplicate_predictions`` and the first one is kept.
-        With class columns, ``classes`` holds each prediction's class row (None: none of them
-        is multi-class).
+        ``classes``: with class columns, each prediction's class row (None: all binary).
         """
         if not len(event_ids) == len(leaf) == len(event_times) == len(scores):
             raise ValueError("event_ids, leaf, event_times and scores differ in length")
@@ -273,8 +271,7 @@ class LabelJoin:
         A label for an id already held or recently joined (or repeated in the batch) counts
         in ``duplicate_labels``; a ``None`` id (which the decoder should not let through)
         counts in ``missing_id``. A held label waits for its prediction until the orphan TTL.
-        With class columns, ``names`` holds each label's class name (None: not a class name;
-        then ``labels`` is NaN unless it is a binary label).
+        ``names``: with class columns, each label's class name (None: not one).
         """
         if not len(event_ids) == len(labels) == len(label_times):
             raise ValueError("event_ids, labels and label_times differ in length")
@@ -348,6 +345,15 @@ class LabelJoin:
                     h.cols["name"][slots] = [names[i] for i in new]
         self._enforce_budget()
         return out
+
+    def move_classes(
+        self, moves: dict[str, list[int]], model_ids: IntArray, model_names: list[str]
+    ) -> None:
+        """Move pending class rows to the columns of another table (a restore's), by model."""
+        p, s = self._pending, self._pending.order()
+        if self.class_width is not None and len(s):
+            models = [model_names[i] for i in model_ids[p.leaf[s]].tolist()]
+            move_rows(p.cols["mc_probs"], p.cols["mc_predicted"], s, models, moves)
 
     def _remember(self, ids: list[str], event_times: FloatArray) -> None:
         self.joined += len(ids)
@@ -428,14 +434,12 @@ class LabelJoin:
         p.time[slots] = parsed.pending_times
         p.leaf[slots] = [leaf_of[k] for k in parsed.pending_keys]
         p.cols["score"][slots] = parsed.pending_scores
-        if parsed.class_width is not None:
-            if parsed.pending_predicted is None:  # a checkpoint without class columns
-                p.cols["mc_predicted"][slots] = NOT_MULTICLASS
-            else:
-                p.cols["mc_predicted"][slots] = parsed.pending_predicted
-                if parsed.pending_probs is not None:
-                    p.cols["mc_probs"][slots] = parsed.pending_probs
-                    p.cols["mc_valid"][slots] = parsed.pending_valid
+        if parsed.class_width is not None:  # without class columns: binary predictions
+            got = parsed.pending_predicted
+            p.cols["mc_predicted"][slots] = NOT_MULTICLASS if got is None else got
+            if parsed.pending_probs is not None:
+                p.cols["mc_probs"][slots] = parsed.pending_probs
+                p.cols["mc_valid"][slots] = parsed.pending_valid
         slots = r.alloc(parsed.recent_ids)
         r.time[slots] = parsed.recent_times
         slots = h.alloc(parsed.held_ids)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
-from tilewatch.aggregators.cells.classes import ClassVocabulary
+from tilewatch.aggregators.cells.classes import ClassVocabulary, remap_class_counts
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
@@ -120,6 +120,9 @@ class PartitionState:
         self.classes: ClassVocabulary | None = None
         #: Incremented when labels from the outcomes topic change a closed window.
         self.closed_version = 0
+        #: Restored from a checkpoint whose class table differs: per model, the column here
+        #: of each of the checkpoint's named class columns.
+        self.class_moves: dict[str, list[int]] = {}
 
     @property
     def watermark(self) -> float:
@@ -368,15 +371,29 @@ class PartitionState:
         parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
 
     @classmethod
-    def from_dict(cls, registry: CellRegistry, data: dict[str, Any]) -> PartitionState:
+    def from_dict(
+        cls,
+        registry: CellRegistry,
+        data: dict[str, Any],
+        classes: ClassVocabulary | None = None,
+    ) -> PartitionState:
         """Rebuild a partition from :meth:`to_dict` output; raises StateError on bad data.
 
         The data is parsed and checked completely before anything touches ``registry``, so a
         bad checkpoint leaves neither a half-built partition nor stray cells behind. Cells that
         map to one cell here (an overflow cell of a full registry) are added together.
+
+        With ``classes`` (the replica's class table) the checkpoint's class names join it
+        (:meth:`ClassVocabulary.load`) and its class histograms move to this table's columns
+        by name (:attr:`class_moves` keeps, per model, where each of its columns went).
         """
         parsed = parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
+        moves: dict[str, list[int]] = {}
+        if classes is not None and parsed.classes is not None:
+            moves = classes.load(parsed.classes)
+            moves = {m: c for m, c in moves.items() if c != list(range(len(c)))}
         out = cls(registry, offset=parsed.offset)
+        out.class_moves = moves
         out.max_event_time = parsed.max_event_time
         index = {key: registry.ensure(key) for key in parsed.keys}
         out._ensure(len(registry))
@@ -393,6 +410,20 @@ class PartitionState:
                 for hname, hrows in parsed.hists.get((name, w), {}).items():
                     width = max(len(counts) for _k, counts in hrows)
                     counts_arr = np.zeros((n, width), dtype=np.int64)
+                    if moves and hname in ("mc_class", "mc_confusion") and classes is not None:
+                        width = classes.width ** (2 if hname == "mc_confusion" else 1)
+                        counts_arr = np.zeros((n, max(width, counts_arr.shape[1])), np.int64)
+                        hrows = [
+                            (
+                                k,
+                                remap_class_counts(
+                                    hname, c, moves[k[0]], classes.width, classes.other
+                                ),
+                            )
+                            if k[0] in moves
+                            else (k, c)
+                            for k, c in hrows
+                        ]
                     for hkey, hcounts in hrows:
                         counts_arr[index[hkey], : len(hcounts)] += hcounts
                     acc.add_counts(hname, counts_arr)

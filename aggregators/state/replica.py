@@ -84,6 +84,7 @@ class ReplicaState:
         self.settings = settings
         #: The class columns of multi-class models (None: no multi-class model).
         self.classes = classes
+        self.class_width = None if classes is None else classes.width
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
         #: How labels arrive and performance is measured (None: not measured).
@@ -140,7 +141,7 @@ class ReplicaState:
                     self.registry,
                     self.settings.window_seconds,
                     self.thresholds_of,
-                    self._class_width(),
+                    self.class_width,
                 )
             if state.labels is not None:
                 state.labels.retain_final = self._retain_final()
@@ -260,10 +261,6 @@ class ReplicaState:
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
 
-    def _class_width(self) -> int | None:
-        """Columns of a class row (None: no multi-class model)."""
-        return None if self.classes is None else self.classes.width
-
     def _retain_final(self) -> int:
         """Final performance windows a partition keeps: a trailing error reference needs its
         span and the window before it (they are checkpointed with the partition)."""
@@ -306,9 +303,12 @@ class ReplicaState:
                     self.settings.window_seconds,
                     self.thresholds_of,
                     data["labels"],
-                    self._class_width(),
+                    self.class_width,
                 )
-            state = PartitionState.from_dict(self.registry, data)
+            state = PartitionState.from_dict(self.registry, data, self.classes)
+            if labels is not None and labels.join is not None and state.class_moves:
+                reg = self.registry
+                labels.join.move_classes(state.class_moves, reg.model_ids, reg.model_names)
             state.labels = labels
             return state
 
