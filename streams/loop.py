@@ -137,7 +137,10 @@ class Monitor:
         if label_topic is not None:
             assert state.labels is not None
             self.label_decoder = LabelDecoder(
-                label_topic, state.labels.classification, fields.max_event_bytes
+                label_topic,
+                state.labels.classification,
+                fields.max_event_bytes,
+                class_names=multiclass,
             )
         self._consumer_factory = consumer_factory or functools.partial(
             new_consumer, kafka, label_topic is not None
@@ -262,7 +265,7 @@ class Monitor:
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
             class_weights: dict[str, Any] = {}
-            class_errors, mc = None, None
+            class_errors = class_rows = mc = None
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -274,7 +277,7 @@ class Monitor:
                 )
                 decoded.predictions = mc.scores.predictions  # the argmax where none was given
                 class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
-                class_weights, class_errors = mc.weights, mc.errors
+                class_weights, class_errors, class_rows = mc.weights, mc.errors, mc.rows
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -305,6 +308,7 @@ class Monitor:
                     versions=decoded.model_versions,
                     weights=class_weights or None,
                     class_errors=class_errors,
+                    class_rows=class_rows,
                 )
                 if self.labeling is not None:
                     self.labeling.offer(key, records, decoded, scores, labels, before, mc)

@@ -31,6 +31,7 @@ from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
 from tilewatch.aggregators.labeling.queue import LabelingQueue
 from tilewatch.aggregators.labeling.settings import LabelingSettings
+from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
@@ -85,6 +86,7 @@ class ReplicaState:
         self.settings = settings
         #: The class columns of multi-class models (None: no multi-class model).
         self.classes = classes
+        self.class_width = None if classes is None else classes.width
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
         #: How labels arrive and performance is measured (None: not measured).
@@ -135,9 +137,14 @@ class ReplicaState:
                 state = self.partitions.get(key) or PartitionState(self.registry)
             state.hist_bins = dict(self.hist_bins)
             state.retain_closed = self.retain_closed
+            state.classes = self.classes
             if self.labels is not None and state.labels is None:
                 state.labels = PartitionLabels(
-                    self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
+                    self.labels,
+                    self.registry,
+                    self.settings.window_seconds,
+                    self.thresholds_of,
+                    self.class_width,
                 )
             if state.labels is not None:
                 state.labels.retain_final = self._retain_final()
@@ -171,6 +178,7 @@ class ReplicaState:
         versions: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
         class_errors: IntArray | None = None,
+        class_rows: ClassRows | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -209,6 +217,7 @@ class ReplicaState:
                 labels=labels,
                 weights=weights,
                 class_errors=class_errors,
+                class_rows=class_rows if event_ids is not None else None,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count
@@ -297,9 +306,13 @@ class ReplicaState:
                     self.settings.window_seconds,
                     self.thresholds_of,
                     data["labels"],
+                    self.class_width,
                 )
             queue = LabelingQueue.restore(data.get("labeling"), self.labeling, self.registry)
-            state = PartitionState.from_dict(self.registry, data)
+            state = PartitionState.from_dict(self.registry, data, self.classes)
+            if labels is not None and labels.join is not None and state.class_moves:
+                reg = self.registry
+                labels.join.move_classes(state.class_moves, reg.model_ids, reg.model_names)
             state.labels = labels
             state.labeling = queue
             return state
@@ -362,6 +375,8 @@ class ReplicaState:
                     for w, acc in sorted(part.closed.items())
                     if w in needed
                 ),
+                # Labels joined from the outcomes topic may add to closed windows.
+                tuple(part.closed_version for part in self.partitions.values()),
             )
             cached = self._window_cache
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
@@ -405,18 +420,7 @@ class ReplicaState:
                 if self.classes is None
                 else {m: self.classes.labels(m) for m in reg.model_names}
             )
-            ing = self.ingest
-            ingest = dataclasses.replace(
-                ing,
-                invalid=dict(ing.invalid),
-                dead_letter_failures=dict(ing.dead_letter_failures),
-                lag=dict(ing.lag),
-                checkpoint_restores=dict(ing.checkpoint_restores),
-                checkpoint_errors=dict(ing.checkpoint_errors),
-                invalid_values=dict(ing.invalid_values),
-                invalid_labels=dict(ing.invalid_labels),
-                class_scores=dict(ing.class_scores),
-            )
+            ingest = self.ingest.copy()
         if window_view is None:
             window_view = build_window_view(
                 self.settings, profile, hist_bins, view, parts, self.references

@@ -241,7 +241,9 @@ def test_the_wait_follows_bootstrap_timeout_ms(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
-    assert time.monotonic() - started < 8
+    # Under the 10 s default the run could not end sooner than 10 s; process start-up on a
+    # loaded 2-core machine takes several of the seconds below that bound.
+    assert time.monotonic() - started < 10
     assert "TCP connection attempts over 2 s" in proc.stderr
 
 

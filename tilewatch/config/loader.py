@@ -213,12 +213,6 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         has_baseline=baseline.path is not None,
         multiclass=events.scores is not None,
     )
-    if events.scores is not None and not events.classes and state.checkpoints:
-        # Checkpoints keep class columns by position; only configured classes fix them.
-        raise ConfigError(
-            f"{source}: [events].classes: expected the class names of [events].scores when "
-            "[state] checkpoints is on (or checkpoints = false), got none"
-        )
     return Config(
         kafka=kafka,
         events=events,
