@@ -365,12 +365,8 @@ class PartitionState:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (numbers, strings, lists, null) for a checkpoint; cells by key
-        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`), plus the
-        labeling queue's part (``"labeling"``, absent when off; older checkpoints lack it)."""
-        data = partition_to_dict(self)
-        if self.labeling is not None:
-            data["labeling"] = self.labeling.to_dict(self.registry.keys)
-        return data
+        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`)."""
+        return partition_to_dict(self)
 
     @staticmethod
     def validate(registry: CellRegistry, data: Any) -> None:

@@ -9,7 +9,11 @@ as plain JSON data, cells named by key (never by index)::
      "closed": [...], "rolling": {"size": 1000, "block": 50,
                                   "cells": [[key, total, block means, block m2s], ...]},
      "violations": [[model, feature, kind, count], ...], "detectors": [...],
-     "versions": [...], "labels": {...} or null, "classes": {model: [class names]} or null}
+     "versions": [...], "labels": {...} or null, "classes": {model: [class names]} or null,
+     "labeling": {...}}
+
+``labeling`` (the labeling queue, :mod:`tilewatch.aggregators.labeling.queue_codec`) is there
+only with a ``[labeling]`` section; checkpoints without it restore an empty queue.
 
 ``classes`` (since multi-class checkpoints name their classes; absent in older ones) is the
 class table the class histograms' columns follow: each model's class names in column order.
@@ -110,6 +114,8 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
         "versions": version_rows(state.versions),
         "labels": None if state.labels is None else state.labels.to_dict(keys),
         "classes": None if state.classes is None else state.classes.to_dict(),
+        # The labeling queue's part (tilewatch.aggregators.labeling.queue_codec), when it is on.
+        **({} if state.labeling is None else {"labeling": state.labeling.to_dict(keys)}),
     }
 
 

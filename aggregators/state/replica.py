@@ -313,8 +313,7 @@ class ReplicaState:
             if labels is not None and labels.join is not None and state.class_moves:
                 reg = self.registry
                 labels.join.move_classes(state.class_moves, reg.model_ids, reg.model_names)
-            state.labels = labels
-            state.labeling = queue
+            state.labels, state.labeling = labels, queue
             return state
 
     def _count_invalid(self, name: str, n: int) -> None:
