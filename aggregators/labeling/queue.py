@@ -225,7 +225,7 @@ class LabelingQueue:
         if not len(leaf):
             return
         ok = ~late_mask(event_times, max_event_time, self.window_seconds, self.grace_seconds)
-        self.no_threshold += int((ok & np.isnan(signals.threshold)).sum())
+        self.no_threshold += int((ok & np.isnan(signals.confidence)).sum())  # binary only
         window = np.floor(event_times / self.window_seconds).astype(np.int64)
         capacity = self.settings.cell_capacity
         for w in np.unique(window[ok]).tolist():
