@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.labeling.queue import LabelingQueue, Selected
-from tilewatch.aggregators.labeling.reasons import Signals, binary_signals, multiclass_signals
+from tilewatch.aggregators.labeling.reasons import (
+    Signals,
+    binary_signals,
+    multiclass_signals,
+    offset_hash,
+)
 from tilewatch.aggregators.labeling.settings import REASONS, LabelingSettings
 
 WINDOW, GRACE = 60.0, 5.0
@@ -83,6 +88,9 @@ def offline(
                 confident = m > s.margin
                 prio = {
                     "least_confident": -m,
+                    "threshold_margin": float(offset_hash(ev["offsets"][i : i + 1])[0])
+                    if m <= s.margin
+                    else None,
                     "most_confident": m,
                     "confident_wrong": m if right is False and confident else None,
                     "unsure_but_right": -m if right is True and not confident else None,
@@ -104,6 +112,7 @@ def offline(
 REASONS_NO_HASH = ("least_confident", "most_confident", "confident_wrong", "unsure_but_right")
 SETTINGS = [
     LabelingSettings(reasons=REASONS_NO_HASH, rate=0.05, max_per_window=40, cell_share=0.1),
+    LabelingSettings(reasons=REASONS, margin=0.1, rate=0.05, max_per_window=50, cell_share=0.1),
     LabelingSettings(reasons=("least_confident",), rate=0.5, max_per_window=30, cell_share=0.2),
     LabelingSettings(reasons=("confident_wrong", "unsure_but_right"), rate=1.0, max_per_window=9),
 ]
