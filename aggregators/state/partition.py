@@ -32,11 +32,7 @@ from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc
-from tilewatch.aggregators.stats.multiclass_window import (
-    LABELED_HISTS,
-    window_bins,
-    window_weights,
-)
+from tilewatch.aggregators.stats.multiclass_window import LABELED_HISTS, window_bins, window_weights
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
 __all__ = ["RETAIN_CLOSED", "ApplyResult", "PartitionState"]

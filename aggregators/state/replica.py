@@ -251,15 +251,10 @@ class ReplicaState:
         if len(self._threshold_table) < len(names):
             cfg = self.labels
             default = math.nan if cfg is None or cfg.threshold is None else cfg.threshold
+            own = {} if cfg is None else cfg.thresholds
+            picks = [(own.get(m), self.baseline_thresholds.get(m), default) for m in names]
             self._threshold_table = np.array(
-                [
-                    _first(
-                        None if cfg is None else cfg.thresholds.get(m),
-                        self.baseline_thresholds.get(m),
-                        default,
-                    )
-                    for m in names
-                ],
+                [next((float(v) for v in p if v is not None), math.nan) for p in picks],
                 dtype=np.float64,
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
@@ -443,11 +438,3 @@ class ReplicaState:
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         return dataclasses.replace(snap, performance=perf, class_labels=class_labels)
-
-
-def _first(*values: float | None) -> float:
-    """The first value that is not None (NaN if all are)."""
-    for v in values:
-        if v is not None:
-            return float(v)
-    return math.nan
