@@ -209,8 +209,9 @@ class App:
         self.registry.register(self.health)
         stage = self.monitor.labeling
         if stage is not None:
-            failed = stage.failed_count
-            self.registry.register(LabelingCollector(self.state, cfg.cells.dimensions, failed))
+            cap, failed = cfg.exporter.max_exported_cells, stage.failed_count
+            collector = LabelingCollector(self.state, cfg.cells.dimensions, failed, cap)
+            self.registry.register(collector)
         self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
         self.server = MetricsServer(
             self.registry,

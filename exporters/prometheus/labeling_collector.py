@@ -3,6 +3,8 @@
 The counts live in each partition's queue (checkpointed with it, so they survive restarts like
 the other cumulative counters); a scrape copies them under the state's lock, adds the
 partitions and rolls each leaf up to its variants (the registry's ``rollups``) outside it.
+Roll-up cells are always exported; leaf cells at most ``[exporter] max_exported_cells`` of
+them (those with the most selections, then the first seen), like the other cell families.
 """
 
 from __future__ import annotations
@@ -32,14 +34,21 @@ class LabelingCollector(Collector):
         The configured dimension names (the cell labels after ``model``).
     failures
         Records the producer could not deliver (the stage's counter).
+    max_leaf_cells
+        Most leaf cells exported (``0``: all).
     """
 
     def __init__(
-        self, state: ReplicaState, dimensions: Sequence[str], failures: Callable[[], int]
+        self,
+        state: ReplicaState,
+        dimensions: Sequence[str],
+        failures: Callable[[], int],
+        max_leaf_cells: int = 0,
     ) -> None:
         self._state = state
         self._cell = ("model", *dimensions)
         self._failures = failures
+        self._max_leaf_cells = max_leaf_cells
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only."""
@@ -69,6 +78,10 @@ class LabelingCollector(Collector):
             np.add.at(
                 rolled, variants.ravel(), np.repeat(leaf_counts[leaves], variants.shape[1], axis=0)
             )
+        cap = self._max_leaf_cells
+        if cap and len(leaves) > cap:  # the leaves with the most selections, then the first
+            order = np.lexsort((leaves, -leaf_counts[leaves].sum(axis=1)))
+            rolled[leaves[order[cap:]]] = 0
         selected = family("tilewatch_labeling_selected_total", self._cell)
         for i, r in np.argwhere(rolled > 0).tolist():
             selected.add_metric([*keys[i], REASONS[r]], float(rolled[i, r]))

@@ -43,3 +43,23 @@ def test_selected_counts_roll_up_over_cells_and_partitions() -> None:
     assert value("m", "b", "us", "least_confident") is None
     assert registry.get_sample_value("tilewatch_labeling_failures_total") == 4
     assert registry.get_sample_value("tilewatch_labeling_no_threshold_total") == 21
+
+
+def test_leaf_cells_are_capped_by_the_most_selected_roll_ups_never() -> None:
+    state = ReplicaState(CellSettings(dimensions=("segment",), window_seconds=60))
+    part = state.assign(("t", 0))
+    q = part.labeling = LabelingQueue(LabelingSettings(threshold=0.5), 60.0, 0.0)
+    counts = {("m", "a"): 1, ("m", "b"): 4, ("m", "c"): 4, ("m", "d"): 2}
+    for key, n in counts.items():
+        leaf = int(state.registry.index_many([key])[0])
+        q.selected = grow(q.selected, leaf + 1)
+        q.selected[leaf, REASONS.index("most_confident")] = n
+    registry = CollectorRegistry()
+    registry.register(LabelingCollector(state, ("segment",), lambda: 0, max_leaf_cells=2))
+
+    def value(segment: str) -> float | None:
+        labels = {"model": "m", "segment": segment, "reason": "most_confident"}
+        return registry.get_sample_value("tilewatch_labeling_selected_total", labels)
+
+    assert [value(s) for s in "abcd"] == [None, 4, 4, None]
+    assert value("__all__") == 11
