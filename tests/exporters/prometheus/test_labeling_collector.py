@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.arrays import grow
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.labeling.queue import LabelingQueue
@@ -63,3 +65,16 @@ def test_leaf_cells_are_capped_by_the_most_selected_roll_ups_never() -> None:
 
     assert [value(s) for s in "abcd"] == [None, 4, 4, None]
     assert value("__all__") == 11
+
+
+@pytest.mark.prometheus
+def test_the_exposition_passes_promtool(promtool_bin: str) -> None:
+    state = ReplicaState(CellSettings(dimensions=("segment",), window_seconds=60))
+    part = state.assign(("t", 0))
+    q = part.labeling = LabelingQueue(LabelingSettings(threshold=0.5), 60.0, 0.0)
+    leaf = int(state.registry.index_many([("m", "a")])[0])
+    q.selected = grow(q.selected, leaf + 1)
+    q.selected[leaf, :] = [1, 2, 3, 4, 5]
+    registry = CollectorRegistry()
+    registry.register(LabelingCollector(state, ("segment",), lambda: 1))
+    assert promtool_check_metrics(promtool_bin, generate_latest(registry)) == (0, "", "")
