@@ -132,9 +132,16 @@ class _Table:
         return len(self.cell)
 
     def append(
-        self, cols: tuple[Any, ...], payload: Sequence[Payload], capacity: int, budget: int
+        self,
+        cols: tuple[Any, ...],
+        rows: IntArray,
+        payloads: PayloadSource,
+        capacity: int,
+        budget: int,
     ) -> None:
-        """Add candidates (in offset order, after those held) and compact when doubled;
+        """Add candidates (in offset order, after those held) and compact when doubled.
+
+        ``rows`` are the candidates' positions in ``payloads`` (read only for those kept);
         ``budget`` is the most a window can select for the reason."""
         cell, prio, offset, score, threshold = cols
         cutoff = self.cutoff
@@ -145,10 +152,10 @@ class _Table:
             keep = prio > limit
             if not keep.all():
                 at = np.flatnonzero(keep)
-                cell, prio, offset, score, threshold = (
-                    c[at] for c in (cell, prio, offset, score, threshold)
+                cell, prio, offset, score, threshold, rows = (
+                    c[at] for c in (cell, prio, offset, score, threshold, rows)
                 )
-                payload = [payload[i] for i in at.tolist()]
+        payload = [payloads[i] for i in rows.tolist()]
         self.cell = np.concatenate((self.cell, cell))
         self.prio = np.concatenate((self.prio, prio))
         self.offset = np.concatenate((self.offset, offset))
@@ -253,7 +260,8 @@ class LabelingQueue:
                         sig.score[cand],
                         sig.threshold[cand],
                     ),
-                    [payloads[i] for i in rows.tolist()],
+                    rows,
+                    payloads,
                     capacity,
                     self.settings.reason_budget_max,
                 )
@@ -369,6 +377,7 @@ class LabelingQueue:
                         np.array([r[3] for r in rows]),
                         np.array([math.nan if r[4] is None else r[4] for r in rows]),
                     ),
+                    np.arange(len(rows)),
                     [(r[5], r[6]) for r in rows],
                     settings.cell_capacity,
                     settings.reason_budget_max,
