@@ -1,0 +1,174 @@
+"""Vector statistics against numpy/scipy references on random data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial import distance
+
+from tilewatch.aggregators.vectors.attributions import (
+    attribution_matrix,
+    mean_difference_pvalue,
+    spearman,
+)
+from tilewatch.aggregators.vectors.projection import bin_components, fit_projection
+from tilewatch.aggregators.vectors.settings import VectorSettings
+from tilewatch.aggregators.vectors.tracker import VectorTracker
+from tilewatch.aggregators.vectors.vector_flags import decide_vectors, mahalanobis
+from tilewatch.aggregators.vectors.vector_reference import ModelVectors, build_model_vectors
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_projection_matches_the_covariance_eigenvectors(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12))
+    p = fit_projection(x, 4)
+    values, vectors = np.linalg.eigh(np.cov(x, rowvar=False))
+    order = values.argsort()[::-1]
+    values, vectors = values[order], vectors[:, order]
+    np.testing.assert_allclose(p.explained, values[:4] / values.sum(), rtol=1e-8)
+    for j in range(4):  # the same axes up to sign
+        assert abs(abs(p.components[j] @ vectors[:, j]) - 1.0) < 1e-8
+    np.testing.assert_allclose(p.project(x), (x - x.mean(axis=0)) @ p.components.T, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mahalanobis_matches_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(50, 5))
+    cov = np.cov(a, rowvar=False)
+    u, v = rng.normal(size=5), rng.normal(size=5)
+    expected = distance.mahalanobis(u, v, np.linalg.inv(cov))
+    assert mahalanobis(u - v, cov) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_spearman_matches_scipy_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 5, size=(6, 12)).astype(float)
+    b = rng.normal(size=(6, 12))
+    got = spearman(a, b)
+    for i in range(6):
+        assert got[i] == pytest.approx(stats.spearmanr(a[i], b[i]).statistic, abs=1e-12)
+
+
+def test_mean_difference_pvalue_is_the_welch_z_tail() -> None:
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.normal(size=20), rng.normal(size=20)
+    v1, v2 = rng.uniform(0.5, 2, 20), rng.uniform(0.5, 2, 20)
+    n1, n2 = rng.integers(20, 500, 20).astype(float), rng.integers(20, 500, 20).astype(float)
+    z = np.abs(m1 - m2) / np.sqrt(v1 / n1 + v2 / n2)
+    np.testing.assert_allclose(
+        mean_difference_pvalue(m1, v1, n1, m2, v2, n2), 2 * stats.norm.sf(z), rtol=1e-10
+    )
+
+
+def test_attribution_matrix_rejects_non_numbers_and_keeps_absent_as_zero() -> None:
+    m, ok = attribution_matrix([{"a": True}, {"a": float("nan")}, {"b": -1}], ("a", "b"))
+    assert ok.tolist() == [False, False, True]
+    assert m.tolist() == [[0.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+
+
+def test_bins_are_equal_mass_on_the_reference() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5000, 6))
+    mv = build_model_vectors(
+        VectorSettings(components=3, bins=10), [("c",)] * 5000, [None] * 5000, x, range(5000), None
+    )
+    hist = mv.groups[(("__all__",), "__all__")].bins
+    np.testing.assert_allclose(hist, 500, atol=1)
+
+
+def _reference(seed: int = 0, n: int = 4000, dim: int = 16) -> tuple[ModelVectors, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)) + np.linspace(0, 2, dim)
+    attrs = [{"f0": 1.0 + rng.random(), "f1": 0.5 * rng.random(), "f2": 0.1} for _ in range(n)]
+    mv = build_model_vectors(
+        VectorSettings(components=4), [("eu",)] * n, ["a", "b"] * (n // 2), x, range(n), attrs
+    )
+    return mv, x
+
+
+def test_clean_windows_reject_at_about_the_nominal_rate() -> None:
+    """Under "no change" the distance p-values are uniform: about 5% below 0.05."""
+    mv, _ = _reference()
+    rng = np.random.default_rng(9)
+    assert mv.projection is not None
+    mean = mv.projection.center
+    pvalues = []
+    for _ in range(300):
+        live = rng.normal(size=(200, 16)) + mean
+        z = mv.projection.project(live)
+        h = np.stack([np.bincount(b, minlength=10) for b in bin_components(z, mv.edges).T])
+        d = decide_vectors(
+            VectorSettings(components=4),
+            mv,
+            [(("eu",), "__all__")],
+            np.array([200]),
+            z.sum(axis=0)[None],
+            h[None],
+            np.zeros(1, int),
+            np.zeros((1, 3)),
+            np.zeros((1, 3)),
+        )
+        pvalues.append(d.distance_pvalue[0])
+    rate = float(np.mean(np.array(pvalues) < 0.05))
+    assert 0.02 <= rate <= 0.09, rate
+
+
+def test_tracker_sums_match_numpy_on_the_same_events() -> None:
+    mv, _ = _reference()
+    assert mv.projection is not None
+    rng = np.random.default_rng(1)
+    n = 500
+    x = (rng.normal(size=(n, 16)) + 0.3).astype(np.float32)
+    attrs = [{"f0": float(v), "f1": -0.2, "f2": 0.0} for v in rng.random(n)]
+    cells = [("m", "eu") if i % 3 else ("m", "us") for i in range(n)]
+    classes = ["a" if i % 2 else "b" for i in range(n)]
+    t = VectorTracker(
+        VectorSettings(components=4, reservoir=50, min_samples=10), {"m": mv}, 60.0, 0.0
+    )
+    half = n // 2
+    for lo, hi in ((0, half), (half, n)):
+        rows = np.arange(hi - lo)
+        t.apply(
+            cells[lo:hi],
+            np.full(hi - lo, 5.0),
+            classes[lo:hi],
+            {"m": (rows, x[lo:hi])},
+            attrs[lo:hi],
+        )
+    t.apply([("m", "eu")], np.array([100.0]), [None], {})
+    closed = t.latest["m"]
+    d = closed.decisions
+    z = mv.projection.project(x)
+    a = np.array([[abs(o["f0"]), 0.2, 0.0] for o in attrs])
+    for i, (cell, cls) in enumerate(d.keys):
+        member = np.array(
+            [
+                (cell == ("__all__",) or c[1:] == cell) and (cls == "__all__" or k == cls)
+                for c, k in zip(cells, classes, strict=True)
+            ]
+        )
+        assert d.count[i] == member.sum()
+        assert d.attr_mean[i] == pytest.approx(a[member].mean(axis=0))
+        # every sampled point is the projection of one of the group's vectors
+        pts = closed.points[(cell, cls)]
+        assert len(pts) == min(50, member.sum())
+        dist = np.abs(pts[:, None, :] - z[member][None, :, :2]).max(axis=2).min(axis=1)
+        assert dist.max() < 1e-9
+    assert d.flags["attribution_shift"].all()  # f1 -> 0.2 and f2 -> 0 moves the shares
+    assert not d.flags["embedding_distance"].any() or d.distance[0] > 0.25
+
+
+def test_reference_round_trips_and_refuses_bad_data() -> None:
+    mv, _ = _reference(n=400)
+    again = ModelVectors.from_dict(mv.to_dict())
+    assert again.groups.keys() == mv.groups.keys()
+    key = next(iter(mv.groups))
+    np.testing.assert_allclose(again.groups[key].cov, mv.groups[key].cov)
+    bad = mv.to_dict()
+    bad["groups"][0][2]["mean"] = [1.0]
+    with pytest.raises(ValueError, match=r"groups\[0\]\.mean: expected shape"):
+        ModelVectors.from_dict(bad)
