@@ -42,6 +42,7 @@ import numpy as np
 
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
+from tilewatch.aggregators.vectors.tracker import VectorTracker
 from tilewatch.streams.assignment import Assignments
 from tilewatch.streams.changelog.records import settings_fingerprint
 from tilewatch.streams.changelog.store import ChangelogStore
@@ -55,6 +56,7 @@ from tilewatch.streams.clients import (
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
 from tilewatch.streams.decoding.class_scores import ClassScoreEncoder, encode_batch
+from tilewatch.streams.decoding.embeddings import EmbeddingEncoder
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
@@ -91,6 +93,9 @@ class Monitor:
         (:mod:`tilewatch.streams.clients`).
     label_topic
         The outcomes topic labels arrive on (None: inline labels or none).
+    vectors
+        Embedding and attribution statistics (``[events] embedding`` / ``attributions``; None:
+        not read). Updated under ``state.lock``; not checkpointed (``docs/embeddings.md``).
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class Monitor:
         producer_factory: Callable[[], ProducerLike] | None = None,
         restore_consumer_factory: Callable[[], Any] | None = None,
         label_topic: LabelTopic | None = None,
+        vectors: VectorTracker | None = None,
     ) -> None:
         self.kafka = kafka
         self.state = state
@@ -124,6 +130,20 @@ class Monitor:
             columns.append("label")  # inline class labels of multi-class models
         if multiclass and state.profile is None:
             columns.append("prediction")  # an event's own predicted class, without the rest
+        #: Embedding and attribution statistics (None: not read).
+        self.vectors = vectors
+        self.fields = fields
+        self.embedding_encoder: EmbeddingEncoder | None = None
+        if vectors is not None:
+            if fields.embedding is not None:
+                columns.append("embedding")
+                self.embedding_encoder = EmbeddingEncoder(
+                    {m: r.dim for m, r in vectors.references.items() if r.dim is not None}
+                )
+            if fields.attributions is not None:
+                columns.append("attributions")
+            if "prediction" not in columns:
+                columns.append("prediction")  # the predicted class of each event
         self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
         #: Checks and tabulates the class probabilities of multi-class models (None: none).
         self.class_encoder = (
@@ -280,7 +300,11 @@ class Monitor:
                 invalid=Counter(r.reason for r in decoded.rejected),
                 class_scores=class_counts,
             )
+            vector_args = self._vector_args(decoded) if self.vectors is not None else None
             with self.state.lock:  # the batch and its counts become visible together
+                if vector_args is not None and self.vectors is not None:
+                    self.vectors.apply(*vector_args[0])
+                    self.vectors.count_bad_embeddings(vector_args[1])
                 result = self.state.apply(
                     key,
                     decoded.keys,
@@ -301,6 +325,20 @@ class Monitor:
             self.summary.valid += result.valid
             self.summary.late += result.late
             self.summary.invalid += len(decoded.rejected)
+
+    def _vector_args(self, decoded: Any) -> tuple[tuple[Any, ...], dict[tuple[str, str], int]]:
+        """What the vector tracker takes from a decoded batch (outside the lock)."""
+        bad: dict[tuple[str, str], int] = {}
+        embeddings: dict[str, Any] = {}
+        if self.embedding_encoder is not None and decoded.keys:
+            encoded = self.embedding_encoder.encode(
+                [k[0] for k in decoded.keys], decoded.embeddings
+            )
+            embeddings, bad = encoded.by_model, encoded.bad
+        times = np.array(decoded.event_times, dtype=np.float64)
+        attributions = decoded.attributions if self.fields.attributions is not None else None
+        args = (decoded.keys, times, decoded.predictions, embeddings, attributions)
+        return args, bad
 
     def _process_labels(self, key: PartitionKey, records: Sequence[RecordLike]) -> None:
         """Decode and apply a batch of the outcomes topic's partition ``key``."""

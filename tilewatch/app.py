@@ -24,12 +24,14 @@ from tilewatch.aggregators.health.evaluate import HierarchyResult
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.aggregators.vectors.tracker import VectorTracker
 from tilewatch.config import Config
 from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
 from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.exporters.prometheus.vector_families import VectorCollector
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
@@ -45,6 +47,7 @@ __all__ = [
     "baseline_thresholds",
     "build_classes",
     "build_profile",
+    "build_vectors",
     "register_process_metrics",
     "running_detectors",
     "tile_page",
@@ -69,6 +72,23 @@ def build_profile(config: Config) -> DriftProfile | None:
     events = config.events
     return DriftProfile(
         config.drift, (events.score_min, events.score_max), baseline, classes=events.classes
+    )
+
+
+def build_vectors(config: Config) -> VectorTracker | None:
+    """The vector statistics of a config (None without ``[events] embedding`` or
+    ``attributions``); the references come from ``[baseline] path`` (``docs/embeddings.md``)."""
+    events = config.events
+    if events.embedding is None and events.attributions is None:
+        return None
+    from tilewatch.reference_file import load_vectors, vector_settings
+
+    references = {} if config.baseline.path is None else load_vectors(config.baseline.path)
+    return VectorTracker(
+        vector_settings(config),
+        references,
+        config.cells.window_seconds,
+        config.cells.grace_seconds,
     )
 
 
@@ -175,12 +195,15 @@ class App:
             thresholds=baseline_thresholds(profile),
             classes=build_classes(cfg),
         )
+        #: Embedding and attribution statistics (None: neither is configured).
+        self.vectors = build_vectors(cfg)
         self.monitor = Monitor(
             cfg.kafka,
             cfg.events,
             self.state,
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
+            vectors=self.vectors,
         )
         register_process_metrics(self.registry)
         self.health = HealthCollector(
@@ -194,6 +217,10 @@ class App:
         self.health.budget = budget
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
         self.registry.register(self.health)
+        if self.vectors is not None:
+            self.registry.register(
+                VectorCollector(self.vectors, self.state.lock, cfg.cells.dimensions)
+            )
         self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
         self.server = MetricsServer(
             self.registry,

@@ -133,6 +133,13 @@ class VectorTracker:
         self.latest: dict[str, ClosedWindow] = {}
         #: Events skipped, by reason: ``late``, ``no_reference``, ``bad_attributions``.
         self.skipped: dict[str, int] = {}
+        #: Embeddings dropped by the decoding stage, by (model, reason).
+        self.bad_embeddings: dict[tuple[str, str], int] = {}
+
+    def count_bad_embeddings(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add the decoding stage's dropped embeddings (by model and reason)."""
+        for key, n in counts.items():
+            self.bad_embeddings[key] = self.bad_embeddings.get(key, 0) + n
 
     def _count(self, reason: str, n: int) -> None:
         if n:

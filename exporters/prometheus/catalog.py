@@ -6,7 +6,8 @@ generated from the four tables below (``scripts/gen_docs.py``) and the tests loo
 :data:`CATALOG`. A metric missing here cannot be exported. In ``labels``, ``cell`` stands for
 ``model`` followed by the configured dimensions.
 
-Plain data: imports nothing from tilewatch or prometheus-client.
+Plain data: imports nothing from tilewatch or prometheus-client but the rows of its sibling
+table ``vector_catalog`` (plain tuples).
 
 Examples
 --------
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, cast
+
+from tilewatch.exporters.prometheus.vector_catalog import VECTOR_ROWS
 
 __all__ = [
     "CATALOG",
@@ -31,6 +34,7 @@ __all__ = [
     "METRICS",
     "MULTICLASS_METRICS",
     "PERFORMANCE_METRICS",
+    "VECTOR_METRICS",
     "MetricDoc",
     "MetricKind",
 ]
@@ -424,6 +428,13 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
 
 # fmt: on
 
+#: Embedding drift and aggregated explanations: exported with [events] embedding or
+#: attributions (their rows live in vector_catalog, which imports nothing).
+VECTOR_METRICS: tuple[MetricDoc, ...] = tuple(
+    MetricDoc(name, cast(MetricKind, kind), labels, text)
+    for name, kind, labels, text in VECTOR_ROWS
+)
+
 #: Every metric by name.
 CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
     {
@@ -434,6 +445,7 @@ CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
             *PERFORMANCE_METRICS,
             *HEALTH_METRICS,
             *MULTICLASS_METRICS,
+            *VECTOR_METRICS,
         )
     }
 )
