@@ -321,10 +321,22 @@ class Monitor:
                     class_errors=class_errors,
                 )
                 self.state.count_ingest(counts)
+            if self.vectors is not None:
+                self._judge_vectors()
             self.summary.read += len(records)
             self.summary.valid += result.valid
             self.summary.late += result.late
             self.summary.invalid += len(decoded.rejected)
+
+    def _judge_vectors(self) -> None:
+        """Judge the vector windows the state now reports (they close with the others)."""
+        assert self.vectors is not None
+        with self.state.lock:
+            marks = [p.watermark for p in self.state.partitions.values()]
+            if not marks or not self.vectors.due(max(marks)):
+                return
+            for model, window in self.state.reported_windows().items():
+                self.vectors.close_through(model, window)
 
     def _vector_args(self, decoded: Any) -> tuple[tuple[Any, ...], dict[tuple[str, str], int]]:
         """What the vector tracker takes from a decoded batch (outside the lock)."""

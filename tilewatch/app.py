@@ -88,7 +88,6 @@ def build_vectors(config: Config) -> VectorTracker | None:
         vector_settings(config),
         references,
         config.cells.window_seconds,
-        config.cells.grace_seconds,
     )
 
 

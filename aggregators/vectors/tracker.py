@@ -9,11 +9,15 @@ count and sums of ``|a|`` and ``a^2`` per tracked feature. A reservoir sample (A
 vectorised per batch) keeps up to ``reservoir`` projected points (first two components) per
 group and window.
 
-Windows close when the tracker's watermark (largest event time seen minus ``grace``) passes
-their end; a closed window is judged once
-(:func:`~tilewatch.aggregators.vectors.vector_flags.decide_vectors`) and kept as the model's
-latest. An event of an already closed window is late: counted, not applied. Events of a model
-without a vector reference are counted (``no_reference``) and skipped.
+Windows are judged when the monitor reports them: :meth:`VectorTracker.close_through` judges a
+model's open windows up to the one the replica state reports (every owned partition holding
+data for it has closed it), so vector windows close exactly when the other window statistics
+do; :meth:`VectorTracker.close_before` closes by event time alone (tools and tests). A judged
+window (:func:`~tilewatch.aggregators.vectors.vector_flags.decide_vectors`) becomes the model's
+latest; the last :data:`HISTORY` are kept, with their sums: an event of one of them (a
+partition that was behind) is added and the window judged again when next reported; an event
+of an older judged window is late: counted, not applied. Events of a model without a vector
+reference are counted (``no_reference``) and skipped.
 
 The tracker is one per replica (not per partition) and is not checkpointed: after a restart
 it starts empty, so the first window it reports may be partial (``docs/embeddings.md``).
@@ -38,7 +42,10 @@ from tilewatch.aggregators.vectors.settings import VectorSettings
 from tilewatch.aggregators.vectors.vector_flags import VectorDecisions, decide_vectors
 from tilewatch.aggregators.vectors.vector_reference import GroupKey, ModelVectors, group_keys
 
-__all__ = ["ClosedWindow", "VectorTracker", "WindowSums"]
+__all__ = ["HISTORY", "ClosedWindow", "VectorTracker", "WindowSums"]
+
+#: Judged windows kept per model (the drill-down reads them).
+HISTORY = 8
 
 
 @dataclass
@@ -102,10 +109,10 @@ class VectorTracker:
     >>> rng = np.random.default_rng(0)
     >>> ref = build_model_vectors(VectorSettings(components=2), [("eu",)] * 400, [None] * 400,
     ...                           rng.normal(size=(400, 8)), range(400), None)
-    >>> t = VectorTracker(VectorSettings(components=2, min_samples=10), {"m": ref}, 60.0, 0.0)
+    >>> t = VectorTracker(VectorSettings(components=2, min_samples=10), {"m": ref}, 60.0)
     >>> x = rng.normal(size=(50, 8)).astype(np.float32) + 2.0
     >>> t.apply([("m", "eu")] * 50, np.full(50, 10.0), [None] * 50, {"m": (np.arange(50), x)})
-    >>> t.apply([("m", "eu")], np.array([70.0]), [None], {})
+    >>> t.close_before(70.0)
     >>> w = t.latest["m"]
     >>> w.end, w.decisions.keys[0], bool(w.decisions.flags["embedding_distance"][0])
     (60.0, (('eu',), '__all__'), True)
@@ -116,21 +123,25 @@ class VectorTracker:
         settings: VectorSettings,
         references: Mapping[str, ModelVectors],
         window_seconds: float,
-        grace_seconds: float,
         seed: int = 0,
     ) -> None:
         self.settings = settings
         self.references = dict(references)
         self.window_seconds = float(window_seconds)
-        self.grace_seconds = float(grace_seconds)
-        self.watermark = -math.inf
         self._rng = np.random.default_rng(seed)
         #: Per model: group key -> group id, and the ids of each (cell, class) pair.
         self._groups: dict[str, dict[GroupKey, int]] = {}
         self._pairs: dict[str, dict[tuple[tuple[str, ...], str | None], list[int]]] = {}
-        self._open: dict[tuple[str, int], WindowSums] = {}
-        #: Each model's latest closed window.
+        #: Sums of the open windows and of the last HISTORY judged ones per model (a judged
+        #: window still takes events of a partition that was behind, and is judged again).
+        self._sums: dict[tuple[str, int], WindowSums] = {}
+        #: Windows with events not judged yet.
+        self._dirty: set[tuple[str, int]] = set()
+        #: Each model's latest judged window, and its last HISTORY ones (oldest first).
         self.latest: dict[str, ClosedWindow] = {}
+        self.history: dict[str, dict[float, ClosedWindow]] = {}
+        #: Per model: the last window judged (events up to it are late).
+        self._judged: dict[str, int] = {}
         #: Events skipped, by reason: ``late``, ``no_reference``, ``bad_attributions``.
         self.skipped: dict[str, int] = {}
         #: Embeddings dropped by the decoding stage, by (model, reason).
@@ -182,9 +193,13 @@ class VectorTracker:
         if n:
             size = self.window_seconds
             windows = np.floor(np.asarray(event_times, dtype=np.float64) / size).astype(np.int64)
-            late = (windows + 1) * size <= self.watermark
-            self._count("late", int(late.sum()))
             models = [k[0] for k in keys]
+            judged = np.array([self._judged.get(m, -(2**62)) for m in models], dtype=np.int64)
+            late = windows <= judged
+            if late.any():  # a judged window whose sums are kept still takes events
+                kept = [(models[i], int(windows[i])) in self._sums for i in np.flatnonzero(late)]
+                late[np.flatnonzero(late)[kept]] = False
+            self._count("late", int(late.sum()))
             names = [
                 None if c is None else str(c) if type(c) is not bool else ("true" if c else "false")
                 for c in classes
@@ -200,8 +215,30 @@ class VectorTracker:
                     self._apply_model(
                         model, ref, keys, rows, windows, names, embeddings.get(model), attributions
                     )
-            self.watermark = max(self.watermark, float(np.max(event_times)) - self.grace_seconds)
-        self._close()
+
+    def due(self, watermark: float) -> bool:
+        """Whether some window with events not judged yet ends at or before ``watermark`` (a
+        cheap check before asking the replica state which windows it reports)."""
+        size = self.window_seconds
+        return any((w + 1) * size <= watermark for _m, w in self._dirty)
+
+    def close_before(self, watermark: float) -> None:
+        """Judge every window with new events that ends at or before ``watermark``."""
+        size = self.window_seconds
+        for model, w in sorted(self._dirty, key=lambda mw: mw[1]):
+            if (w + 1) * size <= watermark:
+                self.close_through(model, w)
+
+    def close_through(self, model: str, window: int) -> None:
+        """Judge the model's windows with new events up to ``window``, oldest first, and drop
+        the sums of judged windows past the last HISTORY."""
+        for m, w in sorted((mw for mw in self._dirty if mw[0] == model), key=lambda mw: mw[1]):
+            if w <= window:
+                self._judge(m, w)
+        self._judged[model] = max(self._judged.get(model, -(2**62)), window)
+        judged = sorted(w for m, w in self._sums if m == model and w <= self._judged[model])
+        for w in judged[:-HISTORY]:
+            del self._sums[(model, w)]
 
     def _apply_model(
         self,
@@ -247,9 +284,10 @@ class VectorTracker:
             ok_of_row = np.zeros(len(keys), dtype=np.bool_)
             ok_of_row[rows] = ok
         for w in np.unique(windows[rows]).tolist():
-            sums = self._open.get((model, w))
+            sums = self._sums.get((model, w))
             if sums is None:
-                sums = self._open[(model, w)] = WindowSums(k, nb, nf, s.reservoir)
+                sums = self._sums[(model, w)] = WindowSums(k, nb, nf, s.reservoir)
+            self._dirty.add((model, w))
             sums.ensure(n_groups)
             in_w = windows[ev] == w
             if z_of_row is not None:
@@ -297,30 +335,33 @@ class VectorTracker:
         )
         sums.seen += np.bincount(g, minlength=len(sums.seen))
 
-    def _close(self) -> None:
+    def _judge(self, model: str, w: int) -> None:
         size = self.window_seconds
-        for model, w in sorted(self._open, key=lambda mw: mw[1]):
-            if (w + 1) * size > self.watermark:
-                continue
-            sums = self._open.pop((model, w))
-            ref = self.references[model]
-            keys = self.group_keys(model)
-            sums.ensure(len(keys))
-            decisions = decide_vectors(
-                self.settings,
-                ref,
-                keys,
-                sums.count,
-                sums.zsum,
-                sums.hist,
-                sums.attr_count,
-                sums.attr_sum,
-                sums.attr_sq,
-            )
-            filled = np.minimum(sums.seen, self.settings.reservoir)
-            points = {
-                key: sums.points[i, : filled[i]].copy() for i, key in enumerate(keys) if filled[i]
-            }
-            prev = self.latest.get(model)
-            if prev is None or prev.end <= (w + 1) * size:
-                self.latest[model] = ClosedWindow((w + 1) * size, decisions, points)
+        self._dirty.discard((model, w))
+        sums = self._sums[(model, w)]
+        ref = self.references[model]
+        keys = self.group_keys(model)
+        sums.ensure(len(keys))
+        decisions = decide_vectors(
+            self.settings,
+            ref,
+            keys,
+            sums.count,
+            sums.zsum,
+            sums.hist,
+            sums.attr_count,
+            sums.attr_sum,
+            sums.attr_sq,
+        )
+        filled = np.minimum(sums.seen, self.settings.reservoir)
+        points = {
+            key: sums.points[i, : filled[i]].copy() for i, key in enumerate(keys) if filled[i]
+        }
+        closed = ClosedWindow((w + 1) * size, decisions, points)
+        history = self.history.setdefault(model, {})
+        history[closed.end] = closed
+        for end in sorted(history)[:-HISTORY]:
+            del history[end]
+        prev = self.latest.get(model)
+        if prev is None or prev.end <= closed.end:
+            self.latest[model] = closed

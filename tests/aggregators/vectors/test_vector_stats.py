@@ -126,9 +126,7 @@ def test_tracker_sums_match_numpy_on_the_same_events() -> None:
     attrs = [{"f0": float(v), "f1": -0.2, "f2": 0.0} for v in rng.random(n)]
     cells = [("m", "eu") if i % 3 else ("m", "us") for i in range(n)]
     classes = ["a" if i % 2 else "b" for i in range(n)]
-    t = VectorTracker(
-        VectorSettings(components=4, reservoir=50, min_samples=10), {"m": mv}, 60.0, 0.0
-    )
+    t = VectorTracker(VectorSettings(components=4, reservoir=50, min_samples=10), {"m": mv}, 60.0)
     half = n // 2
     for lo, hi in ((0, half), (half, n)):
         rows = np.arange(hi - lo)
@@ -139,7 +137,7 @@ def test_tracker_sums_match_numpy_on_the_same_events() -> None:
             {"m": (rows, x[lo:hi])},
             attrs[lo:hi],
         )
-    t.apply([("m", "eu")], np.array([100.0]), [None], {})
+    t.close_before(100.0)
     closed = t.latest["m"]
     d = closed.decisions
     z = mv.projection.project(x)
