@@ -41,7 +41,7 @@ class VectorSettings:
     min_samples: int = 30
     fdr_rate: float = 0.01
     psi_alert: float = 0.25
-    distance_alert: float = 0.25
+    distance_alert: float = 0.5
     attribution_alert: float = 0.05
     max_features: int = 10
     reservoir: int = 200
