@@ -170,3 +170,26 @@ def test_reference_round_trips_and_refuses_bad_data() -> None:
     bad["groups"][0][2]["mean"] = [1.0]
     with pytest.raises(ValueError, match=r"groups\[0\]\.mean: expected shape"):
         ModelVectors.from_dict(bad)
+
+
+def test_a_judged_window_takes_a_lagging_partitions_events_and_is_judged_again() -> None:
+    mv, _ = _reference()
+    rng = np.random.default_rng(5)
+    t = VectorTracker(VectorSettings(components=4, min_samples=10), {"m": mv}, 60.0)
+    x = (rng.normal(size=(40, 16)) + np.linspace(0, 2, 16)).astype(np.float32)
+    t.apply([("m", "eu")] * 20, np.full(20, 5.0), [None] * 20, {"m": (np.arange(20), x[:20])})
+    t.close_through("m", 0)
+    assert t.latest["m"].decisions.count.tolist() == [20, 20]
+    # a partition that was behind: window 0 again, then a model without a reference
+    t.apply([("m", "eu")] * 20, np.full(20, 6.0), [None] * 20, {"m": (np.arange(20), x[20:])})
+    t.apply([("other", "eu")], np.array([6.0]), [None], {})
+    assert t.due(60.0) and not t.due(59.0)
+    t.close_through("m", 0)
+    assert t.latest["m"].decisions.count.tolist() == [40, 40]
+    assert list(t.history["m"]) == [60.0]
+    for w in range(1, 10):  # past HISTORY judged windows, window 0's sums are dropped
+        t.apply([("m", "eu")], np.array([w * 60.0 + 1]), [None], {"m": (np.arange(1), x[:1])})
+        t.close_through("m", w)
+    t.apply([("m", "eu")], np.array([7.0]), [None], {"m": (np.arange(1), x[:1])})
+    assert t.skipped == {"no_reference": 1, "late": 1}
+    assert len(t.history["m"]) == 8 and min(t.history["m"]) == 180.0
