@@ -59,7 +59,9 @@ def attribution_matrix(
     """``|a|`` per event and tracked feature, and which events have usable attributions.
 
     An event's object is usable when it is a dict whose tracked features, where present, are
-    finite numbers (booleans are not numbers); anything else is not (its row is 0).
+    finite numbers; anything else is not (its row is 0). The common batch is one column per
+    feature and one ``numpy.array`` call (a boolean among numbers reads as 0 or 1 there, the
+    one laxity of that path); a batch holding anything else is checked row by row.
 
     Examples
     --------
@@ -69,16 +71,32 @@ def attribution_matrix(
     """
     n, f = len(objects), len(features)
     out = np.zeros((n, f), dtype=np.float64)
-    ok = np.zeros(n, dtype=np.bool_)
-    for i, obj in enumerate(objects):
-        if type(obj) is not dict:
-            continue
-        row = [obj.get(name, 0.0) for name in features]
-        if all(type(v) in _NUMBER for v in row):
-            values = np.abs(np.array(row, dtype=np.float64))
-            if np.isfinite(values).all():
-                out[i] = values
-                ok[i] = True
+    ok = np.array([type(o) is dict for o in objects], dtype=np.bool_)
+    rows = np.flatnonzero(ok)
+    if not rows.size or not f:
+        return out, ok
+    dicts = [objects[i] for i in rows.tolist()]
+    try:
+        table = np.array([[d.get(name, 0.0) for d in dicts] for name in features])
+    except (TypeError, ValueError, OverflowError):
+        table = None
+    if table is not None and table.dtype.kind in "fi" and table.shape == (f, len(dicts)):
+        values = np.abs(table.T.astype(np.float64))
+        finite = np.isfinite(values).all(axis=1)
+        out[rows[finite]] = values[finite]
+        ok[rows[~finite]] = False
+        return out, ok
+    for i in rows.tolist():  # an odd batch: row by row
+        row = [objects[i].get(name, 0.0) for name in features]
+        values = (
+            np.abs(np.array(row, dtype=np.float64))
+            if all(type(v) in _NUMBER for v in row)
+            else None
+        )
+        if values is not None and np.isfinite(values).all():
+            out[i] = values
+        else:
+            ok[i] = False
     return out, ok
 
 

@@ -14,9 +14,10 @@ model's open windows up to the one the replica state reports (every owned partit
 data for it has closed it), so vector windows close exactly when the other window statistics
 do; :meth:`VectorTracker.close_before` closes by event time alone (tools and tests). A judged
 window (:func:`~tilewatch.aggregators.vectors.vector_flags.decide_vectors`) becomes the model's
-latest; the last :data:`HISTORY` are kept, with their sums: an event of one of them (a
-partition that was behind) is added and the window judged again when next reported; an event
-of an older judged window is late: counted, not applied. Events of a model without a vector
+latest; the last :data:`HISTORY` are kept, the last :data:`KEEP_SUMS` with their sums and
+sampled points: an event of one of those (a partition that was behind) is added and the window
+judged again when next reported; an event of an older judged window is late: counted, not
+applied. Events of a model without a vector
 reference are counted (``no_reference``) and skipped.
 
 The tracker is one per replica (not per partition) and is not checkpointed: after a restart
@@ -25,6 +26,7 @@ it starts empty, so the first window it reports may be partial (``docs/embedding
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +44,12 @@ from tilewatch.aggregators.vectors.settings import VectorSettings
 from tilewatch.aggregators.vectors.vector_flags import VectorDecisions, decide_vectors
 from tilewatch.aggregators.vectors.vector_reference import GroupKey, ModelVectors, group_keys
 
-__all__ = ["HISTORY", "ClosedWindow", "VectorTracker", "WindowSums"]
+__all__ = ["HISTORY", "KEEP_SUMS", "ClosedWindow", "VectorTracker", "WindowSums"]
 
-#: Judged windows kept per model (the drill-down reads them).
+#: Judged windows kept per model (the drill-down reads them); the sampled points and the sums
+#: (which a lagging partition may still add to) of the last KEEP_SUMS of them only.
 HISTORY = 8
+KEEP_SUMS = 2
 
 
 @dataclass
@@ -237,7 +241,7 @@ class VectorTracker:
                 self._judge(m, w)
         self._judged[model] = max(self._judged.get(model, -(2**62)), window)
         judged = sorted(w for m, w in self._sums if m == model and w <= self._judged[model])
-        for w in judged[:-HISTORY]:
+        for w in judged[:-KEEP_SUMS]:
             del self._sums[(model, w)]
 
     def _apply_model(
@@ -360,8 +364,12 @@ class VectorTracker:
         closed = ClosedWindow((w + 1) * size, decisions, points)
         history = self.history.setdefault(model, {})
         history[closed.end] = closed
-        for end in sorted(history)[:-HISTORY]:
+        ends = sorted(history)
+        for end in ends[:-HISTORY]:
             del history[end]
+        for end in ends[-HISTORY:-KEEP_SUMS]:
+            if history[end].points:
+                history[end] = dataclasses.replace(history[end], points={})
         prev = self.latest.get(model)
         if prev is None or prev.end <= closed.end:
             self.latest[model] = closed

@@ -65,9 +65,11 @@ def test_mean_difference_pvalue_is_the_welch_z_tail() -> None:
 
 
 def test_attribution_matrix_rejects_non_numbers_and_keeps_absent_as_zero() -> None:
-    m, ok = attribution_matrix([{"a": True}, {"a": float("nan")}, {"b": -1}], ("a", "b"))
+    m, ok = attribution_matrix([{"a": "1"}, {"a": float("nan")}, {"b": -1}], ("a", "b"))
     assert ok.tolist() == [False, False, True]
     assert m.tolist() == [[0.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    m, ok = attribution_matrix([{"a": float("inf")}, {"b": -1}], ("a", "b"))  # the fast path
+    assert ok.tolist() == [False, True] and m.tolist() == [[0.0, 0.0], [0.0, 1.0]]
 
 
 def test_bins_are_equal_mass_on_the_reference() -> None:
@@ -187,9 +189,10 @@ def test_a_judged_window_takes_a_lagging_partitions_events_and_is_judged_again()
     t.close_through("m", 0)
     assert t.latest["m"].decisions.count.tolist() == [40, 40]
     assert list(t.history["m"]) == [60.0]
-    for w in range(1, 10):  # past HISTORY judged windows, window 0's sums are dropped
+    for w in range(1, 10):  # past KEEP_SUMS judged windows, window 0's sums are dropped
         t.apply([("m", "eu")], np.array([w * 60.0 + 1]), [None], {"m": (np.arange(1), x[:1])})
         t.close_through("m", w)
     t.apply([("m", "eu")], np.array([7.0]), [None], {"m": (np.arange(1), x[:1])})
     assert t.skipped == {"no_reference": 1, "late": 1}
     assert len(t.history["m"]) == 8 and min(t.history["m"]) == 180.0
+    assert [bool(c.points) for c in t.history["m"].values()] == [False] * 6 + [True] * 2
