@@ -88,13 +88,10 @@ def attribution_matrix(
         return out, ok
     for i in rows.tolist():  # an odd batch: row by row
         row = [objects[i].get(name, 0.0) for name in features]
-        values = (
-            np.abs(np.array(row, dtype=np.float64))
-            if all(type(v) in _NUMBER for v in row)
-            else None
-        )
-        if values is not None and np.isfinite(values).all():
-            out[i] = values
+        numbers = all(type(v) in _NUMBER for v in row)
+        checked = np.abs(np.array(row, dtype=np.float64)) if numbers else np.full(f, np.nan)
+        if np.isfinite(checked).all():
+            out[i] = checked
         else:
             ok[i] = False
     return out, ok
