@@ -124,6 +124,7 @@ def tile_page(
     evaluate: Callable[[Snapshot], HierarchyResult],
     config: Config,
     detectors: Sequence[str],
+    vectors: VectorTracker | None = None,
 ) -> TilePage:
     """The tile page of a monitor: the dashboards' statistics, a window history on ``state``."""
     inputs = generator_inputs(config)
@@ -141,7 +142,7 @@ def tile_page(
         state.snapshot, evaluate, statistics, min_samples, history=state.history, lock=state.lock
     )
     metric_statistic = {m.name: m.statistic for m in config.hierarchy.metrics}
-    return TilePage(Api(source, metric_statistic))
+    return TilePage(Api(source, metric_statistic, vectors=vectors, vectors_lock=state.lock))
 
 
 def register_process_metrics(registry: CollectorRegistry) -> None:
@@ -220,7 +221,9 @@ class App:
             self.registry.register(
                 VectorCollector(self.vectors, self.state.lock, cfg.cells.dimensions)
             )
-        self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
+        self.page = tile_page(
+            self.state, self.health.evaluate, cfg, running_detectors(cfg), vectors=self.vectors
+        )
         self.server = MetricsServer(
             self.registry,
             cfg.exporter.host,
