@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from tilewatch.aggregators.state.merge import reported_windows
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.aggregators.vectors.tracker import VectorTracker
@@ -321,8 +322,8 @@ class Monitor:
                     class_errors=class_errors,
                 )
                 self.state.count_ingest(counts)
-            if self.vectors is not None:
-                self._judge_vectors()
+                if self.vectors is not None:  # judged with the batch that closes the window
+                    self._judge_vectors()
             self.summary.read += len(records)
             self.summary.valid += result.valid
             self.summary.late += result.late
@@ -335,7 +336,8 @@ class Monitor:
             marks = [p.watermark for p in self.state.partitions.values()]
             if not marks or not self.vectors.due(max(marks)):
                 return
-            for model, window in self.state.reported_windows().items():
+            reported = reported_windows(self.state.partitions.values(), self.state.registry)
+            for model, window in reported.items():
                 self.vectors.close_through(model, window)
 
     def _vector_args(self, decoded: Any) -> tuple[tuple[Any, ...], dict[tuple[str, str], int]]:

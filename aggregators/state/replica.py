@@ -26,7 +26,6 @@ from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
-from tilewatch.aggregators.cells.windows import models_in
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
@@ -316,25 +315,6 @@ class ReplicaState:
         if self.history is not None:
             with self.lock:
                 self.history.record(snap, self.settings.window_seconds)
-
-    def reported_windows(self) -> dict[str, int]:
-        """The window each model reports now, by model name: its latest window some partition
-        closed with data for it that no partition holding its data still holds open (the rule
-        of :meth:`snapshot`)."""
-        with self.lock:
-            model_ids = self.registry.model_ids
-            still_open: set[tuple[int, int]] = set()
-            for part in self.partitions.values():
-                for w, acc in part.open.items():
-                    still_open |= {(w, mid) for mid in models_in(acc.count > 0, model_ids)}
-            latest: dict[int, int] = {}
-            for part in self.partitions.values():
-                for w, acc in part.closed.items():
-                    for mid in models_in(acc.count > 0, model_ids):
-                        if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
-                            latest[mid] = w
-            names = self.registry.model_names
-            return {names[mid]: w for mid, w in latest.items()}
 
     def snapshot(self) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.

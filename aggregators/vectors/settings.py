@@ -44,4 +44,4 @@ class VectorSettings:
     distance_alert: float = 0.5
     attribution_alert: float = 0.05
     max_features: int = 10
-    reservoir: int = 200
+    reservoir: int = 100

@@ -14,11 +14,12 @@ model's open windows up to the one the replica state reports (every owned partit
 data for it has closed it), so vector windows close exactly when the other window statistics
 do; :meth:`VectorTracker.close_before` closes by event time alone (tools and tests). A judged
 window (:func:`~tilewatch.aggregators.vectors.vector_flags.decide_vectors`) becomes the model's
-latest; the last :data:`HISTORY` are kept, the last :data:`KEEP_SUMS` with their sums and
-sampled points: an event of one of those (a partition that was behind) is added and the window
-judged again when next reported; an event of an older judged window is late: counted, not
-applied. Events of a model without a vector
-reference are counted (``no_reference``) and skipped.
+latest. The last :data:`HISTORY` judged windows keep their sums (as partitions keep their 8
+last closed windows): an event of one of them (a partition that was behind, or read late after
+an assignment) is added and the window judged again when next reported; an event of an older
+judged window is late: counted, not applied. Only the last :data:`KEEP_POINTS` keep their
+sampled points. Events of a model without a vector reference are counted (``no_reference``)
+and skipped.
 
 The tracker is one per replica (not per partition) and is not checkpointed: after a restart
 it starts empty, so the first window it reports may be partial (``docs/embeddings.md``).
@@ -44,12 +45,12 @@ from tilewatch.aggregators.vectors.settings import VectorSettings
 from tilewatch.aggregators.vectors.vector_flags import VectorDecisions, decide_vectors
 from tilewatch.aggregators.vectors.vector_reference import GroupKey, ModelVectors, group_keys
 
-__all__ = ["HISTORY", "KEEP_SUMS", "ClosedWindow", "VectorTracker", "WindowSums"]
+__all__ = ["HISTORY", "KEEP_POINTS", "ClosedWindow", "VectorTracker", "WindowSums"]
 
-#: Judged windows kept per model (the drill-down reads them); the sampled points and the sums
-#: (which a lagging partition may still add to) of the last KEEP_SUMS of them only.
+#: Judged windows kept per model, with their sums (a lagging partition may still add to them);
+#: the drill-down reads them. The sampled points of the last KEEP_POINTS of them only.
 HISTORY = 8
-KEEP_SUMS = 2
+KEEP_POINTS = 2
 
 
 @dataclass
@@ -78,6 +79,11 @@ class WindowSums:
         self.attr_sq = np.zeros((0, self.features))
         self.points = np.full((0, self.reservoir, 2), math.nan)
         self.seen = np.zeros(0, dtype=np.int64)
+
+    def drop_points(self) -> None:
+        """Stop sampling: free the reservoir (an old judged window keeps only its sums)."""
+        self.reservoir = 0
+        self.points = np.zeros((len(self.count), 0, 2))
 
     def ensure(self, groups: int) -> None:
         """Grow every table to ``groups`` rows."""
@@ -241,8 +247,10 @@ class VectorTracker:
                 self._judge(m, w)
         self._judged[model] = max(self._judged.get(model, -(2**62)), window)
         judged = sorted(w for m, w in self._sums if m == model and w <= self._judged[model])
-        for w in judged[:-KEEP_SUMS]:
+        for w in judged[:-HISTORY]:
             del self._sums[(model, w)]
+        for w in judged[-HISTORY:-KEEP_POINTS]:
+            self._sums[(model, w)].drop_points()
 
     def _apply_model(
         self,
@@ -317,7 +325,7 @@ class VectorTracker:
 
     def _sample(self, sums: WindowSums, g: IntArray, z: FloatArray) -> None:
         """Algorithm R for every group at once, in event order."""
-        r = self.settings.reservoir
+        r = sums.reservoir
         if not len(g) or not r:
             return
         order = np.argsort(g, kind="stable")
@@ -357,7 +365,7 @@ class VectorTracker:
             sums.attr_sum,
             sums.attr_sq,
         )
-        filled = np.minimum(sums.seen, self.settings.reservoir)
+        filled = np.minimum(sums.seen, sums.reservoir)
         points = {
             key: sums.points[i, : filled[i]].copy() for i, key in enumerate(keys) if filled[i]
         }
@@ -367,7 +375,7 @@ class VectorTracker:
         ends = sorted(history)
         for end in ends[:-HISTORY]:
             del history[end]
-        for end in ends[-HISTORY:-KEEP_SUMS]:
+        for end in ends[-HISTORY:-KEEP_POINTS]:
             if history[end].points:
                 history[end] = dataclasses.replace(history[end], points={})
         prev = self.latest.get(model)

@@ -428,8 +428,7 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
 
 # fmt: on
 
-#: Embedding drift and aggregated explanations: exported with [events] embedding or
-#: attributions (their rows live in vector_catalog, which imports nothing).
+#: Embedding drift and explanations, with [events] embedding or attributions (vector_catalog).
 VECTOR_METRICS: tuple[MetricDoc, ...] = tuple(
     MetricDoc(name, cast(MetricKind, kind), labels, text)
     for name, kind, labels, text in VECTOR_ROWS

@@ -147,7 +147,9 @@ def test_rotated_and_shifted_cells_flagged_through_the_broker(
         while True:
             with state.lock:
                 read, judged = state.ingest.read, len(tracker.history.get("m", {}))
-            if (read >= len(stream) and judged >= 4) or errors or time.monotonic() > deadline:
+                pending = tracker.due(T0 + 4 * WINDOW)  # windows 0..3 judged, none dirty
+            done = read >= len(stream) and judged >= 4 and not pending
+            if done or errors or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert not errors, errors

@@ -189,7 +189,7 @@ def test_a_judged_window_takes_a_lagging_partitions_events_and_is_judged_again()
     t.close_through("m", 0)
     assert t.latest["m"].decisions.count.tolist() == [40, 40]
     assert list(t.history["m"]) == [60.0]
-    for w in range(1, 10):  # past KEEP_SUMS judged windows, window 0's sums are dropped
+    for w in range(1, 10):  # past HISTORY judged windows, window 0's sums are dropped
         t.apply([("m", "eu")], np.array([w * 60.0 + 1]), [None], {"m": (np.arange(1), x[:1])})
         t.close_through("m", w)
     t.apply([("m", "eu")], np.array([7.0]), [None], {"m": (np.arange(1), x[:1])})
