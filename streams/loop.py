@@ -133,6 +133,7 @@ class Monitor:
             columns.append("prediction")  # an event's own predicted class, without the rest
         #: Embedding and attribution statistics (None: not read).
         self.vectors = vectors
+        self._vectors_checked: tuple[Any, ...] | None = None
         self.fields = fields
         self.embedding_encoder: EmbeddingEncoder | None = None
         if vectors is not None:
@@ -334,8 +335,17 @@ class Monitor:
         assert self.vectors is not None
         with self.state.lock:
             marks = [p.watermark for p in self.state.partitions.values()]
-            if not marks or not self.vectors.due(max(marks)):
+            due = self.vectors.due_windows(max(marks)) if marks else frozenset()
+            if not due:
                 return
+            # What the state reports changes only when a partition's watermark crosses a window
+            # boundary; the windows to judge, when one becomes due or gets events again after
+            # its judgement: ask (O(cells)) only then.
+            size = self.state.settings.window_seconds
+            key = (tuple(math.floor(m / size) for m in marks if m > -math.inf), due)
+            if key == self._vectors_checked:
+                return
+            self._vectors_checked = key
             reported = reported_windows(self.state.partitions.values(), self.state.registry)
             for model, window in reported.items():
                 self.vectors.close_through(model, window)

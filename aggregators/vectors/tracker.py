@@ -226,6 +226,12 @@ class VectorTracker:
                         model, ref, keys, rows, windows, names, embeddings.get(model), attributions
                     )
 
+    def due_windows(self, watermark: float) -> frozenset[tuple[str, int]]:
+        """(model, window) of the windows with events not judged yet that end at or before
+        ``watermark``."""
+        size = self.window_seconds
+        return frozenset(mw for mw in self._dirty if (mw[1] + 1) * size <= watermark)
+
     def due(self, watermark: float) -> bool:
         """Whether some window with events not judged yet ends at or before ``watermark`` (a
         cheap check before asking the replica state which windows it reports)."""
