@@ -1,11 +1,19 @@
 """The cell dashboard's rows of vector signals (``docs/embeddings.md``): embeddings and
-explanations, for the cell and predicted class ``$class`` (``__all__``: every class).
+explanations, for the cell, per predicted class or over every class (``__all__``).
 
 Each cell's window is exported by the replica that judged it; across replicas the maximum is
 shown (exact when producers key by cell, as for the other window statistics).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+import grafana_foundation_sdk.builders.xychart as xy
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.models import dashboard
+from grafana_foundation_sdk.models import xychart as xy_m
 
 from tilewatch.exporters.grafana.frame import DRIFT_MAPPINGS
 from tilewatch.exporters.grafana.json_model import Layout, target, threshold_steps
@@ -16,9 +24,84 @@ from tilewatch.exporters.grafana.panels import (
     timeseries_panel,
 )
 
-__all__ = ["embedding_panels", "explanation_panels"]
+__all__ = ["API_DATASOURCE_TYPE", "API_DATASOURCE_UID", "embedding_panels", "explanation_panels"]
 
 ALL = "__all__"
+#: The Infinity data source (a Grafana plugin) that reads tilewatch's JSON API for the scatter.
+API_DATASOURCE_TYPE = "yesoreyeram-infinity-datasource"
+API_DATASOURCE_UID = "tilewatch-api"
+_API_REF = dashboard.DataSourceRef(type_val=API_DATASOURCE_TYPE, uid=API_DATASOURCE_UID)
+
+
+class _ApiQuery(cogvariants.Dataquery):
+    """An Infinity query of one list of ``{x, y}`` rows of ``/api/embeddings``."""
+
+    def __init__(self, ref: str, url: str, root: str) -> None:
+        self.ref, self.url, self.root = ref, url, root
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "refId": self.ref,
+            "datasource": {"type": API_DATASOURCE_TYPE, "uid": API_DATASOURCE_UID},
+            "type": "json",
+            "source": "url",
+            "parser": "backend",
+            "format": "table",
+            "url": self.url,
+            "url_options": {"method": "GET"},
+            "root_selector": self.root,
+            "columns": [
+                {"selector": "x", "text": "x", "type": "number"},
+                {"selector": "y", "text": "y", "type": "number"},
+            ],
+        }
+
+
+class _ApiQueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
+    def __init__(self, ref: str, url: str, root: str) -> None:
+        self._internal = _ApiQuery(ref, url, root)
+
+    def build(self) -> cogvariants.Dataquery:
+        return self._internal
+
+
+def _series(frame: int, name: str) -> xy.XYSeriesConfig:
+    def by_name(field: str) -> xy.MatcherConfig:
+        return xy.MatcherConfig().id("byName").options(field)
+
+    return (
+        xy.XYSeriesConfig()
+        .name(xy.XychartXYSeriesConfigName().fixed(name))
+        .frame(
+            xy.XychartXYSeriesConfigFrame().matcher(xy.MatcherConfig().id("byIndex").options(frame))
+        )
+        .x(xy.XychartXYSeriesConfigX().matcher(by_name("x")))
+        .y(xy.XychartXYSeriesConfigY().matcher(by_name("y")))
+    )
+
+
+def scatter_panel(lay: Layout, cell: dict[str, str]) -> Panel:
+    """Reference and serving clouds of the cell (every class) on the first two principal
+    components, read from ``/api/embeddings`` through the Infinity data source."""
+    query = "&".join(["model=$model", *(f"{d}=${d}" for d in cell), "class=__all__"])
+    url = f"/api/embeddings?{query}"
+    pos = lay.place(12, 9)
+    return (
+        xy.Panel()
+        .id(lay.next_id())
+        .title("Embeddings: reference vs serving")
+        .description(
+            "The cell's projected embeddings on the first two principal components of the "
+            "baseline: a sample of the reference (blue) and of the latest judged window "
+            "(orange), from /api/embeddings (Infinity data source, docs/embeddings.md)."
+        )
+        .datasource(_API_REF)
+        .grid_pos(dashboard.GridPos(h=pos["h"], w=pos["w"], x=pos["x"], y=pos["y"]))
+        .targets([_ApiQueryBuilder("A", url, "reference"), _ApiQueryBuilder("B", url, "live")])
+        .mapping(xy_m.SeriesMapping.MANUAL)
+        .show(xy_m.XYShowMode.POINTS)
+        .series([_series(0, "reference"), _series(1, "serving")])
+    )
 
 
 def _sel(cell: dict[str, str], **more: str) -> str:
@@ -78,6 +161,7 @@ def embedding_panels(lay: Layout, cell: dict[str, str]) -> list[Panel]:
             mappings=DRIFT_MAPPINGS,
             thresholds=threshold_steps(None, 1.0),
         ),
+        scatter_panel(lay, cell),
     ]
 
 

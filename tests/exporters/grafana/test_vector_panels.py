@@ -48,3 +48,21 @@ def test_vector_rows_follow_the_events_keys_and_query_catalogued_metrics() -> No
                     "feature",
                 }
     assert used == 6
+
+
+def test_the_scatter_reads_both_samples_of_the_api_through_the_infinity_source() -> None:
+    files = render_dashboards(_config(**{**RICH, "events": {"embedding": "emb"}}))
+    cell = next(json.loads(t) for p, t in files.items() if p.endswith("cell.json"))
+    (scatter,) = [p for p in _panels(cell) if p.get("type") == "xychart"]
+    roots = [t["root_selector"] for t in scatter["targets"]]
+    assert roots == ["reference", "live"]
+    assert {t["url"] for t in scatter["targets"]} == {
+        "/api/embeddings?model=$model&segment=$segment&region=$region&class=__all__"
+    }
+    assert scatter["options"]["mapping"] == "manual" and len(scatter["options"]["series"]) == 2
+    sources = next(t for p, t in files.items() if p.endswith("datasources/tilewatch.yml"))
+    assert "yesoreyeram-infinity-datasource" in sources and "uid: tilewatch-api" in sources
+    plain = render_dashboards(_config(**RICH))
+    assert "infinity" not in next(
+        t for p, t in plain.items() if p.endswith("tilewatch.yml") and "datasources" in p
+    )
