@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray
 
@@ -160,16 +160,6 @@ def spearman(a: FloatArray, b: FloatArray) -> FloatArray:
 
 
 def _ranks(x: FloatArray) -> FloatArray:
-    """Average ranks along the last axis (1-based)."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for i, row in enumerate(x):
-        order = np.argsort(row, kind="mergesort")
-        sorted_row = row[order]
-        ranks = np.empty(len(row), dtype=np.float64)
-        start = 0
-        for end in range(1, len(row) + 1):
-            if end == len(row) or sorted_row[end] != sorted_row[start]:
-                ranks[order[start:end]] = (start + end + 1) / 2.0
-                start = end
-        out[i] = ranks
+    """Average ranks along the last axis (1-based), as ``scipy.stats.rankdata``."""
+    out: FloatArray = stats.rankdata(x, axis=-1).astype(np.float64)
     return out

@@ -127,43 +127,52 @@ def decide_vectors(
     share_p = np.full((g, nf), math.nan)
     rank = np.full(g, math.nan)
 
-    emb_rows: list[int] = []
-    ref_hists: list[FloatArray] = []
+    # One pass of dict lookups for the references; the statistics are vectorised over groups.
+    emb_rows, emb_refs, attr_rows, attr_refs = [], [], [], []
     for i, key in enumerate(keys):
-        n = int(count[i])
-        if k and n >= settings.min_samples:
+        if k and count[i] >= settings.min_samples:
             ref = reference.reference_of(key)
             if ref is not None:
                 emb_rows.append(i)
-                ref_hists.append(ref.bins)
-                d = mahalanobis(zsum[i] / n - ref.mean, ref.cov)
-                distance[i] = d
-                stat = d * d * n * ref.rows / (n + ref.rows)
-                distance_p[i] = float(special.chdtrc(k, stat))
-        na = int(attr_count[i])
-        if nf and na >= settings.min_samples:
+                emb_refs.append(ref)
+        if nf and attr_count[i] >= settings.min_samples:
             ref = reference.reference_of(key, embedding=False)
             if ref is not None:
-                mean = attr_sum[i] / na
-                var = np.maximum(attr_sq[i] - na * mean * mean, 0.0) / max(na - 1, 1)
-                attr_mean[i] = mean
-                attr_share[i] = shares(mean)
-                ref_share[i] = shares(ref.attr_mean)
-                share_p[i] = mean_difference_pvalue(
-                    mean,
-                    var,
-                    np.full(nf, na, dtype=np.float64),
-                    ref.attr_mean,
-                    ref.attr_var,
-                    np.full(nf, ref.attr_rows, dtype=np.float64),
-                )
-                rank[i] = spearman(mean[None, :], ref.attr_mean[None, :])[0]
+                attr_rows.append(i)
+                attr_refs.append(ref)
     if emb_rows:
         rows = np.asarray(emb_rows)
-        r = np.concatenate(ref_hists).reshape(len(rows) * k, -1)
+        n = count[rows].astype(np.float64)
+        m = np.array([r.rows for r in emb_refs], dtype=np.float64)
+        diff = zsum[rows] / n[:, None] - np.stack([r.mean for r in emb_refs])
+        inverse = np.stack([r.precision for r in emb_refs])
+        d2 = np.maximum(np.einsum("ei,eij,ej->e", diff, inverse, diff), 0.0)
+        distance[rows] = np.sqrt(d2)
+        distance_p[rows] = special.chdtrc(k, d2 * n * m / (n + m))
+        r = np.concatenate([ref.bins for ref in emb_refs]).reshape(len(rows) * k, -1)
         w = hist[rows].reshape(len(rows) * k, -1)
         psi_p[rows] = homogeneity_pvalue(r, w).reshape(len(rows), k)
         psi[rows] = psi_effect(r, w).reshape(len(rows), k)
+    if attr_rows:
+        rows = np.asarray(attr_rows)
+        na = attr_count[rows].astype(np.float64)[:, None]
+        mean = attr_sum[rows] / na
+        var = np.maximum(attr_sq[rows] - na * mean * mean, 0.0) / np.maximum(na - 1, 1)
+        ref_mean = np.stack([r.attr_mean for r in attr_refs])
+        ref_var = np.stack([r.attr_var for r in attr_refs])
+        ref_n = np.array([r.attr_rows for r in attr_refs], dtype=np.float64)[:, None]
+        attr_mean[rows] = mean
+        attr_share[rows] = shares(mean)
+        ref_share[rows] = shares(ref_mean)
+        share_p[rows] = mean_difference_pvalue(
+            mean,
+            var,
+            np.broadcast_to(na, mean.shape),
+            ref_mean,
+            ref_var,
+            np.broadcast_to(ref_n, mean.shape),
+        )
+        rank[rows] = spearman(mean, ref_mean)
 
     family = np.concatenate([psi_p.ravel(), distance_p, share_p.ravel()])
     rejected = benjamini_hochberg(family, settings.fdr_rate)

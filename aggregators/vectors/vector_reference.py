@@ -15,6 +15,7 @@ model-wide ones from 2 rows); a window group without its own reference borrows i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,14 @@ class GroupReference:
     attr_rows: int = 0
     attr_mean: FloatArray = field(default_factory=lambda: np.zeros(0))
     attr_var: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    @functools.cached_property
+    def precision(self) -> FloatArray:
+        """The inverse of ``cov`` with a ridge of 1e-9 of its mean variance (a singular
+        reference), computed once."""
+        k = len(self.mean)
+        ridge = 1e-9 * max(float(np.trace(self.cov)) / max(k, 1), 1e-300)
+        return np.asarray(np.linalg.inv(self.cov + ridge * np.eye(k)), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {

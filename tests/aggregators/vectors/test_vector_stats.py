@@ -115,6 +115,9 @@ def test_clean_windows_reject_at_about_the_nominal_rate() -> None:
             np.zeros((1, 3)),
         )
         pvalues.append(d.distance_pvalue[0])
+        ref = mv.groups[(("eu",), "__all__")]
+        expected = distance.mahalanobis(z.mean(axis=0), ref.mean, np.linalg.inv(ref.cov))
+        assert d.distance[0] == pytest.approx(expected, rel=1e-6)
     rate = float(np.mean(np.array(pvalues) < 0.05))
     assert 0.02 <= rate <= 0.09, rate
 
