@@ -14,7 +14,8 @@ stage of the per-batch path is timed on the same batches, best of ``--repeat``:
   float32 matrix per model);
 - ``track``: :meth:`~tilewatch.aggregators.vectors.tracker.VectorTracker.apply` (projection,
   per-group sums, bins, reservoir, attribution sums);
-- ``judge``: judging one closed window over every group (per window, not per event).
+- ``judge``: judging one closed window over every group (per window, not per event); the
+  first judgement also builds one-time tables and each reference's precision matrix.
 
 Memory: the bytes of one window's sums per group, the groups per cell (leaf x 2 classes + all),
 and the reference's bytes per group (JSON in the baseline file).
@@ -126,6 +127,13 @@ def run(dim: int, n: int, cells: int, batch: int, repeat: int) -> dict[str, Any]
     tracker = track()
     t0 = time.perf_counter()
     tracker.close_before(1e12)
+    judge_cold = time.perf_counter() - t0  # with the one-time tables and precision matrices
+    for d, e in zip(decoded, encoded, strict=True):  # the next window: the same events
+        tracker.apply(
+            d.keys, np.array(d.event_times) + 3600.0, d.predictions, e.by_model, d.attributions
+        )
+    t0 = time.perf_counter()
+    tracker.close_before(1e12)
     judge = time.perf_counter() - t0
     groups = len(tracker.group_keys("m"))
     k, nb, nf = (
@@ -151,6 +159,7 @@ def run(dim: int, n: int, cells: int, batch: int, repeat: int) -> dict[str, Any]
         + per_event["encode"]
         + per_event["track"],
         "judge_seconds": judge,
+        "judge_cold_seconds": judge_cold,
         "groups": groups,
         "window_bytes_per_group": per_group,
         "groups_per_leaf_cell": 3,
@@ -183,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("encode", f"{us['encode']:.1f} us/event"),
                 ("track", f"{us['track']:.1f} us/event"),
                 ("added by vectors", f"{r['us_per_event_added']:.1f} us/event"),
-                ("judge one window", f"{1000 * r['judge_seconds']:.1f} ms ({r['groups']} groups)"),
+                (
+                    "judge one window",
+                    f"{1000 * r['judge_seconds']:.1f} ms ({r['groups']} groups; "
+                    f"first: {1000 * r['judge_cold_seconds']:.1f} ms)",
+                ),
                 ("window sums", f"{r['window_bytes_per_leaf_cell'] / 1024:.1f} KiB per leaf cell"),
                 (
                     "reference",
