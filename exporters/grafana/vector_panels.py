@@ -184,16 +184,25 @@ def explanation_panels(lay: Layout, cell: dict[str, str]) -> list[Panel]:
         timeseries_panel(
             lay,
             (8, 7),
-            "Attribution share vs reference",
-            "Each feature's share of the total mean |attribution| in the window minus its "
-            "share in the reference (every class); flagged beyond 0.05 when significant.",
+            "Attribution share: now vs reference",
+            "Each feature's share of the total mean |attribution| in the window (now) and "
+            "in the reference (share minus its change; every class); flagged when a share "
+            "moves by more than 0.05 and significantly.",
             [
                 target(
-                    f"max by (feature) (tilewatch_window_attribution_share_change{sel})",
-                    "{{feature}}",
-                )
+                    f"max by (feature) (tilewatch_window_attribution_share_ratio{sel})",
+                    "{{feature}} now",
+                ),
+                target(
+                    f"max by (feature) (tilewatch_window_attribution_share_ratio{sel}"
+                    f" - tilewatch_window_attribution_share_change{sel})",
+                    "{{feature}} reference",
+                    ref="B",
+                ),
             ],
             unit="percentunit",
+            value_min=0.0,
+            value_max=1.0,
         ),
         timeseries_panel(
             lay,

@@ -29,6 +29,8 @@ VECTOR_ROWS: tuple[tuple[str, str, str, str], ...] = (
               "tests at [drift] fdr_rate, and above its effect threshold), else 0."),
     ("tilewatch_window_attribution_mean", "gauge", "cell, class, feature",
               "Mean absolute attribution of the feature over the window's events."),
+    ("tilewatch_window_attribution_share_ratio", "gauge", "cell, class, feature",
+              "The feature's share of the total mean absolute attribution in the window."),
     ("tilewatch_window_attribution_share_change", "gauge", "cell, class, feature",
               "The feature's share of total mean absolute attribution in the window minus its "
               "share in the reference."),

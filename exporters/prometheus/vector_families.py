@@ -60,6 +60,7 @@ class VectorCollector:
                 "tilewatch_window_embedding_distance_pvalue",
                 "tilewatch_window_vector_flag",
                 "tilewatch_window_attribution_mean",
+                "tilewatch_window_attribution_share_ratio",
                 "tilewatch_window_attribution_share_change",
                 "tilewatch_window_attribution_rank_correlation",
             )
@@ -92,6 +93,9 @@ class VectorCollector:
                     for j, name in enumerate(features):
                         fams["tilewatch_window_attribution_mean"].add_metric(
                             [*labels, name], float(d.attr_mean[i, j])
+                        )
+                        fams["tilewatch_window_attribution_share_ratio"].add_metric(
+                            [*labels, name], float(d.attr_share[i, j])
                         )
                         fams["tilewatch_window_attribution_share_change"].add_metric(
                             [*labels, name], float(d.attr_share[i, j] - d.ref_share[i, j])

@@ -47,7 +47,7 @@ def test_vector_rows_follow_the_events_keys_and_query_catalogued_metrics() -> No
                     "component",
                     "feature",
                 }
-    assert used == 6
+    assert used == 8
 
 
 def test_the_scatter_reads_both_samples_of_the_api_through_the_infinity_source() -> None:

@@ -54,6 +54,8 @@ def test_samples_are_the_judged_windows_statistics() -> None:
     assert get("tilewatch_window_vector_flag", {**labels, "signal": "attribution_shift"}) == 1
     change = get("tilewatch_window_attribution_share_change", {**labels, "feature": "b"})
     j = tracker.references["m"].features.index("b")
+    share = get("tilewatch_window_attribution_share_ratio", {**labels, "feature": "b"})
+    assert share == pytest.approx(0.9)
     assert change == pytest.approx(0.9 - d.ref_share[i, j])
     assert get("tilewatch_bad_embeddings_total", {"model": "m", "reason": "dimension"}) == 2
     for reason, n in (("no_reference", 1), ("bad_attributions", 1)):
