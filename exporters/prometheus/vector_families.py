@@ -66,11 +66,14 @@ class VectorCollector:
             )
         }
         explained = family("tilewatch_embedding_explained_variance_ratio")
-        for model in sorted(latest):
-            ref = self.tracker.references.get(model)
-            if ref is not None and ref.projection is not None:
-                for j, share in enumerate(ref.projection.explained.tolist()):
+        references = self.tracker.references
+        for model in sorted(references):  # from the baseline: before any window is judged
+            projection = references[model].projection
+            if projection is not None:
+                for j, share in enumerate(projection.explained.tolist()):
                     explained.add_metric([model, str(j)], share)
+        for model in sorted(latest):
+            ref = references.get(model)
             d = latest[model].decisions
             features = [] if ref is None else list(ref.features)
             for i, (cells, cls) in enumerate(d.keys):

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
-from tilewatch.app import build_vectors
+from tilewatch.app import App, build_vectors
 from tilewatch.cli import main
 from tilewatch.config import load_config
 from tilewatch.holdout import BaselineError
@@ -56,6 +57,13 @@ def test_baseline_fits_and_writes_the_vector_reference(
     np.testing.assert_allclose(mv.projection.explained, expected[:8] / expected.sum())
     tracker = build_vectors(load_config(str(config)))
     assert tracker is not None and tracker.references["m"].dim == 12
+    app = App(load_config(str(config)))  # the wiring: monitor, collector, drill-down
+    assert app.monitor.vectors is app.vectors and app.page.api.vectors is app.vectors
+    decoder = app.monitor.decoder
+    assert {"embedding", "attributions"} <= set(decoder.columns)
+    assert decoder.capture or "prediction" in decoder.columns  # the predicted class
+    text = generate_latest(app.registry).decode()
+    assert 'tilewatch_embedding_explained_variance_ratio{component="0",model="m"}' in text
 
 
 def test_load_vectors_names_the_bad_field(tmp_path: Path) -> None:

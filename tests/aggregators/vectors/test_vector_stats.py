@@ -199,3 +199,33 @@ def test_a_judged_window_takes_a_lagging_partitions_events_and_is_judged_again()
     assert t.skipped == {"no_reference": 1, "late": 1}
     assert len(t.history["m"]) == 8 and min(t.history["m"]) == 180.0
     assert [bool(c.points) for c in t.history["m"].values()] == [False] * 6 + [True] * 2
+
+
+def test_attributions_only_and_embeddings_only_references() -> None:
+    rng = np.random.default_rng(8)
+    shap = [{"a": float(v), "b": 0.3} for v in rng.random(300)]
+    attr_only = build_model_vectors(VectorSettings(), [("eu",)] * 300, [None] * 300, None, (), shap)
+    assert attr_only.projection is None and attr_only.features == ("a", "b")
+    t = VectorTracker(VectorSettings(min_samples=10), {"m": attr_only}, 60.0)
+    t.apply([("m", "eu")] * 50, np.full(50, 1.0), [None] * 50, {}, [{"a": 2.0, "b": 0.3}] * 50)
+    t.close_before(60.0)
+    d = t.latest["m"].decisions
+    assert d.psi.shape == (2, 0) and np.isnan(d.distance).all()
+    assert d.flags["attribution_shift"].all() and not d.flags["embedding_psi"].any()
+    x = rng.normal(size=(300, 6))
+    emb_only = build_model_vectors(
+        VectorSettings(components=2), [("eu",)] * 300, ["a"] * 300, x, range(300), None
+    )
+    t = VectorTracker(VectorSettings(components=2, min_samples=10), {"m": emb_only}, 60.0)
+    live = rng.normal(size=(30, 6)).astype(np.float32)
+    t.apply(
+        [("m", "eu")] * 30,
+        np.full(30, 1.0),
+        [None] * 30,
+        {"m": (np.arange(30), live)},
+        [{"a": 1.0}] * 30,
+    )  # attributions without tracked features: ignored
+    t.close_before(60.0)
+    d = t.latest["m"].decisions
+    assert [k[1] for k in d.keys] == ["__all__", "__all__"]  # no class: the __all__ groups
+    assert d.attr_mean.shape == (2, 0) and not any(f.any() for f in d.flags.values())
