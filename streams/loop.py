@@ -62,6 +62,7 @@ from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.pacing import Pacer
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 from tilewatch.streams.summary import RunSummary
@@ -94,6 +95,8 @@ class Monitor:
         (:mod:`tilewatch.streams.clients`).
     label_topic
         The outcomes topic labels arrive on (None: inline labels or none).
+    labeling
+        Builds the labeling queue's stage from the producer factory (None: no queue).
     vectors
         Embedding and attribution statistics (``[events] embedding`` / ``attributions``; None:
         not read). Updated under ``state.lock``; not checkpointed (``docs/embeddings.md``).
@@ -110,6 +113,7 @@ class Monitor:
         producer_factory: Callable[[], ProducerLike] | None = None,
         restore_consumer_factory: Callable[[], Any] | None = None,
         label_topic: LabelTopic | None = None,
+        labeling: Callable[[Callable[[], ProducerLike]], LabelingStage] | None = None,
         vectors: VectorTracker | None = None,
     ) -> None:
         self.kafka = kafka
@@ -155,7 +159,10 @@ class Monitor:
         if label_topic is not None:
             assert state.labels is not None
             self.label_decoder = LabelDecoder(
-                label_topic, state.labels.classification, fields.max_event_bytes
+                label_topic,
+                state.labels.classification,
+                fields.max_event_bytes,
+                class_names=multiclass,
             )
         self._consumer_factory = consumer_factory or functools.partial(
             new_consumer, kafka, label_topic is not None
@@ -164,6 +171,7 @@ class Monitor:
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic, producer_factory, self._count_dead_letter_failure
         )
+        self.labeling = None if labeling is None else labeling(producer_factory)
         self.changelog: ChangelogStore | None = None
         if self.state_settings.checkpoints:
             self.changelog = ChangelogStore(
@@ -191,6 +199,7 @@ class Monitor:
             self.state_settings.checkpoint_interval_seconds
             if self.changelog is not None
             else kafka.commit_interval_seconds,
+            self.labeling,
         )
         self._last_refresh = 0.0
         self._refresh_seconds = 0.0
@@ -203,6 +212,7 @@ class Monitor:
             self.kafka,
             None if self.changelog is None else self.changelog.topic,
             self.routing.outcomes,
+            () if self.labeling is None else self.labeling.topics(self.kafka.topics),
         )
 
     def run(self, stop: threading.Event) -> RunSummary:
@@ -240,6 +250,8 @@ class Monitor:
                 consumer.close(autocommit=False)
             finally:
                 self.dead_letters.close()
+                if self.labeling is not None:
+                    self.labeling.close()
                 if self.changelog is not None:
                     self.changelog.close()
                 self.state.count_ingest(IngestUpdate(kafka_up=0))
@@ -275,7 +287,7 @@ class Monitor:
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
             class_weights: dict[str, Any] = {}
-            class_errors = None
+            class_errors = class_rows = mc = None
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -287,7 +299,7 @@ class Monitor:
                 )
                 decoded.predictions = mc.scores.predictions  # the argmax where none was given
                 class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
-                class_weights, class_errors = mc.weights, mc.errors
+                class_weights, class_errors, class_rows = mc.weights, mc.errors, mc.rows
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -307,6 +319,7 @@ class Monitor:
                 if vector_args is not None and self.vectors is not None:
                     self.vectors.apply(*vector_args[0])
                     self.vectors.count_bad_embeddings(vector_args[1])
+                before = None if self.labeling is None else self.labeling.clock(key)
                 result = self.state.apply(
                     key,
                     decoded.keys,
@@ -321,7 +334,10 @@ class Monitor:
                     versions=decoded.model_versions,
                     weights=class_weights or None,
                     class_errors=class_errors,
+                    class_rows=class_rows,
                 )
+                if self.labeling is not None:
+                    self.labeling.offer(key, records, decoded, scores, labels, before, mc)
                 self.state.count_ingest(counts)
                 if self.vectors is not None:  # judged with the batch that closes the window
                     self._judge_vectors()

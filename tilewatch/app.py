@@ -8,9 +8,11 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     GCCollector,
@@ -18,6 +20,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from tilewatch.aggregators.arrays import IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
@@ -31,6 +34,7 @@ from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.exporters.prometheus.labeling_collector import LabelingCollector
 from tilewatch.exporters.prometheus.vector_families import VectorCollector
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
@@ -38,6 +42,7 @@ from tilewatch.generate import generator_inputs
 from tilewatch.progress import DEFAULT_INTERVAL, Progress
 from tilewatch.streams.clients import BOOTSTRAP_TIMEOUT_SECONDS, check_reachable
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
 
@@ -58,6 +63,9 @@ __all__ = [
 HISTORY_WINDOWS = 30
 
 log = logging.getLogger(__name__)
+
+#: Seconds a health evaluation is reused for the labeling queue's flagged cells.
+STATUS_MAX_AGE = 10.0
 
 
 def build_profile(config: Config) -> DriftProfile | None:
@@ -195,6 +203,8 @@ class App:
             thresholds=baseline_thresholds(profile),
             classes=build_classes(cfg),
         )
+        self.state.labeling = cfg.labeling
+        queue = cfg.labeling
         #: Embedding and attribution statistics (None: neither is configured).
         self.vectors = build_vectors(cfg)
         self.monitor = Monitor(
@@ -203,6 +213,9 @@ class App:
             self.state,
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
+            labeling=None
+            if queue is None
+            else lambda factory: LabelingStage(queue, self.state, factory, self._cell_status),
             vectors=self.vectors,
         )
         register_process_metrics(self.registry)
@@ -217,6 +230,10 @@ class App:
         self.health.budget = budget
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
         self.registry.register(self.health)
+        stage = self.monitor.labeling
+        if stage is not None:
+            failed = stage.failed_count
+            self.registry.register(LabelingCollector(self.state, cfg.cells.dimensions, failed))
         if self.vectors is not None:
             self.registry.register(
                 VectorCollector(self.vectors, self.state.lock, cfg.cells.dimensions)
@@ -233,6 +250,21 @@ class App:
             routes=self.page.routes(),
         )
         self.stop_event = threading.Event()
+        self._status: tuple[float, dict[tuple[str, ...], int]] | None = None
+
+    def _cell_status(self, leaf: IntArray) -> IntArray:
+        """Worst health status of leaf cells (-1 none, 0 green, 1 amber, 2 red) for the
+        labeling queue, from an evaluation at most ``STATUS_MAX_AGE`` seconds old."""
+        now = time.monotonic()
+        if self._status is None or now - self._status[0] > STATUS_MAX_AGE:
+            snap = self.state.snapshot()
+            worst = np.full(len(snap.keys), -1, dtype=np.int64)
+            for comp in self.health.evaluate(snap).components:
+                n = len(comp.status)
+                worst[:n] = np.maximum(worst[:n], comp.status)
+            self._status = (now, dict(zip(snap.keys, worst.tolist(), strict=True)))
+        table, keys = self._status[1], self.state.registry.keys
+        return np.array([table.get(keys[i], -1) for i in leaf.tolist()], dtype=np.int64)
 
     def serve(self) -> MetricsServer:
         """Start the metrics endpoint."""

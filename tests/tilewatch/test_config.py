@@ -376,7 +376,8 @@ def test_dimension_path_of_unconfigured_dimension_is_unknown() -> None:
         ),
         (
             {"kafka": {"client": "SSL"}},
-            '[kafka].client: expected a table of kafka-python options, got "SSL"',
+            '[kafka].client: expected a table of kafka-python options, "kafka-python" or '
+            '"confluent", got "SSL"',
         ),
         (
             {"kafka": {"client": {"group_id": "x"}}},
@@ -431,8 +432,8 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafka": {"poll_timeout_seconds": 1}},
             "[kafka].poll_timeout_seconds: unknown key, expected one of auto_offset_reset, "
-            "bootstrap_servers, client, commit_interval, dead_letter_topic, group_id, "
-            "max_poll_records, poll_timeout, topics",
+            "bootstrap_servers, client, client_library, commit_interval, dead_letter_topic, "
+            "group_id, max_poll_records, poll_timeout, topics",
         ),
         (
             {"events": {"a b": "x"}},
@@ -444,12 +445,12 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
         ),
     ],
 )

@@ -10,13 +10,21 @@ from tilewatch.exporters.prometheus.catalog import (
     DRIFT_METRICS,
     GAUGE,
     HEALTH_METRICS,
+    LABELING_METRICS,
     METRICS,
     MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
 )
 from tilewatch.exporters.prometheus.families import family
 
-TABLES = (METRICS, DRIFT_METRICS, PERFORMANCE_METRICS, HEALTH_METRICS, MULTICLASS_METRICS)
+TABLES = (
+    METRICS,
+    DRIFT_METRICS,
+    PERFORMANCE_METRICS,
+    HEALTH_METRICS,
+    MULTICLASS_METRICS,
+    LABELING_METRICS,
+)
 
 
 def test_every_metric_is_catalogued_once() -> None:
