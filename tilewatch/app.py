@@ -236,7 +236,12 @@ class App:
             self.registry.register(LabelingCollector(self.state, cfg.cells.dimensions, failed))
         if self.vectors is not None:
             self.registry.register(
-                VectorCollector(self.vectors, self.state.lock, cfg.cells.dimensions)
+                VectorCollector(
+                    self.vectors,
+                    self.state.lock,
+                    cfg.cells.dimensions,
+                    cfg.exporter.max_exported_cells,
+                )
             )
         self.page = tile_page(
             self.state, self.health.evaluate, cfg, running_detectors(cfg), vectors=self.vectors

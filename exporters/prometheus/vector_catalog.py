@@ -40,6 +40,9 @@ VECTOR_METRICS: tuple[MetricDoc, ...] = (
               "attributions over the tracked features (1: the same ranking)."),
     MetricDoc("tilewatch_embedding_explained_variance_ratio", GAUGE, "model, component",
               "Share of the reference embeddings' variance along each kept principal component."),
+    MetricDoc("tilewatch_vector_cells_unexported", GAUGE, "",
+              "Leaf cells with vector statistics left out of this scrape by [exporter] "
+              "max_exported_cells (read them in /api/embeddings)."),
     MetricDoc("tilewatch_bad_embeddings_total", COUNTER, "model, reason",
               "Embeddings dropped (the event kept without one), by reason: wrong_type, "
               "dimension, not_number, not_finite."),

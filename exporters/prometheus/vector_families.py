@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client.core import Metric
 
 from tilewatch.aggregators.vectors.tracker import ClosedWindow, VectorTracker
@@ -22,6 +23,8 @@ from tilewatch.exporters.prometheus.catalog import VECTOR_METRICS
 from tilewatch.exporters.prometheus.families import describe, family, table_family
 
 __all__ = ["VectorCollector"]
+
+ALL = "__all__"
 
 
 class VectorCollector:
@@ -35,12 +38,44 @@ class VectorCollector:
         The lock the monitor holds while it applies a batch (``ReplicaState.lock``).
     dimensions
         The cell dimension names (the labels after ``model``).
+    max_leaf_cells
+        Most leaf cells exported per scrape (``[exporter] max_exported_cells``; 0: all): those
+        with a vector flag first, then by events in the window, then by key. The model-wide
+        cells are always exported; the leaf cells left out are counted in
+        ``tilewatch_vector_cells_unexported`` and stay readable in ``/api/embeddings``.
     """
 
-    def __init__(self, tracker: VectorTracker, lock: Any, dimensions: Sequence[str]) -> None:
+    def __init__(
+        self,
+        tracker: VectorTracker,
+        lock: Any,
+        dimensions: Sequence[str],
+        max_leaf_cells: int = 0,
+    ) -> None:
         self.tracker = tracker
         self.lock = lock or threading.RLock()
         self.cell = ("model", *dimensions)
+        self.max_leaf_cells = max_leaf_cells
+
+    def _exported(self, latest: dict[str, ClosedWindow]) -> tuple[set[tuple[Any, ...]], int]:
+        """The leaf cells (model, values...) of this scrape, and how many were left out."""
+        rank: dict[tuple[Any, ...], tuple[bool, int]] = {}
+        for model, window in latest.items():
+            d = window.decisions
+            flagged = np.zeros(len(d.keys), dtype=np.bool_)
+            for signal in VECTOR_SIGNALS:
+                flagged |= d.flags[signal]
+            for i, (cells, _cls) in enumerate(d.keys):
+                if ALL in cells:
+                    continue
+                key = (model, *cells)
+                was = rank.get(key, (False, 0))
+                volume = int(max(d.count[i], d.attr_count[i]))
+                rank[key] = (was[0] or bool(flagged[i]), max(was[1], volume))
+        if not self.max_leaf_cells or len(rank) <= self.max_leaf_cells:
+            return set(rank), 0
+        order = sorted(rank, key=lambda k: (not rank[k][0], -rank[k][1], k))
+        return set(order[: self.max_leaf_cells]), len(rank) - self.max_leaf_cells
 
     def describe(self) -> Iterator[Metric]:
         yield from describe(VECTOR_METRICS)
@@ -65,6 +100,7 @@ class VectorCollector:
                 "tilewatch_window_attribution_rank_correlation",
             )
         }
+        exported, unexported = self._exported(latest)
         explained = family("tilewatch_embedding_explained_variance_ratio")
         references = self.tracker.references
         for model in sorted(references):  # from the baseline: before any window is judged
@@ -77,6 +113,8 @@ class VectorCollector:
             d = latest[model].decisions
             features = [] if ref is None else list(ref.features)
             for i, (cells, cls) in enumerate(d.keys):
+                if ALL not in cells and (model, *cells) not in exported:
+                    continue
                 labels = [model, *cells, cls]
                 tested_emb = not math.isnan(d.distance[i])
                 tested_attr = bool(features) and not math.isnan(d.attr_mean[i, 0])
@@ -112,6 +150,7 @@ class VectorCollector:
                             [*labels, signal], float(d.flags[signal][i])
                         )
         yield from fams.values()
+        yield family("tilewatch_vector_cells_unexported", value=float(unexported))
         yield explained
         yield table_family("tilewatch_bad_embeddings_total", {k: float(v) for k, v in bad.items()})
         yield table_family(

@@ -69,3 +69,23 @@ def test_samples_are_the_judged_windows_statistics() -> None:
 def test_the_exposition_passes_promtool(promtool_bin: str) -> None:
     registry, _ = _registry()
     assert promtool_check_metrics(promtool_bin, generate_latest(registry)) == (0, "", "")
+
+
+def test_the_leaf_cells_exported_are_bounded_flagged_first() -> None:
+    _, tracker = _registry()
+    rng = np.random.default_rng(1)
+    clean = (rng.normal(size=(40, 8)) * np.linspace(2, 1, 8)).astype(np.float32)  # busier
+    tracker.apply([("m", "us")] * 40, np.full(40, 65.0), ["y"] * 40, {"m": (np.arange(40), clean)})
+    shifted = rng.normal(size=(20, 8)).astype(np.float32) + 3.0
+    tracker.apply(
+        [("m", "eu")] * 20, np.full(20, 66.0), ["y"] * 20, {"m": (np.arange(20), shifted)}
+    )
+    tracker.close_before(120.0)
+    bounded = CollectorRegistry()
+    bounded.register(VectorCollector(tracker, threading.RLock(), ("region",), max_leaf_cells=1))
+    get = bounded.get_sample_value
+    events = "tilewatch_window_embedding_events"
+    assert get(events, {"model": "m", "region": "eu", "class": "y"}) == 20  # flagged: kept
+    assert get(events, {"model": "m", "region": "us", "class": "y"}) is None
+    assert get(events, {"model": "m", "region": "__all__", "class": "y"}) == 60  # roll-up
+    assert get("tilewatch_vector_cells_unexported") == 1
