@@ -198,6 +198,7 @@ def vector_settings(config: Any) -> VectorSettings:
         fdr_rate=drift.fdr_rate,
         psi_alert=drift.psi_alert,
         max_features=drift.max_features,
+        prior_strength=drift.prior_strength,
     )
 
 

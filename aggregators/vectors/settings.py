@@ -17,9 +17,10 @@ class VectorSettings:
         Principal components kept per model (``k``).
     bins
         Equal-mass reference bins per component for the per-component PSI.
-    min_rows
-        Reference rows a (cell, class) group needs for its own reference; fewer: it borrows
-        its parent's (the same class model-wide, then the model-wide reference).
+    min_rows, prior_strength
+        Reference rows a (cell, class) group needs for its own reference; with fewer it is
+        shrunk toward its parent's (the same class model-wide, then the model-wide reference)
+        with a prior worth ``prior_strength`` rows (``[drift] prior_strength``).
     min_samples, fdr_rate, psi_alert
         As in ``[drift]``: window events a group needs to be tested, the Benjamini-Hochberg
         rate of the window's family of tests, and the debiased PSI a component flag needs.
@@ -38,6 +39,7 @@ class VectorSettings:
     components: int = 8
     bins: int = 10
     min_rows: int = 50
+    prior_strength: float = 20.0
     min_samples: int = 30
     fdr_rate: float = 0.01
     psi_alert: float = 0.25

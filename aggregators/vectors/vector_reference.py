@@ -8,13 +8,19 @@ Attributions: the tracked features (the model's largest mean ``|a|``) and per gr
 mean and variance of ``|a|`` per feature.
 
 Groups are a leaf cell or the model-wide cell (every dimension ``__all__``), crossed with a
-predicted class or ``__all__``. A group is stored when it has ``min_rows`` reference rows (the
-model-wide ones from 2 rows); a window group without its own reference borrows its parent's
-(:meth:`ModelVectors.reference_of`): the same class model-wide, then the model-wide group.
+predicted class or ``__all__``. As for the other per-cell references
+(:mod:`~tilewatch.aggregators.drift.cell_reference`), a group's **parent** is the same class
+model-wide, then the model-wide group, and a group with fewer than ``min_rows`` rows borrows
+from it with a prior worth ``prior_strength`` rows: its histograms become
+``counts + a * parent_shares``, its mean ``(n mean + a parent_mean) / (n + a)``, its covariance
+and attribution variances the parent's, and its effective size ``n + a``. A group absent from
+the reference (a new segment or class) takes its parent's statistics with the effective size
+``a``, so tests against it are cautious (:meth:`ModelVectors.reference_of`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,20 +117,40 @@ class ModelVectors:
     classes: tuple[str, ...]
     groups: dict[GroupKey, GroupReference]
     width: int
+    #: Effective size of a borrowed reference (``prior_strength``).
+    prior: float = 20.0
+    _borrowed: dict[tuple[GroupKey, bool], GroupReference | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def dim(self) -> int | None:
         return None if self.projection is None else self.projection.dim
 
     def reference_of(self, key: GroupKey, embedding: bool = True) -> GroupReference | None:
-        """The group's own reference, else its parent's (see the module docstring)."""
+        """The group's own reference, else its parent's with the effective size ``prior``
+        (see the module docstring)."""
+        own = self.groups.get(key)
+        if own is not None and (own.rows if embedding else own.attr_rows):
+            return own
+        cache_key = (key, embedding)
+        if cache_key in self._borrowed:
+            return self._borrowed[cache_key]
         _cells, cls = key
         top = (ALL,) * self.width
-        for candidate in (key, (top, cls), (top, ALL)):
+        out = None
+        for candidate in ((top, cls), (top, ALL)):
             ref = self.groups.get(candidate)
-            if ref is not None and (ref.rows if embedding else ref.attr_rows):
-                return ref
-        return None
+            if ref is not None and candidate != key and (ref.rows if embedding else ref.attr_rows):
+                size = max(1, round(self.prior))
+                out = dataclasses.replace(
+                    ref,
+                    rows=min(ref.rows, size) if ref.rows else 0,
+                    attr_rows=min(ref.attr_rows, size) if ref.attr_rows else 0,
+                )
+                break
+        self._borrowed[cache_key] = out
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         p = self.projection
@@ -140,6 +166,7 @@ class ModelVectors:
             "features": list(self.features),
             "classes": list(self.classes),
             "width": self.width,
+            "prior": self.prior,
             "groups": [[list(c), cls, g.to_dict()] for (c, cls), g in self.groups.items()],
         }
 
@@ -194,7 +221,18 @@ class ModelVectors:
                 len(features),  # type: ignore[arg-type]
                 f"{where}.groups[{i}]",
             )
-        return cls(projection, edges, tuple(features), tuple(classes), groups, width)  # type: ignore[arg-type]
+        prior = data.get("prior", 20.0)
+        if type(prior) not in (int, float) or not prior > 0:
+            raise ValueError(f"{where}.prior: expected a positive number")
+        return cls(
+            projection,
+            edges,
+            tuple(features),  # type: ignore[arg-type]
+            tuple(classes),  # type: ignore[arg-type]
+            groups,
+            width,
+            float(prior),
+        )
 
 
 def _floats(value: Any, shape: tuple[int, ...] | None, where: str) -> FloatArray:
@@ -255,8 +293,10 @@ def build_model_vectors(
     ...                          range(200), None)
     >>> mv.projection.k, mv.edges.shape, sorted(k for k in mv.groups if k[1] == "__all__")
     (3, (3, 9), [(('__all__',), '__all__'), (('eu',), '__all__'), (('us',), '__all__')])
-    >>> mv.groups[(("eu",), "a")].rows, mv.reference_of((("us",), "a")).rows
-    (60, 100)
+    >>> mv.groups[(("eu",), "a")].rows, mv.reference_of((("us",), "a")).rows  # 40 + 20
+    (60, 60)
+    >>> mv.reference_of((("fr",), "a")).rows  # absent: the parent's, worth 20 rows
+    20
     """
     rng = np.random.default_rng(seed)
     width = len(cells[0]) if cells else 0
@@ -289,7 +329,7 @@ def build_model_vectors(
     groups: dict[GroupKey, GroupReference] = {}
     top = (ALL,) * width
     for key, rows in rows_of.items():
-        needed = 2 if key[0] == top else settings.min_rows
+        needed = 2
         idx = np.asarray(rows, dtype=np.int64)
         ref = GroupReference()
         if z_of_row is not None:
@@ -327,4 +367,39 @@ def build_model_vectors(
                 )
         if ref.rows or ref.attr_rows:
             groups[key] = ref
-    return ModelVectors(projection, edges, features, classes_t, groups, width)
+    for key, ref in list(groups.items()):  # few rows: borrow from the parent
+        candidates = (groups.get((top, key[1])), groups.get((top, ALL)))
+        parents = [p for p in candidates if p is not None and p is not ref]
+        if key[0] != top and parents:
+            groups[key] = _shrink(ref, parents, settings.min_rows, settings.prior_strength)
+    return ModelVectors(
+        projection, edges, features, classes_t, groups, width, settings.prior_strength
+    )
+
+
+def _shrink(
+    own: GroupReference, parents: list[GroupReference], min_rows: int, a: float
+) -> GroupReference:
+    """``own`` shrunk toward the first parent with the statistic, when it has < min_rows rows."""
+    out = own
+    emb = next((p for p in parents if p.rows), None)
+    if 0 < own.rows < min_rows and emb is not None:
+        n = own.rows
+        shares = emb.bins / np.maximum(emb.bins.sum(axis=1, keepdims=True), 1e-300)
+        out = dataclasses.replace(
+            out,
+            rows=round(n + a),
+            bins=own.bins + a * shares,
+            mean=(n * own.mean + a * emb.mean) / (n + a),
+            cov=emb.cov,
+        )
+    att = next((p for p in parents if p.attr_rows), None)
+    if 0 < own.attr_rows < min_rows and att is not None:
+        n = own.attr_rows
+        out = dataclasses.replace(
+            out,
+            attr_rows=round(n + a),
+            attr_mean=(n * own.attr_mean + a * att.attr_mean) / (n + a),
+            attr_var=att.attr_var,
+        )
+    return out

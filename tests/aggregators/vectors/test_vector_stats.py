@@ -232,3 +232,30 @@ def test_attributions_only_and_embeddings_only_references() -> None:
     d = t.latest["m"].decisions
     assert [k[1] for k in d.keys] == ["__all__", "__all__"]  # no class: the __all__ groups
     assert d.attr_mean.shape == (2, 0) and not any(f.any() for f in d.flags.values())
+
+
+def test_a_small_group_is_shrunk_toward_its_parent() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(430, 6))
+    x[400:] += 2.0  # the small cell sits apart
+    cells = [("big",)] * 400 + [("small",)] * 30
+    shap = [{"a": 1.0, "b": 0.5}] * 400 + [{"a": 0.2, "b": 0.5}] * 30
+    s = VectorSettings(components=3, min_rows=50, prior_strength=20.0)
+    mv = build_model_vectors(s, cells, [None] * 430, x, range(430), shap)
+    assert mv.projection is not None
+    z = mv.projection.project(x)
+    parent = mv.groups[(("__all__",), "__all__")]
+    small = mv.groups[(("small",), "__all__")]
+    assert small.rows == 50 and small.attr_rows == 50  # 30 + 20
+    expected_mean = (30 * z[400:].mean(axis=0) + 20 * parent.mean) / 50
+    np.testing.assert_allclose(small.mean, expected_mean)
+    np.testing.assert_allclose(small.cov, parent.cov)
+    own = np.stack([np.bincount(b, minlength=10) for b in bin_components(z[400:], mv.edges).T])
+    shares = parent.bins / parent.bins.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(small.bins, own + 20 * shares)
+    np.testing.assert_allclose(
+        small.attr_mean, (30 * np.array([0.2, 0.5]) + 20 * parent.attr_mean) / 50
+    )
+    assert mv.groups[(("big",), "__all__")].rows == 400  # enough rows: its own
+    again = ModelVectors.from_dict(mv.to_dict())
+    assert again.prior == 20.0 and again.reference_of((("new",), "__all__")).rows == 20
