@@ -92,6 +92,13 @@ def build_vectors(config: Config) -> VectorTracker | None:
     from tilewatch.reference_file import load_vectors, vector_settings
 
     references = {} if config.baseline.path is None else load_vectors(config.baseline.path)
+    if not references:
+        log.warning(
+            "[events] embedding / attributions are read, but %s has no vector reference "
+            "(run tilewatch baseline with them set): their events are only counted "
+            '(tilewatch_vector_events_skipped_total{reason="no_reference"})',
+            config.baseline.path or "no [baseline] path",
+        )
     return VectorTracker(
         vector_settings(config),
         references,

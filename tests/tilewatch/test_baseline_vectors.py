@@ -73,3 +73,12 @@ def test_load_vectors_names_the_bad_field(tmp_path: Path) -> None:
         load_vectors(path)
     path.write_text('{"format": "x"}')
     assert load_vectors(path) == {}
+
+
+def test_vectors_without_a_reference_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "tilewatch.toml"
+    config.write_text('[events]\nembedding = "emb"\n')
+    with caplog.at_level("WARNING", logger="tilewatch.app"):
+        tracker = build_vectors(load_config(str(config)))
+    assert tracker is not None and tracker.references == {}
+    assert "no vector reference" in caplog.text
