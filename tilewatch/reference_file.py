@@ -26,7 +26,11 @@ from tilewatch.aggregators.drift.reference import (
     build_model_baseline,
 )
 from tilewatch.aggregators.vectors.settings import VectorSettings
-from tilewatch.aggregators.vectors.vector_reference import ModelVectors, build_model_vectors
+from tilewatch.aggregators.vectors.vector_reference import (
+    ModelVectors,
+    build_model_vectors,
+    class_name,
+)
 from tilewatch.holdout import SHOW_BAD_ROWS, BaselineError, InputData, read_inputs
 from tilewatch.streams.decoding.embeddings import EmbeddingEncoder
 from tilewatch.streams.settings import EventFields
@@ -114,7 +118,7 @@ def build_vectors(
             encoded = encoder.encode([name] * len(raw), raw).by_model.get(name)
             if encoded is not None:
                 rows, matrix = encoded[0].tolist(), encoded[1]
-        classes = [None if p is None else str(p) for p in columns.predictions]
+        classes = [class_name(p) for p in columns.predictions]
         out[name] = build_model_vectors(
             settings, columns.cells, classes, matrix, rows, attributions
         )

@@ -43,7 +43,12 @@ from tilewatch.aggregators.vectors.attributions import attribution_matrix
 from tilewatch.aggregators.vectors.projection import bin_components
 from tilewatch.aggregators.vectors.settings import VectorSettings
 from tilewatch.aggregators.vectors.vector_flags import VectorDecisions, decide_vectors
-from tilewatch.aggregators.vectors.vector_reference import GroupKey, ModelVectors, group_keys
+from tilewatch.aggregators.vectors.vector_reference import (
+    GroupKey,
+    ModelVectors,
+    class_name,
+    group_keys,
+)
 
 __all__ = ["HISTORY", "KEEP_POINTS", "ClosedWindow", "VectorTracker", "WindowSums"]
 
@@ -210,10 +215,7 @@ class VectorTracker:
                 kept = [(models[i], int(windows[i])) in self._sums for i in np.flatnonzero(late)]
                 late[np.flatnonzero(late)[kept]] = False
             self._count("late", int(late.sum()))
-            names = [
-                None if c is None else str(c) if type(c) is not bool else ("true" if c else "false")
-                for c in classes
-            ]
+            names = [class_name(c) for c in classes]
             for model in sorted(set(models)):
                 rows = np.array([i for i, m in enumerate(models) if m == model], dtype=np.int64)
                 rows = rows[~late[rows]]

@@ -35,7 +35,14 @@ from tilewatch.aggregators.vectors.attributions import attribution_matrix, top_f
 from tilewatch.aggregators.vectors.projection import Projection, bin_components, fit_projection
 from tilewatch.aggregators.vectors.settings import VectorSettings
 
-__all__ = ["GroupKey", "GroupReference", "ModelVectors", "build_model_vectors", "group_keys"]
+__all__ = [
+    "GroupKey",
+    "GroupReference",
+    "ModelVectors",
+    "build_model_vectors",
+    "class_name",
+    "group_keys",
+]
 
 #: (the cell's dimension values, the predicted class or ``__all__``)
 GroupKey = tuple[tuple[str, ...], str]
@@ -249,6 +256,22 @@ def _floats(value: Any, shape: tuple[int, ...] | None, where: str) -> FloatArray
     return arr
 
 
+def class_name(value: Any) -> str | None:
+    """A predicted class as a group's class name: booleans as ``true`` / ``false``, numbers and
+    strings as text, absent as None (the same in the baseline and the monitor).
+
+    Examples
+    --------
+    >>> class_name(True), class_name(1), class_name("cat"), class_name(None)
+    ('true', '1', 'cat', None)
+    """
+    if value is None:
+        return None
+    if type(value) is bool:
+        return "true" if value else "false"
+    return str(value)
+
+
 def group_keys(
     cells: Sequence[tuple[str, ...]], classes: Sequence[str | None]
 ) -> list[list[GroupKey]]:
@@ -273,7 +296,7 @@ def group_keys(
 def build_model_vectors(
     settings: VectorSettings,
     cells: Sequence[tuple[str, ...]],
-    classes: Sequence[str | None],
+    classes: Sequence[Any],
     embeddings: npt.NDArray[np.floating] | None,
     embedding_rows: Sequence[int],
     attributions: Sequence[Any] | None,
@@ -300,10 +323,11 @@ def build_model_vectors(
     """
     rng = np.random.default_rng(seed)
     width = len(cells[0]) if cells else 0
-    known = sorted({str(c) for c in classes if c is not None})
+    names = [class_name(c) for c in classes]
+    known = sorted({c for c in names if c is not None})
     classes_t = tuple(known)
     rows_of: dict[GroupKey, list[int]] = {}
-    for i, keys in enumerate(group_keys(cells, classes)):
+    for i, keys in enumerate(group_keys(cells, names)):
         for key in keys:
             rows_of.setdefault(key, []).append(i)
 

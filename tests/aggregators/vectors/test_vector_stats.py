@@ -259,3 +259,23 @@ def test_a_small_group_is_shrunk_toward_its_parent() -> None:
     assert mv.groups[(("big",), "__all__")].rows == 400  # enough rows: its own
     again = ModelVectors.from_dict(mv.to_dict())
     assert again.prior == 20.0 and again.reference_of((("new",), "__all__")).rows == 20
+
+
+def test_boolean_predictions_name_the_same_classes_in_the_baseline_and_the_monitor() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 4))
+    mv = build_model_vectors(
+        VectorSettings(components=2, min_rows=10),
+        [("eu",)] * 200,
+        [True, False] * 100,
+        x,
+        range(200),
+        None,
+    )
+    assert mv.classes == ("false", "true")
+    t = VectorTracker(VectorSettings(components=2, min_samples=5), {"m": mv}, 60.0)
+    live = rng.normal(size=(20, 4)).astype(np.float32)
+    t.apply([("m", "eu")] * 20, np.full(20, 1.0), [True] * 20, {"m": (np.arange(20), live)})
+    t.close_before(60.0)
+    assert (("eu",), "true") in t.latest["m"].decisions.keys
+    assert not any(k[1] == "__other__" for k in t.latest["m"].decisions.keys)
