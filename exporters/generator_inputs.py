@@ -144,6 +144,9 @@ class GeneratorInputs:
         ``[events] scores`` is set: the cell dashboard gets a row of class statistics.
     labeling
         A ``[labeling]`` section is set: the overview gets the labeling queue's panel.
+    embeddings, attributions
+        ``[events] embedding`` / ``attributions`` is set: the cell dashboard gets an
+        embeddings / explanations row (``docs/embeddings.md``).
     source
         The config file (``""`` when the config did not come from a file).
     """
@@ -157,4 +160,6 @@ class GeneratorInputs:
     labels: LabelInputs | None = None
     multiclass: bool = False
     labeling: bool = False
+    embeddings: bool = False
+    attributions: bool = False
     source: str = ""

@@ -64,6 +64,10 @@ class EventFields:
     scores: str | None = None
     classes: tuple[str, ...] = ()
     max_classes: int = 20
+    #: Vector signals (``docs/embeddings.md``): the path of an event's embedding (a list of
+    #: numbers) and of its attributions (an object feature -> number); None: not read.
+    embedding: str | None = None
+    attributions: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

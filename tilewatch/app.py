@@ -27,6 +27,7 @@ from tilewatch.aggregators.health.evaluate import HierarchyResult
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.aggregators.vectors.tracker import VectorTracker
 from tilewatch.config import Config
 from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
 from tilewatch.exporters.prometheus.budget import CellBudget
@@ -34,6 +35,7 @@ from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
 from tilewatch.exporters.prometheus.labeling_collector import LabelingCollector
+from tilewatch.exporters.prometheus.vector_families import VectorCollector
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
@@ -50,6 +52,7 @@ __all__ = [
     "baseline_thresholds",
     "build_classes",
     "build_profile",
+    "build_vectors",
     "register_process_metrics",
     "running_detectors",
     "tile_page",
@@ -77,6 +80,29 @@ def build_profile(config: Config) -> DriftProfile | None:
     events = config.events
     return DriftProfile(
         config.drift, (events.score_min, events.score_max), baseline, classes=events.classes
+    )
+
+
+def build_vectors(config: Config) -> VectorTracker | None:
+    """The vector statistics of a config (None without ``[events] embedding`` or
+    ``attributions``); the references come from ``[baseline] path`` (``docs/embeddings.md``)."""
+    events = config.events
+    if events.embedding is None and events.attributions is None:
+        return None
+    from tilewatch.reference_file import load_vectors, vector_settings
+
+    references = {} if config.baseline.path is None else load_vectors(config.baseline.path)
+    if not references:
+        log.warning(
+            "[events] embedding / attributions are read, but %s has no vector reference "
+            "(run tilewatch baseline with them set): their events are only counted "
+            '(tilewatch_vector_events_skipped_total{reason="no_reference"})',
+            config.baseline.path or "no [baseline] path",
+        )
+    return VectorTracker(
+        vector_settings(config),
+        references,
+        config.cells.window_seconds,
     )
 
 
@@ -113,6 +139,7 @@ def tile_page(
     evaluate: Callable[[Snapshot], HierarchyResult],
     config: Config,
     detectors: Sequence[str],
+    vectors: VectorTracker | None = None,
 ) -> TilePage:
     """The tile page of a monitor: the dashboards' statistics, a window history on ``state``."""
     inputs = generator_inputs(config)
@@ -130,7 +157,7 @@ def tile_page(
         state.snapshot, evaluate, statistics, min_samples, history=state.history, lock=state.lock
     )
     metric_statistic = {m.name: m.statistic for m in config.hierarchy.metrics}
-    return TilePage(Api(source, metric_statistic))
+    return TilePage(Api(source, metric_statistic, vectors=vectors, vectors_lock=state.lock))
 
 
 def register_process_metrics(registry: CollectorRegistry) -> None:
@@ -185,6 +212,8 @@ class App:
         )
         self.state.labeling = cfg.labeling
         queue = cfg.labeling
+        #: Embedding and attribution statistics (None: neither is configured).
+        self.vectors = build_vectors(cfg)
         self.monitor = Monitor(
             cfg.kafka,
             cfg.events,
@@ -194,6 +223,7 @@ class App:
             labeling=None
             if queue is None
             else lambda factory: LabelingStage(queue, self.state, factory, self._cell_status),
+            vectors=self.vectors,
         )
         register_process_metrics(self.registry)
         self.health = HealthCollector(
@@ -212,7 +242,18 @@ class App:
             cap, failed = cfg.exporter.max_exported_cells, stage.failed_count
             collector = LabelingCollector(self.state, cfg.cells.dimensions, failed, cap)
             self.registry.register(collector)
-        self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
+        if self.vectors is not None:
+            self.registry.register(
+                VectorCollector(
+                    self.vectors,
+                    self.state.lock,
+                    cfg.cells.dimensions,
+                    cfg.exporter.max_exported_cells,
+                )
+            )
+        self.page = tile_page(
+            self.state, self.health.evaluate, cfg, running_detectors(cfg), vectors=self.vectors
+        )
         self.server = MetricsServer(
             self.registry,
             cfg.exporter.host,

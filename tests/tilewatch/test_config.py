@@ -437,9 +437,10 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         ),
         (
             {"events": {"a b": "x"}},
-            '[events]."a b": unknown key, expected one of classes, event_id, features, label, '
-            "latency, max_classes, max_event_bytes, model, model_version, prediction, region, "
-            "score, score_max, score_min, scores, segment, timestamp",
+            '[events]."a b": unknown key, expected one of attributions, classes, embedding, '
+            "event_id, features, label, latency, max_classes, max_event_bytes, model, "
+            "model_version, prediction, region, score, score_max, score_min, scores, segment, "
+            "timestamp",
         ),
         (
             {"kafak": {}},
@@ -666,3 +667,15 @@ def test_state_section(tmp_path: Path) -> None:
 def test_state_section_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, f"[state]\n{text}\n"))
+
+
+def test_embedding_and_attribution_paths_are_read_from_events(tmp_path: Any) -> None:
+    from tilewatch.config import load_config
+
+    path = tmp_path / "t.toml"
+    path.write_text('[events]\nembedding = "vec.emb"\nattributions = "shap"\n')
+    events = load_config(str(path)).events
+    assert (events.embedding, events.attributions) == ("vec.emb", "shap")
+    path.write_text("[events]\n")
+    events = load_config(str(path)).events
+    assert (events.embedding, events.attributions) == (None, None)

@@ -14,6 +14,7 @@ from tilewatch.exporters.prometheus.catalog import (
     METRICS,
     MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
+    VECTOR_METRICS,
 )
 from tilewatch.exporters.prometheus.families import family
 
@@ -24,6 +25,7 @@ TABLES = (
     HEALTH_METRICS,
     MULTICLASS_METRICS,
     LABELING_METRICS,
+    VECTOR_METRICS,
 )
 
 
