@@ -11,8 +11,10 @@ and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
 
 - **rebalances**: librdkafka calls ``on_assign`` / ``on_revoke`` (``on_lost`` counts as a
   revoke) from inside ``consume()``, on the loop's thread; the partitions are assigned
-  (eager protocol), then handed to the same listener kafka-python calls, which pauses new ones
-  until :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them;
+  (incrementally under the cooperative protocol, ``partition.assignment.strategy =
+  "cooperative-sticky"`` in ``[kafka.client]``), then handed to the same listener
+  kafka-python calls, which pauses new ones until
+  :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them;
 - **offsets** are committed synchronously, explicitly, only when the committer asks (auto
   commit and the auto offset store are off);
 - **high watermarks** come from the fetch responses (``get_watermark_offsets(cached=True)``)
@@ -102,6 +104,10 @@ class ConfluentConsumer:
         self._ck = ck
         config = dict(config)
         self._heartbeat_seconds = float(config.get("heartbeat.interval.ms", 3000)) / 1000.0
+        # librdkafka's Python binding does not say which protocol the group uses; the
+        # cooperative one is chosen by this assignor (alone: it cannot be mixed with others).
+        strategy = str(config.get("partition.assignment.strategy", ""))
+        self._incremental = "cooperative-sticky" in strategy
         config.setdefault("statistics.interval.ms", int(STATS_INTERVAL_SECONDS * 1000))
         config["stats_cb"] = self._on_stats
         config["error_cb"] = self._on_error
@@ -147,11 +153,19 @@ class ConfluentConsumer:
             on_lost=self._on_revoke,
         )
 
+    def _cooperative(self) -> bool:
+        """Whether the group rebalances incrementally (``cooperative-sticky`` assignment)."""
+        return self._incremental
+
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        consumer.assign(partitions)
         tps = [self._tp(p.topic, p.partition) for p in partitions]
-        self._assigned = set(tps)
-        self._starts.clear()
+        if self._cooperative():  # only the added partitions
+            consumer.incremental_assign(partitions)
+            self._assigned.update(tps)
+        else:  # the whole new assignment
+            consumer.assign(partitions)
+            self._assigned = set(tps)
+            self._starts.clear()
         if self._listener is not None:
             self._listener.on_partitions_assigned(tps)
 
@@ -161,10 +175,14 @@ class ConfluentConsumer:
             self._listener.on_partitions_revoked(tps)
         for tp in tps:
             self._positions.pop((tp.topic, tp.partition), None)
+            self._starts.pop(tp, None)
         self._assigned.difference_update(tps)
         self._paused.difference_update(tps)
         try:
-            consumer.unassign()
+            if self._cooperative():
+                consumer.incremental_unassign(partitions)
+            else:
+                consumer.unassign()
         except self._ck.KafkaException as exc:
             log.debug("unassign after revoke: %s", exc)
 
@@ -260,6 +278,17 @@ class ConfluentConsumer:
         # A partition whose fetcher has not started yet (just assigned) cannot be sought:
         # assign it again with the offset, keeping the others where they are.
         self._starts[tp] = offset
+        if self._cooperative():
+            try:
+                self._consumer.incremental_unassign([self._ctp(tp)])
+                self._consumer.incremental_assign([self._ctp(tp, offset)])
+                if tp in self._paused:
+                    self._consumer.pause([self._ctp(tp)])
+            except self._ck.KafkaException as exc:
+                raise StreamError(
+                    f"cannot seek {tp.topic}/{tp.partition} to {offset}: {exc}"
+                ) from exc
+            return
         starts = [
             self._ctp(
                 other,
