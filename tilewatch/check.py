@@ -11,6 +11,7 @@ import logging
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tilewatch.config import Config
 from tilewatch.config.base import ConfigError
@@ -116,7 +117,7 @@ def _kafka_client(config: Config) -> Iterator[str]:
         options = librdkafka_config(config.kafka, kind)
         options["logger"] = quiet  # connection attempts to the brokers are not checked here
         try:
-            client = make(options)
+            client: Any = make(options)
         except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(
                 f"{_where(config, '[kafka.client]')}: librdkafka refuses the {kind} "
