@@ -152,8 +152,11 @@ def follow(
     lo = next(s for s in samples if s[1] >= 0.1 * events)
     hi = next(s for s in samples if s[1] >= 0.9 * events)
     steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else math.nan
+    first = next(s for s in samples if s[1] > 0)
     return {
         "assign_seconds": t0 - t_spawn,
+        "first_read_seconds": first[0] - t0,
+        "samples": [(round(t - t0, 2), int(n)) for t, n in samples],
         "seconds": t1 - t0,
         "events_per_second": events / (t1 - t0),
         "steady_events_per_second": steady,
