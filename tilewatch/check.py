@@ -7,9 +7,11 @@ is loaded the way ``run`` loads it, so "ok" means ``run`` will not fail on a fil
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tilewatch.config import Config
 from tilewatch.config.base import ConfigError
@@ -91,7 +93,47 @@ def _kafka_tls(config: Config) -> Iterator[str]:
     yield "kafka TLS: " + ", ".join(f"{k} {p}" for k, p in files.items()) + " load"
 
 
+def _kafka_client(config: Config) -> Iterator[str]:
+    """With confluent-kafka: the library imports and librdkafka accepts the translated
+    options (names, values, TLS files) of the consumer and the producer."""
+    if config.kafka.client_library != "confluent":
+        return
+    from tilewatch.streams.confluent_options import librdkafka_config
+
+    where = _where(config, '[kafka].client_library = "confluent"')
+    try:
+        import confluent_kafka
+    except ImportError as exc:
+        raise ConfigError(
+            f"{where}: confluent-kafka is not installed (pip install 'tilewatch[confluent]')"
+        ) from exc
+    quiet = logging.getLogger("tilewatch.check.librdkafka")
+    quiet.setLevel(logging.CRITICAL)
+    quiet.propagate = False
+    for kind, make in (
+        ("consumer", confluent_kafka.Consumer),
+        ("producer", confluent_kafka.Producer),
+    ):
+        options = librdkafka_config(config.kafka, kind)
+        options["logger"] = quiet  # connection attempts to the brokers are not checked here
+        try:
+            client: Any = make(options)
+        except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"{_where(config, '[kafka.client]')}: librdkafka refuses the {kind} "
+                f"configuration: {exc}"
+            ) from exc
+        if kind == "consumer":
+            client.close()
+        else:
+            client.flush(0)
+    yield (
+        f"kafka client: confluent-kafka {confluent_kafka.__version__} (librdkafka "
+        f"{confluent_kafka.libversion()[0]}) accepts the [kafka.client] options"
+    )
+
+
 def check_files(config: Config) -> list[str]:
     """Load every file ``config`` refers to; one line per file group, or a ConfigError naming
     the file, the key and what went wrong."""
-    return [*_baseline(config), *_exporter_tls(config), *_kafka_tls(config)]
+    return [*_baseline(config), *_exporter_tls(config), *_kafka_tls(config), *_kafka_client(config)]

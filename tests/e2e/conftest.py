@@ -31,13 +31,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-def kafka_clients(*, slow: bool = False) -> list[Any]:
+#: The client id of confluent-kafka with the cooperative (incremental) rebalance protocol.
+COOPERATIVE = "confluent-cooperative"
+
+
+def kafka_clients(*, slow: bool = False, cooperative: bool = False) -> list[Any]:
     """``parametrize`` values over :data:`KAFKA_CLIENTS`; with ``slow`` the confluent copy is
-    marked ``bench`` (left out of the suite, run with ``-m bench``) to keep the suite short."""
-    return [
+    marked ``bench`` (left out of the suite, run with ``-m bench``) to keep the suite short.
+    ``cooperative`` adds confluent-kafka with ``cooperative-sticky`` assignment (``bench``)."""
+    values = [
         pytest.param(client, marks=[pytest.mark.bench] if slow and client != "kafka-python" else [])
         for client in KAFKA_CLIENTS
     ]
+    if cooperative:
+        values.append(pytest.param(COOPERATIVE, marks=[pytest.mark.bench]))
+    return values
 
 
 @pytest.fixture
@@ -59,10 +67,17 @@ def tilewatch_config(
         nonlocal count
         count += 1
         if client is not None:
-            overrides["kafka"] = {"client_library": client, **(overrides.get("kafka") or {})}
-        return write_config(
+            library = "confluent" if client == COOPERATIVE else client
+            overrides["kafka"] = {"client_library": library, **(overrides.get("kafka") or {})}
+        path = write_config(
             tmp_path / f"tilewatch-{count}.toml", broker.bootstrap, topic, **overrides
         )
+        if client == COOPERATIVE:  # a librdkafka option: a dotted key, quoted in TOML
+            strategy = '"partition.assignment.strategy" = "cooperative-sticky"\n'
+            path.write_text(
+                path.read_text().replace("[kafka.client]\n", "[kafka.client]\n" + strategy)
+            )
+        return path
 
     return make
 

@@ -105,7 +105,7 @@ def _wait_both(
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-@pytest.mark.parametrize("client", kafka_clients(slow=True))
+@pytest.mark.parametrize("client", kafka_clients(slow=True, cooperative=True))
 def test_a_replica_leaves_mid_stream_and_the_survivor_ends_exactly_like_one_replica(
     client: str,
     broker: EmbeddedBroker,
@@ -230,7 +230,7 @@ def _settled_pair(
         time.sleep(gap)
 
 
-@pytest.mark.parametrize("client", kafka_clients())
+@pytest.mark.parametrize("client", kafka_clients(cooperative=True))
 def test_two_replicas_starting_together_count_every_event_once_between_them(
     client: str,
     broker: EmbeddedBroker,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tilewatch.cli import main
 from tilewatch.config import ConfigError, parse_config
 from tilewatch.streams.confluent_options import (
     REJECTED,
@@ -166,3 +170,28 @@ def test_config_errors_name_the_option(kafka: dict[str, Any], message: str) -> N
 def test_kafka_python_keeps_accepting_its_own_options() -> None:
     kafka = _load({"ssl_context": "x"})
     assert kafka.client_library == "kafka-python" and kafka.client == {"ssl_context": "x"}
+
+
+def _check(tmp_path: Path, client: str) -> tuple[int, str, str]:
+    path = tmp_path / "tilewatch.toml"
+    path.write_text(
+        '[kafka]\nbootstrap_servers = "127.0.0.1:9"\nclient_library = "confluent"\n'
+        f"[kafka.client]\n{client}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check-config", "--config", str(path)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_check_config_has_librdkafka_accept_the_translated_options(tmp_path: Path) -> None:
+    code, out, _ = _check(tmp_path, '"fetch.wait.max.ms" = 50\nsession_timeout_ms = 6000')
+    assert code == 0
+    assert "kafka client: confluent-kafka " in out and "accepts the [kafka.client] options" in out
+
+
+def test_check_config_reports_an_option_librdkafka_refuses(tmp_path: Path) -> None:
+    code, _, err = _check(tmp_path, '"fetch.wait.max.msx" = 50')
+    assert code == 2
+    assert "[kafka.client]: librdkafka refuses the consumer configuration" in err
+    assert "fetch.wait.max.msx" in err
