@@ -60,6 +60,10 @@ class EventFields:
     scores: str | None = None
     classes: tuple[str, ...] = ()
     max_classes: int = 20
+    #: Per-class thresholds by class name (``[events] class_thresholds``; see
+    #: docs/multiclass.md): a prediction whose probability of its class is below it did not
+    #: clear the threshold.
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,7 +338,8 @@ def encode_batch(
                     bad_labels += 1  # kept, unlabeled
                 elif scores.predicted[i] >= 0:
                     columns[i] = vocab.column(models[i], _class_name(label))
-    bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
+    thresholds = vocab.event_thresholds(models, scores.predicted)
+    bins = window_bins(scores.probs, scores.valid, scores.predicted, columns, thresholds=thresholds)
     # A histogram with nothing to count in this batch (no label, no vector) is left out.
     bins = {name: b for name, b in bins.items() if (b >= 0).any()}
     weights = {name: w for name, w in window_weights(scores.probs, columns).items() if name in bins}

@@ -29,7 +29,7 @@ PATHS = (
 #: cell, and the ``class`` label of the multi-class metrics takes ``max_classes + 1`` values.
 MAX_CLASSES = 50
 #: Multi-class keys: the optional path of the class probabilities and the class names.
-MULTICLASS_KEYS = ("scores", "classes", "max_classes")
+MULTICLASS_KEYS = ("scores", "classes", "max_classes", "class_thresholds")
 KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS)
 
 
@@ -49,6 +49,14 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
     classes = _classes(table, max_classes)
     if classes and scores is None:
         raise table.error("classes", "no class names without [events].scores", list(classes))
+    thresholds = table.data.get("class_thresholds", {})
+    if not isinstance(thresholds, dict) or (thresholds and scores is None):
+        raise table.error(
+            "class_thresholds", "a table of class name = threshold with scores", thresholds
+        )
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise table.error(f"class_thresholds.{name}", "a number in (0, 1]", value)
     return EventFields(
         **paths,
         dimensions={name: table.path(name, name) for name in dimensions},
@@ -58,6 +66,7 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
         scores=scores,
         classes=classes,
         max_classes=max_classes,
+        class_thresholds={str(k): float(v) for k, v in thresholds.items()},
     )
 
 
