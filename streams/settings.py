@@ -68,6 +68,10 @@ class EventFields:
     #: numbers) and of its attributions (an object feature -> number); None: not read.
     embedding: str | None = None
     attributions: str | None = None
+    #: Per-class thresholds by class name (``[events] class_thresholds``; see
+    #: docs/multiclass.md): a prediction whose probability of its class is below it did not
+    #: clear the threshold.
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,12 +106,19 @@ def build_vectors(config: Config) -> VectorTracker | None:
     )
 
 
-def build_classes(config: Config) -> ClassVocabulary | None:
-    """The class columns of multi-class models (None without ``[events] scores``)."""
+def build_classes(config: Config, profile: DriftProfile | None = None) -> ClassVocabulary | None:
+    """The class columns of multi-class models (None without ``[events] scores``), with the
+    per-class thresholds of the config and of the profile's baseline."""
     events = config.events
     if events.scores is None:
         return None
-    return ClassVocabulary(events.max_classes, events.classes)
+    baseline = {} if profile is None or profile.baseline is None else profile.baseline.models
+    return ClassVocabulary(
+        events.max_classes,
+        events.classes,
+        events.class_thresholds,
+        {m: b.class_thresholds for m, b in baseline.items() if b.class_thresholds},
+    )
 
 
 def baseline_thresholds(profile: DriftProfile | None) -> dict[str, float]:
@@ -208,7 +215,7 @@ class App:
             profile,
             labels=cfg.labels,
             thresholds=baseline_thresholds(profile),
-            classes=build_classes(cfg),
+            classes=build_classes(cfg, profile),
         )
         self.state.labeling = cfg.labeling
         queue = cfg.labeling

@@ -15,16 +15,25 @@ from typing import Any, TextIO
 import numpy as np
 
 from tilewatch.aggregators.arrays import IntArray
+from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.health.evaluate import HierarchyResult
 from tilewatch.app import App
 from tilewatch.config import parse_config
+from tilewatch.config.hierarchy_defaults import default_components
 from tilewatch.exporters.prometheus.http import ExporterError
 from tilewatch.exporters.terminal import LABELLED, SAMPLES, STATISTICS, render_heatmap
 from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.dev.producer import produce_traffic
 from tilewatch.streams.dev.traffic import TrafficSpec
 
-__all__ = ["DEGRADE_CELL_SHARE", "DEMO_TOPIC", "demo_config", "run_demo", "worst_status"]
+__all__ = [
+    "DEGRADE_CELL_SHARE",
+    "DEMO_MODELS",
+    "DEMO_TOPIC",
+    "demo_config",
+    "run_demo",
+    "worst_status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,8 @@ DEMO_TOPIC = "predictions"
 #: per 10 s window at 2,000 events/s, well above ``min_samples`` (30), so every statistic shows
 #: it; the seed alone gives it 0.5%, whose 15-39 labelled events hid its accuracy.
 DEGRADE_CELL_SHARE = 0.025
+#: The demo's models: a binary churn model and a multi-class intent model.
+DEMO_MODELS = ("churn", "intent")
 
 
 def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any]:
@@ -44,6 +55,8 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
     >>> cfg = parse_config(demo_config("127.0.0.1:9092", 0), source="<demo>")
     >>> cfg.labels.source, cfg.labels.threshold, cfg.cells.window_seconds
     ('inline', 0.5, 10.0)
+    >>> cfg.events.scores, [c.name for c in cfg.hierarchy.components][-1]
+    ('probs', 'classes')
     """
     return {
         "kafka": {
@@ -56,6 +69,9 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
                 "max_poll_interval_ms": 20000,
             },
         },
+        # A second model, "intent", is multi-class (class probabilities in "probs"); once
+        # degraded, its smb x eu-west cell labels "billing" as "technical" (docs/multiclass.md).
+        "events": {"scores": "probs"},
         "cells": {"window": window, "grace": "2s"},
         # The traffic carries inline labels (30% of events, Bernoulli of the score): performance
         # per cell, and the degrading cell's accuracy drop. HDDM_A on the error streams: DDM
@@ -67,11 +83,26 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
         # calibration error reaches about 0.2 from sampling alone. The defaults (0.15/0.25 and
         # 0.05/0.1) would paint every tile red; these leave the healthy cells green and make
         # the degrading one (error ratio about 0.55, calibration error about 0.27) red.
+        # The default components and a "classes" one: the multi-class accuracy.
         "hierarchy": {
             "metrics": {
                 "error_ratio": {"amber": 0.55, "red": 0.65},
                 "calibration_error": {"amber": 0.2, "red": 0.25},
-            }
+                # Healthy intent cells are right on about 85-95% of their labelled events;
+                # the degrading one falls to about 55%.
+                "class_accuracy": {
+                    "metric": "tilewatch_window_class_accuracy_ratio",
+                    "direction": "lower_is_worse",
+                    "count": "tilewatch_window_class_labeled_events",
+                    "min_samples": 30,
+                    "amber": 0.7,
+                    "red": 0.6,
+                },
+            },
+            "components": {
+                **default_components(DriftSettings(), regression=False),
+                "classes": {"members": ["class_accuracy"]},
+            },
         },
     }
 
@@ -146,7 +177,11 @@ def run_demo(
         monitor = app.monitor
         threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor"))
         spec = TrafficSpec(
-            invalid_share=0.01, degrade_after_seconds=60.0, degrade_cell_share=DEGRADE_CELL_SHARE
+            models=DEMO_MODELS,
+            class_models=(DEMO_MODELS[1],),
+            invalid_share=0.01,
+            degrade_after_seconds=60.0,
+            degrade_cell_share=DEGRADE_CELL_SHARE * len(DEMO_MODELS),  # per degraded cell
         )
         min_samples = {SAMPLES: config.drift.min_samples}
         if config.labels is not None:
@@ -170,12 +205,18 @@ def run_demo(
                 else refresh
             )
             snap = app.state.snapshot()
-            text = render_heatmap(
-                snap,
-                statistic,
-                color=color,
-                min_samples=min_samples,
-                status=worst_status(app.health.evaluate(snap)),
+            status_of = worst_status(app.health.evaluate(snap))
+            # One heatmap per model: the binary churn model, then the multi-class intent one.
+            text = "\n\n".join(
+                render_heatmap(
+                    snap,
+                    statistic,
+                    model or None,
+                    color=color,
+                    min_samples=min_samples,
+                    status=status_of,
+                )
+                for model in [m for m in DEMO_MODELS if m in snap.model_names] or [""]
             )
             ing = snap.ingest
             status = (

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from tilewatch.aggregators.cells.classes import class_name
 from tilewatch.aggregators.cells.settings import UNKNOWN
 from tilewatch.aggregators.drift.reference import (
     ModelColumns,
@@ -160,8 +161,10 @@ class _Rows:
         label = self.get(row, f.label, flat)
         if isinstance(label, float) and math.isnan(label):
             label = None
+        class_label = None
         if top_class is not None:
-            label = None  # a class name: not a binary label (multi-class labels: not yet)
+            class_label = class_name(label)  # a class name: not a binary label
+            label = None
         if label is not None:
             if not isinstance(label, int | float) or label not in (0, 1):
                 raise _Bad(f"{f.label}: expected 0, 1, true, false or null, got {_show(label)}")
@@ -192,6 +195,10 @@ class _Rows:
             data.embeddings.setdefault(model, []).append(self.get(row, f.embedding, flat))
         if f.attributions is not None:
             data.attributions.setdefault(model, []).append(self.get(row, f.attributions, flat))
+        if top_class is not None and class_label is not None:  # for per-class thresholds
+            columns.class_predictions.append(top_class)
+            columns.class_scores.append(top)
+            columns.class_labels.append(class_label)
 
 
 def _top_class(vector: Any, path: str, classes: Sequence[str]) -> tuple[str, float]:

@@ -18,10 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import IntArray
+from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["OTHER_CLASS", "ClassVocabulary", "class_name", "column_map", "remap_class_counts"]
+__all__ = [
+    "OTHER_CLASS",
+    "ClassVocabulary",
+    "class_name",
+    "class_tables",
+    "column_map",
+    "remap_class_counts",
+]
 
 #: The pooled column of the class names past ``max_classes`` (and the label value of its
 #: exported rows). Configured class names may not start with ``__``.
@@ -50,11 +57,21 @@ class ClassVocabulary:
     3
     """
 
-    def __init__(self, max_classes: int, classes: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        max_classes: int,
+        classes: Sequence[str] = (),
+        thresholds: Mapping[str, float] | None = None,
+        model_thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
         if max_classes < 1 or len(classes) > max_classes:
             raise ValueError(f"need 1 <= len(classes) ({len(classes)}) <= max_classes")
         self.max_classes = max_classes
         self.classes = tuple(classes)
+        #: Per-class thresholds by class name: every model's (``[events] class_thresholds``),
+        #: and per model (a baseline's), the first overriding the second.
+        self.thresholds = dict(thresholds or {})
+        self.model_thresholds = {m: dict(t) for m, t in (model_thresholds or {}).items()}
         #: Columns of a table over this vocabulary's classes: ``max_classes`` + the pooled one.
         self.width = max_classes + 1
         self._models: dict[str, dict[str, int]] = {}
@@ -97,6 +114,36 @@ class ClassVocabulary:
         :data:`OTHER_CLASS`."""
         names = self.names(model)
         return [*names, *([""] * (self.max_classes - len(names))), OTHER_CLASS]
+
+    def event_thresholds(self, models: Sequence[str], predicted: IntArray) -> FloatArray | None:
+        """Each event's threshold of its predicted class column (NaN: none, or no predicted
+        class); None when no class has a threshold.
+
+        Examples
+        --------
+        >>> vocab = ClassVocabulary(3, ("a", "b"), {"b": 0.6}, {"m": {"a": 0.4, "b": 0.9}})
+        >>> vocab.event_thresholds(["m", "m", "n", "n"], np.array([0, 1, 1, -1])).tolist()
+        [0.4, 0.6, 0.6, nan]
+        """
+        if not self.thresholds and not self.model_thresholds:
+            return None
+        out = np.full(len(models), math.nan)
+        for model in set(models):
+            row = np.full(self.width + 1, math.nan)  # the last entry: no predicted class
+            for j, name in enumerate(self.names(model)):
+                given = self.thresholds.get(name, self.model_thresholds.get(model, {}).get(name))
+                if given is not None:
+                    row[j] = given
+            at = np.array([m == model for m in models], dtype=np.bool_)
+            out[at] = row[predicted[at]]
+        return out
+
+    def threshold_row(self, model: str) -> list[float]:
+        """The model's per-class threshold of each class column (NaN: none)."""
+        given = self.model_thresholds.get(model, {})
+        names = self.labels(model)
+        row = [self.thresholds.get(n, given.get(n, math.nan)) if n else math.nan for n in names]
+        return [float(x) for x in row]
 
     def models(self) -> list[str]:
         """Models with a table, in first-seen order."""
@@ -192,3 +239,13 @@ def remap_class_counts(
         out = np.bincount(at, weights=old, minlength=width * width).astype(np.int64).tolist()
         return out
     return list(counts)
+
+
+def class_tables(
+    vocab: ClassVocabulary | None, models: Sequence[str]
+) -> tuple[dict[str, list[str]] | None, dict[str, list[float]] | None]:
+    """Per model, the name and the per-class threshold of each class column (a snapshot's
+    tables; None, None without a class table)."""
+    if vocab is None:
+        return None, None
+    return {m: vocab.labels(m) for m in models}, {m: vocab.threshold_row(m) for m in models}

@@ -36,6 +36,7 @@ from tilewatch.aggregators.drift.summaries import (
     numeric_summary,
     score_histogram,
 )
+from tilewatch.aggregators.stats.multiclass import class_thresholds
 from tilewatch.aggregators.stats.threshold import Threshold, ThresholdRule, choose_threshold
 
 __all__ = [
@@ -91,6 +92,10 @@ class ModelColumns:
     features: list[dict[str, object]] = field(default_factory=list)
     #: Each row's cell dimension values (empty when the rows were read without dimensions).
     cells: list[tuple[str, ...]] = field(default_factory=list)
+    #: Multi-class rows with a class label: the top class, its probability and the label.
+    class_predictions: list[str] = field(default_factory=list)
+    class_scores: list[float] = field(default_factory=list)
+    class_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,9 @@ class ModelBaseline:
     notes: list[str]
     #: Reference counts per leaf cell (None: built without cells, or an older file).
     cells: CellCounts | None = None
+    #: Per-class thresholds of a multi-class model (by class name; None: not one, or an older
+    #: file), from :func:`~tilewatch.aggregators.stats.multiclass.class_thresholds`.
+    class_thresholds: dict[str, float] | None = None
 
 
 def build_model_baseline(
@@ -168,6 +176,11 @@ def build_model_baseline(
         positive = float(np.mean(scores >= threshold.value))
         predictions = {"0": 1.0 - positive, "1": positive}
         source = "threshold"
+    per_class = None
+    if columns.class_labels:
+        per_class = class_thresholds(
+            columns.class_predictions, columns.class_scores, columns.class_labels
+        )
     return ModelBaseline(
         rows=len(columns.scores),
         labeled_rows=len(labeled),
@@ -177,6 +190,7 @@ def build_model_baseline(
         predictions=predictions,
         prediction_source=source,
         notes=notes,
+        class_thresholds=per_class,
     )
 
 
@@ -322,7 +336,17 @@ def _model_from(data: Any, where: str) -> ModelBaseline:
         cells=None
         if m.data.get("cells") is None
         else CellCounts.from_dict(m.data["cells"], f"{where}.cells"),
+        class_thresholds=_class_thresholds(m.data.get("class_thresholds"), where),
     )
+
+
+def _class_thresholds(data: Any, where: str) -> dict[str, float] | None:
+    """A model's optional per-class thresholds: class name -> number in (0, 1]."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(is_number(v) and 0 < v <= 1 for v in data.values()):
+        raise CHECK.fail(f"{where}.class_thresholds", "expected class name -> (0, 1] or null")
+    return {str(k): float(v) for k, v in data.items()}
 
 
 def _feature_from(data: Any, where: str) -> FeatureBaseline:

@@ -304,7 +304,10 @@ class PartitionState:
             self.labels.late += int(((columns >= 0) & ~on_time).sum())
             if not on_time.any():
                 continue
-            bins = window_bins(classes.probs, classes.valid, classes.predicted, columns)
+            thresholds = vocab.event_thresholds([names_of[m] for m in models], classes.predicted)
+            bins = window_bins(
+                classes.probs, classes.valid, classes.predicted, columns, thresholds=thresholds
+            )
             weights = window_weights(classes.probs, columns)
             cells = reg.rollups[joined.leaf]
             k = cells.shape[1]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.cells.classes import ClassVocabulary
+from tilewatch.aggregators.cells.classes import ClassVocabulary, class_tables
 from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
@@ -409,11 +409,7 @@ class ReplicaState:
                 latest=latest,
                 overflow=dict(reg.overflow),
             )
-            class_labels = (
-                None
-                if self.classes is None
-                else {m: self.classes.labels(m) for m in reg.model_names}
-            )
+            class_labels, class_thresholds = class_tables(self.classes, reg.model_names)
             ingest = self.ingest.copy()
         if window_view is None:
             window_view = build_window_view(
@@ -437,4 +433,6 @@ class ReplicaState:
                 decision_cache=self._decision_cache,
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
-        return dataclasses.replace(snap, performance=perf, class_labels=class_labels)
+        return dataclasses.replace(
+            snap, performance=perf, class_labels=class_labels, class_thresholds=class_thresholds
+        )

@@ -192,6 +192,8 @@ class Snapshot:
     class_gaps: tuple[Gap, ...] = ()
     #: Per multi-class model, the name of each class column (``""``: unused column).
     class_labels: dict[str, list[str]] | None = None
+    #: Per model, the per-class threshold of each class column (NaN: none).
+    class_thresholds: dict[str, list[float]] | None = None
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""

@@ -31,6 +31,7 @@ cell and window is in :mod:`tilewatch.aggregators.stats.multiclass_window`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,6 +204,12 @@ class MulticlassMetrics:
     brier: FloatArray
     log_loss: FloatArray
     calibration_error: FloatArray
+    #: With per-class thresholds (None: no window histograms of them), per class column:
+    #: the share of its predictions whose probability did not clear its threshold, how many
+    #: of those were labeled and right, and their share of the labeled ones.
+    below_threshold: FloatArray | None = None  # (n, k)
+    below_threshold_right: FloatArray | None = None  # (n, k) counts
+    below_threshold_right_share: FloatArray | None = None  # (n, k)
 
 
 def ratio(a: Any, b: Any) -> FloatArray:
@@ -295,3 +302,51 @@ def metrics_from_tables(
         log_loss=missing if logloss_sum is None else ratio(logloss_sum, labeled),
         calibration_error=missing if calibration_gap is None else ratio(calibration_gap, labeled),
     )
+
+
+#: Per-class thresholds (:func:`class_thresholds`): the precision the predictions of a class
+#: at or above its threshold reach on the reference rows, and the fewest labelled reference
+#: predictions of a class to choose one from.
+CLASS_TARGET_PRECISION = 0.9
+CLASS_MIN_ROWS = 30
+
+
+def class_thresholds(
+    predicted: Sequence[str],
+    probs: Any,
+    labels: Sequence[str],
+    target: float = CLASS_TARGET_PRECISION,
+    min_rows: int = CLASS_MIN_ROWS,
+) -> dict[str, float]:
+    """Per-class decision thresholds from labelled reference predictions.
+
+    For each predicted class ``c`` with at least ``min_rows`` labelled predictions: the
+    lowest probability ``t`` (among those of its predictions) such that the predictions of
+    ``c`` with probability ``>= t`` are right (label ``c``) at least ``target`` of the time.
+    A class whose predictions never reach ``target`` gets none. A prediction below its
+    class's threshold "did not clear the threshold".
+
+    Examples
+    --------
+    >>> class_thresholds(["a"] * 4 + ["b"], [0.9, 0.8, 0.6, 0.5, 0.7],
+    ...                  ["a", "a", "b", "a", "b"], target=0.75, min_rows=2)
+    {'a': 0.5}
+    >>> class_thresholds(["a"] * 4, [0.9, 0.8, 0.6, 0.5], ["a", "a", "b", "b"], 0.75, 2)
+    {'a': 0.8}
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    pred = np.asarray(predicted, dtype=object)
+    right = pred == np.asarray(labels, dtype=object)
+    out: dict[str, float] = {}
+    for c in sorted(set(predicted)):
+        at = pred == c
+        if int(at.sum()) < min_rows:
+            continue
+        values, inverse = np.unique(p[at], return_inverse=True)  # ascending
+        n = np.bincount(inverse, minlength=len(values))[::-1].cumsum()[::-1]
+        r = np.bincount(inverse, weights=right[at].astype(np.float64), minlength=len(values))
+        r = r[::-1].cumsum()[::-1]  # right predictions with probability >= each value
+        ok = np.flatnonzero(r >= target * n)
+        if len(ok):
+            out[str(c)] = float(values[ok[0]])
+    return out

@@ -45,9 +45,11 @@ LABELED_HISTS = (
     "mc_calib_conf",
     "mc_brier",
     "mc_logloss",
+    "mc_below_labeled",
+    "mc_below_right",
 )
 #: Metrics of every event (gated by events); the others are of labeled events.
-_PER_EVENT = frozenset({"class_share", "expected_accuracy"})
+_PER_EVENT = frozenset({"class_share", "expected_accuracy", "below_threshold"})
 
 
 def window_hist_widths(k: int, bins: int = 10, max_k: int = 5) -> dict[str, int]:
@@ -74,6 +76,11 @@ def window_hist_widths(k: int, bins: int = 10, max_k: int = 5) -> dict[str, int]
         "mc_top_sum": 1,
         "mc_brier": 1,
         "mc_logloss": 1,
+        # Per predicted class: events whose probability of it is below its threshold, those
+        # labeled (with a valid vector), and those labeled and right.
+        "mc_below": k,
+        "mc_below_labeled": k,
+        "mc_below_right": k,
     }
 
 
@@ -84,8 +91,13 @@ def window_bins(
     labels: IntArray,
     bins: int = 10,
     max_k: int = 5,
+    thresholds: FloatArray | None = None,
 ) -> dict[str, IntArray]:
     """One bin per event per histogram of :func:`window_hist_widths` (-1: not counted).
+
+    ``thresholds``: each event's threshold of its predicted class (NaN: none); an event whose
+    probability of its predicted class is below it counts in ``mc_below`` (and, labeled,
+    ``mc_below_labeled``, and, right, ``mc_below_right``) at that class.
 
     ``mc_class`` the predicted column; ``mc_top`` and ``mc_margin`` the bins of the top-class
     probability and of the margin (valid vectors); ``mc_confusion`` ``label * k + predicted``
@@ -114,7 +126,13 @@ def window_bins(
     judged = labeled & valid
     right = judged & (np.argmax(probs, axis=1) == y)
     one = np.where(valid, 0, -1)
-    return {
+    below = np.zeros(m, dtype=np.bool_)
+    if thresholds is not None:
+        p_pred = probs[rows, np.maximum(predicted, 0)]
+        with np.errstate(invalid="ignore"):
+            below = valid & (predicted >= 0) & (p_pred < thresholds)
+    below_labeled = below & judged
+    out = {
         "mc_class": predicted.astype(np.int64),
         "mc_top": np.where(valid, top_bin, -1),
         "mc_margin": np.where(valid, equal_bins(margin, bins), -1),
@@ -126,7 +144,11 @@ def window_bins(
         "mc_top_sum": one,
         "mc_brier": np.where(judged, 0, -1),
         "mc_logloss": np.where(judged, 0, -1),
+        "mc_below": np.where(below, predicted, -1),
+        "mc_below_labeled": np.where(below_labeled, predicted, -1),
+        "mc_below_right": np.where(below_labeled & (labels == predicted), predicted, -1),
     }
+    return out
 
 
 def window_weights(probs: FloatArray, labels: IntArray) -> dict[str, IntArray]:
@@ -177,11 +199,22 @@ def window_metrics(hists: dict[str, IntArray], k: int, min_samples: int = 1) -> 
     sums = _window_sums(hists, n)
     if sums is not None:
         m = MulticlassMetrics(**{**vars(m), **sums})
+    if "mc_below" in hists:
+        m = MulticlassMetrics(
+            **{
+                **vars(m),
+                "below_threshold": ratio(hists["mc_below"], hists["mc_class"]),
+                "below_threshold_right": hists["mc_below_right"].astype(np.float64),
+                "below_threshold_right_share": ratio(
+                    hists["mc_below_right"], hists["mc_below_labeled"]
+                ),
+            }
+        )
     few, few_labels = m.events < min_samples, m.labeled < min_samples
     gated = {
         name: np.where(few if name in _PER_EVENT else few_labels, np.nan, value.T).T
         for name, value in vars(m).items()
-        if name not in ("events", "labeled")
+        if name not in ("events", "labeled") and value is not None
     }
     return MulticlassMetrics(events=m.events, labeled=m.labeled, **gated)
 

@@ -356,6 +356,15 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
               "One-vs-rest recall of the class: right predictions of it / its labels."),
     MetricDoc("tilewatch_window_class_f1_ratio", GAUGE, "cell, class",
               "One-vs-rest F1 of the class, 2 TP / (predicted + labeled); NaN when neither."),
+    MetricDoc("tilewatch_window_class_below_threshold_ratio", GAUGE, "cell, class",
+              "Share of the window's predictions of the class whose probability of it did not "
+              "clear the class's threshold (classes with a per-class threshold)."),
+    MetricDoc("tilewatch_window_class_below_threshold_right_events", GAUGE, "cell, class",
+              "Labeled predictions of the class that did not clear its threshold yet were "
+              "right (the label is the class)."),
+    MetricDoc("tilewatch_window_class_below_threshold_right_ratio", GAUGE, "cell, class",
+              "Of the labeled predictions of the class that did not clear its threshold, the "
+              "share that were right."),
     MetricDoc("tilewatch_window_macro_f1_ratio", GAUGE, "cell",
               "Mean F1 over the classes predicted or labeled in the window."),
     MetricDoc("tilewatch_window_weighted_f1_ratio", GAUGE, "cell",

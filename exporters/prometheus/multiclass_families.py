@@ -10,6 +10,7 @@ most ``[events] max_classes`` + 1 values per model. Names, types and help are in
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -29,18 +30,27 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
         return
     # The cells of multi-class models: those with predicted classes in the window.
     cells = [i for i in rows.present if m.events[i] > 0]
-    per_class = (
+    per_class: list[tuple[str, Any]] = [
         ("tilewatch_window_class_share_ratio", m.class_share),
         ("tilewatch_window_class_precision_ratio", m.precision),
         ("tilewatch_window_class_recall_ratio", m.recall),
         ("tilewatch_window_class_f1_ratio", m.f1),
-    )
+    ]
+    if m.below_threshold is not None:  # per-class thresholds (the window histograms of them)
+        per_class += [
+            ("tilewatch_window_class_below_threshold_ratio", m.below_threshold),
+            ("tilewatch_window_class_below_threshold_right_events", m.below_threshold_right),
+            ("tilewatch_window_class_below_threshold_right_ratio", m.below_threshold_right_share),
+        ]
+    thresholds = snap.class_thresholds or {}
     for name, table in per_class:
         fam = family(name, rows.labels)
+        below = "below_threshold" in name  # only classes with a threshold
         for i in cells:
             key = rows.keys[i]
-            for label, value in zip(names[key[0]], table[i].tolist(), strict=True):
-                if label:
+            limits = thresholds.get(key[0], [])
+            for j, (label, value) in enumerate(zip(names[key[0]], table[i].tolist(), strict=True)):
+                if label and not (below and not (j < len(limits) and limits[j] == limits[j])):
                     fam.add_metric([*key, label], value)
         yield fam
     yield rows.family("tilewatch_window_class_labeled_events", m.labeled)

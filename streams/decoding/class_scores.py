@@ -327,18 +327,33 @@ def encode_batch(
     columns = np.full(len(models), -1, dtype=np.int64)
     binary: list[Any] | None = None
     bad_labels = 0
+    present = _present(vectors)
     if labels is not None:
-        binary = list(labels)
-        for i, label in enumerate(labels):
-            if vectors[i] is not None:
-                binary[i] = None  # a multi-class event: its label is a class name
-                if label is None:
-                    continue
-                if type(label) not in _LABEL_TYPES or label == "":
-                    bad_labels += 1  # kept, unlabeled
-                elif scores.predicted[i] >= 0:
-                    columns[i] = vocab.column(models[i], _class_name(label))
-    bins = window_bins(scores.probs, scores.valid, scores.predicted, columns)
+        # A multi-class event's label is a class name: not a binary label.
+        binary = [None if p else lab for lab, p in zip(labels, present.tolist(), strict=True)]
+        judged = (scores.predicted >= 0).tolist()
+        tables: dict[str, dict[str, int]] = {}
+        for i in np.flatnonzero(present).tolist():
+            label = labels[i]
+            if label is None:
+                continue
+            kind = type(label)
+            if kind is str and label:
+                name = label
+            elif kind in _LABEL_TYPES and kind is not str:
+                name = _class_name(label)
+            else:
+                bad_labels += 1  # kept, unlabeled
+                continue
+            if judged[i]:
+                model = models[i]
+                table = tables.get(model)
+                if table is None:
+                    table = tables[model] = vocab.columns(model)
+                col = table.get(name)
+                columns[i] = vocab.column(model, name) if col is None else col
+    thresholds = vocab.event_thresholds(models, scores.predicted)
+    bins = window_bins(scores.probs, scores.valid, scores.predicted, columns, thresholds=thresholds)
     # A histogram with nothing to count in this batch (no label, no vector) is left out.
     bins = {name: b for name, b in bins.items() if (b >= 0).any()}
     weights = {name: w for name, w in window_weights(scores.probs, columns).items() if name in bins}
@@ -352,9 +367,7 @@ def encode_batch(
     judged = (columns >= 0) & (scores.predicted >= 0)
     errors = np.where(judged, (scores.predicted != columns).astype(np.int64), -1)
     rows = ClassRows(
-        scores.probs,
-        scores.valid,
-        np.where(_present(vectors), scores.predicted, NOT_MULTICLASS),
+        scores.probs, scores.valid, np.where(present, scores.predicted, NOT_MULTICLASS)
     )
     return ClassBatch(scores, bins, counts, binary, weights, errors if judged.any() else None, rows)
 

@@ -36,15 +36,22 @@ class Columns:
     event_id: list[str]
     timestamp: list[float]
     score: list[float]
-    prediction: list[int]
-    label: list[int | None]
+    prediction: list[Any]
+    label: list[Any]
     latency: list[float]
     features: dict[str, list[Any]]
     invalid: np.ndarray | None
     invalid_kind: np.ndarray
+    #: Multi-class models' events: their class probabilities (class -> probability; None for
+    #: other events). None: no multi-class model in the batch.
+    probs: list[dict[str, float] | None] | None = None
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Yield the events as dicts, in order."""
+        if self.probs is not None:
+            for i in range(len(self.cell)):
+                yield self.row(i)
+            return
         version = self.model_version
         names = self.cell_names
         feature_names = list(self.features)
@@ -78,7 +85,7 @@ class Columns:
     def row(self, i: int) -> dict[str, Any]:
         """The event at index ``i``."""
         model, segment, region = self.cell_names[self.cell[i]]
-        return {
+        out = {
             "event_id": self.event_id[i],
             "timestamp": self.timestamp[i],
             "model": model,
@@ -91,6 +98,9 @@ class Columns:
             "latency_ms": self.latency[i],
             "features": {name: values[i] for name, values in self.features.items()},
         }
+        if self.probs is not None and self.probs[i] is not None:
+            out["probs"] = self.probs[i]
+        return out
 
     def encoded(self) -> tuple[list[bytes], list[bool]]:
         """The orjson records, with the ``invalid`` ones corrupted, and which stayed valid."""

@@ -38,6 +38,9 @@ from tilewatch.streams.dev.columns import INVALID_KINDS, Columns
 from tilewatch.streams.dev.population import cell_params, draw_features
 
 __all__ = [
+    "CLASS_BOOST",
+    "CLASS_PRIOR",
+    "DEFAULT_CLASSES",
     "DEFAULT_FEATURES",
     "DEFAULT_REGIONS",
     "DEFAULT_SEGMENTS",
@@ -72,6 +75,12 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "tickets_30d",
     "channel",
 )
+
+#: The classes of multi-class demo models, and how likely each is.
+DEFAULT_CLASSES: tuple[str, ...] = ("billing", "technical", "account", "sales")
+CLASS_PRIOR = (0.4, 0.3, 0.2, 0.1)
+#: Logit added to the true class of a multi-class event (a fairly accurate model).
+CLASS_BOOST = 2.5
 
 #: How much the degraded cell's scores move up (before clipping to [0, 1]).
 DEGRADE_SCORE_SHIFT = 0.25
@@ -110,6 +119,13 @@ class TrafficSpec:
         Value of every event's ``model_version``.
     threshold
         ``prediction = int(score >= threshold)``.
+    class_models, classes
+        Models (of ``models``) that are multi-class: their events carry ``probs``, an
+        object class -> probability over ``classes``, their ``score`` is the
+        top-class probability, ``prediction`` the top class and ``label`` a class name (drawn
+        from the true class, which gets :data:`CLASS_BOOST` more logit). Once degraded, the
+        degrade cell's labels of ``classes[0]`` become ``classes[1]`` (one class confused with
+        another there). Drawn from a second random stream: the other events are unchanged.
     """
 
     models: tuple[str, ...] = ("churn",)
@@ -124,6 +140,8 @@ class TrafficSpec:
     invalid_share: float = 0.0
     model_version: str = "2026.11.1"
     threshold: float = 0.5
+    class_models: tuple[str, ...] = ()
+    classes: tuple[str, ...] = DEFAULT_CLASSES
 
     def __post_init__(self) -> None:
         if not self.models or not self.segments or not self.regions:
@@ -138,6 +156,10 @@ class TrafficSpec:
                 f"TrafficSpec.degrade_cell_share: expected a share in (0, 1) of a degrade_cell, "
                 f"got {share!r}"
             )
+        if not set(self.class_models) <= set(self.models) or (
+            self.class_models and len(self.classes) < 2
+        ):
+            raise ValueError("TrafficSpec.class_models: models of the spec, with 2+ classes")
         if self.degrade_cell is not None and (
             self.degrade_cell[0] not in self.segments or self.degrade_cell[1] not in self.regions
         ):
@@ -211,6 +233,10 @@ class TrafficGenerator:
         ]
         self._cell_keys = [f"{m}|{sg}|{r}".encode() for m, sg, r in self._cell_names]
         self._cell_tag = [f"m{m + 1}" for m in self._cell_model.tolist()]
+        self._class_rng = np.random.default_rng([spec.seed, 1])
+        self._cell_multiclass = np.array(
+            [spec.models[m] in spec.class_models for m in self._cell_model.tolist()], dtype=bool
+        )
 
     @property
     def time(self) -> float:
@@ -352,6 +378,14 @@ class TrafficGenerator:
         bad_u = rng.random(n)
         bad_kind = rng.integers(0, len(INVALID_KINDS), n)
 
+        label_list: list[Any] = [
+            lab if has else None
+            for lab, has in zip(label.tolist(), has_label.tolist(), strict=True)
+        ]
+        score_list, prediction_list = score.tolist(), prediction.tolist()
+        probs = None
+        if spec.class_models:
+            probs = self._classes(cell, degraded, score_list, prediction_list, label_list)
         seq0 = self._seq
         self._seq += n
         cell_list = cell.tolist()
@@ -364,14 +398,43 @@ class TrafficGenerator:
             ],
             cell_names=self._cell_names,
             timestamp=ts.tolist(),
-            score=score.tolist(),
-            prediction=prediction.tolist(),
-            label=[
-                lab if has else None
-                for lab, has in zip(label.tolist(), has_label.tolist(), strict=True)
-            ],
+            score=score_list,
+            prediction=prediction_list,
+            label=label_list,
             latency=latency.tolist(),
             features=features,
             invalid=(bad_u < spec.invalid_share) if spec.invalid_share > 0.0 else None,
             invalid_kind=bad_kind,
+            probs=probs,
         )
+
+    def _classes(
+        self,
+        cell: Any,
+        degraded: Any,
+        score: list[Any],
+        prediction: list[Any],
+        label: list[Any],
+    ) -> list[dict[str, float] | None]:
+        """The class probabilities of the multi-class models' events; their score, prediction
+        and label (when present) are replaced in place."""
+        names = self.spec.classes
+        k, rng = len(names), self._class_rng
+        at = np.flatnonzero(self._cell_multiclass[cell])
+        prior = np.resize(np.asarray(CLASS_PRIOR), k)
+        truth = rng.choice(k, size=len(at), p=prior / prior.sum())
+        logits = rng.normal(0.0, 1.0, (len(at), k))
+        logits[np.arange(len(at)), truth] += CLASS_BOOST
+        p = np.exp(logits)
+        p = np.round(p / p.sum(axis=1, keepdims=True), 4)
+        confused = degraded[at] & (truth == 0)
+        truth[confused] = 1  # the degraded cell: the first class labelled as the second
+        out: list[dict[str, float] | None] = [None] * len(cell)
+        for j, i in enumerate(at.tolist()):
+            row = p[j].tolist()
+            out[i] = dict(zip(names, row, strict=True))
+            top = int(np.argmax(p[j]))
+            score[i], prediction[i] = row[top], names[top]
+            if label[i] is not None:
+                label[i] = names[int(truth[j])]
+        return out

@@ -437,8 +437,8 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         ),
         (
             {"events": {"a b": "x"}},
-            '[events]."a b": unknown key, expected one of attributions, classes, embedding, '
-            "event_id, features, label, latency, max_classes, max_event_bytes, model, "
+            '[events]."a b": unknown key, expected one of attributions, class_thresholds, classes, '
+            "embedding, event_id, features, label, latency, max_classes, max_event_bytes, model, "
             "model_version, prediction, region, score, score_max, score_min, scores, segment, "
             "timestamp",
         ),

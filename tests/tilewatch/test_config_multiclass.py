@@ -59,3 +59,24 @@ def test_checkpoints_do_not_need_configured_classes() -> None:
     """Checkpoints name their classes (docs/multiclass.md): discovered classes are fine."""
     config = parse_config({"events": {"scores": "p"}}, SOURCE)
     assert config.events.classes == () and config.state.checkpoints
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "scores", "message"),
+    [
+        ([0.5], "p", "[events].class_thresholds: expected a table of class name = threshold"),
+        ({"a": 0.5}, None, "[events].class_thresholds: expected a table of class name = threshold"),
+        ({"a": 0.0}, "p", "[events].class_thresholds.a: expected a number in (0, 1]"),
+        ({"a": True}, "p", "[events].class_thresholds.a: expected a number in (0, 1]"),
+    ],
+)
+def test_class_thresholds_errors(thresholds: Any, scores: str | None, message: str) -> None:
+    events: dict[str, Any] = {"class_thresholds": thresholds}
+    if scores is not None:
+        events["scores"] = scores
+    assert error_of(events).startswith(f"{SOURCE}: {message}")
+
+
+def test_class_thresholds() -> None:
+    config = parse_config({"events": {"scores": "p", "class_thresholds": {"a": 0.5, "b": 1}}})
+    assert config.events.class_thresholds == {"a": 0.5, "b": 1.0}

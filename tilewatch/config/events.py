@@ -29,7 +29,7 @@ PATHS = (
 #: cell, and the ``class`` label of the multi-class metrics takes ``max_classes + 1`` values.
 MAX_CLASSES = 50
 #: Multi-class keys: the optional path of the class probabilities and the class names.
-MULTICLASS_KEYS = ("scores", "classes", "max_classes")
+MULTICLASS_KEYS = ("scores", "classes", "max_classes", "class_thresholds")
 #: Vector keys: the optional paths of an event's embedding and attributions.
 VECTOR_KEYS = ("embedding", "attributions")
 KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS, *VECTOR_KEYS)
@@ -51,6 +51,14 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
     classes = _classes(table, max_classes)
     if classes and scores is None:
         raise table.error("classes", "no class names without [events].scores", list(classes))
+    thresholds = table.data.get("class_thresholds", {})
+    if not isinstance(thresholds, dict) or (thresholds and scores is None):
+        raise table.error(
+            "class_thresholds", "a table of class name = threshold with scores", thresholds
+        )
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise table.error(f"class_thresholds.{name}", "a number in (0, 1]", value)
     return EventFields(
         **paths,
         dimensions={name: table.path(name, name) for name in dimensions},
@@ -62,6 +70,7 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
         max_classes=max_classes,
         embedding=table.path("embedding", "") if "embedding" in table.data else None,
         attributions=table.path("attributions", "") if "attributions" in table.data else None,
+        class_thresholds={str(k): float(v) for k, v in thresholds.items()},
     )
 
 
