@@ -80,7 +80,7 @@ PROFILES = ("spine", "drift-labels")
 PREDICTIONS = "bench-predictions"
 OUTCOMES = "bench-outcomes"
 #: Give up on a run after this many seconds.
-TIMEOUT = 600.0
+TIMEOUT = 300.0
 #: Seconds between two CPU samples of the processes.
 SAMPLE = 0.2
 #: A process is idle below this share of one core over :data:`IDLE_SECONDS`.
@@ -109,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "confluent-kafka source adds; without it, the config's default client)",
     )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep configs and logs here (default: a temp dir)",
+    )
     args = p.parse_args(argv)
     args.replica_counts = [int(r) for r in args.replicas.split(",")]
     if args.events < 1 or args.cells < 1 or args.partitions < 1:
@@ -252,7 +258,11 @@ class Replica:
         return self.last_metrics
 
     def read(self) -> float:
-        return value(self.last_metrics, "tilewatch_read_events_total") or 0.0
+        """Records read: predictions and outcomes."""
+        m = self.last_metrics
+        return (value(m, "tilewatch_read_events_total") or 0.0) + (
+            value(m, "tilewatch_label_records_total") or 0.0
+        )
 
     def note_milestones(self) -> None:
         text = self.err.read_text(errors="replace")
@@ -362,28 +372,32 @@ def run_replicas(
             read0 += r.read()
         scraper.start()
         samples: list[tuple[float, float]] = [(t0, sum(cpu0))]
-        busy = False
         while True:
             for r in replicas:
                 r.check()
             if time.monotonic() > deadline:
-                raise RuntimeError("the replicas did not go idle in time")
+                raise RuntimeError(f"the replicas did not go idle in time: {samples[-10:]}")
             time.sleep(SAMPLE)
             samples.append((time.monotonic(), sum(r.cpu() for r in replicas)))
             window = [s for s in samples if s[0] >= samples[-1][0] - IDLE_SECONDS]
             if samples[-1][0] - t0 < IDLE_SECONDS or len(window) < 2:
                 continue
             share = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-            if share >= 0.5:
-                busy = True
-            elif busy and share < IDLE_SHARE * count:
-                t1, cpu1 = window[0]
+            if (
+                share < IDLE_SHARE * count
+                and sum(r.read() for r in replicas if r.scrape()) >= total
+            ):
+                t1, cpu1 = window[0]  # idle, everything read: the idle stretch began here
                 break
         while committed_total(bootstrap, group, {t: args.partitions for t in records}) < total:
             for r in replicas:
                 r.check()
             if time.monotonic() > deadline:
-                raise RuntimeError("offsets not committed in time")
+                raise RuntimeError(
+                    "offsets not committed in time: "
+                    f"{committed_total(bootstrap, group, {t: args.partitions for t in records})}"
+                    f" of {total}"
+                )
             time.sleep(0.5)
         scraper.stop_event.set()
         scraper.join()
@@ -443,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         broker_with_topics(topics) as broker,
         tempfile.TemporaryDirectory(prefix="bench-process-") as tmpdir,
     ):
-        tmp = Path(tmpdir)
+        tmp = Path(tmpdir) if args.workdir is None else args.workdir
+        tmp.mkdir(parents=True, exist_ok=True)
         bootstrap = broker.bootstrap
         target = produce_spine if args.profile == "spine" else produce_drift_labels
         ctx = multiprocessing.get_context("spawn")
