@@ -23,10 +23,11 @@ What it does, in one run:
    (the client library, once ``[kafka] client`` exists). Checkpoints are on (every 10 s), the
    metrics endpoint is up and this script scrapes ``/metrics`` every ``--scrape-interval``
    seconds, as Prometheus would (the first scrape as soon as records are counted);
-4. **start-up**: from spawning the process to the first scrape that counts a record
-   (``tilewatch_read_events_total > 0``; polled every 0.1 s until then; a scrape of an almost
-   empty state costs little), with the log's milestones (metrics served, partitions assigned);
-5. **steady state**: from that first counted record to the moment every process goes idle
+4. **start-up**: from the process start to its first counted record, as it logs it
+   (``first records counted (N read), S s after the process started``, from ``/proc``), with
+   the log's milestones seen by this script (metrics served, partitions assigned);
+5. **steady state**: from the moment that line appears (a scrape then reads the count) to
+   the moment every process goes idle
    (below 15 % of one core over 1 s, read from ``/proc/PID/stat`` every 0.2 s):
    events/s = records read in that span / its length (read from the scrapes), and CPU
    seconds per record of every thread of every replica in that span (the floor: its main
@@ -47,6 +48,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "confluent-kafka source adds; without it, the config's default client)",
     )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="profile the steady span of each replica with py-spy (collapsed stacks written to "
+        "PATH-xN-I.txt; the top entries are printed); py-spy must be installed and ptrace allowed",
+    )
     p.add_argument(
         "--workdir",
         type=Path,
@@ -237,6 +246,8 @@ class Replica:
                 stderr=err,
             )
         self.first_count: float | None = None
+        #: Seconds from process start to the first counted record, as the process logs it.
+        self.startup = 0.0
         self.milestones: dict[str, float] = {}
         self.last_metrics: dict[Any, float] = {}
 
@@ -286,17 +297,24 @@ class Replica:
         return int(self.proc.returncode)
 
 
+FIRST = re.compile(r"first records counted \((\d+) read\), ([\d.]+) s after the process started")
+
+
 def wait_first_count(replicas: list[Replica], deadline: float) -> None:
-    """Poll each replica's endpoint every 0.1 s until it counts a record."""
+    """Wait until each replica logs its first counted records (``tilewatch.app`` logs the
+    seconds since its process started); reads its milestones meanwhile."""
     while any(r.first_count is None for r in replicas):
         for r in replicas:
             r.check()
             r.note_milestones()
-            if r.first_count is None and r.scrape(timeout=5.0) is not None and r.read() > 0:
-                r.first_count = time.monotonic()
+            if r.first_count is None:
+                m = FIRST.search(r.err.read_text(errors="replace"))
+                if m is not None:
+                    r.first_count = time.monotonic()
+                    r.startup = float(m[2])
         if time.monotonic() > deadline:
             raise RuntimeError("no record counted in time")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 class Scraper(threading.Thread):
@@ -319,6 +337,66 @@ class Scraper(threading.Thread):
                     continue
                 self.seconds.append(time.perf_counter() - t0)
                 self.bytes = len(text.encode())
+
+
+def start_py_spy(prefix: Path, replica: Replica, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    out = prefix.with_name(f"{prefix.name}-{name}.txt")
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(replica.proc.pid),
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--rate",
+            "100",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return spy, out
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(30)
+    return {"path": str(out), **top_entries(out)}
+
+
+def top_entries(path: Path, n: int = 15) -> dict[str, Any]:
+    """Self and inclusive sample shares of the functions in py-spy's collapsed stacks."""
+    self_n: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        k = int(count)
+        total += k
+        frames = stack.split(";")
+        threads[frames[0]] = threads.get(frames[0], 0) + k
+        leaf = frames[-1]
+        self_n[leaf] = self_n.get(leaf, 0) + k
+        for f in set(frames[1:]):
+            incl[f] = incl.get(f, 0) + k
+    total = max(total, 1)
+
+    def top(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(f, c / total) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
+
+    return {
+        "samples": total,
+        "threads": top(threads),
+        "self": top(self_n),
+        "inclusive": top(incl),
+    }
 
 
 def committed_total(bootstrap: str, group: str, topics: dict[str, int]) -> int:
@@ -371,6 +449,11 @@ def run_replicas(
             r.scrape()
             read0 += r.read()
         scraper.start()
+        spies = [
+            start_py_spy(args.py_spy, r, f"x{count}-{i}")
+            for i, r in enumerate(replicas)
+            if args.py_spy is not None
+        ]
         samples: list[tuple[float, float]] = [(t0, sum(cpu0))]
         while True:
             for r in replicas:
@@ -389,6 +472,7 @@ def run_replicas(
             ):
                 t1, cpu1 = window[0]  # idle, everything read: the idle stretch began here
                 break
+        profiles = [stop_py_spy(*spy) for spy in spies]
         while committed_total(bootstrap, group, {t: args.partitions for t in records}) < total:
             for r in replicas:
                 r.check()
@@ -418,7 +502,7 @@ def run_replicas(
     if args.profile == "spine" and leaf != args.events:
         raise RuntimeError(f"leaf events_total {leaf}, expected {args.events}")
     steady = total - read0
-    first = [r.first_count - r.spawned for r in replicas if r.first_count is not None]
+    first = [r.startup for r in replicas]
     return {
         "replicas": count,
         "startup_seconds": max(first),
@@ -435,6 +519,7 @@ def run_replicas(
         "scrape_bytes": scraper.bytes,
         "peak_rss_mb": peak_rss,
         "leaf_events_total": leaf,
+        "profiles": profiles,
     }
 
 
@@ -529,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run['scrape_bytes']:,} B); peak RSS {run['peak_rss_mb']}",
             ),
         ]
+    for run in runs:
+        for prof in run["profiles"]:
+            print(f"\n== py-spy {prof['path']} ({prof['samples']} samples, busy only)")
+            for kind in ("threads", "self", "inclusive"):
+                print(f"  -- {kind}")
+                for f, share in prof[kind]:
+                    print(f"  {share:6.1%}  {f[:150]}")
     if len(runs) > 1:
         base = runs[0]["cpu_us_per_event"]
         for run in runs[1:]:
