@@ -18,7 +18,9 @@ reused when it exists) and installs ``quixstreams==--quix-version`` from PyPI in
    topic, Quix's defaults), emitting closed windows. A step before the window counts the
    records; the app stops at the N-th. It reports its start-up (process start to the first
    record), its steady rate (first to N-th record) and its CPU seconds (``getrusage``, all
-   threads, librdkafka's included) over that span.
+   threads, librdkafka's included) over that span;
+4. unless ``--no-tilewatch``: the real ``tilewatch run`` process on the same topic (a fresh
+   group), measured as ``bench_process.py`` does, and the ratio of the steady rates.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:  # run as ``python tests/bench/peer_quix.py``
     sys.path.insert(0, _ROOT)
 
-from tests.bench.bench_process import PREDICTIONS, produce_spine  # noqa: E402
+from tests.bench.bench_process import PREDICTIONS, produce_spine, run_replicas  # noqa: E402
 from tests.bench.harness import (  # noqa: E402
     bench_settings,
     broker_with_topics,
@@ -131,6 +133,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=2)
     p.add_argument("--venv", type=Path, default=Path(".bench-venvs/quix"))
     p.add_argument("--quix-version", default="3.28.1")
+    p.add_argument(
+        "--no-tilewatch",
+        action="store_true",
+        help="skip the real tilewatch run process on the same topic (bench_process.py's run)",
+    )
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -186,6 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         if out.returncode != 0:
             raise RuntimeError(f"the Quix app failed ({out.returncode}): {out.stderr[-3000:]}")
         quix: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        tilewatch: dict[str, Any] | None = None
+        if not args.no_tilewatch:
+            run_args = argparse.Namespace(
+                profile="spine",
+                events=args.events,
+                cells=args.cells,
+                partitions=args.partitions,
+                scrape_interval=15.0,
+                client=None,
+                py_spy=None,
+            )
+            tilewatch = run_replicas(
+                1, run_args, broker.bootstrap, {PREDICTIONS: args.events}, Path(tmp), None
+            )
     if quix["records"] != args.events:
         raise RuntimeError(f"Quix read {quix['records']} records, expected {args.events}")
     result = {
@@ -198,7 +219,21 @@ def main(argv: list[str] | None = None) -> int:
         "floor": floor,
         "quix": quix,
         "quix_ratio_to_floor": quix["events_per_second"] / floor["events_per_second"],
+        "tilewatch": tilewatch,
     }
+    rows = []
+    if tilewatch is not None:
+        result["tilewatch_over_quix"] = tilewatch["events_per_second"] / quix["events_per_second"]
+        rows = [
+            (
+                "tilewatch run (default)",
+                f"{tilewatch['events_per_second']:,.0f} events/s "
+                f"({tilewatch['events_per_second'] / floor['events_per_second']:.2f} of floor), "
+                f"{tilewatch['cpu_us_per_event']:.1f} us CPU/event, start-up "
+                f"{tilewatch['startup_seconds']:.2f} s",
+            ),
+            ("tilewatch / quix", f"{result['tilewatch_over_quix']:.1f}x"),
+        ]
     print_rows(
         f"Quix Streams {args.quix_version}: tumbling 60 s count + mean per key",
         [
@@ -215,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{quix['cpu_us_per_event']:.1f} us CPU/event",
             ),
             ("quix start-up", f"{quix['startup_seconds']:.2f} s to the first record"),
+            *rows,
         ],
     )
     write_json(args.json, result)
