@@ -46,6 +46,7 @@ breakdown of these.
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import re
@@ -520,6 +521,12 @@ def run_replicas(
         "peak_rss_mb": peak_rss,
         "leaf_events_total": leaf,
         "profiles": profiles,
+        # (seconds since the steady span began, cores used over the last sample)
+        "cpu_timeline": [
+            (round(b[0] - t0, 1), round((b[1] - a[1]) / (b[0] - a[0]), 2))
+            for a, b in itertools.pairwise(samples)
+            if b[0] <= t1
+        ],
     }
 
 
