@@ -180,8 +180,8 @@ class ChangelogStore:
             # for fetch_max_wait_ms). Only emptiness is read from them: some brokers (the
             # embedded one) answer end_offsets() with the last batch's base offset + 1, so
             # reading still stops at the high watermark the fetches report.
-            ends = _offsets(consumer.end_offsets, tps)
-            starts = _offsets(consumer.beginning_offsets, tps)
+            ends = _offsets(consumer, "end_offsets", tps)
+            starts = _offsets(consumer, "beginning_offsets", tps)
             unread = [tp for tp in tps if not _empty(ends.get(tp), starts.get(tp))]
             if unread:
                 consumer.assign(unread)
@@ -246,11 +246,12 @@ class ChangelogStore:
             self._producer = None
 
 
-def _offsets(query: Callable[[list[Any]], Any], tps: list[Any]) -> dict[Any, int | None]:
-    """``query(tps)`` (``end_offsets``/``beginning_offsets``); empty when the client lacks it
-    or the broker does not answer (the read then relies on the high watermark)."""
+def _offsets(consumer: Any, method: str, tps: list[Any]) -> dict[Any, int | None]:
+    """``consumer.method(tps)`` (``end_offsets``/``beginning_offsets``); empty when the client
+    lacks it (another client library) or the broker does not answer (the read then fetches and
+    relies on the high watermark, as without this check)."""
     try:
-        return dict(query(tps) or {})
+        return dict(getattr(consumer, method)(tps) or {})
     except Exception as exc:  # an old broker or a stand-in consumer: fall back to fetching
         log.debug("changelog offsets not available (%s); reading to the high watermark", exc)
         return {}

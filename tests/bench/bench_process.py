@@ -19,10 +19,10 @@ What it does, in one run:
    ``orjson.loads`` on every value, nothing else (this process; its main-thread CPU time);
 3. ``tilewatch run --config FILE`` (the console script) with the **default config** except what
    must differ: broker, topics, group, a free loopback port, with ``drift-labels`` the
-   ``[baseline]`` path and ``[labels]`` (source ``topic``), and ``--client`` as ``[kafka] client``
-   (the client library, once ``[kafka] client`` exists). Checkpoints are on (every 10 s), the
-   metrics endpoint is up and this script scrapes ``/metrics`` every ``--scrape-interval``
-   seconds, as Prometheus would (the first scrape as soon as records are counted);
+   ``[baseline]`` path and ``[labels]`` (source ``topic``), and ``--client NAME`` as
+   ``[kafka] client_library`` (``kafka-python`` or ``confluent``, once that key exists: branch
+   i14-confluent). Checkpoints are on (every 10 s), the metrics endpoint is up and this script
+   scrapes ``/metrics`` every ``--scrape-interval`` seconds, as Prometheus would;
 4. **start-up**: from the process start to its first counted record, as it logs it
    (``first records counted (N read), S s after the process started``, from ``/proc``), with
    the log's milestones seen by this script (metrics served, partitions assigned);
@@ -108,8 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--client",
         default=None,
-        help="the Kafka client library, written as [kafka] client = NAME (the key the "
-        "confluent-kafka source adds; without it, the config's default client)",
+        help="the Kafka client library, written as [kafka] client_library = NAME (the key the "
+        "confluent-kafka source adds, branch i14-confluent; without it, the default client)",
     )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     p.add_argument(
@@ -208,7 +208,7 @@ def write_config(
         f'group_id = "{group}"',
     ]
     if client is not None:
-        lines.append(f'client = "{client}"')
+        lines.append(f'client_library = "{client}"')
     lines += ["", "[exporter]", f'listen = "127.0.0.1:{port}"', ""]
     if cells > 10_000:  # the default [cells] max_cells
         lines += ["[cells]", f"max_cells = {cells}", ""]
