@@ -111,6 +111,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the Kafka client library, written as [kafka] client_library = NAME (the key the "
         "confluent-kafka source adds, branch i14-confluent; without it, the default client)",
     )
+    p.add_argument(
+        "--kafka-client",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [kafka.client] setting (repeatable; integers as such), e.g. "
+        "session_timeout_ms=6000: the config is then not the default one",
+    )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     p.add_argument(
         "--py-spy",
@@ -199,6 +207,7 @@ def write_config(
     cells: int,
     client: str | None,
     baseline: Path | None,
+    kafka_client: list[str] | None = None,
 ) -> Path:
     """The default config, except the broker, topic, group, port (and the profile's stages)."""
     lines = [
@@ -209,6 +218,11 @@ def write_config(
     ]
     if client is not None:
         lines.append(f'client_library = "{client}"')
+    if kafka_client:
+        lines += ["", "[kafka.client]"]
+        for setting in kafka_client:
+            key, _, val = setting.partition("=")
+            lines.append(f"{key.strip()} = {val.strip() if val.strip().isdigit() else repr(val)}")
     lines += ["", "[exporter]", f'listen = "127.0.0.1:{port}"', ""]
     if cells > 10_000:  # the default [cells] max_cells
         lines += ["[cells]", f"max_cells = {cells}", ""]
@@ -436,6 +450,7 @@ def run_replicas(
             args.cells,
             args.client,
             baseline,
+            getattr(args, "kafka_client", None),
         )
         replicas.append(Replica(config, f"r{count}-{i}", port))
     deadline = time.monotonic() + TIMEOUT
@@ -543,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         "partitions": args.partitions,
         "scrape_interval": args.scrape_interval,
         "client": args.client,
+        "kafka_client": args.kafka_client,
         "load_average_at_start": load0,
     }
     with (
