@@ -46,8 +46,6 @@ __all__ = [
     "baseline_thresholds",
     "build_classes",
     "build_profile",
-    "log_first_records",
-    "process_age_seconds",
     "register_process_metrics",
     "running_detectors",
     "tile_page",
@@ -137,7 +135,7 @@ def register_process_metrics(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
-def process_age_seconds() -> float | None:
+def _process_age_seconds() -> float | None:
     """Seconds since this process started (Linux ``/proc``; None elsewhere)."""
     try:
         with open("/proc/self/stat") as f:
@@ -149,9 +147,9 @@ def process_age_seconds() -> float | None:
         return None
 
 
-def log_first_records(read: int) -> None:
+def _log_first_records(read: int) -> None:
     """The start-up time: from process start to the first counted record."""
-    age = process_age_seconds()
+    age = _process_age_seconds()
     log.info(
         "first records counted (%d read)%s",
         read,
@@ -207,7 +205,7 @@ class App:
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
         )
-        self.monitor.on_first_records = log_first_records
+        self.monitor.on_first_records = _log_first_records
         register_process_metrics(self.registry)
         self.health = HealthCollector(
             self.state.snapshot,
