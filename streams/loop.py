@@ -205,6 +205,9 @@ class Monitor:
         self._refresh_seconds = 0.0
         self._applied_since_refresh = True
         self._last_records = -math.inf
+        #: Called once, with the records read so far, after the first batch that counted a
+        #: record (the app logs the start-up time with it).
+        self.on_first_records: Callable[[int], None] | None = None
 
     def ensure_topics(self) -> None:
         """Create the dead-letter and changelog topics if missing; check co-partitioning."""
@@ -240,6 +243,9 @@ class Monitor:
                     if not self.state.ingest.kafka_up:  # records arrived: the broker answers
                         self.state.count_ingest(IngestUpdate(kafka_up=1))
                     self.process(batch)
+                    if self.on_first_records is not None and self.summary.read:
+                        first, self.on_first_records = self.on_first_records, None
+                        first(self.summary.read)
                 self._after_poll(consumer, idle=not batch)
             self.pacer.forget(self.assignments.handle(consumer))
             self.committer.commit(consumer)

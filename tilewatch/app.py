@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -176,6 +177,28 @@ def register_process_metrics(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
+def _process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _log_first_records(read: int) -> None:
+    """The start-up time: from process start to the first counted record."""
+    age = _process_age_seconds()
+    log.info(
+        "first records counted (%d read)%s",
+        read,
+        "" if age is None else f", {age:.2f} s after the process started",
+    )
+
+
 def tune_gc() -> None:
     """Make the garbage collector cheap for a streaming process (process-wide; call once).
 
@@ -232,6 +255,7 @@ class App:
             else lambda factory: LabelingStage(queue, self.state, factory, self._cell_status),
             vectors=self.vectors,
         )
+        self.monitor.on_first_records = _log_first_records
         register_process_metrics(self.registry)
         self.health = HealthCollector(
             self.state.snapshot,

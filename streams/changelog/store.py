@@ -175,16 +175,26 @@ class ChangelogStore:
         consumer = self.consumer_factory()
         try:
             consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
+            # One ListOffsets round trip each for where the partitions start and end: an empty
+            # changelog partition (a new group) is then not fetched at all (an empty fetch waits
+            # for fetch_max_wait_ms). Only emptiness is read from them: some brokers (the
+            # embedded one) answer end_offsets() with the last batch's base offset + 1, so
+            # reading still stops at the high watermark the fetches report.
+            ends = _offsets(consumer, "end_offsets", tps)
+            starts = _offsets(consumer, "beginning_offsets", tps)
+            unread = [tp for tp in tps if not _empty(ends.get(tp), starts.get(tp))]
+            if unread:
+                consumer.assign(unread)
+                consumer.seek_to_beginning(*unread)
             deadline = time.monotonic() + self.timeout_seconds
-            while True:
+            while unread:
                 for records in consumer.poll(timeout_ms=200).values():
                     for rec in records:
                         if rec.key is not None and any(rec.key.startswith(p) for p in prefixes):
                             latest[rec.key] = rec.value
                 done = all(
                     (hw := consumer.highwater(tp)) is not None and consumer.position(tp) >= hw
-                    for tp in tps
+                    for tp in unread
                 )
                 if done:
                     break
@@ -234,3 +244,19 @@ class ChangelogStore:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
+
+
+def _offsets(consumer: Any, method: str, tps: list[Any]) -> dict[Any, int | None]:
+    """``consumer.method(tps)`` (``end_offsets``/``beginning_offsets``); empty when the client
+    lacks it (another client library) or the broker does not answer (the read then fetches and
+    relies on the high watermark, as without this check)."""
+    try:
+        return dict(getattr(consumer, method)(tps) or {})
+    except Exception as exc:  # an old broker or a stand-in consumer: fall back to fetching
+        log.debug("changelog offsets not available (%s); reading to the high watermark", exc)
+        return {}
+
+
+def _empty(end: int | None, start: int | None) -> bool:
+    """Whether a partition with these end and start offsets holds no record (unknown: no)."""
+    return end is not None and end <= (start or 0)

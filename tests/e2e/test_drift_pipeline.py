@@ -806,9 +806,9 @@ def test_clean_stream_raises_no_flag(
     baseline_file: Path,
     tmp_path: Path,
 ) -> None:
-    """400k clean events (1M and more in tests/bench/bench_detection.py): polled every second, no leaf cell is ever flagged by a PSI or a
-    missing ratio, and every scraped window equals the offline computation exactly, class-shift
-    decisions included.
+    """400k clean events (1M and more in tests/bench/bench_detection.py): polled every second,
+    no leaf cell is ever flagged by a PSI or a missing ratio, and every scraped window equals the
+    offline computation exactly, class-shift decisions included.
 
     The class-shift flags are Benjamini-Hochberg decisions over the 100 leaf cells of a window.
     With every null hypothesis true, BH bounds the chance of any rejection in one window by

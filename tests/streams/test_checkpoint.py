@@ -265,3 +265,62 @@ def test_a_slot_cut_short_falls_back_to_the_other(
     found = _store(broker, topic, refusals).read([SOURCE])
     assert [c.offset for c in found[SOURCE]] == [20]
     assert refusals == ["corrupt"]
+
+
+class _CountingConsumer:
+    """A real consumer that records its polls and assignments."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self._consumer = consumer
+        self.polls = 0
+        self.assigned: list[list[int]] = []
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        self.polls += 1
+        return self._consumer.poll(*args, **kwargs)
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned.append(sorted(tp.partition for tp in tps))
+        self._consumer.assign(tps)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+@pytest.mark.broker
+def test_restore_skips_empty_changelog_partitions(broker: EmbeddedBroker) -> None:
+    """A new group's restore does not fetch (an empty fetch waits fetch_max_wait_ms): the
+    partitions' start and end offsets show they are empty; a partition with data is read."""
+    topic = f"changelog-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, 3)
+    made: list[_CountingConsumer] = []
+
+    def store() -> ChangelogStore:
+        def consumer() -> _CountingConsumer:
+            made.append(
+                _CountingConsumer(
+                    KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+                )
+            )
+            return made[-1]
+
+        out = _store(broker, topic, [])
+        out.consumer_factory = consumer
+        return out
+
+    empty = store()
+    try:
+        assert empty.read([SOURCE, ("events", 0)]) == {SOURCE: [], ("events", 0): []}
+    finally:
+        empty.close()
+    assert made[0].polls == 0
+    writer = store()
+    try:
+        writer.write({SOURCE: _state(offset=40)})
+    finally:
+        writer.close()
+    found = store().read([SOURCE, ("events", 0)])
+    assert [c.offset for c in found[SOURCE]] == [40]
+    assert found[("events", 0)] == []
+    assert made[1].polls > 0
+    assert made[1].assigned == [[0, 2], [2]]  # SOURCE lives in partition 2 of 3; 0 is empty

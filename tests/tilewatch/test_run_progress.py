@@ -83,6 +83,16 @@ def test_run_logs_progress_and_one_summary(
     assert all(PROGRESS.search(line) for line in stderr.splitlines() if "progress:" in line)
     # Progress lines a second apart, the rate measured between them.
     assert len([line for line in stderr.splitlines() if PROGRESS.search(line)]) >= 2
+    # The start-up time, once: from the process start to the first counted records.
+    first = re.findall(
+        r"INFO tilewatch\.app: first records counted \((\d+) read\), ([\d.]+) s after the "
+        r"process started$",
+        stderr,
+        flags=re.MULTILINE,
+    )
+    assert len(first) == 1, stderr
+    assert 0 < int(first[0][0]) <= total
+    assert 0 < float(first[0][1]) < 60
     summaries = [
         line
         for line in (out + stderr).splitlines()
