@@ -316,8 +316,12 @@ class ReplicaState:
             with self.lock:
                 self.history.record(snap, self.settings.window_seconds)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, upto: int | None = None) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
+
+        ``upto`` (a window number) reports the windows up to it as if the later closed ones
+        were not closed yet: a replay (``tilewatch backfill``) whose batch closed several
+        windows at once reads each of them in turn.
 
         Under the lock: the per-partition arrays, which window each model reports (its latest
         window that some partition closed with data for the model and that no partition
@@ -336,7 +340,8 @@ class ReplicaState:
                 for w in part.open:
                     still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
                 for w in part.closed:
-                    closed_models.append((part, w, part.window_models(w)))
+                    if upto is None or w <= upto:
+                        closed_models.append((part, w, part.window_models(w)))
             latest: dict[int, int] = {}
             for _part, w, mids in closed_models:
                 for mid in mids:
