@@ -27,15 +27,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReplayRange:
-    """Where a replay starts and ends, per partition (``(topic, partition)`` keys)."""
+    """Where a replay starts and ends, per partition (``(topic, partition)`` keys).
+
+    The end of a partition is the fetch high watermark the first fetch of it reports (brokers'
+    ``ListOffsets`` answers are not always exact: the embedded test broker's are not), so
+    :attr:`end` fills in as the replay goes; until then :attr:`estimate` holds ``end_offsets``.
+    """
 
     start: dict[tuple[str, int], int]
     end: dict[tuple[str, int], int]
+    estimate: dict[tuple[str, int], int]
 
     @property
     def total(self) -> int:
-        """Records the replay reads."""
-        return sum(max(0, self.end[k] - self.start[k]) for k in self.start)
+        """Records the replay reads (estimated until every partition was fetched once)."""
+        return sum(
+            max(0, self.end.get(k, self.estimate.get(k, 0)) - self.start[k]) for k in self.start
+        )
 
 
 def _key(tp: Any) -> tuple[str, int]:
@@ -43,9 +51,9 @@ def _key(tp: Any) -> tuple[str, int]:
 
 
 def plan_range(
-    consumer: Any, topics: Sequence[str], start_ms: int, end_ms: int | None
+    consumer: Any, topics: Sequence[str], start_ms: int
 ) -> tuple[list[Any], ReplayRange]:
-    """The partitions of ``topics`` and the offset range of each to read."""
+    """The partitions of ``topics`` and where to start reading each."""
     from kafka import TopicPartition
 
     tps = []
@@ -56,14 +64,11 @@ def plan_range(
         tps += [TopicPartition(topic, p) for p in sorted(parts)]
     high = consumer.end_offsets(tps)
     begin = consumer.offsets_for_times({tp: start_ms for tp in tps})
-    until = consumer.offsets_for_times({tp: end_ms for tp in tps}) if end_ms is not None else {}
-    rng = ReplayRange({}, {})
+    rng = ReplayRange({}, {}, {})
     for tp in tps:
-        key = (tp.topic, tp.partition)
         found = begin.get(tp)
-        rng.start[key] = high[tp] if found is None else found.offset
-        stop = until.get(tp)
-        rng.end[key] = high[tp] if stop is None else min(stop.offset, high[tp])
+        rng.start[_key(tp)] = high[tp] if found is None else found.offset
+        rng.estimate[_key(tp)] = high[tp]
     return tps, rng
 
 
@@ -75,47 +80,63 @@ def replay_batches(
     *,
     consumer_factory: Callable[[], Any] | None = None,
     on_plan: Callable[[ReplayRange], None] | None = None,
-    poll_timeout_ms: int = 1000,
+    poll_timeout_ms: int = 500,
+    idle_seconds: float = 30.0,
 ) -> Iterator[Mapping[Any, list[Any]]]:
-    """Poll batches (``{TopicPartition: [records]}``) of ``topics`` between the two record
-    times (milliseconds; ``end_ms`` None: up to the high watermark at the start)."""
+    """Poll batches (``{TopicPartition: [records]}``) of ``topics`` from the first record at
+    or after ``start_ms`` to the fetch high watermark, stopping a partition early at its first
+    record stamped at or after ``end_ms`` (milliseconds; None: no such stop)."""
     consumer = (consumer_factory or (lambda: new_restore_consumer(kafka)))()
     try:
-        tps, rng = plan_range(consumer, topics, start_ms, end_ms)
+        tps, rng = plan_range(consumer, topics, start_ms)
         if on_plan is not None:
             on_plan(rng)
         consumer.assign(tps)
-        remaining = set()
         for tp in tps:
-            key = (tp.topic, tp.partition)
-            if rng.start[key] < rng.end[key]:
-                consumer.seek(tp, rng.start[key])
-                remaining.add(tp)
-            else:
-                consumer.pause(tp)
-        idle = 0
+            consumer.seek(tp, rng.start[_key(tp)])
+        remaining = set(tps)
+        idle = 0.0
         while remaining:
             batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=kafka.max_poll_records)
             out: dict[Any, list[Any]] = {}
             for tp, records in batch.items():
-                keep = [r for r in records if r.offset < rng.end[(tp.topic, tp.partition)]]
+                if tp not in remaining:
+                    continue
+                end = rng.end.setdefault(_key(tp), _highwater(consumer, tp, records))
+                keep = [
+                    r
+                    for r in records
+                    if r.offset < end
+                    and (end_ms is None or not r.timestamp or r.timestamp < end_ms)
+                ]
                 if keep:
                     out[tp] = keep
-            # done by position, not by the last record: transaction markers and compaction
-            # leave offsets without records
-            for tp in [tp for tp in remaining if consumer.position(tp) >= rng.end[_key(tp)]]:
-                remaining.discard(tp)
-                consumer.pause(tp)
-            if not batch:
-                idle += 1
-                if idle * poll_timeout_ms > 60_000:
-                    raise StreamError(
-                        "no records for 60 s although the range is not read to its end: "
-                        + ", ".join(f"{tp.topic}/{tp.partition}" for tp in remaining)
-                    )
-                continue
-            idle = 0
+                if len(keep) < len(records):  # past the end: this partition is done
+                    rng.end[_key(tp)] = keep[-1].offset + 1 if keep else records[0].offset
+            for tp in list(remaining):
+                stop = rng.end.get(_key(tp))
+                if stop is None:
+                    hw = consumer.highwater(tp)
+                    if hw is not None:  # an empty fetch reported the watermark
+                        stop = rng.end[_key(tp)] = hw
+                if stop is not None and consumer.position(tp) >= stop:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
             if out:
+                idle = 0.0
                 yield out
+                continue
+            idle += poll_timeout_ms / 1000
+            if idle > idle_seconds:
+                raise StreamError(
+                    f"no records for {idle_seconds:g} s although the range is not read to its "
+                    "end: " + ", ".join(f"{tp.topic}/{tp.partition}" for tp in remaining)
+                )
     finally:
         consumer.close(autocommit=False)
+
+
+def _highwater(consumer: Any, tp: Any, records: Sequence[Any]) -> int:
+    """The fetch high watermark of ``tp`` (the last record's next offset if none is known)."""
+    hw = consumer.highwater(tp)
+    return int(hw) if hw is not None else records[-1].offset + 1

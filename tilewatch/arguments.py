@@ -328,11 +328,23 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     back.add_argument(
         "--input", default=None, metavar="FILE",
-        help="a .jsonl or .parquet file of events instead of the topics",
+        help="a .jsonl or .parquet file of events to read (default: the [kafka] topics)",
     )  # fmt: skip
     back.add_argument(
         "--output", default="backfill-blocks", metavar="DIR",
         help="folder for the TSDB blocks (default: backfill-blocks)",
     )  # fmt: skip
-    back.add_argument("--promtool", default="promtool", metavar="PATH", help="promtool to run")
+    back.add_argument(
+        "--promtool",
+        default="promtool",
+        metavar="PATH",
+        help="promtool to run (default: promtool on the PATH)",
+    )
+    back.add_argument(
+        "--job", default="tilewatch", help="the job label of the live scrapes (default: tilewatch)"
+    )
+    back.add_argument(
+        "--instance", default=None,
+        help="the instance label of the live scrapes (default: the [exporter] listen address)",
+    )  # fmt: skip
     return p

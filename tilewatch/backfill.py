@@ -49,6 +49,14 @@ __all__ = ["BLOCK_SECONDS", "Backfill", "BackfillResult", "parse_time"]
 
 #: Prometheus's block range: one OpenMetrics file (and promtool run) per range.
 BLOCK_SECONDS = 7200
+#: Families that describe a live consumer (its connection, lag, checkpoints, dead-letter
+#: producer): a replay has none of these, so they are not backfilled.
+LIVE_ONLY = (
+    "tilewatch_kafka_up",
+    "tilewatch_consumer_lag_events",
+    "tilewatch_checkpoint",
+    "tilewatch_dead_letter",
+)
 #: Closed windows a partition keeps during a replay (a batch may close several at once).
 REPLAY_RETAIN_CLOSED = 64
 
@@ -191,6 +199,8 @@ class Backfill:
         *,
         promtool: str = "promtool",
         out: TextIO | None = None,
+        job: str = "tilewatch",
+        instance: str | None = None,
     ) -> None:
         if end is not None and end <= start:
             raise ConfigError(f"--to ({end:.0f}) must be after --from ({start:.0f})")
@@ -230,7 +240,9 @@ class Backfill:
             CellCollector(lambda: self._snapshot, config.cells.dimensions, budget)
         )
         self.registry.register(health)
-        self.families = TimestampedFamilies()
+        exp = config.exporter
+        instance = f"{exp.host}:{exp.port}" if instance is None else instance
+        self.families = TimestampedFamilies({"job": job, "instance": instance})
         self._last_window = -(2**62)
         self._block: int | None = None
         self._files: list[Path] = []
@@ -244,20 +256,25 @@ class Backfill:
         topics = list(kafka.topics)
         if self.config.label_topic is not None:
             topics.append(self.config.label_topic.topic)
-        total = [0]
+        plan: list[ReplayRange] = []
 
         def planned(rng: ReplayRange) -> None:
-            total[0] = rng.total
+            plan.append(rng)
             for topic, partition in rng.start:
                 if topic in kafka.topics:
                     self.state.assign((topic, partition))
 
         # records stamped up to one grace before `from` may hold events of the first window
         start_ms = int((self.start - self.config.cells.grace_seconds) * 1000)
-        end_ms = None if self.end is None else int(self.end * 1000)
+        # and records stamped a window and a grace after `to` may close the last window
+        cells = self.config.cells
+        after = cells.window_seconds + cells.grace_seconds
+        end_ms = None if self.end is None else int((self.end + after) * 1000)
         progress = _Progress(self.out, "records")
         batches = replay_batches(kafka, topics, start_ms, end_ms, on_plan=planned)
-        return self._consume(((b, None) for b in batches), progress, lambda: total[0])
+        return self._consume(
+            ((b, None) for b in batches), progress, lambda: plan[0].total if plan else 0
+        )
 
     def run_file(self, path: str) -> BackfillResult:
         """Replay a JSON Lines or Parquet file of events (in event order)."""
@@ -316,9 +333,8 @@ class Backfill:
             if self._block is not None and block != self._block:
                 self._flush()
             self._block = block
-            self.samples += self.families.add(
-                self.registry.collect(), _stamps(snap.window_end, end)
-            )
+            families = (f for f in self.registry.collect() if not f.name.startswith(LIVE_ONLY))
+            self.samples += self.families.add(families, _stamps(snap.window_end, end))
             self.windows += 1
 
     def _flush(self) -> None:

@@ -154,7 +154,9 @@ def _backfill(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     start = parse_time(args.start)
     end = None if args.end is None else parse_time(args.end)
-    backfill = Backfill(cfg, start, end, args.output, promtool=args.promtool)
+    backfill = Backfill(
+        cfg, start, end, args.output, promtool=args.promtool, job=args.job, instance=args.instance
+    )
     result = backfill.run_file(args.input) if args.input else backfill.run_topics()
     print(
         f"tilewatch: backfill read {result.read} records ({result.valid} valid, "

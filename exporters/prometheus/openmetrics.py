@@ -76,7 +76,9 @@ def format_sample(name: str, labels: Mapping[str, str], value: float, timestamp:
 class TimestampedFamilies:
     """Metric families collected at several times, kept as OpenMetrics lines per family."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+        #: Labels added to every sample (a scrape's ``job`` and ``instance``).
+        self.labels = dict(labels or {})
         self._header: dict[str, str] = {}
         self._lines: dict[str, list[str]] = {}
         self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -103,11 +105,12 @@ class TimestampedFamilies:
                 t = stamp(sample.labels)
                 if math.isnan(t):
                     continue
-                key = (sample.name, tuple(sorted(sample.labels.items())))
+                labels = {**sample.labels, **self.labels} if self.labels else sample.labels
+                key = (sample.name, tuple(sorted(labels.items())))
                 if self._last.get(key, -math.inf) >= t:
                     continue
                 self._last[key] = t
-                lines.append(format_sample(sample.name, sample.labels, sample.value, t))
+                lines.append(format_sample(sample.name, labels, sample.value, t))
                 added += 1
         return added
 
