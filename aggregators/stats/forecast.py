@@ -10,7 +10,8 @@ Each series (one per cell) follows the innovations form of ETS(A,Ad,N) (Hyndman 
     level      l   <- l + phi * b + alpha * e
     trend      b   <- phi * b + beta * e
     h steps    yhat(h) = l + (phi + phi^2 + ... + phi^h) * b
-    variance   v(h) = s2 * (1 + sum_{j=1}^{h-1} (alpha + beta * phi_j)^2),  phi_j = phi + ... + phi^j
+    variance   v(h) = s2 * (1 + sum_{j=1}^{h-1} (alpha + beta * phi_j)^2)
+               with phi_j = phi + ... + phi^j
 
 ``s2`` is the variance of the one-step errors: their running mean square for the first
 ``memory`` observations, then an exponentially weighted one with weight ``1 / memory`` (so the

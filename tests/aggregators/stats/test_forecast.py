@@ -20,12 +20,11 @@ def _reference(
     if len(obs) < 3:
         return [math.nan] * h, [math.nan] * h, [math.nan] * h
     level, trend = obs[1], obs[1] - obs[0]
-    s2, k = 0.0, 0
-    for y in obs[2:]:
+    s2 = 0.0
+    for k, y in enumerate(obs[2:], 1):
         e = y - (level + phi * trend)
         level = level + phi * trend + alpha * e
         trend = phi * trend + beta * e
-        k += 1
         w = max(1.0 / k, 1.0 / memory)
         s2 = s2 + w * (e * e - s2)
     z = NormalDist().inv_cdf(0.5 + coverage / 2)
