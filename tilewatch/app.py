@@ -21,6 +21,7 @@ from prometheus_client import (
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
+from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
@@ -175,6 +176,7 @@ class App:
             thresholds=baseline_thresholds(profile),
             classes=build_classes(cfg),
         )
+        self.state.forecasts = CellForecasts()  # docs/forecast.md
         self.monitor = Monitor(
             cfg.kafka,
             cfg.events,

@@ -17,6 +17,7 @@ at the end of the input (the live monitor reports them). See docs/backfill.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -34,6 +35,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from tilewatch.aggregators.errors import TilewatchError
+from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.app import baseline_thresholds, build_classes, build_profile, running_detectors
 from tilewatch.config import Config
@@ -216,6 +218,7 @@ class Backfill:
             classes=build_classes(config),
         )
         self.state.retain_closed = max(self.state.retain_closed, REPLAY_RETAIN_CLOSED)
+        self.state.forecasts = CellForecasts()  # as in the live monitor
         self.monitor = Monitor(
             config.kafka,
             config.events,
@@ -328,6 +331,11 @@ class Backfill:
             snap = state.snapshot(upto=w)
             if end not in snap.window_end.values():
                 continue
+            if state.forecasts is not None:  # what the live refresh() does once per window
+                with state.lock:
+                    state.forecasts.record(snap)
+                    forecasts = state.forecasts.view(len(snap.keys))
+                snap = dataclasses.replace(snap, forecasts=forecasts)
             self._snapshot, self._now = snap, end
             block = math.floor(end / BLOCK_SECONDS)
             if self._block is not None and block != self._block:

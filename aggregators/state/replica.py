@@ -32,6 +32,7 @@ from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
+from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.merge import (
     PartCopy,
@@ -124,6 +125,7 @@ class ReplicaState:
         self._decision_cache: dict[str, Any] = {}
         #: The last reported windows of every cell (None: not kept), written by refresh().
         self.history: WindowHistory | None = None
+        self.forecasts: CellForecasts | None = None  # updated by refresh() (None: none)
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -312,16 +314,16 @@ class ReplicaState:
             for part in self.partitions.values():
                 part.rolling.refresh()
         snap = self.snapshot()  # computes the window statistics here, in the consumer thread
-        if self.history is not None:
-            with self.lock:
+        with self.lock:
+            if self.history is not None:
                 self.history.record(snap, self.settings.window_seconds)
+            if self.forecasts is not None:
+                self.forecasts.record(snap)
 
     def snapshot(self, upto: int | None = None) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
 
-        ``upto`` (a window number) reports the windows up to it as if the later closed ones
-        were not closed yet: a replay (``tilewatch backfill``) whose batch closed several
-        windows at once reads each of them in turn.
+        ``upto``: report the windows up to that number only (a replay closing several at once).
 
         Under the lock: the per-partition arrays, which window each model reports (its latest
         window that some partition closed with data for the model and that no partition
@@ -339,9 +341,8 @@ class ReplicaState:
                 part._ensure(n)
                 for w in part.open:
                     still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
-                for w in part.closed:
-                    if upto is None or w <= upto:
-                        closed_models.append((part, w, part.window_models(w)))
+                for w in part.closed if upto is None else [w for w in part.closed if w <= upto]:
+                    closed_models.append((part, w, part.window_models(w)))
             latest: dict[int, int] = {}
             for _part, w, mids in closed_models:
                 for mid in mids:
@@ -353,6 +354,7 @@ class ReplicaState:
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
             hist_bins = self.hist_bins
+            fc = None if self.forecasts is None else self.forecasts.view(n)
             cache_key = (
                 n,
                 tuple(sorted(latest.items())),
@@ -439,12 +441,9 @@ class ReplicaState:
                 decision_cache=self._decision_cache,
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
-        return dataclasses.replace(snap, performance=perf, class_labels=class_labels)
+        return dataclasses.replace(snap, performance=perf, class_labels=class_labels, forecasts=fc)
 
 
 def _first(*values: float | None) -> float:
     """The first value that is not None (NaN if all are)."""
-    for v in values:
-        if v is not None:
-            return float(v)
-    return math.nan
+    return next((float(v) for v in values if v is not None), math.nan)

@@ -182,6 +182,9 @@ class Snapshot:
     class_gaps: tuple[Gap, ...] = ()
     #: Per multi-class model, the name of each class column (``""``: unused column).
     class_labels: dict[str, list[str]] | None = None
+    #: Forecasts per statistic: (mean, lower, upper), each (horizon, cells) (None: not kept;
+    #: see :mod:`tilewatch.aggregators.state.forecasts`).
+    forecasts: dict[str, tuple[FloatArray, FloatArray, FloatArray]] | None = None
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""

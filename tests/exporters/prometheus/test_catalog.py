@@ -8,6 +8,7 @@ from tilewatch.exporters.prometheus.catalog import (
     CATALOG,
     COUNTER,
     DRIFT_METRICS,
+    FORECAST_METRICS,
     GAUGE,
     HEALTH_METRICS,
     METRICS,
@@ -16,7 +17,14 @@ from tilewatch.exporters.prometheus.catalog import (
 )
 from tilewatch.exporters.prometheus.families import family
 
-TABLES = (METRICS, DRIFT_METRICS, PERFORMANCE_METRICS, HEALTH_METRICS, MULTICLASS_METRICS)
+TABLES = (
+    METRICS,
+    DRIFT_METRICS,
+    PERFORMANCE_METRICS,
+    HEALTH_METRICS,
+    MULTICLASS_METRICS,
+    FORECAST_METRICS,
+)
 
 
 def test_every_metric_is_catalogued_once() -> None:
