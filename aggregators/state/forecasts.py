@@ -25,7 +25,7 @@ Examples
 >>> mean, lower, upper = snap.forecasts["score_mean"]
 >>> i = snap.cell(("m", "a"))
 >>> np.round(mean[:, i], 3).tolist(), bool(lower[0, i] <= mean[0, i] <= upper[0, i])
-([0.454, 0.518], True)
+([0.432, 0.494], True)
 """
 
 from __future__ import annotations

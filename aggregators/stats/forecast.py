@@ -30,7 +30,7 @@ Examples
 ...     f.update(np.array([1.0 + t, 5.0]))
 >>> mean, lower, upper = f.forecast(3)
 >>> np.round(mean[:, 0], 3).tolist()  # a rising series keeps rising, damped
-[6.452, 7.069, 7.623]
+[6.107, 6.695, 7.224]
 >>> lo, hi = lower[:, :2], upper[:, :2]
 >>> np.round(mean[:, 1], 3).tolist(), bool((lo <= mean[:, :2]).all() and (mean[:, :2] <= hi).all())
 ([5.0, 5.0, 5.0], True)
@@ -67,8 +67,8 @@ class DampedTrend:
     def __init__(
         self,
         n: int = 0,
-        alpha: float = 0.5,
-        beta: float = 0.1,
+        alpha: float = 0.2,
+        beta: float = 0.05,
         phi: float = 0.9,
         coverage: float = 0.9,
         memory: int = 50,
