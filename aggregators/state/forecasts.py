@@ -95,6 +95,7 @@ class CellForecasts:
         #: The statistics the snapshots provide (accuracy needs labels, PSI drift).
         self.active: set[str] = set()
         self._view: ForecastView = {}
+        self._window = -(2**62)  # the latest window number catch_up() recorded
         self._view_cells = -1
 
     @property
@@ -126,6 +127,24 @@ class CellForecasts:
         if changed:
             self._view_cells = -1
         return changed
+
+    def catch_up(self, state: Any, snap: Snapshot) -> None:
+        """Record every window ``state`` (a ReplicaState) closed since the last call, then
+        ``snap``: a refresh after a backlog reports only the latest window, so each missed one
+        still closed in some partition is read from ``state.snapshot(upto=w)`` first."""
+        size = state.settings.window_seconds
+        ends = list(snap.window_end.values())
+        latest = round(max(ends) / size) - 1 if ends else None
+        with state.lock:
+            closed = {w for part in state.partitions.values() for w in part.closed}
+        if latest is not None:
+            for w in sorted(w for w in closed if self._window < w < latest):
+                past = state.snapshot(upto=w)
+                with state.lock:
+                    self.record(past)
+            self._window = max(self._window, latest)
+        with state.lock:
+            self.record(snap)
 
     def view(self, n: int) -> ForecastView:
         """The forecasts of the first ``n`` cells (computed once per change; read-only)."""

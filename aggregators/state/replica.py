@@ -314,11 +314,11 @@ class ReplicaState:
             for part in self.partitions.values():
                 part.rolling.refresh()
         snap = self.snapshot()  # computes the window statistics here, in the consumer thread
-        with self.lock:
-            if self.history is not None:
+        if self.history is not None:
+            with self.lock:
                 self.history.record(snap, self.settings.window_seconds)
-            if self.forecasts is not None:
-                self.forecasts.record(snap)
+        if self.forecasts is not None:
+            self.forecasts.catch_up(self, snap)
 
     def snapshot(self, upto: int | None = None) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.

@@ -206,6 +206,16 @@ function stripTile(w, stat) {
   return node;
 }
 
+function forecastTile(f, stat) {
+  // A forecast, not an observation: dashed outline, no grey pattern, its own tooltip.
+  const node = el("div", null, "tile forecast");
+  node.style.backgroundColor = state.norm === "raw" ? colour({ value: f.value, status: -1 }) : GREY;
+  node.title = "FORECAST, " + f.horizon + " window" + (f.horizon > 1 ? "s" : "") + " ahead\n"
+    + stat.title + ": " + fmt(f.value, stat.unit) + "\n90% interval: " + fmt(f.lower, stat.unit)
+    + " .. " + fmt(f.upper, stat.unit) + (state.norm === "raw" ? "" : "\n(coloured in raw mode only)");
+  return node;
+}
+
 async function selectCell(tile) {
   state.selected = tile.key;
   await loadCell();
@@ -227,7 +237,14 @@ async function loadCell() {
       + " (oldest left)";
     for (const w of data.history.windows) strip.appendChild(stripTile(w, stat));
     const values = data.history.windows.filter((w) => w.value !== null).length;
-    $("strip-info").textContent = values + " of " + data.history.windows.length + " windows have a value.";
+    let info = values + " of " + data.history.windows.length + " windows have a value.";
+    if (data.forecast && data.forecast.length) {
+      strip.appendChild(el("span", "\u25b8", "forecast-sep"));
+      for (const f of data.forecast) strip.appendChild(forecastTile(f, stat));
+      info += " Dashed, after \u25b8: the forecast of the next " + data.forecast.length
+        + " windows (90% interval in the tooltip).";
+    }
+    $("strip-info").textContent = info;
   } else {
     $("strip-title").textContent = "Last windows: pick a statistic to see them";
     $("strip-info").textContent = "";
