@@ -283,7 +283,10 @@ class Backfill:
         """Replay a JSON Lines or Parquet file of events (in event order)."""
         topic = self.config.kafka.topics[0]
         self.state.assign((topic, 0))
-        size = os.path.getsize(path) if not path.endswith(".parquet") else 0
+        try:
+            size = os.path.getsize(path) if not path.endswith(".parquet") else 0
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the input file: {exc.strerror}") from exc
         unit = "bytes" if size else "rows"
         batches = file_batches(path, topic, self.config.kafka.max_poll_records)
         return self._consume(batches, _Progress(self.out, unit), lambda: size)
