@@ -199,6 +199,9 @@ def test_tile_page_in_chromium(
                 if (m := re.search(r"Score mean: (\d\.\d+)", title))
             ]
             assert len(strip) >= 7 and max(strip) - strip[0] > 0.15, strip
+            # the forecast of the next 5 windows, apart from the observed strip
+            ahead = _titles(driver, "#forecast-strip .tile")
+            assert len(ahead) == 5 and all(t.startswith("FORECAST, ") for t in ahead), ahead
             components = [
                 [c.text for c in r.find_elements(By.TAG_NAME, "td")]
                 for r in driver.find_elements(By.CSS_SELECTOR, "#components tbody tr")

@@ -231,6 +231,8 @@ async function loadCell() {
   $("cell-tile").textContent = describe(data.tile).split("\n").slice(1).join(" \u00b7 ");
   const strip = $("strip");
   clear(strip);
+  const ahead = $("forecast-strip");  // forecast tiles apart from the observed ones
+  clear(ahead);
   const stat = statInfo();
   if (data.history && stat.kind !== "status") {
     $("strip-title").textContent = "Last " + data.history.windows.length + " windows of " + stat.title
@@ -239,9 +241,9 @@ async function loadCell() {
     const values = data.history.windows.filter((w) => w.value !== null).length;
     let info = values + " of " + data.history.windows.length + " windows have a value.";
     if (data.forecast && data.forecast.length) {
-      strip.appendChild(el("span", "\u25b8", "forecast-sep"));
-      for (const f of data.forecast) strip.appendChild(forecastTile(f, stat));
-      info += " Dashed, after \u25b8: the forecast of the next " + data.forecast.length
+      ahead.appendChild(el("span", "\u25b8 forecast", "forecast-sep"));
+      for (const f of data.forecast) ahead.appendChild(forecastTile(f, stat));
+      info += " Dashed, after \u25b8 forecast: the next " + data.forecast.length
         + " windows (90% interval in the tooltip).";
     }
     $("strip-info").textContent = info;
