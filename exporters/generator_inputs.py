@@ -142,6 +142,11 @@ class GeneratorInputs:
         ``None`` without a ``[labels]`` section.
     multiclass
         ``[events] scores`` is set: the cell dashboard gets a row of class statistics.
+    labeling
+        A ``[labeling]`` section is set: the overview gets the labeling queue's panel.
+    embeddings, attributions
+        ``[events] embedding`` / ``attributions`` is set: the cell dashboard gets an
+        embeddings / explanations row (``docs/embeddings.md``).
     source
         The config file (``""`` when the config did not come from a file).
     """
@@ -154,4 +159,7 @@ class GeneratorInputs:
     drift: DriftInputs | None = None
     labels: LabelInputs | None = None
     multiclass: bool = False
+    labeling: bool = False
+    embeddings: bool = False
+    attributions: bool = False
     source: str = ""

@@ -3,7 +3,8 @@
 Each page is its template (``docs/<page>.template.md``) with the placeholders filled from the
 code: ``@@REASONS@@`` from tilewatch.streams.decoding.record.REASONS, and ``@@METRICS@@``,
 ``@@DRIFT_METRICS@@``, ``@@PERFORMANCE_METRICS@@``, ``@@HEALTH_METRICS@@``,
-``@@MULTICLASS_METRICS@@``, ``@@FORECAST_METRICS@@`` from the metric
+``@@MULTICLASS_METRICS@@``, ``@@LABELING_METRICS@@``, ``@@VECTOR_METRICS@@``,
+``@@FORECAST_METRICS@@`` from the metric
 catalog, tilewatch.exporters.prometheus.catalog (read in :func:`metric_tables` only), so the
 docs cannot drift from the code. tests/test_docs.py fails when a page is stale.
 Run: .venv/bin/python scripts/gen_docs.py
@@ -32,9 +33,11 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
         DRIFT_METRICS,
         FORECAST_METRICS,
         HEALTH_METRICS,
+        LABELING_METRICS,
         METRICS,
         MULTICLASS_METRICS,
         PERFORMANCE_METRICS,
+        VECTOR_METRICS,
     )
 
     return {
@@ -44,6 +47,8 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
         "HEALTH_METRICS": HEALTH_METRICS,
         "MULTICLASS_METRICS": MULTICLASS_METRICS,
         "FORECAST_METRICS": FORECAST_METRICS,
+        "LABELING_METRICS": LABELING_METRICS,
+        "VECTOR_METRICS": VECTOR_METRICS,
     }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this checkout for tests and the demo; safe to run again (it skips what is done).
 #   - .venv in the repo root (Python >= 3.11) with tilewatch installed editable, extras
-#     [test] and, when pyproject.toml defines it, [demo];
+#     [test] and, when pyproject.toml defines them, [demo] and [confluent];
 #   - the Debian packages prometheus and prometheus-alertmanager, when their binaries are
 #     missing (apt-get, through sudo when not root);
 #   - the Debian packages chromium and chromium-driver (the tile page's browser tests), when
@@ -33,7 +33,11 @@ python_ok .venv/bin/python || die ".venv has $(.venv/bin/python --version 2>&1),
 
 extras="test"
 if grep -Eq '^[[:space:]]*demo[[:space:]]*=' pyproject.toml; then
-    extras="test,demo"
+    extras="$extras,demo"
+fi
+# The broker tests run against both Kafka clients: kafka-python and confluent-kafka.
+if grep -Eq '^[[:space:]]*confluent[[:space:]]*=' pyproject.toml; then
+    extras="$extras,confluent"
 fi
 # Reinstall only when pyproject.toml (or the extras) changed: the install is editable.
 stamp=".venv/.tilewatch-setup"

@@ -102,6 +102,10 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
 
 def new_consumer(settings: KafkaSettings, copartitioned: bool = False) -> ConsumerLike:
     """The group consumer; ``copartitioned`` when an outcomes topic is read beside predictions."""
+    if settings.client_library == "confluent":
+        from tilewatch.streams.confluent_client import new_confluent_consumer
+
+        return new_confluent_consumer(settings, copartitioned)
     from kafka import KafkaConsumer
     from kafka.coordinator.assignors.range import RangePartitionAssignor
 
@@ -119,6 +123,10 @@ def new_consumer(settings: KafkaSettings, copartitioned: bool = False) -> Consum
 
 def new_restore_consumer(settings: KafkaSettings) -> Any:
     """A consumer outside the group, for reading the changelog."""
+    if settings.client_library == "confluent":
+        from tilewatch.streams.confluent_client import new_confluent_restore_consumer
+
+        return new_confluent_restore_consumer(settings)
     from kafka import KafkaConsumer
 
     return KafkaConsumer(**kafka_client_config(settings, "restore"))
@@ -126,6 +134,10 @@ def new_restore_consumer(settings: KafkaSettings) -> Any:
 
 def new_producer(settings: KafkaSettings) -> ProducerLike:
     """A producer for dead letters and checkpoints."""
+    if settings.client_library == "confluent":
+        from tilewatch.streams.confluent_producer import new_confluent_producer
+
+        return new_confluent_producer(settings)
     from kafka import KafkaProducer
 
     producer: ProducerLike = KafkaProducer(**kafka_client_config(settings, "producer"))
@@ -140,8 +152,12 @@ def connected(consumer: ConsumerLike, last_records: float = -math.inf) -> bool:
     coordinator (heartbeats run every ``heartbeat_interval_ms`` on kafka-python's IO thread,
     even while the loop is busy). More than two intervals (plus a second) without either means
     the broker is not answering. ``last_records`` is the ``time.monotonic()`` of the last
-    non-empty poll.
+    non-empty poll. A consumer with its own ``is_connected(last_records)`` (confluent-kafka's
+    adapter, which reads librdkafka's statistics) answers for itself.
     """
+    own = getattr(consumer, "is_connected", None)
+    if callable(own):
+        return bool(own(last_records))
     try:
         interval = consumer.config["heartbeat_interval_ms"] / 1000.0  # type: ignore[attr-defined]
         metrics = consumer.metrics()  # type: ignore[attr-defined]

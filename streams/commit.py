@@ -3,7 +3,8 @@
 :meth:`Committer.commit` is the only way offsets reach the group, and it always does, in order:
 
 1. flush the dead-letter producer (every rejected record of the batches being committed is in
-   the dead-letter topic, or counted as a failure and logged);
+   the dead-letter topic, or counted as a failure and logged), and the labeling queue's (every
+   record its closed windows selected is in the queue topic, or counted and logged);
 2. with checkpoints on: copy, under the state's lock, each owned partition that moved since
    its last checkpoint (plain data and the offsets it covers);
 3. write those checkpoints to the changelog and wait for the acknowledgements (a failed write
@@ -26,6 +27,7 @@ from tilewatch.streams.changelog.store import ChangelogStore
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.deadletter import DeadLetterSink
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.summary import RunSummary
 from tilewatch.streams.topics import Routing
 
@@ -51,6 +53,8 @@ class Committer:
         The run's summary; ``committed`` is read (to skip unchanged offsets) and updated.
     interval_seconds
         How often :meth:`due` asks for a round.
+    labeling
+        The labeling queue's stage, flushed with the dead letters (None: no queue).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class Committer:
         pending: AbstractSet[PartitionKey],
         summary: RunSummary,
         interval_seconds: float,
+        labeling: LabelingStage | None = None,
     ) -> None:
         self.state = state
         self.routing = routing
@@ -70,6 +75,7 @@ class Committer:
         self.pending = pending
         self.summary = summary
         self.interval_seconds = interval_seconds
+        self.labeling = labeling
         # With checkpoints the first round waits a whole interval; without, the first poll
         # commits.
         self._last = time.monotonic() if changelog is not None else 0.0
@@ -82,6 +88,8 @@ class Committer:
         """One round: flush dead letters, checkpoint what moved, commit what is durable."""
         self._last = time.monotonic()
         self.dead_letters.flush()
+        if self.labeling is not None:
+            self.labeling.flush()
         if self.changelog is not None:
             self._checkpoint(self.changelog)
         if consumer is not None:

@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from tilewatch.aggregators.state.merge import reported_windows
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
+from tilewatch.aggregators.vectors.tracker import VectorTracker
 from tilewatch.streams.assignment import Assignments
 from tilewatch.streams.changelog.records import settings_fingerprint
 from tilewatch.streams.changelog.store import ChangelogStore
@@ -55,10 +57,12 @@ from tilewatch.streams.clients import (
 from tilewatch.streams.commit import Committer
 from tilewatch.streams.deadletter import DeadLetterSink, ProducerLike
 from tilewatch.streams.decoding.class_scores import ClassScoreEncoder, encode_batch
+from tilewatch.streams.decoding.embeddings import EmbeddingEncoder
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.predictions import EventDecoder
 from tilewatch.streams.decoding.record import RecordLike
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.pacing import Pacer
 from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, StateSettings
 from tilewatch.streams.summary import RunSummary
@@ -91,6 +95,11 @@ class Monitor:
         (:mod:`tilewatch.streams.clients`).
     label_topic
         The outcomes topic labels arrive on (None: inline labels or none).
+    labeling
+        Builds the labeling queue's stage from the producer factory (None: no queue).
+    vectors
+        Embedding and attribution statistics (``[events] embedding`` / ``attributions``; None:
+        not read). Updated under ``state.lock``; not checkpointed (``docs/embeddings.md``).
     """
 
     def __init__(
@@ -104,6 +113,8 @@ class Monitor:
         producer_factory: Callable[[], ProducerLike] | None = None,
         restore_consumer_factory: Callable[[], Any] | None = None,
         label_topic: LabelTopic | None = None,
+        labeling: Callable[[Callable[[], ProducerLike]], LabelingStage] | None = None,
+        vectors: VectorTracker | None = None,
     ) -> None:
         self.kafka = kafka
         self.state = state
@@ -124,6 +135,21 @@ class Monitor:
             columns.append("label")  # inline class labels of multi-class models
         if multiclass and state.profile is None:
             columns.append("prediction")  # an event's own predicted class, without the rest
+        #: Embedding and attribution statistics (None: not read).
+        self.vectors = vectors
+        self._vectors_checked: tuple[Any, ...] | None = None
+        self.fields = fields
+        self.embedding_encoder: EmbeddingEncoder | None = None
+        if vectors is not None:
+            if fields.embedding is not None:
+                columns.append("embedding")
+                self.embedding_encoder = EmbeddingEncoder(
+                    {m: r.dim for m, r in vectors.references.items() if r.dim is not None}
+                )
+            if fields.attributions is not None:
+                columns.append("attributions")
+            if "prediction" not in columns:
+                columns.append("prediction")  # the predicted class of each event
         self.decoder = EventDecoder(fields, capture=state.profile is not None, columns=columns)
         #: Checks and tabulates the class probabilities of multi-class models (None: none).
         self.class_encoder = (
@@ -133,7 +159,10 @@ class Monitor:
         if label_topic is not None:
             assert state.labels is not None
             self.label_decoder = LabelDecoder(
-                label_topic, state.labels.classification, fields.max_event_bytes
+                label_topic,
+                state.labels.classification,
+                fields.max_event_bytes,
+                class_names=multiclass,
             )
         self._consumer_factory = consumer_factory or functools.partial(
             new_consumer, kafka, label_topic is not None
@@ -142,6 +171,7 @@ class Monitor:
         self.dead_letters = DeadLetterSink(
             kafka.dead_letter_topic, producer_factory, self._count_dead_letter_failure
         )
+        self.labeling = None if labeling is None else labeling(producer_factory)
         self.changelog: ChangelogStore | None = None
         if self.state_settings.checkpoints:
             self.changelog = ChangelogStore(
@@ -169,6 +199,7 @@ class Monitor:
             self.state_settings.checkpoint_interval_seconds
             if self.changelog is not None
             else kafka.commit_interval_seconds,
+            self.labeling,
         )
         self._last_refresh = 0.0
         self._refresh_seconds = 0.0
@@ -181,6 +212,7 @@ class Monitor:
             self.kafka,
             None if self.changelog is None else self.changelog.topic,
             self.routing.outcomes,
+            () if self.labeling is None else self.labeling.topics(self.kafka.topics),
         )
 
     def run(self, stop: threading.Event) -> RunSummary:
@@ -218,6 +250,8 @@ class Monitor:
                 consumer.close(autocommit=False)
             finally:
                 self.dead_letters.close()
+                if self.labeling is not None:
+                    self.labeling.close()
                 if self.changelog is not None:
                     self.changelog.close()
                 self.state.count_ingest(IngestUpdate(kafka_up=0))
@@ -253,7 +287,7 @@ class Monitor:
             labels = decoded.labels if "label" in self.decoder.columns else None
             class_bins: dict[str, Any] = {}
             class_weights: dict[str, Any] = {}
-            class_errors = None
+            class_errors = class_rows = mc = None
             class_counts: dict[str, int] = {}
             if self.class_encoder is not None and decoded.keys:
                 mc = encode_batch(
@@ -265,7 +299,7 @@ class Monitor:
                 )
                 decoded.predictions = mc.scores.predictions  # the argmax where none was given
                 class_bins, class_counts, labels = mc.bins, mc.counts, mc.binary_labels
-                class_weights, class_errors = mc.weights, mc.errors
+                class_weights, class_errors, class_rows = mc.weights, mc.errors, mc.rows
             bins, violations = None, None
             profile = self.state.profile
             if profile is not None and decoded.keys:
@@ -280,7 +314,12 @@ class Monitor:
                 invalid=Counter(r.reason for r in decoded.rejected),
                 class_scores=class_counts,
             )
+            vector_args = self._vector_args(decoded) if self.vectors is not None else None
             with self.state.lock:  # the batch and its counts become visible together
+                if vector_args is not None and self.vectors is not None:
+                    self.vectors.apply(*vector_args[0])
+                    self.vectors.count_bad_embeddings(vector_args[1])
+                before = None if self.labeling is None else self.labeling.clock(key)
                 result = self.state.apply(
                     key,
                     decoded.keys,
@@ -295,12 +334,51 @@ class Monitor:
                     versions=decoded.model_versions,
                     weights=class_weights or None,
                     class_errors=class_errors,
+                    class_rows=class_rows,
                 )
+                if self.labeling is not None:
+                    self.labeling.offer(key, records, decoded, scores, labels, before, mc)
                 self.state.count_ingest(counts)
+                if self.vectors is not None:  # judged with the batch that closes the window
+                    self._judge_vectors()
             self.summary.read += len(records)
             self.summary.valid += result.valid
             self.summary.late += result.late
             self.summary.invalid += len(decoded.rejected)
+
+    def _judge_vectors(self) -> None:
+        """Judge the vector windows the state now reports (they close with the others)."""
+        assert self.vectors is not None
+        with self.state.lock:
+            marks = [p.watermark for p in self.state.partitions.values()]
+            due = self.vectors.due_windows(max(marks)) if marks else frozenset()
+            if not due:
+                return
+            # What the state reports changes only when a partition's watermark crosses a window
+            # boundary; the windows to judge, when one becomes due or gets events again after
+            # its judgement: ask (O(cells)) only then.
+            size = self.state.settings.window_seconds
+            key = (tuple(math.floor(m / size) for m in marks if m > -math.inf), due)
+            if key == self._vectors_checked:
+                return
+            self._vectors_checked = key
+            reported = reported_windows(self.state.partitions.values(), self.state.registry)
+            for model, window in reported.items():
+                self.vectors.close_through(model, window)
+
+    def _vector_args(self, decoded: Any) -> tuple[tuple[Any, ...], dict[tuple[str, str], int]]:
+        """What the vector tracker takes from a decoded batch (outside the lock)."""
+        bad: dict[tuple[str, str], int] = {}
+        embeddings: dict[str, Any] = {}
+        if self.embedding_encoder is not None and decoded.keys:
+            encoded = self.embedding_encoder.encode(
+                [k[0] for k in decoded.keys], decoded.embeddings
+            )
+            embeddings, bad = encoded.by_model, encoded.bad
+        times = np.array(decoded.event_times, dtype=np.float64)
+        attributions = decoded.attributions if self.fields.attributions is not None else None
+        args = (decoded.keys, times, decoded.predictions, embeddings, attributions)
+        return args, bad
 
     def _process_labels(self, key: PartitionKey, records: Sequence[RecordLike]) -> None:
         """Decode and apply a batch of the outcomes topic's partition ``key``."""

@@ -13,7 +13,10 @@ class KafkaSettings:
     """Where events come from and where rejected records go.
 
     ``client`` is passed through to kafka-python's consumer, producer and admin client
-    (``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``, ``session_timeout_ms``, ...).
+    (``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``, ``session_timeout_ms``, ...);
+    with ``client_library = "confluent"`` the consumer and producer are confluent-kafka's,
+    and the options are translated to librdkafka's names
+    (:mod:`tilewatch.streams.confluent_options`).
     ``dead_letter_topic`` of ``None`` disables the dead-letter topic (rejects are then only
     counted and logged).
     """
@@ -27,6 +30,7 @@ class KafkaSettings:
     poll_timeout_seconds: float = 0.5
     commit_interval_seconds: float = 1.0
     client: dict[str, Any] = field(default_factory=dict, repr=False)
+    client_library: str = "kafka-python"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,10 @@ class EventFields:
     scores: str | None = None
     classes: tuple[str, ...] = ()
     max_classes: int = 20
+    #: Vector signals (``docs/embeddings.md``): the path of an event's embedding (a list of
+    #: numbers) and of its attributions (an object feature -> number); None: not read.
+    embedding: str | None = None
+    attributions: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ the outcomes topic is co-partitioned with the predictions topic.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +66,12 @@ class Routing:
 
 
 def ensure_topics(
-    kafka: KafkaSettings, changelog_topic: str | None, outcomes_topic: str | None
+    kafka: KafkaSettings,
+    changelog_topic: str | None,
+    outcomes_topic: str | None,
+    queue_topics: Sequence[str] = (),
 ) -> None:
-    """Create the dead-letter and changelog topics if missing (best effort, logged).
+    """Create the dead-letter, labeling queue and changelog topics if missing (best effort).
 
     The changelog is compacted and gets as many partitions as the largest source topic. With
     an ``outcomes_topic``, raise StreamError unless it is co-partitioned with the predictions
@@ -77,6 +80,8 @@ def ensure_topics(
     wanted: dict[str, dict[str, Any]] = {}
     if kafka.dead_letter_topic is not None:
         wanted[kafka.dead_letter_topic] = {"num_partitions": 1, "replication_factor": 1}
+    for topic in queue_topics:
+        wanted[topic] = {"num_partitions": 1, "replication_factor": 1}
     if changelog_topic is None and not wanted and outcomes_topic is None:
         return
     from kafka import KafkaAdminClient, errors

@@ -58,6 +58,7 @@ def _config_keys() -> list[tuple[str, str]]:
         state,
     )
     from tilewatch.config import hierarchy as config_hierarchy
+    from tilewatch.config import labeling as config_labeling
     from tilewatch.config import labels as config_labels
 
     tables = {
@@ -70,6 +71,7 @@ def _config_keys() -> list[tuple[str, str]]:
         "baseline": baseline.KEYS,
         "hierarchy": config_hierarchy.HIERARCHY_KEYS,
         "labels": config_labels.LABEL_KEYS,
+        "labeling": config_labeling.KEYS,
     }
     assert set(tables) == set(loader.SECTIONS)
     tables.update(

@@ -8,9 +8,11 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     GCCollector,
@@ -18,6 +20,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from tilewatch.aggregators.arrays import IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
@@ -25,18 +28,22 @@ from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
+from tilewatch.aggregators.vectors.tracker import VectorTracker
 from tilewatch.config import Config
 from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistics
 from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 from tilewatch.exporters.prometheus.http import MetricsServer
+from tilewatch.exporters.prometheus.labeling_collector import LabelingCollector
+from tilewatch.exporters.prometheus.vector_families import VectorCollector
 from tilewatch.exporters.web import Api, TilePage, TileSource, history_columns
 from tilewatch.exporters.web.source import EVENTS, LABELED, history_column_names
 from tilewatch.generate import generator_inputs
 from tilewatch.progress import DEFAULT_INTERVAL, Progress
 from tilewatch.streams.clients import BOOTSTRAP_TIMEOUT_SECONDS, check_reachable
 from tilewatch.streams.errors import StreamError
+from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.loop import Monitor
 from tilewatch.streams.summary import RunSummary
 
@@ -46,6 +53,7 @@ __all__ = [
     "baseline_thresholds",
     "build_classes",
     "build_profile",
+    "build_vectors",
     "register_process_metrics",
     "running_detectors",
     "tile_page",
@@ -56,6 +64,9 @@ __all__ = [
 HISTORY_WINDOWS = 30
 
 log = logging.getLogger(__name__)
+
+#: Seconds a health evaluation is reused for the labeling queue's flagged cells.
+STATUS_MAX_AGE = 10.0
 
 
 def build_profile(config: Config) -> DriftProfile | None:
@@ -70,6 +81,29 @@ def build_profile(config: Config) -> DriftProfile | None:
     events = config.events
     return DriftProfile(
         config.drift, (events.score_min, events.score_max), baseline, classes=events.classes
+    )
+
+
+def build_vectors(config: Config) -> VectorTracker | None:
+    """The vector statistics of a config (None without ``[events] embedding`` or
+    ``attributions``); the references come from ``[baseline] path`` (``docs/embeddings.md``)."""
+    events = config.events
+    if events.embedding is None and events.attributions is None:
+        return None
+    from tilewatch.reference_file import load_vectors, vector_settings
+
+    references = {} if config.baseline.path is None else load_vectors(config.baseline.path)
+    if not references:
+        log.warning(
+            "[events] embedding / attributions are read, but %s has no vector reference "
+            "(run tilewatch baseline with them set): their events are only counted "
+            '(tilewatch_vector_events_skipped_total{reason="no_reference"})',
+            config.baseline.path or "no [baseline] path",
+        )
+    return VectorTracker(
+        vector_settings(config),
+        references,
+        config.cells.window_seconds,
     )
 
 
@@ -106,6 +140,7 @@ def tile_page(
     evaluate: Callable[[Snapshot], HierarchyResult],
     config: Config,
     detectors: Sequence[str],
+    vectors: VectorTracker | None = None,
 ) -> TilePage:
     """The tile page of a monitor: the dashboards' statistics, a window history on ``state``."""
     inputs = generator_inputs(config)
@@ -123,7 +158,7 @@ def tile_page(
         state.snapshot, evaluate, statistics, min_samples, history=state.history, lock=state.lock
     )
     metric_statistic = {m.name: m.statistic for m in config.hierarchy.metrics}
-    return TilePage(Api(source, metric_statistic))
+    return TilePage(Api(source, metric_statistic, vectors=vectors, vectors_lock=state.lock))
 
 
 def register_process_metrics(registry: CollectorRegistry) -> None:
@@ -177,12 +212,20 @@ class App:
             classes=build_classes(cfg),
         )
         self.state.forecasts = CellForecasts()  # docs/forecast.md
+        self.state.labeling = cfg.labeling
+        queue = cfg.labeling
+        #: Embedding and attribution statistics (None: neither is configured).
+        self.vectors = build_vectors(cfg)
         self.monitor = Monitor(
             cfg.kafka,
             cfg.events,
             self.state,
             state_settings=cfg.state,
             label_topic=cfg.label_topic,
+            labeling=None
+            if queue is None
+            else lambda factory: LabelingStage(queue, self.state, factory, self._cell_status),
+            vectors=self.vectors,
         )
         register_process_metrics(self.registry)
         self.health = HealthCollector(
@@ -196,7 +239,22 @@ class App:
         self.health.budget = budget
         self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
         self.registry.register(self.health)
-        self.page = tile_page(self.state, self.health.evaluate, cfg, running_detectors(cfg))
+        stage = self.monitor.labeling
+        if stage is not None:
+            failed = stage.failed_count
+            self.registry.register(LabelingCollector(self.state, cfg.cells.dimensions, failed))
+        if self.vectors is not None:
+            self.registry.register(
+                VectorCollector(
+                    self.vectors,
+                    self.state.lock,
+                    cfg.cells.dimensions,
+                    cfg.exporter.max_exported_cells,
+                )
+            )
+        self.page = tile_page(
+            self.state, self.health.evaluate, cfg, running_detectors(cfg), vectors=self.vectors
+        )
         self.server = MetricsServer(
             self.registry,
             cfg.exporter.host,
@@ -206,6 +264,21 @@ class App:
             routes=self.page.routes(),
         )
         self.stop_event = threading.Event()
+        self._status: tuple[float, dict[tuple[str, ...], int]] | None = None
+
+    def _cell_status(self, leaf: IntArray) -> IntArray:
+        """Worst health status of leaf cells (-1 none, 0 green, 1 amber, 2 red) for the
+        labeling queue, from an evaluation at most ``STATUS_MAX_AGE`` seconds old."""
+        now = time.monotonic()
+        if self._status is None or now - self._status[0] > STATUS_MAX_AGE:
+            snap = self.state.snapshot()
+            worst = np.full(len(snap.keys), -1, dtype=np.int64)
+            for comp in self.health.evaluate(snap).components:
+                n = len(comp.status)
+                worst[:n] = np.maximum(worst[:n], comp.status)
+            self._status = (now, dict(zip(snap.keys, worst.tolist(), strict=True)))
+        table, keys = self._status[1], self.state.registry.keys
+        return np.array([table.get(keys[i], -1) for i in leaf.tolist()], dtype=np.int64)
 
     def serve(self) -> MetricsServer:
         """Start the metrics endpoint."""

@@ -70,6 +70,9 @@ def generator_inputs(config: Config) -> GeneratorInputs:
         drift=drift,
         labels=labels,
         multiclass=config.events.scores is not None,
+        labeling=config.labeling is not None,
+        embeddings=config.events.embedding is not None,
+        attributions=config.events.attributions is not None,
         source=config.source,
     )
 

@@ -75,6 +75,10 @@ class InputData:
     bad: list[BadRow] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
+    #: With ``[events] embedding`` / ``attributions``: each valid row's raw value, per model,
+    #: in the order of the model's columns (checked by the vector reference's builder).
+    embeddings: dict[str, list[Any]] = field(default_factory=dict)
+    attributions: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class _Bad(Exception):
@@ -184,6 +188,10 @@ class _Rows:
         columns.labels.append(label)
         columns.predictions.append(prediction)
         columns.features.append(features)
+        if f.embedding is not None:
+            data.embeddings.setdefault(model, []).append(self.get(row, f.embedding, flat))
+        if f.attributions is not None:
+            data.attributions.setdefault(model, []).append(self.get(row, f.attributions, flat))
 
 
 def _top_class(vector: Any, path: str, classes: Sequence[str]) -> tuple[str, float]:

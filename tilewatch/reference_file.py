@@ -25,10 +25,25 @@ from tilewatch.aggregators.drift.reference import (
     ModelBaseline,
     build_model_baseline,
 )
+from tilewatch.aggregators.vectors.settings import VectorSettings
+from tilewatch.aggregators.vectors.vector_reference import (
+    ModelVectors,
+    build_model_vectors,
+    class_name,
+)
 from tilewatch.holdout import SHOW_BAD_ROWS, BaselineError, InputData, read_inputs
+from tilewatch.streams.decoding.embeddings import EmbeddingEncoder
 from tilewatch.streams.settings import EventFields
 
-__all__ = ["build_baseline", "load_baseline", "run", "summarize", "write_baseline"]
+__all__ = [
+    "build_baseline",
+    "build_vectors",
+    "load_baseline",
+    "load_vectors",
+    "run",
+    "summarize",
+    "write_baseline",
+]
 
 
 def build_baseline(
@@ -85,12 +100,43 @@ def build_baseline(
     )
 
 
-def write_baseline(baseline: Baseline, path: str) -> None:
-    """Write the baseline as indented JSON, atomically (a temporary file, then a rename)."""
+def build_vectors(
+    data: InputData, settings: VectorSettings, fields: EventFields
+) -> dict[str, ModelVectors]:
+    """The vector reference of every model with embeddings or attributions in the holdout
+    (``docs/embeddings.md``); bad vectors are left out as the monitor drops them."""
+    out: dict[str, ModelVectors] = {}
+    encoder = EmbeddingEncoder()
+    for name, columns in sorted(data.models.items()):
+        raw = data.embeddings.get(name)
+        attributions = data.attributions.get(name)
+        if raw is None and attributions is None:
+            continue
+        rows: Sequence[int] = ()
+        matrix = None
+        if raw is not None:
+            encoded = encoder.encode([name] * len(raw), raw).by_model.get(name)
+            if encoded is not None:
+                rows, matrix = encoded[0].tolist(), encoded[1]
+        classes = [class_name(p) for p in columns.predictions]
+        out[name] = build_model_vectors(
+            settings, columns.cells, classes, matrix, rows, attributions
+        )
+    return out
+
+
+def write_baseline(
+    baseline: Baseline, path: str, vectors: dict[str, ModelVectors] | None = None
+) -> None:
+    """Write the baseline as indented JSON, atomically (a temporary file, then a rename);
+    ``vectors`` go under the top-level key ``vectors``, which older readers ignore."""
     tmp = f"{path}.tmp-{os.getpid()}"
+    data = baseline.to_dict()
+    if vectors:
+        data["vectors"] = {name: v.to_dict() for name, v in vectors.items()}
     try:
         with open(tmp, "wb") as file:
-            file.write(orjson.dumps(baseline.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+            file.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
         os.replace(tmp, path)
     except OSError as exc:
         raise BaselineError(f"{path}: cannot write the baseline: {exc.strerror or exc}") from exc
@@ -121,6 +167,43 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
         return Baseline.from_dict(data)
     except ValueError as exc:
         raise BaselineError(f"{source}: not a valid tilewatch baseline: {exc}") from exc
+
+
+def load_vectors(path: str | os.PathLike[str]) -> dict[str, ModelVectors]:
+    """The vector references of a baseline file (empty when it has none).
+
+    Raises
+    ------
+    BaselineError
+        If the file cannot be read or its ``vectors`` are malformed (the field is named).
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = orjson.loads(file.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise BaselineError(f"{source}: cannot read the baseline: {exc}") from exc
+    raw = data.get("vectors") if isinstance(data, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BaselineError(f"{source}: vectors: expected an object of models")
+    try:
+        return {str(name): ModelVectors.from_dict(m, f"vectors.{name}") for name, m in raw.items()}
+    except ValueError as exc:
+        raise BaselineError(f"{source}: not a valid tilewatch baseline: {exc}") from exc
+
+
+def vector_settings(config: Any) -> VectorSettings:
+    """The vector settings of a config: ``[drift]``'s decision settings, the defaults else."""
+    drift = config.drift
+    return VectorSettings(
+        min_samples=drift.min_samples,
+        fdr_rate=drift.fdr_rate,
+        psi_alert=drift.psi_alert,
+        max_features=drift.max_features,
+        prior_strength=drift.prior_strength,
+    )
 
 
 def _pct(x: float) -> str:
@@ -191,11 +274,31 @@ def run(
     for name, model in baseline.models.items():
         for note in model.notes:
             print(f"tilewatch: warning: model {name}: {note}", file=err)
-    write_baseline(baseline, output)
+    vectors = None
+    if config.events.embedding is not None or config.events.attributions is not None:
+        vectors = build_vectors(data, vector_settings(config), config.events)
+    write_baseline(baseline, output, vectors)
     print(summarize(baseline, output), file=out)
+    for name, mv in (vectors or {}).items():
+        print(_vector_summary(name, mv), file=out)
     for line in _calibration_lines(config, baseline, data):
         print(line, file=out)
     return 0
+
+
+def _vector_summary(name: str, mv: ModelVectors) -> str:
+    """One line per model with vectors: the PCA's explained variance and the features."""
+    parts = [f"\nmodel {name}: vectors:"]
+    if mv.projection is not None:
+        explained = ", ".join(f"{100 * x:.1f}%" for x in mv.projection.explained)
+        parts.append(
+            f"PCA of {mv.projection.dim}-dimensional embeddings, {mv.projection.k} components "
+            f"explaining {explained} of the variance;"
+        )
+    if mv.features:
+        parts.append(f"attributions of {', '.join(mv.features)};")
+    parts.append(f"{len(mv.groups)} (cell, class) references.")
+    return " ".join(parts)
 
 
 def _calibration_lines(config: Any, baseline: Baseline, data: InputData) -> list[str]:

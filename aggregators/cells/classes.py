@@ -11,13 +11,17 @@ names classes, never columns (:meth:`ClassVocabulary.to_dict`).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from tilewatch.aggregators.arrays import IntArray
 from tilewatch.aggregators.errors import StateError
 
-__all__ = ["OTHER_CLASS", "ClassVocabulary"]
+__all__ = ["OTHER_CLASS", "ClassVocabulary", "class_name", "column_map", "remap_class_counts"]
 
 #: The pooled column of the class names past ``max_classes`` (and the label value of its
 #: exported rows). Configured class names may not start with ``__``.
@@ -125,3 +129,66 @@ class ClassVocabulary:
             if len(set(ns)) != len(ns):
                 raise StateError(f"class vocabulary of {m!r}: repeated class names")
         return {m: [self.column(m, n) for n in ns] for m, ns in data.items()}
+
+
+def class_name(value: Any) -> str | None:
+    """A label value as a class name: a non-empty string, an integer or a boolean (as
+    ``true`` / ``false``); None for anything else (a float, null, an empty string).
+
+    Examples
+    --------
+    >>> [class_name(v) for v in ("buy", 3, True, 1.0, "", None)]
+    ['buy', '3', 'true', None, None, None]
+    """
+    t = type(value)
+    if t is str:
+        return value or None
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    return None
+
+
+def column_map(moved: Sequence[int], width: int, other: int) -> IntArray:
+    """Column here of each of ``width`` columns of another class table, whose named columns
+    moved to ``moved`` (from :meth:`ClassVocabulary.load`); its other columns (unnamed ones,
+    and its pooled one) go to the pooled column ``other``.
+
+    Examples
+    --------
+    >>> column_map([1, 0], 4, 3).tolist()
+    [1, 0, 3, 3]
+    """
+    out = np.full(width, other, dtype=np.int64)
+    k = min(len(moved), width)
+    out[:k] = moved[:k]
+    return out
+
+
+def remap_class_counts(
+    name: str, counts: Sequence[int], moved: Sequence[int], width: int, other: int
+) -> list[int]:
+    """A checkpointed class histogram row (``mc_class``: one count per class column;
+    ``mc_confusion``: label x predicted) in the columns of this table (``width`` columns);
+    other histograms are returned as they are.
+
+    Examples
+    --------
+    >>> remap_class_counts("mc_class", [5, 2, 1], [1, 0], 3, 2)
+    [2, 5, 1]
+    >>> remap_class_counts("mc_confusion", [1, 2, 0, 3], [1], 3, 2)
+    [0, 0, 0, 0, 1, 2, 0, 0, 3]
+    """
+    old = np.asarray(counts, dtype=np.int64)
+    if name == "mc_class":
+        cols = column_map(moved, len(old), other)
+        out: list[int] = np.bincount(cols, weights=old, minlength=width).astype(np.int64).tolist()
+        return out
+    if name == "mc_confusion":
+        k = math.isqrt(len(old))
+        cols = column_map(moved, k, other)
+        at = (cols[:, None] * width + cols[None, :]).ravel()
+        out = np.bincount(at, weights=old, minlength=width * width).astype(np.int64).tolist()
+        return out
+    return list(counts)

@@ -109,21 +109,24 @@ class CellRegistry:
             self._model_ids_cache = cached
         return cached
 
-    def index_many(self, keys: Sequence[CellKey]) -> IntArray:
-        """Leaf index of each key, creating cells as needed (one dict lookup per known key)."""
+    def index_many(self, keys: Sequence[CellKey], counted: bool = True) -> IntArray:
+        """Leaf index of each key, creating cells as needed (one dict lookup per known key).
+
+        ``counted=False``: a second look-up of keys already applied (overflow not counted again).
+        """
         get = self._leaf.get
         out = [get(k, -1) for k in keys]
         arr = np.array(out, dtype=np.int64)
         if (arr < 0).any():
             for pos in np.flatnonzero(arr < 0).tolist():
-                arr[pos] = self.resolve(keys[pos])
+                arr[pos] = self.resolve(keys[pos], counted)
         return arr
 
     def lookup(self, key: CellKey) -> int | None:
         """Index of an existing cell, or None."""
         return self._index.get(key)
 
-    def resolve(self, key: CellKey) -> int:
+    def resolve(self, key: CellKey, counted: bool = True) -> int:
         """Leaf index for a key not found by plain lookup: cap labels, apply ``max_cells``.
 
         Values equal to ``__all__`` or ``__other__`` get a ``_`` suffix so a producer cannot
@@ -138,7 +141,7 @@ class CellRegistry:
             return found
         if self.leaf_count >= self.settings.max_cells:
             model = canon[0] if canon[0] in self._model_index else OTHER
-            self.overflow[model] = self.overflow.get(model, 0) + 1
+            self.overflow[model] = self.overflow.get(model, 0) + int(counted)
             found = self._other.get(model)
             return found if found is not None else self._create((model,) + (OTHER,) * self.ndims)
         return self._create(canon)

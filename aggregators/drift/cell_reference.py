@@ -26,6 +26,7 @@ shares with the model's row count as effective size: the behaviour before per-ce
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -313,6 +314,10 @@ class CellReferences:
             )
         self._table: _Rows | None = None
         self._keys: list[CellKey] = []
+        # Snapshots merge outside the replica's lock, from the consumer thread and from
+        # scrapes at once: the cache grows under its own lock (two threads extending it
+        # together once doubled its rows).
+        self._lock = threading.Lock()
 
     def has_cells(self, model: str) -> bool:
         """Whether the model's baseline has per-cell counts (else model-level shares)."""
@@ -330,6 +335,10 @@ class CellReferences:
         return t.error_rate, t.labeled
 
     def _cached(self, keys: Sequence[CellKey]) -> _Rows:
+        with self._lock:
+            return self._grow(keys)
+
+    def _grow(self, keys: Sequence[CellKey]) -> _Rows:
         have = len(self._keys)
         if self._table is None or len(keys) < have or list(keys[:have]) != self._keys:
             have, self._keys, self._table = 0, [], None

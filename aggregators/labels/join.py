@@ -45,7 +45,8 @@ from typing import Any, cast
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
-from tilewatch.aggregators.labels.join_codec import COUNTERS, ParsedJoin, parse_join
+from tilewatch.aggregators.labels.class_rows import NOT_MULTICLASS, ClassRows, move_rows
+from tilewatch.aggregators.labels.join_codec import COUNTERS, ParsedJoin, join_to_dict, parse_join
 from tilewatch.aggregators.labels.slots import SlotRing
 
 __all__ = ["JoinSettings", "Joined", "LabelJoin"]
@@ -100,6 +101,9 @@ class Joined:
     scores: FloatArray
     labels: FloatArray
     label_times: FloatArray
+    #: With class columns: the predictions' class rows and the labels' class names.
+    classes: ClassRows | None = None
+    names: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.leaf)
@@ -135,12 +139,17 @@ class LabelJoin:
     (0, 1, 2)
     """
 
-    def __init__(self, settings: JoinSettings) -> None:
+    def __init__(self, settings: JoinSettings, class_width: int | None = None) -> None:
         self.settings = settings
-        self._pending = SlotRing(("score",), leaf=True)
+        #: Columns of the class rows kept with each pending prediction (None: no multi-class
+        #: model; then predictions carry no class rows and labels no class names).
+        self.class_width = class_width
+        wide = None if class_width is None else {"mc_probs": class_width}
+        mc = () if class_width is None else ("mc_valid", "mc_predicted")
+        self._pending = SlotRing(("score", *mc), leaf=True, wide=wide)
         # One dict for pending and recent ids (recent ones as -1 - slot): one lookup per id.
         self._recent = SlotRing(index=self._pending.index, negative=True)
-        self._held = SlotRing(("label",))
+        self._held = SlotRing(("label",), objects=("name",) if class_width is not None else ())
         #: Predictions matched with a label.
         self.joined = 0
         #: Pending predictions whose TTL passed with no label.
@@ -177,14 +186,18 @@ class LabelJoin:
         leaf: IntArray,
         event_times: FloatArray,
         scores: FloatArray,
+        classes: ClassRows | None = None,
     ) -> Joined:
         """Register predictions as pending; those whose label is held join now (returned).
 
         A ``None`` id counts in ``missing_id``; an id already pending or recently joined (or
         repeated in the batch) counts in ``duplicate_predictions`` and the first one is kept.
+        ``classes``: with class columns, each prediction's class row (None: all binary).
         """
         if not len(event_ids) == len(leaf) == len(event_times) == len(scores):
             raise ValueError("event_ids, leaf, event_times and scores differ in length")
+        if self.class_width is not None and classes is None:
+            classes = ClassRows.binary(len(event_ids), self.class_width)
         if not event_ids:
             return _empty()
         known, held = self._pending.index, self._held.index
@@ -207,6 +220,8 @@ class LabelJoin:
             event_ids = [event_ids[i] for i in keep]
             sel = np.array(keep, dtype=np.int64)
             leaf, event_times, scores = leaf[sel], event_times[sel], scores[sel]
+            if classes is not None:
+                classes = classes.take(sel)
         ids = cast(list[str], event_ids)
         out = _empty()
         if held and not held.keys().isdisjoint(ids):
@@ -214,38 +229,54 @@ class LabelJoin:
             match = hslots >= 0
             pos = np.flatnonzero(match)
             hs = hslots[match]
+            h = self._held
             out = Joined(
                 leaf[pos],
                 event_times[pos],
                 scores[pos],
-                self._held.cols["label"][hs],
-                self._held.time[hs].copy(),
+                h.cols["label"][hs],
+                h.time[hs].copy(),
+                None if classes is None else classes.take(pos),
+                None if classes is None else h.cols["name"][hs].tolist(),
             )
-            self._held.kill(hs)
+            h.kill(hs)
             self._remember([ids[i] for i in pos.tolist()], out.event_times)
             rest = np.flatnonzero(~match)
             ids = [ids[i] for i in rest.tolist()]
             leaf, event_times, scores = leaf[rest], event_times[rest], scores[rest]
+            if classes is not None:
+                classes = classes.take(rest)
         if ids:
             p = self._pending
             slots = p.alloc(ids)
             p.leaf[slots] = leaf
             p.time[slots] = event_times
             p.cols["score"][slots] = scores
+            if classes is not None:
+                p.cols["mc_probs"][slots] = classes.probs
+                p.cols["mc_valid"][slots] = classes.valid
+                p.cols["mc_predicted"][slots] = classes.predicted
         self._enforce_budget()
         return out
 
     def add_labels(
-        self, event_ids: list[str], labels: FloatArray, label_times: FloatArray
+        self,
+        event_ids: list[str],
+        labels: FloatArray,
+        label_times: FloatArray,
+        names: list[Any] | None = None,
     ) -> Joined:
         """Join labels with their pending predictions (returned); hold the others.
 
         A label for an id already held or recently joined (or repeated in the batch) counts
         in ``duplicate_labels``; a ``None`` id (which the decoder should not let through)
         counts in ``missing_id``. A held label waits for its prediction until the orphan TTL.
+        ``names``: with class columns, each label's class name (None: not one).
         """
         if not len(event_ids) == len(labels) == len(label_times):
             raise ValueError("event_ids, labels and label_times differ in length")
+        if self.class_width is not None and names is None:
+            names = [None] * len(event_ids)
         if not event_ids:
             return _empty()
         distinct = dict.fromkeys(event_ids)
@@ -261,6 +292,8 @@ class LabelJoin:
             event_ids = [event_ids[i] for i in keep]
             sel = np.array(keep, dtype=np.int64)
             labels, label_times = labels[sel], label_times[sel]
+            if names is not None:
+                names = [names[i] for i in keep]
         p = self._pending
         n = len(event_ids)
         found = map(p.index.get, event_ids, itertools.repeat(_ABSENT))
@@ -270,7 +303,24 @@ class LabelJoin:
         if match.any():
             pos = np.flatnonzero(match)
             js = pslots[match]
-            out = Joined(p.leaf[js], p.time[js], p.cols["score"][js], labels[pos], label_times[pos])
+            classes, joined_names = None, None
+            if names is not None:
+                cols = p.cols
+                classes = ClassRows(
+                    cols["mc_probs"][js],
+                    cols["mc_valid"][js] > 0,
+                    cols["mc_predicted"][js].astype(np.int64),
+                )
+                joined_names = [names[i] for i in pos.tolist()]
+            out = Joined(
+                p.leaf[js],
+                p.time[js],
+                p.cols["score"][js],
+                labels[pos],
+                label_times[pos],
+                classes,
+                joined_names,
+            )
             p.kill(js, forget=False)  # _remember overwrites their index entries
             self._remember([event_ids[i] for i in pos.tolist()], out.event_times)
         absent = pslots == _ABSENT
@@ -291,8 +341,19 @@ class LabelJoin:
                 sel = np.array(new, dtype=np.int64)
                 h.cols["label"][slots] = labels[sel]
                 h.time[slots] = label_times[sel]
+                if names is not None:
+                    h.cols["name"][slots] = [names[i] for i in new]
         self._enforce_budget()
         return out
+
+    def move_classes(
+        self, moves: dict[str, list[int]], model_ids: IntArray, model_names: list[str]
+    ) -> None:
+        """Move pending class rows to the columns of another table (a restore's), by model."""
+        p, s = self._pending, self._pending.order()
+        if self.class_width is not None and len(s):
+            models = [model_names[i] for i in model_ids[p.leaf[s]].tolist()]
+            move_rows(p.cols["mc_probs"], p.cols["mc_predicted"], s, models, moves)
 
     def _remember(self, ids: list[str], event_times: FloatArray) -> None:
         self.joined += len(ids)
@@ -342,47 +403,16 @@ class LabelJoin:
     # -- checkpoints -------------------------------------------------------------------------
 
     def to_dict(self, keys: list[tuple[str, ...]]) -> dict[str, Any]:
-        """Plain JSON data for a checkpoint: counters and every entry in arrival order.
-
-        ``pending`` rows are ``[id, event time, cell key, score]``, ``recent`` rows
-        ``[id, event time]`` and ``held`` rows ``[id, label, label time]``.
-        """
-        p, r, h = self._pending, self._recent, self._held
-        po, ro, ho = p.order(), r.order(), h.order()
-        key_lists: dict[int, list[str]] = {}
-        pending = []
-        for eid, t, cell, score in zip(
-            p.ids[po].tolist(),
-            p.time[po].tolist(),
-            p.leaf[po].tolist(),
-            p.cols["score"][po].tolist(),
-            strict=True,
-        ):
-            key = key_lists.get(cell)
-            if key is None:
-                key = key_lists[cell] = list(keys[cell])
-            pending.append([eid, t, key, score])
-        return {
-            "counters": {name: getattr(self, name) for name in COUNTERS},
-            "pending": pending,
-            "recent": [
-                list(row) for row in zip(r.ids[ro].tolist(), r.time[ro].tolist(), strict=True)
-            ],
-            "held": [
-                list(row)
-                for row in zip(
-                    h.ids[ho].tolist(),
-                    h.cols["label"][ho].tolist(),
-                    h.time[ho].tolist(),
-                    strict=True,
-                )
-            ],
-        }
+        """Plain JSON data for a checkpoint: counters and every entry in arrival order
+        (:func:`~tilewatch.aggregators.labels.join_codec.join_to_dict`)."""
+        counters = {name: getattr(self, name) for name in COUNTERS}
+        multiclass = self.class_width is not None
+        return join_to_dict(counters, self._pending, self._recent, self._held, keys, multiclass)
 
     @staticmethod
-    def parse(data: Any, key_len: int) -> ParsedJoin:
+    def parse(data: Any, key_len: int, class_width: int | None = None) -> ParsedJoin:
         """Check a :meth:`to_dict` checkpoint completely; raises StateError naming the place."""
-        return parse_join(data, key_len)
+        return parse_join(data, key_len, class_width)
 
     @classmethod
     def from_parsed(
@@ -392,7 +422,7 @@ class LabelJoin:
         index: Callable[[tuple[str, ...]], int],
     ) -> LabelJoin:
         """Rebuild a join from a parsed checkpoint; ``index`` maps a cell key to its leaf."""
-        out = cls(settings)
+        out = cls(settings, parsed.class_width)
         for name in COUNTERS:
             setattr(out, name, parsed.counters[name])
         leaf_of: dict[tuple[str, ...], int] = {}
@@ -404,9 +434,17 @@ class LabelJoin:
         p.time[slots] = parsed.pending_times
         p.leaf[slots] = [leaf_of[k] for k in parsed.pending_keys]
         p.cols["score"][slots] = parsed.pending_scores
+        if parsed.class_width is not None:  # without class columns: binary predictions
+            got = parsed.pending_predicted
+            p.cols["mc_predicted"][slots] = NOT_MULTICLASS if got is None else got
+            if parsed.pending_probs is not None:
+                p.cols["mc_probs"][slots] = parsed.pending_probs
+                p.cols["mc_valid"][slots] = parsed.pending_valid
         slots = r.alloc(parsed.recent_ids)
         r.time[slots] = parsed.recent_times
         slots = h.alloc(parsed.held_ids)
         h.cols["label"][slots] = parsed.held_labels
         h.time[slots] = parsed.held_times
+        if parsed.class_width is not None:
+            h.cols["name"][slots] = parsed.held_names or [None] * len(slots)
         return out

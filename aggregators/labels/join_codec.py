@@ -10,13 +10,17 @@ a problem does a row-by-row pass run to name the first bad row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tilewatch.aggregators.arrays import FloatArray
-from tilewatch.aggregators.codec import Check, is_key, numbers
+import numpy as np
 
-__all__ = ["COUNTERS", "ParsedJoin", "parse_join"]
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
+from tilewatch.aggregators.codec import Check, is_key, numbers
+from tilewatch.aggregators.labels.slots import SlotRing
+
+__all__ = ["COUNTERS", "ParsedJoin", "join_to_dict", "parse_join"]
 
 
 #: The counters of a join, in checkpoint order.
@@ -56,18 +60,94 @@ class ParsedJoin:
     held_ids: list[str]
     held_labels: FloatArray
     held_times: FloatArray
+    #: Multi-class (a join with class columns): their width, and, when the checkpoint has
+    #: them, the pending predictions' predicted columns, class rows and whether each row was
+    #: valid, and the held labels' class names.
+    class_width: int | None = None
+    pending_predicted: IntArray | None = None
+    pending_probs: FloatArray | None = None
+    pending_valid: BoolArray | None = None
+    held_names: list[Any] | None = None
+
+
+def join_to_dict(
+    counters: dict[str, int],
+    p: SlotRing,
+    r: SlotRing,
+    h: SlotRing,
+    keys: list[tuple[str, ...]],
+    multiclass: bool,
+) -> dict[str, Any]:
+    """A join's checkpoint from its counters and its pending, recent and held rings.
+
+    ``pending`` rows are ``[id, event time, cell key, score]``, ``recent`` rows
+    ``[id, event time]`` and ``held`` rows ``[id, label, label time]``. With class columns
+    (``multiclass``) pending rows add the predicted column and the class row (``[]`` when the
+    vector was not valid), held rows the class name (null: none; the label is then null when
+    it is not a binary one either).
+    """
+    po, ro, ho = p.order(), r.order(), h.order()
+    key_lists: dict[int, list[str]] = {}
+    pending = []
+    for eid, t, cell, score in zip(
+        p.ids[po].tolist(),
+        p.time[po].tolist(),
+        p.leaf[po].tolist(),
+        p.cols["score"][po].tolist(),
+        strict=True,
+    ):
+        key = key_lists.get(cell)
+        if key is None:
+            key = key_lists[cell] = list(keys[cell])
+        pending.append([eid, t, key, score])
+    held = [
+        list(row)
+        for row in zip(
+            h.ids[ho].tolist(), h.cols["label"][ho].tolist(), h.time[ho].tolist(), strict=True
+        )
+    ]
+    if multiclass:
+        cols = p.cols
+        for row, predicted, valid, probs in zip(
+            pending,
+            cols["mc_predicted"][po].astype(np.int64).tolist(),
+            (cols["mc_valid"][po] > 0).tolist(),
+            cols["mc_probs"][po].tolist(),
+            strict=True,
+        ):
+            row += [predicted, probs if valid else []]
+        for row, name in zip(held, h.cols["name"][ho].tolist(), strict=True):
+            if row[1] != row[1]:  # NaN: JSON has none
+                row[1] = None
+            row.append(name)
+    return {
+        "counters": counters,
+        "pending": pending,
+        "recent": [list(row) for row in zip(r.ids[ro].tolist(), r.time[ro].tolist(), strict=True)],
+        "held": held,
+    }
 
 
 #: The checks of a join checkpoint (``label join state is malformed: <where>: <why>``).
 CHECK = Check("label join state")
 
 
-def parse_join(data: Any, key_len: int) -> ParsedJoin:
-    """Check a join checkpoint without building anything; raises StateError naming the place."""
+def parse_join(data: Any, key_len: int, class_width: int | None = None) -> ParsedJoin:
+    """Check a join checkpoint without building anything; raises StateError naming the place.
+
+    ``class_width``: the class columns of the join being restored (None: no multi-class
+    model). A checkpoint written with class columns has pending rows ``[..., predicted
+    column, class row]`` and held rows ``[..., class name]``; one written without them (an
+    older version, or no multi-class model) loads as binary predictions and labels. Class
+    rows of another width than ``class_width`` are refused (``max_classes`` changed).
+    """
     CHECK.mapping(data, "join")
     missing = [k for k in ("counters", "pending", "recent", "held") if k not in data]
     if missing:
         raise CHECK.fail("join", f"missing key {missing[0]!r}")
+    extra = _class_columns(data, class_width)
+    if extra is not None:
+        data = {**data, "pending": extra[0], "held": extra[1]}
     counters = data["counters"]
     if type(counters) is not dict or sorted(counters) != sorted(COUNTERS):
         raise CHECK.fail("counters", f"expected an object with exactly {', '.join(COUNTERS)}")
@@ -77,7 +157,65 @@ def parse_join(data: Any, key_len: int) -> ParsedJoin:
     if parsed is None:
         _name_the_bad_row(data, key_len)
         raise CHECK.fail("join", "invalid entries")  # not reached: the pass above names the row
-    return parsed
+    if extra is None:
+        return replace(parsed, class_width=class_width)
+    columns = dict(extra[2])
+    labels = parsed.held_labels.copy()
+    labels[columns.pop("held_no_value")] = math.nan
+    return replace(parsed, class_width=class_width, held_labels=labels, **columns)
+
+
+def _class_columns(
+    data: dict[str, Any], width: int | None
+) -> tuple[list[Any], list[Any], dict[str, Any]] | None:
+    """The rows without their class columns and the parsed class columns (None: the
+    checkpoint has none); raises StateError at the first bad class column."""
+    pending, held = data["pending"], data["held"]
+    if type(pending) is not list or type(held) is not list:
+        return None  # named by the general checks
+    wide = [type(r) is list and len(r) == 6 for r in pending]
+    held_wide = [type(r) is list and len(r) == 4 for r in held]
+    if not any(wide) and not any(held_wide):
+        return None
+    if not all(wide) or not all(held_wide):
+        raise CHECK.fail("join", "some rows have class columns and some not")
+    predicted = np.zeros(len(pending), dtype=np.int64)
+    valid = np.zeros(len(pending), dtype=np.bool_)
+    probs = np.zeros((len(pending), width or 0))
+    for j, row in enumerate(pending):
+        col, values = row[4], row[5]
+        if type(col) is not int or col < -2:
+            raise CHECK.fail(f"pending[{j}]", "expected a class column (an integer >= -2)")
+        predicted[j] = col
+        if type(values) is not list or (values and width is not None and len(values) != width):
+            raise CHECK.fail(
+                f"pending[{j}]", f"expected a class row of {width} probabilities or []"
+            )
+        if values:
+            got = numbers(values)
+            if got is None:
+                raise CHECK.fail(f"pending[{j}]", "class row: expected finite numbers")
+            if width is not None:
+                probs[j], valid[j] = got, True
+    names = []
+    for j, row in enumerate(held):
+        name, label = row[3], row[1]
+        if name is not None and (type(name) is not str or not name):
+            raise CHECK.fail(f"held[{j}]", "expected a class name (a non-empty string) or null")
+        if label is None and name is None:
+            raise CHECK.fail(f"held[{j}]", "a label with neither a value nor a class name")
+        names.append(name)
+    # Labels that are only class names have no binary value (NaN, checked here as 0).
+    no_value = np.array([r[1] is None for r in held], dtype=np.bool_)
+    held_rows = [[r[0], 0.0 if r[1] is None else r[1], r[2]] for r in held]
+    parsed = {
+        "pending_predicted": predicted,
+        "pending_probs": probs if width is not None else None,
+        "pending_valid": valid,
+        "held_names": names,
+        "held_no_value": no_value,
+    }
+    return [r[:4] for r in pending], held_rows, parsed
 
 
 def _columns(data: dict[str, Any], key_len: int, counters: dict[str, int]) -> ParsedJoin | None:

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
+from tilewatch.aggregators.cells.classes import class_name
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
+from tilewatch.aggregators.labels.class_rows import NOT_MULTICLASS, ClassRows
 from tilewatch.aggregators.labels.error_detectors import ErrorDetectors
 from tilewatch.aggregators.labels.join import Joined, LabelJoin
 from tilewatch.aggregators.labels.label_state_codec import labels_to_dict, parse_labels
@@ -80,6 +82,19 @@ def label_values(raw: list[Any], classification: bool) -> tuple[FloatArray, int]
     return out, bad
 
 
+def _take(joined: Joined, pos: IntArray, names: list[Any] | None = None) -> Joined:
+    """Rows ``pos`` of a join result (the class rows too when ``names`` are given)."""
+    return Joined(
+        joined.leaf[pos],
+        joined.event_times[pos],
+        joined.scores[pos],
+        joined.labels[pos],
+        joined.label_times[pos],
+        None if names is None or joined.classes is None else joined.classes.take(pos),
+        names,
+    )
+
+
 class PartitionLabels:
     """The label side of one partition.
 
@@ -101,6 +116,7 @@ class PartitionLabels:
         registry: CellRegistry,
         window_seconds: float,
         thresholds: Callable[[IntArray], FloatArray],
+        class_width: int | None = None,
     ) -> None:
         self.settings = settings
         self.thresholds_of = thresholds
@@ -109,7 +125,14 @@ class PartitionLabels:
         #: Performance sums by window number; ``final`` holds the ones no label can change.
         self.perf: dict[int, PerfAcc] = {}
         self.final: dict[int, PerfAcc] = {}
-        self.join = LabelJoin(settings.join) if settings.source == "topic" else None
+        #: Class columns of multi-class models (None: none): the join then keeps each
+        #: multi-class prediction's class row and each label's class name.
+        self.class_width = class_width
+        self.join = LabelJoin(settings.join, class_width) if settings.source == "topic" else None
+        #: Multi-class predictions joined with their labels from the outcomes topic, waiting
+        #: for the partition to credit them to its windows' class histograms
+        #: (:meth:`take_class_labels`).
+        self.class_joined: list[Joined] = []
         self.detectors = (
             ErrorDetectors(settings.error_detector)
             if settings.error_detector is not None and settings.classification
@@ -144,11 +167,13 @@ class PartitionLabels:
         scores: FloatArray,
         event_ids: list[Any] | None = None,
         labels: list[Any] | None = None,
+        classes: ClassRows | None = None,
     ) -> None:
         """Add a batch of on-time predictions: the estimate, the join or inline labels.
 
         A label that meets its prediction here (inline, or held until the prediction came) is
-        never late: the prediction's window is still open.
+        never late: the prediction's window is still open. ``classes``: each prediction's
+        class row, for the join (multi-class models).
         """
         if not len(leaf):
             return
@@ -184,7 +209,7 @@ class PartitionLabels:
                 str(e) if type(e) is int else (e if type(e) is str and e else None)
                 for e in event_ids
             ]
-            joined = self.join.add_predictions(ids, leaf, event_times, scores)
+            joined = self.join.add_predictions(ids, leaf, event_times, scores, classes)
             self._credit_joined(joined)
 
     def labels(
@@ -202,12 +227,29 @@ class PartitionLabels:
         if self.join is None or not event_ids:
             return
         values, bad = label_values(labels, self.settings.classification)
+        names = None
+        if self.class_width is not None:
+            # A label may name a class (of a multi-class prediction): kept when it is a
+            # binary value or a class name; which one counts is known at the join.
+            names = [class_name(x) for x in labels]
+            has_name = np.array([n is not None for n in names], dtype=np.bool_)
+            bad = int((np.isnan(values) & ~has_name).sum()) - labels.count(None)
+            ok = ~np.isnan(values) | has_name
+        else:
+            ok = ~np.isnan(values)
         if bad:
             self.invalid["bad_label"] = self.invalid.get("bad_label", 0) + bad
-        ok = ~np.isnan(values)
-        ids = [e for e, keep in zip(event_ids, ok.tolist(), strict=True) if keep]
-        joined = self.join.add_labels(ids, values[ok], label_times[ok])
+        keep = ok.tolist()
+        ids = [e for e, k in zip(event_ids, keep, strict=True) if k]
+        if names is not None:
+            names = [n for n, k in zip(names, keep, strict=True) if k]
+        joined = self.join.add_labels(ids, values[ok], label_times[ok], names)
         self._credit_joined(joined)
+
+    def take_class_labels(self) -> list[Joined]:
+        """The multi-class predictions joined since the last call (and forget them)."""
+        out, self.class_joined = self.class_joined, []
+        return out
 
     def expire(self, clock: float, watermark: float) -> None:
         """Expire the join by the event-time ``clock``; finalize the windows no label can change.
@@ -244,6 +286,19 @@ class PartitionLabels:
         return acc
 
     def _credit_joined(self, joined: Joined) -> None:
+        if len(joined.leaf) and joined.classes is not None:
+            multi = joined.classes.predicted != NOT_MULTICLASS
+            if multi.any():  # left for the partition's class histograms
+                pos = np.flatnonzero(multi)
+                names = joined.names or [None] * len(multi)
+                self.class_joined.append(_take(joined, pos, [names[i] for i in pos.tolist()]))
+            # A binary prediction joined with a label that is only a class name: invalid.
+            binary = ~multi & ~np.isnan(joined.labels)
+            no_value = int((~multi).sum() - binary.sum())
+            if no_value:
+                self.invalid["bad_label"] = self.invalid.get("bad_label", 0) + no_value
+            if not binary.all():
+                joined = _take(joined, np.flatnonzero(binary))
         if len(joined.leaf):
             thresholds = self.thresholds_of(joined.leaf)
             self._credit(
@@ -342,12 +397,13 @@ class PartitionLabels:
         window_seconds: float,
         thresholds: Callable[[IntArray], FloatArray],
         data: Any,
+        class_width: int | None = None,
     ) -> PartitionLabels:
         """Rebuild from :meth:`to_dict`; checks everything
         (:func:`~tilewatch.aggregators.labels.label_state_codec.parse_labels`) before touching
         ``registry``."""
-        parsed = parse_labels(data, settings, registry.ndims + 1)
-        out = cls(settings, registry, window_seconds, thresholds)
+        parsed = parse_labels(data, settings, registry.ndims + 1, class_width)
+        out = cls(settings, registry, window_seconds, thresholds, class_width)
         out.offset = parsed.offset
         out.late = parsed.late
         out.max_label_time = parsed.label_clock

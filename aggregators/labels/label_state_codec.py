@@ -75,7 +75,9 @@ class ParsedLabels:
     detections: list[DetectionRow]
 
 
-def parse_labels(data: Any, settings: LabelSettings, key_len: int) -> ParsedLabels:
+def parse_labels(
+    data: Any, settings: LabelSettings, key_len: int, class_width: int | None = None
+) -> ParsedLabels:
     """Check a :func:`labels_to_dict` checkpoint completely; pure, raises StateError.
 
     ``key_len`` is the number of parts of a cell key (model plus dimensions).
@@ -116,7 +118,7 @@ def parse_labels(data: Any, settings: LabelSettings, key_len: int) -> ParsedLabe
         join_data = data["join"]
         join = None
         if settings.source == "topic" and join_data is not None:
-            join = parse_join(join_data, key_len)
+            join = parse_join(join_data, key_len, class_width)
         detections = parse_detections(data["detectors"], check, "detectors", key_len)
     except KeyError as exc:
         raise check.fail("", f"missing key {exc}") from None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.arrays import IntArray, grow, resized
 
 __all__ = ["SlotRing"]
 
@@ -38,6 +38,9 @@ class SlotRing:
     ----------
     columns
         Names of the float64 columns besides ``time``.
+    wide, objects
+        Further columns in :attr:`cols`: float64 ones of ``wide[name]`` values per entry (a
+        row each), and object ones (any Python value per entry).
     leaf
         Whether entries also carry an int64 ``leaf`` column.
     index, negative
@@ -64,13 +67,17 @@ class SlotRing:
         leaf: bool = False,
         index: dict[str, int] | None = None,
         negative: bool = False,
+        wide: dict[str, int] | None = None,
+        objects: tuple[str, ...] = (),
     ) -> None:
         #: id -> slot (or ``-1 - slot`` when ``negative``) of every live entry.
         self.index: dict[str, int] = {} if index is None else index
         self._negative = negative
         self.time = np.zeros(0)
         #: Further float columns by name.
-        self.cols: dict[str, FloatArray] = {name: np.zeros(0) for name in columns}
+        self.cols: dict[str, npt.NDArray[Any]] = {name: np.zeros(0) for name in columns}
+        self.cols.update({name: np.zeros((0, k)) for name, k in (wide or {}).items()})
+        self.cols.update({name: np.zeros(0, dtype=object) for name in objects})
         self.leaf = np.zeros(0, dtype=np.int64)
         self._with_leaf = leaf
         self.dead = np.zeros(0, dtype=bool)
@@ -93,7 +100,7 @@ class SlotRing:
         self.dead = grow(self.dead, old + need, minimum=_MIN_CAPACITY)
         cap = len(self.dead)
         self.time = resized(self.time, cap)
-        self.cols = {name: resized(col, cap) for name, col in self.cols.items()}
+        self.cols = {name: resized(col, (cap, *col.shape[1:])) for name, col in self.cols.items()}
         if self._with_leaf:
             self.leaf = resized(self.leaf, cap)
         self.ids = resized(self.ids, cap)

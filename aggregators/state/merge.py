@@ -9,14 +9,15 @@ cached by the replica because closed windows never change).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
-from tilewatch.aggregators.cells.registry import CellKey
+from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
-from tilewatch.aggregators.cells.windows import reporting
+from tilewatch.aggregators.cells.windows import models_in, reporting
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.drift.window import Reference, WindowDrift, derive_window_drift
@@ -40,6 +41,7 @@ __all__ = [
     "build_window_view",
     "detections_of",
     "merge",
+    "reported_windows",
     "trailing_span",
 ]
 
@@ -295,3 +297,23 @@ def merge(
         class_gaps=wv.class_gaps,
         model_versions=merge_versions([part.versions for part in parts]),
     )
+
+
+def reported_windows(
+    partitions: Iterable[PartitionState], registry: CellRegistry
+) -> dict[str, int]:
+    """The window each model reports, by model name: its latest window some partition closed
+    with data for it that no partition holding its data still holds open."""
+    model_ids = registry.model_ids
+    parts = list(partitions)
+    still_open: set[tuple[int, int]] = set()
+    for part in parts:
+        for w, acc in part.open.items():
+            still_open |= {(w, mid) for mid in models_in(acc.count > 0, model_ids)}
+    latest: dict[int, int] = {}
+    for part in parts:
+        for w, acc in part.closed.items():
+            for mid in models_in(acc.count > 0, model_ids):
+                if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
+                    latest[mid] = w
+    return {registry.model_names[mid]: w for mid, w in latest.items()}

@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
+from tilewatch.aggregators.cells.classes import ClassVocabulary, remap_class_counts
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.labeling.queue import LabelingQueue
+from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc
+from tilewatch.aggregators.stats.multiclass_window import LABELED_HISTS, window_bins, window_weights
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
 __all__ = ["RETAIN_CLOSED", "ApplyResult", "PartitionState"]
@@ -109,6 +113,15 @@ class PartitionState:
         self.labels: PartitionLabels | None = None
         #: Model versions seen: (model, version) -> [first seen, last seen, events].
         self.versions: VersionTable = {}
+        #: The labeling queue's candidates (set by the replica when ``[labeling]`` is on).
+        self.labeling: LabelingQueue | None = None
+        #: The class columns of multi-class models (set by the replica; None: none).
+        self.classes: ClassVocabulary | None = None
+        #: Incremented when labels from the outcomes topic change a closed window.
+        self.closed_version = 0
+        #: Restored from a checkpoint whose class table differs: per model, the column here
+        #: of each of the checkpoint's named class columns.
+        self.class_moves: dict[str, list[int]] = {}
 
     @property
     def watermark(self) -> float:
@@ -130,6 +143,7 @@ class PartitionState:
         labels: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
         class_errors: IntArray | None = None,
+        class_rows: ClassRows | None = None,
     ) -> ApplyResult:
         """Apply one batch of valid events, given as columns in the partition's order.
 
@@ -137,14 +151,16 @@ class PartitionState:
         counted), as made by ``DriftProfile.encode``; ``weights``, for some of them, what each
         event adds to its bin (a non-negative integer; default 1). ``class_errors`` holds each
         multi-class event's error bit (1 wrong, 0 right, -1 unlabeled) for the error-stream
-        detector of the label side, when there is one.
+        detector of the label side, when there is one. ``class_rows`` holds each event's class
+        row, which a multi-class prediction keeps in the label join until its label comes from
+        the outcomes topic.
         """
         n = len(keys)
         if n == 0:
             return ApplyResult(0, 0)
         leaf = self.registry.index_many(keys)
         return self.apply_indexed(
-            leaf, event_times, scores, bins, event_ids, labels, weights, class_errors
+            leaf, event_times, scores, bins, event_ids, labels, weights, class_errors, class_rows
         )
 
     def apply_indexed(
@@ -157,6 +173,7 @@ class PartitionState:
         labels: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
         class_errors: IntArray | None = None,
+        class_rows: ClassRows | None = None,
     ) -> ApplyResult:
         """:meth:`apply` with leaf cell indices already resolved by the registry.
 
@@ -182,6 +199,8 @@ class PartitionState:
                 weights = {name: w[ok] for name, w in weights.items()}
             if class_errors is not None:
                 class_errors = class_errors[ok]
+            if class_rows is not None:
+                class_rows = class_rows.take(ok)
             keep = ok.tolist()
             if event_ids is not None:
                 event_ids = [e for e, k in zip(event_ids, keep, strict=True) if k]
@@ -217,12 +236,15 @@ class PartitionState:
         if len(event_times):
             self.max_event_time = max(self.max_event_time, float(event_times.max()))
         if self.labels is not None:
-            self.labels.predictions(leaf, window, event_times, scores, event_ids, labels)
+            self.labels.predictions(
+                leaf, window, event_times, scores, event_ids, labels, class_rows
+            )
             detectors = self.labels.detectors
             if class_errors is not None and detectors is not None:
                 judged = class_errors >= 0
                 if judged.any():
                     detectors.update(leaf[judged], class_errors[judged], event_times[judged])
+            self._credit_class_labels()
         self._close_windows()
         return ApplyResult(len(leaf), n_late)
 
@@ -233,7 +255,76 @@ class PartitionState:
         if self.labels is None:
             raise StateError("this partition does not measure performance (no [labels])")
         self.labels.labels(event_ids, labels, label_times, next_offset)
+        self._credit_class_labels()
         self.labels.expire(self.max_event_time, self.watermark)
+
+    def _credit_class_labels(self) -> None:
+        """Count the multi-class predictions the join matched with their labels into the
+        class histograms of their windows, as inline labels are.
+
+        A label counts in its prediction's window while the partition still holds that window
+        (open, or closed and kept) and the label's time is before the window's end plus the
+        label grace; otherwise it is counted in the label side's ``late``. A label that is not
+        a class name (a binary value) leaves its multi-class prediction unlabeled and is
+        counted as ``bad_label``. Every judged label (the prediction's class known) feeds the
+        error-stream detector, when there is one.
+        """
+        assert self.labels is not None
+        batches = self.labels.take_class_labels()
+        if not batches or self.classes is None:
+            return
+        vocab, reg = self.classes, self.registry
+        size = self.settings.window_seconds
+        grace = self.labels.settings.grace_seconds
+        n_cells = len(reg)
+        names_of = reg.model_names
+        for joined in batches:
+            classes = joined.classes
+            assert classes is not None and joined.names is not None
+            models = reg.model_ids[joined.leaf].tolist()
+            columns = np.array(
+                [
+                    -1 if name is None else vocab.column(names_of[m], name)
+                    for m, name in zip(models, joined.names, strict=True)
+                ],
+                dtype=np.int64,
+            )
+            unnamed = int((columns < 0).sum())
+            if unnamed:
+                invalid = self.labels.invalid
+                invalid["bad_label"] = invalid.get("bad_label", 0) + unnamed
+            judged = (columns >= 0) & (classes.predicted >= 0)
+            detectors = self.labels.detectors
+            if detectors is not None and judged.any():
+                errors = (classes.predicted != columns).astype(np.int64)
+                detectors.update(joined.leaf[judged], errors[judged], joined.event_times[judged])
+            windows = window_numbers(joined.event_times, size)
+            held = np.array([w in self.open or w in self.closed for w in windows.tolist()])
+            on_time = (columns >= 0) & held & (joined.label_times < (windows + 1) * size + grace)
+            self.labels.late += int(((columns >= 0) & ~on_time).sum())
+            if not on_time.any():
+                continue
+            bins = window_bins(classes.probs, classes.valid, classes.predicted, columns)
+            weights = window_weights(classes.probs, columns)
+            cells = reg.rollups[joined.leaf]
+            k = cells.shape[1]
+            for w in np.unique(windows[on_time]).tolist():
+                sel = on_time & (windows == w)
+                acc = self.open.get(w)
+                if acc is None:
+                    acc = self.closed[w]
+                    self.closed_version += 1  # a closed window changed: snapshots recompute
+                flat = cells[sel].ravel()
+                for name in LABELED_HISTS:
+                    wt = weights.get(name)
+                    acc.add_hist(
+                        name,
+                        flat,
+                        np.repeat(bins[name][sel], k),
+                        n_cells,
+                        self.hist_bins[name],
+                        None if wt is None else np.repeat(wt[sel], k),
+                    )
 
     def _close_windows(self) -> None:
         size = self.settings.window_seconds
@@ -270,8 +361,12 @@ class PartitionState:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (numbers, strings, lists, null) for a checkpoint; cells by key
-        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`)."""
-        return partition_to_dict(self)
+        (:func:`~tilewatch.aggregators.state.partition_codec.partition_to_dict`), plus the
+        labeling queue's part (``"labeling"``, absent when off; older checkpoints lack it)."""
+        data = partition_to_dict(self)
+        if self.labeling is not None:
+            data["labeling"] = self.labeling.to_dict(self.registry.keys)
+        return data
 
     @staticmethod
     def validate(registry: CellRegistry, data: Any) -> None:
@@ -279,15 +374,29 @@ class PartitionState:
         parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
 
     @classmethod
-    def from_dict(cls, registry: CellRegistry, data: dict[str, Any]) -> PartitionState:
+    def from_dict(
+        cls,
+        registry: CellRegistry,
+        data: dict[str, Any],
+        classes: ClassVocabulary | None = None,
+    ) -> PartitionState:
         """Rebuild a partition from :meth:`to_dict` output; raises StateError on bad data.
 
         The data is parsed and checked completely before anything touches ``registry``, so a
         bad checkpoint leaves neither a half-built partition nor stray cells behind. Cells that
         map to one cell here (an overflow cell of a full registry) are added together.
+
+        With ``classes`` (the replica's class table) the checkpoint's class names join it
+        (:meth:`ClassVocabulary.load`) and its class histograms move to this table's columns
+        by name (:attr:`class_moves` keeps, per model, where each of its columns went).
         """
         parsed = parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
+        moves: dict[str, list[int]] = {}
+        if classes is not None and parsed.classes is not None:
+            moves = classes.load(parsed.classes)
+            moves = {m: c for m, c in moves.items() if c != list(range(len(c)))}
         out = cls(registry, offset=parsed.offset)
+        out.class_moves = moves
         out.max_event_time = parsed.max_event_time
         index = {key: registry.ensure(key) for key in parsed.keys}
         out._ensure(len(registry))
@@ -304,6 +413,20 @@ class PartitionState:
                 for hname, hrows in parsed.hists.get((name, w), {}).items():
                     width = max(len(counts) for _k, counts in hrows)
                     counts_arr = np.zeros((n, width), dtype=np.int64)
+                    if moves and hname in ("mc_class", "mc_confusion") and classes is not None:
+                        width = classes.width ** (2 if hname == "mc_confusion" else 1)
+                        counts_arr = np.zeros((n, max(width, counts_arr.shape[1])), np.int64)
+                        hrows = [
+                            (
+                                k,
+                                remap_class_counts(
+                                    hname, c, moves[k[0]], classes.width, classes.other
+                                ),
+                            )
+                            if k[0] in moves
+                            else (k, c)
+                            for k, c in hrows
+                        ]
                     for hkey, hcounts in hrows:
                         counts_arr[index[hkey], : len(hcounts)] += hcounts
                     acc.add_counts(hname, counts_arr)

@@ -9,7 +9,10 @@ as plain JSON data, cells named by key (never by index)::
      "closed": [...], "rolling": {"size": 1000, "block": 50,
                                   "cells": [[key, total, block means, block m2s], ...]},
      "violations": [[model, feature, kind, count], ...], "detectors": [...],
-     "versions": [...], "labels": {...} or null}
+     "versions": [...], "labels": {...} or null, "classes": {model: [class names]} or null}
+
+``classes`` (since multi-class checkpoints name their classes; absent in older ones) is the
+class table the class histograms' columns follow: each model's class names in column order.
 
 :func:`parse_partition` checks all of it (every type, range and cell key) before anything is
 built, so ``PartitionState.from_dict`` cannot fail half-way and bad data never creates cells.
@@ -106,6 +109,7 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),
         "labels": None if state.labels is None else state.labels.to_dict(keys),
+        "classes": None if state.classes is None else state.classes.to_dict(),
     }
 
 
@@ -159,6 +163,7 @@ class ParsedPartition:
 
     __slots__ = (
         "cells",
+        "classes",
         "closed",
         "detections",
         "hists",
@@ -187,6 +192,8 @@ class ParsedPartition:
         self.violations: list[tuple[tuple[str, str, str], int]] = []
         self.detections: list[DetectionRow] = []
         self.versions: VersionTable = {}
+        #: Each model's class names in column order (None: the checkpoint names none).
+        self.classes: dict[str, list[str]] | None = None
 
 
 def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartition:
@@ -279,6 +286,20 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
         out.versions = parse_versions(data["versions"], check)
         if data["labels"] is not None:
             check.mapping(data["labels"], "labels", "an object or null")
+        if data.get("classes") is not None:
+            out.classes = _classes(data["classes"])
     except KeyError as exc:
         raise check.fail("checkpoint", f"missing key {exc}") from None
     return out
+
+
+def _classes(v: Any) -> dict[str, list[str]]:
+    """A checkpoint's class table: model -> distinct non-empty class names."""
+    table = CHECK.mapping(v, "classes", "an object of model -> class names")
+    for model, names in table.items():
+        at = f"classes.{model}"
+        if type(names) is not list or not all(type(n) is str and n for n in names):
+            raise CHECK.fail(at, "expected a list of class names")
+        if len(set(names)) != len(names):
+            raise CHECK.fail(at, "repeated class names")
+    return {str(m): list(ns) for m, ns in table.items()}

@@ -29,6 +29,9 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.detectors import CellDetectors
 from tilewatch.aggregators.drift.profile import DriftProfile, DriftSettings
+from tilewatch.aggregators.labeling.queue import LabelingQueue
+from tilewatch.aggregators.labeling.settings import LabelingSettings
+from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
@@ -84,6 +87,7 @@ class ReplicaState:
         self.settings = settings
         #: The class columns of multi-class models (None: no multi-class model).
         self.classes = classes
+        self.class_width = None if classes is None else classes.width
         #: What the drift and data-quality stages watch (None: they are off).
         self.profile = profile
         #: How labels arrive and performance is measured (None: not measured).
@@ -126,6 +130,7 @@ class ReplicaState:
         #: The last reported windows of every cell (None: not kept), written by refresh().
         self.history: WindowHistory | None = None
         self.forecasts: CellForecasts | None = None  # updated by refresh() (None: none)
+        self.labeling: LabelingSettings | None = None  #: The labeling queue's (None: off).
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
         """Take ownership of a partition, with restored ``state`` or empty."""
@@ -134,9 +139,14 @@ class ReplicaState:
                 state = self.partitions.get(key) or PartitionState(self.registry)
             state.hist_bins = dict(self.hist_bins)
             state.retain_closed = self.retain_closed
+            state.classes = self.classes
             if self.labels is not None and state.labels is None:
                 state.labels = PartitionLabels(
-                    self.labels, self.registry, self.settings.window_seconds, self.thresholds_of
+                    self.labels,
+                    self.registry,
+                    self.settings.window_seconds,
+                    self.thresholds_of,
+                    self.class_width,
                 )
             if state.labels is not None:
                 state.labels.retain_final = self._retain_final()
@@ -170,6 +180,7 @@ class ReplicaState:
         versions: list[Any] | None = None,
         weights: dict[str, IntArray] | None = None,
         class_errors: IntArray | None = None,
+        class_rows: ClassRows | None = None,
     ) -> ApplyResult:
         """Apply a batch of valid events read from partition ``key`` up to ``next_offset``.
 
@@ -208,6 +219,7 @@ class ReplicaState:
                 labels=labels,
                 weights=weights,
                 class_errors=class_errors,
+                class_rows=class_rows if event_ids is not None else None,
             )
             for vkey, count in (violations or {}).items():
                 part.violations[vkey] = part.violations.get(vkey, 0) + count
@@ -241,15 +253,10 @@ class ReplicaState:
         if len(self._threshold_table) < len(names):
             cfg = self.labels
             default = math.nan if cfg is None or cfg.threshold is None else cfg.threshold
+            own = {} if cfg is None else cfg.thresholds
+            picks = [(own.get(m), self.baseline_thresholds.get(m), default) for m in names]
             self._threshold_table = np.array(
-                [
-                    _first(
-                        None if cfg is None else cfg.thresholds.get(m),
-                        self.baseline_thresholds.get(m),
-                        default,
-                    )
-                    for m in names
-                ],
+                [next((float(v) for v in p if v is not None), math.nan) for p in picks],
                 dtype=np.float64,
             )
         return self._threshold_table[self.registry.model_ids[leaf]]
@@ -296,9 +303,15 @@ class ReplicaState:
                     self.settings.window_seconds,
                     self.thresholds_of,
                     data["labels"],
+                    self.class_width,
                 )
-            state = PartitionState.from_dict(self.registry, data)
+            queue = LabelingQueue.restore(data.get("labeling"), self.labeling, self.registry)
+            state = PartitionState.from_dict(self.registry, data, self.classes)
+            if labels is not None and labels.join is not None and state.class_moves:
+                reg = self.registry
+                labels.join.move_classes(state.class_moves, reg.model_ids, reg.model_names)
             state.labels = labels
+            state.labeling = queue
             return state
 
     def _count_invalid(self, name: str, n: int) -> None:
@@ -364,6 +377,8 @@ class ReplicaState:
                     for w, acc in sorted(part.closed.items())
                     if w in needed
                 ),
+                # Labels joined from the outcomes topic may add to closed windows.
+                tuple(part.closed_version for part in self.partitions.values()),
             )
             cached = self._window_cache
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
@@ -407,18 +422,7 @@ class ReplicaState:
                 if self.classes is None
                 else {m: self.classes.labels(m) for m in reg.model_names}
             )
-            ing = self.ingest
-            ingest = dataclasses.replace(
-                ing,
-                invalid=dict(ing.invalid),
-                dead_letter_failures=dict(ing.dead_letter_failures),
-                lag=dict(ing.lag),
-                checkpoint_restores=dict(ing.checkpoint_restores),
-                checkpoint_errors=dict(ing.checkpoint_errors),
-                invalid_values=dict(ing.invalid_values),
-                invalid_labels=dict(ing.invalid_labels),
-                class_scores=dict(ing.class_scores),
-            )
+            ingest = self.ingest.copy()
         if window_view is None:
             window_view = build_window_view(
                 self.settings, profile, hist_bins, view, parts, self.references
@@ -442,8 +446,3 @@ class ReplicaState:
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         return dataclasses.replace(snap, performance=perf, class_labels=class_labels, forecasts=fc)
-
-
-def _first(*values: float | None) -> float:
-    """The first value that is not None (NaN if all are)."""
-    return next((float(v) for v in values if v is not None), math.nan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -62,6 +63,15 @@ class IngestStats:
     #: Multi-class events: dropped probability vectors by reason, and ``pooled``, the events
     #: naming a class past ``max_classes`` (the event is kept either way).
     class_scores: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> IngestStats:
+        """A copy that shares no mutable table with this one."""
+        out = dataclasses.replace(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if type(value) is dict:
+                setattr(out, f.name, dict(value))
+        return out
 
     def add(self, update: IngestUpdate) -> None:
         """Add one hand-over of the ingest side (the caller holds the replica's lock).

@@ -24,10 +24,28 @@ from tilewatch.aggregators.stats.multiclass import (
     ratio,
 )
 
-__all__ = ["SUM_SCALE", "window_bins", "window_hist_widths", "window_metrics", "window_weights"]
+__all__ = [
+    "LABELED_HISTS",
+    "SUM_SCALE",
+    "window_bins",
+    "window_hist_widths",
+    "window_metrics",
+    "window_weights",
+]
 
 #: Units per 1 of the summed histograms' weights (micro-units).
 SUM_SCALE = 1_000_000
+#: The histograms of :func:`window_hist_widths` that only labeled events fill (a label
+#: joined later adds to these alone).
+LABELED_HISTS = (
+    "mc_confusion",
+    "mc_rank",
+    "mc_calib_n",
+    "mc_calib_right",
+    "mc_calib_conf",
+    "mc_brier",
+    "mc_logloss",
+)
 #: Metrics of every event (gated by events); the others are of labeled events.
 _PER_EVENT = frozenset({"class_share", "expected_accuracy"})
 

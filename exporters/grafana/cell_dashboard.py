@@ -41,6 +41,7 @@ from tilewatch.exporters.grafana.panels import (
     status_history_panel,
     timeseries_panel,
 )
+from tilewatch.exporters.grafana.vector_panels import embedding_panels, explanation_panels
 
 __all__ = [
     "cell_dashboard",
@@ -180,6 +181,10 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
         )
     if inputs.multiclass:
         panels.extend(_class_panels(lay, cell))
+    if inputs.embeddings:
+        panels.extend(embedding_panels(lay, cell))
+    if inputs.attributions:
+        panels.extend(explanation_panels(lay, cell))
     return dashboard(
         CELL_UID,
         "tilewatch: cell detail",

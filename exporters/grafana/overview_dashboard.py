@@ -261,6 +261,8 @@ def overview_dashboard(inputs: GeneratorInputs) -> dict[str, Any]:
             unit="cps",
         )
     )
+    if inputs.labeling:
+        panels.append(labeling_panel(lay, dims))
     return dashboard(
         OVERVIEW_UID,
         "tilewatch: overview",
@@ -353,4 +355,25 @@ def _status_grid(lay: Layout, dims: Sequence[str]) -> Panel:
         transformations=transformations,
         overrides=overrides,
         links=[link("Cell detail", url)],
+    )
+
+
+def labeling_panel(lay: Layout, dims: Sequence[str]) -> Panel:
+    """The labeling queue's rate and mix: records selected per second, by reason."""
+    return timeseries_panel(
+        lay,
+        (12, 6),
+        "Labeling queue: rate and mix",
+        "Events selected for labeling per second, by reason (the model total cells of "
+        "tilewatch_labeling_selected_total, summed over models and replicas); see "
+        "docs/labeling.md.",
+        [
+            target(
+                "sum by (reason) (rate(tilewatch_labeling_selected_total"
+                + matchers(**{d: ALL for d in dims})
+                + "[$__rate_interval]))",
+                "{{reason}}",
+            )
+        ],
+        unit="cps",
     )

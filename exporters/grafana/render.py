@@ -31,7 +31,11 @@ from tilewatch.exporters.grafana.dashboard_statistics import dashboard_statistic
 from tilewatch.exporters.grafana.frame import CELL_UID, HEATMAPS_UID, OVERVIEW_UID
 from tilewatch.exporters.grafana.heatmaps_dashboard import heatmaps_dashboard
 from tilewatch.exporters.grafana.overview_dashboard import overview_dashboard
-from tilewatch.exporters.grafana.provisioning import dashboard_provider, datasource_provisioning
+from tilewatch.exporters.grafana.provisioning import (
+    TILEWATCH_API_URL,
+    dashboard_provider,
+    datasource_provisioning,
+)
 
 __all__ = ["DASHBOARD_DIR", "PROVISIONING_DIR", "RULES_PATH", "render_dashboards"]
 
@@ -63,6 +67,8 @@ def render_dashboards(inputs: GeneratorInputs) -> dict[str, str]:
             drift=inputs.drift is not None,
             performance=inputs.labels is not None,
         ),
-        f"{PROVISIONING_DIR}/datasources/tilewatch.yml": datasource_provisioning(),
+        f"{PROVISIONING_DIR}/datasources/tilewatch.yml": datasource_provisioning(
+            api_url=TILEWATCH_API_URL if inputs.embeddings else None
+        ),
         f"{PROVISIONING_DIR}/dashboards/tilewatch.yml": dashboard_provider(),
     }

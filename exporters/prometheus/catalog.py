@@ -6,7 +6,8 @@ generated from the four tables below (``scripts/gen_docs.py``) and the tests loo
 :data:`CATALOG`. A metric missing here cannot be exported. In ``labels``, ``cell`` stands for
 ``model`` followed by the configured dimensions.
 
-Plain data: imports nothing from tilewatch or prometheus-client.
+Plain data: imports nothing from prometheus-client, and from tilewatch only the record type
+(``metric_doc``) and the vector metrics' table (``vector_catalog``).
 
 Examples
 --------
@@ -18,9 +19,11 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Literal, NamedTuple
+
+from tilewatch.exporters.prometheus.metric_doc import COUNTER, GAUGE, MetricDoc, MetricKind
+from tilewatch.exporters.prometheus.vector_catalog import VECTOR_METRICS
 
 __all__ = [
     "CATALOG",
@@ -29,42 +32,14 @@ __all__ = [
     "FORECAST_METRICS",
     "GAUGE",
     "HEALTH_METRICS",
+    "LABELING_METRICS",
     "METRICS",
     "MULTICLASS_METRICS",
     "PERFORMANCE_METRICS",
+    "VECTOR_METRICS",
     "MetricDoc",
     "MetricKind",
 ]
-
-MetricKind = Literal["counter", "gauge"]
-COUNTER: Final = "counter"
-GAUGE: Final = "gauge"
-
-
-class MetricDoc(NamedTuple):
-    """Name (as exposed), type, label names (``cell`` = model + dimensions) and help text."""
-
-    name: str
-    kind: MetricKind
-    labels: str
-    help: str
-
-    @property
-    def family(self) -> str:
-        """The family name: the metric name, without ``_total`` for a counter."""
-        return self.name.removesuffix("_total") if self.kind == COUNTER else self.name
-
-    def label_names(self, cell: Sequence[str]) -> list[str]:
-        """The exposed label names, with ``cell`` expanded to ``cell`` (model + dimensions)."""
-        out: list[str] = []
-        for part in self.labels.split(","):
-            part = part.strip()
-            if part == "cell":
-                out.extend(cell)
-            elif part:
-                out.append(part)
-        return out
-
 
 # fmt: off
 # One entry per metric, name, type and labels on the first line, so the catalog reads as a
@@ -431,6 +406,15 @@ FORECAST_METRICS: tuple[MetricDoc, ...] = tuple(
     for end, note in (("", ""), ("_lower", ": 90% interval, lower end"), ("_upper", ": upper end"))
 )
 
+#: The labeling queue: exported with a ``[labeling]`` section.
+LABELING_METRICS: tuple[MetricDoc, ...] = (
+    MetricDoc("tilewatch_labeling_selected_total", COUNTER, "cell, reason",
+              "Events selected for labeling, by reason, per leaf cell and its roll-ups."),
+    MetricDoc("tilewatch_labeling_failures_total", COUNTER, "",
+              "Selected records the producer could not deliver to the queue topic."),
+    MetricDoc("tilewatch_labeling_no_threshold_total", COUNTER, "",
+              "Valid events not judged for the queue: their model has no decision threshold."),
+)
 # fmt: on
 
 #: Every metric by name.
@@ -444,6 +428,8 @@ CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
             *HEALTH_METRICS,
             *MULTICLASS_METRICS,
             *FORECAST_METRICS,
+            *LABELING_METRICS,
+            *VECTOR_METRICS,
         )
     }
 )

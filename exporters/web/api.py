@@ -12,18 +12,22 @@ rows and columns of the grid), histories hold at most the history depth of windo
 - ``/api/cell``: one cell's tile, its last windows (the time strip), its forecast of the next
   windows (``forecast``, with intervals) and its health drivers;
 - ``/api/timeline``: the values of one dimension (roll-ups) x the last windows;
-- ``/api/health``: each component's and business indicator's status per model and its driver.
+- ``/api/health``: each component's and business indicator's status per model and its driver;
+- ``/api/embeddings``: one cell and class's projected points, reference against serving
+  (:mod:`tilewatch.exporters.web.embeddings_api`).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from tilewatch.aggregators.health.evaluate import Driver
+from tilewatch.exporters.web.embeddings_api import embedding_points
 from tilewatch.exporters.web.query import (
     HEALTH,
     MAX_PAGE_SIZE,
@@ -50,9 +54,18 @@ class Api:
     (for the drivers).
     """
 
-    def __init__(self, source: TileSource, metric_statistic: dict[str, str]) -> None:
+    def __init__(
+        self,
+        source: TileSource,
+        metric_statistic: dict[str, str],
+        vectors: Any = None,
+        vectors_lock: Any = None,
+    ) -> None:
         self.source = source
         self._metric_statistic = dict(metric_statistic)
+        #: The monitor's VectorTracker (None: no embeddings read) and the lock it is read under.
+        self.vectors = vectors
+        self._vectors_lock = vectors_lock if vectors_lock is not None else threading.RLock()
 
     # --- shared checks ----------------------------------------------------------------------
     def _model(self, params: Params, frame: TileFrame) -> tuple[str, int]:
@@ -318,6 +331,10 @@ class Api:
         }
 
     # --- helpers -----------------------------------------------------------------------------
+    def embeddings(self, params: Params) -> dict[str, Any]:
+        dims = self.source.frame().snap.dimensions
+        return embedding_points(self.vectors, self._vectors_lock, dims, params)
+
     def _components(self, frame: TileFrame, i: int) -> list[dict[str, Any]]:
         out = []
         for comp in frame.health.components:
@@ -395,6 +412,7 @@ ENDPOINTS: dict[str, Callable[[Api, Params], dict[str, Any]]] = {
     "cell": Api.cell,
     "timeline": Api.timeline,
     "health": Api.health,
+    "embeddings": Api.embeddings,
 }
 
 

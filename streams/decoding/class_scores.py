@@ -26,6 +26,7 @@ import numpy as np
 
 from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
+from tilewatch.aggregators.labels.class_rows import NOT_MULTICLASS, ClassRows
 from tilewatch.aggregators.stats.multiclass_window import window_bins, window_weights
 
 __all__ = [
@@ -301,6 +302,8 @@ class ClassBatch:
     weights: dict[str, IntArray] = field(default_factory=dict)
     #: Per event: 1 the prediction was wrong, 0 right, -1 not a labeled multi-class event.
     errors: IntArray | None = None
+    #: Per event, what the label join keeps of it for a label from the outcomes topic.
+    rows: ClassRows | None = None
 
 
 def encode_batch(
@@ -348,7 +351,12 @@ def encode_batch(
         counts["pooled"] = sum(scores.pooled.values())
     judged = (columns >= 0) & (scores.predicted >= 0)
     errors = np.where(judged, (scores.predicted != columns).astype(np.int64), -1)
-    return ClassBatch(scores, bins, counts, binary, weights, errors if judged.any() else None)
+    rows = ClassRows(
+        scores.probs,
+        scores.valid,
+        np.where(_present(vectors), scores.predicted, NOT_MULTICLASS),
+    )
+    return ClassBatch(scores, bins, counts, binary, weights, errors if judged.any() else None, rows)
 
 
 def _present(values: Sequence[Any]) -> BoolArray:

@@ -44,7 +44,8 @@ class LabelBatch:
     """Valid labels of a batch as columns, plus the rejected records."""
 
     event_ids: list[str] = field(default_factory=list)
-    labels: list[float] = field(default_factory=list)
+    #: Floats; with class names on, a class name's raw value (a string, integer or boolean).
+    labels: list[Any] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
@@ -63,6 +64,10 @@ class LabelDecoder:
         Labels must be 0/1 (or true/false); otherwise any finite number.
     max_bytes
         Larger values are rejected as ``too_large``.
+    class_names
+        Multi-class models share the topic: a label may also be a class name (a non-empty
+        string of at most 256 characters, an integer or a boolean), kept as it is; whether it
+        fits its prediction is known at the join.
 
     Examples
     --------
@@ -79,11 +84,16 @@ class LabelDecoder:
     """
 
     def __init__(
-        self, fields: LabelTopic, classification: bool = True, max_bytes: int = 1_048_576
+        self,
+        fields: LabelTopic,
+        classification: bool = True,
+        max_bytes: int = 1_048_576,
+        class_names: bool = False,
     ) -> None:
         self.fields = fields
         self.classification = classification
         self.max_bytes = max_bytes
+        self.class_names = class_names
         self._id = split_path(fields.event_id)
         self._label = split_path(fields.label)
         self._time = split_path(fields.timestamp)
@@ -100,6 +110,7 @@ class LabelDecoder:
         loads, max_bytes, classification = orjson.loads, self.max_bytes, self.classification
         id_name, label_name, time_name = self._id[0], self._label[0], self._time[0]
         flat = self._id[1] is None and self._label[1] is None and self._time[1] is None
+        flat = flat and not self.class_names  # class names: always the full checker
         for rec in records:
             if flat:
                 v: Any = rec.value  # None or too large: an exception, then the full checker
@@ -139,7 +150,7 @@ class LabelDecoder:
             add_time(t)
         return out
 
-    def _one(self, value: bytes | None, record_ms: int | None) -> tuple[str, float, float]:
+    def _one(self, value: bytes | None, record_ms: int | None) -> tuple[str, Any, float]:
         obj = json_object(value, self.max_bytes)
         name = self._id[0]
         raw_id = field_of(obj, self._id)
@@ -159,7 +170,13 @@ class LabelDecoder:
         raw = field_of(obj, self._label)
         if raw is None:
             raise DecodeError("missing_field", f"{name}: required field is missing")
-        label = _label(raw, name, self.classification)
+        label: Any
+        if self.class_names and (
+            (type(raw) is str and 0 < len(raw) <= _MAX_ID) or type(raw) in (int, bool)
+        ):
+            label = raw  # a class name (or a binary label spelled as one)
+        else:
+            label = _label(raw, name, self.classification, self.class_names)
         name = self._time[0]
         raw_t = field_of(obj, self._time)
         if raw_t is None:
@@ -171,12 +188,13 @@ class LabelDecoder:
         return event_id, label, t
 
 
-def _label(raw: Any, name: str, classification: bool) -> float:
+def _label(raw: Any, name: str, classification: bool, class_names: bool = False) -> float:
     t = type(raw)
     if classification:
         if t is bool or ((t is int or t is float) and raw in (0, 1)):
             return float(raw)
-        raise DecodeError("bad_label", f"{name}: expected 0, 1, true or false, got {short(raw)}")
+        expected = "a class name, 0, 1, true or false" if class_names else "0, 1, true or false"
+        raise DecodeError("bad_label", f"{name}: expected {expected}, got {short(raw)}")
     if (t is int or t is float) and math.isfinite(raw):
         return float(raw)
     raise DecodeError("bad_label", f"{name}: expected a finite number, got {short(raw)}")

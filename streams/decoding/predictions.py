@@ -47,6 +47,8 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "model_version": "model_version",
     "class_scores": "scores",
     "prediction": "prediction",
+    "embedding": "embedding",
+    "attributions": "attributions",
 }
 _COLUMN_LISTS = {
     "class_scores": "class_scores",
@@ -55,6 +57,8 @@ _COLUMN_LISTS = {
     "label": "labels",
     "latency": "latencies",
     "model_version": "model_versions",
+    "embedding": "embeddings",
+    "attributions": "attributions",
 }
 
 
@@ -78,6 +82,10 @@ class DecodedBatch:
     #: With ``[events] scores``: each valid event's raw class probabilities (None when absent),
     #: checked and vectorised per batch by :mod:`tilewatch.streams.decoding.class_scores`.
     class_scores: list[Any] = field(default_factory=list)
+    #: With ``[events] embedding`` / ``attributions``: each valid event's raw vector and
+    #: attributions object (None when absent), checked per batch (``docs/embeddings.md``).
+    embeddings: list[Any] = field(default_factory=list)
+    attributions: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)

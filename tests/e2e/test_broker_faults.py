@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.config import extend_config, write_config
 from tests.e2e.support.events import (
     BadRecord,
@@ -139,7 +140,9 @@ def _show(samples: list[Sample]) -> str:
         "mid-stream",
     ],
 )
+@pytest.mark.parametrize("client", kafka_clients(slow=True))
 def test_broker_paused_past_the_session_timeout(
+    client: str,
     own_broker: EmbeddedBroker,
     start_tilewatch: Callable[..., TilewatchProcess],
     tmp_path: Path,
@@ -168,7 +171,7 @@ def test_broker_paused_past_the_session_timeout(
         tmp_path / "pause.toml",
         own_broker.bootstrap,
         topic,
-        kafka={"max_poll_records": 500},
+        kafka={"max_poll_records": 500, "client_library": client},
         state={"checkpoint_interval": "300ms"},
     )
     monitor = start_tilewatch(config, name="pause")

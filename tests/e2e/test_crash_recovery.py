@@ -20,6 +20,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.config import override_client_settings, read_config
 from tests.e2e.support.events import (
     BadRecord,
@@ -99,7 +100,9 @@ def _stderr(process: TilewatchProcess) -> str:
     return process.stderr_path.read_text(errors="replace")
 
 
+@pytest.mark.parametrize("client", kafka_clients(slow=True))
 def test_three_kill_9_then_restart_end_exactly_like_a_clean_run(
+    client: str,
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tilewatch_config: Callable[..., Path],

@@ -50,6 +50,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from tests import oracles
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.config import add_tables, extend_config, override_client_settings
 from tests.e2e.support.layout import ALL, rollups
 from tests.e2e.support.process import TilewatchProcess
@@ -573,7 +574,9 @@ def _credited_by_l1(plan: Plan, w: int) -> list[tuple[Cell, float, float]]:
     ]
 
 
+@pytest.mark.parametrize("client", kafka_clients())
 def test_topic_labels_exact_and_restart_safe(
+    client: str,
     broker: EmbeddedBroker,
     topics: tuple[str, str],
     tilewatch_config: Callable[..., Path],

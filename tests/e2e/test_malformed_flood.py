@@ -33,6 +33,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.layout import ALL
 from tests.e2e.support.process import TilewatchProcess, parse_summary
 from tests.e2e.support.scrape import series, value
@@ -323,7 +324,9 @@ def _read_exactly(bootstrap: str, topic: str, expected: int, timeout: float = 60
 # -- the test ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("client", kafka_clients())
 def test_monitor_survives_a_malformed_flood_and_dead_letters_every_reject(
+    client: str,
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tilewatch_config: Callable[..., Path],

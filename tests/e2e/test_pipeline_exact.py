@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.events import (
     BadRecord,
     Event,
@@ -102,7 +103,9 @@ def _check_cells(metrics: dict, events: list[Event], data: list[Event], partitio
     return problems
 
 
+@pytest.mark.parametrize("client", kafka_clients())
 def test_every_cell_matches_numpy_then_late_events_are_only_counted_late(
+    client: str,
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tilewatch_config: Callable[..., Path],

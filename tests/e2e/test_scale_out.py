@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import kafka_clients
 from tests.e2e.support.events import Event, far_future_events, make_stream, records_of
 from tests.e2e.support.process import TilewatchProcess, settled_metrics
 from tests.e2e.support.scrape import caught_up, compare_metrics, leaf_events_total, series, value
@@ -104,7 +105,9 @@ def _wait_both(
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize("client", kafka_clients(slow=True))
 def test_a_replica_leaves_mid_stream_and_the_survivor_ends_exactly_like_one_replica(
+    client: str,
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tilewatch_config: Callable[..., Path],
@@ -227,7 +230,9 @@ def _settled_pair(
         time.sleep(gap)
 
 
+@pytest.mark.parametrize("client", kafka_clients())
 def test_two_replicas_starting_together_count_every_event_once_between_them(
+    client: str,
     broker: EmbeddedBroker,
     make_topic: Callable[..., str],
     tilewatch_config: Callable[..., Path],

@@ -376,7 +376,8 @@ def test_dimension_path_of_unconfigured_dimension_is_unknown() -> None:
         ),
         (
             {"kafka": {"client": "SSL"}},
-            '[kafka].client: expected a table of kafka-python options, got "SSL"',
+            '[kafka].client: expected a table of kafka-python options, "kafka-python" or '
+            '"confluent", got "SSL"',
         ),
         (
             {"kafka": {"client": {"group_id": "x"}}},
@@ -431,24 +432,25 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafka": {"poll_timeout_seconds": 1}},
             "[kafka].poll_timeout_seconds: unknown key, expected one of auto_offset_reset, "
-            "bootstrap_servers, client, commit_interval, dead_letter_topic, group_id, "
-            "max_poll_records, poll_timeout, topics",
+            "bootstrap_servers, client, client_library, commit_interval, dead_letter_topic, "
+            "group_id, max_poll_records, poll_timeout, topics",
         ),
         (
             {"events": {"a b": "x"}},
-            '[events]."a b": unknown key, expected one of classes, event_id, features, label, '
-            "latency, max_classes, max_event_bytes, model, model_version, prediction, region, "
-            "score, score_max, score_min, scores, segment, timestamp",
+            '[events]."a b": unknown key, expected one of attributions, classes, embedding, '
+            "event_id, features, label, latency, max_classes, max_event_bytes, model, "
+            "model_version, prediction, region, score, score_max, score_min, scores, segment, "
+            "timestamp",
         ),
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labels], [state]",
+            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
         ),
     ],
 )
@@ -665,3 +667,15 @@ def test_state_section(tmp_path: Path) -> None:
 def test_state_section_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, f"[state]\n{text}\n"))
+
+
+def test_embedding_and_attribution_paths_are_read_from_events(tmp_path: Any) -> None:
+    from tilewatch.config import load_config
+
+    path = tmp_path / "t.toml"
+    path.write_text('[events]\nembedding = "vec.emb"\nattributions = "shap"\n')
+    events = load_config(str(path)).events
+    assert (events.embedding, events.attributions) == ("vec.emb", "shap")
+    path.write_text("[events]\n")
+    events = load_config(str(path)).events
+    assert (events.embedding, events.attributions) == (None, None)

@@ -55,12 +55,7 @@ def test_errors_name_the_key(events: dict[str, Any], message: str) -> None:
     assert error_of(events).startswith(f"{SOURCE}: {message}")
 
 
-def test_checkpoints_need_configured_classes() -> None:
-    """Checkpoints keep class columns by position: only configured classes fix the positions."""
-    message = error_of({"scores": "p"})
-    assert message == (
-        f"{SOURCE}: [events].classes: expected the class names of [events].scores when "
-        "[state] checkpoints is on (or checkpoints = false), got none"
-    )
-    config = parse_config({"events": {"scores": "p"}, "state": {"checkpoints": False}}, SOURCE)
-    assert config.events.classes == ()
+def test_checkpoints_do_not_need_configured_classes() -> None:
+    """Checkpoints name their classes (docs/multiclass.md): discovered classes are fine."""
+    config = parse_config({"events": {"scores": "p"}}, SOURCE)
+    assert config.events.classes == () and config.state.checkpoints

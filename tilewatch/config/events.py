@@ -30,7 +30,9 @@ PATHS = (
 MAX_CLASSES = 50
 #: Multi-class keys: the optional path of the class probabilities and the class names.
 MULTICLASS_KEYS = ("scores", "classes", "max_classes")
-KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS)
+#: Vector keys: the optional paths of an event's embedding and attributions.
+VECTOR_KEYS = ("embedding", "attributions")
+KEYS = (*PATHS, "score_min", "score_max", "max_event_bytes", *MULTICLASS_KEYS, *VECTOR_KEYS)
 
 
 def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]) -> EventFields:
@@ -58,6 +60,8 @@ def parse_events(data: Mapping[str, Any], source: str, dimensions: Sequence[str]
         scores=scores,
         classes=classes,
         max_classes=max_classes,
+        embedding=table.path("embedding", "") if "embedding" in table.data else None,
+        attributions=table.path("attributions", "") if "attributions" in table.data else None,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tilewatch.config.base import TOPIC, TOPIC_EXPECTED, ConfigError, Table, resolve_env, show
 from tilewatch.config.base import toml_key as _key
+from tilewatch.streams.confluent_options import LIBRARIES, untranslatable
 from tilewatch.streams.settings import KafkaSettings
 
 __all__ = ["KEYS", "parse_kafka"]
@@ -18,6 +19,7 @@ KEYS = (
     "auto_offset_reset",
     "bootstrap_servers",
     "client",
+    "client_library",
     "commit_interval",
     "dead_letter_topic",
     "group_id",
@@ -64,8 +66,18 @@ def parse_kafka(data: Mapping[str, Any], source: str) -> KafkaSettings:
     if offset_reset not in ("earliest", "latest"):
         raise table.error("auto_offset_reset", '"earliest" or "latest"', offset_reset)
     client = table.data.get("client", {})
+    library = table.data.get("client_library", defaults.client_library)
+    if library not in LIBRARIES:
+        raise table.error("client_library", '"kafka-python" or "confluent"', library)
+    if isinstance(client, str) and client in LIBRARIES:
+        # `client = "confluent"`: the library, when there is no [kafka.client] table.
+        if "client_library" in table.data and library != client:
+            raise table.error("client", f"{show(library)} as in [kafka].client_library", client)
+        library, client = client, {}
     if not isinstance(client, Mapping):
-        raise table.error("client", "a table of kafka-python options", client)
+        raise table.error(
+            "client", 'a table of kafka-python options, "kafka-python" or "confluent"', client
+        )
     return KafkaSettings(
         bootstrap_servers=tuple(servers),
         topics=tuple(topics),
@@ -79,11 +91,12 @@ def parse_kafka(data: Mapping[str, Any], source: str) -> KafkaSettings:
         commit_interval_seconds=table.duration(
             "commit_interval", defaults.commit_interval_seconds, positive=False
         ),
-        client=_parse_client(client, source),
+        client=_parse_client(client, source, library),
+        client_library=library,
     )
 
 
-def _parse_client(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+def _parse_client(data: Mapping[str, Any], source: str, library: str) -> dict[str, Any]:
     client: dict[str, Any] = {}
     for key, value in data.items():
         where = f"{source}: [kafka.client].{_key(key)}"
@@ -91,6 +104,11 @@ def _parse_client(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{where}: expected a kafka-python option tilewatch does not set itself, "
                 f"got {show(key)} ({_CLIENT_RESERVED[key]})"
+            )
+        if library == "confluent" and (why := untranslatable(key)) is not None:
+            raise ConfigError(
+                f"{where}: expected a kafka-python option with a librdkafka equivalent, or a "
+                f'librdkafka option (client_library = "confluent"), got {show(key)} ({why})'
             )
         client[key] = resolve_env(value, where)
     return client

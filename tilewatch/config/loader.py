@@ -9,6 +9,7 @@ dataclass of the package that uses it::
     [drift]      config.drift      -> tilewatch.aggregators.drift.profile.DriftSettings
     [baseline]   config.baseline   -> tilewatch.aggregators.drift.reference.BaselineSettings
     [labels]     config.labels     -> tilewatch.aggregators.labels.settings.LabelSettings
+    [labeling]   config.labeling   -> tilewatch.aggregators.labeling.settings.LabelingSettings
     [state]      config.state      -> tilewatch.streams.settings.StateSettings
     [exporter]   config.exporter   -> tilewatch.exporters.prometheus.settings.ExporterSettings
     [hierarchy]  config.hierarchy  -> tilewatch.aggregators.health.settings.HierarchySettings
@@ -34,6 +35,7 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.drift.reference import BaselineSettings
 from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.aggregators.labeling.settings import LabelingSettings
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.config.base import ConfigError, parse_duration
 from tilewatch.config.base import show as _show
@@ -45,6 +47,7 @@ from tilewatch.config.events import parse_events
 from tilewatch.config.exporter import parse_exporter
 from tilewatch.config.hierarchy import parse_hierarchy
 from tilewatch.config.kafka import parse_kafka
+from tilewatch.config.labeling import parse_labeling
 from tilewatch.config.labels import parse_labels
 from tilewatch.config.state import parse_state
 from tilewatch.exporters.generator_inputs import AlertSettings
@@ -74,6 +77,8 @@ class Config:
     #: Performance from labels (None: no [labels] section) and the outcomes topic, if any.
     labels: LabelSettings | None = None
     label_topic: LabelTopic | None = None
+    #: The labeling queue (None: no [labeling] section).
+    labeling: LabelingSettings | None = None
     #: Health hierarchy ([hierarchy]; parse_config fills in the default one) and alerting.
     hierarchy: HierarchySettings = field(default_factory=HierarchySettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
@@ -87,6 +92,7 @@ SECTIONS = (
     "exporter",
     "hierarchy",
     "kafka",
+    "labeling",
     "labels",
     "state",
 )
@@ -199,17 +205,20 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         multiclass=events.scores is not None,
     )
     state = parse_state(tables["state"], source)
-    if events.scores is not None and not events.classes and state.checkpoints:
-        # Checkpoints keep class columns by position; only configured classes fix them.
-        raise ConfigError(
-            f"{source}: [events].classes: expected the class names of [events].scores when "
-            "[state] checkpoints is on (or checkpoints = false), got none"
-        )
+    labeling = parse_labeling(
+        tables["labeling"],
+        source,
+        present="labeling" in data,
+        labels=labels,
+        has_baseline=baseline.path is not None,
+        multiclass=events.scores is not None,
+    )
     return Config(
         kafka=kafka,
         events=events,
         labels=labels,
         label_topic=label_topic,
+        labeling=labeling,
         cells=cells,
         exporter=parse_exporter(tables["exporter"], source),
         state=state,

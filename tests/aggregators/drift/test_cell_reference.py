@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+import threading
 
 import numpy as np
 import pytest
 
-from tilewatch.aggregators.cells.registry import CellRegistry
+from tilewatch.aggregators.cells.registry import CellKey, CellRegistry
 from tilewatch.aggregators.cells.settings import ALL, CellSettings
 from tilewatch.aggregators.drift.cell_counts import CellCounts
 from tilewatch.aggregators.drift.cell_reference import CellReferences, count_cells
@@ -204,3 +206,39 @@ def test_the_table_grows_with_the_registry(setup: tuple[Baseline, ModelColumns])
     second = refs.table(reg.keys)
     assert len(second.mean) == len(reg.keys) > n
     np.testing.assert_array_equal(second.hists["score"][:n], first.hists["score"])
+
+
+def _sizes_read_at_once(refs: CellReferences, keys: list[CellKey], threads: int) -> list[int]:
+    """Row counts of the tables ``threads`` threads read at the same moment."""
+    barrier = threading.Barrier(threads)
+    sizes: list[int] = []
+
+    def read() -> None:
+        barrier.wait()
+        t = refs.table(keys)
+        sizes.extend({len(t.mean), *(len(h) for h in t.hists.values())})
+
+    workers = [threading.Thread(target=read) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sizes
+
+
+def test_threads_growing_the_table_at_once_each_get_one_row_per_key(
+    setup: tuple[Baseline, ModelColumns],
+) -> None:
+    """The consumer thread and scrapes build snapshots at once: the cache must not grow twice
+    (it once returned 2n rows for n keys and the run died on a shape mismatch)."""
+    base, _ = setup
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _round in range(20):
+            refs, reg, _ = _refs(base)
+            reg.index_many([("m", s, r) for s in "ab" for r in "xyz"])
+            keys = list(reg.keys)
+            assert _sizes_read_at_once(refs, keys, 8) == [len(keys)] * 8
+    finally:
+        sys.setswitchinterval(interval)

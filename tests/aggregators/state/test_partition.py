@@ -461,11 +461,19 @@ def test_from_dict_mutated_checkpoint_never_other_exception(
     _from_dict_raises_only_state_error(_mutate(VALID, path, replacement, delete))
 
 
-@pytest.mark.parametrize("missing", sorted(VALID))
+@pytest.mark.parametrize("missing", sorted(set(VALID) - {"classes"}))
 def test_from_dict_missing_key(missing: str) -> None:
     data = {k: v for k, v in VALID.items() if k != missing}
     with pytest.raises(StateError):
         PartitionState.from_dict(CellRegistry(SETTINGS), data)
+
+
+def test_from_dict_without_class_names() -> None:
+    """``classes`` is optional: checkpoints written before it was kept still load."""
+    data = {k: v for k, v in VALID.items() if k != "classes"}
+    assert "classes" in VALID
+    restored = PartitionState.from_dict(CellRegistry(SETTINGS), data)
+    assert restored.to_dict() == PartitionState.from_dict(CellRegistry(SETTINGS), VALID).to_dict()
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,7 @@ CONFIGS = {
     "three_dimensions": {**RICH, "cells": {"dimensions": ["segment", "region", "channel"]}},
     "no_dimension": {"cells": {"dimensions": []}},
     "regression": {**RICH, "labels": {"task": "regression"}},
+    "labeling": {**RICH, "labeling": {"reasons": ["least_confident", "most_confident"]}},
     "multiclass": {
         "events": {"scores": "probs", "classes": ["buy", "sell", "hold"]},
         "drift": {"reference": "trailing"},
@@ -416,9 +417,30 @@ def _documented_metrics() -> Mapping[str, MetricDoc]:
     return CATALOG
 
 
+def test_the_labeling_panel_follows_the_config() -> None:
+    """The overview shows the queue's rate and mix only with a [labeling] section."""
+    exprs = {}
+    for name in ("rich", "labeling"):
+        files = render_dashboards(_config(**CONFIGS[name]))
+        overview = next(
+            json.loads(t) for p, t in files.items() if p.endswith(".json") and OVERVIEW_UID in t
+        )
+        exprs[name] = [
+            t["expr"]
+            for panel in _panels(overview)
+            if panel["title"] == "Labeling queue: rate and mix"
+            for t in panel["targets"]
+        ]
+    assert exprs["rich"] == []
+    assert exprs["labeling"] == [
+        "sum by (reason) (rate(tilewatch_labeling_selected_total"
+        '{segment="__all__", region="__all__"}[$__rate_interval]))'
+    ]
+
+
 def test_every_queried_metric_is_exported_or_recorded() -> None:
     """A renamed metric breaks this test, not a dashboard in production."""
-    config = _config(**RICH)
+    config = _config(**CONFIGS["labeling"])
     files = render_dashboards(config)
     recorded = set(re.findall(r"record: (\S+)", files[RULES_PATH]))
     known = set(_documented_metrics()) | recorded

@@ -11,9 +11,11 @@ from tilewatch.exporters.prometheus.catalog import (
     FORECAST_METRICS,
     GAUGE,
     HEALTH_METRICS,
+    LABELING_METRICS,
     METRICS,
     MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
+    VECTOR_METRICS,
 )
 from tilewatch.exporters.prometheus.families import family
 
@@ -24,6 +26,8 @@ TABLES = (
     HEALTH_METRICS,
     MULTICLASS_METRICS,
     FORECAST_METRICS,
+    LABELING_METRICS,
+    VECTOR_METRICS,
 )
 
 

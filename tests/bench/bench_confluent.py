@@ -1,0 +1,190 @@
+"""The real ``tilewatch run`` process with each Kafka client, against each client's floor.
+
+Run from the repository root (a script, not a pytest test; see tests/bench/README.md)::
+
+    python tests/bench/bench_confluent.py [--events 400000] [--cells 1000] [--partitions 2]
+                                          [--client both|kafka-python|confluent] [--repeat 1]
+                                          [--json out.json]
+
+On one embedded broker, one topic filled once (spine events keyed by cell,
+``tests.bench.harness.spine_spec``), in this order, ``--repeat`` times:
+
+- **floor A**: kafka-python ``poll`` + ``orjson.loads`` of every value, nothing else
+  (``tests.bench.harness.run_floor``);
+- **floor B**: confluent-kafka ``consume`` + ``orjson.loads`` of every value, nothing else;
+- ``tilewatch run`` with the default config (checkpoints on, metrics endpoint up, not scraped)
+  and ``[kafka] client_library`` = each client, timed as ``bench_scale.py`` does: from the log
+  line of the last partition assigned to the moment the process goes idle, CPU per event from
+  ``/proc``; then until every record is committed.
+
+Targets (issue 14): confluent end-to-end >= 2.5x the kafka-python figure and >= 0.5 of floor B.
+The figures mean something only on a quiet machine: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # run as ``python tests/bench/bench_confluent.py``
+    sys.path.insert(0, _ROOT)
+
+from tests.bench.bench_scale import Committed, follow, start, stop, write_config  # noqa: E402
+from tests.bench.bench_throughput import produce  # noqa: E402
+from tests.bench.harness import (  # noqa: E402
+    bench_settings,
+    broker_with_topics,
+    print_rows,
+    run_floor,
+    write_json,
+)
+from tests.helpers import free_port  # noqa: E402
+from tilewatch.streams.settings import KafkaSettings  # noqa: E402
+
+TOPIC = "scale-predictions"  # bench_scale's write_config reads this topic
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--client", choices=("both", "kafka-python", "confluent"), default="both")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def run_floor_b(settings: KafkaSettings, events: int) -> dict[str, Any]:
+    """confluent-kafka ``consume`` + ``orjson.loads`` of every value until ``events`` read."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ",".join(settings.bootstrap_servers),
+            "group.id": f"floor-b-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    loads = orjson.loads
+    count = 0
+    try:
+        parts = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in sorted(parts)])
+        t0: float | None = None
+        cpu0 = 0.0
+        deadline = time.monotonic() + 300
+        while count < events:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"floor B: read {count} of {events} records in 300 s")
+            messages = consumer.consume(settings.max_poll_records, settings.poll_timeout_seconds)
+            if not messages:
+                continue
+            if t0 is None:
+                t0, cpu0 = time.perf_counter(), time.process_time()
+            for msg in messages:
+                if msg.error() is None:
+                    loads(msg.value())
+                    count += 1
+        t1, cpu1 = time.perf_counter(), time.process_time()
+    finally:
+        consumer.close()
+    assert t0 is not None
+    return {
+        "seconds": t1 - t0,
+        "events_per_second": events / (t1 - t0),
+        "cpu_us_per_event": 1e6 * (cpu1 - cpu0) / events,
+    }
+
+
+def run_process(bootstrap: str, events: int, cells: int, partitions: int, client: str) -> dict:
+    group = f"bench-{client}-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="bench-confluent-") as tmp:
+        config = write_config(Path(tmp) / "tilewatch.toml", bootstrap, group, free_port(), cells)
+        text = config.read_text().replace("[kafka]\n", f'[kafka]\nclient_library = "{client}"\n', 1)
+        config.write_text(text)
+        proc, err = start(config, client)
+        committed = Committed(bootstrap, group, partitions)
+        try:
+            run = follow(proc, err, committed, events, partitions)
+        finally:
+            code = stop(proc)
+            committed.close()
+        if code != 0:
+            raise RuntimeError(f"tilewatch exited {code}: {err.read_text()[-2000:]}")
+    run.pop("rss_mb_timeline", None)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    clients = ["kafka-python", "confluent"] if args.client == "both" else [args.client]
+    load0 = os.getloadavg()[0]
+    rounds: list[dict[str, Any]] = []
+    with broker_with_topics({TOPIC: args.partitions}) as broker:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            prod = pool.apply(produce, (broker.bootstrap, TOPIC, args.events, args.cells))
+        settings = bench_settings(broker.bootstrap, (TOPIC,))
+        for _ in range(args.repeat):
+            one: dict[str, Any] = {}
+            one["floor_a"] = run_floor(settings, args.events)["events_per_second"]
+            floor_b = run_floor_b(settings, args.events)
+            one["floor_b"] = floor_b["events_per_second"]
+            one["floor_b_cpu_us_per_event"] = floor_b["cpu_us_per_event"]
+            for client in clients:
+                one[client] = run_process(
+                    broker.bootstrap, args.events, args.cells, args.partitions, client
+                )
+            rounds.append(one)
+    med = statistics.median
+    result: dict[str, Any] = {
+        "events": args.events,
+        "cells": args.cells,
+        "partitions": args.partitions,
+        "load_average": [load0, os.getloadavg()[0]],
+        "mean_event_bytes": prod["mean_event_bytes"],
+        "rounds": rounds,
+        "floor_a": med(r["floor_a"] for r in rounds),
+        "floor_b": med(r["floor_b"] for r in rounds),
+    }
+    rows = [
+        ("load average", "{:.2f} -> {:.2f}".format(*result["load_average"])),
+        ("floor A (kafka-python)", f"{result['floor_a']:,.0f} events/s"),
+        ("floor B (confluent)", f"{result['floor_b']:,.0f} events/s"),
+    ]
+    for client in clients:
+        rate = med(r[client]["events_per_second"] for r in rounds)
+        cpu = med(r[client]["cpu_us_per_event"] for r in rounds)
+        floor = result["floor_a" if client == "kafka-python" else "floor_b"]
+        result[client] = {"events_per_second": rate, "cpu_us_per_event": cpu}
+        rows.append(
+            (
+                f"tilewatch run, {client}",
+                f"{rate:,.0f} events/s, {cpu:.1f} us CPU/event, {rate / floor:.2f} of its floor",
+            )
+        )
+    if len(clients) == 2:
+        ratio = (
+            result["confluent"]["events_per_second"] / result["kafka-python"]["events_per_second"]
+        )
+        result["confluent_over_kafka_python"] = ratio
+        rows.append(("confluent / kafka-python", f"{ratio:.2f}x (target >= 2.5x)"))
+    print_rows(f"{args.events} events, {args.cells} cells, {args.partitions} partitions", rows)
+    write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
