@@ -3,7 +3,8 @@
 Each page is its template (``docs/<page>.template.md``) with the placeholders filled from the
 code: ``@@REASONS@@`` from tilewatch.streams.decoding.record.REASONS, and ``@@METRICS@@``,
 ``@@DRIFT_METRICS@@``, ``@@PERFORMANCE_METRICS@@``, ``@@HEALTH_METRICS@@``,
-``@@MULTICLASS_METRICS@@``, ``@@LABELING_METRICS@@``, ``@@VECTOR_METRICS@@`` from the metric
+``@@MULTICLASS_METRICS@@``, ``@@LABELING_METRICS@@``, ``@@VECTOR_METRICS@@``,
+``@@FORECAST_METRICS@@`` from the metric
 catalog, tilewatch.exporters.prometheus.catalog (read in :func:`metric_tables` only), so the
 docs cannot drift from the code. tests/test_docs.py fails when a page is stale.
 Run: .venv/bin/python scripts/gen_docs.py
@@ -30,6 +31,7 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
     sys.path.insert(0, str(ROOT))
     from tilewatch.exporters.prometheus.catalog import (
         DRIFT_METRICS,
+        FORECAST_METRICS,
         HEALTH_METRICS,
         LABELING_METRICS,
         METRICS,
@@ -44,6 +46,7 @@ def metric_tables() -> dict[str, tuple[Any, ...]]:
         "PERFORMANCE_METRICS": PERFORMANCE_METRICS,
         "HEALTH_METRICS": HEALTH_METRICS,
         "MULTICLASS_METRICS": MULTICLASS_METRICS,
+        "FORECAST_METRICS": FORECAST_METRICS,
         "LABELING_METRICS": LABELING_METRICS,
         "VECTOR_METRICS": VECTOR_METRICS,
     }

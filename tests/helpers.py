@@ -69,8 +69,10 @@ def produce(
     headers: Sequence[Sequence[Header] | None] | None = None,
     *,
     timeout: float = 30.0,
+    timestamps_ms: Sequence[int] | None = None,
 ) -> None:
-    """Send ``values`` (with matching ``keys`` / ``headers``) to ``topic`` and wait for acks.
+    """Send ``values`` (with matching ``keys`` / ``headers`` / record ``timestamps_ms``) to
+    ``topic`` and wait for acks.
 
     Fails the test if any record is not acknowledged within ``timeout`` seconds.
     """
@@ -89,6 +91,7 @@ def produce(
                     value=value,
                     key=None if keys is None else keys[i],
                     headers=None if record_headers is None else list(record_headers),
+                    timestamp_ms=None if timestamps_ms is None else timestamps_ms[i],
                 )
             )
         producer.flush(timeout=timeout)
@@ -176,6 +179,7 @@ class PrometheusServer:
 
     Storage, config and log live in a temporary directory removed by :meth:`stop`. ``port``
     may be chosen up front with :func:`free_port` (e.g. to let Prometheus scrape itself).
+    ``blocks`` (TSDB block folders) are loaded from the start.
     ``rule_files`` are copied into the config's ``rule_files`` (evaluated every second; after
     changing them, :meth:`reload`); alerts go to the ``alertmanagers`` (``host:port``).
     Prometheus is ready in ~50 ms, but its target discovery is throttled to 5 s, so the
@@ -192,8 +196,11 @@ class PrometheusServer:
         job: str = "tilewatch",
         start_timeout: float = 30.0,
         alertmanagers: Sequence[str] = (),
+        blocks: Sequence[str | Path] = (),
     ) -> None:
         self.targets = list(targets)
+        #: TSDB block folders copied into the storage before the start (a backfill's output).
+        self.blocks = [Path(b) for b in blocks]
         self.binary = binary
         self.port = port if port is not None else free_port()
         self.rule_files = [str(Path(f).resolve()) for f in rule_files]
@@ -244,6 +251,8 @@ class PrometheusServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="tilewatch-prometheus-")
         tmp = Path(self._tmp.name)
         (tmp / "prometheus.yml").write_text(json.dumps(self.config(), indent=2))
+        for block in self.blocks:
+            shutil.copytree(block, tmp / "data" / block.name)
         log_path = self.log_path = tmp / "prometheus.log"
         command = [
             self.binary,
@@ -291,13 +300,15 @@ class PrometheusServer:
         except OSError:
             return "(no log)"
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """Evaluate an instant query; return the result list (``metric`` and ``value`` dicts).
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Evaluate an instant query (at ``at``, epoch seconds; default now); return the result
+        list (``metric`` and ``value`` dicts).
 
         A scalar or string result is wrapped as ``[{"metric": {}, "value": [t, v]}]``.
         Fails the test when Prometheus rejects the query.
         """
-        params = urllib.parse.urlencode({"query": promql})
+        query = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        params = urllib.parse.urlencode(query)
         try:
             with urllib.request.urlopen(f"{self.url}/api/v1/query?{params}", timeout=10) as resp:
                 body = json.load(resp)

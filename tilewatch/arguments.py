@@ -307,4 +307,44 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="fail when more than this share of rows is malformed",
     )
+
+    back = command(
+        "backfill",
+        "replay retained history into Prometheus TSDB blocks",
+        "Replay the retained range of the [kafka] topics (a consumer outside the group: no "
+        "offsets committed, no changelog written) or a JSON Lines / Parquet file of events "
+        "through the same aggregation, and write each closed window's metrics, stamped with "
+        "the window's end, as Prometheus TSDB blocks (promtool tsdb create-blocks-from "
+        "openmetrics). See docs/backfill.md.",
+    )
+    _config(back)
+    back.add_argument(
+        "--from", dest="start", required=True, metavar="TIME",
+        help="start: epoch seconds, RFC 3339 (2026-12-01T00:00:00Z) or a duration ago (7d)",
+    )  # fmt: skip
+    back.add_argument(
+        "--to", dest="end", default=None, metavar="TIME",
+        help="end (same forms, or 'now'; default: the newest record)",
+    )  # fmt: skip
+    back.add_argument(
+        "--input", default=None, metavar="FILE",
+        help="a .jsonl or .parquet file of events to read (default: the [kafka] topics)",
+    )  # fmt: skip
+    back.add_argument(
+        "--output", default="backfill-blocks", metavar="DIR",
+        help="folder for the TSDB blocks (default: backfill-blocks)",
+    )  # fmt: skip
+    back.add_argument(
+        "--promtool",
+        default="promtool",
+        metavar="PATH",
+        help="promtool to run (default: promtool on the PATH)",
+    )
+    back.add_argument(
+        "--job", default="tilewatch", help="the job label of the live scrapes (default: tilewatch)"
+    )
+    back.add_argument(
+        "--instance", default=None,
+        help="the instance label of the live scrapes (default: the [exporter] listen address)",
+    )  # fmt: skip
     return p

@@ -1,5 +1,5 @@
 """The ``tilewatch`` command line: run, demo, broker, produce-demo, check-config, baseline,
-generate (the arguments are in :mod:`tilewatch.arguments`)."""
+generate, backfill (the arguments are in :mod:`tilewatch.arguments`)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,26 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from tilewatch.backfill import Backfill, parse_time
+    from tilewatch.config import load_config
+
+    cfg = load_config(args.config)
+    start = parse_time(args.start)
+    end = None if args.end is None else parse_time(args.end)
+    backfill = Backfill(
+        cfg, start, end, args.output, promtool=args.promtool, job=args.job, instance=args.instance
+    )
+    result = backfill.run_file(args.input) if args.input else backfill.run_topics()
+    print(
+        f"tilewatch: backfill read {result.read} records ({result.valid} valid, "
+        f"{result.late} late, {result.invalid} invalid); wrote {result.windows} windows, "
+        f"{result.samples} samples, {len(result.blocks)} blocks to {args.output}",
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tilewatch`` console script."""
     args = _parser().parse_args(argv)
@@ -188,6 +208,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     if args.command == "produce-demo":
         return _produce(args)
+    if args.command == "backfill":
+        return _backfill(args)
     if args.command == "baseline":
         from tilewatch.reference_file import run as run_baseline
 

@@ -144,6 +144,8 @@ def performance_view(
             for mid in mids:
                 if any((w, mid) in c.open_models for c in copies):
                     continue
+                if w > reported.get(mid, w):  # a replay reading an earlier window (upto)
+                    continue
                 if latest.get(mid, -(2**62)) < w:
                     latest[mid] = w
     stats = derive_performance(PerfAcc(perf), n)

@@ -35,6 +35,7 @@ from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.labels.view import copy_labels, performance_view
+from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.merge import (
     PartCopy,
@@ -128,6 +129,7 @@ class ReplicaState:
         self._decision_cache: dict[str, Any] = {}
         #: The last reported windows of every cell (None: not kept), written by refresh().
         self.history: WindowHistory | None = None
+        self.forecasts: CellForecasts | None = None  # updated by refresh() (None: none)
         self.labeling: LabelingSettings | None = None  #: The labeling queue's (None: off).
 
     def assign(self, key: PartitionKey, state: PartitionState | None = None) -> PartitionState:
@@ -327,9 +329,13 @@ class ReplicaState:
         if self.history is not None:
             with self.lock:
                 self.history.record(snap, self.settings.window_seconds)
+        if self.forecasts is not None:
+            self.forecasts.catch_up(self, snap)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, upto: int | None = None) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
+
+        ``upto``: report the windows up to that number only (a replay closing several at once).
 
         Under the lock: the per-partition arrays, which window each model reports (its latest
         window that some partition closed with data for the model and that no partition
@@ -347,7 +353,7 @@ class ReplicaState:
                 part._ensure(n)
                 for w in part.open:
                     still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
-                for w in part.closed:
+                for w in part.closed if upto is None else [w for w in part.closed if w <= upto]:
                     closed_models.append((part, w, part.window_models(w)))
             latest: dict[int, int] = {}
             for _part, w, mids in closed_models:
@@ -360,6 +366,7 @@ class ReplicaState:
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
             hist_bins = self.hist_bins
+            fc = None if self.forecasts is None else self.forecasts.view(n)
             cache_key = (
                 n,
                 tuple(sorted(latest.items())),
@@ -434,5 +441,9 @@ class ReplicaState:
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         return dataclasses.replace(
-            snap, performance=perf, class_labels=class_labels, class_thresholds=class_thresholds
+            snap,
+            performance=perf,
+            class_labels=class_labels,
+            class_thresholds=class_thresholds,
+            forecasts=fc,
         )

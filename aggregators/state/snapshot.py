@@ -194,6 +194,9 @@ class Snapshot:
     class_labels: dict[str, list[str]] | None = None
     #: Per model, the per-class threshold of each class column (NaN: none).
     class_thresholds: dict[str, list[float]] | None = None
+    #: Forecasts per statistic: (mean, lower, upper), each (horizon, cells) (None: not kept;
+    #: see :mod:`tilewatch.aggregators.state.forecasts`).
+    forecasts: dict[str, tuple[FloatArray, FloatArray, FloatArray]] | None = None
 
     def cell(self, key: CellKey) -> int:
         """Index of a cell key (a linear search, for tests and tools); KeyError if absent."""

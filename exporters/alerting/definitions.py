@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.exporters.alerting.forecast_alerts import forecast_alerts
 from tilewatch.exporters.alerting.model import Alert, Probe, ProbeSeries
 from tilewatch.exporters.alerting.monitor_alerts import process_alerts
 from tilewatch.exporters.alerting.promql import (
@@ -432,4 +433,5 @@ def alert_rules(
         )
     )
     out.extend(process_alerts(alerts))
+    out.extend(forecast_alerts(dimensions, hierarchy, alerts))
     return [dataclasses.replace(a, for_seconds=alerts.for_(a.severity)) for a in out]

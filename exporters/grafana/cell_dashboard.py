@@ -12,6 +12,7 @@ from typing import Any
 from tilewatch.exporters.generator_inputs import GeneratorInputs
 from tilewatch.exporters.grafana.dashboard_rules import DRIFT_FLAG_RECORD, STATISTIC_RECORD
 from tilewatch.exporters.grafana.dashboard_statistics import COUNT_METRICS, Direction, Statistic
+from tilewatch.exporters.grafana.forecast_panels import forecast_grid, forecastable
 from tilewatch.exporters.grafana.frame import (
     ALL,
     CELL_UID,
@@ -156,6 +157,12 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
             value_min=0.0,
         )
     )
+    ahead = [stat for stat in statistics if forecastable(stat)]
+    if ahead:  # forecast tiles, apart from the observed statistics (docs/forecast.md)
+        panels.append(row_panel(lay, "Forecast ▸ the next windows of this cell"))
+        for stat in ahead:
+            match = {"model": "$model", **cell}
+            panels.append(forecast_grid(lay, (8, 4), stat, "model", match, "Row: this cell."))
     if inputs.drift is not None:
         panels.append(row_panel(lay, "Drift flags"))
         panels.append(

@@ -2,7 +2,8 @@
 
 Rows are roll-up cells: the heatmap of a dimension shows its values with every other
 dimension at its variable's value (default ``__all__``, the total). Each statistic heatmap has
-its sample count beside it, on the same rows; drift flags are state timelines; the top row
+its sample count beside it, on the same rows, and the forecastable ones a forecast grid of the
+next windows under it; drift flags are state timelines; the top row
 shows the statistic chosen in the ``statistic`` variable as its position on its own scale.
 """
 
@@ -18,6 +19,7 @@ from tilewatch.exporters.grafana.dashboard_rules import (
     STATISTIC_RECORD,
 )
 from tilewatch.exporters.grafana.dashboard_statistics import COUNT_METRICS, Statistic, count_scale
+from tilewatch.exporters.grafana.forecast_panels import forecast_grid, forecastable
 from tilewatch.exporters.grafana.frame import (
     ALL,
     DRIFT_MAPPINGS,
@@ -147,6 +149,11 @@ def heatmaps_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic])
                     hide_at_or_below=-1e-9,
                 )
             )
+        if forecastable(stat):  # the next windows, beside the history (docs/forecast.md)
+            for label, fixed in _rows_of(dims):
+                size = (24 // max(len(dims), 1), 6)
+                rows = f"Rows: {_row_text(label, fixed)}."
+                panels.append(forecast_grid(lay, size, stat, label, {**model, **fixed}, rows))
     if inputs.drift is not None:
         panels.append(row_panel(lay, "Drift flags"))
         for label, fixed in _rows_of(dims):

@@ -97,10 +97,16 @@ def _indicator_overrides(hierarchy: HierarchySettings) -> list[dict[str, Any]]:
 
 
 def _business_status_expr(dims: Sequence[str]) -> str:
-    """Business statuses with the labels of the cell that drives each (when there is one)."""
+    """Business statuses with the labels of the cell that drives each (when there is one).
+
+    The newest driver series of each indicator is joined: backfilled history (``tilewatch
+    backfill``) has no staleness markers, so a previous driver lingers for the query lookback
+    beside the current one; live, there is only one.
+    """
     status = 'tilewatch_business_status{model="$model"}'
-    info = 'tilewatch_health_driver_info{level="business", model="$model"}'
     on = "on (model, indicator, instance)"
+    latest = 'timestamp(tilewatch_health_driver_info{level="business", model="$model"})'
+    info = f"(topk by (model, indicator, instance) (1, {latest}) * 0 + 1)"
     joined = f"{status} * {on} group_left ({', '.join(dims)}) {info}" if dims else status
     by = ", ".join(["model", "indicator", *dims])
     return f"max by ({by}) (({joined}) or {on} {status})"

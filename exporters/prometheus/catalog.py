@@ -29,6 +29,7 @@ __all__ = [
     "CATALOG",
     "COUNTER",
     "DRIFT_METRICS",
+    "FORECAST_METRICS",
     "GAUGE",
     "HEALTH_METRICS",
     "LABELING_METRICS",
@@ -406,6 +407,14 @@ MULTICLASS_METRICS: tuple[MetricDoc, ...] = (
               "psi_alert, else 0."),
 )
 
+#: Forecasts of window statistics (docs/forecast.md), per cell with a forecast.
+FORECAST_METRICS: tuple[MetricDoc, ...] = tuple(
+    MetricDoc(f"tilewatch_forecast_{s}{end}", GAUGE, "cell, horizon", f"Forecast of the cell's "
+              f"window {s} `horizon` windows after its model's last one{note} (docs/forecast.md).")
+    for s in ("accuracy", "score_mean", "score_psi")
+    for end, note in (("", ""), ("_lower", ": 90% interval, lower end"), ("_upper", ": upper end"))
+)
+
 #: The labeling queue: exported with a ``[labeling]`` section.
 LABELING_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("tilewatch_labeling_selected_total", COUNTER, "cell, reason",
@@ -427,6 +436,7 @@ CATALOG: Mapping[str, MetricDoc] = MappingProxyType(
             *PERFORMANCE_METRICS,
             *HEALTH_METRICS,
             *MULTICLASS_METRICS,
+            *FORECAST_METRICS,
             *LABELING_METRICS,
             *VECTOR_METRICS,
         )

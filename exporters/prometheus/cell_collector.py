@@ -22,6 +22,7 @@ from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import (
     DRIFT_METRICS,
+    FORECAST_METRICS,
     METRICS,
     MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
@@ -35,6 +36,7 @@ from tilewatch.exporters.prometheus.cell_families import (
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
 from tilewatch.exporters.prometheus.exposition import CellLabels, WindowTexts
 from tilewatch.exporters.prometheus.families import CellRows, describe
+from tilewatch.exporters.prometheus.forecast_families import forecast_families
 from tilewatch.exporters.prometheus.ingest_families import (
     ingest_families,
     invalid_value_families,
@@ -72,7 +74,9 @@ class CellCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
-        yield from describe((*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS))
+        yield from describe(
+            (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS, *FORECAST_METRICS)
+        )
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
@@ -92,3 +96,4 @@ class CellCollector(Collector):
         yield from invalid_value_families(snap)
         yield from performance_families(snap, rows)
         yield from multiclass_families(snap, rows)
+        yield from forecast_families(snap, rows)

@@ -9,7 +9,8 @@ rows and columns of the grid), histories hold at most the history depth of windo
   normalisations, limits, the hierarchy's components and indicators;
 - ``/api/cells``: a page of cells of a model (filtered by dimension values) as tiles;
 - ``/api/grid``: a page of the two-dimensional grid (rows x columns), with its roll-up margins;
-- ``/api/cell``: one cell's tile, its last windows (the time strip) and its health drivers;
+- ``/api/cell``: one cell's tile, its last windows (the time strip), its forecast of the next
+  windows (``forecast``, with intervals) and its health drivers;
 - ``/api/timeline``: the values of one dimension (roll-ups) x the last windows;
 - ``/api/health``: each component's and business indicator's status per model and its driver;
 - ``/api/embeddings``: one cell and class's projected points, reference against serving
@@ -263,6 +264,7 @@ class Api:
         stat = self.source.by_key.get(statistic)
         if stat is not None:
             out["history"] = self._strips(frame, np.array([i]), statistic, norm)[0]
+        out["forecast"] = _forecast(frame, i, statistic)
         return out
 
     def timeline(self, params: Params) -> dict[str, Any]:
@@ -412,3 +414,18 @@ ENDPOINTS: dict[str, Callable[[Api, Params], dict[str, Any]]] = {
     "health": Api.health,
     "embeddings": Api.embeddings,
 }
+
+
+def _forecast(frame: TileFrame, i: int, statistic: str) -> list[dict[str, Any]] | None:
+    """The cell's forecast of ``statistic`` for the next windows, with its interval (None:
+    the statistic has no forecasts; empty: none yet for this cell). docs/forecast.md."""
+    found = (frame.snap.forecasts or {}).get(statistic)
+    if found is None:
+        return None
+    mean, lower, upper = (a[:, i].tolist() for a in found)
+    if not math.isfinite(mean[0]):
+        return []
+    return [
+        {"horizon": h + 1, "value": mean[h], "lower": lower[h], "upper": upper[h]}
+        for h in range(len(mean))
+    ]

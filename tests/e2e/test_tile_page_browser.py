@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -85,11 +85,28 @@ def _hostile_events(now: float) -> tuple[list[bytes], list[bytes]]:
 
 
 def _tile(driver: Any, key: list[str]) -> Any:
+    """The grid's tile of ``key``, found in one call (the grid redraws every few seconds: a
+    loop over every tile's attribute could meet a redrawn, stale, element)."""
     wanted = json.dumps(key, separators=(",", ":"))
-    for tile in driver.find_elements(By.CSS_SELECTOR, "#grid .tile"):
-        if tile.get_attribute("data-key") == wanted:
-            return tile
-    raise AssertionError(f"no tile {key} in the grid")
+    tile = driver.execute_script(
+        "return [...document.querySelectorAll('#grid .tile')]"
+        ".find(e => e.getAttribute('data-key') === arguments[0]) || null",
+        wanted,
+    )
+    if tile is None:
+        raise AssertionError(f"no tile {key} in the grid")
+    return tile
+
+
+def _click_tile(driver: Any, key: list[str]) -> None:
+    """Click the tile of ``key``, looking it up again if a redraw replaced it meanwhile."""
+    for _attempt in range(5):
+        try:
+            _tile(driver, key).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise AssertionError(f"the tile {key} kept being redrawn")
 
 
 def _styles(driver: Any, selector: str) -> list[str]:
@@ -186,7 +203,7 @@ def test_tile_page_in_chromium(
             # Score mean: a click opens the cell's history, which shows the jump.
             Select(driver.find_element(By.ID, "statistic")).select_by_value("score_mean")
             ready = _wait_refresh(driver, ready)
-            _tile(driver, ["smb", "eu-west"]).click()
+            _click_tile(driver, ["smb", "eu-west"])
             WebDriverWait(driver, 10).until(
                 lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .tile")) == 30
             )
@@ -199,6 +216,9 @@ def test_tile_page_in_chromium(
                 if (m := re.search(r"Score mean: (\d\.\d+)", title))
             ]
             assert len(strip) >= 7 and max(strip) - strip[0] > 0.15, strip
+            # the forecast of the next 5 windows, apart from the observed strip
+            ahead = _titles(driver, "#forecast-strip .tile")
+            assert len(ahead) == 5 and all(t.startswith("FORECAST, ") for t in ahead), ahead
             components = [
                 [c.text for c in r.find_elements(By.TAG_NAME, "td")]
                 for r in driver.find_elements(By.CSS_SELECTOR, "#components tbody tr")

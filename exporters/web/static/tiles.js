@@ -206,6 +206,16 @@ function stripTile(w, stat) {
   return node;
 }
 
+function forecastTile(f, stat) {
+  // A forecast, not an observation: dashed outline, no grey pattern, its own tooltip.
+  const node = el("div", null, "tile forecast");
+  node.style.backgroundColor = state.norm === "raw" ? colour({ value: f.value, status: -1 }) : GREY;
+  node.title = "FORECAST, " + f.horizon + " window" + (f.horizon > 1 ? "s" : "") + " ahead\n"
+    + stat.title + ": " + fmt(f.value, stat.unit) + "\n90% interval: " + fmt(f.lower, stat.unit)
+    + " .. " + fmt(f.upper, stat.unit) + (state.norm === "raw" ? "" : "\n(coloured in raw mode only)");
+  return node;
+}
+
 async function selectCell(tile) {
   state.selected = tile.key;
   await loadCell();
@@ -221,13 +231,22 @@ async function loadCell() {
   $("cell-tile").textContent = describe(data.tile).split("\n").slice(1).join(" \u00b7 ");
   const strip = $("strip");
   clear(strip);
+  const ahead = $("forecast-strip");  // forecast tiles apart from the observed ones
+  clear(ahead);
   const stat = statInfo();
   if (data.history && stat.kind !== "status") {
     $("strip-title").textContent = "Last " + data.history.windows.length + " windows of " + stat.title
       + " (oldest left)";
     for (const w of data.history.windows) strip.appendChild(stripTile(w, stat));
     const values = data.history.windows.filter((w) => w.value !== null).length;
-    $("strip-info").textContent = values + " of " + data.history.windows.length + " windows have a value.";
+    let info = values + " of " + data.history.windows.length + " windows have a value.";
+    if (data.forecast && data.forecast.length) {
+      ahead.appendChild(el("span", "\u25b8 forecast", "forecast-sep"));
+      for (const f of data.forecast) ahead.appendChild(forecastTile(f, stat));
+      info += " Dashed, after \u25b8 forecast: the next " + data.forecast.length
+        + " windows (90% interval in the tooltip).";
+    }
+    $("strip-info").textContent = info;
   } else {
     $("strip-title").textContent = "Last windows: pick a statistic to see them";
     $("strip-info").textContent = "";

@@ -14,7 +14,7 @@ from typing import get_args
 import pytest
 import yaml
 
-from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.aggregators.health.settings import LOWER_IS_WORSE, BaseMetric, HierarchySettings
 from tilewatch.config import load_config
 from tilewatch.exporters.alerting.alertmanager import RECEIVERS, render_alertmanager
 from tilewatch.exporters.alerting.definitions import alert_rules
@@ -37,9 +37,20 @@ AMTOOL = "/usr/bin/amtool"
 SEVERITIES = get_args(Severity)
 #: A config like the end-to-end test's: seconds instead of minutes.
 FAST = AlertSettings(for_critical=2, for_warning=4, for_info=8, rate_window=3, silent_lookback=60)
+#: Base metrics on forecast statistics (none in the production config): the forecast alert.
+FORECASTABLE = (
+    BaseMetric("psi", "tilewatch_window_score_psi", amber=0.1, red=0.25),
+    BaseMetric("acc", "tilewatch_window_accuracy_ratio", 0.9, 0.8, direction=LOWER_IS_WORSE),
+)
 CASES = {
     "production": DEPLOY,
     "fast, one dimension": dataclasses.replace(DEPLOY, dimensions=("segment",), alerts=FAST),
+    "forecast thresholds": dataclasses.replace(
+        DEPLOY,
+        hierarchy=dataclasses.replace(
+            DEPLOY.hierarchy, metrics=(*DEPLOY.hierarchy.metrics, *FORECASTABLE)
+        ),
+    ),
 }
 
 

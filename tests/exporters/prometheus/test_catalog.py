@@ -8,6 +8,7 @@ from tilewatch.exporters.prometheus.catalog import (
     CATALOG,
     COUNTER,
     DRIFT_METRICS,
+    FORECAST_METRICS,
     GAUGE,
     HEALTH_METRICS,
     LABELING_METRICS,
@@ -24,6 +25,7 @@ TABLES = (
     PERFORMANCE_METRICS,
     HEALTH_METRICS,
     MULTICLASS_METRICS,
+    FORECAST_METRICS,
     LABELING_METRICS,
     VECTOR_METRICS,
 )

@@ -18,6 +18,7 @@ from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import (
     DRIFT_METRICS,
+    FORECAST_METRICS,
     METRICS,
     MULTICLASS_METRICS,
     PERFORMANCE_METRICS,
@@ -403,7 +404,13 @@ def test_describe_does_not_take_a_snapshot() -> None:
 
     collector = CellCollector(boom, DIMS)
     names = {fam.name for fam in collector.describe()}
-    documented = (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS)
+    documented = (
+        *METRICS,
+        *DRIFT_METRICS,
+        *PERFORMANCE_METRICS,
+        *MULTICLASS_METRICS,
+        *FORECAST_METRICS,
+    )
     assert names == {_base(m.name, m.kind) for m in documented}
     CollectorRegistry().register(collector)  # registering describes, never collects
 

@@ -24,6 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.support.browser import chromium, console_errors
 from tests.e2e.support.scrape import parse_metrics
+from tilewatch.aggregators.stats.forecast import DampedTrend
 from tilewatch.app import HISTORY_WINDOWS, App
 from tilewatch.config import parse_config
 from tilewatch.exporters.web import CSP
@@ -130,6 +131,15 @@ def test_the_api_reads_the_snapshot(small: App) -> None:
     known = [w for w in cell["history"]["windows"] if w["value"] is not None]
     assert len(known) == 5 and known[-1]["value"] == pytest.approx(tile["value"], rel=1e-6)
     assert [w["n"] for w in known] == [40.0] * 5
+    # the forecast of the next windows: the replica's forecaster on the same five windows
+    reference = DampedTrend(1)
+    for w in known:
+        reference.update(np.array([w["value"]]))
+    mean, lower, upper = (a[:, 0] for a in reference.forecast(5))
+    assert [f["horizon"] for f in cell["forecast"]] == [1, 2, 3, 4, 5]
+    for f, m, lo, hi in zip(cell["forecast"], mean, lower, upper, strict=True):
+        assert (f["value"], f["lower"], f["upper"]) == pytest.approx((m, lo, hi), rel=1e-5)
+        assert f["lower"] < f["value"] < f["upper"]
     z = json.loads(
         _get(base + "api/cell?model=churn&segment=s000&region=r000&statistic=score_mean&norm=z")[2]
     )
