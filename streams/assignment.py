@@ -169,9 +169,11 @@ class Assignments:
         for key in keys:
             tp = TopicPartition(*key)
             restored: PartitionState | None = None
+            used = None
             for ckpt in found.get(key, []):
                 try:
                     restored = self.state.restore_partition(ckpt.state)
+                    used = ckpt
                     break
                 except StateError as exc:
                     assert self.changelog is not None
@@ -183,7 +185,7 @@ class Assignments:
             if restored is not None:
                 assert self.changelog is not None
                 label_offset = None if restored.labels is None else restored.labels.offset
-                self.changelog.restored(key, Covered(restored.offset, label_offset))
+                self.changelog.restored(key, Covered(restored.offset, label_offset), used)
             if restored is not None and restored.offset is not None:
                 consumer.seek(tp, restored.offset)
                 self.summary.committed[key] = restored.offset

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
 from tilewatch.aggregators.errors import StateError
 
 __all__ = ["BLOCKS", "RollingCopy", "RollingWindows", "block_length"]
@@ -264,10 +264,15 @@ class RollingWindows:
         """Indices of the cells that have a row."""
         return self._cells[: self._nrows].copy()
 
-    def to_dict(self, keys: Sequence[Sequence[str]]) -> dict[str, Any]:
+    def to_dict(
+        self, keys: Sequence[Sequence[str]], select: BoolArray | None = None
+    ) -> dict[str, Any]:
         """Plain data: the window size, the block length and, by cell key, the events written
-        and the mean and m2 of each block in the window, newest first."""
+        and the mean and m2 of each block in the window, newest first (only the cells where
+        ``select``, indexed by cell, is true, if given)."""
         rows = np.arange(self._nrows)
+        if select is not None:
+            rows = rows[select[self._cells[: self._nrows]]]
         out: list[list[Any]] = []
         if len(rows):
             total = self._total[rows]

@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tilewatch.aggregators.state.partition_delta import DeltaMark, PartitionDelta
 from tilewatch.aggregators.state.snapshot import PartitionKey
+from tilewatch.streams.changelog.delta import (
+    decode_delta,
+    delta_prefix,
+    delta_seq,
+    plan_delta,
+    unit_prefix,
+)
 from tilewatch.streams.changelog.records import (
     Checkpoint,
     Refusal,
@@ -52,6 +60,20 @@ class _Slots:
     next_slot: str = "a"
     next_seq: int = 0
     covered: Covered = Covered()
+    #: The head slot the next delta checkpoint is written to.
+    head_slot: str = "a"
+    #: Unit references of the last acknowledged (or restored) delta head; None: none.
+    table: dict[str, Any] | None = None
+    #: What the last acknowledged delta checkpoint held (None: the next round writes all).
+    mark: DeltaMark | None = None
+    #: Record keys of this partition on the changelog, by unit ("" for full-checkpoint keys).
+    keys: dict[str, set[bytes]] = field(default_factory=dict)
+    #: Keys no acknowledged head needs: tombstoned in the next round.
+    garbage: set[bytes] = field(default_factory=set)
+
+
+def _other(slot: str) -> str:
+    return "b" if slot == "a" else "a"
 
 
 @dataclass
@@ -126,6 +148,7 @@ class ChangelogStore:
                 records = encode_checkpoint(
                     source, slots.next_slot, slots.next_seq, state, self.fingerprint
                 )
+                slots.keys.setdefault("", set()).update(k for k, _v in records)
                 partition = self.partition_of(source)
                 for key, value in records:
                     futures.append(
@@ -151,9 +174,93 @@ class ChangelogStore:
             slots.next_seq += 1
         return written
 
-    def restored(self, source: PartitionKey, covered: Covered) -> None:
-        """Record what the checkpoint of ``source`` that the runtime restored covers."""
-        self._slots.setdefault(source, _Slots()).covered = covered
+    def restored(
+        self, source: PartitionKey, covered: Covered, checkpoint: Checkpoint | None = None
+    ) -> None:
+        """Record what the checkpoint of ``source`` that the runtime restored covers.
+
+        A restored delta head's units are kept whole until the next head is acknowledged; the
+        first delta round after a restore writes every unit (into the other slots).
+        """
+        slots = self._slots.setdefault(source, _Slots())
+        slots.covered = covered
+        slots.mark = None
+        if checkpoint is not None and checkpoint.units is not None:
+            slots.table = dict(checkpoint.units)
+            slots.head_slot = _other(checkpoint.slot)
+
+    def delta_mark(self, source: PartitionKey) -> DeltaMark | None:
+        """What the last acknowledged delta checkpoint of ``source`` held (None: write all)."""
+        slots = self._slots.get(source)
+        return None if slots is None else slots.mark
+
+    def write_delta(self, deltas: Mapping[PartitionKey, PartitionDelta]) -> int:
+        """Write one delta checkpoint per partition and wait until all are acknowledged.
+
+        Per partition, in one batch: tombstones for keys no acknowledged head needs any more,
+        the changed units (each into the slot the current head does not name), then the head.
+        Returns the bytes written. Raises StreamError (after counting ``write_failed``) if any
+        record is not acknowledged; nothing is then taken as written, so the next round
+        compares with the same mark and writes the same slots again.
+        """
+        from kafka.errors import KafkaError
+
+        producer = self._get_producer()
+        futures = []
+        written = 0
+        plans: dict[PartitionKey, tuple[_Slots, dict[str, Any], dict[str, set[bytes]]]] = {}
+        try:
+            for source, delta in deltas.items():
+                slots = self._slots.setdefault(source, _Slots())
+                records, table, new_keys = plan_delta(
+                    source,
+                    delta,
+                    slots.table,
+                    slots.head_slot,
+                    slots.next_seq,
+                    slots.garbage,
+                    self.fingerprint,
+                )
+                partition = self.partition_of(source)
+                for key, value in records:
+                    futures.append(
+                        producer.send(self.topic, key=key, value=value, partition=partition)
+                    )
+                    written += len(key) + (0 if value is None else len(value))
+                plans[source] = (slots, table, new_keys)
+            producer.flush(timeout=self.timeout_seconds)
+            for future in futures:
+                future.get(timeout=0)
+        except (KafkaError, StreamError) as exc:
+            self.on_refusal("write_failed")
+            raise StreamError(f"cannot write checkpoints to {self.topic!r}: {exc}") from exc
+        for source, (slots, table, new_keys) in plans.items():
+            delta = deltas[source]
+            labels = delta.head.get("labels")
+            slots.covered = Covered(
+                offset=delta.head.get("offset"),
+                label_offset=slots.covered.label_offset if labels is None else labels["offset"],
+            )
+            for key in slots.garbage:
+                for keys in slots.keys.values():
+                    keys.discard(key)
+            slots.garbage = set()
+            for unit, keys in new_keys.items():
+                slot = table[unit][0]
+                # The version just written replaces that slot's: its extra chunks are garbage.
+                mine = unit_prefix(source, unit, slot).encode()
+                old = slots.keys.setdefault(unit, set())
+                slots.garbage |= {k for k in old if k.startswith(mine) and k not in keys}
+                old |= keys
+            for unit, keys in slots.keys.items():
+                if unit not in table:  # full-checkpoint slots, units of evicted windows
+                    slots.garbage |= keys
+            slots.keys = {u: k for u, k in slots.keys.items() if u in table}
+            slots.table = table
+            slots.mark = delta.mark
+            slots.head_slot = _other(slots.head_slot)
+            slots.next_seq += 1
+        return written
 
     def forget(self, source: PartitionKey) -> None:
         """Drop what is known of a partition's slots (it was revoked)."""
@@ -207,14 +314,38 @@ class ChangelogStore:
                 elif result is not None:
                     found.append(result)
                     seqs.append(result.seq)
+            for slot in ("a", "b"):
+                result = decode_delta(source, slot, latest, self.fingerprint)
+                if isinstance(result, Refusal):
+                    self.refuse(result)
+                    seqs.append(delta_seq(source, slot, latest))
+                elif result is not None:
+                    found.append(result)
+                    seqs.append(result.seq)
             found.sort(key=lambda c: c.seq, reverse=True)
             out[source] = found
             # Write next into the slot that does not hold the newest valid checkpoint, with a
             # sequence number above every one seen, so a later restore prefers it.
-            newest = found[0].slot if found else "b"
-            self._slots[source] = _Slots(
-                next_slot="b" if newest == "a" else "a", next_seq=max(seqs) + 1
+            full = [c for c in found if c.units is None]
+            heads = [c for c in found if c.units is not None]
+            slots = _Slots(
+                next_slot=_other(full[0].slot if full else "b"),
+                next_seq=max(seqs) + 1,
+                head_slot=_other(heads[0].slot if heads else "b"),
             )
+            # Every record of this partition now on the changelog, for the garbage collection
+            # that follows the first acknowledged delta head.
+            base, units_at = f"{source[0]}/{source[1]}/".encode(), delta_prefix(source).encode()
+            heads_at = f"{delta_prefix(source)}h/".encode()
+            for key, value in latest.items():
+                if value is None or not key.startswith(base) or key.startswith(heads_at):
+                    continue
+                if key.startswith(units_at):
+                    unit = key[len(units_at) + 2 :].decode(errors="replace").rsplit("/", 2)[0]
+                else:
+                    unit = ""
+                slots.keys.setdefault(unit, set()).add(key)
+            self._slots[source] = slots
         return out
 
     def refuse(self, refusal: Refusal) -> None:
