@@ -203,10 +203,14 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
             ]
             suffix = f"w{w}"
             _grouped(sel, blocks, rows, units, suffix, "rows")
-            for name, h in sorted(acc.hist.items()):
-                rows_h = min(n, len(h))
-                hsel = np.flatnonzero(h[:rows_h].any(axis=1) & w_dirty[blocks[:rows_h]])
-                hrows = [[key_of(i), h[i].tolist()] for i in hsel.tolist()]
+            for name in sorted(acc.hist):
+                cells, h = acc.hist_of(name)
+                at_h = np.flatnonzero(cells < n)
+                at_h = at_h[h[at_h].any(axis=1) & w_dirty[blocks[cells[at_h]]]]
+                hsel = cells[at_h]
+                hrows = [
+                    [key_of(i), row] for i, row in zip(hsel.tolist(), h[at_h].tolist(), strict=True)
+                ]
                 for b, row in zip(blocks[hsel].tolist(), hrows, strict=True):
                     unit = units.setdefault(f"{b}/{suffix}", {})
                     unit.setdefault("hists", {}).setdefault(name, []).append(row)
