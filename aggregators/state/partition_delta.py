@@ -22,15 +22,17 @@ Pure: no Kafka, no I/O.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import IntArray, resized
+from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.versions import version_rows
+from tilewatch.aggregators.stats.rolling import RollingWindows
 
 if TYPE_CHECKING:
     from tilewatch.aggregators.state.partition import PartitionState
@@ -79,20 +81,6 @@ class DeltaMark:
     windows: frozenset[int] = frozenset()
 
 
-@dataclass
-class PartitionDelta:
-    """One round of a partition's delta checkpoint (plain data, ready to encode)."""
-
-    #: Partition-level state and the window list.
-    head: dict[str, Any]
-    #: Units that changed since the mark (all units without one): name -> plain data.
-    units: dict[str, Any]
-    #: The mark to compare with next time, once this round is acknowledged.
-    mark: DeltaMark
-    #: Whether ``units`` holds every unit of the state (no mark to compare with).
-    full: bool
-
-
 class _Blocks:
     """Block numbers of a registry's cells, computed once per cell."""
 
@@ -112,19 +100,127 @@ class _Blocks:
         return self.blocks[:n]
 
 
-def _grouped(
-    cells: IntArray, blocks: IntArray, rows: list[Any], out: dict[str, Any], suffix: str, slot: str
-) -> None:
-    """Append ``rows`` (one per cell of ``cells``) to the ``slot`` list of their block's unit."""
-    for b, row in zip(blocks[cells].tolist(), rows, strict=True):
-        unit = out.get(f"{b}/{suffix}")
-        if unit is None:
-            unit = out[f"{b}/{suffix}"] = {}
-        unit.setdefault(slot, []).append(row)
+class _Window:
+    """What a round writes of one window: its changed cells' moments and histograms, copied."""
+
+    __slots__ = ("c", "cells", "hists", "m", "s", "w")
+
+    def __init__(
+        self,
+        w: int,
+        cells: IntArray,
+        moments: tuple[IntArray, FloatArray, FloatArray],
+        hists: dict[str, tuple[IntArray, IntArray]],
+    ) -> None:
+        self.w = w
+        self.cells = cells
+        self.c, self.m, self.s = moments
+        self.hists = hists
+
+
+class PartitionDelta:
+    """One round of a partition's delta checkpoint, taken under the state's lock as array
+    copies of the changed blocks only; :meth:`iter_units` builds the units' plain data one
+    block at a time (outside the lock), so a whole partition's plain data never exists at
+    once."""
+
+    def __init__(
+        self,
+        head: dict[str, Any],
+        mark: DeltaMark,
+        full: bool,
+        keys: list[tuple[str, ...]],
+        blocks: IntArray,
+        cells: tuple[IntArray, IntArray, IntArray, FloatArray],
+        rolling: RollingWindows | None,
+        windows: list[_Window],
+    ) -> None:
+        #: Partition-level state and the window list.
+        self.head = head
+        #: The mark to compare with next time, once this round is acknowledged.
+        self.mark = mark
+        #: Whether the units are every unit of the state (no mark to compare with).
+        self.full = full
+        self._keys = keys
+        self._blocks = blocks
+        self._cells = cells
+        self._rolling = rolling
+        self._windows = windows
+
+    @property
+    def units(self) -> dict[str, Any]:
+        """Every changed unit at once (small partitions and tests; the store streams)."""
+        return dict(self.iter_units())
+
+    def _by_block(self, cells: IntArray) -> dict[int, IntArray]:
+        """Positions in ``cells`` per block, each in ascending position order."""
+        b = self._blocks[cells]
+        order = np.argsort(b, kind="stable")
+        bounds = np.searchsorted(b[order], np.arange(BLOCKS + 1)).tolist()
+        return {
+            k: order[bounds[k] : bounds[k + 1]] for k in range(BLOCKS) if bounds[k + 1] > bounds[k]
+        }
+
+    def iter_units(self) -> Iterator[tuple[str, Any]]:
+        """``(unit name, plain data)`` of the changed units, one block at a time."""
+        keys = self._keys
+        sel, events, late, last = self._cells
+        cell_groups = self._by_block(sel)
+        roll = self._rolling
+        roll_cells = roll.cells() if roll is not None else np.zeros(0, dtype=np.int64)
+        roll_groups = self._by_block(roll_cells)
+        for b in sorted(set(cell_groups) | set(roll_groups)):
+            unit: dict[str, Any] = {}
+            at = cell_groups.get(b)
+            if at is not None:
+                unit["cells"] = [
+                    [list(keys[i]), e, lt, finite_or_none(t)]
+                    for i, e, lt, t in zip(
+                        sel[at].tolist(),
+                        events[at].tolist(),
+                        late[at].tolist(),
+                        last[at].tolist(),
+                        strict=True,
+                    )
+                ]
+            if b in roll_groups and roll is not None:
+                select = np.zeros(int(roll_cells.max()) + 1, dtype=bool)
+                select[roll_cells[roll_groups[b]]] = True
+                unit["rolling"] = roll.to_dict(keys, select)["cells"]
+            yield f"{b}/{CELLS_UNIT}", unit
+        for win in self._windows:
+            hist_groups = {
+                name: (cells, h, self._by_block(cells)) for name, (cells, h) in win.hists.items()
+            }
+            for b, at in self._by_block(win.cells).items():
+                unit = {
+                    "rows": [
+                        [list(keys[i]), ci, mi, si]
+                        for i, ci, mi, si in zip(
+                            win.cells[at].tolist(),
+                            win.c[at].tolist(),
+                            win.m[at].tolist(),
+                            win.s[at].tolist(),
+                            strict=True,
+                        )
+                    ]
+                }
+                hists: dict[str, Any] = {}
+                for name, (cells, h, groups) in sorted(hist_groups.items()):
+                    hat = groups.get(b)
+                    if hat is not None:
+                        hists[name] = [
+                            [list(keys[i]), row]
+                            for i, row in zip(cells[hat].tolist(), h[hat].tolist(), strict=True)
+                        ]
+                if hists:
+                    unit["hists"] = hists
+                yield f"{b}/w{win.w}", unit
 
 
 def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionDelta:
-    """The head and the changed units of ``state`` since ``mark`` (all units without one)."""
+    """The head and the changed units of ``state`` since ``mark`` (all units without one),
+    as copies of the changed blocks' arrays: take it under the state's lock."""
     registry = state.registry
     keys = registry.keys
     n = len(keys)
@@ -133,20 +229,12 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         cache = _Blocks()
         registry._delta_blocks = cache  # type: ignore[attr-defined]
     blocks = cache.of(keys)
-    key_lists: dict[int, list[str]] = {}
-
-    def key_of(i: int) -> list[str]:
-        k = key_lists.get(i)
-        if k is None:
-            k = key_lists[i] = list(keys[i])
-        return k
 
     def dirty_blocks(changed: np.ndarray) -> np.ndarray:
         mask = np.zeros(BLOCKS, dtype=bool)
         mask[np.unique(blocks[np.flatnonzero(changed)])] = True
         return mask
 
-    units: dict[str, Any] = {}
     events, late = resized(state.events, n), resized(state.late, n)
     # Cells units.
     if mark is None:
@@ -155,31 +243,20 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         cell_dirty = dirty_blocks(
             (events != resized(mark.events, n)) | (late != resized(mark.late, n))
         )
-    if cell_dirty.any():
-        sel = np.flatnonzero(((events > 0) | (late > 0)) & cell_dirty[blocks])
-        last = resized(state.last_event_time, n)
-        rows = [
-            [key_of(i), e, lt, finite_or_none(t)]
-            for i, e, lt, t in zip(
-                sel.tolist(),
-                events[sel].tolist(),
-                late[sel].tolist(),
-                last[sel].tolist(),
-                strict=True,
-            )
-        ]
-        _grouped(sel, blocks, rows, units, CELLS_UNIT, "cells")
-        roll_cells = state.rolling.cells()
-        if len(roll_cells):
-            select = np.zeros(max(n, int(roll_cells.max()) + 1), dtype=bool)
-            select[roll_cells] = cell_dirty[blocks[roll_cells]]
-            picked = roll_cells[select[roll_cells]]  # the order to_dict writes them in
-            if len(picked):
-                rolling = state.rolling.to_dict(keys, select)["cells"]
-                _grouped(picked, blocks, rolling, units, CELLS_UNIT, "rolling")
+    sel = np.flatnonzero(((events > 0) | (late > 0)) & cell_dirty[blocks])
+    last = resized(state.last_event_time, n)
+    cells = (sel, events[sel], late[sel], last[sel])
+    rolling = None
+    roll_cells = state.rolling.cells()
+    roll_cells = roll_cells[roll_cells < n]
+    if cell_dirty.any() and len(roll_cells):
+        select = np.zeros(max(n, int(state.rolling.cells().max()) + 1), dtype=bool)
+        select[roll_cells] = cell_dirty[blocks[roll_cells]]
+        rolling = state.rolling.subset(select)
     # Window units.
     open_counts: dict[int, IntArray] = {}
     windows: list[int] = []
+    changed: list[_Window] = []
     for table, is_open in ((state.open, True), (state.closed, False)):
         for w, acc in sorted(table.items()):
             windows.append(w)
@@ -194,26 +271,15 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
                 continue  # closed at the last checkpoint already: unchanged
             if not w_dirty.any():
                 continue
-            sel = np.flatnonzero((c > 0) & w_dirty[blocks])
-            rows = [
-                [key_of(i), ci, mi, si]
-                for i, ci, mi, si in zip(
-                    sel.tolist(), c[sel].tolist(), m[sel].tolist(), s[sel].tolist(), strict=True
-                )
-            ]
-            suffix = f"w{w}"
-            _grouped(sel, blocks, rows, units, suffix, "rows")
+            at = np.flatnonzero((c > 0) & w_dirty[blocks])
+            hists: dict[str, tuple[IntArray, IntArray]] = {}
             for name in sorted(acc.hist):
-                cells, h = acc.hist_of(name)
-                at_h = np.flatnonzero(cells < n)
-                at_h = at_h[h[at_h].any(axis=1) & w_dirty[blocks[cells[at_h]]]]
-                hsel = cells[at_h]
-                hrows = [
-                    [key_of(i), row] for i, row in zip(hsel.tolist(), h[at_h].tolist(), strict=True)
-                ]
-                for b, row in zip(blocks[hsel].tolist(), hrows, strict=True):
-                    unit = units.setdefault(f"{b}/{suffix}", {})
-                    unit.setdefault("hists", {}).setdefault(name, []).append(row)
+                hcells, h = acc.hist_of(name)
+                at_h = np.flatnonzero(hcells < n)
+                at_h = at_h[h[at_h].any(axis=1) & w_dirty[blocks[hcells[at_h]]]]
+                if len(at_h):
+                    hists[name] = (hcells[at_h], h[at_h])  # fancy indexing copies
+            changed.append(_Window(w, at, (c[at], m[at], s[at]), hists))
     head = {
         "offset": state.offset,
         "max_event_time": finite_or_none(state.max_event_time),
@@ -227,7 +293,9 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         "blocks": BLOCKS,
     }
     new_mark = DeltaMark(events.copy(), late.copy(), open_counts, frozenset(windows))
-    return PartitionDelta(head=head, units=units, mark=new_mark, full=mark is None)
+    return PartitionDelta(
+        head, new_mark, mark is None, keys, blocks[:n].copy(), cells, rolling, changed
+    )
 
 
 def _rows(unit: dict[str, Any], name: str, what: str) -> list[Any]:

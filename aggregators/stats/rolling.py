@@ -260,6 +260,18 @@ class RollingWindows:
         out: FloatArray = self._bmean[row, slots].copy()
         return out
 
+    def subset(self, select: BoolArray) -> RollingWindows:
+        """A copy holding only the cells where ``select`` (indexed by cell) is true: their
+        totals and blocks, enough for :meth:`to_dict` (not for updates or moments)."""
+        rows = np.flatnonzero(select[self._cells[: self._nrows]])
+        out = RollingWindows(self.size)
+        out._cells = self._cells[rows]
+        out._total = self._total[rows]
+        out._bmean = self._bmean[rows]
+        out._bm2 = self._bm2[rows]
+        out._nrows = len(rows)
+        return out
+
     def cells(self) -> IntArray:
         """Indices of the cells that have a row."""
         return self._cells[: self._nrows].copy()

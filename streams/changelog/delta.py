@@ -154,7 +154,7 @@ def plan_delta(
                 new_table[unit] = ref
     records: list[tuple[bytes, bytes | None]] = [(k, None) for k in sorted(garbage)]
     new_keys: dict[str, set[bytes]] = {}
-    for unit, data in sorted(delta.units.items()):
+    for unit, data in delta.iter_units():  # one block at a time: encoded as it comes
         slot = other_slot(prev[unit][0]) if unit in prev else "a"
         unit_records, new_table[unit] = encode_unit(source, unit, slot, data)
         records.extend(unit_records)
