@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from tilewatch.streams.changelog.delta import (
     decode_delta,
     delta_prefix,
     delta_seq,
+    head_prefix,
     plan_delta,
     unit_prefix,
 )
@@ -38,7 +39,7 @@ from tilewatch.streams.changelog.records import (
 )
 from tilewatch.streams.errors import StreamError
 
-__all__ = ["ChangelogStore", "Covered"]
+__all__ = ["Candidates", "ChangelogStore", "Covered"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,52 @@ class _Slots:
 
 def _other(slot: str) -> str:
     return "b" if slot == "a" else "a"
+
+
+class Candidates:
+    """A partition's checkpoints on the changelog, newest first; iterating checks and decodes
+    them one at a time (a refused one is counted, logged and skipped), so a restore that
+    succeeds with the newest never decodes the others."""
+
+    def __init__(
+        self,
+        store: ChangelogStore,
+        source: PartitionKey,
+        order: list[tuple[int, str, str]],
+        latest: Mapping[bytes, bytes | None],
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._order = order
+        self._latest = latest
+        self._decoded: list[Checkpoint] = []
+        self._next = 0
+
+    def __iter__(self) -> Iterator[Checkpoint]:
+        i = 0
+        while True:
+            if i < len(self._decoded):
+                yield self._decoded[i]
+                i += 1
+                continue
+            if self._next >= len(self._order):
+                return
+            _seq, kind, slot = self._order[self._next]
+            self._next += 1
+            decode = decode_slot if kind == "full" else decode_delta
+            result = decode(self._source, slot, self._latest, self._store.fingerprint)
+            if isinstance(result, Refusal):
+                self._store.refuse(result)
+            elif result is not None:
+                self._decoded.append(result)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, list | Candidates) else False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Candidates({self._source}, {[(k, s, q) for q, k, s in self._order]})"
 
 
 @dataclass
@@ -266,8 +313,9 @@ class ChangelogStore:
         """Drop what is known of a partition's slots (it was revoked)."""
         self._slots.pop(source, None)
 
-    def read(self, sources: Iterable[PartitionKey]) -> dict[PartitionKey, list[Checkpoint]]:
-        """Valid checkpoints of each source partition, newest first (refusals are counted).
+    def read(self, sources: Iterable[PartitionKey]) -> dict[PartitionKey, Candidates]:
+        """The checkpoints of each source partition, newest first: each is checked and decoded
+        as it is iterated, the refused ones counted and skipped.
 
         Reads each needed changelog partition from the beginning up to its high watermark.
         """
@@ -302,36 +350,27 @@ class ChangelogStore:
                     )
         finally:
             consumer.close()
-        out: dict[PartitionKey, list[Checkpoint]] = {}
+        out: dict[PartitionKey, Candidates] = {}
         for source in wanted:
-            found: list[Checkpoint] = []
-            seqs = [-1]
+            # Newest first by the sequence number its manifest names; each is checked and
+            # decoded only when the restore comes to it (one partition's state at a time).
+            order: list[tuple[int, str, str]] = []
             for slot in ("a", "b"):
-                result = decode_slot(source, slot, latest, self.fingerprint)
-                if isinstance(result, Refusal):
-                    self.refuse(result)
-                    seqs.append(slot_seq(source, slot, latest))
-                elif result is not None:
-                    found.append(result)
-                    seqs.append(result.seq)
-            for slot in ("a", "b"):
-                result = decode_delta(source, slot, latest, self.fingerprint)
-                if isinstance(result, Refusal):
-                    self.refuse(result)
-                    seqs.append(delta_seq(source, slot, latest))
-                elif result is not None:
-                    found.append(result)
-                    seqs.append(result.seq)
-            found.sort(key=lambda c: c.seq, reverse=True)
-            out[source] = found
-            # Write next into the slot that does not hold the newest valid checkpoint, with a
-            # sequence number above every one seen, so a later restore prefers it.
-            full = [c for c in found if c.units is None]
-            heads = [c for c in found if c.units is not None]
+                if latest.get(f"{source[0]}/{source[1]}/{slot}/manifest".encode()) is not None:
+                    order.append((slot_seq(source, slot, latest), "full", slot))
+                if latest.get(f"{head_prefix(source, slot)}manifest".encode()) is not None:
+                    order.append((delta_seq(source, slot, latest), "delta", slot))
+            order.sort(key=lambda o: o[0], reverse=True)
+            out[source] = Candidates(self, source, order, latest)
+            # Write next into the slots that do not hold the newest checkpoints, with a
+            # sequence number above every one seen, so a later restore prefers it (a restored
+            # delta head sets its own, :meth:`restored`).
+            full = [slot for _s, kind, slot in order if kind == "full"]
+            heads = [slot for _s, kind, slot in order if kind == "delta"]
             slots = _Slots(
-                next_slot=_other(full[0].slot if full else "b"),
-                next_seq=max(seqs) + 1,
-                head_slot=_other(heads[0].slot if heads else "b"),
+                next_slot=_other(full[0] if full else "b"),
+                next_seq=max([-1, *(seq for seq, _k, _s in order)]) + 1,
+                head_slot=_other(heads[0] if heads else "b"),
             )
             # Every record of this partition now on the changelog, for the garbage collection
             # that follows the first acknowledged delta head.

@@ -33,6 +33,7 @@ from tilewatch.streams.changelog.delta import (
     plan_delta,
     unit_prefix,
 )
+from tilewatch.streams.changelog.store import Candidates
 from tilewatch.streams.dev.broker import EmbeddedBroker
 
 SETTINGS = CellSettings(
@@ -252,14 +253,39 @@ def test_store_writes_deltas_collects_garbage_and_restores(broker: EmbeddedBroke
     assert sizes[1] < sizes[0] / 4  # one cell changed: its units and the head
     reader = store()
     found = reader.read([SOURCE])
+    candidates = list(found[SOURCE])  # checked and decoded as iterated
     assert refusals == []
-    newest = found[SOURCE][0]
+    newest = candidates[0]
     assert newest.units is not None and newest.seq == 4
     _same(newest, w.part)
     # The version-2 slot and the units of evicted windows were tombstoned after later heads.
-    assert [c.units is None for c in found[SOURCE]] == [False, False]
+    assert [c.units is None for c in candidates] == [False, False]
     part = reader._slots[SOURCE]
     assert "" not in part.keys
     reader.restored(SOURCE, reader.checkpointed(SOURCE), newest)
     assert reader.delta_mark(SOURCE) is None  # the first round after a restore writes all
     assert reader.next_slot(SOURCE)[1] == 5
+
+
+def test_restore_decodes_older_checkpoints_only_when_needed() -> None:
+    w = _Writer()
+    w.batch(500, 0, 30)
+    w.round()  # head a, seq 0
+    w.batch(500, 30, 60)
+    w.round()  # head b, seq 1
+    key, manifest = _head(w)
+    w.log[key] = orjson.dumps({**manifest, "sha256": "0" * 64})  # the older head is corrupt
+    refusals: list[str] = []
+    store = ChangelogStore(
+        topic="unused",
+        fingerprint=FP,
+        producer_factory=lambda: None,
+        consumer_factory=lambda: None,
+        on_refusal=refusals.append,
+    )
+    candidates = Candidates(store, SOURCE, [(1, "delta", "b"), (0, "delta", "a")], w.log)
+    newest = next(iter(candidates))
+    _same(newest, w.part)
+    assert refusals == []  # the older head was not even read
+    assert [c.seq for c in candidates] == [1]
+    assert refusals == ["corrupt"]
