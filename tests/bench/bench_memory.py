@@ -7,10 +7,12 @@ Run from the repository root (a script, not a pytest test)::
 Builds the app of the default config (``[cells] max_cells`` raised to ``--cells``), applies
 ``--events`` spine events with latencies over the leaf cells (one model x segments x regions,
 two partitions, event time over ten minutes, batches of 500 as the loop reads them), then
-refreshes, scrapes once and takes one delta checkpoint of each partition (all units: the
-first round). Prints, after each step, the process's current and peak RSS (``VmRSS``,
-``VmHWM``) and tracemalloc's current and peak, then tracemalloc's largest allocation sites of
-the state. tracemalloc slows everything: read it for memory, never for time.
+refreshes, scrapes once, takes a delta checkpoint round of both partitions (every unit: the
+first round, encoded as the store writes it), then applies 100 and ``--changed`` more events
+to one partition and takes a round after each (only the changed units). Prints, after each
+step, the process's current and peak RSS (``VmRSS``, ``VmHWM``) and tracemalloc's current and
+peak, then tracemalloc's largest allocation sites of the state. tracemalloc slows everything:
+read it for memory, never for time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", type=int, default=100_000)
     p.add_argument("--events", type=int, default=400_000)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument(
+        "--changed", type=int, default=5000, help="events of the second measured delta round"
+    )
     args = p.parse_args(argv)
 
     from tilewatch.aggregators.state.partition_delta import partition_delta
     from tilewatch.app import App
     from tilewatch.config.loader import parse_config
     from tilewatch.exporters.prometheus.exposition import generate
+    from tilewatch.streams.changelog import settings_fingerprint
+    from tilewatch.streams.changelog.delta import plan_delta
 
     tracemalloc.start(12)
     rows: list[tuple[str, str]] = []
@@ -95,11 +103,35 @@ def main(argv: list[str] | None = None) -> int:
     step("refreshed")
     size = len(generate(app.registry))
     step(f"one scrape ({size:,} B)")
-    with state.lock:
-        deltas = [partition_delta(p, None) for p in state.partitions.values()]
-    units = sum(len(d.units) for d in deltas)
-    step(f"one delta checkpoint round ({units} units)")
-    del deltas
+    fp = settings_fingerprint(state.settings, state.profile, state.labels)
+
+    def checkpoint_round(marks: dict[Any, Any]) -> tuple[int, int]:
+        """One delta round of every partition against ``marks`` (updated): records encoded as
+        the store writes them; returns (units, bytes)."""
+        units = size = 0
+        for pkey, part in state.partitions.items():
+            with state.lock:
+                delta = partition_delta(part, marks.get(pkey))
+            records, table, _ = plan_delta(pkey, delta, None, "a", 0, set(), fp)
+            units += len(records) - 1
+            size += sum(len(k) + len(v or b"") for k, v in records)
+            marks[pkey] = delta.mark
+            del records, table, delta
+        return units, size
+
+    marks: dict[Any, Any] = {}
+    units, size = checkpoint_round(marks)
+    step(f"first delta round, every unit ({units} records, {size:,} B)")
+    # Then a round after a few events over a few cells: what it writes grows with the change.
+    for few in (100, args.changed):
+        idx = rng.integers(0, len(keys), few)
+        times = START_TIME + 600 + np.arange(few) / few
+        lat = rng.lognormal(3.5, 0.35, few).tolist()
+        state.apply(
+            ("t", 0), [keys[i] for i in idx], times, rng.random(few), args.events, latencies=lat
+        )
+        units, size = checkpoint_round(marks)
+        step(f"delta round after {few} more events ({units} records, {size:,} B)")
     leaves = len(keys)
     print_rows(f"{leaves} leaf cells, {args.events} events, default config", rows)
     # Group by the innermost frame in this repository (numpy's frames say little).
