@@ -175,6 +175,13 @@ class WindowAcc:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=HIST_DTYPE)
         return self._row_cells[:used], h[:used]
 
+    def hist_copy(self, name: str, n: int, n_bins: int) -> tuple[IntArray, IntArray]:
+        """Histogram ``name`` as copied ``(cells, counts)`` for the cells below ``n``, at most
+        ``n_bins`` bins (compact: the rows in use only; take it under the state's lock)."""
+        cells, h = self.hist_of(name)
+        keep = cells < n
+        return cells[keep], h[keep, :n_bins]
+
     def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
         """Histogram ``name`` as a dense ``(n, n_bins)`` int64 table, row i for cell i (cells
         at ``n`` or beyond and bins beyond ``n_bins`` cut; zeros if absent)."""
