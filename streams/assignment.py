@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
@@ -27,7 +27,7 @@ from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
-from tilewatch.streams.changelog.records import Refusal
+from tilewatch.streams.changelog.records import Checkpoint, Refusal
 from tilewatch.streams.changelog.store import ChangelogStore, Covered
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.summary import RunSummary
@@ -158,24 +158,18 @@ class Assignments:
         if not keys:
             self._restore_labels(consumer, label_keys)
             return
-        found: dict[PartitionKey, list[Any]] = {key: [] for key in keys}
+        found: dict[PartitionKey, Iterable[Checkpoint]] = dict.fromkeys(keys, ())
         if self.changelog is not None:
             try:
-                found = self.changelog.read(keys)
+                found = dict(self.changelog.read(keys))
             except Exception as exc:
                 log.error("cannot restore %s: %s; retrying in %.0f s", keys, exc, RESTORE_RETRY)
                 self._restore_after = time.monotonic() + RESTORE_RETRY
                 return
         for key in keys:
             tp = TopicPartition(*key)
-            restored: PartitionState | None = None
-            for ckpt in found.get(key, []):
-                try:
-                    restored = self.state.restore_partition(ckpt.state)
-                    break
-                except StateError as exc:
-                    assert self.changelog is not None
-                    self.changelog.refuse(Refusal(key, ckpt.slot, "invalid_state", str(exc)))
+            # Decoded one at a time and dropped once used: one partition's state in memory.
+            restored, used = self._first_valid(key, found.pop(key, []))
             with self.state.lock:
                 self.state.assign(key, restored)
                 result = "restored" if restored is not None else "empty"
@@ -183,7 +177,8 @@ class Assignments:
             if restored is not None:
                 assert self.changelog is not None
                 label_offset = None if restored.labels is None else restored.labels.offset
-                self.changelog.restored(key, Covered(restored.offset, label_offset))
+                self.changelog.restored(key, Covered(restored.offset, label_offset), used)
+            used = None
             if restored is not None and restored.offset is not None:
                 consumer.seek(tp, restored.offset)
                 self.summary.committed[key] = restored.offset
@@ -201,6 +196,19 @@ class Assignments:
             consumer.resume(tp)
             self.pending.discard(key)
         self._restore_labels(consumer, label_keys)
+
+    def _first_valid(
+        self, key: PartitionKey, candidates: Iterable[Checkpoint]
+    ) -> tuple[PartitionState | None, Checkpoint | None]:
+        """The partition rebuilt from the newest checkpoint whose state validates, and that
+        checkpoint; the invalid ones before it are refused (``invalid_state``)."""
+        for ckpt in candidates:
+            try:
+                return self.state.restore_partition(ckpt.state), ckpt
+            except StateError as exc:
+                assert self.changelog is not None
+                self.changelog.refuse(Refusal(key, ckpt.slot, "invalid_state", str(exc)))
+        return None, None
 
     def _restore_labels(self, consumer: ConsumerLike, label_keys: list[PartitionKey]) -> None:
         """Seek assigned outcomes partitions to where their predictions partition's state ends."""

@@ -5,10 +5,12 @@
 1. flush the dead-letter producer (every rejected record of the batches being committed is in
    the dead-letter topic, or counted as a failure and logged), and the labeling queue's (every
    record its closed windows selected is in the queue topic, or counted and logged);
-2. with checkpoints on: copy, under the state's lock, each owned partition that moved since
-   its last checkpoint (plain data and the offsets it covers);
+2. with checkpoints on: copy, under the state's lock, what changed in each owned partition
+   that moved since its last checkpoint (a delta checkpoint: the units of cells that changed
+   and the partition's head, plain data, and the offsets it covers);
 3. write those checkpoints to the changelog and wait for the acknowledgements (a failed write
-   is logged and retried at the next round; offsets then stay where the last checkpoint was);
+   is logged and retried at the next round, again against the last acknowledged checkpoint;
+   offsets then stay where the last checkpoint was);
 4. commit exactly the offsets the durable state covers: each partition's last checkpointed
    offset (and its outcomes partition's), or without checkpoints the offsets the state has
    processed. Pending partitions (not yet restored) are left alone.
@@ -19,8 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Set as AbstractSet
-from typing import Any
 
+from tilewatch.aggregators.state.partition_delta import PartitionDelta, partition_delta
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.changelog.store import ChangelogStore
@@ -98,7 +100,7 @@ class Committer:
     def _checkpoint(self, changelog: ChangelogStore) -> None:
         """Steps 2 and 3: snapshot the partitions that moved, write them, wait for the acks."""
         with self.state.lock:
-            states: dict[PartitionKey, dict[str, Any]] = {}
+            states: dict[PartitionKey, PartitionDelta] = {}
             for key, part in self.state.partitions.items():
                 if key in self.pending:
                     continue
@@ -110,11 +112,11 @@ class Committer:
                 if part.offset != covered.offset or (
                     labels is not None and labels.offset != covered.label_offset
                 ):
-                    states[key] = part.to_dict()
+                    states[key] = partition_delta(part, changelog.delta_mark(key))
         if not states:
             return
         try:
-            written = changelog.write(states)
+            written = changelog.write_delta(states)
         except StreamError as exc:
             log.error("%s; will retry, offsets stay uncommitted", exc)
             return

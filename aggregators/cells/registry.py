@@ -75,6 +75,11 @@ class CellRegistry:
         #: Overflow cells by model; kept apart from ``_leaf`` so no raw key can reach them.
         self._other: dict[str, int] = {}
         self._rollups = np.zeros((16, self.nvariants), dtype=np.int64)
+        #: Rows of ``_rollups`` written so far; cells added since are written in bulk by
+        #: :meth:`_flush` (new leaves' variant rows in ``_pending``), which costs one numpy
+        #: call per batch instead of two per cell.
+        self._flushed = 0
+        self._pending: list[list[int]] = []
         #: Leaf cells created, per model (the ``max_cells`` bound counts leaves).
         self.leaf_count = 0
         #: Events sent to an ``__other__`` cell because ``max_cells`` was reached, per model.
@@ -91,6 +96,8 @@ class CellRegistry:
     @property
     def rollups(self) -> IntArray:
         """``rollups[leaf]`` lists the indices of the leaf's roll-up variants (leaf first)."""
+        if self._flushed != len(self.keys):
+            self._flush()
         return self._rollups[: len(self.keys)]
 
     @property
@@ -119,14 +126,35 @@ class CellRegistry:
         arr = np.array(out, dtype=np.int64)
         if (arr < 0).any():
             for pos in np.flatnonzero(arr < 0).tolist():
-                arr[pos] = self.resolve(keys[pos], counted)
+                arr[pos] = self._resolve(keys[pos], counted)
+            self._flush()
         return arr
+
+    def _flush(self) -> None:
+        """Write the roll-up rows of the cells added since the last flush."""
+        n = len(self.keys)
+        if self._flushed == n:
+            return
+        self._rollups = grow(self._rollups, n)
+        new = np.arange(self._flushed, n)
+        self._rollups[new] = new[:, None]  # a roll-up cell rolls up to itself only
+        if self._pending:
+            rows = np.array(self._pending, dtype=np.int64)
+            self._rollups[rows[:, 0]] = rows
+            self._pending = []
+        self._flushed = n
 
     def lookup(self, key: CellKey) -> int | None:
         """Index of an existing cell, or None."""
         return self._index.get(key)
 
     def resolve(self, key: CellKey, counted: bool = True) -> int:
+        """:meth:`_resolve`, with the roll-up table brought up to date."""
+        idx = self._resolve(key, counted)
+        self._flush()
+        return idx
+
+    def _resolve(self, key: CellKey, counted: bool = True) -> int:
         """Leaf index for a key not found by plain lookup: cap labels, apply ``max_cells``.
 
         Values equal to ``__all__`` or ``__other__`` get a ``_`` suffix so a producer cannot
@@ -162,10 +190,13 @@ class CellRegistry:
             raise ValueError(f"cell key {key!r} must have {self.ndims + 1} parts")
         dims = key[1:]
         if ALL in dims:
-            return self._add(key, leaf=False)
-        if dims and all(v == OTHER for v in dims):
-            return self._create(key)
-        return self.resolve(key)
+            idx = self._add(key, leaf=False)
+        elif dims and all(v == OTHER for v in dims):
+            idx = self._create(key)
+        else:
+            idx = self._resolve(key)
+        self._flush()
+        return idx
 
     def _model_id(self, model: str) -> int:
         model_id = self._model_index.get(model)
@@ -180,9 +211,7 @@ class CellRegistry:
         self._is_leaf.append(leaf)
         self._model_of.append(self._model_id(key[0]))
         self._index[key] = idx
-        self._rollups = grow(self._rollups, idx + 1)
-        self._rollups[idx] = idx  # a roll-up cell rolls up to itself only
-        return idx
+        return idx  # its roll-up row is written by _flush
 
     def _create(self, leaf: CellKey) -> int:
         variants: list[int] = []
@@ -192,7 +221,7 @@ class CellRegistry:
             if idx is None:
                 idx = self._add(key, leaf=mask == 0)
             variants.append(idx)
-        self._rollups[variants[0]] = variants
+        self._pending.append(variants)  # variants[0] is the leaf: its row, written by _flush
         if self.ndims and all(v == OTHER for v in leaf[1:]):
             self._other[leaf[0]] = variants[0]
         else:

@@ -54,7 +54,10 @@ class PartCopy:
     late: IntArray
     last: FloatArray
     rolling: RollingCopy
-    windows: dict[int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, IntArray]]]
+    #: Per window: the moments (dense) and each histogram as ``(cells, counts)`` (compact).
+    windows: dict[
+        int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, tuple[IntArray, IntArray]]]
+    ]
     violations: dict[tuple[str, str, str], int]
     detections: dict[tuple[int, str], tuple[int, float, bool]]
     versions: VersionTable
@@ -90,9 +93,10 @@ def _window(
         if w in part.windows:
             moments, part_hists = part.windows[w]
             c, m, s = merge_moments(c, m, s, *moments)
-            for name, h in part_hists.items():
+            for name, (cells, h) in part_hists.items():
                 if name in hists:  # callers may ask for the moments only
-                    hists[name] += h
+                    width = min(hists[name].shape[1], h.shape[1])
+                    hists[name][cells, :width] += h[:, :width]  # a cell once per partition
     return c, m, s, hists
 
 

@@ -80,16 +80,17 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
                 ],
             ]
             if acc.hist:
-                entry.append(
-                    {
-                        name: [
-                            [key_lists[i], h[i].tolist()]
-                            for i in np.flatnonzero(h[:n].any(axis=1)).tolist()
+                hists = {}
+                for name in sorted(acc.hist):
+                    cells, h = acc.hist_of(name)
+                    at_h = np.flatnonzero(h.any(axis=1) & (cells < n))
+                    at_h = at_h[np.argsort(cells[at_h], kind="stable")]  # by cell, as before
+                    if len(at_h):
+                        hists[name] = [
+                            [key_lists[i], row]
+                            for i, row in zip(cells[at_h].tolist(), h[at_h].tolist(), strict=True)
                         ]
-                        for name, h in sorted(acc.hist.items())
-                        if h[:n].any()
-                    }
-                )
+                entry.append(hists)
             out.append(entry)
         return out
 

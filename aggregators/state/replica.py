@@ -394,7 +394,7 @@ class ReplicaState:
                     windows={
                         w: (
                             acc.sized(n),
-                            {name: acc.hist_sized(name, n, b) for name, b in hist_bins.items()},
+                            {name: acc.hist_copy(name, n, b) for name, b in hist_bins.items()},
                         )
                         for w, acc in part.closed.items()
                         if w in needed

@@ -38,15 +38,48 @@ class WindowAcc:
     ([[2, 1], [2.0, 5.0], [2.0, 0.0]], [[1, 0, 0], [0, 0, 1]])
     """
 
-    __slots__ = ("count", "hist", "m2", "mean")
+    __slots__ = ("_row_cells", "_rows", "_used", "count", "hist", "m2", "mean")
 
     def __init__(self, n: int = 0) -> None:
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
-        #: Histogram tables by name: ``(cells, bins)`` counts, int32 (4 bytes a bin: a cell's
-        #: window holds fewer than 2**31 events), rows allocated ahead by doubling.
-        self.hist: dict[str, npt.NDArray[np.int32]] = {}
+        #: Histogram tables by name: ``(rows, bins)`` counts, int32 (4 bytes a bin: a cell's
+        #: window holds fewer than 2**31 events). Rows are compact: one per cell with a
+        #: histogram count in this window (:meth:`hist_cells`), not one per registry cell, and
+        #: allocated ahead by doubling.
+        self.hist: dict[str, npt.NDArray[np.signedinteger]] = {}
+        #: Cell -> its histogram row (-1: none), and row -> cell.
+        self._rows = np.full(0, -1, dtype=np.int32)
+        self._row_cells = np.zeros(0, dtype=np.int64)
+        self._used = 0
+
+    @property
+    def hist_row_count(self) -> int:
+        """Histogram rows in use (cells with a histogram row in this window)."""
+        return self._used
+
+    def hist_cells(self) -> IntArray:
+        """The cell of each histogram row in use, in row order."""
+        return self._row_cells[: self.hist_row_count]
+
+    def _rows_of(self, cells: IntArray, n_cells: int) -> IntArray:
+        """Histogram rows of ``cells``, allocating rows for cells that have none yet."""
+        if len(self._rows) < n_cells:
+            self._rows = grow(self._rows, n_cells, fill=-1)
+        rows = self._rows[cells]
+        new = rows < 0
+        if new.any():
+            fresh = np.unique(cells[new])
+            used = self.hist_row_count
+            need = used + len(fresh)
+            if len(self._row_cells) < need:
+                self._row_cells = resized(self._row_cells, max(need, 2 * len(self._row_cells)))
+            self._row_cells[used:need] = fresh
+            self._rows[fresh] = np.arange(used, need, dtype=np.int32)
+            self._used = need
+            rows = self._rows[cells]
+        return rows.astype(np.int64)
 
     def add(self, cells: IntArray, values: FloatArray, n_cells: int) -> None:
         """Merge the moments of ``values`` grouped by ``cells`` into this window."""
@@ -110,8 +143,9 @@ class WindowAcc:
         Weighted histograms (sums in micro-units, :data:`SUMMED_HISTOGRAMS`) are int64 tables.
         """
         ok = bins >= 0
-        table = self._hist_table(name, n_cells, n_bins)
-        at = cells[ok] * table.shape[1] + bins[ok]
+        rows = self._rows_of(cells[ok], n_cells)
+        table = self._hist_table(name, self.hist_row_count, n_bins)
+        at = rows * table.shape[1] + bins[ok]
         if not len(at):
             return
         if weights is None:
@@ -127,7 +161,7 @@ class WindowAcc:
         flat[at[first]] += add.astype(table.dtype)
 
     def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.signedinteger]:
-        """Histogram ``name``'s table with at least ``rows`` cells and ``bins`` bins (rows grow
+        """Histogram ``name``'s table with at least ``rows`` rows and ``bins`` bins (rows grow
         by doubling, so cells first seen one batch at a time cost amortized O(1))."""
         table = self.hist.get(name)
         if table is None:
@@ -140,16 +174,38 @@ class WindowAcc:
         return table
 
     def add_counts(self, name: str, counts: IntArray) -> None:
-        """Add a ``(cells, bins)`` table to histogram ``name``, growing it as needed."""
-        table = self._hist_table(name, counts.shape[0], counts.shape[1])
-        table[: counts.shape[0], : counts.shape[1]] += counts.astype(table.dtype)
+        """Add a ``(cells, bins)`` table (dense: row i is cell i) to histogram ``name``."""
+        cells = np.flatnonzero(counts.any(axis=1))
+        rows = self._rows_of(cells, counts.shape[0])
+        table = self._hist_table(name, self.hist_row_count, counts.shape[1])
+        table[rows, : counts.shape[1]] += counts[cells].astype(table.dtype)
+
+    def hist_of(self, name: str) -> tuple[IntArray, npt.NDArray[np.signedinteger]]:
+        """Histogram ``name`` as ``(cells, counts)``: the cell of each row in use and its
+        counts (no copy; empty if absent)."""
+        h = self.hist.get(name)
+        used = self.hist_row_count
+        if h is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=HIST_DTYPE)
+        return self._row_cells[:used], h[:used]
+
+    def hist_copy(self, name: str, n: int, n_bins: int) -> tuple[IntArray, IntArray]:
+        """Histogram ``name`` as copied ``(cells, counts)`` for the cells below ``n``, at most
+        ``n_bins`` bins (compact: the rows in use only; take it under the state's lock)."""
+        cells, h = self.hist_of(name)
+        keep = cells < n
+        return cells[keep], h[keep, :n_bins]
 
     def hist_sized(self, name: str, n: int, n_bins: int) -> IntArray:
-        """Histogram ``name`` cut or zero-padded to ``n`` cells (zeros if absent), as int64."""
-        h = self.hist.get(name)
-        if h is None:
-            return np.zeros((n, n_bins), dtype=np.int64)
-        return resized(h, (n, n_bins)).astype(np.int64)
+        """Histogram ``name`` as a dense ``(n, n_bins)`` int64 table, row i for cell i (cells
+        at ``n`` or beyond and bins beyond ``n_bins`` cut; zeros if absent)."""
+        out = np.zeros((n, n_bins), dtype=np.int64)
+        cells, h = self.hist_of(name)
+        if len(cells):
+            keep = cells < n
+            width = min(n_bins, h.shape[1])
+            out[cells[keep], :width] = h[keep, :width]
+        return out
 
     def sized(self, n: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """The arrays cut or zero-padded to ``n`` cells."""

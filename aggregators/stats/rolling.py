@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
 from tilewatch.aggregators.errors import StateError
 
 __all__ = ["BLOCKS", "RollingCopy", "RollingWindows", "block_length"]
@@ -260,14 +260,31 @@ class RollingWindows:
         out: FloatArray = self._bmean[row, slots].copy()
         return out
 
+    def subset(self, select: BoolArray) -> RollingWindows:
+        """A copy holding only the cells where ``select`` (indexed by cell) is true: their
+        totals and blocks, enough for :meth:`to_dict` (not for updates or moments)."""
+        rows = np.flatnonzero(select[self._cells[: self._nrows]])
+        out = RollingWindows(self.size)
+        out._cells = self._cells[rows]
+        out._total = self._total[rows]
+        out._bmean = self._bmean[rows]
+        out._bm2 = self._bm2[rows]
+        out._nrows = len(rows)
+        return out
+
     def cells(self) -> IntArray:
         """Indices of the cells that have a row."""
         return self._cells[: self._nrows].copy()
 
-    def to_dict(self, keys: Sequence[Sequence[str]]) -> dict[str, Any]:
+    def to_dict(
+        self, keys: Sequence[Sequence[str]], select: BoolArray | None = None
+    ) -> dict[str, Any]:
         """Plain data: the window size, the block length and, by cell key, the events written
-        and the mean and m2 of each block in the window, newest first."""
+        and the mean and m2 of each block in the window, newest first (only the cells where
+        ``select``, indexed by cell, is true, if given)."""
         rows = np.arange(self._nrows)
+        if select is not None:
+            rows = rows[select[self._cells[: self._nrows]]]
         out: list[list[Any]] = []
         if len(rows):
             total = self._total[rows]

@@ -19,6 +19,7 @@ from tilewatch.exporters.grafana.frame import (
     DRIFT_MAPPINGS,
     STATUS_TEXT,
     STATUS_THRESHOLDS,
+    cells_api_url,
     dashboard,
     dimension_variables,
     drivers_table,
@@ -26,6 +27,7 @@ from tilewatch.exporters.grafana.frame import (
     heatmaps_url,
     matchers,
     model_variable,
+    tilewatch_url_variable,
 )
 from tilewatch.exporters.grafana.json_model import (
     STATUS_MAPPINGS,
@@ -56,6 +58,12 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
     total = {d: ALL for d in dims}
     name = " ".join(f"{{{{{d}}}}}" for d in dims) or "{{model}}"
     heatmaps = link("Heatmaps ($model)", heatmaps_url("$model", cell))
+    # Cells outside the series budget have no series here: tilewatch's JSON API has them all.
+    api_cell = {d: f"${{{d}:percentencode}}" for d in dims}
+    cells_api = link(
+        "Cells in tilewatch's JSON API (every cell, beyond the series budget too)",
+        cells_api_url("${model:percentencode}", api_cell),
+    )
     panels: list[Panel] = [row_panel(lay, "Health of the cell")]
     panels.append(
         status_history_panel(
@@ -75,7 +83,7 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
             ],
             mappings=STATUS_MAPPINGS,
             thresholds=STATUS_THRESHOLDS,
-            links=[heatmaps],
+            links=[heatmaps, cells_api],
         )
     )
     panels.append(
@@ -155,6 +163,7 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
             ],
             unit="short",
             value_min=0.0,
+            links=[cells_api],
         )
     )
     ahead = [stat for stat in statistics if forecastable(stat)]
@@ -190,7 +199,7 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
         "tilewatch: cell detail",
         "One cell: statuses, drivers and every statistic against its thresholds.",
         panels,
-        [model_variable(), *dimension_variables(dims)],
+        [model_variable(), *dimension_variables(dims), tilewatch_url_variable()],
         event_annotations(dims),
     )
 

@@ -26,6 +26,7 @@ from tilewatch.exporters.grafana.json_model import (
     link,
     query_variable,
     target,
+    textbox_variable,
     threshold_steps,
 )
 from tilewatch.exporters.grafana.panels import Panel, table_panel
@@ -39,8 +40,10 @@ __all__ = [
     "OVERVIEW_UID",
     "STATUS_TEXT",
     "STATUS_THRESHOLDS",
+    "TILEWATCH_URL",
     "TIME_RANGE",
     "cell_url",
+    "cells_api_url",
     "dashboard",
     "dimension_variables",
     "drivers_table",
@@ -48,6 +51,7 @@ __all__ = [
     "heatmaps_url",
     "matchers",
     "model_variable",
+    "tilewatch_url_variable",
 ]
 
 OVERVIEW_UID = "tilewatch-overview"
@@ -98,6 +102,32 @@ def heatmaps_url(model: str, dims: dict[str, str]) -> str:
     """Link to the heatmaps dashboard with the model and every dimension in variables."""
     params = [f"var-model={model}", *(f"var-{d}={v}" for d, v in dims.items()), TIME_RANGE]
     return f"/d/{HEATMAPS_UID}/tilewatch-heatmaps?" + "&".join(params)
+
+
+#: The variable holding the base URL of tilewatch's own HTTP server (``/metrics``, the tile
+#: page and its JSON API) as the browser reaches it.
+TILEWATCH_URL = "tilewatch_url"
+#: Its default: the default ``[exporter] port`` on this machine.
+TILEWATCH_URL_DEFAULT = "http://localhost:9464"
+
+
+def cells_api_url(model: str, dims: dict[str, str]) -> str:
+    """Link to tilewatch's JSON drill-down of cells (``/api/cells``), which reads every cell,
+    those outside the series budget (``[exporter] max_exported_cells``) too; values are
+    percent-encoded by Grafana."""
+    params = [f"model={model}", *(f"{d}={v}" for d, v in dims.items())]
+    return f"${{{TILEWATCH_URL}}}/api/cells?" + "&".join(params)
+
+
+def tilewatch_url_variable() -> Any:
+    """The ``tilewatch_url`` text variable: where links to tilewatch's JSON API point."""
+    return textbox_variable(
+        TILEWATCH_URL,
+        "tilewatch URL",
+        TILEWATCH_URL_DEFAULT,
+        description="Base URL of tilewatch's HTTP server as your browser reaches it (same "
+        "server, TLS and basic auth as /metrics): the JSON API links use it.",
+    )
 
 
 #: Options of a Prometheus annotation that the SDK's ``AnnotationQuery`` cannot express
@@ -177,6 +207,8 @@ def dashboard(
     for variable in doc["templating"]["list"]:
         if variable["type"] == "query":
             variable["definition"] = variable["query"]["query"]
+        elif variable["type"] == "textbox":
+            variable["query"] = variable["current"]["value"]
     return doc
 
 

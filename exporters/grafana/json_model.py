@@ -44,6 +44,7 @@ __all__ = [
     "sdk_thresholds",
     "sdk_transformations",
     "target",
+    "textbox_variable",
     "threshold_steps",
 ]
 
@@ -290,6 +291,21 @@ def query_variable(
     if default is not None:
         variable.current(dashboard.VariableOption(selected=True, text=default, value=default))
     return variable
+
+
+def textbox_variable(
+    name: str, label: str, default: str, *, description: str = ""
+) -> dash_b.TextBoxVariable:
+    """A free-text variable (Grafana's ``textbox``) with a default value (``dashboard`` in
+    ``frame`` writes it as the ``query`` string Grafana reads, which the SDK cannot)."""
+    return (
+        dash_b.TextBoxVariable(name)
+        .label(label)
+        .description(description)
+        .hide(dashboard.VariableHide.DONT_HIDE)
+        .current(dashboard.VariableOption(selected=True, text=default, value=default))
+        .options([dashboard.VariableOption(selected=True, text=default, value=default)])
+    )
 
 
 def custom_variable(

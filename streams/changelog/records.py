@@ -74,6 +74,9 @@ class Checkpoint:
     offset: int | None
     state: dict[str, Any]
     written_at: float
+    #: A delta checkpoint's unit references (``[slot, chunks, sha256]`` by unit); None for a
+    #: full one.
+    units: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

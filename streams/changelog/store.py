@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tilewatch.aggregators.state.partition_delta import DeltaMark, PartitionDelta
 from tilewatch.aggregators.state.snapshot import PartitionKey
+from tilewatch.streams.changelog.delta import (
+    decode_delta,
+    delta_prefix,
+    delta_seq,
+    head_prefix,
+    plan_delta,
+    unit_prefix,
+)
 from tilewatch.streams.changelog.records import (
     Checkpoint,
     Refusal,
@@ -30,7 +39,7 @@ from tilewatch.streams.changelog.records import (
 )
 from tilewatch.streams.errors import StreamError
 
-__all__ = ["ChangelogStore", "Covered"]
+__all__ = ["Candidates", "ChangelogStore", "Covered"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,66 @@ class _Slots:
     next_slot: str = "a"
     next_seq: int = 0
     covered: Covered = Covered()
+    #: The head slot the next delta checkpoint is written to.
+    head_slot: str = "a"
+    #: Unit references of the last acknowledged (or restored) delta head; None: none.
+    table: dict[str, Any] | None = None
+    #: What the last acknowledged delta checkpoint held (None: the next round writes all).
+    mark: DeltaMark | None = None
+    #: Record keys of this partition on the changelog, by unit ("" for full-checkpoint keys).
+    keys: dict[str, set[bytes]] = field(default_factory=dict)
+    #: Keys no acknowledged head needs: tombstoned in the next round.
+    garbage: set[bytes] = field(default_factory=set)
+
+
+def _other(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+class Candidates:
+    """A partition's checkpoints on the changelog, newest first; iterating checks and decodes
+    them one at a time (a refused one is counted, logged and skipped), so a restore that
+    succeeds with the newest never decodes the others."""
+
+    def __init__(
+        self,
+        store: ChangelogStore,
+        source: PartitionKey,
+        order: list[tuple[int, str, str]],
+        latest: Mapping[bytes, bytes | None],
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._order = order
+        self._latest = latest
+        self._decoded: list[Checkpoint] = []
+        self._next = 0
+
+    def __iter__(self) -> Iterator[Checkpoint]:
+        i = 0
+        while True:
+            if i < len(self._decoded):
+                yield self._decoded[i]
+                i += 1
+                continue
+            if self._next >= len(self._order):
+                return
+            _seq, kind, slot = self._order[self._next]
+            self._next += 1
+            decode = decode_slot if kind == "full" else decode_delta
+            result = decode(self._source, slot, self._latest, self._store.fingerprint)
+            if isinstance(result, Refusal):
+                self._store.refuse(result)
+            elif result is not None:
+                self._decoded.append(result)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, list | Candidates) else False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Candidates({self._source}, {[(k, s, q) for q, k, s in self._order]})"
 
 
 @dataclass
@@ -126,6 +195,7 @@ class ChangelogStore:
                 records = encode_checkpoint(
                     source, slots.next_slot, slots.next_seq, state, self.fingerprint
                 )
+                slots.keys.setdefault("", set()).update(k for k, _v in records)
                 partition = self.partition_of(source)
                 for key, value in records:
                     futures.append(
@@ -151,16 +221,101 @@ class ChangelogStore:
             slots.next_seq += 1
         return written
 
-    def restored(self, source: PartitionKey, covered: Covered) -> None:
-        """Record what the checkpoint of ``source`` that the runtime restored covers."""
-        self._slots.setdefault(source, _Slots()).covered = covered
+    def restored(
+        self, source: PartitionKey, covered: Covered, checkpoint: Checkpoint | None = None
+    ) -> None:
+        """Record what the checkpoint of ``source`` that the runtime restored covers.
+
+        A restored delta head's units are kept whole until the next head is acknowledged; the
+        first delta round after a restore writes every unit (into the other slots).
+        """
+        slots = self._slots.setdefault(source, _Slots())
+        slots.covered = covered
+        slots.mark = None
+        if checkpoint is not None and checkpoint.units is not None:
+            slots.table = dict(checkpoint.units)
+            slots.head_slot = _other(checkpoint.slot)
+
+    def delta_mark(self, source: PartitionKey) -> DeltaMark | None:
+        """What the last acknowledged delta checkpoint of ``source`` held (None: write all)."""
+        slots = self._slots.get(source)
+        return None if slots is None else slots.mark
+
+    def write_delta(self, deltas: Mapping[PartitionKey, PartitionDelta]) -> int:
+        """Write one delta checkpoint per partition and wait until all are acknowledged.
+
+        Per partition, in one batch: tombstones for keys no acknowledged head needs any more,
+        the changed units (each into the slot the current head does not name), then the head.
+        Returns the bytes written. Raises StreamError (after counting ``write_failed``) if any
+        record is not acknowledged; nothing is then taken as written, so the next round
+        compares with the same mark and writes the same slots again.
+        """
+        from kafka.errors import KafkaError
+
+        producer = self._get_producer()
+        futures = []
+        written = 0
+        plans: dict[PartitionKey, tuple[_Slots, dict[str, Any], dict[str, set[bytes]]]] = {}
+        try:
+            for source, delta in deltas.items():
+                slots = self._slots.setdefault(source, _Slots())
+                records, table, new_keys = plan_delta(
+                    source,
+                    delta,
+                    slots.table,
+                    slots.head_slot,
+                    slots.next_seq,
+                    slots.garbage,
+                    self.fingerprint,
+                )
+                partition = self.partition_of(source)
+                for key, value in records:
+                    futures.append(
+                        producer.send(self.topic, key=key, value=value, partition=partition)
+                    )
+                    written += len(key) + (0 if value is None else len(value))
+                plans[source] = (slots, table, new_keys)
+            producer.flush(timeout=self.timeout_seconds)
+            for future in futures:
+                future.get(timeout=0)
+        except (KafkaError, StreamError) as exc:
+            self.on_refusal("write_failed")
+            raise StreamError(f"cannot write checkpoints to {self.topic!r}: {exc}") from exc
+        for source, (slots, table, new_keys) in plans.items():
+            delta = deltas[source]
+            labels = delta.head.get("labels")
+            slots.covered = Covered(
+                offset=delta.head.get("offset"),
+                label_offset=slots.covered.label_offset if labels is None else labels["offset"],
+            )
+            for key in slots.garbage:
+                for keys in slots.keys.values():
+                    keys.discard(key)
+            slots.garbage = set()
+            for unit, keys in new_keys.items():
+                slot = table[unit][0]
+                # The version just written replaces that slot's: its extra chunks are garbage.
+                mine = unit_prefix(source, unit, slot).encode()
+                old = slots.keys.setdefault(unit, set())
+                slots.garbage |= {k for k in old if k.startswith(mine) and k not in keys}
+                old |= keys
+            for unit, keys in slots.keys.items():
+                if unit not in table:  # full-checkpoint slots, units of evicted windows
+                    slots.garbage |= keys
+            slots.keys = {u: k for u, k in slots.keys.items() if u in table}
+            slots.table = table
+            slots.mark = delta.mark
+            slots.head_slot = _other(slots.head_slot)
+            slots.next_seq += 1
+        return written
 
     def forget(self, source: PartitionKey) -> None:
         """Drop what is known of a partition's slots (it was revoked)."""
         self._slots.pop(source, None)
 
-    def read(self, sources: Iterable[PartitionKey]) -> dict[PartitionKey, list[Checkpoint]]:
-        """Valid checkpoints of each source partition, newest first (refusals are counted).
+    def read(self, sources: Iterable[PartitionKey]) -> dict[PartitionKey, Candidates]:
+        """The checkpoints of each source partition, newest first: each is checked and decoded
+        as it is iterated, the refused ones counted and skipped.
 
         Reads each needed changelog partition from the beginning up to its high watermark.
         """
@@ -205,26 +360,41 @@ class ChangelogStore:
                     )
         finally:
             consumer.close()
-        out: dict[PartitionKey, list[Checkpoint]] = {}
+        out: dict[PartitionKey, Candidates] = {}
         for source in wanted:
-            found: list[Checkpoint] = []
-            seqs = [-1]
+            # Newest first by the sequence number its manifest names; each is checked and
+            # decoded only when the restore comes to it (one partition's state at a time).
+            order: list[tuple[int, str, str]] = []
             for slot in ("a", "b"):
-                result = decode_slot(source, slot, latest, self.fingerprint)
-                if isinstance(result, Refusal):
-                    self.refuse(result)
-                    seqs.append(slot_seq(source, slot, latest))
-                elif result is not None:
-                    found.append(result)
-                    seqs.append(result.seq)
-            found.sort(key=lambda c: c.seq, reverse=True)
-            out[source] = found
-            # Write next into the slot that does not hold the newest valid checkpoint, with a
-            # sequence number above every one seen, so a later restore prefers it.
-            newest = found[0].slot if found else "b"
-            self._slots[source] = _Slots(
-                next_slot="b" if newest == "a" else "a", next_seq=max(seqs) + 1
+                if latest.get(f"{source[0]}/{source[1]}/{slot}/manifest".encode()) is not None:
+                    order.append((slot_seq(source, slot, latest), "full", slot))
+                if latest.get(f"{head_prefix(source, slot)}manifest".encode()) is not None:
+                    order.append((delta_seq(source, slot, latest), "delta", slot))
+            order.sort(key=lambda o: o[0], reverse=True)
+            out[source] = Candidates(self, source, order, latest)
+            # Write next into the slots that do not hold the newest checkpoints, with a
+            # sequence number above every one seen, so a later restore prefers it (a restored
+            # delta head sets its own, :meth:`restored`).
+            full = [slot for _s, kind, slot in order if kind == "full"]
+            heads = [slot for _s, kind, slot in order if kind == "delta"]
+            slots = _Slots(
+                next_slot=_other(full[0] if full else "b"),
+                next_seq=max([-1, *(seq for seq, _k, _s in order)]) + 1,
+                head_slot=_other(heads[0] if heads else "b"),
             )
+            # Every record of this partition now on the changelog, for the garbage collection
+            # that follows the first acknowledged delta head.
+            base, units_at = f"{source[0]}/{source[1]}/".encode(), delta_prefix(source).encode()
+            heads_at = f"{delta_prefix(source)}h/".encode()
+            for key, value in latest.items():
+                if value is None or not key.startswith(base) or key.startswith(heads_at):
+                    continue
+                if key.startswith(units_at):
+                    unit = key[len(units_at) + 2 :].decode(errors="replace").rsplit("/", 2)[0]
+                else:
+                    unit = ""
+                slots.keys.setdefault(unit, set()).add(key)
+            self._slots[source] = slots
         return out
 
     def refuse(self, refusal: Refusal) -> None:

@@ -192,6 +192,9 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 ASSIGNED = re.compile(r"partition \S+/(\d+): ")
 #: The process is idle when it uses less than this share of one core over :data:`IDLE_SECONDS`.
 IDLE_SHARE = 0.15
+#: CPU share (of one core) that marks the process busy; low, since on a loaded machine a busy
+#: process gets well under a core (with 0.5 a run under a load average of 7 never started).
+BUSY_SHARE = 0.3
 IDLE_SECONDS = 1.0
 
 
@@ -228,7 +231,7 @@ def follow(
         if samples[-1][0] - t0 < IDLE_SECONDS or len(window) < 2:
             continue
         share = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-        if share >= 0.5:
+        if share >= BUSY_SHARE:
             busy_seen = True
         elif busy_seen and share < IDLE_SHARE:
             t1, cpu1 = window[0]  # the idle stretch began here

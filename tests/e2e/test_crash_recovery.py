@@ -204,7 +204,9 @@ def _manifests(bootstrap: str, changelog: str) -> dict[tuple[int, str], tuple[in
     out: dict[tuple[int, str], tuple[int, dict]] = {}
     for rec in read_changelog(bootstrap, changelog):
         if rec.key is not None and rec.key.endswith(b"/manifest"):
-            _topic, partition, slot, _ = rec.key.decode().rsplit("/", 3)
+            parts = rec.key.decode().split("/")
+            # Delta heads: topic/partition/d/h/slot/manifest; full slots: topic/partition/slot/.
+            partition, slot = (parts[-5], parts[-2]) if parts[-4:-2] == ["d", "h"] else parts[-3:-1]
             out[(int(partition), slot)] = (rec.partition, orjson.loads(rec.value))
     return out
 
@@ -290,7 +292,7 @@ def test_a_corrupt_newest_checkpoint_is_refused_and_the_older_slot_is_replayed(
     try:
         producer.send(
             changelog,
-            key=f"{topic}/{victim}/{newest}/manifest".encode(),
+            key=f"{topic}/{victim}/d/h/{newest}/manifest".encode(),
             value=orjson.dumps(garbage),
             partition=changelog_partition,
         ).get(timeout=30)

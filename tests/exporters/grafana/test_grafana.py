@@ -183,6 +183,40 @@ def test_every_datasource_is_the_provisioned_one(
                 assert var["datasource"] == DATASOURCE
 
 
+def test_cell_dashboard_links_the_cells_api(
+    rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
+) -> None:
+    """Cells outside the series budget have no series: the cell dashboard links to
+    ``/api/cells?model=&<dimension>=`` on tilewatch's server, which reads every cell."""
+    config, dashboards = rendered
+    cell = next(d for d in dashboards.values() if d["uid"] == CELL_UID)
+    variables = {v["name"]: v for v in cell["templating"]["list"]}
+    assert variables["tilewatch_url"]["type"] == "textbox"
+    assert variables["tilewatch_url"]["query"] == "http://localhost:9464"
+    urls = {
+        lk["url"]
+        for panel in _panels(cell)
+        for lk in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+        if "/api/" in lk["url"]
+    }
+    query = "&".join(
+        [
+            "model=${model:percentencode}",
+            *(f"{d}=${{{d}:percentencode}}" for d in config.dimensions),
+        ]
+    )
+    assert urls == {f"${{tilewatch_url}}/api/cells?{query}"}
+    titled = [
+        panel["title"]
+        for panel in _panels(cell)
+        if any(
+            "/api/cells" in lk["url"]
+            for lk in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+        )
+    ]
+    assert titled == ["Component status", "Samples"]
+
+
 def test_every_referenced_variable_exists(
     rendered: tuple[GeneratorInputs, dict[str, dict[str, Any]]],
 ) -> None:
@@ -238,6 +272,8 @@ def test_links_carry_the_variables(
                         assert prop["value"] == [], "only overrides that remove links"
             for lk in links:
                 url = lk["url"]
+                if url.startswith("${tilewatch_url}/api/"):
+                    continue  # tilewatch's JSON API: test_cell_dashboard_links_the_cells_api
                 match = re.fullmatch(r"/d/([\w-]+)/[\w-]+\?(.*)", url)
                 assert match, url
                 target = by_uid[match[1]]
