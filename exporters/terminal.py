@@ -76,6 +76,13 @@ STATISTICS: dict[str, TerminalStatistic] = {
         performance_window=True,
         sample=LABELLED,
     ),
+    # A multi-class model's accuracy (top class = label) over the last closed window.
+    "window_class_accuracy": TerminalStatistic(
+        lambda s: None if s.multiclass is None else s.multiclass.accuracy,
+        lambda s: None if s.multiclass is None else s.multiclass.labeled,
+        (0.0, 1.0),
+        sample=LABELLED,
+    ),
     "window_estimated_accuracy": TerminalStatistic(
         _performance(lambda p: p.estimate),
         _performance(lambda p: p.estimate_predictions),

@@ -17,6 +17,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import IntArray
 from tilewatch.aggregators.drift.profile import DriftSettings
 from tilewatch.aggregators.health.evaluate import HierarchyResult
+from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.app import App
 from tilewatch.config import parse_config
 from tilewatch.config.hierarchy_defaults import default_components
@@ -105,6 +106,18 @@ def demo_config(bootstrap: str, port: int, window: str = "10s") -> dict[str, Any
             },
         },
     }
+
+
+def per_model_statistic(snap: Snapshot, statistic: str, model: str) -> str:
+    """The statistic a model's heatmap shows: ``window_accuracy`` of a model whose labelled
+    events are all multi-class ones (class probabilities, no binary score) is
+    ``window_class_accuracy``."""
+    if statistic != "window_accuracy" or snap.multiclass is None:
+        return statistic
+    mine = np.array([k[0] == model for k in snap.keys], dtype=bool)
+    binary = 0 if snap.performance is None else int(snap.performance.stats.labeled[mine].sum())
+    multi = int(np.asarray(snap.multiclass.labeled)[mine].sum())
+    return "window_class_accuracy" if multi > 0 and binary == 0 else statistic
 
 
 def worst_status(result: HierarchyResult) -> IntArray | None:
@@ -206,11 +219,12 @@ def run_demo(
             )
             snap = app.state.snapshot()
             status_of = worst_status(app.health.evaluate(snap))
-            # One heatmap per model: the binary churn model, then the multi-class intent one.
+            # One heatmap per model: the binary churn model, then the multi-class intent one
+            # (whose accuracy is the multi-class one: top class = label).
             text = "\n\n".join(
                 render_heatmap(
                     snap,
-                    statistic,
+                    per_model_statistic(snap, statistic, model),
                     model or None,
                     color=color,
                     min_samples=min_samples,

@@ -290,8 +290,11 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),
         "labels": None if state.labels is None else state.labels.to_dict(keys),
+        "classes": None if state.classes is None else state.classes.to_dict(),
         "blocks": BLOCKS,
     }
+    if state.labeling is not None:  # bounded by its budgets: written whole with the head
+        head["labeling"] = state.labeling.to_dict(keys)
     new_mark = DeltaMark(events.copy(), late.copy(), open_counts, frozenset(windows))
     return PartitionDelta(
         head, new_mark, mark is None, keys, blocks[:n].copy(), cells, rolling, changed
@@ -369,6 +372,8 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
             "detectors": head["detectors"],
             "versions": head["versions"],
             "labels": head["labels"],
+            "classes": head.get("classes"),
+            **({"labeling": head["labeling"]} if "labeling" in head else {}),
         }
     except KeyError as exc:
         raise fail("head", f"missing key {exc}") from None

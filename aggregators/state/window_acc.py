@@ -184,9 +184,11 @@ class WindowAcc:
         """Histogram ``name`` as ``(cells, counts)``: the cell of each row in use and its
         counts (no copy; empty if absent)."""
         h = self.hist.get(name)
-        used = self.hist_row_count
         if h is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=HIST_DTYPE)
+        # The rows are shared by every histogram of the window, but a table grows only when
+        # its own histogram is written: rows past its end have no count in it.
+        used = min(self.hist_row_count, h.shape[0])
         return self._row_cells[:used], h[:used]
 
     def hist_copy(self, name: str, n: int, n_bins: int) -> tuple[IntArray, IntArray]:

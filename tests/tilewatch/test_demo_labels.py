@@ -82,6 +82,9 @@ def test_demo_shows_accuracy_and_exports_performance() -> None:
         last,
     ), last
     assert re.search(r" 0\.\d{3} ", last), last  # accuracy tiles with values
+    # The multi-class model's heatmap shows its own accuracy (top class = label), with values.
+    intent = [f for f in text.split("\n\n") if f.startswith("intent: window_class_accuracy")]
+    assert intent and re.search(r" 0\.\d{3} ", intent[-1]), text
     assert scraped, "no scrape exported tilewatch_window_accuracy_ratio"
     assert "tilewatch_labeled_events_total{" in scraped[0]
     assert "tilewatch_window_estimated_accuracy_ratio{" in scraped[0]

@@ -141,3 +141,29 @@ def test_a_checkpoint_without_class_names_loads_by_position() -> None:
     data["classes"] = {"intent": ["buy", "buy"]}
     with pytest.raises(StateError, match=r"classes\.intent: repeated class names"):
         restored.restore_partition(data)
+
+
+def test_a_delta_checkpoint_carries_the_class_names_of_a_full_one() -> None:
+    """The delta form (head + units, what the changelog holds) restores the same columns and
+    the same numbers as the full form."""
+    from tilewatch.aggregators.state.partition_delta import merge_units, partition_delta
+
+    preds, labels = stream()
+    original = state()
+    run(original, preds, None)
+    part = original.partitions[("p", 0)]
+    delta = partition_delta(part, None)
+    head, units = orjson.loads(orjson.dumps([delta.head, delta.units]))
+    data = merge_units(head, units)
+    assert data["classes"] == {"intent": ["sell", "buy", "hold"]}
+    run(original, [], labels)
+    want = per_name(original)
+    restored = state()
+    for name in ("hold", "wait", "buy"):
+        restored.classes.column("intent", name)  # type: ignore[union-attr]
+    restored.assign(("p", 0), restored.restore_partition(data))
+    assert restored.partitions[("p", 0)].class_moves == {"intent": [3, 2, 0]}
+    fresh = state()
+    fresh.assign(("p", 0), fresh.restore_partition(data))
+    run(fresh, [], labels)
+    assert per_name(fresh) == want

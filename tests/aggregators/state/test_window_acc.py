@@ -32,3 +32,21 @@ def test_weighted_sums_do_not_overflow_and_counts_stay_small() -> None:
     restored = WindowAcc()
     restored.add_counts("mc_logloss", acc.hist["mc_logloss"].astype(np.int64))
     assert int(restored.hist["mc_logloss"][0, 0]) == n * 20 * SUM_SCALE
+
+
+def test_a_histogram_written_for_fewer_cells_than_another_reads_back_its_own_rows() -> None:
+    """The rows are shared by the window's histograms; a histogram of few cells (a multi-class
+    model's beside every cell's score) is read, copied and densified without the other's rows."""
+    acc = WindowAcc()
+    acc.add_hist("mc_class", np.array([1, 1, 3]), np.array([0, 2, 1]), n_cells=4, n_bins=3)
+    cells = np.arange(40)
+    acc.add_hist("score", cells, cells % 5, n_cells=40, n_bins=5)
+    got_cells, counts = acc.hist_copy("mc_class", 40, 3)
+    assert dict(zip(got_cells.tolist(), counts.tolist(), strict=True)) == {
+        1: [1, 0, 1],
+        3: [0, 1, 0],
+    }
+    dense = acc.hist_sized("mc_class", 40, 3)
+    assert dense.sum() == 3 and dense[1].tolist() == [1, 0, 1] and dense[3].tolist() == [0, 1, 0]
+    score = acc.hist_sized("score", 40, 5)
+    assert (score.sum(axis=1) == 1).all() and (score.argmax(axis=1) == cells % 5).all()

@@ -160,6 +160,9 @@ def _resolve(
             custom[name] = [(o["text"], o["value"]) for o in var["options"]]
             texts[name], values[name] = custom[name][0]
             continue
+        if var["type"] == "textbox":  # a free value (tilewatch_url): its default
+            values[name] = texts[name] = var["query"]
+            continue
         query = _substitute(var["definition"], values, texts)
         match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
         assert match is not None, query
