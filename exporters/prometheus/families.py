@@ -127,6 +127,14 @@ class CellRows:
             self._texts.attach(fam, self._token, self._cells_digest)
         return fam
 
+    def keep(self, fam: Family, *token: object) -> Family:
+        """Like :meth:`window` for a family whose values change only with ``token`` (objects
+        replaced, never changed in place, when the values change): its text is formatted once
+        per token and exported set of cells."""
+        if self._texts is not None and isinstance(fam, CellFamily):
+            self._texts.attach(fam, token, self._cells_digest)
+        return fam
+
     def add(
         self,
         fam: Family,

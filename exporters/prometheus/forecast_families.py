@@ -33,4 +33,6 @@ def forecast_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
             fam = family(f"tilewatch_forecast_{stat}{suffix}", rows.labels)
             for h in range(values.shape[0]):
                 rows.add(fam, values[h], str(h + 1), cells=cells)
-            yield fam
+            # The view's arrays are replaced when a window is recorded or cells are added:
+            # the text is formatted once per forecast update.
+            yield rows.keep(fam, values)

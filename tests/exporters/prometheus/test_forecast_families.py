@@ -65,3 +65,33 @@ def test_promtool_lints_a_scrape_with_forecasts(promtool_bin: str) -> None:
     text = generate(registry)
     assert b"tilewatch_forecast_score_mean_upper{" in text
     assert promtool_check_metrics(promtool_bin, text) == (0, "", "")
+
+
+def test_forecast_texts_are_kept_until_the_forecasts_change() -> None:
+    """A scrape reuses the forecast families' text while no window was recorded (they change
+    once per window), and formats them again, with the new values, once one is."""
+    state = _state()
+    collector = CellCollector(state.snapshot, ("segment",))
+    registry = CollectorRegistry()
+    registry.register(collector)
+
+    def forecast_families() -> dict[str, object]:
+        return {f.name: f for f in collector.collect() if f.name.startswith("tilewatch_forecast")}
+
+    first = generate(registry)
+    kept = forecast_families()
+    assert kept and all(f.cached_text is not None for f in kept.values())  # type: ignore[attr-defined]
+    assert generate(registry) == first
+    # One more window with a jump: the forecasts move, their text is formatted again.
+    state.apply(("t", 0), [("m", "a")] * 5, 80.0 + np.arange(5), np.full(5, 0.9), next_offset=9)
+    state.apply(("t", 0), [("m", "a")], np.array([95.0]), np.array([0.9]), next_offset=10)
+    state.refresh()
+    fresh = forecast_families()
+    assert all(f.cached_text is None for f in fresh.values())  # type: ignore[attr-defined]
+    after = generate(registry)
+    line = 'tilewatch_forecast_score_mean{model="m",segment="a",horizon="1"} '
+    old = next(x for x in first.decode().splitlines() if x.startswith(line))
+    new = next(x for x in after.decode().splitlines() if x.startswith(line))
+    assert old != new
+    mean = state.snapshot().forecasts["score_mean"][0]  # type: ignore[index]
+    assert float(new.split()[-1]) == mean[0, state.snapshot().cell(("m", "a"))]
