@@ -139,7 +139,7 @@ class CellForecasts:
             closed = {w for part in state.partitions.values() for w in part.closed}
         if latest is not None:
             for w in sorted(w for w in closed if self._window < w < latest):
-                past = state.snapshot(upto=w)
+                past = state.snapshot(upto=w, features=False)
                 with state.lock:
                     self.record(past)
             self._window = max(self._window, latest)

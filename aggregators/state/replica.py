@@ -332,10 +332,11 @@ class ReplicaState:
         if self.forecasts is not None:
             self.forecasts.catch_up(self, snap)
 
-    def snapshot(self, upto: int | None = None) -> Snapshot:
+    def snapshot(self, upto: int | None = None, features: bool = True) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
 
         ``upto``: report the windows up to that number only (a replay closing several at once).
+        ``features=False``: no feature drift (what the forecasts' catch-up reads).
 
         Under the lock: the per-partition arrays, which window each model reports (its latest
         window that some partition closed with data for the model and that no partition
@@ -343,6 +344,8 @@ class ReplicaState:
         and the ones before them. Outside: the merge and the window statistics.
         """
         profile = self.profile
+        if profile is not None and not features:
+            profile = profile.without_features()
         with self.lock:
             reg = self.registry
             n = len(reg)
@@ -365,7 +368,7 @@ class ReplicaState:
                 s = profile.settings
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
-            hist_bins = self.hist_bins
+            hist_bins = {k: b for k, b in self.hist_bins.items() if features or k[:2] != "f:"}
             fc = None if self.forecasts is None else self.forecasts.view(n)
             cache_key = (
                 n,
@@ -379,7 +382,9 @@ class ReplicaState:
                 # Labels joined from the outcomes topic may add to closed windows.
                 tuple(part.closed_version for part in self.partitions.values()),
             )
-            cached = self._window_cache
+            # A past window's view (upto, for the forecasts' catch-up) neither reads nor
+            # replaces the cached view of the reported windows.
+            cached = self._window_cache if upto is None and features else None
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
             if window_view is not None:
                 needed = set()
@@ -422,8 +427,9 @@ class ReplicaState:
             window_view = build_window_view(
                 self.settings, profile, hist_bins, view, parts, self.references
             )
-            with self.lock:
-                self._window_cache = (cache_key, window_view)
+            if upto is None and features:
+                with self.lock:
+                    self._window_cache = (cache_key, window_view)
         perf = None
         if self.labels is not None:
             perf = performance_view(
@@ -440,10 +446,5 @@ class ReplicaState:
                 decision_cache=self._decision_cache,
             )
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
-        return dataclasses.replace(
-            snap,
-            performance=perf,
-            class_labels=class_labels,
-            class_thresholds=class_thresholds,
-            forecasts=fc,
-        )
+        snap = dataclasses.replace(snap, performance=perf, forecasts=fc, class_labels=class_labels)
+        return dataclasses.replace(snap, class_thresholds=class_thresholds)

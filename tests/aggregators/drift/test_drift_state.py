@@ -355,3 +355,23 @@ def test_snapshot_with_two_consecutive_closed_windows(profile: DriftProfile) -> 
     assert snap.drift is not None
     shift = snap.cell(("m", "shift"))
     assert snap.drift.mean_change[shift] == pytest.approx(0.4, abs=0.05)  # 0.9 now, 0.5 before
+
+
+def test_a_snapshot_without_features_has_the_full_ones_score_statistics(
+    profile: DriftProfile,
+) -> None:
+    """What the forecasts' catch-up reads of a past window (``features=False``) equals the
+    full snapshot's: window means and score drift; no feature drift; the cache untouched."""
+    rs, _events = _run(profile, seed=3)
+    current = rs.snapshot()
+    for w in WINDOWS:
+        full = rs.snapshot(upto=w)
+        light = rs.snapshot(upto=w, features=False)
+        assert full.drift is not None and light.drift is not None
+        assert light.window_end == full.window_end
+        np.testing.assert_array_equal(light.window_mean, full.window_mean)
+        np.testing.assert_array_equal(light.drift.score_psi, full.drift.score_psi)
+        assert np.isfinite(full.drift.score_psi).any()
+        assert light.drift.feature_psi.shape[1] == 0 < full.drift.feature_psi.shape[1]
+    again = rs.snapshot()  # the reported windows' view is still the cached one
+    assert again.drift is current.drift
