@@ -149,6 +149,8 @@ class GeneratorInputs:
         embeddings / explanations row (``docs/embeddings.md``).
     source
         The config file (``""`` when the config did not come from a file).
+    forecasts, forecast_horizon
+        ``[forecast] statistics`` and ``horizon`` (``docs/forecast.md``).
     """
 
     dimensions: tuple[str, ...] = ()
@@ -163,3 +165,6 @@ class GeneratorInputs:
     embeddings: bool = False
     attributions: bool = False
     source: str = ""
+    #: ``[forecast]``: the forecast statistics (none: no forecast panels or alert) and horizon.
+    forecasts: tuple[str, ...] = ("accuracy", "score_mean", "score_psi")
+    forecast_horizon: int = 5

@@ -57,6 +57,7 @@ def _config_keys() -> list[tuple[str, str]]:
         loader,
         state,
     )
+    from tilewatch.config import forecasting as config_forecasting
     from tilewatch.config import hierarchy as config_hierarchy
     from tilewatch.config import labeling as config_labeling
     from tilewatch.config import labels as config_labels
@@ -72,6 +73,7 @@ def _config_keys() -> list[tuple[str, str]]:
         "hierarchy": config_hierarchy.HIERARCHY_KEYS,
         "labels": config_labels.LABEL_KEYS,
         "labeling": config_labeling.KEYS,
+        "forecast": config_forecasting.KEYS,
     }
     assert set(tables) == set(loader.SECTIONS)
     tables.update(

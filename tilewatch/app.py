@@ -25,7 +25,6 @@ from tilewatch.aggregators.arrays import IntArray
 from tilewatch.aggregators.cells.classes import ClassVocabulary
 from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.health.evaluate import HierarchyResult
-from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import Snapshot
@@ -241,7 +240,7 @@ class App:
             thresholds=baseline_thresholds(profile),
             classes=build_classes(cfg, profile),
         )
-        self.state.forecasts = CellForecasts()  # docs/forecast.md
+        self.state.forecasts = cfg.forecast.build()  # docs/forecast.md
         self.state.labeling = cfg.labeling
         queue = cfg.labeling
         #: Embedding and attribution statistics (None: neither is configured).

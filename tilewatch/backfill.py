@@ -35,7 +35,6 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from tilewatch.aggregators.errors import TilewatchError
-from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.app import baseline_thresholds, build_classes, build_profile, running_detectors
 from tilewatch.config import Config
@@ -215,10 +214,10 @@ class Backfill:
             profile,
             labels=config.labels,
             thresholds=baseline_thresholds(profile),
-            classes=build_classes(config),
+            classes=build_classes(config, profile),
         )
         self.state.retain_closed = max(self.state.retain_closed, REPLAY_RETAIN_CLOSED)
-        self.state.forecasts = CellForecasts()  # as in the live monitor
+        self.state.forecasts = config.forecast.build()  # as in the live monitor
         self.monitor = Monitor(
             config.kafka,
             config.events,

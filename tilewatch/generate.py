@@ -74,6 +74,8 @@ def generator_inputs(config: Config) -> GeneratorInputs:
         embeddings=config.events.embedding is not None,
         attributions=config.events.attributions is not None,
         source=config.source,
+        forecasts=config.forecast.statistics,
+        forecast_horizon=config.forecast.horizon,
     )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,33 @@ from tilewatch.aggregators.arrays import FloatArray
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.stats.forecast import DampedTrend
 
-__all__ = ["FORECAST_STATISTICS", "CellForecasts", "ForecastView"]
+__all__ = [
+    "FORECAST_STATISTICS",
+    "MAX_HORIZON",
+    "CellForecasts",
+    "ForecastSettings",
+    "ForecastView",
+]
 
 #: The statistics forecast by default, in export order.
 FORECAST_STATISTICS = ("accuracy", "score_mean", "score_psi")
+
+#: The longest horizon ``[forecast] horizon`` accepts (windows ahead).
+MAX_HORIZON = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastSettings:
+    """The ``[forecast]`` section: which statistics each cell forecasts and how many windows
+    ahead (no statistics: no forecasts, no forecast series, panels or alert)."""
+
+    statistics: tuple[str, ...] = FORECAST_STATISTICS
+    horizon: int = 5
+
+    def build(self) -> CellForecasts | None:
+        """The replica's forecasts (None when no statistic is forecast)."""
+        return CellForecasts(self.statistics, self.horizon) if self.statistics else None
+
 
 #: statistic -> (mean, lower, upper), each ``(horizon, cells)``.
 ForecastView = dict[str, tuple[FloatArray, FloatArray, FloatArray]]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from tilewatch.aggregators.cells.settings import ALL
 from tilewatch.aggregators.health.settings import HierarchySettings
+from tilewatch.aggregators.state.forecasts import FORECAST_STATISTICS
 from tilewatch.exporters.alerting.forecast_alerts import forecast_alerts
 from tilewatch.exporters.alerting.model import Alert, Probe, ProbeSeries
 from tilewatch.exporters.alerting.monitor_alerts import process_alerts
@@ -47,9 +48,14 @@ def _series(name: str, job: str, labels: Mapping[str, str]) -> str:
 
 
 def alert_rules(
-    dimensions: tuple[str, ...], hierarchy: HierarchySettings, alerts: AlertSettings
+    dimensions: tuple[str, ...],
+    hierarchy: HierarchySettings,
+    alerts: AlertSettings,
+    forecasts: tuple[str, ...] = FORECAST_STATISTICS,
+    horizon: int = 5,
 ) -> list[Alert]:
-    """Every alerting rule, from the cell dimensions, the hierarchy and the alert settings.
+    """Every alerting rule, from the cell dimensions, the hierarchy and the alert settings
+    (``forecasts``, ``horizon``: ``[forecast]``, for the forecast alert).
 
     Examples
     --------
@@ -433,5 +439,5 @@ def alert_rules(
         )
     )
     out.extend(process_alerts(alerts))
-    out.extend(forecast_alerts(dimensions, hierarchy, alerts))
+    out.extend(forecast_alerts(dimensions, hierarchy, alerts, forecasts, horizon))
     return [dataclasses.replace(a, for_seconds=alerts.for_(a.severity)) for a in out]

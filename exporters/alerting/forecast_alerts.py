@@ -34,10 +34,17 @@ def _condition(m: BaseMetric, job: str, by: str, leaf: list[str]) -> str:
 
 
 def forecast_alerts(
-    dimensions: tuple[str, ...], hierarchy: HierarchySettings, alerts: AlertSettings
+    dimensions: tuple[str, ...],
+    hierarchy: HierarchySettings,
+    alerts: AlertSettings,
+    forecasts: tuple[str, ...] = tuple(FORECAST_OF.values()),
+    horizon: int = 5,
 ) -> list[Alert]:
-    """The forecast alert of a hierarchy (none when no base metric reads a forecast)."""
-    metrics = [m for m in hierarchy.metrics if m.metric in FORECAST_OF and not m.selector]
+    """The forecast alert of a hierarchy (none when no base metric reads a forecast that
+    ``[forecast] statistics`` keeps)."""
+    metrics = [
+        m for m in hierarchy.metrics if FORECAST_OF.get(m.metric) in forecasts and not m.selector
+    ]
     if not metrics:
         return []
     job = alerts.job
@@ -64,7 +71,7 @@ def forecast_alerts(
             "to reach red",
             description="The forecast of base metric {{ $labels.metric }} for cell "
             f"{cell_tmpl} of model {{{{ $labels.model }}}} reaches its red threshold within "
-            "the forecast horizon (tilewatch_forecast_*, up to 5 windows ahead).",
+            f"the forecast horizon (tilewatch_forecast_*, up to {horizon} windows ahead).",
             meaning="A leaf cell's damped-trend forecast of a base metric (score mean, score "
             "PSI or accuracy) crosses the metric's red threshold in `[hierarchy.metrics]` "
             "within the next windows: the tile is heading for red but is not red yet.",

@@ -50,7 +50,9 @@ def render_rules(inputs: GeneratorInputs) -> str:
         {"record": r.record, "expr": r.expr} for r in recording_rules(inputs.dimensions, alerts)
     ]
     alerting: list[dict[str, Any]] = []
-    for alert in alert_rules(inputs.dimensions, inputs.hierarchy, alerts):
+    for alert in alert_rules(
+        inputs.dimensions, inputs.hierarchy, alerts, inputs.forecasts, inputs.forecast_horizon
+    ):
         rule: dict[str, Any] = {"alert": alert.name, "expr": alert.expr}
         if alert.for_seconds > 0:
             rule["for"] = prom_duration(alert.for_seconds)

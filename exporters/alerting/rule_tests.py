@@ -154,7 +154,9 @@ def render_rule_tests(inputs: GeneratorInputs, rule_file: str = "tilewatch.rules
     True
     """
     dims = inputs.dimensions
-    rules = alert_rules(dims, inputs.hierarchy, inputs.alerts)
+    rules = alert_rules(
+        dims, inputs.hierarchy, inputs.alerts, inputs.forecasts, inputs.forecast_horizon
+    )
     step = probe_step(rules)
     tests: list[dict[str, Any]] = []
     for alert in rules:

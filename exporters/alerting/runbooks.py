@@ -67,7 +67,13 @@ def render_runbook(alert: Alert) -> str:
 
 def render_runbooks(inputs: GeneratorInputs) -> dict[str, str]:
     """``{path relative to the repository root: Markdown}`` for every alert and the index."""
-    rules = alert_rules(inputs.dimensions, inputs.hierarchy, inputs.alerts)
+    rules = alert_rules(
+        inputs.dimensions,
+        inputs.hierarchy,
+        inputs.alerts,
+        inputs.forecasts,
+        inputs.forecast_horizon,
+    )
     out = {f"{RUNBOOK_DIR}/{a.name}.md": render_runbook(a) for a in rules}
     rows = "".join(
         f"| [{a.name}]({a.name}.md) | {a.severity} | {_plain(a.summary)} |\n" for a in rules

@@ -166,7 +166,7 @@ def cell_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic]) -> 
             links=[cells_api],
         )
     )
-    ahead = [stat for stat in statistics if forecastable(stat)]
+    ahead = [stat for stat in statistics if forecastable(stat, inputs.forecasts)]
     if ahead:  # forecast tiles, apart from the observed statistics (docs/forecast.md)
         panels.append(row_panel(lay, "Forecast ▸ the next windows of this cell"))
         for stat in ahead:

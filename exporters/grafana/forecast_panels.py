@@ -26,9 +26,10 @@ _DESCRIPTION = (
 )
 
 
-def forecastable(stat: Statistic) -> bool:
-    """Whether the statistic has forecasts (``tilewatch_forecast_<key>``)."""
-    return stat.key in FORECAST_STATISTICS
+def forecastable(stat: Statistic, forecasts: tuple[str, ...] = FORECAST_STATISTICS) -> bool:
+    """Whether the statistic has forecasts (``tilewatch_forecast_<key>``) among ``forecasts``
+    (``[forecast] statistics``)."""
+    return stat.key in FORECAST_STATISTICS and stat.key in forecasts
 
 
 def forecast_grid(

@@ -149,7 +149,9 @@ def heatmaps_dashboard(inputs: GeneratorInputs, statistics: Sequence[Statistic])
                     hide_at_or_below=-1e-9,
                 )
             )
-        if forecastable(stat):  # the next windows, beside the history (docs/forecast.md)
+        if forecastable(
+            stat, inputs.forecasts
+        ):  # the next windows, beside the history (docs/forecast.md)
             for label, fixed in _rows_of(dims):
                 size = (24 // max(len(dims), 1), 6)
                 rows = f"Rows: {_row_text(label, fixed)}."

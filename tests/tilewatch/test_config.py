@@ -445,12 +445,14 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
         (
             {"kafak": {}},
             "[kafak]: unknown section, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
+            "[drift], [events], [exporter], [forecast], [hierarchy], [kafka], [labeling], "
+            "[labels], [state]",
         ),
         (
             {"window": "1m"},
             "window: unknown top-level key, expected one of the sections [baseline], [cells], "
-            "[drift], [events], [exporter], [hierarchy], [kafka], [labeling], [labels], [state]",
+            "[drift], [events], [exporter], [forecast], [hierarchy], [kafka], [labeling], "
+            "[labels], [state]",
         ),
     ],
 )

@@ -10,6 +10,7 @@ dataclass of the package that uses it::
     [baseline]   config.baseline   -> tilewatch.aggregators.drift.reference.BaselineSettings
     [labels]     config.labels     -> tilewatch.aggregators.labels.settings.LabelSettings
     [labeling]   config.labeling   -> tilewatch.aggregators.labeling.settings.LabelingSettings
+    [forecast]   config.forecast   -> tilewatch.aggregators.state.forecasts.ForecastSettings
     [state]      config.state      -> tilewatch.streams.settings.StateSettings
     [exporter]   config.exporter   -> tilewatch.exporters.prometheus.settings.ExporterSettings
     [hierarchy]  config.hierarchy  -> tilewatch.aggregators.health.settings.HierarchySettings
@@ -37,6 +38,7 @@ from tilewatch.aggregators.drift.reference import BaselineSettings
 from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.labeling.settings import LabelingSettings
 from tilewatch.aggregators.labels.settings import LabelSettings
+from tilewatch.aggregators.state.forecasts import ForecastSettings
 from tilewatch.config.base import ConfigError, parse_duration
 from tilewatch.config.base import show as _show
 from tilewatch.config.base import toml_key as _key
@@ -45,6 +47,7 @@ from tilewatch.config.cells import parse_cells
 from tilewatch.config.drift import parse_drift
 from tilewatch.config.events import parse_events
 from tilewatch.config.exporter import parse_exporter
+from tilewatch.config.forecasting import parse_forecast
 from tilewatch.config.hierarchy import parse_hierarchy
 from tilewatch.config.kafka import parse_kafka
 from tilewatch.config.labeling import parse_labeling
@@ -82,6 +85,8 @@ class Config:
     #: Health hierarchy ([hierarchy]; parse_config fills in the default one) and alerting.
     hierarchy: HierarchySettings = field(default_factory=HierarchySettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    #: Per-cell forecasts of window statistics ([forecast]; no statistics: off).
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
 
 SECTIONS = (
@@ -90,6 +95,7 @@ SECTIONS = (
     "drift",
     "events",
     "exporter",
+    "forecast",
     "hierarchy",
     "kafka",
     "labeling",
@@ -226,6 +232,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<string>") -> Config:
         baseline=baseline,
         hierarchy=hierarchy,
         alerts=alerts,
+        forecast=parse_forecast(tables["forecast"], source),
         **drift,
     )
 
