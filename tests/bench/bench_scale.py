@@ -79,10 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
     p.add_argument("--scrapes", type=int, default=3, help="timed scrapes (default 3)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
+    p.add_argument(
+        "--extra",
+        default="",
+        help='TOML appended to the config, e.g. "[forecast]\\nstatistics = []" (default: none)',
+    )
     return p.parse_args(argv)
 
 
-def write_config(path: Path, bootstrap: str, group: str, port: int, cells: int) -> Path:
+def write_config(
+    path: Path, bootstrap: str, group: str, port: int, cells: int, extra: str = ""
+) -> Path:
     lines = [
         "[kafka]",
         f'bootstrap_servers = "{bootstrap}"',
@@ -100,7 +107,7 @@ def write_config(path: Path, bootstrap: str, group: str, port: int, cells: int) 
     ]
     if cells > DEFAULT_MAX_CELLS:
         lines += ["[cells]", f"max_cells = {cells}", ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + extra.replace("\\n", "\n"))
     return path
 
 
@@ -300,7 +307,9 @@ def measure_restore(config: Path, partitions: int) -> dict[str, Any]:
     }
 
 
-def run_size(cells: int, events: int, partitions: int, scrapes: int) -> dict[str, Any]:
+def run_size(
+    cells: int, events: int, partitions: int, scrapes: int, extra: str = ""
+) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     with broker_with_topics({TOPIC: partitions}) as broker:
         bootstrap = broker.bootstrap
@@ -311,7 +320,9 @@ def run_size(cells: int, events: int, partitions: int, scrapes: int) -> dict[str
         group = f"scale-{uuid.uuid4().hex[:8]}"
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             port = free_port()
-            config = write_config(Path(tmp) / "tilewatch.toml", bootstrap, group, port, cells)
+            config = write_config(
+                Path(tmp) / "tilewatch.toml", bootstrap, group, port, cells, extra
+            )
             proc, err = start(config, "run")
             committed = Committed(bootstrap, group, partitions)
             try:
@@ -350,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = []
     for cells in [int(c) for c in args.cells.split(",")]:
-        r = run_size(cells, args.events, args.partitions, args.scrapes)
+        r = run_size(cells, args.events, args.partitions, args.scrapes, args.extra)
         results.append(r)
         s = r["scrape"]
         print_rows(
