@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from tilewatch.streams.decoding.record import Rejected
 
-__all__ = ["DeadLetterSink", "ProducerLike"]
+__all__ = ["DeadLetterSink", "ProducerLike", "flush_pending"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,33 @@ class ProducerLike(Protocol):
     def flush(self, timeout: float | None = None) -> None: ...
 
     def close(self, timeout: float | None = None) -> None: ...
+
+
+def flush_pending(
+    producer: ProducerLike | None,
+    pending: list[tuple[Any, Any]],
+    timeout: float,
+    what: str,
+    fail: Callable[[Any, object], None],
+) -> tuple[int, int]:
+    """Wait for the ``(item, future)`` pairs produced since the last flush and empty the list:
+    ``fail(item, why)`` for each record that was not acknowledged; returns (sent, failed)."""
+    if not pending:
+        return 0, 0
+    sent = failed = 0
+    try:
+        assert producer is not None
+        producer.flush(timeout=timeout)
+    except Exception as exc:
+        log.error("%s flush did not complete: %r", what, exc)
+    for item, future in pending:
+        if future.is_done and future.succeeded():
+            sent += 1
+        else:
+            failed += 1
+            fail(item, future.exception if future.is_done else "timed out")
+    pending.clear()
+    return sent, failed
 
 
 class DeadLetterSink:
@@ -112,21 +139,10 @@ class DeadLetterSink:
 
     def flush(self) -> int:
         """Wait for queued records; returns how many failed (each counted and logged)."""
-        if not self._pending:
-            return 0
-        failed = 0
-        try:
-            assert self._producer is not None
-            self._producer.flush(timeout=self._timeout)
-        except Exception as exc:
-            log.error("dead-letter flush did not complete: %r", exc)
-        for rejected, future in self._pending:
-            if future.is_done and future.succeeded():
-                self.sent += 1
-            else:
-                failed += 1
-                self._fail(rejected, future.exception if future.is_done else "timed out")
-        self._pending.clear()
+        sent, failed = flush_pending(
+            self._producer, self._pending, self._timeout, "dead-letter", self._fail
+        )
+        self.sent += sent
         return failed
 
     def _fail(self, rejected: Rejected, exc: object) -> None:

@@ -46,7 +46,7 @@ from tilewatch.aggregators.labeling.settings import LabelingSettings
 from tilewatch.aggregators.labels.label_state import label_values
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import PartitionKey
-from tilewatch.streams.deadletter import ProducerLike
+from tilewatch.streams.deadletter import ProducerLike, flush_pending
 from tilewatch.streams.decoding.predictions import DecodedBatch
 from tilewatch.streams.decoding.record import RecordLike
 
@@ -229,21 +229,10 @@ class LabelingStage:
 
     def flush(self) -> int:
         """Wait for produced records (before a checkpoint); returns how many failed."""
-        if not self._pending:
-            return 0
-        failed = 0
-        try:
-            assert self._producer is not None
-            self._producer.flush(timeout=self._timeout)
-        except Exception as exc:
-            log.error("labeling flush did not complete: %r", exc)
-        for rid, future in self._pending:
-            if future.is_done and future.succeeded():
-                self.sent += 1
-            else:
-                failed += 1
-                self._fail(rid, future.exception if future.is_done else "timed out")
-        self._pending.clear()
+        sent, failed = flush_pending(
+            self._producer, self._pending, self._timeout, "labeling", self._fail
+        )
+        self.sent += sent
         return failed
 
     def failed_count(self) -> int:

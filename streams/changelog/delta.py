@@ -25,7 +25,6 @@ state does not validate is refused with a reason, never applied in part. Pure: n
 from __future__ import annotations
 
 import hashlib
-import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -36,10 +35,11 @@ from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition_delta import PartitionDelta, merge_units, unit_window
 from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.streams.changelog.records import (
-    CHUNK_BYTES,
     MAX_STATE_BYTES,
     Checkpoint,
     Refusal,
+    chunk_records,
+    manifest_record,
 )
 
 __all__ = [
@@ -78,17 +78,12 @@ def unit_prefix(source: PartitionKey, unit: str, slot: str) -> str:
     return f"{delta_prefix(source)}u/{unit}/{slot}/"
 
 
-def _chunks(prefix: str, payload: bytes) -> list[tuple[bytes, bytes]]:
-    parts = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
-    return [(f"{prefix}{i}".encode(), part) for i, part in enumerate(parts)]
-
-
 def encode_unit(
     source: PartitionKey, unit: str, slot: str, data: Any
 ) -> tuple[list[tuple[bytes, bytes]], UnitRef]:
     """The records of one unit version, and the reference a head keeps of it."""
     payload = zlib.compress(orjson.dumps(data), 1)
-    records = _chunks(unit_prefix(source, unit, slot), payload)
+    records = chunk_records(unit_prefix(source, unit, slot), payload)
     return records, [slot, len(records), hashlib.sha256(payload).hexdigest()]
 
 
@@ -104,21 +99,14 @@ def encode_head(
     """The records of a head (chunks, then the manifest) naming ``units``."""
     payload = zlib.compress(orjson.dumps({"state": head, "units": dict(units)}), 1)
     prefix = head_prefix(source, slot)
-    records = _chunks(prefix, payload)
-    manifest = {
-        "format": DELTA_FORMAT,
-        "version": DELTA_VERSION,
-        "source": {"topic": source[0], "partition": source[1]},
-        "slot": slot,
-        "seq": seq,
-        "offset": head.get("offset"),
-        "chunks": len(records),
-        "bytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "settings": fingerprint,
-        "written_at": time.time() if now is None else now,
-    }
-    records.append((f"{prefix}manifest".encode(), orjson.dumps(manifest)))
+    records = chunk_records(prefix, payload)
+    header = (DELTA_FORMAT, DELTA_VERSION)
+    offset = head.get("offset")
+    records.append(
+        manifest_record(
+            prefix, header, source, slot, seq, offset, len(records), payload, fingerprint, now
+        )
+    )
     return records
 
 

@@ -36,8 +36,10 @@ __all__ = [
     "VERSION",
     "Checkpoint",
     "Refusal",
+    "chunk_records",
     "decode_slot",
     "encode_checkpoint",
+    "manifest_record",
     "settings_fingerprint",
     "slot_seq",
 ]
@@ -116,6 +118,41 @@ def _prefix(source: PartitionKey, slot: str) -> str:
     return f"{source[0]}/{source[1]}/{slot}/"
 
 
+def chunk_records(prefix: str, payload: bytes) -> list[tuple[bytes, bytes]]:
+    """``payload`` cut into records ``<prefix>0``, ``<prefix>1``, ... (one empty if empty)."""
+    parts = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+    return [(f"{prefix}{i}".encode(), part) for i, part in enumerate(parts)]
+
+
+def manifest_record(
+    prefix: str,
+    header: tuple[str, int],
+    source: PartitionKey,
+    slot: str,
+    seq: int,
+    offset: Any,
+    chunks: int,
+    payload: bytes,
+    fingerprint: dict[str, Any],
+    now: float | None,
+) -> tuple[bytes, bytes]:
+    """The manifest record closing a checkpoint's chunks (``header``: format and version)."""
+    manifest = {
+        "format": header[0],
+        "version": header[1],
+        "source": {"topic": source[0], "partition": source[1]},
+        "slot": slot,
+        "seq": seq,
+        "offset": offset,
+        "chunks": chunks,
+        "bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "settings": fingerprint,
+        "written_at": time.time() if now is None else now,
+    }
+    return f"{prefix}manifest".encode(), orjson.dumps(manifest)
+
+
 def encode_checkpoint(
     source: PartitionKey,
     slot: str,
@@ -126,23 +163,22 @@ def encode_checkpoint(
 ) -> list[tuple[bytes, bytes]]:
     """The changelog records (key, value) of one checkpoint: chunks first, manifest last."""
     payload = zlib.compress(orjson.dumps(state), 1)
-    chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
     prefix = _prefix(source, slot)
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "source": {"topic": source[0], "partition": source[1]},
-        "slot": slot,
-        "seq": seq,
-        "offset": state.get("offset"),
-        "chunks": len(chunks),
-        "bytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "settings": fingerprint,
-        "written_at": time.time() if now is None else now,
-    }
-    records = [(f"{prefix}{i}".encode(), chunk) for i, chunk in enumerate(chunks)]
-    records.append((f"{prefix}manifest".encode(), orjson.dumps(manifest)))
+    records = chunk_records(prefix, payload)
+    records.append(
+        manifest_record(
+            prefix,
+            (FORMAT, VERSION),
+            source,
+            slot,
+            seq,
+            state.get("offset"),
+            len(records),
+            payload,
+            fingerprint,
+            now,
+        )
+    )
     return records
 
 
