@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
+from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
 from tilewatch.aggregators.cells.classes import ClassVocabulary, remap_class_counts
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
@@ -213,22 +213,33 @@ class PartitionState:
             flat_scores = np.repeat(scores, k)
             self.events[:n_cells] += np.bincount(flat, minlength=n_cells)
             np.maximum.at(self.last_event_time, flat, np.repeat(event_times, k))
-            for w in np.unique(window).tolist():
-                in_window = window == w
-                sel = np.repeat(in_window, k)
+            windows = np.unique(window).tolist()
+            for w in windows:
                 acc = self.open.get(w)
                 if acc is None:
                     acc = self.open[w] = WindowAcc()
-                acc.add(flat[sel], flat_scores[sel], n_cells)
-                for name, b in (bins or {}).items():
-                    w = (weights or {}).get(name)
-                    acc.add_hist(
-                        name,
-                        flat[sel],
-                        np.repeat(b[in_window], k),
+                if len(windows) == 1:  # the common batch: no selection to make
+                    in_window, w_cells, w_scores = None, flat, flat_scores
+                else:
+                    in_window = window == w
+                    sel = np.repeat(in_window, k)
+                    w_cells, w_scores = flat[sel], flat_scores[sel]
+                acc.add(w_cells, w_scores, n_cells)
+                if bins:
+                    acc.add_hists(
+                        w_cells,
+                        [
+                            (
+                                name,
+                                _per_variant(b, in_window, k),
+                                self.hist_bins[name],
+                                None
+                                if weights is None or name not in weights
+                                else _per_variant(weights[name], in_window, k),
+                            )
+                            for name, b in bins.items()
+                        ],
                         n_cells,
-                        self.hist_bins[name],
-                        None if w is None else np.repeat(w[in_window], k),
                     )
             self.rolling.update(flat, flat_scores)
             if self.detectors is not None:
@@ -317,17 +328,19 @@ class PartitionState:
                 if acc is None:
                     acc = self.closed[w]
                     self.closed_version += 1  # a closed window changed: snapshots recompute
-                flat = cells[sel].ravel()
-                for name in LABELED_HISTS:
-                    wt = weights.get(name)
-                    acc.add_hist(
-                        name,
-                        flat,
-                        np.repeat(bins[name][sel], k),
-                        n_cells,
-                        self.hist_bins[name],
-                        None if wt is None else np.repeat(wt[sel], k),
-                    )
+                acc.add_hists(
+                    cells[sel].ravel(),
+                    [
+                        (
+                            name,
+                            _per_variant(bins[name], sel, k),
+                            self.hist_bins[name],
+                            None if name not in weights else _per_variant(weights[name], sel, k),
+                        )
+                        for name in LABELED_HISTS
+                    ],
+                    n_cells,
+                )
 
     def _close_windows(self) -> None:
         size = self.settings.window_seconds
@@ -446,3 +459,9 @@ class PartitionState:
         out.rolling.load_many(blocks)
         out.versions = parsed.versions
         return out
+
+
+def _per_variant(values: IntArray, selected: BoolArray | None, k: int) -> IntArray:
+    """One value per event of the selection (None: every event), repeated for its ``k`` cells
+    (the leaf and its roll-ups, in the order of ``registry.rollups`` rows)."""
+    return np.repeat(values if selected is None else values[selected], k)

@@ -20,6 +20,11 @@ HIST_DTYPE = np.int32
 #: and log loss sums): int64, since an int32 would overflow after a few thousand events.
 SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_logloss"})
 
+#: A batch's histogram counts go through a dense count of the table's rows in use
+#: (``np.bincount``) when the table has at most this many positions per counted event, else
+#: through a sort of the positions (which costs the batch, not the table).
+DENSE_FACTOR = 16
+
 __all__ = ["WindowAcc"]
 
 
@@ -136,29 +141,69 @@ class WindowAcc:
         weights: IntArray | None = None,
     ) -> None:
         """Count ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted), adding
-        ``weights[i]`` (non-negative integers) instead of 1 where given.
+        ``weights[i]`` (non-negative integers) instead of 1 where given; one histogram of
+        :meth:`add_hists`."""
+        self.add_hists(cells, [(name, bins, n_bins, weights)], n_cells)
+
+    def add_hists(
+        self,
+        cells: IntArray,
+        hists: list[tuple[str, IntArray, int, IntArray | None]],
+        n_cells: int,
+    ) -> None:
+        """Count several histograms of the same events: ``(name, bins, n_bins, weights)``,
+        ``bins[i]`` for cell ``cells[i]`` (negative bins are not counted), adding ``weights[i]``
+        (non-negative integers) instead of 1 where given.
 
         Counted in place, so a batch costs its events, not cells x bins: the flat positions
-        are sorted and each distinct one added once (about 3 times faster than ``np.add.at``).
-        Weighted histograms (sums in micro-units, :data:`SUMMED_HISTOGRAMS`) are int64 tables.
+        are sorted and each distinct one added once (about 3 times faster than ``np.add.at``),
+        or, for a table of at most :data:`DENSE_FACTOR` positions per event, counted densely
+        with ``np.bincount`` (about 10 times faster than the sort there). The cells' rows are
+        looked up once for all the histograms. Weighted histograms (sums in micro-units,
+        :data:`SUMMED_HISTOGRAMS`) are int64 tables.
         """
-        ok = bins >= 0
-        rows = self._rows_of(cells[ok], n_cells)
-        table = self._hist_table(name, self.hist_row_count, n_bins)
-        at = rows * table.shape[1] + bins[ok]
-        if not len(at):
+        if not len(cells) or not hists:
             return
-        if weights is None:
-            at = np.sort(at)
-            first = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
-            add = np.diff(np.r_[first, len(at)])
+        masks = [bins >= 0 for _name, bins, _n, _w in hists]
+        counted = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
+        # Rows for the cells with a count in any of them (allocated once), then their rows.
+        if counted.all():
+            rows = self._rows_of(cells, n_cells)
         else:
-            order = np.argsort(at, kind="stable")
-            at = at[order]
-            first = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
-            add = np.add.reduceat(weights[ok][order], first)
-        flat = table.reshape(-1)  # a view: the tables are C-contiguous (made by np.zeros)
-        flat[at[first]] += add.astype(table.dtype)
+            self._rows_of(cells[counted], n_cells)
+            rows = self._rows[cells].astype(np.int64)  # -1 only where nothing is counted
+        used = self.hist_row_count
+        for (name, bins, n_bins, weights), ok in zip(hists, masks, strict=True):
+            everything = ok.all()
+            if not everything and not ok.any():
+                continue
+            table = self._hist_table(name, used, n_bins)
+            if everything:
+                at = rows * table.shape[1] + bins
+            else:
+                at = rows[ok] * table.shape[1] + bins[ok]
+            if weights is not None and not everything:
+                weights = weights[ok]
+            flat = table.reshape(-1)  # a view: the tables are C-contiguous (made by np.zeros)
+            size = used * table.shape[1]
+            if size <= DENSE_FACTOR * len(at):
+                # A small table against the batch: one count per position of the rows in use.
+                if weights is None:
+                    counts = np.bincount(at, minlength=size)
+                else:  # integer weights, summed exactly in float64 (far below 2**53)
+                    counts = np.bincount(at, weights=weights, minlength=size).astype(np.int64)
+                flat[:size] += counts.astype(table.dtype, copy=False)
+                continue
+            if weights is None:
+                at.sort()
+                first = _run_starts(at)
+                add = np.diff(first, append=len(at))
+            else:
+                order = np.argsort(at)  # integer weights: any order sums exactly
+                at = at[order]
+                first = _run_starts(at)
+                add = np.add.reduceat(weights[order], first)
+            flat[at[first]] += add.astype(table.dtype, copy=False)
 
     def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.signedinteger]:
         """Histogram ``name``'s table with at least ``rows`` rows and ``bins`` bins (rows grow
@@ -212,3 +257,11 @@ class WindowAcc:
     def sized(self, n: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """The arrays cut or zero-padded to ``n`` cells."""
         return resized(self.count, n), resized(self.mean, n), resized(self.m2, n)
+
+
+def _run_starts(at: IntArray) -> IntArray:
+    """Where each run of equal values of the sorted ``at`` starts."""
+    new = np.empty(len(at), dtype=np.bool_)
+    new[0] = True
+    np.not_equal(at[1:], at[:-1], out=new[1:])
+    return np.flatnonzero(new)

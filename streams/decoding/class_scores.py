@@ -121,9 +121,8 @@ class ClassScoreEncoder:
         predicted = np.where(valid, argcol, -1)
         out_names: list[Any] = names
         if predictions is not None:
-            for i, given in enumerate(predictions):
-                if given is None:
-                    continue
+            for i in np.flatnonzero(_present(predictions)).tolist():
+                given = predictions[i]
                 out_names[i] = given
                 if has_vector[i]:  # a multi-class event's own prediction
                     predicted[i] = vocab.column(models[i], _class_name(given))
@@ -142,7 +141,7 @@ class ClassScoreEncoder:
         (or an object with exactly those keys) of numbers, or absent. None: another batch."""
         classes = self._list_classes
         k = len(classes)
-        present = [v for v in vectors if v is not None]
+        present = list(vectors) if None not in vectors else [v for v in vectors if v is not None]
         if k < 2 or not present:
             return None
         kinds = set(map(type, present))
@@ -330,28 +329,33 @@ def encode_batch(
     present = _present(vectors)
     if labels is not None:
         # A multi-class event's label is a class name: not a binary label.
-        binary = [None if p else lab for lab, p in zip(labels, present.tolist(), strict=True)]
+        binary = (
+            [None] * len(labels)
+            if present.all()
+            else [None if p else lab for lab, p in zip(labels, present.tolist(), strict=True)]
+        )
+        labeled = np.flatnonzero(present & _present(labels)).tolist()
         judged = (scores.predicted >= 0).tolist()
-        tables: dict[str, dict[str, int]] = {}
-        for i in np.flatnonzero(present).tolist():
+        # The column of each (model, label type, label) met in this batch, looked up once.
+        known: dict[tuple[str, type, Any], int] = {}
+        at: list[int] = []
+        cols: list[int] = []
+        for i in labeled:
             label = labels[i]
-            if label is None:
-                continue
             kind = type(label)
-            if kind is str and label:
-                name = label
-            elif kind in _LABEL_TYPES and kind is not str:
-                name = _class_name(label)
-            else:
+            if kind not in _LABEL_TYPES or not (label or kind is not str):
                 bad_labels += 1  # kept, unlabeled
                 continue
             if judged[i]:
-                model = models[i]
-                table = tables.get(model)
-                if table is None:
-                    table = tables[model] = vocab.columns(model)
-                col = table.get(name)
-                columns[i] = vocab.column(model, name) if col is None else col
+                key = (models[i], kind, label)
+                col = known.get(key)
+                if col is None:
+                    col = known[key] = vocab.column(
+                        models[i], label if kind is str else _class_name(label)
+                    )
+                at.append(i)
+                cols.append(col)
+        columns[at] = cols
     thresholds = vocab.event_thresholds(models, scores.predicted)
     bins = window_bins(scores.probs, scores.valid, scores.predicted, columns, thresholds=thresholds)
     # A histogram with nothing to count in this batch (no label, no vector) is left out.

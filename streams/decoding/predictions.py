@@ -231,7 +231,8 @@ class EventDecoder:
             score_line = (
                 f"            score = {optional(self.fields.score)}\n"
                 "            if score is None:\n"
-                f"                score = top({optional(self.fields.scores)})\n"
+                f"                vector = {optional(self.fields.scores)}\n"
+                "                score = max(vector) if type(vector) is list else top(vector)\n"
             )
         dims = list(self.fields.dimensions.values())
         dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))

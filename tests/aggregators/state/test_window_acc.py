@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tilewatch.aggregators.state.window_acc import HIST_DTYPE, SUMMED_HISTOGRAMS, WindowAcc
 from tilewatch.aggregators.stats.multiclass_window import SUM_SCALE, window_weights
@@ -50,3 +51,27 @@ def test_a_histogram_written_for_fewer_cells_than_another_reads_back_its_own_row
     assert dense.sum() == 3 and dense[1].tolist() == [1, 0, 1] and dense[3].tolist() == [0, 1, 0]
     score = acc.hist_sized("score", 40, 5)
     assert (score.sum(axis=1) == 1).all() and (score.argmax(axis=1) == cells % 5).all()
+
+
+@pytest.mark.parametrize("events", [3, 40, 5000])
+def test_several_histograms_at_once_count_what_add_at_counts(events: int) -> None:
+    """``add_hists`` counts densely (small tables against the batch) or by sorting (large
+    ones); over batches of every size, with uncounted bins and weights, the tables equal
+    ``np.add.at`` counts, and a batch after the first adds to what is there."""
+    rng = np.random.default_rng(events)
+    n_cells = 300
+    widths = {"mc_class": 7, "mc_confusion": 49, "mc_brier": 1}
+    expected = {name: np.zeros((n_cells, w), dtype=np.int64) for name, w in widths.items()}
+    acc = WindowAcc()
+    for _ in range(3):
+        cells = rng.integers(0, n_cells, events)
+        hists = []
+        for name, width in widths.items():
+            bins = rng.integers(-1, width, events)  # -1: not counted
+            weights = rng.integers(0, 10**9, events) if name in SUMMED_HISTOGRAMS else None
+            ok = bins >= 0
+            np.add.at(expected[name], (cells[ok], bins[ok]), 1 if weights is None else weights[ok])
+            hists.append((name, bins, width, weights))
+        acc.add_hists(cells, hists, n_cells)
+    for name, width in widths.items():
+        assert acc.hist_sized(name, n_cells, width).tolist() == expected[name].tolist(), name
