@@ -110,14 +110,17 @@ class ClassScoreEncoder:
         models: Sequence[str],
         vectors: Sequence[Any],
         predictions: Sequence[Any] | None = None,
+        has_vector: BoolArray | None = None,
     ) -> ClassScores:
-        """Tabulate one batch; ``predictions`` are the events' own predicted classes, if any."""
-        table = self._dense(vectors)
+        """Tabulate one batch; ``predictions`` are the events' own predicted classes, if any;
+        ``has_vector``: which vectors are not None, if the caller knows."""
+        if has_vector is None:
+            has_vector = _present(vectors)
+        table = self._dense(vectors, has_vector)
         if table is None:
             table = self._general(models, vectors)
         probs, valid, top, margin, argcol, names, reasons = table
         vocab = self.vocabulary
-        has_vector = _present(vectors)
         predicted = np.where(valid, argcol, -1)
         out_names: list[Any] = names
         if predictions is not None:
@@ -136,12 +139,13 @@ class ClassScoreEncoder:
             malformed[key] = malformed.get(key, 0) + 1
         return ClassScores(probs, valid, top, margin, predicted, out_names, malformed, pooled)
 
-    def _dense(self, vectors: Sequence[Any]) -> _Table | None:
+    def _dense(self, vectors: Sequence[Any], has_vector: BoolArray) -> _Table | None:
         """The common batch, at C speed: every vector a list of the configured classes' length
         (or an object with exactly those keys) of numbers, or absent. None: another batch."""
         classes = self._list_classes
         k = len(classes)
-        present = list(vectors) if None not in vectors else [v for v in vectors if v is not None]
+        everyone = bool(has_vector.all())
+        present = list(vectors) if everyone else [v for v in vectors if v is not None]
         if k < 2 or not present:
             return None
         kinds = set(map(type, present))
@@ -160,7 +164,7 @@ class ClassScoreEncoder:
             return None
         values = np.array(rows_values, dtype=np.float64)
         n = len(vectors)
-        rows = np.flatnonzero(_present(vectors))
+        rows = np.flatnonzero(has_vector)
         sums = values.sum(axis=1)
         bad_range: BoolArray = np.asarray(((values < 0) | (values > 1)).any(axis=1))
         bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
@@ -321,12 +325,12 @@ def encode_batch(
     >>> out.bins["mc_confusion"].tolist(), out.binary_labels
     ([3, -1], [None, 1])
     """
-    scores = encoder.encode(models, vectors, predictions)
+    present = _present(vectors)
+    scores = encoder.encode(models, vectors, predictions, present)
     vocab = encoder.vocabulary
     columns = np.full(len(models), -1, dtype=np.int64)
     binary: list[Any] | None = None
     bad_labels = 0
-    present = _present(vectors)
     if labels is not None:
         # A multi-class event's label is a class name: not a binary label.
         binary = (
@@ -377,7 +381,10 @@ def encode_batch(
 
 
 def _present(values: Sequence[Any]) -> BoolArray:
-    """Which values are not None (at C speed)."""
+    """Which values are not None (at C speed; a column of Nones, such as the predictions of
+    events without one, at the speed of ``list.count``)."""
+    if values and values[0] is None and values.count(None) == len(values):
+        return np.zeros(len(values), dtype=np.bool_)
     return np.array(list(map(operator.is_not, values, repeat(None))), dtype=np.bool_)
 
 
