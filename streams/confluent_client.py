@@ -129,6 +129,8 @@ class ConfluentConsumer:
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
+        #: Partitions revoked by a rebalance callback during the current poll.
+        self._moved: set[TopicPartition] = set()
         #: Where each assigned partition was last sought (absolute or logical offset): where it
         #: starts when it is assigned again because a partition could not be sought.
         self._starts: dict[TopicPartition, int] = {}
@@ -182,6 +184,7 @@ class ConfluentConsumer:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         tps = [self._tp(p.topic, p.partition) for p in partitions]
+        self._moved.update(tps)
         if self._listener is not None:
             self._listener.on_partitions_revoked(tps)
         self._forget(tps)
@@ -219,13 +222,17 @@ class ConfluentConsumer:
     ) -> dict[TopicPartition, list[ConfluentRecord]]:
         """Up to ``max_records`` messages, grouped by partition in the order they came.
 
-        Only messages of partitions assigned when ``consume()`` returns are kept: librdkafka
-        runs the rebalance callbacks in the middle of ``consume()`` and still returns the
-        messages it had collected before them, so a batch can hold records (and partition
-        ends) of a partition revoked in that very call. Counting them as its position would
-        make a later assignment of that partition start from the old position instead of
-        the offset it is sought to.
+        librdkafka runs the rebalance callbacks in the middle of ``consume()`` and still returns
+        the messages it had collected before them, so a batch can hold records (and partition
+        ends) of a partition revoked in that very call, or revoked and assigned again (eager
+        protocol). They belong to the earlier assignment and are dropped: counted as a
+        position, a later assignment of the partition would start from there instead of the
+        offset it is sought to; handed to the loop, a partition kept across the rebalance
+        (sought back to its state's offset) would count them twice. Nothing of a partition
+        assigned in the call is fetched before the call returns: the listener pauses it in
+        the callback until it is restored and sought.
         """
+        self._moved = set()
         try:
             messages = self._consumer.consume(max_records or 500, timeout_ms / 1000.0)
         except self._ck.KafkaException as exc:
@@ -233,11 +240,11 @@ class ConfluentConsumer:
         out: dict[TopicPartition, list[ConfluentRecord]] = {}
         if not messages:
             return out
-        dropped: list[ConfluentRecord] = []  # records of partitions no longer assigned
+        dropped: list[ConfluentRecord] = []  # records of an earlier assignment
         current = dropped
         last_topic: str | None = None
         last_partition = -1
-        positions, assigned = self._positions, self._assigned
+        positions, assigned, moved = self._positions, self._assigned, self._moved
         record, new = ConfluentRecord, _new_record
         for msg in messages:
             if msg.error() is not None:
@@ -248,13 +255,16 @@ class ConfluentConsumer:
                 if current is not dropped:
                     positions[(current[0][2], current[0][3])] = current[-1][1] + 1
                 tp = self._tp(topic, partition)
-                current = (out.get(tp) or out.setdefault(tp, [])) if tp in assigned else dropped
+                if tp in assigned and tp not in moved:
+                    current = out.get(tp) or out.setdefault(tp, [])
+                else:
+                    current = dropped
                 last_topic, last_partition = topic, partition
             current.append(new(record, (msg.value(), msg.offset(), topic, partition, msg)))
         if current is not dropped:
             positions[(current[0][2], current[0][3])] = current[-1][1] + 1
         if dropped:
-            log.debug("dropped %d records of partitions no longer assigned", len(dropped))
+            log.debug("dropped %d records of an earlier assignment", len(dropped))
         return out
 
     def _message_error(self, err: Any, topic: str | None, partition: int, offset: int) -> None:
@@ -262,7 +272,8 @@ class ConfluentConsumer:
         if code == self._ck.KafkaError._PARTITION_EOF:
             key = (str(topic), partition)
             self._ends[key] = offset
-            if self._tp(str(topic), partition) in self._assigned:  # else: from before a revoke
+            tp = self._tp(str(topic), partition)
+            if tp in self._assigned and tp not in self._moved:  # else: an earlier assignment's
                 self._positions[key] = offset
             return
         if err.fatal():
