@@ -14,7 +14,10 @@ and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
   (incrementally under the cooperative protocol, ``partition.assignment.strategy =
   "cooperative-sticky"`` in ``[kafka.client]``), then handed to the same listener
   kafka-python calls, which pauses new ones until
-  :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them;
+  :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them (a seek
+  librdkafka refuses because the fetcher has not started assigns the partition again at
+  the offset asked for); records ``consume()`` returns for partitions revoked during that
+  call belong to the earlier assignment and are dropped;
 - **offsets** are committed synchronously, explicitly, only when the committer asks (auto
   commit and the auto offset store are off);
 - **high watermarks** come from the fetch responses (``get_watermark_offsets(cached=True)``)
