@@ -14,7 +14,10 @@ and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
   (incrementally under the cooperative protocol, ``partition.assignment.strategy =
   "cooperative-sticky"`` in ``[kafka.client]``), then handed to the same listener
   kafka-python calls, which pauses new ones until
-  :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them;
+  :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them (a seek
+  librdkafka refuses because the fetcher has not started assigns the partition again at
+  the offset asked for); records ``consume()`` returns for partitions revoked during that
+  call belong to the earlier assignment and are dropped;
 - **offsets** are committed synchronously, explicitly, only when the committer asks (auto
   commit and the auto offset store are off);
 - **high watermarks** come from the fetch responses (``get_watermark_offsets(cached=True)``)
@@ -129,7 +132,10 @@ class ConfluentConsumer:
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
-        #: Start offsets given to partitions assigned again because they could not be sought.
+        #: Partitions revoked by a rebalance callback during the current poll.
+        self._moved: set[TopicPartition] = set()
+        #: Where each assigned partition was last sought (absolute or logical offset): where it
+        #: starts when it is assigned again because a partition could not be sought.
         self._starts: dict[TopicPartition, int] = {}
         self._listener: Any = None
         self._rx = -1
@@ -170,20 +176,21 @@ class ConfluentConsumer:
         if self._cooperative():  # only the added partitions
             consumer.incremental_assign(partitions)
             self._assigned.update(tps)
+            self._forget(tps)
         else:  # the whole new assignment
             consumer.assign(partitions)
             self._assigned = set(tps)
+            self._positions.clear()
             self._starts.clear()
         if self._listener is not None:
             self._listener.on_partitions_assigned(tps)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         tps = [self._tp(p.topic, p.partition) for p in partitions]
+        self._moved.update(tps)
         if self._listener is not None:
             self._listener.on_partitions_revoked(tps)
-        for tp in tps:
-            self._positions.pop((tp.topic, tp.partition), None)
-            self._starts.pop(tp, None)
+        self._forget(tps)
         self._assigned.difference_update(tps)
         self._paused.difference_update(tps)
         try:
@@ -194,10 +201,18 @@ class ConfluentConsumer:
         except self._ck.KafkaException as exc:
             log.debug("unassign after revoke: %s", exc)
 
+    def _forget(self, tps: Iterable[TopicPartition]) -> None:
+        """Drop what is known of where ``tps`` are read: they are newly assigned or revoked,
+        so a position read under an earlier assignment no longer says where they start."""
+        for tp in tps:
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._starts.pop(tp, None)
+
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read ``partitions`` without a group (the changelog's restore consumer)."""
         tps = list(partitions)
         self._assigned = set(tps)
+        self._positions.clear()
         self._starts.clear()
         self._consumer.assign([self._ctp(tp) for tp in tps])
 
@@ -208,7 +223,19 @@ class ConfluentConsumer:
     def poll(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConfluentRecord]]:
-        """Up to ``max_records`` messages, grouped by partition in the order they came."""
+        """Up to ``max_records`` messages, grouped by partition in the order they came.
+
+        librdkafka runs the rebalance callbacks in the middle of ``consume()`` and still returns
+        the messages it had collected before them, so a batch can hold records (and partition
+        ends) of a partition revoked in that very call, or revoked and assigned again (eager
+        protocol). They belong to the earlier assignment and are dropped: counted as a
+        position, a later assignment of the partition would start from there instead of the
+        offset it is sought to; handed to the loop, a partition kept across the rebalance
+        (sought back to its state's offset) would count them twice. Nothing of a partition
+        assigned in the call is fetched before the call returns: the listener pauses it in
+        the callback until it is restored and sought.
+        """
+        self._moved = set()
         try:
             messages = self._consumer.consume(max_records or 500, timeout_ms / 1000.0)
         except self._ck.KafkaException as exc:
@@ -216,10 +243,11 @@ class ConfluentConsumer:
         out: dict[TopicPartition, list[ConfluentRecord]] = {}
         if not messages:
             return out
-        current: list[ConfluentRecord] = []
+        dropped: list[ConfluentRecord] = []  # records of an earlier assignment
+        current = dropped
         last_topic: str | None = None
         last_partition = -1
-        positions = self._positions
+        positions, assigned, moved = self._positions, self._assigned, self._moved
         record, new = ConfluentRecord, _new_record
         for msg in messages:
             if msg.error() is not None:
@@ -227,14 +255,19 @@ class ConfluentConsumer:
                 continue
             topic, partition = msg.topic(), msg.partition()
             if partition != last_partition or topic != last_topic:
-                if current:
+                if current is not dropped:
                     positions[(current[0][2], current[0][3])] = current[-1][1] + 1
                 tp = self._tp(topic, partition)
-                current = out.get(tp) or out.setdefault(tp, [])
+                if tp in assigned and tp not in moved:
+                    current = out.get(tp) or out.setdefault(tp, [])
+                else:
+                    current = dropped
                 last_topic, last_partition = topic, partition
             current.append(new(record, (msg.value(), msg.offset(), topic, partition, msg)))
-        if current:
+        if current is not dropped:
             positions[(current[0][2], current[0][3])] = current[-1][1] + 1
+        if dropped:
+            log.debug("dropped %d records of an earlier assignment", len(dropped))
         return out
 
     def _message_error(self, err: Any, topic: str | None, partition: int, offset: int) -> None:
@@ -242,7 +275,9 @@ class ConfluentConsumer:
         if code == self._ck.KafkaError._PARTITION_EOF:
             key = (str(topic), partition)
             self._ends[key] = offset
-            self._positions[key] = offset
+            tp = self._tp(str(topic), partition)
+            if tp in self._assigned and tp not in self._moved:  # else: an earlier assignment's
+                self._positions[key] = offset
             return
         if err.fatal():
             raise StreamError(f"confluent-kafka consumer failed: {err.str()}")
@@ -272,18 +307,31 @@ class ConfluentConsumer:
             self._seek(tp, self._ck.OFFSET_END)
             self._positions.pop((tp.topic, tp.partition), None)
 
+    def _start_of(self, tp: TopicPartition) -> int:
+        """Where an assigned partition resumes when it is assigned again: the position read
+        or sought, else where it was last sought (logical), else its committed offset."""
+        known = self._positions.get((tp.topic, tp.partition))
+        if known is not None:
+            return known
+        return self._starts.get(tp, self._ck.OFFSET_INVALID)
+
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         try:
             self._consumer.seek(self._ctp(tp, offset))
+            self._starts[tp] = offset
             return
         except self._ck.KafkaException as exc:
-            if exc.args[0].code() != self._ck.KafkaError._STATE or tp not in self._assigned:
+            retry = (self._ck.KafkaError._STATE, self._ck.KafkaError._PREV_IN_PROGRESS)
+            if exc.args[0].code() not in retry or tp not in self._assigned:
                 raise StreamError(
                     f"cannot seek {tp.topic}/{tp.partition} to {offset}: {exc}"
                 ) from exc
-        # A partition whose fetcher has not started yet (just assigned) cannot be sought:
-        # assign it again with the offset, keeping the others where they are.
+        # A partition whose fetcher has not started yet (just assigned: librdkafka is still
+        # fetching its committed offset) or is still stopping (assigned before) cannot be
+        # sought: assign it again with the offset, keeping the others where they are. The
+        # offset asked for wins over any position known from before.
         self._starts[tp] = offset
+        self._positions.pop((tp.topic, tp.partition), None)
         if self._cooperative():
             try:
                 self._consumer.incremental_unassign([self._ctp(tp)])
@@ -296,13 +344,7 @@ class ConfluentConsumer:
                 ) from exc
             return
         starts = [
-            self._ctp(
-                other,
-                self._positions.get(
-                    (other.topic, other.partition),
-                    self._starts.get(other, self._ck.OFFSET_INVALID),
-                ),
-            )
+            self._ctp(other, offset if other == tp else self._start_of(other))
             for other in sorted(self._assigned)
         ]
         try:

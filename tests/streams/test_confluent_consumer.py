@@ -1,0 +1,64 @@
+"""confluent-kafka's consumer adapter against the embedded broker: where partitions start."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from kafka.structs import TopicPartition
+
+from tests.helpers import produce
+from tilewatch.streams.clients import new_restore_consumer
+from tilewatch.streams.confluent_client import ConfluentConsumer
+from tilewatch.streams.dev.broker import EmbeddedBroker
+from tilewatch.streams.settings import KafkaSettings
+
+
+def _read_to_end(consumer: ConfluentConsumer, tps: list[TopicPartition]) -> dict[int, list[int]]:
+    """The offsets read from each partition until its position reaches the fetched end (the
+    test's timeout bounds the wait)."""
+    read: dict[int, list[int]] = {tp.partition: [] for tp in tps}
+    while True:
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            read[tp.partition].extend(r.offset for r in records)
+        ends = {tp: consumer.highwater(tp) for tp in tps}
+        if all(end is not None and consumer.position(tp) >= end for tp, end in ends.items()):
+            return read
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(60)
+def test_a_partition_assigned_again_starts_where_it_is_sought_not_where_it_was_read(
+    broker: EmbeddedBroker, make_topic: Callable[..., str]
+) -> None:
+    """Partitions read to their end, then assigned again (as after a rebalance) and sought
+    before librdkafka fetches them: a seek on a partition that is not fetching yet (or still
+    stopping) fails in librdkafka, so the adapter assigns it again with the offset. That
+    offset, not the position read under the earlier assignment, is where it must start:
+    starting from the old position, a replica that restored a partition empty ("starting at
+    the earliest") read nothing of it."""
+    topic = make_topic(2)
+    values = [f"v{i}".encode() for i in range(200)]
+    produce(broker.bootstrap, topic, values, [f"k{i}".encode() for i in range(200)])
+    settings = KafkaSettings(
+        bootstrap_servers=(broker.bootstrap,),
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        client_library="confluent",
+    )
+    consumer = new_restore_consumer(settings)
+    assert isinstance(consumer, ConfluentConsumer)
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    try:
+        consumer.assign(tps)  # no committed offset: from the earliest
+        first = _read_to_end(consumer, tps)
+        ends = {tp.partition: consumer.highwater(tp) for tp in tps}
+        assert first == {p: list(range(end or 0)) for p, end in ends.items()}
+        assert all(end is not None and end > 5 for end in ends.values())
+
+        consumer.assign(tps)
+        consumer.seek(tps[0], 5)  # partition 1 is not sought: from the earliest again
+        again = _read_to_end(consumer, tps)
+        assert again == {0: list(range(5, ends[0] or 0)), 1: list(range(ends[1] or 0))}
+    finally:
+        consumer.close()
