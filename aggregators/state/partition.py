@@ -335,6 +335,7 @@ class PartitionState:
         for w in sorted(self.open):
             if (w + 1) * size <= wm:
                 acc = self.closed[w] = self.open.pop(w)
+                acc.compact()
                 if self.detectors is not None:
                     cells = np.flatnonzero(acc.count >= self.min_samples)
                     self.detectors.update_windows(
@@ -431,6 +432,8 @@ class PartitionState:
                     acc.add_counts(hname, counts_arr)
                 cells = [index[k] for k, *_ in rows]
                 acc.add_moments(cells, [(c, m, s) for _k, c, m, s in rows], n)
+        for acc in out.closed.values():
+            acc.compact()
         out.detection_rows = [
             (index[dkey], name, count, last) for dkey, name, count, last in parsed.detections
         ]
