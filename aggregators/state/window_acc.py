@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.arrays import GROWTH, FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
 #: Bin counts of the histograms (latency, drift): int32.
@@ -21,6 +21,11 @@ HIST_DTYPE = np.int32
 SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_logloss"})
 
 __all__ = ["WindowAcc"]
+
+
+def _grown(rows: int) -> int:
+    """Rows a growing histogram table gets (as :func:`~tilewatch.aggregators.arrays.grow`)."""
+    return rows + rows // GROWTH
 
 
 class WindowAcc:
@@ -47,7 +52,7 @@ class WindowAcc:
         #: Histogram tables by name: ``(rows, bins)`` counts, int32 (4 bytes a bin: a cell's
         #: window holds fewer than 2**31 events). Rows are compact: one per cell with a
         #: histogram count in this window (:meth:`hist_cells`), not one per registry cell, and
-        #: allocated ahead by doubling.
+        #: allocated ahead (a quarter more at a time).
         self.hist: dict[str, npt.NDArray[np.signedinteger]] = {}
         #: Cell -> its histogram row (-1: none), and row -> cell.
         self._rows = np.full(0, -1, dtype=np.int32)
@@ -74,7 +79,7 @@ class WindowAcc:
             used = self.hist_row_count
             need = used + len(fresh)
             if len(self._row_cells) < need:
-                self._row_cells = resized(self._row_cells, max(need, 2 * len(self._row_cells)))
+                self._row_cells = resized(self._row_cells, max(need, _grown(len(self._row_cells))))
             self._row_cells[used:need] = fresh
             self._rows[fresh] = np.arange(used, need, dtype=np.int32)
             self._used = need
@@ -162,7 +167,7 @@ class WindowAcc:
 
     def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.signedinteger]:
         """Histogram ``name``'s table with at least ``rows`` rows and ``bins`` bins (rows grow
-        by doubling, so cells first seen one batch at a time cost amortized O(1)); a table
+        by a quarter, so cells first seen one batch at a time cost amortized O(1)); a table
         narrowed by :meth:`compact` is widened back to its written dtype first."""
         table = self.hist.get(name)
         dtype = np.int64 if name in SUMMED_HISTOGRAMS else HIST_DTYPE
@@ -171,7 +176,7 @@ class WindowAcc:
         elif table.dtype != dtype:
             table = table.astype(dtype)
         if table.shape[0] < rows or table.shape[1] < bins:
-            grown_rows = max(rows, 2 * table.shape[0]) if table.shape[0] < rows else rows
+            grown_rows = max(rows, _grown(table.shape[0])) if table.shape[0] < rows else rows
             table = resized(table, (max(grown_rows, table.shape[0]), max(bins, table.shape[1])))
         self.hist[name] = table
         return table
