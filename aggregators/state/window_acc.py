@@ -217,6 +217,25 @@ class WindowAcc:
         table = self._hist_table(name, self.hist_row_count, counts.shape[1])
         table[rows, : counts.shape[1]] += counts[cells].astype(table.dtype)
 
+    def add_rows(
+        self, name: str, cells: list[int], rows: list[list[int]], width: int, n_cells: int
+    ) -> None:
+        """Add ``rows[i]`` (a list of at most ``width`` counts) to histogram ``name``'s row of
+        cell ``cells[i]`` (``cells`` may repeat: the rows add), as :meth:`add_counts` adds a
+        dense table with those rows: cells whose counts are all zero get no row."""
+        counts = np.zeros((len(rows), width), dtype=np.int64)
+        if all(len(r) == width for r in rows):
+            counts[:] = np.asarray(rows, dtype=np.int64).reshape(len(rows), width)
+        else:
+            for i, r in enumerate(rows):
+                counts[i, : len(r)] = r
+        at = np.asarray(cells, dtype=np.int64)
+        keep = counts.any(axis=1)
+        at, counts = at[keep], counts[keep]
+        table_rows = self._rows_of(at, n_cells)
+        table = self._hist_table(name, self.hist_row_count, width)
+        np.add.at(table[:, :width], table_rows, counts.astype(table.dtype))
+
     def hist_of(self, name: str) -> tuple[IntArray, npt.NDArray[np.signedinteger]]:
         """Histogram ``name`` as ``(cells, counts)``: the cell of each row in use and its
         counts (no copy; empty if absent)."""
