@@ -425,8 +425,7 @@ class PartitionState:
                             else (k, c)
                             for k, c in hrows
                         ]
-                    # Compact rows (one per checkpoint row), not a dense cells x bins table
-                    # per window: 50 MB of int64 for the latency histogram at 100k cells.
+                    # Compact rows, not a dense cells x bins table (50 MB at 100k cells).
                     acc.add_rows(
                         hname, [index[k] for k, _c in hrows], [c for _k, c in hrows], width, n
                     )
