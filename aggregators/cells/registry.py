@@ -70,10 +70,16 @@ class CellRegistry:
         self.keys: list[CellKey] = []
         #: Whether a cell is a leaf (no ``__all__`` value).
         self._is_leaf: list[bool] = []
+        #: Every cell by key (leaves, roll-ups and overflow cells: one dict, not one per kind).
         self._index: dict[CellKey, int] = {}
-        self._leaf: dict[CellKey, int] = {}
-        #: Overflow cells by model; kept apart from ``_leaf`` so no raw key can reach them.
+        #: Whether a raw key may reach the cell by plain lookup: True for leaf cells only, so
+        #: no raw key reaches a roll-up or overflow cell (grown with the cells).
+        self._direct = np.zeros(16, dtype=bool)
+        #: Overflow cells by model.
         self._other: dict[str, int] = {}
+        #: Each distinct model name and dimension value of the cells, once: the keys share
+        #: these strings rather than each keeping the ones of the event that created it.
+        self._values: dict[str, str] = {}
         self._rollups = np.zeros((16, self.nvariants), dtype=np.int64)
         #: Rows of ``_rollups`` written so far; cells added since are written in bulk by
         #: :meth:`_flush` (new leaves' variant rows in ``_pending``), which costs one numpy
@@ -121,11 +127,13 @@ class CellRegistry:
 
         ``counted=False``: a second look-up of keys already applied (overflow not counted again).
         """
-        get = self._leaf.get
+        get = self._index.get
         out = [get(k, -1) for k in keys]
         arr = np.array(out, dtype=np.int64)
-        if (arr < 0).any():
-            for pos in np.flatnonzero(arr < 0).tolist():
+        miss = ~self._direct[arr]  # not found (-1 reads the last entry: False or not) ...
+        miss |= arr < 0  # ... or a roll-up or overflow cell, which a raw key must not reach
+        if miss.any():
+            for pos in np.flatnonzero(miss).tolist():
                 arr[pos] = self._resolve(keys[pos], counted)
             self._flush()
         return arr
@@ -164,7 +172,8 @@ class CellRegistry:
         if len(key) != self.ndims + 1:
             raise ValueError(f"cell key {key!r} must have {self.ndims + 1} parts")
         canon = tuple(self._canonical(v) for v in key)
-        found = self._leaf.get(canon)
+        # A canonical value is never ``__all__`` or ``__other__``: the key names a leaf.
+        found = self._index.get(canon)
         if found is not None:
             return found
         if self.leaf_count >= self.settings.max_cells:
@@ -211,9 +220,12 @@ class CellRegistry:
         self._is_leaf.append(leaf)
         self._model_of.append(self._model_id(key[0]))
         self._index[key] = idx
+        self._direct = grow(self._direct, idx + 1)
         return idx  # its roll-up row is written by _flush
 
     def _create(self, leaf: CellKey) -> int:
+        shared = self._values.setdefault
+        leaf = tuple([shared(v, v) for v in leaf])
         variants: list[int] = []
         for mask in range(self.nvariants):
             key = (leaf[0], *(ALL if mask & (1 << d) else v for d, v in enumerate(leaf[1:])))
@@ -225,6 +237,6 @@ class CellRegistry:
         if self.ndims and all(v == OTHER for v in leaf[1:]):
             self._other[leaf[0]] = variants[0]
         else:
-            self._leaf[leaf] = variants[0]
+            self._direct[variants[0]] = True
         self.leaf_count += 1
         return variants[0]

@@ -85,7 +85,7 @@ class WindowHistory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the ring (the capacity, which grows by doubling)."""
+        """Bytes held by the ring (the capacity, which grows by a quarter at a time)."""
         return sum(v.nbytes for v in self._values.values()) + self.slot_window.nbytes
 
     def record(self, snap: Snapshot, window_seconds: float) -> None:

@@ -28,7 +28,7 @@ from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snap
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
 from tilewatch.aggregators.stats.class_drift import ClassDrift, class_drift_decisions
 from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
-from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles
+from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles_many
 from tilewatch.aggregators.stats.moments import merge_moments, variance
 from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 from tilewatch.aggregators.stats.multiclass_window import window_metrics
@@ -100,6 +100,21 @@ def _window(
     return c, m, s, hists
 
 
+def _add_window_hists(
+    parts: list[PartCopy], w: int, sel: BoolArray, out: dict[str, IntArray]
+) -> None:
+    """Add each partition's histograms of window ``w``, for the cells selected by ``sel``,
+    into the dense tables ``out`` (only the names ``out`` has)."""
+    for part in parts:
+        if w in part.windows:
+            for name, (cells, h) in part.windows[w][1].items():
+                table = out.get(name)
+                if table is not None:
+                    keep = sel[cells]
+                    width = min(table.shape[1], h.shape[1])
+                    table[cells[keep], :width] += h[keep, :width]  # a cell once per partition
+
+
 @dataclass(frozen=True)
 class WindowView:
     """Each cell's model's reported window, merged, with its statistics (cached)."""
@@ -167,10 +182,12 @@ def build_window_view(
     window_start: dict[str, float] = {}
     window_end: dict[str, float] = {}
     for w, mids, sel in reporting(view.latest, model_ids):
-        c, m, s, hists = _window(parts, w, n, hist_bins)
+        c, m, s, _none = _window(parts, w, n, {})
         w_c[sel], w_m[sel], w_s[sel] = c[sel], m[sel], s[sel]
-        for name, h in hists.items():
-            w_h[name][sel] = h[sel]
+        # The histograms go straight into the reported table (the selections of the windows
+        # are disjoint and the rows start at zero): no dense per-window table and copy, which
+        # at 100,000 cells were two 50 MB temporaries for the latency table alone.
+        _add_window_hists(parts, w, sel, w_h)
         pc, pm, _ps, _ph = _window(parts, w - 1, n, {})
         p_c[sel], p_m[sel] = pc[sel], pm[sel]
         for mid in mids:
@@ -193,7 +210,8 @@ def build_window_view(
         drift = derive_window_drift(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
-    latency = {q: latency_quantiles(w_h["latency"], q) for q in LATENCY_QUANTILES}
+    quantiles = latency_quantiles_many(w_h["latency"], LATENCY_QUANTILES)
+    latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
     multiclass, class_errors, class_drift = None, None, None
     class_gaps: tuple[Gap, ...] = ()
     if "mc_class" in w_h:

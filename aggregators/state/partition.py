@@ -348,6 +348,7 @@ class PartitionState:
         for w in sorted(self.open):
             if (w + 1) * size <= wm:
                 acc = self.closed[w] = self.open.pop(w)
+                acc.compact()
                 if self.detectors is not None:
                     cells = np.flatnonzero(acc.count >= self.min_samples)
                     self.detectors.update_windows(
@@ -424,10 +425,8 @@ class PartitionState:
                 acc = table.setdefault(w, WindowAcc(n))
                 for hname, hrows in parsed.hists.get((name, w), {}).items():
                     width = max(len(counts) for _k, counts in hrows)
-                    counts_arr = np.zeros((n, width), dtype=np.int64)
                     if moves and hname in ("mc_class", "mc_confusion") and classes is not None:
-                        width = classes.width ** (2 if hname == "mc_confusion" else 1)
-                        counts_arr = np.zeros((n, max(width, counts_arr.shape[1])), np.int64)
+                        width = max(width, classes.width ** (2 if hname == "mc_confusion" else 1))
                         hrows = [
                             (
                                 k,
@@ -439,11 +438,14 @@ class PartitionState:
                             else (k, c)
                             for k, c in hrows
                         ]
-                    for hkey, hcounts in hrows:
-                        counts_arr[index[hkey], : len(hcounts)] += hcounts
-                    acc.add_counts(hname, counts_arr)
+                    # Compact rows, not a dense cells x bins table (50 MB at 100k cells).
+                    acc.add_rows(
+                        hname, [index[k] for k, _c in hrows], [c for _k, c in hrows], width, n
+                    )
                 cells = [index[k] for k, *_ in rows]
                 acc.add_moments(cells, [(c, m, s) for _k, c, m, s in rows], n)
+        for acc in out.closed.values():
+            acc.compact()
         out.detection_rows = [
             (index[dkey], name, count, last) for dkey, name, count, last in parsed.detections
         ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tilewatch.aggregators.arrays import FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.arrays import GROWTH, FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
 #: Bin counts of the histograms (latency, drift): int32.
@@ -26,6 +26,11 @@ SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_lo
 DENSE_FACTOR = 16
 
 __all__ = ["WindowAcc"]
+
+
+def _grown(rows: int) -> int:
+    """Rows a growing histogram table gets (as :func:`~tilewatch.aggregators.arrays.grow`)."""
+    return rows + rows // GROWTH
 
 
 class WindowAcc:
@@ -52,7 +57,7 @@ class WindowAcc:
         #: Histogram tables by name: ``(rows, bins)`` counts, int32 (4 bytes a bin: a cell's
         #: window holds fewer than 2**31 events). Rows are compact: one per cell with a
         #: histogram count in this window (:meth:`hist_cells`), not one per registry cell, and
-        #: allocated ahead by doubling.
+        #: allocated ahead (a quarter more at a time).
         self.hist: dict[str, npt.NDArray[np.signedinteger]] = {}
         #: Cell -> its histogram row (-1: none), and row -> cell.
         self._rows = np.full(0, -1, dtype=np.int32)
@@ -79,7 +84,7 @@ class WindowAcc:
             used = self.hist_row_count
             need = used + len(fresh)
             if len(self._row_cells) < need:
-                self._row_cells = resized(self._row_cells, max(need, 2 * len(self._row_cells)))
+                self._row_cells = resized(self._row_cells, max(need, _grown(len(self._row_cells))))
             self._row_cells[used:need] = fresh
             self._rows[fresh] = np.arange(used, need, dtype=np.int32)
             self._used = need
@@ -207,16 +212,48 @@ class WindowAcc:
 
     def _hist_table(self, name: str, rows: int, bins: int) -> npt.NDArray[np.signedinteger]:
         """Histogram ``name``'s table with at least ``rows`` rows and ``bins`` bins (rows grow
-        by doubling, so cells first seen one batch at a time cost amortized O(1))."""
+        by a quarter, so cells first seen one batch at a time cost amortized O(1)); a table
+        narrowed by :meth:`compact` is widened back to its written dtype first."""
         table = self.hist.get(name)
+        dtype = np.int64 if name in SUMMED_HISTOGRAMS else HIST_DTYPE
         if table is None:
-            dtype = np.int64 if name in SUMMED_HISTOGRAMS else HIST_DTYPE
             table = np.zeros((rows, bins), dtype=dtype)
-        elif table.shape[0] < rows or table.shape[1] < bins:
-            grown_rows = max(rows, 2 * table.shape[0]) if table.shape[0] < rows else rows
+        elif table.dtype != dtype:
+            table = table.astype(dtype)
+        if table.shape[0] < rows or table.shape[1] < bins:
+            grown_rows = max(rows, _grown(table.shape[0])) if table.shape[0] < rows else rows
             table = resized(table, (max(grown_rows, table.shape[0]), max(bins, table.shape[1])))
         self.hist[name] = table
         return table
+
+    def compact(self) -> None:
+        """Trim the histogram tables to the rows in use and store each in the narrowest
+        unsigned dtype that holds its largest count (``uint8``, ``uint16``, else as written).
+
+        Called when the window closes: a closed window rarely changes again (labels joined
+        from the outcomes topic may still add to it; :meth:`_hist_table` then widens the
+        table back), and at 100,000 cells most of its counts are below 256, so its latency
+        table takes a quarter of the int32 bytes and no doubling slack. Values are unchanged:
+        every reader adds the counts into int64 or converts them to Python ints.
+        """
+        used = self._used
+        self._row_cells = self._row_cells[:used].copy()
+        for name, table in self.hist.items():
+            table = table[: min(used, table.shape[0])]
+            top = int(table.max()) if table.size else 0
+            if top < 2**8:
+                dtype: type[np.integer] = np.uint8
+            elif top < 2**16:
+                dtype = np.uint16
+            else:
+                dtype = table.dtype.type
+            self.hist[name] = table.astype(dtype)  # a copy: the allocated rows are freed
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the window's arrays (moments, row maps and histogram tables)."""
+        arrays = (self.count, self.mean, self.m2, self._rows, self._row_cells)
+        return sum(a.nbytes for a in arrays) + sum(t.nbytes for t in self.hist.values())
 
     def add_counts(self, name: str, counts: IntArray) -> None:
         """Add a ``(cells, bins)`` table (dense: row i is cell i) to histogram ``name``."""
@@ -224,6 +261,25 @@ class WindowAcc:
         rows = self._rows_of(cells, counts.shape[0])
         table = self._hist_table(name, self.hist_row_count, counts.shape[1])
         table[rows, : counts.shape[1]] += counts[cells].astype(table.dtype)
+
+    def add_rows(
+        self, name: str, cells: list[int], rows: list[list[int]], width: int, n_cells: int
+    ) -> None:
+        """Add ``rows[i]`` (a list of at most ``width`` counts) to histogram ``name``'s row of
+        cell ``cells[i]`` (``cells`` may repeat: the rows add), as :meth:`add_counts` adds a
+        dense table with those rows: cells whose counts are all zero get no row."""
+        counts = np.zeros((len(rows), width), dtype=np.int64)
+        if all(len(r) == width for r in rows):
+            counts[:] = np.asarray(rows, dtype=np.int64).reshape(len(rows), width)
+        else:
+            for i, r in enumerate(rows):
+                counts[i, : len(r)] = r
+        at = np.asarray(cells, dtype=np.int64)
+        keep = counts.any(axis=1)
+        at, counts = at[keep], counts[keep]
+        table_rows = self._rows_of(at, n_cells)
+        table = self._hist_table(name, self.hist_row_count, width)
+        np.add.at(table[:, :width], table_rows, counts.astype(table.dtype))
 
     def hist_of(self, name: str) -> tuple[IntArray, npt.NDArray[np.signedinteger]]:
         """Histogram ``name`` as ``(cells, counts)``: the cell of each row in use and its

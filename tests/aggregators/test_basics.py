@@ -16,8 +16,10 @@ from tilewatch.aggregators.errors import StateError
 # --- arrays -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "need", "expected"), [(0, 1, 16), (16, 17, 32), (40, 100, 100)])
-def test_grow_doubles_with_a_minimum_and_keeps_values(start: int, need: int, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("start", "need", "expected"), [(0, 1, 16), (16, 17, 20), (400, 401, 500), (40, 100, 100)]
+)
+def test_grow_adds_a_quarter_and_keeps_values(start: int, need: int, expected: int) -> None:
     arr = np.arange(start, dtype=np.int64)
     out = grow(arr, need, fill=-1)
     assert len(out) == expected

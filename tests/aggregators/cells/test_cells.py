@@ -130,7 +130,8 @@ def test_flood_of_long_values_does_not_grow_registry() -> None:
         assert len(set(idx.tolist())) == 1  # all the same cut value
     # The long values cut to one value, which is a cell past max_cells: one overflow cell.
     assert len(reg) <= size + 4
-    assert len(reg._leaf) <= 21 and len(reg._index) == len(reg)
+    assert int(reg._direct.sum()) <= 20 and len(reg._index) == len(reg)
+    assert len(reg._values) <= 2 + 20 + 1  # the strings of the cells' keys only
     assert reg.overflow == {"m": 100_000}
 
 
@@ -159,6 +160,18 @@ def test_reserved_values_get_suffix(reserved: str, ndims: int) -> None:
     again = reg.index_many([("m", reserved, *pad), ("m", ALL, *(ALL,) * (ndims - 1))])
     assert not rollups & set(again.tolist())
     assert all(reg.is_leaf[again])
+
+
+def test_keys_share_their_strings() -> None:
+    """Each leaf key keeps the registry's one copy of each value, not the strings of the
+    event that created it (a decoder makes new ones for every event)."""
+    reg = _reg(2)
+    fresh = [("".join(["m"]), "".join(["s", "1"]), "".join(["r", str(i)])) for i in range(3)]
+    idx = reg.index_many(fresh).tolist()
+    assert fresh[0][1] is not fresh[1][1]
+    keys = [reg.keys[i] for i in idx]
+    assert keys[0][1] is keys[1][1] is keys[2][1] and keys[0][0] is keys[2][0]
+    assert reg.index_many([("m", "s1", "r2")]).tolist() == [idx[2]]
 
 
 def test_reserved_value_cut_then_suffixed() -> None:

@@ -75,3 +75,33 @@ def test_several_histograms_at_once_count_what_add_at_counts(events: int) -> Non
         acc.add_hists(cells, hists, n_cells)
     for name, width in widths.items():
         assert acc.hist_sized(name, n_cells, width).tolist() == expected[name].tolist(), name
+
+
+def test_compact_narrows_a_closed_window_and_a_later_write_widens_it_back() -> None:
+    """A closed window's tables are trimmed to the rows in use and stored as uint8 while every
+    count is below 256 (a quarter of int32), counts unchanged; a write widens them back."""
+    rng = np.random.default_rng(3)
+    n_cells, n_bins = 10_000, 62
+    cells = rng.integers(0, n_cells, 20_000)
+    bins = rng.integers(0, n_bins, 20_000)
+    acc = WindowAcc()
+    acc.add(cells, rng.random(20_000), n_cells)
+    acc.add_hist("latency", cells, bins, n_cells, n_bins)
+    acc.add_hist("score", np.zeros(300, dtype=np.int64), np.zeros(300, dtype=np.int64), n_cells, 5)
+    before = {name: acc.hist_sized(name, n_cells, b) for name, b in (("latency", 62), ("score", 5))}
+    wide = acc.nbytes
+    acc.compact()
+    assert acc.hist["latency"].dtype == np.uint8
+    assert acc.hist["score"].dtype == np.uint16  # one count of 300
+    rows = acc.hist_row_count
+    assert acc.hist["latency"].shape == (rows, n_bins)
+    assert acc.hist["latency"].nbytes == rows * n_bins  # one byte a bin, no spare rows
+    assert acc.nbytes < wide / 2
+    for name, b in (("latency", 62), ("score", 5)):
+        assert (acc.hist_sized(name, n_cells, b) == before[name]).all()
+    # a label joined later adds to the closed window: the table is int32 again, counts exact
+    acc.add_hist("latency", np.array([7, 7]), np.array([3, 3]), n_cells, n_bins)
+    assert acc.hist["latency"].dtype == HIST_DTYPE
+    expected = before["latency"]
+    expected[7, 3] += 2
+    assert (acc.hist_sized("latency", n_cells, n_bins) == expected).all()

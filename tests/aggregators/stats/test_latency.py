@@ -65,3 +65,20 @@ def test_numeric_fast_path_agrees_with_the_checked_path() -> None:
     slow_bins, slow_bad = latency_bins([*values, "x"])
     assert fast_bins.tolist() == slow_bins[:-1].tolist()
     assert (fast_bad, slow_bad) == (3, 4)  # -3, nan, inf (+ "x"); None is absent, not bad
+
+
+def test_quantiles_read_in_blocks_of_rows_equal_each_row_alone() -> None:
+    """``latency_quantiles_many`` converts and sums a block of rows at a time: each row's
+    quantile is the one of that row alone, empty rows NaN, across the blocks' edges."""
+    from tilewatch.aggregators.stats import latency as mod
+
+    rng = np.random.default_rng(5)
+    h = rng.integers(0, 3, (2 * mod._CHUNK + 17, LATENCY_BINS))
+    h[rng.random(len(h)) < 0.3] = 0
+    got = mod.latency_quantiles_many(h, LATENCY_QUANTILES)
+    edges = [0, mod._CHUNK - 1, mod._CHUNK, 2 * mod._CHUNK, len(h) - 1]
+    for i in [*edges, *rng.integers(0, len(h), 200).tolist()]:
+        for q, res in zip(LATENCY_QUANTILES, got, strict=True):
+            alone = latency_quantiles(h[i : i + 1], q)[0]
+            assert (np.isnan(alone) and np.isnan(res[i])) or res[i] == alone
+    assert np.isnan(got[0][h.sum(axis=1) == 0]).all()

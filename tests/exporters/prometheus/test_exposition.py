@@ -122,6 +122,22 @@ def test_cell_labels_are_formatted_once_and_follow_new_cells() -> None:
     assert labels.strings(other) == ['model="n",segment="z"']
 
 
+def test_cell_labels_format_only_the_cells_written() -> None:
+    """With the series budget most cells are never exported: their label string is never
+    formatted (the registry's keys are not copied either)."""
+    labels = CellLabels(["model", "segment"])
+    keys = [("m", f"s{i}") for i in range(1000)]
+    fam = CellFamily("tilewatch_events", "Events.", "counter")
+    fam.add_cells(labels, keys, [3, 997], [1.0, 2.0])
+    assert fam.text().splitlines()[2:] == [
+        'tilewatch_events_total{model="m",segment="s3"} 1.0',
+        'tilewatch_events_total{model="m",segment="s997"} 2.0',
+    ]
+    formatted = [i for i, s in enumerate(labels._strings) if s is not None]
+    assert formatted == [3, 997]
+    assert all(k is keys[i] for i, k in enumerate(labels._keys))
+
+
 def test_cell_family_samples_match_its_text() -> None:
     labels = CellLabels(["model"])
     fam = CellFamily("tilewatch_component_score", "Score.", "gauge", ["component", "model"])
