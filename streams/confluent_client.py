@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -50,6 +49,7 @@ from tilewatch.streams.confluent_producer import (
     STATS_INTERVAL_SECONDS,
     load_library,
 )
+from tilewatch.streams.confluent_record import ConfluentRecord, _new_record
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings
 
@@ -61,44 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class ConfluentRecord(tuple):  # type: ignore[type-arg]
-    """A consumed message with kafka-python's record attributes (what the decoders read).
-
-    A tuple ``(value, offset, topic, partition, message)`` built without a Python frame
-    (``tuple.__new__``) and read through C-level getters: the wrapper costs a fraction of a
-    microsecond per record, next to librdkafka's parsing. ``key``, ``headers`` and
-    ``timestamp`` (read for rejected records only) come from the message when asked.
-    """
-
-    __slots__ = ()
-
-    value: bytes | None = property(itemgetter(0))  # type: ignore[assignment]
-    offset: int = property(itemgetter(1))  # type: ignore[assignment]
-    topic: str = property(itemgetter(2))  # type: ignore[assignment]
-    partition: int = property(itemgetter(3))  # type: ignore[assignment]
-
-    @property
-    def key(self) -> bytes | None:
-        key: bytes | None = self[4].key()
-        return key
-
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]] | None:
-        headers: Sequence[tuple[str, bytes | None]] | None = self[4].headers()
-        return headers
-
-    @property
-    def timestamp(self) -> int | None:
-        kind, ms = self[4].timestamp()
-        return None if kind == 0 else int(ms)  # 0: TIMESTAMP_NOT_AVAILABLE
-
-    def __repr__(self) -> str:
-        return f"ConfluentRecord({self.topic}/{self.partition}@{self.offset})"
-
-
-_new_record = tuple.__new__
 
 
 class ConfluentConsumer:
@@ -313,7 +275,8 @@ class ConfluentConsumer:
         known = self._positions.get((tp.topic, tp.partition))
         if known is not None:
             return known
-        return self._starts.get(tp, self._ck.OFFSET_INVALID)
+        start: int = self._starts.get(tp, self._ck.OFFSET_INVALID)
+        return start
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tilewatch.aggregators.arrays import BoolArray, FloatArray, IntArray, grow
+from tilewatch.aggregators.arrays import FloatArray, IntArray, grow
 from tilewatch.aggregators.cells.classes import ClassVocabulary, remap_class_counts
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.cells.settings import CellSettings
@@ -29,10 +29,10 @@ from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.labeling.queue import LabelingQueue
 from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import PartitionLabels
+from tilewatch.aggregators.state.class_labels import credit_class_labels
 from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
 from tilewatch.aggregators.state.versions import VersionTable
-from tilewatch.aggregators.state.window_acc import WindowAcc
-from tilewatch.aggregators.stats.multiclass_window import LABELED_HISTS, window_bins, window_weights
+from tilewatch.aggregators.state.window_acc import WindowAcc, per_variant
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
 __all__ = ["RETAIN_CLOSED", "ApplyResult", "PartitionState"]
@@ -231,11 +231,11 @@ class PartitionState:
                         [
                             (
                                 name,
-                                _per_variant(b, in_window, k),
+                                per_variant(b, in_window, k),
                                 self.hist_bins[name],
                                 None
                                 if weights is None or name not in weights
-                                else _per_variant(weights[name], in_window, k),
+                                else per_variant(weights[name], in_window, k),
                             )
                             for name, b in bins.items()
                         ],
@@ -255,7 +255,7 @@ class PartitionState:
                 judged = class_errors >= 0
                 if judged.any():
                     detectors.update(leaf[judged], class_errors[judged], event_times[judged])
-            self._credit_class_labels()
+            credit_class_labels(self)
         self._close_windows()
         return ApplyResult(len(leaf), n_late)
 
@@ -266,81 +266,8 @@ class PartitionState:
         if self.labels is None:
             raise StateError("this partition does not measure performance (no [labels])")
         self.labels.labels(event_ids, labels, label_times, next_offset)
-        self._credit_class_labels()
+        credit_class_labels(self)
         self.labels.expire(self.max_event_time, self.watermark)
-
-    def _credit_class_labels(self) -> None:
-        """Count the multi-class predictions the join matched with their labels into the
-        class histograms of their windows, as inline labels are.
-
-        A label counts in its prediction's window while the partition still holds that window
-        (open, or closed and kept) and the label's time is before the window's end plus the
-        label grace; otherwise it is counted in the label side's ``late``. A label that is not
-        a class name (a binary value) leaves its multi-class prediction unlabeled and is
-        counted as ``bad_label``. Every judged label (the prediction's class known) feeds the
-        error-stream detector, when there is one.
-        """
-        assert self.labels is not None
-        batches = self.labels.take_class_labels()
-        if not batches or self.classes is None:
-            return
-        vocab, reg = self.classes, self.registry
-        size = self.settings.window_seconds
-        grace = self.labels.settings.grace_seconds
-        n_cells = len(reg)
-        names_of = reg.model_names
-        for joined in batches:
-            classes = joined.classes
-            assert classes is not None and joined.names is not None
-            models = reg.model_ids[joined.leaf].tolist()
-            columns = np.array(
-                [
-                    -1 if name is None else vocab.column(names_of[m], name)
-                    for m, name in zip(models, joined.names, strict=True)
-                ],
-                dtype=np.int64,
-            )
-            unnamed = int((columns < 0).sum())
-            if unnamed:
-                invalid = self.labels.invalid
-                invalid["bad_label"] = invalid.get("bad_label", 0) + unnamed
-            judged = (columns >= 0) & (classes.predicted >= 0)
-            detectors = self.labels.detectors
-            if detectors is not None and judged.any():
-                errors = (classes.predicted != columns).astype(np.int64)
-                detectors.update(joined.leaf[judged], errors[judged], joined.event_times[judged])
-            windows = window_numbers(joined.event_times, size)
-            held = np.array([w in self.open or w in self.closed for w in windows.tolist()])
-            on_time = (columns >= 0) & held & (joined.label_times < (windows + 1) * size + grace)
-            self.labels.late += int(((columns >= 0) & ~on_time).sum())
-            if not on_time.any():
-                continue
-            thresholds = vocab.event_thresholds([names_of[m] for m in models], classes.predicted)
-            bins = window_bins(
-                classes.probs, classes.valid, classes.predicted, columns, thresholds=thresholds
-            )
-            weights = window_weights(classes.probs, columns)
-            cells = reg.rollups[joined.leaf]
-            k = cells.shape[1]
-            for w in np.unique(windows[on_time]).tolist():
-                sel = on_time & (windows == w)
-                acc = self.open.get(w)
-                if acc is None:
-                    acc = self.closed[w]
-                    self.closed_version += 1  # a closed window changed: snapshots recompute
-                acc.add_hists(
-                    cells[sel].ravel(),
-                    [
-                        (
-                            name,
-                            _per_variant(bins[name], sel, k),
-                            self.hist_bins[name],
-                            None if name not in weights else _per_variant(weights[name], sel, k),
-                        )
-                        for name in LABELED_HISTS
-                    ],
-                    n_cells,
-                )
 
     def _close_windows(self) -> None:
         size = self.settings.window_seconds
@@ -461,9 +388,3 @@ class PartitionState:
         out.rolling.load_many(blocks)
         out.versions = parsed.versions
         return out
-
-
-def _per_variant(values: IntArray, selected: BoolArray | None, k: int) -> IntArray:
-    """One value per event of the selection (None: every event), repeated for its ``k`` cells
-    (the leaf and its roll-ups, in the order of ``registry.rollups`` rows)."""
-    return np.repeat(values if selected is None else values[selected], k)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from tilewatch.aggregators.arrays import GROWTH, FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.arrays import GROWTH, BoolArray, FloatArray, IntArray, grow, resized
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
 #: Bin counts of the histograms (latency, drift): int32.
@@ -25,7 +25,7 @@ SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_lo
 #: through a sort of the positions (which costs the batch, not the table).
 DENSE_FACTOR = 16
 
-__all__ = ["WindowAcc"]
+__all__ = ["WindowAcc", "per_variant"]
 
 
 def _grown(rows: int) -> int:
@@ -321,3 +321,9 @@ def _run_starts(at: IntArray) -> IntArray:
     new[0] = True
     np.not_equal(at[1:], at[:-1], out=new[1:])
     return np.flatnonzero(new)
+
+
+def per_variant(values: IntArray, selected: BoolArray | None, k: int) -> IntArray:
+    """One value per event of the selection (None: every event), repeated for its ``k`` cells
+    (the leaf and its roll-ups, in the order of ``registry.rollups`` rows)."""
+    return np.repeat(values if selected is None else values[selected], k)

@@ -141,4 +141,5 @@ def _quantile_rows(
     hi_edge = _EDGES[np.clip(b, 0, len(_EDGES) - 1)]
     value = lo_edge * (hi_edge / lo_edge) ** frac
     value = np.where(b == 0, _EDGES[0], value)
-    return np.where(b == LATENCY_BINS - 1, _EDGES[-1], value)
+    out: FloatArray = np.where(b == LATENCY_BINS - 1, _EDGES[-1], value)
+    return out
