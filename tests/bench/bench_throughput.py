@@ -169,24 +169,30 @@ def make_generator(cells: int, profile: str, start_time: float, stream: int = 0)
 
 
 def traffic_chunks(
-    events: int, cells: int, profile: str = "spine"
+    events: int, cells: int, profile: str = "spine", start: float = START_TIME
 ) -> Iterator[tuple[list[bytes], list[bytes]]]:
-    """``(keys, values)`` chunks of the benchmark's traffic, the same on every call."""
-    gen = make_generator(cells, profile, START_TIME)
+    """``(keys, values)`` chunks of the benchmark's traffic (event times from ``start`` over
+    :data:`SPAN_SECONDS`), the same on every call."""
+    gen = make_generator(cells, profile, start)
     n_chunks = max(1, math.ceil(events / CHUNK))
     spread = SPAN_SECONDS / n_chunks
     for i in range(n_chunks):
         n = min(CHUNK, events - i * CHUNK)
-        yield gen.keyed_batch(n, event_time=START_TIME + i * spread, spread_seconds=spread)
+        yield gen.keyed_batch(n, event_time=start + i * spread, spread_seconds=spread)
 
 
 def produce(
-    bootstrap: str, topic: str, events: int, cells: int, profile: str = "spine"
+    bootstrap: str,
+    topic: str,
+    events: int,
+    cells: int,
+    profile: str = "spine",
+    start: float = START_TIME,
 ) -> dict[str, Any]:
     """Send the traffic; returns rates and the average value size."""
     chunks = (
         ([topic] * len(keys), keys, values)
-        for keys, values in traffic_chunks(events, cells, profile)
+        for keys, values in traffic_chunks(events, cells, profile, start)
     )
     fill = fill_topics(bootstrap, chunks)
     seconds, gen_seconds = fill["seconds"], fill["generate_seconds"]
