@@ -70,7 +70,7 @@ def grow(
     >>> len(a), a[:4].tolist()
     (16, [1, 2, 0, 0])
     >>> grow(np.zeros((2, 3)), 4, axis=1, fill=-1.0, minimum=0)[0].tolist()
-    [0.0, 0.0, 0.0, -1.0, -1.0, -1.0]
+    [0.0, 0.0, 0.0, -1.0]
     >>> a is grow(a, 10)
     True
     """

@@ -574,7 +574,7 @@ def _credited_by_l1(plan: Plan, w: int) -> list[tuple[Cell, float, float]]:
     ]
 
 
-@pytest.mark.parametrize("client", kafka_clients())
+@pytest.mark.parametrize("client", kafka_clients(slow=True))
 def test_topic_labels_exact_and_restart_safe(
     client: str,
     broker: EmbeddedBroker,

@@ -324,7 +324,7 @@ def _read_exactly(bootstrap: str, topic: str, expected: int, timeout: float = 60
 # -- the test ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("client", kafka_clients())
+@pytest.mark.parametrize("client", kafka_clients(slow=True))
 def test_monitor_survives_a_malformed_flood_and_dead_letters_every_reject(
     client: str,
     broker: EmbeddedBroker,

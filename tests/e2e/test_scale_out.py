@@ -230,7 +230,7 @@ def _settled_pair(
         time.sleep(gap)
 
 
-@pytest.mark.parametrize("client", kafka_clients(cooperative=True))
+@pytest.mark.parametrize("client", kafka_clients(slow=True, cooperative=True))
 def test_two_replicas_starting_together_count_every_event_once_between_them(
     client: str,
     broker: EmbeddedBroker,
