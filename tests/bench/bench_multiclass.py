@@ -62,6 +62,34 @@ def class_names(k: int) -> tuple[str, ...]:
     return tuple(f"class_{i:02d}" for i in range(k))
 
 
+def as_multiclass(values: list[bytes], k: int, rng: np.random.Generator) -> list[bytes]:
+    """The spine events with the score (and the binary prediction) replaced by ``probs``, ``k``
+    class probabilities (Dirichlet draws rounded to 6 digits; the argmax names the class)."""
+    probs = np.round(rng.dirichlet(np.full(k, 0.3), len(values)), 6)
+    multi = []
+    for value, row in zip(values, probs.tolist(), strict=True):
+        obj = orjson.loads(value)
+        del obj["score"]
+        obj.pop("prediction", None)
+        obj["probs"] = row
+        multi.append(orjson.dumps(obj))
+    return multi
+
+
+def produce_multiclass(
+    bootstrap: str, topic: str, events: int, cells: int, k: int
+) -> dict[str, Any]:
+    """Fill ``topic`` with the benchmark's traffic as ``k``-class events (bench_process's
+    ``multiclass`` profile)."""
+    rng = np.random.default_rng(17)
+    chunks = (
+        ([topic] * len(keys), keys, as_multiclass(values, k, rng))
+        for keys, values in traffic_chunks(events, cells)
+    )
+    fill = fill_topics(bootstrap, chunks)
+    return {"records": {topic: fill["sent"][topic]}, "bytes": fill["bytes"][topic]}
+
+
 def produce_both(bootstrap: str, events: int, cells: int, k: int) -> dict[str, Any]:
     """Fill both topics with the same traffic; the multi-class copy with ``k`` probabilities."""
     rng = np.random.default_rng(17)
@@ -69,15 +97,7 @@ def produce_both(bootstrap: str, events: int, cells: int, k: int) -> dict[str, A
     def chunks() -> Any:
         for keys, values in traffic_chunks(events, cells):
             yield [BINARY] * len(keys), keys, values
-            probs = np.round(rng.dirichlet(np.full(k, 0.3), len(values)), 6)
-            multi = []
-            for value, row in zip(values, probs.tolist(), strict=True):
-                obj = orjson.loads(value)
-                del obj["score"]
-                obj.pop("prediction", None)  # the binary one; the argmax names the class
-                obj["probs"] = row
-                multi.append(orjson.dumps(obj))
-            yield [MULTICLASS] * len(keys), keys, multi
+            yield [MULTICLASS] * len(keys), keys, as_multiclass(values, k, rng)
 
     fill = fill_topics(bootstrap, chunks())
     return {

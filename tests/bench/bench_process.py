@@ -2,7 +2,7 @@
 
 Run from the repository root (a script, not a pytest test; see tests/bench/README.md)::
 
-    python tests/bench/bench_process.py [--profile spine|drift-labels] [--events 400000]
+    python tests/bench/bench_process.py [--profile spine|drift-labels|multiclass] [--events 400000]
                                         [--cells 1000] [--partitions 2] [--replicas 1]
                                         [--scrape-interval 15] [--client NAME] [--json out.json]
 
@@ -79,7 +79,9 @@ from tests.e2e.support.process import TILEWATCH_BIN  # noqa: E402
 from tests.e2e.support.scrape import leaf_events_total, parse_metrics, scrape, value  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
-PROFILES = ("spine", "drift-labels")
+PROFILES = ("spine", "drift-labels", "multiclass")
+#: Classes per event of the multiclass profile (the spine's traffic with ten probabilities).
+CLASSES = 10
 PREDICTIONS = "bench-predictions"
 OUTCOMES = "bench-outcomes"
 #: Give up on a run after this many seconds.
@@ -151,6 +153,12 @@ def produce_spine(bootstrap: str, events: int, cells: int) -> dict[str, Any]:
     out = produce(bootstrap, PREDICTIONS, events, cells)
     out["records"] = {PREDICTIONS: events}
     return out
+
+
+def produce_multiclass(bootstrap: str, events: int, cells: int) -> dict[str, Any]:
+    from tests.bench.bench_multiclass import produce_multiclass as produce
+
+    return produce(bootstrap, PREDICTIONS, events, cells, CLASSES)
 
 
 def produce_drift_labels(bootstrap: str, events: int, cells: int) -> dict[str, Any]:
@@ -226,6 +234,9 @@ def write_config(
     lines += ["", "[exporter]", f'listen = "127.0.0.1:{port}"', ""]
     if cells > 10_000:  # the default [cells] max_cells
         lines += ["[cells]", f"max_cells = {cells}", ""]
+    if profile == "multiclass":
+        names = ", ".join(f'"class_{i:02d}"' for i in range(CLASSES))
+        lines += ["[events]", 'scores = "probs"', f"classes = [{names}]", ""]
     if profile == "drift-labels":
         assert baseline is not None
         lines += [
@@ -515,7 +526,7 @@ def run_replicas(
         raise RuntimeError(f"exit codes {codes}")
     if read != total:
         raise RuntimeError(f"read {read} records, produced {total}")
-    if args.profile == "spine" and leaf != args.events:
+    if args.profile != "drift-labels" and leaf != args.events:
         raise RuntimeError(f"leaf events_total {leaf}, expected {args.events}")
     steady = total - read0
     first = [r.startup for r in replicas]
@@ -568,7 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir) if args.workdir is None else args.workdir
         tmp.mkdir(parents=True, exist_ok=True)
         bootstrap = broker.bootstrap
-        target = produce_spine if args.profile == "spine" else produce_drift_labels
+        target = {
+            "spine": produce_spine,
+            "multiclass": produce_multiclass,
+            "drift-labels": produce_drift_labels,
+        }[args.profile]
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
             prod = pool.apply(target, (bootstrap, args.events, args.cells))
