@@ -31,6 +31,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.unit_columns import UnitColumns
 from tilewatch.aggregators.state.versions import version_rows
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
@@ -149,7 +150,8 @@ class PartitionDelta:
 
     @property
     def units(self) -> dict[str, Any]:
-        """Every changed unit at once (small partitions and tests; the store streams)."""
+        """Every changed unit's plain data at once (small partitions and tests; the store
+        streams :meth:`iter_columns`)."""
         return dict(self.iter_units())
 
     def _by_block(self, cells: IntArray) -> dict[int, IntArray]:
@@ -163,58 +165,72 @@ class PartitionDelta:
 
     def iter_units(self) -> Iterator[tuple[str, Any]]:
         """``(unit name, plain data)`` of the changed units, one block at a time."""
+        for name, unit in self.iter_columns():
+            yield name, unit.plain()
+
+    def _table(self, *cells: IntArray) -> tuple[UnitColumns, IntArray]:
+        """A unit with the keys of ``cells`` (cell indices) as its key table, and the table's
+        cell indices (sorted)."""
+        table = np.unique(np.concatenate(cells)) if len(cells) > 1 else np.unique(cells[0])
         keys = self._keys
+        return UnitColumns([keys[i] for i in table.tolist()]), table
+
+    def iter_columns(self) -> Iterator[tuple[str, UnitColumns]]:
+        """``(unit name, columns)`` of the changed units, one block at a time."""
         sel, events, late, last = self._cells
         cell_groups = self._by_block(sel)
         roll = self._rolling
         roll_cells = roll.cells() if roll is not None else np.zeros(0, dtype=np.int64)
         roll_groups = self._by_block(roll_cells)
         for b in sorted(set(cell_groups) | set(roll_groups)):
-            unit: dict[str, Any] = {}
             at = cell_groups.get(b)
-            if at is not None:
-                unit["cells"] = [
-                    [list(keys[i]), e, lt, finite_or_none(t)]
-                    for i, e, lt, t in zip(
-                        sel[at].tolist(),
-                        events[at].tolist(),
-                        late[at].tolist(),
-                        last[at].tolist(),
-                        strict=True,
-                    )
-                ]
+            parts = [sel[at]] if at is not None else []
+            rolled = None
             if b in roll_groups and roll is not None:
                 select = np.zeros(int(roll_cells.max()) + 1, dtype=bool)
                 select[roll_cells[roll_groups[b]]] = True
-                unit["rolling"] = roll.to_dict(keys, select)["cells"]
+                rolled = roll.columns(select)
+                parts.append(rolled[0])
+            unit, table = self._table(*parts)
+            if at is not None:
+                unit.add(
+                    "cells",
+                    pos=np.searchsorted(table, sel[at]),
+                    events=events[at],
+                    late=late[at],
+                    last=last[at],
+                )
+            if rolled is not None:
+                rcells, total, lengths, means, m2s = rolled
+                unit.add(
+                    "rolling",
+                    pos=np.searchsorted(table, rcells),
+                    total=total,
+                    lengths=lengths,
+                    means=means,
+                    m2s=m2s,
+                )
             yield f"{b}/{CELLS_UNIT}", unit
         for win in self._windows:
             hist_groups = {
                 name: (cells, h, self._by_block(cells)) for name, (cells, h) in win.hists.items()
             }
             for b, at in self._by_block(win.cells).items():
-                unit = {
-                    "rows": [
-                        [list(keys[i]), ci, mi, si]
-                        for i, ci, mi, si in zip(
-                            win.cells[at].tolist(),
-                            win.c[at].tolist(),
-                            win.m[at].tolist(),
-                            win.s[at].tolist(),
-                            strict=True,
-                        )
-                    ]
-                }
-                hists: dict[str, Any] = {}
+                hists = []
                 for name, (cells, h, groups) in sorted(hist_groups.items()):
                     hat = groups.get(b)
                     if hat is not None:
-                        hists[name] = [
-                            [list(keys[i]), row]
-                            for i, row in zip(cells[hat].tolist(), h[hat].tolist(), strict=True)
-                        ]
-                if hists:
-                    unit["hists"] = hists
+                        hists.append((name, cells[hat], h[hat]))
+                unit, table = self._table(win.cells[at], *(c for _n, c, _h in hists))
+                unit.add(
+                    "rows",
+                    pos=np.searchsorted(table, win.cells[at]),
+                    c=win.c[at],
+                    m=win.m[at],
+                    s=win.s[at],
+                )
+                for name, hcells, rows in hists:
+                    unit.add(f"hist:{name}", pos=np.searchsorted(table, hcells), table=rows)
                 yield f"{b}/w{win.w}", unit
 
 

@@ -276,32 +276,44 @@ class RollingWindows:
         """Indices of the cells that have a row."""
         return self._cells[: self._nrows].copy()
 
+    def columns(
+        self, select: BoolArray | None = None
+    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, FloatArray]:
+        """``(cells, events written, blocks per cell, block means, block m2s)`` of the cells
+        where ``select`` (indexed by cell) is true (all without it): each cell's blocks in the
+        window, newest first, one cell after the other in the flat mean and m2 arrays."""
+        rows = np.arange(self._nrows)
+        if select is not None:
+            rows = rows[select[self._cells[: self._nrows]]]
+        total = self._total[rows]
+        newest = (total - 1) // self.block
+        fill = total - newest * self.block
+        lengths = np.minimum(newest, (self.size - fill) // self.block) + 1
+        flat_rows = np.repeat(rows, lengths)
+        ends = np.cumsum(lengths)
+        age = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+        slots = (np.repeat(newest, lengths) - age) % self.slots
+        return (
+            self._cells[rows],
+            total,
+            lengths,
+            self._bmean[flat_rows, slots],
+            self._bm2[flat_rows, slots],
+        )
+
     def to_dict(
         self, keys: Sequence[Sequence[str]], select: BoolArray | None = None
     ) -> dict[str, Any]:
         """Plain data: the window size, the block length and, by cell key, the events written
         and the mean and m2 of each block in the window, newest first (only the cells where
         ``select``, indexed by cell, is true, if given)."""
-        rows = np.arange(self._nrows)
-        if select is not None:
-            rows = rows[select[self._cells[: self._nrows]]]
+        cells, total, lengths, bmeans, bm2s = self.columns(select)
+        means, m2s = bmeans.tolist(), bm2s.tolist()
         out: list[list[Any]] = []
-        if len(rows):
-            total = self._total[rows]
-            newest = (total - 1) // self.block
-            fill = total - newest * self.block
-            lengths = np.minimum(newest, (self.size - fill) // self.block) + 1
-            flat_rows = np.repeat(rows, lengths)
-            ends = np.cumsum(lengths)
-            age = np.arange(int(ends[-1])) - np.repeat(ends - lengths, lengths)
-            slots = (np.repeat(newest, lengths) - age) % self.slots
-            means = self._bmean[flat_rows, slots].tolist()
-            m2s = self._bm2[flat_rows, slots].tolist()
-            starts = (ends - lengths).tolist()
-            for cell, t, a, b in zip(
-                self._cells[rows].tolist(), total.tolist(), starts, ends.tolist(), strict=True
-            ):
-                out.append([list(keys[cell]), t, means[a:b], m2s[a:b]])
+        end = 0
+        for cell, t, n in zip(cells.tolist(), total.tolist(), lengths.tolist(), strict=True):
+            out.append([list(keys[cell]), t, means[end : end + n], m2s[end : end + n]])
+            end += n
         return {"size": self.size, "block": self.block, "cells": out}
 
     def load_blocks(self, cell: int, total: int, means: list[float], m2s: list[float]) -> None:

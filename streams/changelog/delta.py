@@ -1,16 +1,22 @@
-"""The record format of delta checkpoints (version 3): units, and a head that names them.
+"""The record format of delta checkpoints (version 4): units, and a head that names them.
 
 A delta checkpoint of a partition (:mod:`tilewatch.aggregators.state.partition_delta`) is
 written as
 
-- one record set per changed *unit* (a block of cells, or a block of one window), JSON
-  compressed with zlib and cut into chunks of at most ``CHUNK_BYTES``, under the keys
-  ``topic/partition/d/u/<unit>/<slot>/<chunk>``. Each unit has two slots, ``a`` and ``b``: a new
-  version goes to the slot the current head does not name, so the head's version stays whole;
+- one record set per changed *unit* (a block of cells, or a block of one window) in its binary
+  form (:class:`~tilewatch.aggregators.state.unit_columns.UnitColumns`: the unit's cell keys
+  once, then numpy columns), compressed with zlib and cut into chunks of at most
+  ``CHUNK_BYTES``, under the keys ``topic/partition/d/u/<unit>/<slot>/<chunk>``. Each unit has
+  two slots, ``a`` and ``b``: a new version goes to the slot the current head does not name, so
+  the head's version stays whole;
 - then a *head*: the partition-level state and, per unit, the slot, chunk count and SHA-256 of
   the version it stands for (compressed JSON, chunked, under ``topic/partition/d/h/<slot>/<chunk>``)
   and last a manifest record ``topic/partition/d/h/<slot>/manifest`` (format, version, source,
   cell settings, sequence number, offset, and the head payload's chunk count and SHA-256).
+
+Version 3 wrote units as compressed JSON (one list per row, the cell key in each): a restore
+reads both (:data:`READ_VERSIONS`; a unit's first bytes say which form it is), so a head
+written after an upgrade may name JSON units of the last version-3 head beside binary ones.
 
 Heads take turns in two slots as full checkpoints do; sequence numbers are shared with the
 full (version 2) slots, so a restore takes the newest valid checkpoint of either kind. The
@@ -34,6 +40,7 @@ import orjson
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition_delta import PartitionDelta, merge_units, unit_window
 from tilewatch.aggregators.state.snapshot import PartitionKey
+from tilewatch.aggregators.state.unit_columns import MAGIC, UnitColumns
 from tilewatch.streams.changelog.records import (
     MAX_STATE_BYTES,
     Checkpoint,
@@ -57,7 +64,11 @@ __all__ = [
 ]
 
 DELTA_FORMAT = "tilewatch-partition-delta"
-DELTA_VERSION = 3
+DELTA_VERSION = 4
+#: Versions a restore reads: 3 wrote every unit as JSON; 4 writes units in binary form
+#: (:mod:`~tilewatch.aggregators.state.unit_columns`) and may still name JSON units of a
+#: version-3 head that did not change since.
+READ_VERSIONS = (3, 4)
 
 #: A unit's reference in a head: ``[slot, chunks, sha256]``.
 UnitRef = list[Any]
@@ -79,10 +90,11 @@ def unit_prefix(source: PartitionKey, unit: str, slot: str) -> str:
 
 
 def encode_unit(
-    source: PartitionKey, unit: str, slot: str, data: Any
+    source: PartitionKey, unit: str, slot: str, data: UnitColumns
 ) -> tuple[list[tuple[bytes, bytes]], UnitRef]:
-    """The records of one unit version, and the reference a head keeps of it."""
-    payload = zlib.compress(orjson.dumps(data), 1)
+    """The records of one unit version (its binary form, compressed), and the reference a
+    head keeps of it."""
+    payload = zlib.compress(data.to_bytes(), 1)
     records = chunk_records(unit_prefix(source, unit, slot), payload)
     return records, [slot, len(records), hashlib.sha256(payload).hexdigest()]
 
@@ -142,7 +154,7 @@ def plan_delta(
                 new_table[unit] = ref
     records: list[tuple[bytes, bytes | None]] = [(k, None) for k in sorted(garbage)]
     new_keys: dict[str, set[bytes]] = {}
-    for unit, data in delta.iter_units():  # one block at a time: encoded as it comes
+    for unit, data in delta.iter_columns():  # one block at a time: encoded as it comes
         slot = other_slot(prev[unit][0]) if unit in prev else "a"
         unit_records, new_table[unit] = encode_unit(source, unit, slot, data)
         records.extend(unit_records)
@@ -159,9 +171,15 @@ class _Refused(Exception):
 
 
 def _blob(
-    latest: Mapping[bytes, bytes | None], prefix: str, chunks: Any, digest: Any, what: str
+    latest: Mapping[bytes, bytes | None],
+    prefix: str,
+    chunks: Any,
+    digest: Any,
+    what: str,
+    unit: bool = False,
 ) -> Any:
-    """The JSON value of a chunked, hashed, compressed blob; raises _Refused."""
+    """The plain data of a chunked, hashed, compressed blob (JSON, or a unit's binary form
+    when ``unit``); raises _Refused."""
     if type(chunks) is not int or chunks < 1 or type(digest) is not str:
         raise _Refused("corrupt", f"{what}: no chunk count or sha256")
     parts = [latest.get(f"{prefix}{i}".encode()) for i in range(chunks)]
@@ -176,8 +194,16 @@ def _blob(
         data = inflater.decompress(payload, MAX_STATE_BYTES)
         if inflater.unconsumed_tail:
             raise _Refused("corrupt", f"{what}: larger than {MAX_STATE_BYTES} bytes")
+    except zlib.error as exc:
+        raise _Refused("corrupt", f"{what}: not compressed: {exc}") from None
+    if unit and data[: len(MAGIC)] == MAGIC:
+        try:
+            return UnitColumns.from_bytes(data).plain()
+        except ValueError as exc:
+            raise _Refused("corrupt", f"{what}: bad binary unit: {exc}") from None
+    try:
         return orjson.loads(data)
-    except (zlib.error, orjson.JSONDecodeError) as exc:
+    except orjson.JSONDecodeError as exc:
         raise _Refused("corrupt", f"{what}: not compressed JSON: {exc}") from None
 
 
@@ -203,11 +229,11 @@ def decode_delta(
             raise _Refused("corrupt", f"head manifest is not JSON: {exc}") from None
         if not isinstance(manifest, dict):
             raise _Refused("corrupt", "head manifest is not a JSON object")
-        if manifest.get("format") != DELTA_FORMAT or manifest.get("version") != DELTA_VERSION:
+        if manifest.get("format") != DELTA_FORMAT or manifest.get("version") not in READ_VERSIONS:
             raise _Refused(
                 "foreign",
                 f"format {manifest.get('format')!r:.60} version {manifest.get('version')!r:.20}, "
-                f"expected {DELTA_FORMAT!r} version {DELTA_VERSION}",
+                f"expected {DELTA_FORMAT!r} version {' or '.join(map(str, READ_VERSIONS))}",
             )
         if manifest.get("source") != {"topic": source[0], "partition": source[1]}:
             raise _Refused("foreign", f"written for {manifest.get('source')!r:.80}")
@@ -228,7 +254,12 @@ def decode_delta(
             if type(ref) is not list or len(ref) != 3 or ref[0] not in ("a", "b"):
                 raise _Refused("corrupt", f"unit {name!r:.40}: bad reference")
             units[name] = _blob(
-                latest, unit_prefix(source, name, ref[0]), ref[1], ref[2], f"unit {name!r:.40}"
+                latest,
+                unit_prefix(source, name, ref[0]),
+                ref[1],
+                ref[2],
+                f"unit {name!r:.40}",
+                unit=True,
             )
         try:
             state = merge_units(body.get("state"), units)
