@@ -156,6 +156,8 @@ class PartitionLabels:
         self.final_upto = -(2**62)
         #: Incremented on every change, so snapshots know when to recompute.
         self.version = 0
+        #: The JSON of each final window's checkpoint rows, made once (``labels_to_dict``).
+        self.final_json: dict[int, tuple[PerfAcc, Any]] = {}
 
     # -- input -------------------------------------------------------------------------------
 
@@ -384,10 +386,10 @@ class PartitionLabels:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def to_dict(self, keys: list[tuple[str, ...]]) -> dict[str, Any]:
+    def to_dict(self, keys: list[tuple[str, ...]], fragments: bool = False) -> dict[str, Any]:
         """Plain JSON data for a checkpoint; cells by key
         (:func:`~tilewatch.aggregators.labels.label_state_codec.labels_to_dict`)."""
-        return labels_to_dict(self, keys)
+        return labels_to_dict(self, keys, fragments)
 
     @classmethod
     def from_dict(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from tilewatch.aggregators.arrays import resized
 from tilewatch.aggregators.codec import Check, finite_or_none
@@ -39,9 +40,27 @@ __all__ = ["ParsedLabels", "labels_to_dict", "parse_labels"]
 CHECK = Check("partition state", within="labels")
 
 
-def labels_to_dict(labels: PartitionLabels, keys: list[tuple[str, ...]]) -> dict[str, Any]:
-    """Plain JSON data for a checkpoint; cells by key (``keys``, by cell index)."""
+def labels_to_dict(
+    labels: PartitionLabels, keys: list[tuple[str, ...]], fragments: bool = False
+) -> dict[str, Any]:
+    """Plain JSON data for a checkpoint; cells by key (``keys``, by cell index).
+
+    ``fragments``: each final window's rows as an ``orjson.Fragment`` of their JSON, made
+    once per window and kept on ``labels`` (no label changes a final window), for a caller
+    that serializes the result with orjson (a delta checkpoint's head, every round).
+    """
     n = len(keys)
+    final: list[list[Any]]
+    if fragments:
+        kept = labels.final_json
+        for w in [w for w, (acc, _f) in kept.items() if labels.final.get(w) is not acc]:
+            del kept[w]
+        for w, acc in labels.final.items():
+            if w not in kept:
+                kept[w] = (acc, orjson.Fragment(orjson.dumps(acc.to_rows(keys))))
+        final = [[w, kept[w][1]] for w in sorted(labels.final)]
+    else:
+        final = [[w, acc.to_rows(keys)] for w, acc in sorted(labels.final.items())]
     labeled, errors = resized(labels.labeled_total, n), resized(labels.errors_total, n)
     touched = np.flatnonzero(labeled > 0).tolist()
     return {
@@ -51,7 +70,7 @@ def labels_to_dict(labels: PartitionLabels, keys: list[tuple[str, ...]]) -> dict
         "invalid": dict(sorted(labels.invalid.items())),
         "totals": [[list(keys[i]), int(labeled[i]), int(errors[i])] for i in touched],
         "open": [[w, acc.to_rows(keys)] for w, acc in sorted(labels.perf.items())],
-        "final": [[w, acc.to_rows(keys)] for w, acc in sorted(labels.final.items())],
+        "final": final,
         "join": None if labels.join is None else labels.join.to_dict(keys),
         "detectors": [] if labels.detectors is None else labels.detectors.to_dict(keys),
     }

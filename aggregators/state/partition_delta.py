@@ -305,7 +305,8 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         "violations": [[*k, count] for k, count in sorted(state.violations.items())],
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),
-        "labels": None if state.labels is None else state.labels.to_dict(keys),
+        # Final label windows as JSON made once (orjson fragments: the head is only dumped).
+        "labels": None if state.labels is None else state.labels.to_dict(keys, fragments=True),
         "classes": None if state.classes is None else state.classes.to_dict(),
         "blocks": BLOCKS,
     }

@@ -266,3 +266,24 @@ def test_partition_checkpoint_without_labels_section_is_refused_when_malformed()
     with pytest.raises(StateError, match="labels"):
         PartitionState.validate(registry, data)
     assert len(registry) == 0
+
+
+def test_final_windows_written_as_kept_json_match_their_rows() -> None:
+    """A delta head takes each final window's rows as JSON made once; it must read back as the
+    rows themselves, and follow windows as they become final or are dropped."""
+    import orjson
+
+    part = _partition(_settings(grace=0.0))
+    labels = _labels(part)
+    keys = part.registry.keys
+    for w in range(RETAIN_FINAL + 4):
+        t0 = w * SIZE
+        ids = [f"{w}-{i}" for i in range(5)]
+        _predict(part, ids, [t0 + 1.0 + i for i in range(5)])
+        _label(part, ids, [1, 0, 1, 1, 0], [t0 + 1.5 + i for i in range(5)])
+        plain = orjson.loads(orjson.dumps(labels.to_dict(keys)))
+        kept = orjson.loads(orjson.dumps(labels.to_dict(keys, fragments=True)))
+        assert kept == plain
+        assert sorted(labels.final_json) == sorted(labels.final)
+    assert len(labels.final) >= 2  # windows became final, and old ones were dropped
+    assert min(labels.final) > 0
