@@ -217,6 +217,7 @@ def _check_section(name: str, cols: dict[str, np.ndarray], nkeys: int) -> None:
     if pos.ndim != 1 or (n and (int(pos.min()) < 0 or int(pos.max()) >= nkeys)):
         raise ValueError(f"section {name!r:.40}: positions outside the key table")
     kind = _kind(name)
+    fixed: tuple[str, ...]
     if kind == "rolling":
         lengths = cols["lengths"]
         fixed = ("total", "lengths")
