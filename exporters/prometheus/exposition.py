@@ -39,12 +39,14 @@ tilewatch_events_total{model="m",segment="q\\"x"} 4.0
 from __future__ import annotations
 
 import gzip
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 from urllib.parse import parse_qs
 
 import numpy as np
+import orjson
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
@@ -81,18 +83,41 @@ def label_string(names: Sequence[str], values: Sequence[str]) -> str:
 def format_values(values: Sequence[float] | np.ndarray) -> list[str]:
     """Each value as text that parses to exactly the same float, in bulk.
 
-    Finite values are written with ``repr`` (the shortest text that reads back to the same
-    float); prometheus-client's ``floatToGoString`` differs only in writing values of a
-    million and more with an exponent, as Go does, which matters for ``le`` and ``quantile``
+    Finite values are written as ``repr`` writes them (the shortest text that reads back to
+    the same float); prometheus-client's ``floatToGoString`` differs only in writing values of
+    a million and more with an exponent, as Go does, which matters for ``le`` and ``quantile``
     label values, never for a sample's value. Infinities and NaN are written as
     ``floatToGoString`` writes them (``+Inf``, ``-Inf``, ``NaN``).
+
+    ``repr`` costs about 0.7 us per float with 17 significant digits, most of a scrape's
+    formatting, so the values go through ``orjson`` (a shortest round-trip writer, about 0.1
+    us), which writes what ``repr`` writes for 0 and for magnitudes from 1e-4 up; values below
+    (``1e-05`` in ``repr``, ``0.00001`` in orjson) and the non-finite ones are written one by one.
     """
-    arr = np.asarray(values, dtype=np.float64)
-    out = list(map(repr, arr.tolist()))
-    special = np.flatnonzero(~np.isfinite(arr))
-    for i in special.tolist():
-        out[i] = floatToGoString(arr[i])  # type: ignore[no-untyped-call]
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(arr)
+    magnitude = np.abs(arr)
+    alone = np.flatnonzero(~finite | ((magnitude < _ORJSON_FROM) & (magnitude != 0.0)))
+    if len(alone) == 0:
+        return _dump_floats(arr)
+    out = _dump_floats(np.where(finite, arr, 0.0))
+    for i, v in zip(alone.tolist(), arr[alone].tolist(), strict=True):
+        out[i] = repr(v) if math.isfinite(v) else floatToGoString(v)  # type: ignore[no-untyped-call]
     return out
+
+
+#: From this magnitude up orjson writes a float as ``repr`` does (checked on random floats of
+#: every magnitude in ``tests/exporters/prometheus/test_exposition.py``).
+_ORJSON_FROM = 1e-4
+
+
+def _dump_floats(arr: np.ndarray) -> list[str]:
+    """``repr`` of each finite value of ``arr`` that is 0 or at least :data:`_ORJSON_FROM` in
+    magnitude (what orjson writes, its JSON array split at the commas)."""
+    if len(arr) == 0:
+        return []
+    text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return text[1:-1].split(",")
 
 
 class CellLabels:

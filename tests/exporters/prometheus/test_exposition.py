@@ -109,6 +109,30 @@ def test_values_read_back_as_the_same_floats_as_prometheus_client_writes_them() 
     assert (ours[5], floatToGoString(1e6)) == ("1000000.0", "1e+06")
 
 
+def test_values_are_written_as_repr_writes_them_at_every_magnitude() -> None:
+    """The bulk path (orjson) and the one-by-one path (small magnitudes) together write
+    exactly ``repr``: random bit patterns (every exponent, subnormals), decimals, integers,
+    timestamps, values around the 1e-4 boundary."""
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**63, 100_000, dtype=np.int64).view(np.float64)
+    decimals = np.round(rng.random(20_000) * 10.0 ** rng.integers(-8, 20, 20_000), 3)
+    boundary = np.nextafter(1e-4, np.array([0.0, 1.0] * 50)) * rng.choice([1.0, 10.0], 100)
+    values = np.concatenate(
+        [
+            bits[np.isfinite(bits)],
+            decimals,
+            rng.integers(-(2**60), 2**60, 10_000).astype(np.float64),
+            1.7e9 + rng.random(10_000) * 1e6,
+            rng.random(10_000) * 10.0 ** rng.integers(-320, -2, 10_000),
+            boundary,
+            [1e-4, 1e-5, 0.0, 1e16, 1e22, 5e-324, 2.0**53],
+        ]
+    )
+    values = np.concatenate([values, -values])
+    assert format_values(values) == [repr(v) for v in values.tolist()]
+    assert format_values(values[::7]) == [repr(v) for v in values[::7].tolist()]  # a strided view
+
+
 def test_cell_labels_are_formatted_once_and_follow_new_cells() -> None:
     labels = CellLabels(["model", "segment"])
     keys = [("m", "a"), ("m", "b")]
