@@ -183,6 +183,16 @@ class _LabelStrings(Sequence[str]):
             s = self._strings[i] = label_string(self._names, self._keys[i])
         return s
 
+    def take(self, rows: list[int]) -> list[str]:
+        """The strings of ``rows``, in bulk (what ``[self[r] for r in rows]`` gives)."""
+        strings = self._strings
+        out = [strings[r] for r in rows]
+        if None in out:
+            for i, r in enumerate(rows):
+                if out[i] is None:
+                    out[i] = self[r]
+        return out  # type: ignore[return-value]  # every None was replaced
+
     def __eq__(self, other: object) -> bool:
         return list(self) == other if isinstance(other, (list, _LabelStrings)) else NotImplemented
 
@@ -190,6 +200,12 @@ class _LabelStrings(Sequence[str]):
 
 
 Pairs = Sequence[tuple[str, str]]
+#: Cell rows: a list of ints or an integer array (made a list only when written).
+Rows = Sequence[int] | np.ndarray
+
+
+def _row_list(rows: Rows) -> list[int]:
+    return rows if isinstance(rows, list) else np.asarray(rows, dtype=np.int64).tolist()
 
 
 class CellFamily(Metric):
@@ -212,7 +228,7 @@ class CellFamily(Metric):
         self.label_names = list(label_names)
         # (label strings by cell, cell keys, label names of a cell, rows, values, before, after)
         self._chunks: list[
-            tuple[Sequence[str], Sequence[tuple[str, ...]], list[str], list[int], Any, Pairs, Pairs]
+            tuple[Sequence[str], Sequence[tuple[str, ...]], list[str], Rows, Any, Pairs, Pairs]
         ] = []
         self._built: list[Sample] | None = None
         #: Text to write instead of formatting the columns (a :class:`WindowTexts` hit).
@@ -237,14 +253,19 @@ class CellFamily(Metric):
         self,
         cells: CellLabels,
         keys: Sequence[tuple[str, ...]],
-        rows: Sequence[int] | np.ndarray,
+        rows: Rows,
         values: Sequence[float] | np.ndarray,
         before: Pairs = (),
         after: Pairs = (),
     ) -> None:
         """One sample per cell ``rows[i]`` (an index into ``keys``, the registry's key list)
         with value ``values[i]``, labelled ``before``, then the cell's labels, then ``after``
-        (``(name, value)`` pairs)."""
+        (``(name, value)`` pairs).
+
+        ``rows`` and ``values`` are kept, not copied: neither may change afterwards (a
+        snapshot's arrays never do). They are converted only when the family is written or
+        its samples are read, so a family whose kept text is written costs no conversion.
+        """
         if len(rows) == 0:
             return
         self._built = None
@@ -254,7 +275,7 @@ class CellFamily(Metric):
                 strings,
                 keys,
                 cells.names,
-                np.asarray(rows, dtype=np.int64).tolist(),
+                rows,
                 values,
                 tuple(before),
                 tuple(after),
@@ -270,7 +291,7 @@ class CellFamily(Metric):
     def _iter_samples(self) -> Iterator[Sample]:
         for _strings, keys, names, rows, values, before, after in self._chunks:
             vals = np.asarray(values, dtype=np.float64).tolist()
-            for row, v in zip(rows, vals, strict=True):
+            for row, v in zip(_row_list(rows), vals, strict=True):
                 labels = {**dict(before), **dict(zip(names, keys[row], strict=True)), **dict(after)}
                 yield Sample(self.sample_name, labels, v)
 
@@ -297,9 +318,11 @@ class CellFamily(Metric):
                 continue
             head = f"{name}{{{pre}," if pre else f"{name}{{"
             tail = f",{post}}} " if post else "} "
-            out.append(
-                "".join([f"{head}{strings[r]}{tail}{v}\n" for r, v in zip(rows, vals, strict=True)])
+            rl = _row_list(rows)
+            cells = (
+                strings.take(rl) if isinstance(strings, _LabelStrings) else [strings[r] for r in rl]
             )
+            out.append("".join([f"{head}{c}{tail}{v}\n" for c, v in zip(cells, vals, strict=True)]))
         return "".join(out)
 
 

@@ -101,7 +101,8 @@ class CellRows:
         self.labels = list(cell)
         self.keys = snap.keys
         self.mask = snap.events_total > 0 if exported is None else exported
-        self.present: list[int] = np.flatnonzero(self.mask).tolist()
+        self._present = np.flatnonzero(self.mask)
+        self.present: list[int] = self._present.tolist()
         self.cells = labels if labels is not None else CellLabels(cell)
         self.unexported = unexported
         self._texts = window_texts
@@ -140,20 +141,22 @@ class CellRows:
         fam: Family,
         values: npt.NDArray[np.generic],
         *extra: str,
-        cells: list[int] | None = None,
+        cells: Sequence[int] | npt.NDArray[np.intp] | None = None,
     ) -> None:
-        """Add ``values[i]`` for each present cell ``i`` (or each of ``cells``), labelled with
-        the cell's key followed by ``extra``."""
+        """Add ``values[i]`` for each present cell ``i`` (or each of ``cells``: an index
+        array is cheaper than a list when ``cells`` serves several calls), labelled with the
+        cell's key followed by ``extra``."""
         keys = self.keys
-        rows = self.present if cells is None else cells
+        index = self._present if cells is None else np.asarray(cells, dtype=np.intp)
         if isinstance(fam, CellFamily):
+            rows = self.present if cells is None else cells
             after = tuple(zip(fam.label_names[len(self.labels) :], extra, strict=True))
-            fam.add_cells(self.cells, keys, rows, values[rows], after=after)
+            fam.add_cells(self.cells, keys, rows, values[index], after=after)
             return
         add = fam.add_metric
         if extra:
-            for i, v in zip(rows, values[rows].tolist(), strict=True):
+            for i, v in zip(index.tolist(), values[index].tolist(), strict=True):
                 add([*keys[i], *extra], v)
         else:
-            for i, v in zip(rows, values[rows].tolist(), strict=True):
+            for i, v in zip(index.tolist(), values[index].tolist(), strict=True):
                 add(keys[i], v)

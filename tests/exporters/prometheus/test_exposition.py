@@ -183,6 +183,22 @@ def test_cell_family_samples_match_its_text() -> None:
         fam.samples = [fam.samples[0]]
 
 
+def test_cell_rows_as_an_array_or_a_list_write_the_same_family() -> None:
+    """Rows are kept as given and converted when written: an index array and a list give the
+    same text and samples, and only the written cells' label strings are formatted."""
+    keys = [("m", f"s{i}") for i in range(6)]
+    texts, samples = [], []
+    for rows in ([4, 1, 2], np.array([4, 1, 2])):
+        labels = CellLabels(["model", "segment"])
+        fam = CellFamily("tilewatch_events", "Events.", "counter")
+        fam.add_cells(labels, keys, rows, np.array([1.0, 2.0, 3.0]))
+        texts.append(fam.text())
+        samples.append([(s.labels["segment"], s.value) for s in fam.samples])
+        assert [i for i, s in enumerate(labels._strings) if s is not None] == [1, 2, 4]
+    assert texts[0] == texts[1] and samples[0] == samples[1]
+    assert samples[0] == [("s4", 1.0), ("s1", 2.0), ("s2", 3.0)]
+
+
 def call(app: Any, query: str = "", encoding: str = "") -> tuple[str, dict[str, str], bytes]:
     seen: dict[str, Any] = {}
 
