@@ -15,7 +15,8 @@ sorts and escapes, and a float conversion: about 5 us per sample, so 0.5 to 1 s 
   so a closed window's families are formatted once;
 - :func:`generate` writes the exposition: a :class:`CellFamily` as its text, every other family
   through prometheus-client's ``generate_latest``; :func:`exposition_app` serves it (text format
-  0.0.4, gzip when asked, ``name[]`` filtering).
+  0.0.4, gzip when asked, ``name[]`` filtering) as pieces (:func:`generate_chunks`), the kept
+  texts as the bytes they are kept as, never joined into one buffer.
 
 The output parses to the same samples as prometheus-client's (labels in declaration order
 instead of sorted, which the format allows; values of a million and more without Go's
@@ -60,6 +61,7 @@ __all__ = [
     "exposition_app",
     "format_values",
     "generate",
+    "generate_chunks",
 ]
 
 #: The Prometheus text format (what Prometheus falls back to from OpenMetrics; every version
@@ -231,10 +233,11 @@ class CellFamily(Metric):
             tuple[Sequence[str], Sequence[tuple[str, ...]], list[str], Rows, Any, Pairs, Pairs]
         ] = []
         self._built: list[Sample] | None = None
-        #: Text to write instead of formatting the columns (a :class:`WindowTexts` hit).
-        self.cached_text: str | None = None
-        #: Called with the text once formatted (to keep it in a :class:`WindowTexts`).
-        self.on_text: Callable[[str], None] | None = None
+        #: Encoded text to write instead of formatting the columns (a :class:`WindowTexts`
+        #: hit): kept as bytes, so a scrape writes it without encoding it again.
+        self.cached_text: bytes | None = None
+        #: Called with the encoded text once formatted (to keep it in a :class:`WindowTexts`).
+        self.on_text: Callable[[bytes], None] | None = None
 
     # ``Metric.__init__`` assigns ``self.samples = []``: keep the assignment harmless and
     # build the samples from the columns when read.
@@ -297,12 +300,16 @@ class CellFamily(Metric):
 
     def text(self) -> str:
         """The family in the text format, its HELP and TYPE lines first."""
+        return self.data().decode()
+
+    def data(self) -> bytes:
+        """:meth:`text` encoded (UTF-8), what the exposition writes."""
         if self.cached_text is not None:
             return self.cached_text
-        text = self._format()
+        data = self._format().encode()
         if self.on_text is not None:
-            self.on_text(text)
-        return text
+            self.on_text(data)
+        return data
 
     def _format(self) -> str:
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
@@ -336,7 +343,7 @@ class WindowTexts:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[object, ...], Any, str]] = {}
+        self._entries: dict[str, tuple[tuple[object, ...], Any, bytes]] = {}
         self._lock = threading.Lock()
 
     def attach(self, fam: CellFamily, token: tuple[object, ...], cells: Any) -> None:
@@ -353,9 +360,9 @@ class WindowTexts:
             fam.cached_text = entry[2]
             return
 
-        def keep(text: str) -> None:
+        def keep(data: bytes) -> None:
             with self._lock:
-                self._entries[name] = (token, cells, text)
+                self._entries[name] = (token, cells, data)
 
         fam.on_text = keep
 
@@ -370,6 +377,13 @@ class _Families:
 
 def generate(registry: Any) -> bytes:
     """The text exposition of everything ``registry.collect()`` yields."""
+    return b"".join(generate_chunks(registry))
+
+
+def generate_chunks(registry: Any) -> list[bytes]:
+    """:func:`generate` in pieces, one per :class:`CellFamily` (its kept bytes when it has
+    them) and one per run of other families, so the server writes them without copying them
+    into one 35 MB buffer (at 10k cells)."""
     out: list[bytes] = []
     pending: list[Metric] = []
     for metric in registry.collect():
@@ -377,12 +391,12 @@ def generate(registry: Any) -> bytes:
             if pending:
                 out.append(generate_latest(_Families(pending)))
                 pending = []
-            out.append(metric.text().encode())
+            out.append(metric.data())
         else:
             pending.append(metric)
     if pending:
         out.append(generate_latest(_Families(pending)))
-    return b"".join(out)
+    return out
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -401,13 +415,15 @@ def exposition_app(registry: Any) -> WSGIApp:
         source = registry
         if "name[]" in params:
             source = registry.restricted_registry(params["name[]"])
-        output = generate(source)
+        chunks = generate_chunks(source)
         headers = [("Content-Type", CONTENT_TYPE)]
         encodings = environ.get("HTTP_ACCEPT_ENCODING", "")
         if "gzip" in [e.split(";")[0].strip() for e in encodings.split(",")]:
-            output = gzip.compress(output, compresslevel=GZIP_LEVEL)
+            chunks = [gzip.compress(b"".join(chunks), compresslevel=GZIP_LEVEL)]
             headers.append(("Content-Encoding", "gzip"))
+        # Written chunk by chunk (no copy into one buffer), so the length is given here.
+        headers.append(("Content-Length", str(sum(map(len, chunks)))))
         start_response("200 OK", headers)
-        return [output]
+        return chunks
 
     return app

@@ -27,6 +27,7 @@ from tilewatch.exporters.prometheus.exposition import (
     exposition_app,
     format_values,
     generate,
+    generate_chunks,
 )
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
@@ -217,8 +218,11 @@ def test_the_app_serves_text_gzip_and_name_filters() -> None:
     assert status == "200 OK"
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert body == generate(registry)
+    assert headers["Content-Length"] == str(len(body))  # the pieces are not joined
+    assert len(generate_chunks(registry)) > 10
     _s, zheaders, zbody = call(app, encoding="deflate, gzip;q=1.0")
     assert zheaders["Content-Encoding"] == "gzip" and gzip.decompress(zbody) == body
+    assert zheaders["Content-Length"] == str(len(zbody))
     _s, _h, only = call(app, query="name[]=tilewatch_events_total&name[]=tilewatch_kafka_up")
     names = {f.name for f in text_string_to_metric_families(only.decode())}
     assert names == {"tilewatch_events", "tilewatch_kafka_up"}
