@@ -82,6 +82,22 @@ def label_string(names: Sequence[str], values: Sequence[str]) -> str:
     return ",".join(f'{n}="{escape(str(v))}"' for n, v in zip(names, values, strict=True))
 
 
+def label_strings(names: Sequence[str], keys: Sequence[Sequence[str]]) -> list[str]:
+    """:func:`label_string` of each key, in bulk: one template for all, values escaped only
+    when some value of ``keys`` needs it (or is not a string)."""
+    if any(len(key) != len(names) for key in keys):
+        raise ValueError(f"label values do not match the names {list(names)}")
+    braced = (n.replace("{", "{{").replace("}", "}}") for n in names)
+    template = ",".join(f'{n}="{{}}"' for n in braced).format
+    try:
+        joined = "\x00".join(v for key in keys for v in key)
+    except TypeError:  # a value that is not a string
+        return [label_string(names, key) for key in keys]
+    if "\\" in joined or "\n" in joined or '"' in joined:
+        return [template(*map(escape, key)) for key in keys]
+    return [template(*key) for key in keys]
+
+
 def format_values(values: Sequence[float] | np.ndarray) -> list[str]:
     """Each value as text that parses to exactly the same float, in bulk.
 
@@ -190,9 +206,13 @@ class _LabelStrings(Sequence[str]):
         strings = self._strings
         out = [strings[r] for r in rows]
         if None in out:
-            for i, r in enumerate(rows):
-                if out[i] is None:
-                    out[i] = self[r]
+            missing = sorted({r for r, s in zip(rows, out, strict=True) if s is None})
+            keys = self._keys
+            for r, s in zip(
+                missing, label_strings(self._names, [keys[r] for r in missing]), strict=True
+            ):
+                strings[r] = s
+            out = [strings[r] for r in rows]
         return out  # type: ignore[return-value]  # every None was replaced
 
     def __eq__(self, other: object) -> bool:

@@ -28,6 +28,8 @@ from tilewatch.exporters.prometheus.exposition import (
     format_values,
     generate,
     generate_chunks,
+    label_string,
+    label_strings,
 )
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
@@ -145,6 +147,17 @@ def test_cell_labels_are_formatted_once_and_follow_new_cells() -> None:
     assert second == ['model="m",segment="a"', 'model="m",segment="b"', 'model="m",segment="c\\""']
     other = [("n", "z")]  # another registry's key list: formatted afresh
     assert labels.strings(other) == ['model="n",segment="z"']
+
+
+def test_label_strings_in_bulk_are_label_string_of_each_key() -> None:
+    names = ["model", "segment", "region"]
+    plain = [("m", "a", "x"), ("m", "{}", "{0}"), ("m", "%s", "")]
+    odd = [*plain, ('q"x', "a\\b", "new\nline")]
+    for keys in (plain, odd, []):
+        assert label_strings(names, keys) == [label_string(names, k) for k in keys]
+    assert label_strings(["a"], [(1,)]) == ['a="1"']  # not a string: written with str
+    with pytest.raises(ValueError):
+        label_strings(names, [("m", "a")])
 
 
 def test_cell_labels_format_only_the_cells_written() -> None:
