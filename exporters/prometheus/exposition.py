@@ -4,8 +4,9 @@ prometheus-client formats every sample through a ``Sample`` object, a dict of la
 sorts and escapes, and a float conversion: about 5 us per sample, so 0.5 to 1 s for the 100k to
 200k samples of 10,000 cells. Most samples are per cell, and a cell's label set never changes, so:
 
-- :class:`CellLabels` formats each cell's label set (``model="m",segment="s",...``, escaped)
-  once, when the cell first appears in a scrape, and keeps it for every later scrape;
+- :class:`~tilewatch.exporters.prometheus.cell_labels.CellLabels` formats each cell's label
+  set (``model="m",segment="s",...``, escaped) once, when the cell first appears in a scrape,
+  and keeps it for every later scrape;
 - :class:`CellFamily` is a metric family whose per-cell samples are kept as columns (cell rows,
   values, label values before and after the cell's) and written as text in one pass per column;
   its ``samples`` are built only when something asks for them (tests, ``registry``
@@ -15,8 +16,9 @@ sorts and escapes, and a float conversion: about 5 us per sample, so 0.5 to 1 s 
   so a closed window's families are formatted once;
 - :func:`generate` writes the exposition: a :class:`CellFamily` as its text, every other family
   through prometheus-client's ``generate_latest``; :func:`exposition_app` serves it (text format
-  0.0.4, gzip when asked, ``name[]`` filtering) as pieces (:func:`generate_chunks`), the kept
-  texts as the bytes they are kept as, never joined into one buffer.
+  0.0.4, gzip when asked, ``name[]`` filtering) as pieces (:func:`generate_pieces`), the kept
+  texts as the bytes they are kept as, never joined into one buffer; gzip compresses each
+  kept text once (:mod:`~tilewatch.exporters.prometheus.compression`).
 
 The output parses to the same samples as prometheus-client's (labels in declaration order
 instead of sorted, which the format allows; values of a million and more without Go's
@@ -39,11 +41,10 @@ tilewatch_events_total{model="m",segment="q\\"x"} 4.0
 
 from __future__ import annotations
 
-import gzip
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -53,49 +54,22 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from tilewatch.exporters.prometheus.cell_labels import CellLabels, LabelStrings, label_string
+from tilewatch.exporters.prometheus.compression import Piece, gzip_pieces
+
 __all__ = [
     "CONTENT_TYPE",
     "CellFamily",
-    "CellLabels",
     "WindowTexts",
     "exposition_app",
     "format_values",
     "generate",
-    "generate_chunks",
+    "generate_pieces",
 ]
 
 #: The Prometheus text format (what Prometheus falls back to from OpenMetrics; every version
 #: accepts it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: gzip level of a compressed scrape: level 1 is about 5 times faster than the default 9 and
-#: compresses the exposition's repetitive lines almost as well.
-GZIP_LEVEL = 1
-
-
-def escape(value: str) -> str:
-    """A label value escaped for the text format (backslash, double quote, newline)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def label_string(names: Sequence[str], values: Sequence[str]) -> str:
-    """``name="value",...`` for the text format."""
-    return ",".join(f'{n}="{escape(str(v))}"' for n, v in zip(names, values, strict=True))
-
-
-def label_strings(names: Sequence[str], keys: Sequence[Sequence[str]]) -> list[str]:
-    """:func:`label_string` of each key, in bulk: one template for all, values escaped only
-    when some value of ``keys`` needs it (or is not a string)."""
-    if any(len(key) != len(names) for key in keys):
-        raise ValueError(f"label values do not match the names {list(names)}")
-    braced = (n.replace("{", "{{").replace("}", "}}") for n in names)
-    template = ",".join(f'{n}="{{}}"' for n in braced).format
-    try:
-        joined = "\x00".join(v for key in keys for v in key)
-    except TypeError:  # a value that is not a string
-        return [label_string(names, key) for key in keys]
-    if "\\" in joined or "\n" in joined or '"' in joined:
-        return [template(*map(escape, key)) for key in keys]
-    return [template(*key) for key in keys]
 
 
 def format_values(values: Sequence[float] | np.ndarray) -> list[str]:
@@ -138,89 +112,6 @@ def _dump_floats(arr: np.ndarray) -> list[str]:
     return text[1:-1].split(",")
 
 
-class CellLabels:
-    """Each cell's label string, formatted when first written and kept across scrapes.
-
-    Parameters
-    ----------
-    names
-        The cell's label names: ``model`` and the dimensions.
-
-    Cells are only ever appended to a replica's registry, so the strings are kept by cell
-    index. A string is formatted the first time a family writes its cell: with the series
-    budget (``[exporter] max_exported_cells``) a scrape of 100,000 cells writes about 10,000
-    of them, and the others never cost their string (about 190 bytes a cell).
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self._strings: list[str | None] = []
-        self._keys: list[tuple[str, ...]] = []
-        self._lock = threading.Lock()  # scrapes run on concurrent request threads
-
-    def strings(self, keys: Sequence[tuple[str, ...]]) -> Sequence[str]:
-        """The label strings of ``keys`` (the registry's key list), by cell index (each
-        formatted when first read)."""
-        with self._lock:
-            self._extend(keys)
-            return _LabelStrings(self.names, self._strings, self._keys)
-
-    def _extend(self, keys: Sequence[tuple[str, ...]]) -> None:
-        done = len(self._strings)
-        if done > len(keys) or (done and keys[done - 1] is not self._keys[done - 1]):
-            done = 0  # another registry: start again
-            self._strings, self._keys = [], []
-        new = keys[done:]
-        self._keys.extend(new)
-        self._strings.extend([None] * len(new))
-
-
-class _LabelStrings(Sequence[str]):
-    """The label strings of a :class:`CellLabels`, formatted on first read (two scrapes
-    formatting one string at once both write the same text: harmless)."""
-
-    __slots__ = ("_keys", "_names", "_strings")
-
-    def __init__(
-        self, names: list[str], strings: list[str | None], keys: list[tuple[str, ...]]
-    ) -> None:
-        self._names, self._strings, self._keys = names, strings, keys
-
-    def __len__(self) -> int:
-        return len(self._strings)
-
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[str]: ...
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        s = self._strings[i]
-        if s is None:
-            s = self._strings[i] = label_string(self._names, self._keys[i])
-        return s
-
-    def take(self, rows: list[int]) -> list[str]:
-        """The strings of ``rows``, in bulk (what ``[self[r] for r in rows]`` gives)."""
-        strings = self._strings
-        out = [strings[r] for r in rows]
-        if None in out:
-            missing = sorted({r for r, s in zip(rows, out, strict=True) if s is None})
-            keys = self._keys
-            for r, s in zip(
-                missing, label_strings(self._names, [keys[r] for r in missing]), strict=True
-            ):
-                strings[r] = s
-            out = [strings[r] for r in rows]
-        return out  # type: ignore[return-value]  # every None was replaced
-
-    def __eq__(self, other: object) -> bool:
-        return list(self) == other if isinstance(other, (list, _LabelStrings)) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 Pairs = Sequence[tuple[str, str]]
 #: Cell rows: a list of ints or an integer array (made a list only when written).
 Rows = Sequence[int] | np.ndarray
@@ -253,11 +144,11 @@ class CellFamily(Metric):
             tuple[Sequence[str], Sequence[tuple[str, ...]], list[str], Rows, Any, Pairs, Pairs]
         ] = []
         self._built: list[Sample] | None = None
-        #: Encoded text to write instead of formatting the columns (a :class:`WindowTexts`
-        #: hit): kept as bytes, so a scrape writes it without encoding it again.
-        self.cached_text: bytes | None = None
-        #: Called with the encoded text once formatted (to keep it in a :class:`WindowTexts`).
-        self.on_text: Callable[[bytes], None] | None = None
+        #: The piece to write instead of formatting the columns (a :class:`WindowTexts`
+        #: hit): encoded, and compressed once when gzip is asked for.
+        self.kept: Piece | None = None
+        #: Called with the piece once formatted (to keep it in a :class:`WindowTexts`).
+        self.on_text: Callable[[Piece], None] | None = None
 
     # ``Metric.__init__`` assigns ``self.samples = []``: keep the assignment harmless and
     # build the samples from the columns when read.
@@ -323,13 +214,17 @@ class CellFamily(Metric):
         return self.data().decode()
 
     def data(self) -> bytes:
-        """:meth:`text` encoded (UTF-8), what the exposition writes."""
-        if self.cached_text is not None:
-            return self.cached_text
-        data = self._format().encode()
+        """:meth:`text` encoded (UTF-8)."""
+        return self.piece().data
+
+    def piece(self) -> Piece:
+        """What the exposition writes: :meth:`data` as a :class:`Piece`."""
+        if self.kept is not None:
+            return self.kept
+        piece = Piece(self._format().encode())
         if self.on_text is not None:
-            self.on_text(data)
-        return data
+            self.on_text(piece)
+        return piece
 
     def _format(self) -> str:
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
@@ -347,7 +242,7 @@ class CellFamily(Metric):
             tail = f",{post}}} " if post else "} "
             rl = _row_list(rows)
             cells = (
-                strings.take(rl) if isinstance(strings, _LabelStrings) else [strings[r] for r in rl]
+                strings.take(rl) if isinstance(strings, LabelStrings) else [strings[r] for r in rl]
             )
             out.append("".join([f"{head}{c}{tail}{v}\n" for c, v in zip(cells, vals, strict=True)]))
         return "".join(out)
@@ -363,7 +258,7 @@ class WindowTexts:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[object, ...], Any, bytes]] = {}
+        self._entries: dict[str, tuple[tuple[object, ...], Any, Piece]] = {}
         self._lock = threading.Lock()
 
     def attach(self, fam: CellFamily, token: tuple[object, ...], cells: Any) -> None:
@@ -377,12 +272,12 @@ class WindowTexts:
             and all(a is b for a, b in zip(entry[0], token, strict=True))
             and entry[1] == cells
         ):
-            fam.cached_text = entry[2]
+            fam.kept = entry[2]
             return
 
-        def keep(data: bytes) -> None:
+        def keep(piece: Piece) -> None:
             with self._lock:
-                self._entries[name] = (token, cells, data)
+                self._entries[name] = (token, cells, piece)
 
         fam.on_text = keep
 
@@ -397,25 +292,25 @@ class _Families:
 
 def generate(registry: Any) -> bytes:
     """The text exposition of everything ``registry.collect()`` yields."""
-    return b"".join(generate_chunks(registry))
+    return b"".join(p.data for p in generate_pieces(registry))
 
 
-def generate_chunks(registry: Any) -> list[bytes]:
-    """:func:`generate` in pieces, one per :class:`CellFamily` (its kept bytes when it has
-    them) and one per run of other families, so the server writes them without copying them
-    into one 35 MB buffer (at 10k cells)."""
-    out: list[bytes] = []
+def generate_pieces(registry: Any) -> list[Piece]:
+    """:func:`generate` in pieces, one per :class:`CellFamily` (its kept piece when it has
+    one) and one per run of other families, so the server writes them without copying them
+    into one 35 MB buffer (at 10k cells) and gzip compresses a kept piece once."""
+    out: list[Piece] = []
     pending: list[Metric] = []
     for metric in registry.collect():
         if isinstance(metric, CellFamily):
             if pending:
-                out.append(generate_latest(_Families(pending)))
+                out.append(Piece(generate_latest(_Families(pending))))
                 pending = []
-            out.append(metric.data())
+            out.append(metric.piece())
         else:
             pending.append(metric)
     if pending:
-        out.append(generate_latest(_Families(pending)))
+        out.append(Piece(generate_latest(_Families(pending))))
     return out
 
 
@@ -435,12 +330,14 @@ def exposition_app(registry: Any) -> WSGIApp:
         source = registry
         if "name[]" in params:
             source = registry.restricted_registry(params["name[]"])
-        chunks = generate_chunks(source)
+        pieces = generate_pieces(source)
         headers = [("Content-Type", CONTENT_TYPE)]
         encodings = environ.get("HTTP_ACCEPT_ENCODING", "")
         if "gzip" in [e.split(";")[0].strip() for e in encodings.split(",")]:
-            chunks = [gzip.compress(b"".join(chunks), compresslevel=GZIP_LEVEL)]
+            chunks = gzip_pieces(pieces)
             headers.append(("Content-Encoding", "gzip"))
+        else:
+            chunks = [p.data for p in pieces]
         # Written chunk by chunk (no copy into one buffer), so the length is given here.
         headers.append(("Content-Length", str(sum(map(len, chunks)))))
         start_response("200 OK", headers)

@@ -23,7 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
-from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels, WindowTexts
+from tilewatch.exporters.prometheus.cell_labels import CellLabels
+from tilewatch.exporters.prometheus.exposition import CellFamily, WindowTexts
 
 __all__ = ["CellRows", "Family", "describe", "family", "table_family"]
 

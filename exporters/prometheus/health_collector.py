@@ -28,7 +28,8 @@ from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
-from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
+from tilewatch.exporters.prometheus.cell_labels import CellLabels
+from tilewatch.exporters.prometheus.exposition import CellFamily
 from tilewatch.exporters.prometheus.families import (
     CellRows,
     Family,

@@ -21,15 +21,13 @@ from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
+from tilewatch.exporters.prometheus.cell_labels import CellLabels, label_string, label_strings
 from tilewatch.exporters.prometheus.exposition import (
     CellFamily,
-    CellLabels,
     exposition_app,
     format_values,
     generate,
-    generate_chunks,
-    label_string,
-    label_strings,
+    generate_pieces,
 )
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
@@ -232,7 +230,7 @@ def test_the_app_serves_text_gzip_and_name_filters() -> None:
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert body == generate(registry)
     assert headers["Content-Length"] == str(len(body))  # the pieces are not joined
-    assert len(generate_chunks(registry)) > 10
+    assert len(generate_pieces(registry)) > 10
     _s, zheaders, zbody = call(app, encoding="deflate, gzip;q=1.0")
     assert zheaders["Content-Encoding"] == "gzip" and gzip.decompress(zbody) == body
     assert zheaders["Content-Length"] == str(len(zbody))
@@ -261,16 +259,16 @@ def test_window_families_are_formatted_once_per_reported_window() -> None:
     first = generate(registry)
     cached = window_families()
     assert "tilewatch_window_score_psi" in cached and "tilewatch_window_events" in cached
-    assert all(f.cached_text is not None for f in cached.values())
+    assert all(f.kept is not None for f in cached.values())
     assert generate(registry) == first
     fresh = CollectorRegistry()
     fresh.register(CellCollector(state.snapshot, DIMS))
     assert generate(fresh) == first
     # A new event in the open window: counts change, the reported window does not.
     state.apply(("t", 0), [("m", "a", "x")], np.array([16.0]), np.array([0.5]), 10_000)
-    assert all(f.cached_text is not None for f in window_families().values())
+    assert all(f.kept is not None for f in window_families().values())
     # The next window closes: every window family is formatted again.
     state.apply(("t", 0), [("m", "a", "x")], np.array([35.0]), np.array([0.5]), 10_001)
     state.refresh()
-    assert all(f.cached_text is None for f in window_families().values())
+    assert all(f.kept is None for f in window_families().values())
     assert_same(parse(generate(registry).decode()), parse(generate_latest(registry).decode()))
