@@ -65,7 +65,9 @@ class CellLabels:
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = list(names)
-        self._strings: list[str | None] = []
+        # "" until formatted (a label set is never empty: ``model`` at least). Not None: a
+        # list is searched for "" at C speed, for None through two failed comparisons each.
+        self._strings: list[str] = []
         self._keys: list[tuple[str, ...]] = []
         self._lock = threading.Lock()  # scrapes run on concurrent request threads
 
@@ -83,7 +85,7 @@ class CellLabels:
             self._strings, self._keys = [], []
         new = keys[done:]
         self._keys.extend(new)
-        self._strings.extend([None] * len(new))
+        self._strings.extend([""] * len(new))
 
 
 class LabelStrings(Sequence[str]):
@@ -92,9 +94,7 @@ class LabelStrings(Sequence[str]):
 
     __slots__ = ("_keys", "_names", "_strings")
 
-    def __init__(
-        self, names: list[str], strings: list[str | None], keys: list[tuple[str, ...]]
-    ) -> None:
+    def __init__(self, names: list[str], strings: list[str], keys: list[tuple[str, ...]]) -> None:
         self._names, self._strings, self._keys = names, strings, keys
 
     def __len__(self) -> int:
@@ -108,7 +108,7 @@ class LabelStrings(Sequence[str]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         s = self._strings[i]
-        if s is None:
+        if not s:
             s = self._strings[i] = label_string(self._names, self._keys[i])
         return s
 
@@ -116,15 +116,15 @@ class LabelStrings(Sequence[str]):
         """The strings of ``rows``, in bulk (what ``[self[r] for r in rows]`` gives)."""
         strings = self._strings
         out = [strings[r] for r in rows]
-        if None in out:
-            missing = sorted({r for r, s in zip(rows, out, strict=True) if s is None})
+        if "" in out:
+            missing = sorted({r for r, s in zip(rows, out, strict=True) if not s})
             keys = self._keys
             for r, s in zip(
                 missing, label_strings(self._names, [keys[r] for r in missing]), strict=True
             ):
                 strings[r] = s
             out = [strings[r] for r in rows]
-        return out  # type: ignore[return-value]  # every None was replaced
+        return out
 
     def __eq__(self, other: object) -> bool:
         return list(self) == other if isinstance(other, (list, LabelStrings)) else NotImplemented

@@ -104,6 +104,8 @@ class CellRows:
         self.mask = snap.events_total > 0 if exported is None else exported
         self._present = np.flatnonzero(self.mask)
         self.present: list[int] = self._present.tolist()
+        # Index arrays passed as ``cells`` (one serves several families) and their lists.
+        self._lists: dict[int, tuple[object, list[int]]] = {}  # the array kept: its id stays
         self.cells = labels if labels is not None else CellLabels(cell)
         self.unexported = unexported
         self._texts = window_texts
@@ -137,6 +139,17 @@ class CellRows:
             self._texts.attach(fam, token, self._cells_digest)
         return fam
 
+    def _as_list(self, cells: Sequence[int] | npt.NDArray[np.intp]) -> list[int]:
+        """``cells`` as a list, converted once per index array."""
+        if isinstance(cells, list):
+            return cells
+        kept = self._lists.get(id(cells))
+        if kept is not None and kept[0] is cells:
+            return kept[1]
+        out: list[int] = np.asarray(cells, dtype=np.intp).tolist()
+        self._lists[id(cells)] = (cells, out)
+        return out
+
     def add(
         self,
         fam: Family,
@@ -150,7 +163,7 @@ class CellRows:
         keys = self.keys
         index = self._present if cells is None else np.asarray(cells, dtype=np.intp)
         if isinstance(fam, CellFamily):
-            rows = self.present if cells is None else cells
+            rows = self.present if cells is None else self._as_list(cells)
             after = tuple(zip(fam.label_names[len(self.labels) :], extra, strict=True))
             fam.add_cells(self.cells, keys, rows, values[index], after=after)
             return

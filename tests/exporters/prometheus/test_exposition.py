@@ -169,7 +169,7 @@ def test_cell_labels_format_only_the_cells_written() -> None:
         'tilewatch_events_total{model="m",segment="s3"} 1.0',
         'tilewatch_events_total{model="m",segment="s997"} 2.0',
     ]
-    formatted = [i for i, s in enumerate(labels._strings) if s is not None]
+    formatted = [i for i, s in enumerate(labels._strings) if s]
     assert formatted == [3, 997]
     assert all(k is keys[i] for i, k in enumerate(labels._keys))
 
@@ -206,7 +206,7 @@ def test_cell_rows_as_an_array_or_a_list_write_the_same_family() -> None:
         fam.add_cells(labels, keys, rows, np.array([1.0, 2.0, 3.0]))
         texts.append(fam.text())
         samples.append([(s.labels["segment"], s.value) for s in fam.samples])
-        assert [i for i, s in enumerate(labels._strings) if s is not None] == [1, 2, 4]
+        assert [i for i, s in enumerate(labels._strings) if s] == [1, 2, 4]
     assert texts[0] == texts[1] and samples[0] == samples[1]
     assert samples[0] == [("s4", 1.0), ("s1", 2.0), ("s2", 3.0)]
 
