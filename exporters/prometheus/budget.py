@@ -59,15 +59,23 @@ class CellBudget:
         self.max_leaf_cells = max_leaf_cells
         self.unhealthy = unhealthy
 
-    def select(self, snap: Snapshot) -> tuple[BoolArray, int]:
+    def select(
+        self, snap: Snapshot, unhealthy: Callable[[], BoolArray] | None = None
+    ) -> tuple[BoolArray, int]:
         """``(exported, unexported)``: a mask over the snapshot's cells (those with events that
-        the budget keeps) and how many leaf cells with events it leaves out."""
+        the budget keeps) and how many leaf cells with events it leaves out.
+
+        ``unhealthy``: the snapshot's unhealthy cells from an evaluation the caller already
+        made (instead of :attr:`unhealthy` evaluating the hierarchy again); called only when
+        the budget has to choose.
+        """
         present = snap.events_total > 0
         leaf = snap.is_leaf[: len(present)]
         n_leaf = int((leaf & present).sum())
         if self.max_leaf_cells == 0 or n_leaf <= self.max_leaf_cells:
             return present, 0
-        return self.choose(leaf, present, self._flagged(snap), snap.window_count, snap.events_total)
+        flagged = self._flagged(snap, unhealthy)
+        return self.choose(leaf, present, flagged, snap.window_count, snap.events_total)
 
     def choose(
         self,
@@ -93,7 +101,7 @@ class CellBudget:
         exported[keep] = True
         return exported, len(candidates) - len(keep)
 
-    def _flagged(self, snap: Snapshot) -> BoolArray:
+    def _flagged(self, snap: Snapshot, unhealthy: Callable[[], BoolArray] | None) -> BoolArray:
         n = len(snap.events_total)
         flagged = np.zeros(n, dtype=bool)
         drift = snap.drift
@@ -105,7 +113,11 @@ class CellBudget:
         for (cell, _detector), (_n, _when, on) in snap.detections.items():
             if on and cell < n:
                 flagged[cell] = True
-        if self.unhealthy is not None:
+        bad = None
+        if unhealthy is not None:
+            bad = unhealthy()[:n]
+        elif self.unhealthy is not None:
             bad = self.unhealthy(snap)[:n]
+        if bad is not None:
             flagged[: len(bad)] |= bad
         return flagged

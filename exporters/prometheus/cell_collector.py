@@ -33,8 +33,9 @@ from tilewatch.exporters.prometheus.cell_families import (
     model_families,
     version_families,
 )
+from tilewatch.exporters.prometheus.cell_labels import CellLabels
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
-from tilewatch.exporters.prometheus.exposition import CellLabels, WindowTexts
+from tilewatch.exporters.prometheus.exposition import WindowTexts
 from tilewatch.exporters.prometheus.families import CellRows, describe
 from tilewatch.exporters.prometheus.forecast_families import forecast_families
 from tilewatch.exporters.prometheus.ingest_families import (

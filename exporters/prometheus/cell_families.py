@@ -54,7 +54,7 @@ def latency_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     for q in LATENCY_QUANTILES:
         values = snap.window_latency.get(q)
         if values is not None:
-            cells = np.flatnonzero(has & ~np.isnan(values)).tolist()
+            cells = np.flatnonzero(has & ~np.isnan(values))
             rows.add(fam, values, percentile_label(q), cells=cells)
     yield rows.window(fam)
 

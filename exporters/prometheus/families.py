@@ -23,7 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.catalog import CATALOG, COUNTER, MetricDoc
-from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels, WindowTexts
+from tilewatch.exporters.prometheus.cell_labels import CellLabels
+from tilewatch.exporters.prometheus.exposition import CellFamily, WindowTexts
 
 __all__ = ["CellRows", "Family", "describe", "family", "table_family"]
 
@@ -101,7 +102,10 @@ class CellRows:
         self.labels = list(cell)
         self.keys = snap.keys
         self.mask = snap.events_total > 0 if exported is None else exported
-        self.present: list[int] = np.flatnonzero(self.mask).tolist()
+        self._present = np.flatnonzero(self.mask)
+        self.present: list[int] = self._present.tolist()
+        # Index arrays passed as ``cells`` (one serves several families) and their lists.
+        self._lists: dict[int, tuple[object, list[int]]] = {}  # the array kept: its id stays
         self.cells = labels if labels is not None else CellLabels(cell)
         self.unexported = unexported
         self._texts = window_texts
@@ -135,25 +139,38 @@ class CellRows:
             self._texts.attach(fam, token, self._cells_digest)
         return fam
 
+    def _as_list(self, cells: Sequence[int] | npt.NDArray[np.intp]) -> list[int]:
+        """``cells`` as a list, converted once per index array."""
+        if isinstance(cells, list):
+            return cells
+        kept = self._lists.get(id(cells))
+        if kept is not None and kept[0] is cells:
+            return kept[1]
+        out: list[int] = np.asarray(cells, dtype=np.intp).tolist()
+        self._lists[id(cells)] = (cells, out)
+        return out
+
     def add(
         self,
         fam: Family,
         values: npt.NDArray[np.generic],
         *extra: str,
-        cells: list[int] | None = None,
+        cells: Sequence[int] | npt.NDArray[np.intp] | None = None,
     ) -> None:
-        """Add ``values[i]`` for each present cell ``i`` (or each of ``cells``), labelled with
-        the cell's key followed by ``extra``."""
+        """Add ``values[i]`` for each present cell ``i`` (or each of ``cells``: an index
+        array is cheaper than a list when ``cells`` serves several calls), labelled with the
+        cell's key followed by ``extra``."""
         keys = self.keys
-        rows = self.present if cells is None else cells
+        index = self._present if cells is None else np.asarray(cells, dtype=np.intp)
         if isinstance(fam, CellFamily):
+            rows = self.present if cells is None else self._as_list(cells)
             after = tuple(zip(fam.label_names[len(self.labels) :], extra, strict=True))
-            fam.add_cells(self.cells, keys, rows, values[rows], after=after)
+            fam.add_cells(self.cells, keys, rows, values[index], after=after)
             return
         add = fam.add_metric
         if extra:
-            for i, v in zip(rows, values[rows].tolist(), strict=True):
+            for i, v in zip(index.tolist(), values[index].tolist(), strict=True):
                 add([*keys[i], *extra], v)
         else:
-            for i, v in zip(rows, values[rows].tolist(), strict=True):
+            for i, v in zip(index.tolist(), values[index].tolist(), strict=True):
                 add(keys[i], v)

@@ -28,7 +28,7 @@ def forecast_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     present[rows.present] = True
     for stat, arrays in sorted(snap.forecasts.items()):
         mean = arrays[0]
-        cells = np.flatnonzero(present[: mean.shape[1]] & np.isfinite(mean[0])).tolist()
+        cells = np.flatnonzero(present[: mean.shape[1]] & np.isfinite(mean[0]))
         for suffix, values in zip(("", "_lower", "_upper"), arrays, strict=True):
             fam = family(f"tilewatch_forecast_{stat}{suffix}", rows.labels)
             for h in range(values.shape[0]):

@@ -28,7 +28,8 @@ from tilewatch.aggregators.health.settings import HierarchySettings
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.exporters.prometheus.budget import CellBudget
 from tilewatch.exporters.prometheus.catalog import HEALTH_METRICS
-from tilewatch.exporters.prometheus.exposition import CellFamily, CellLabels
+from tilewatch.exporters.prometheus.cell_labels import CellLabels
+from tilewatch.exporters.prometheus.exposition import CellFamily
 from tilewatch.exporters.prometheus.families import (
     CellRows,
     Family,
@@ -106,7 +107,11 @@ class HealthCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         result = self.evaluate(snap, now)
-        exported, unexported = (None, 0) if self.budget is None else self.budget.select(snap)
+        exported, unexported = (
+            (None, 0)
+            if self.budget is None
+            else self.budget.select(snap, lambda: self._unhealthy(snap, result))
+        )
         rows = CellRows(snap, self._cell_labels, self._labels, exported, unexported)
         keys, present = rows.keys, rows.present
         ndims = len(self._dimensions)
@@ -172,7 +177,10 @@ class HealthCollector(Collector):
 
     def unhealthy(self, snap: Snapshot) -> npt.NDArray[np.bool_]:
         """Cells whose status is amber or red in some component (the budget's priority)."""
-        result = self.evaluate(snap)
+        return self._unhealthy(snap, self.evaluate(snap))
+
+    @staticmethod
+    def _unhealthy(snap: Snapshot, result: HierarchyResult) -> npt.NDArray[np.bool_]:
         bad = np.zeros(len(snap.keys), dtype=bool)
         for comp in result.components:
             status = np.asarray(comp.status)

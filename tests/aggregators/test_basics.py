@@ -129,6 +129,15 @@ def test_models_in_tolerates_arrays_of_different_lengths() -> None:
     assert models_in(np.array([True, False, False, False, True]), ids) == {0}
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_models_in_is_the_set_of_the_selected_cells_model_ids(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 7, 1000)
+    cells = rng.random(900) < rng.random()
+    assert models_in(cells, ids) == set(ids[:900][cells].tolist())
+    assert models_in(np.zeros(0, dtype=bool), ids) == set()
+
+
 def test_retained_keeps_the_newest_and_each_models_latest() -> None:
     held = {w: {0} for w in range(10)} | {2: {0, 1}, 11: {2}}
     kept = retained(held, 3, held.__getitem__)

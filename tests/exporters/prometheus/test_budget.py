@@ -107,6 +107,30 @@ def test_both_collectors_export_the_same_cells_and_the_unhealthy_first() -> None
     assert {snap.keys[i] for i in np.flatnonzero(bad & snap.is_leaf)} == {keys[10], keys[11]}
 
 
+def test_the_health_collector_chooses_its_cells_from_its_own_evaluation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a binding budget the health collector evaluates the hierarchy once per scrape
+    (its budget choice reads that evaluation, at the same clock reading) and exports the
+    cells the budget chooses from a fresh evaluation."""
+    state, keys = make_state()
+    health = HealthCollector(state.snapshot, DIMS, HIERARCHY, clock=lambda: NOW)
+    health.budget = CellBudget(3, health.unhealthy)
+    calls: list[float | None] = []
+    evaluate = health.evaluate
+
+    def counting(snap: Snapshot, now: float | None = None) -> object:
+        calls.append(now)
+        return evaluate(snap, now)
+
+    monkeypatch.setattr(health, "evaluate", counting)
+    registry = CollectorRegistry()
+    registry.register(health)
+    leaves = {c for c in exported_cells(registry, "tilewatch_component_score") if ALL not in c}
+    assert calls == [NOW]
+    assert leaves == {keys[10], keys[11], keys[39]}
+
+
 def test_the_config_key() -> None:
     base = {"kafka": {"bootstrap_servers": "127.0.0.1:9092", "topics": ["t"]}}
     assert parse_config(base).exporter.max_exported_cells == 10_000

@@ -21,12 +21,13 @@ from tests.helpers import promtool_check_metrics
 from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.exporters.prometheus.cell_collector import CellCollector
+from tilewatch.exporters.prometheus.cell_labels import CellLabels, label_string, label_strings
 from tilewatch.exporters.prometheus.exposition import (
     CellFamily,
-    CellLabels,
     exposition_app,
     format_values,
     generate,
+    generate_pieces,
 )
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
@@ -109,6 +110,30 @@ def test_values_read_back_as_the_same_floats_as_prometheus_client_writes_them() 
     assert (ours[5], floatToGoString(1e6)) == ("1000000.0", "1e+06")
 
 
+def test_values_are_written_as_repr_writes_them_at_every_magnitude() -> None:
+    """The bulk path (orjson) and the one-by-one path (small magnitudes) together write
+    exactly ``repr``: random bit patterns (every exponent, subnormals), decimals, integers,
+    timestamps, values around the 1e-4 boundary."""
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**63, 100_000, dtype=np.int64).view(np.float64)
+    decimals = np.round(rng.random(20_000) * 10.0 ** rng.integers(-8, 20, 20_000), 3)
+    boundary = np.nextafter(1e-4, np.array([0.0, 1.0] * 50)) * rng.choice([1.0, 10.0], 100)
+    values = np.concatenate(
+        [
+            bits[np.isfinite(bits)],
+            decimals,
+            rng.integers(-(2**60), 2**60, 10_000).astype(np.float64),
+            1.7e9 + rng.random(10_000) * 1e6,
+            rng.random(10_000) * 10.0 ** rng.integers(-320, -2, 10_000),
+            boundary,
+            [1e-4, 1e-5, 0.0, 1e16, 1e22, 5e-324, 2.0**53],
+        ]
+    )
+    values = np.concatenate([values, -values])
+    assert format_values(values) == [repr(v) for v in values.tolist()]
+    assert format_values(values[::7]) == [repr(v) for v in values[::7].tolist()]  # a strided view
+
+
 def test_cell_labels_are_formatted_once_and_follow_new_cells() -> None:
     labels = CellLabels(["model", "segment"])
     keys = [("m", "a"), ("m", "b")]
@@ -122,6 +147,17 @@ def test_cell_labels_are_formatted_once_and_follow_new_cells() -> None:
     assert labels.strings(other) == ['model="n",segment="z"']
 
 
+def test_label_strings_in_bulk_are_label_string_of_each_key() -> None:
+    names = ["model", "segment", "region"]
+    plain = [("m", "a", "x"), ("m", "{}", "{0}"), ("m", "%s", "")]
+    odd = [*plain, ('q"x', "a\\b", "new\nline")]
+    for keys in (plain, odd, []):
+        assert label_strings(names, keys) == [label_string(names, k) for k in keys]
+    assert label_strings(["a"], [(1,)]) == ['a="1"']  # not a string: written with str
+    with pytest.raises(ValueError):
+        label_strings(names, [("m", "a")])
+
+
 def test_cell_labels_format_only_the_cells_written() -> None:
     """With the series budget most cells are never exported: their label string is never
     formatted (the registry's keys are not copied either)."""
@@ -133,7 +169,7 @@ def test_cell_labels_format_only_the_cells_written() -> None:
         'tilewatch_events_total{model="m",segment="s3"} 1.0',
         'tilewatch_events_total{model="m",segment="s997"} 2.0',
     ]
-    formatted = [i for i, s in enumerate(labels._strings) if s is not None]
+    formatted = [i for i, s in enumerate(labels._strings) if s]
     assert formatted == [3, 997]
     assert all(k is keys[i] for i, k in enumerate(labels._keys))
 
@@ -159,6 +195,22 @@ def test_cell_family_samples_match_its_text() -> None:
         fam.samples = [fam.samples[0]]
 
 
+def test_cell_rows_as_an_array_or_a_list_write_the_same_family() -> None:
+    """Rows are kept as given and converted when written: an index array and a list give the
+    same text and samples, and only the written cells' label strings are formatted."""
+    keys = [("m", f"s{i}") for i in range(6)]
+    texts, samples = [], []
+    for rows in ([4, 1, 2], np.array([4, 1, 2])):
+        labels = CellLabels(["model", "segment"])
+        fam = CellFamily("tilewatch_events", "Events.", "counter")
+        fam.add_cells(labels, keys, rows, np.array([1.0, 2.0, 3.0]))
+        texts.append(fam.text())
+        samples.append([(s.labels["segment"], s.value) for s in fam.samples])
+        assert [i for i, s in enumerate(labels._strings) if s] == [1, 2, 4]
+    assert texts[0] == texts[1] and samples[0] == samples[1]
+    assert samples[0] == [("s4", 1.0), ("s1", 2.0), ("s2", 3.0)]
+
+
 def call(app: Any, query: str = "", encoding: str = "") -> tuple[str, dict[str, str], bytes]:
     seen: dict[str, Any] = {}
 
@@ -177,8 +229,11 @@ def test_the_app_serves_text_gzip_and_name_filters() -> None:
     assert status == "200 OK"
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert body == generate(registry)
+    assert headers["Content-Length"] == str(len(body))  # the pieces are not joined
+    assert len(generate_pieces(registry)) > 10
     _s, zheaders, zbody = call(app, encoding="deflate, gzip;q=1.0")
     assert zheaders["Content-Encoding"] == "gzip" and gzip.decompress(zbody) == body
+    assert zheaders["Content-Length"] == str(len(zbody))
     _s, _h, only = call(app, query="name[]=tilewatch_events_total&name[]=tilewatch_kafka_up")
     names = {f.name for f in text_string_to_metric_families(only.decode())}
     assert names == {"tilewatch_events", "tilewatch_kafka_up"}
@@ -204,16 +259,16 @@ def test_window_families_are_formatted_once_per_reported_window() -> None:
     first = generate(registry)
     cached = window_families()
     assert "tilewatch_window_score_psi" in cached and "tilewatch_window_events" in cached
-    assert all(f.cached_text is not None for f in cached.values())
+    assert all(f.kept is not None for f in cached.values())
     assert generate(registry) == first
     fresh = CollectorRegistry()
     fresh.register(CellCollector(state.snapshot, DIMS))
     assert generate(fresh) == first
     # A new event in the open window: counts change, the reported window does not.
     state.apply(("t", 0), [("m", "a", "x")], np.array([16.0]), np.array([0.5]), 10_000)
-    assert all(f.cached_text is not None for f in window_families().values())
+    assert all(f.kept is not None for f in window_families().values())
     # The next window closes: every window family is formatted again.
     state.apply(("t", 0), [("m", "a", "x")], np.array([35.0]), np.array([0.5]), 10_001)
     state.refresh()
-    assert all(f.cached_text is None for f in window_families().values())
+    assert all(f.kept is None for f in window_families().values())
     assert_same(parse(generate(registry).decode()), parse(generate_latest(registry).decode()))

@@ -80,14 +80,14 @@ def test_forecast_texts_are_kept_until_the_forecasts_change() -> None:
 
     first = generate(registry)
     kept = forecast_families()
-    assert kept and all(f.cached_text is not None for f in kept.values())  # type: ignore[attr-defined]
+    assert kept and all(f.kept is not None for f in kept.values())  # type: ignore[attr-defined]
     assert generate(registry) == first
     # One more window with a jump: the forecasts move, their text is formatted again.
     state.apply(("t", 0), [("m", "a")] * 5, 80.0 + np.arange(5), np.full(5, 0.9), next_offset=9)
     state.apply(("t", 0), [("m", "a")], np.array([95.0]), np.array([0.9]), next_offset=10)
     state.refresh()
     fresh = forecast_families()
-    assert all(f.cached_text is None for f in fresh.values())  # type: ignore[attr-defined]
+    assert all(f.kept is None for f in fresh.values())  # type: ignore[attr-defined]
     after = generate(registry)
     line = 'tilewatch_forecast_score_mean{model="m",segment="a",horizon="1"} '
     old = next(x for x in first.decode().splitlines() if x.startswith(line))
