@@ -25,6 +25,7 @@ from collections.abc import Set as AbstractSet
 from tilewatch.aggregators.state.partition_delta import PartitionDelta, partition_delta
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
+from tilewatch.streams.changelog.delta import frozen_json
 from tilewatch.streams.changelog.store import ChangelogStore
 from tilewatch.streams.clients import ConsumerLike
 from tilewatch.streams.deadletter import DeadLetterSink
@@ -112,7 +113,7 @@ class Committer:
                 if part.offset != covered.offset or (
                     labels is not None and labels.offset != covered.label_offset
                 ):
-                    states[key] = partition_delta(part, changelog.delta_mark(key))
+                    states[key] = partition_delta(part, changelog.delta_mark(key), frozen_json)
         if not states:
             return
         try:

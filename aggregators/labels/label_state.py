@@ -156,7 +156,7 @@ class PartitionLabels:
         self.final_upto = -(2**62)
         #: Incremented on every change, so snapshots know when to recompute.
         self.version = 0
-        #: The JSON of each final window's checkpoint rows, made once (``labels_to_dict``).
+        #: Each final window's checkpoint rows as ``labels_to_dict``'s ``freeze`` made them.
         self.final_json: dict[int, tuple[PerfAcc, Any]] = {}
 
     # -- input -------------------------------------------------------------------------------
@@ -386,10 +386,12 @@ class PartitionLabels:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def to_dict(self, keys: list[tuple[str, ...]], fragments: bool = False) -> dict[str, Any]:
+    def to_dict(
+        self, keys: list[tuple[str, ...]], freeze: Callable[[list[Any]], Any] | None = None
+    ) -> dict[str, Any]:
         """Plain JSON data for a checkpoint; cells by key
         (:func:`~tilewatch.aggregators.labels.label_state_codec.labels_to_dict`)."""
-        return labels_to_dict(self, keys, fragments)
+        return labels_to_dict(self, keys, freeze)
 
     @classmethod
     def from_dict(

@@ -18,11 +18,11 @@ as plain JSON data, cells named by key::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from tilewatch.aggregators.arrays import resized
 from tilewatch.aggregators.codec import Check, finite_or_none
@@ -41,23 +41,26 @@ CHECK = Check("partition state", within="labels")
 
 
 def labels_to_dict(
-    labels: PartitionLabels, keys: list[tuple[str, ...]], fragments: bool = False
+    labels: PartitionLabels,
+    keys: list[tuple[str, ...]],
+    freeze: Callable[[list[Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """Plain JSON data for a checkpoint; cells by key (``keys``, by cell index).
 
-    ``fragments``: each final window's rows as an ``orjson.Fragment`` of their JSON, made
-    once per window and kept on ``labels`` (no label changes a final window), for a caller
-    that serializes the result with orjson (a delta checkpoint's head, every round).
+    ``freeze``: applied once to each final window's rows, the result kept on ``labels`` and
+    written in their place in every later call (no label changes a final window): a caller
+    that serializes the result turns them into serialized JSON once (a delta checkpoint's
+    head, every round: ``tilewatch.streams.changelog.delta.frozen_json``).
     """
     n = len(keys)
     final: list[list[Any]]
-    if fragments:
+    if freeze is not None:
         kept = labels.final_json
         for w in [w for w, (acc, _f) in kept.items() if labels.final.get(w) is not acc]:
             del kept[w]
         for w, acc in labels.final.items():
             if w not in kept:
-                kept[w] = (acc, orjson.Fragment(orjson.dumps(acc.to_rows(keys))))
+                kept[w] = (acc, freeze(acc.to_rows(keys)))
         final = [[w, kept[w][1]] for w in sorted(labels.final)]
     else:
         final = [[w, acc.to_rows(keys)] for w, acc in sorted(labels.final.items())]

@@ -22,7 +22,7 @@ Pure: no Kafka, no I/O.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -234,9 +234,15 @@ class PartitionDelta:
                 yield f"{b}/w{win.w}", unit
 
 
-def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionDelta:
+def partition_delta(
+    state: PartitionState,
+    mark: DeltaMark | None,
+    freeze: Callable[[list[Any]], Any] | None = None,
+) -> PartitionDelta:
     """The head and the changed units of ``state`` since ``mark`` (all units without one),
-    as copies of the changed blocks' arrays: take it under the state's lock."""
+    as copies of the changed blocks' arrays: take it under the state's lock. ``freeze``: what
+    the head holds in place of each final label window's rows, made once per window (see
+    ``labels_to_dict``)."""
     registry = state.registry
     keys = registry.keys
     n = len(keys)
@@ -305,8 +311,7 @@ def partition_delta(state: PartitionState, mark: DeltaMark | None) -> PartitionD
         "violations": [[*k, count] for k, count in sorted(state.violations.items())],
         "detectors": [] if state.detectors is None else state.detectors.to_dict(keys),
         "versions": version_rows(state.versions),
-        # Final label windows as JSON made once (orjson fragments: the head is only dumped).
-        "labels": None if state.labels is None else state.labels.to_dict(keys, fragments=True),
+        "labels": None if state.labels is None else state.labels.to_dict(keys, freeze),
         "classes": None if state.classes is None else state.classes.to_dict(),
         "blocks": BLOCKS,
     }

@@ -4,8 +4,8 @@ A delta checkpoint of a partition (:mod:`tilewatch.aggregators.state.partition_d
 written as
 
 - one record set per changed *unit* (a block of cells, or a block of one window) in its binary
-  form (:class:`~tilewatch.aggregators.state.unit_columns.UnitColumns`: the unit's cell keys
-  once, then numpy columns), compressed with zlib and cut into chunks of at most
+  form (:mod:`~tilewatch.streams.changelog.unit_codec`: the unit's cell keys once, then numpy
+  columns), compressed with zlib and cut into chunks of at most
   ``CHUNK_BYTES``, under the keys ``topic/partition/d/u/<unit>/<slot>/<chunk>``. Each unit has
   two slots, ``a`` and ``b``: a new version goes to the slot the current head does not name, so
   the head's version stays whole;
@@ -40,7 +40,7 @@ import orjson
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition_delta import PartitionDelta, merge_units, unit_window
 from tilewatch.aggregators.state.snapshot import PartitionKey
-from tilewatch.aggregators.state.unit_columns import MAGIC, UnitColumns
+from tilewatch.aggregators.state.unit_columns import UnitColumns
 from tilewatch.streams.changelog.records import (
     MAX_STATE_BYTES,
     Checkpoint,
@@ -48,6 +48,7 @@ from tilewatch.streams.changelog.records import (
     chunk_records,
     manifest_record,
 )
+from tilewatch.streams.changelog.unit_codec import MAGIC, unit_from_bytes, unit_to_bytes
 
 __all__ = [
     "DELTA_FORMAT",
@@ -57,6 +58,7 @@ __all__ = [
     "delta_seq",
     "encode_head",
     "encode_unit",
+    "frozen_json",
     "head_prefix",
     "other_slot",
     "plan_delta",
@@ -94,7 +96,7 @@ def encode_unit(
 ) -> tuple[list[tuple[bytes, bytes]], UnitRef]:
     """The records of one unit version (its binary form, compressed), and the reference a
     head keeps of it."""
-    payload = zlib.compress(data.to_bytes(), 1)
+    payload = zlib.compress(unit_to_bytes(data), 1)
     records = chunk_records(unit_prefix(source, unit, slot), payload)
     return records, [slot, len(records), hashlib.sha256(payload).hexdigest()]
 
@@ -120,6 +122,12 @@ def encode_head(
         )
     )
     return records
+
+
+def frozen_json(value: Any) -> Any:
+    """``value`` serialized once, embedded as is wherever a later ``orjson.dumps`` meets it
+    (``partition_delta``'s ``freeze``: the head's final label windows)."""
+    return orjson.Fragment(orjson.dumps(value))
 
 
 def other_slot(slot: str) -> str:
@@ -198,7 +206,7 @@ def _blob(
         raise _Refused("corrupt", f"{what}: not compressed: {exc}") from None
     if unit and data[: len(MAGIC)] == MAGIC:
         try:
-            return UnitColumns.from_bytes(data).plain()
+            return unit_from_bytes(data).plain()
         except ValueError as exc:
             raise _Refused("corrupt", f"{what}: bad binary unit: {exc}") from None
     try:

@@ -12,7 +12,6 @@ import orjson
 
 from tests.streams.test_delta_checkpoint import FP, SOURCE, _same, _Writer
 from tilewatch.aggregators.state.partition_delta import partition_delta
-from tilewatch.aggregators.state.unit_columns import MAGIC, UnitColumns
 from tilewatch.streams.changelog import Checkpoint, Refusal
 from tilewatch.streams.changelog.delta import (
     DELTA_VERSION,
@@ -22,6 +21,7 @@ from tilewatch.streams.changelog.delta import (
     unit_prefix,
 )
 from tilewatch.streams.changelog.records import chunk_records
+from tilewatch.streams.changelog.unit_codec import MAGIC, unit_from_bytes
 
 
 def _version3_round(w: _Writer) -> None:
@@ -84,7 +84,7 @@ def test_a_binary_unit_that_does_not_match_its_header_refuses_the_head() -> None
     assert "bad binary unit" in result.detail
     # The same bytes read directly say why.
     try:
-        UnitColumns.from_bytes(data[:-8])
+        unit_from_bytes(data[:-8])
     except ValueError as exc:
         assert "past the end" in str(exc)
     else:

@@ -1,4 +1,4 @@
-"""A delta unit's binary form: the same plain data back, and anything malformed refused."""
+"""A delta unit's columns and binary form: the same plain data back, anything malformed refused."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from tilewatch.aggregators import CellRegistry, CellSettings, PartitionState
 from tilewatch.aggregators.state.partition_delta import partition_delta
-from tilewatch.aggregators.state.unit_columns import MAGIC, UnitColumns
+from tilewatch.aggregators.state.unit_columns import UnitColumns
+from tilewatch.streams.changelog.unit_codec import MAGIC, unit_from_bytes, unit_to_bytes
 
 SETTINGS = CellSettings(
     dimensions=("segment",), window_seconds=10, grace_seconds=0, rolling_events=50
@@ -37,9 +38,9 @@ def test_every_unit_reads_back_as_its_plain_data() -> None:
     assert kinds == {"c", "w"}
     hists = 0
     for _name, unit in units:
-        data = unit.to_bytes()
+        data = unit_to_bytes(unit)
         assert data.startswith(MAGIC)
-        back = UnitColumns.from_bytes(data).plain()
+        back = unit_from_bytes(data).plain()
         # What the JSON form would have restored, value for value.
         assert back == orjson.loads(orjson.dumps(unit.plain()))
         hists += len(back.get("hists", {}))
@@ -66,7 +67,7 @@ def test_rows_keep_their_cell_whatever_the_order() -> None:
         means=np.array([1.0, 2.0, 3.0]),
         m2s=np.array([0.5, 0.25, 0.125]),
     )
-    assert UnitColumns.from_bytes(u.to_bytes()).plain() == {
+    assert unit_from_bytes(unit_to_bytes(u)).plain() == {
         "rows": [[["m", 'q"\x1f'], 4, 1.5, 0.0], [["m", "a"], 5, 2.5, 1.0]],
         "hists": {"latency": [[["m", "b"], [0, 3, 255]]]},
         "rolling": [
@@ -93,7 +94,7 @@ def _good() -> bytes:
         late=np.array([0, 0]),
         last=np.array([1.0, 2.0]),
     )
-    return u.to_bytes()
+    return unit_to_bytes(u)
 
 
 def _with_header(change: object) -> bytes:
@@ -133,7 +134,7 @@ def _set(path: tuple[object, ...], value: object) -> object:
 )
 def test_malformed_binary_units_are_refused(data: bytes, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        UnitColumns.from_bytes(data)
+        unit_from_bytes(data)
 
 
 def test_positions_outside_the_key_table_are_refused() -> None:
@@ -142,10 +143,10 @@ def test_positions_outside_the_key_table_are_refused() -> None:
         "cells", pos=np.array([1]), events=np.array([1]), late=np.array([0]), last=np.array([1.0])
     )
     with pytest.raises(ValueError, match="outside the key table"):
-        UnitColumns.from_bytes(u.to_bytes())
+        unit_from_bytes(unit_to_bytes(u))
     bad_keys = UnitColumns([("m", 1)])  # type: ignore[list-item]
     bad_keys.add(
         "cells", pos=np.array([0]), events=np.array([1]), late=np.array([0]), last=np.array([1.0])
     )
     with pytest.raises(ValueError, match="key table"):
-        UnitColumns.from_bytes(bad_keys.to_bytes())
+        unit_from_bytes(unit_to_bytes(bad_keys))
