@@ -208,6 +208,8 @@ class Monitor:
         #: Called once, with the records read so far, after the first batch that counted a
         #: record (the app logs the start-up time with it).
         self.on_first_records: Callable[[int], None] | None = None
+        #: Called after each poll that returned nothing (after its refresh), on this thread.
+        self.on_idle: Callable[[], None] | None = None
 
     def ensure_topics(self) -> None:
         """Create the dead-letter and changelog topics if missing; check co-partitioning."""
@@ -420,6 +422,8 @@ class Monitor:
             self._applied_since_refresh = False
             self._last_refresh = time.monotonic()
             self._refresh_seconds = self._last_refresh - now
+        if idle and self.on_idle is not None:
+            self.on_idle()
         if self.committer.due(now):
             self.committer.commit(consumer)
 

@@ -267,7 +267,10 @@ class App:
         # One series budget for both collectors, so they export the same cells.
         budget = CellBudget(cfg.exporter.max_exported_cells, self.health.unhealthy)
         self.health.budget = budget
-        self.registry.register(CellCollector(self.state.snapshot, cfg.cells.dimensions, budget))
+        self.cells = CellCollector(self.state.snapshot, cfg.cells.dimensions, budget)
+        self.registry.register(self.cells)
+        self._warmed: tuple[object, int] = (None, 0)  # (window view, scrapes) at the last warm
+        self.monitor.on_idle = self._warm_scrape
         self.registry.register(self.health)
         stage = self.monitor.labeling
         if stage is not None:
@@ -310,6 +313,20 @@ class App:
             self._status = (now, dict(zip(snap.keys, worst.tolist(), strict=True)))
         table, keys = self._status[1], self.state.registry.keys
         return np.array([table.get(keys[i], -1) for i in leaf.tolist()], dtype=np.int64)
+
+    def _warm_scrape(self) -> None:
+        """While the consumer is idle, format a newly reported window's families for the next
+        scrape (``CellCollector.warm``): once per reported window, and at most once per
+        scrape since the last warm (so that nothing is formatted for a scraper that is not
+        there, and labels changing a closed window often cost no more than the scrapes do)."""
+        view, scrapes = self.state.window_cache, self.cells.scrapes
+        if view is None or view is self._warmed[0] or scrapes == self._warmed[1]:
+            return
+        self._warmed = (view, scrapes)
+        try:
+            self.cells.warm()
+        except Exception:  # a scrape would say the same; never stop the consumer for it
+            log.exception("formatting the reported window's families ahead of a scrape failed")
 
     def serve(self) -> MetricsServer:
         """Start the metrics endpoint."""

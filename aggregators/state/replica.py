@@ -103,9 +103,9 @@ class ReplicaState:
         self.partitions: dict[PartitionKey, PartitionState] = {}
         self.ingest = IngestStats()
         self.lock = threading.RLock()
-        # The merged reported windows and their statistics, keyed by the windows they came
-        # from: closed windows never change, so scrapes reuse what refresh() computed.
-        self._window_cache: tuple[Any, WindowView] | None = None
+        #: The merged reported windows and their statistics, keyed by the windows they came
+        #: from (a new tuple when they change): scrapes reuse what refresh() computed.
+        self.window_cache: tuple[Any, WindowView] | None = None
         #: Each cell's reference against the baseline (None: trailing references, or no drift).
         self.references = (
             CellReferences(profile, settings, profile.settings.prior_strength)
@@ -384,7 +384,7 @@ class ReplicaState:
             )
             # A past window's view (upto, for the forecasts' catch-up) neither reads nor
             # replaces the cached view of the reported windows.
-            cached = self._window_cache if upto is None and features else None
+            cached = self.window_cache if upto is None and features else None
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
             if window_view is not None:
                 needed = set()
@@ -429,7 +429,7 @@ class ReplicaState:
             )
             if upto is None and features:
                 with self.lock:
-                    self._window_cache = (cache_key, window_view)
+                    self.window_cache = (cache_key, window_view)
         perf = None
         if self.labels is not None:
             perf = performance_view(

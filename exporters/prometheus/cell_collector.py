@@ -35,7 +35,7 @@ from tilewatch.exporters.prometheus.cell_families import (
 )
 from tilewatch.exporters.prometheus.cell_labels import CellLabels
 from tilewatch.exporters.prometheus.drift_families import detection_families, drift_families
-from tilewatch.exporters.prometheus.exposition import WindowTexts
+from tilewatch.exporters.prometheus.exposition import CellFamily, WindowTexts
 from tilewatch.exporters.prometheus.families import CellRows, describe
 from tilewatch.exporters.prometheus.forecast_families import forecast_families
 from tilewatch.exporters.prometheus.ingest_families import (
@@ -72,6 +72,9 @@ class CellCollector(Collector):
         self._cell_labels = ["model", *dimensions]
         self._labels = CellLabels(self._cell_labels)
         self._window_texts = WindowTexts()
+        #: Collections by a scrape (not by :meth:`warm`).
+        self.scrapes = 0
+        self._warming = False
 
     def describe(self) -> Iterator[Metric]:
         """Names and types only, so registering does not take a snapshot."""
@@ -79,7 +82,22 @@ class CellCollector(Collector):
             (*METRICS, *DRIFT_METRICS, *PERFORMANCE_METRICS, *MULTICLASS_METRICS, *FORECAST_METRICS)
         )
 
+    def warm(self) -> int:
+        """Format, and compress, the families kept per reported window now (those a scrape
+        would format first), so that the next scrape writes them as kept; returns how many.
+        The runtime calls it while the consumer is idle, after a new window is reported."""
+        self._warming = True
+        try:
+            fams = [f for f in self.collect() if isinstance(f, CellFamily) and f.on_text]
+        finally:
+            self._warming = False
+        for fam in fams:
+            fam.piece().deflated()
+        return len(fams)
+
     def collect(self) -> Iterator[Metric]:
+        if not self._warming:
+            self.scrapes += 1
         snap = self._snapshot()
         exported, unexported = (None, 0) if self._budget is None else self._budget.select(snap)
         rows = CellRows(

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{name}: {len(part.open)} open windows", deep_size(part.open, seen)))
         rows.append((f"{name}: {len(part.closed)} closed windows", deep_size(part.closed, seen)))
         rows.append((f"{name}: the rest", deep_size(part, seen)))
-    for attr in ("history", "forecasts", "_window_cache"):
+    for attr in ("history", "forecasts", "window_cache"):
         rows.append((f"state.{attr}", deep_size(getattr(state, attr), seen)))
     rows.append(("state: the rest", deep_size(state, seen)))
     rows.append(("app: the rest (collectors, caches)", deep_size(app, seen)))

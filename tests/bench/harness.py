@@ -533,7 +533,7 @@ def measure_scrape(state: ReplicaState, dims: tuple[str, ...]) -> dict[str, Any]
         # them, as the first one after a window closes does.
         uncached = []
         for _ in range(5):
-            state._window_cache = None
+            state.window_cache = None
             t0 = time.perf_counter()
             state.snapshot()
             uncached.append(time.perf_counter() - t0)

@@ -328,17 +328,17 @@ def test_window_statistics_are_cached_until_a_window_closes() -> None:
     rs = ReplicaState(SETTINGS)
     _apply(rs, 0, [("m", "a"), ("m", "b"), ("m", "a")], [1.0, 2.0, 25.0])
     first = rs.snapshot()
-    cached = rs._window_cache
+    cached = rs.window_cache
     assert cached is not None
     _apply(rs, 0, [("m", "a")], [26.0])  # same open window: the reported one is unchanged
     second = rs.snapshot()
-    assert rs._window_cache is cached
-    rs._window_cache = None  # a fresh computation gives the same numbers
+    assert rs.window_cache is cached
+    rs.window_cache = None  # a fresh computation gives the same numbers
     fresh = rs.snapshot()
     for snap in (second, fresh):
         np.testing.assert_array_equal(snap.window_count, first.window_count)
         np.testing.assert_array_equal(snap.window_mean, first.window_mean)
     _apply(rs, 0, [("m", "b")], [45.0])  # closes window 2: the view must follow
     third = rs.snapshot()
-    assert rs._window_cache is not cached
+    assert rs.window_cache is not cached
     assert third.window_start == {"m": 20.0}
