@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from prometheus_client.core import Metric
 
 from tilewatch.aggregators.state.snapshot import Snapshot
@@ -29,7 +30,7 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     if m is None or names is None:
         return
     # The cells of multi-class models: those with predicted classes in the window.
-    cells = [i for i in rows.present if m.events[i] > 0]
+    cells = np.asarray([i for i in rows.present if m.events[i] > 0], dtype=np.intp)
     per_class: list[tuple[str, Any]] = [
         ("tilewatch_window_class_share_ratio", m.class_share),
         ("tilewatch_window_class_precision_ratio", m.precision),
@@ -43,17 +44,21 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
             ("tilewatch_window_class_below_threshold_right_ratio", m.below_threshold_right_share),
         ]
     thresholds = snap.class_thresholds or {}
+    by_model: dict[str, list[int]] = {}
+    for i in cells.tolist():
+        by_model.setdefault(rows.keys[i][0], []).append(i)
+    model_cells = {model: np.asarray(at, dtype=np.intp) for model, at in by_model.items()}
     for name, table in per_class:
-        fam = family(name, rows.labels)
+        # Every family here holds the reported window's values: kept while ``m`` is the same.
+        fam = rows.keep(family(name, rows.labels), m)
         below = "below_threshold" in name  # only classes with a threshold
-        for i in cells:
-            key = rows.keys[i]
-            limits = thresholds.get(key[0], [])
-            for j, (label, value) in enumerate(zip(names[key[0]], table[i].tolist(), strict=True)):
+        for model, at in model_cells.items():
+            limits = thresholds.get(model, [])
+            for j, label in enumerate(names[model]):
                 if label and not (below and not (j < len(limits) and limits[j] == limits[j])):
-                    fam.add_metric([*key, label], value)
+                    rows.add(fam, table[:, j], label, cells=at)
         yield fam
-    yield rows.family("tilewatch_window_class_labeled_events", m.labeled)
+    yield rows.keep(rows.family("tilewatch_window_class_labeled_events", m.labeled), m)
     for name, values in (
         ("tilewatch_window_class_expected_accuracy_ratio", m.expected_accuracy),
         ("tilewatch_window_class_brier_score", m.brier),
@@ -63,10 +68,10 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
         ("tilewatch_window_macro_f1_ratio", m.macro_f1),
         ("tilewatch_window_weighted_f1_ratio", m.weighted_f1),
     ):
-        fam = family(name, rows.labels)
+        fam = rows.keep(family(name, rows.labels), m)
         rows.add(fam, values, cells=cells)
         yield fam
-    fam = family("tilewatch_window_topk_accuracy_ratio", rows.labels)
+    fam = rows.keep(family("tilewatch_window_topk_accuracy_ratio", rows.labels), m)
     for j, k in enumerate(TOP_K[: m.topk_accuracy.shape[1]]):
         rows.add(fam, m.topk_accuracy[:, j], k, cells=cells)
     yield fam
@@ -77,7 +82,7 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
             ("tilewatch_window_class_error_pvalue", errors.pvalue),
             ("tilewatch_window_class_error_flag", errors.flag.astype(float)),
         ):
-            fam = family(name, rows.labels)
+            fam = rows.keep(family(name, rows.labels), errors)
             rows.add(fam, values, cells=cells)
             yield fam
     gap = family("tilewatch_window_class_accuracy_gap_ratio")
@@ -89,8 +94,8 @@ def multiclass_families(snap: Snapshot, rows: CellRows) -> Iterator[Metric]:
     yield info
     drift = snap.class_drift
     if drift is not None:
-        psi = family("tilewatch_window_class_drift_psi", rows.labels)
-        flag = family("tilewatch_window_class_drift_flag", rows.labels)
+        psi = rows.keep(family("tilewatch_window_class_drift_psi", rows.labels), drift)
+        flag = rows.keep(family("tilewatch_window_class_drift_flag", rows.labels), drift)
         for signal in drift.flag:
             rows.add(psi, drift.effect[signal], signal, cells=cells)
             rows.add(flag, drift.flag[signal].astype(float), signal, cells=cells)

@@ -216,3 +216,39 @@ def test_the_app_wires_the_class_vocabulary() -> None:
     assert app.state.profile is not None
     assert app.state.profile.spec("intent").classes == {"buy": 0, "hold": 1, "sell": 2}
     assert app.server._server is None  # nothing started
+
+
+def test_multiclass_families_text_follows_the_reported_window() -> None:
+    """The per-class families are kept as text per reported window: what a scrape writes is
+    what the samples say, before and after the next window is reported."""
+    from prometheus_client import generate_latest
+
+    from tests.exporters.prometheus.test_exposition import assert_same, parse
+    from tilewatch.exporters.prometheus.exposition import generate
+
+    fields = EventFields(scores="probs", classes=CLASSES, max_classes=3)
+    monitor, state, registry = monitor_for(fields)
+    rng = np.random.default_rng(8)
+    texts = []
+    for w in range(3):
+        records = [
+            rec(
+                1000 * w + j,
+                probs=rng.dirichlet([1 + w, 1, 1]).tolist(),
+                region=f"r{j % 2}",
+                timestamp=T + 60 * w + j * 0.1,
+                label=CLASSES[int(rng.integers(0, 3))],
+            )
+            for j in range(300)
+        ]
+        monitor.process({TopicPartition("p", 0): records})
+        state.refresh()
+        text = generate(registry)
+        assert generate(registry) == text  # kept, and the same
+        assert_same(parse(text.decode()), parse(generate_latest(registry).decode()))
+        texts.append(text)
+    shares = [
+        [ln for ln in t.decode().splitlines() if ln.startswith("tilewatch_window_class_share")]
+        for t in texts[1:]
+    ]
+    assert shares[0] and shares[0] != shares[1]  # a new reported window: new text
