@@ -21,7 +21,9 @@ For each cell count it:
    of one core over 1 s, read from ``/proc/PID/stat`` every 0.2 s); events/s = events / that
    time, and its CPU time per event; then waits until the group's committed offsets cover
    every record (the checkpoint after the last batch);
-5. once every record is committed: times three scrapes of ``/metrics`` (time, bytes, lines),
+5. once every record is committed: times three scrapes of ``/metrics`` (time, bytes, lines;
+   one untimed scrape was taken when the endpoint started serving, before any event, as
+   Prometheus scrapes from the start),
    reads ``VmHWM`` (peak RSS) of the process, stops it with SIGTERM (final checkpoint), reads
    the changelog topic (bytes written, checkpoint rounds from ``tilewatch_checkpoints_total``);
 6. **restore**: starts a second ``tilewatch run`` with the same config and measures the time
@@ -281,6 +283,18 @@ def follow(
     }
 
 
+def first_scrape(proc: subprocess.Popen[bytes], err: Path, url: str) -> None:
+    """Scrape once as soon as the endpoint serves, before any event is counted (a few
+    milliseconds), as Prometheus does from the start: the process then knows something
+    scrapes, and prepares each newly reported window's text while idle."""
+    deadline = time.monotonic() + TIMEOUT
+    while "metrics at " not in err.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"tilewatch never served metrics: {err.read_text()[-2000:]}")
+        time.sleep(0.02)
+    scrape(url, timeout=30.0)
+
+
 def timed_scrapes(url: str, n: int) -> dict[str, Any]:
     times, sizes, text = [], [], ""
     for _ in range(n):
@@ -367,6 +381,7 @@ def run_size(
             proc, err = start(config, "run")
             committed = Committed(bootstrap, group, partitions)
             try:
+                first_scrape(proc, err, f"http://127.0.0.1:{port}/metrics")
                 run = follow(proc, err, committed, events, partitions)
                 time.sleep(1.0)  # let the loop go idle (refresh on empty poll)
                 scrape_fig = timed_scrapes(f"http://127.0.0.1:{port}/metrics", scrapes)
