@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between refreshes of derived statistics while records keep arriving.
 REFRESH_INTERVAL = 1.0
+#: Seconds without records after which the loop counts as idle for :attr:`Monitor.on_idle`
+#: (a backlog's fetch gaps are shorter).
+IDLE_SECONDS = 1.0
 #: While busy, wait at least this many times the last refresh's duration before the next one,
 #: so that refreshing (O(cells): 0.5 s at 100,000 cells) takes at most about a tenth of the
 #: loop. Scrapes do not depend on it for their rolling statistics (a snapshot merges what is
@@ -208,7 +211,8 @@ class Monitor:
         #: Called once, with the records read so far, after the first batch that counted a
         #: record (the app logs the start-up time with it).
         self.on_first_records: Callable[[int], None] | None = None
-        #: Called after each poll that returned nothing (after its refresh), on this thread.
+        #: Called after a poll that returned nothing once no record came for IDLE_SECONDS
+        #: (after the refresh), on this thread.
         self.on_idle: Callable[[], None] | None = None
 
     def ensure_topics(self) -> None:
@@ -422,7 +426,7 @@ class Monitor:
             self._applied_since_refresh = False
             self._last_refresh = time.monotonic()
             self._refresh_seconds = self._last_refresh - now
-        if idle and self.on_idle is not None:
+        if idle and self.on_idle is not None and now - self._last_records >= IDLE_SECONDS:
             self.on_idle()
         if self.committer.due(now):
             self.committer.commit(consumer)
