@@ -269,7 +269,7 @@ class App:
         self.health.budget = budget
         self.cells = CellCollector(self.state.snapshot, cfg.cells.dimensions, budget)
         self.registry.register(self.cells)
-        self._warmed: tuple[object, int] = (None, 0)  # (window view, scrapes) at the last warm
+        self._warmed: tuple[object, int] = (None, 0)  # (window view, scrapes) of the last warm
         self.monitor.on_idle = self._warm_scrape
         self.registry.register(self.health)
         stage = self.monitor.labeling
@@ -322,11 +322,14 @@ class App:
         view, scrapes = self.state.window_cache, self.cells.scrapes
         if view is None or view is self._warmed[0] or scrapes == self._warmed[1]:
             return
-        self._warmed = (view, scrapes)
         try:
-            self.cells.warm()
+            formatted = self.cells.warm()
         except Exception:  # a scrape would say the same; never stop the consumer for it
             log.exception("formatting the reported window's families ahead of a scrape failed")
+            formatted = 1
+        # A warm that found nothing to format (no cell yet, or a scrape was first) does not
+        # count against the scrapes.
+        self._warmed = (view, scrapes if formatted else self._warmed[1])
 
     def serve(self) -> MetricsServer:
         """Start the metrics endpoint."""

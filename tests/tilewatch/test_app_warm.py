@@ -39,6 +39,9 @@ def test_idle_warms_once_per_window_and_only_after_a_scrape(
     app._warm_scrape()
     assert warms == []  # nothing scrapes: nothing is formatted ahead
     generate(app.registry)  # a scrape
+    app._warm_scrape()  # that scrape formatted the reported window: nothing to warm
+    assert warms == [0]
+    warms.clear()
     _feed(app, 1_000_120.0)  # a new reported window
     app._warm_scrape()
     app._warm_scrape()
