@@ -65,13 +65,17 @@ def labels_to_dict(
     else:
         final = [[w, acc.to_rows(keys)] for w, acc in sorted(labels.final.items())]
     labeled, errors = resized(labels.labeled_total, n), resized(labels.errors_total, n)
-    touched = np.flatnonzero(labeled > 0).tolist()
+    at = np.flatnonzero(labeled > 0)
+    totals = [
+        [list(keys[i]), lab, err]
+        for i, lab, err in zip(at.tolist(), labeled[at].tolist(), errors[at].tolist(), strict=True)
+    ]
     return {
         "offset": labels.offset,
         "late": labels.late,
         "label_clock": finite_or_none(labels.max_label_time),
         "invalid": dict(sorted(labels.invalid.items())),
-        "totals": [[list(keys[i]), int(labeled[i]), int(errors[i])] for i in touched],
+        "totals": totals,
         "open": [[w, acc.to_rows(keys)] for w, acc in sorted(labels.perf.items())],
         "final": final,
         "join": None if labels.join is None else labels.join.to_dict(keys),
