@@ -23,6 +23,14 @@ def scrape(url: str, timeout: float = 5.0) -> str:
     return body.decode()
 
 
+def scrape_gzip(url: str, timeout: float = 5.0) -> bytes:
+    """GET ``url`` as Prometheus does (``Accept-Encoding: gzip``); the body as sent."""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()
+    return body
+
+
 def parse_metrics(text: str) -> dict[Sample, float]:
     """``{(sample name, frozenset(labels.items())): value}`` of an exposition text."""
     out: dict[Sample, float] = {}

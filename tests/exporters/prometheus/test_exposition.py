@@ -4,6 +4,7 @@ with gzip and ``name[]``, label sets formatted once per cell."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
 from typing import Any
 
@@ -28,6 +29,7 @@ from tilewatch.exporters.prometheus.exposition import (
     format_values,
     generate,
     generate_pieces,
+    write_blocks,
 )
 from tilewatch.exporters.prometheus.health_collector import HealthCollector
 
@@ -229,8 +231,11 @@ def test_the_app_serves_text_gzip_and_name_filters() -> None:
     assert status == "200 OK"
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert body == generate(registry)
-    assert headers["Content-Length"] == str(len(body))  # the pieces are not joined
+    assert headers["Content-Length"] == str(len(body))
     assert len(generate_pieces(registry)) > 10
+    environ = {"REQUEST_METHOD": "GET", "QUERY_STRING": "", "HTTP_ACCEPT_ENCODING": ""}
+    writes = list(app(environ, lambda status, headers: None))
+    assert len(writes) == 1 and writes[0] == body  # small pieces: one write
     _s, zheaders, zbody = call(app, encoding="deflate, gzip;q=1.0")
     assert zheaders["Content-Encoding"] == "gzip" and gzip.decompress(zbody) == body
     assert zheaders["Content-Length"] == str(len(zbody))
@@ -272,3 +277,20 @@ def test_window_families_are_formatted_once_per_reported_window() -> None:
     state.refresh()
     assert all(f.kept is None for f in window_families().values())
     assert_same(parse(generate(registry).decode()), parse(generate_latest(registry).decode()))
+
+
+@pytest.mark.parametrize("block", [1, 5, 8, 100])
+def test_responses_are_written_in_few_bounded_blocks(block: int) -> None:
+    """Pieces are joined up to ``block`` bytes per write, in order; a larger piece is
+    written alone, never split or copied."""
+    rng = np.random.default_rng(block)
+    chunks = [
+        bytes(rng.integers(97, 123, int(n)).astype(np.uint8)) for n in rng.integers(0, 12, 40)
+    ]
+    blocks = list(write_blocks(chunks, block=block))
+    assert b"".join(blocks) == b"".join(chunks)
+    big = [c for c in chunks if len(c) > block]
+    assert all(len(b) <= block or any(b is c for c in big) for b in blocks)
+    # As few writes as greedy joining in order allows: no two neighbours would fit one block.
+    assert all(len(a) + len(b) > block for a, b in itertools.pairwise(blocks))
+    assert list(write_blocks([], block=block)) == []
