@@ -46,6 +46,7 @@ The figures mean something only when the machine is quiet: it prints the load av
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
@@ -91,6 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=600_000, help="events per run (default 600000)")
     p.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
     p.add_argument("--scrapes", type=int, default=3, help="timed scrapes (default 3)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep each size's config and process logs in WORKDIR/cells-N (default: a temp dir)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     p.add_argument(
         "--extra",
@@ -362,7 +369,13 @@ def measure_restore(
 
 
 def run_size(
-    cells: int, events: int, partitions: int, scrapes: int, extra: str = "", steady: bool = False
+    cells: int,
+    events: int,
+    partitions: int,
+    scrapes: int,
+    extra: str = "",
+    steady: bool = False,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     with broker_with_topics({TOPIC: partitions}) as broker:
@@ -373,7 +386,14 @@ def run_size(
         floor = run_floor(bench_settings(bootstrap, (TOPIC,)), events)
         second = None
         group = f"scale-{uuid.uuid4().hex[:8]}"
-        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        keep = None if workdir is None else workdir / f"cells-{cells}"
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-scale-")
+            if keep is None
+            else contextlib.nullcontext(str(keep))
+        ) as tmp:
             port = free_port()
             config = write_config(
                 Path(tmp) / "tilewatch.toml", bootstrap, group, port, cells, extra
@@ -434,7 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = []
     for cells in [int(c) for c in args.cells.split(",")]:
-        r = run_size(cells, args.events, args.partitions, args.scrapes, args.extra, args.steady)
+        r = run_size(
+            cells,
+            args.events,
+            args.partitions,
+            args.scrapes,
+            args.extra,
+            args.steady,
+            args.workdir,
+        )
         results.append(r)
         s = r["scrape"]
         print_rows(
