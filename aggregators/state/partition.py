@@ -30,7 +30,12 @@ from tilewatch.aggregators.labeling.queue import LabelingQueue
 from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import PartitionLabels
 from tilewatch.aggregators.state.class_labels import credit_class_labels
-from tilewatch.aggregators.state.partition_codec import parse_partition, partition_to_dict
+from tilewatch.aggregators.state.partition_codec import (
+    ParsedPartition,
+    parse_partition,
+    partition_to_dict,
+)
+from tilewatch.aggregators.state.unit_columns import HistTable
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc, per_variant
 from tilewatch.aggregators.stats.rolling import RollingWindows
@@ -309,9 +314,10 @@ class PartitionState:
         return partition_to_dict(self)
 
     @staticmethod
-    def validate(registry: CellRegistry, data: Any) -> None:
-        """Check a checkpoint completely without building anything; raises StateError."""
-        parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
+    def validate(registry: CellRegistry, data: Any) -> ParsedPartition:
+        """Check a checkpoint completely without building anything; raises StateError.
+        Returns the checked data (for :meth:`from_dict`, so that it is not parsed twice)."""
+        return parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
 
     @classmethod
     def from_dict(
@@ -319,6 +325,7 @@ class PartitionState:
         registry: CellRegistry,
         data: dict[str, Any],
         classes: ClassVocabulary | None = None,
+        parsed: ParsedPartition | None = None,
     ) -> PartitionState:
         """Rebuild a partition from :meth:`to_dict` output; raises StateError on bad data.
 
@@ -329,8 +336,10 @@ class PartitionState:
         With ``classes`` (the replica's class table) the checkpoint's class names join it
         (:meth:`ClassVocabulary.load`) and its class histograms move to this table's columns
         by name (:attr:`class_moves` keeps, per model, where each of its columns went).
+        ``parsed``: what :meth:`validate` returned for ``data`` (else it is parsed here).
         """
-        parsed = parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
+        if parsed is None:
+            parsed = parse_partition(data, registry.ndims + 1, registry.settings.rolling_events)
         moves: dict[str, list[int]] = {}
         if classes is not None and parsed.classes is not None:
             moves = classes.load(parsed.classes)
@@ -351,6 +360,12 @@ class PartitionState:
             for w, rows in windows:
                 acc = table.setdefault(w, WindowAcc(n))
                 for hname, hrows in parsed.hists.get((name, w), {}).items():
+                    if isinstance(hrows, HistTable):
+                        if not (moves and hname in ("mc_class", "mc_confusion")):
+                            at = [index[k] for k in hrows.keys]
+                            acc.add_table(hname, at, hrows.table, n)
+                            continue
+                        hrows = list(zip(hrows.keys, hrows.table.tolist(), strict=True))
                     width = max(len(counts) for _k, counts in hrows)
                     if moves and hname in ("mc_class", "mc_confusion") and classes is not None:
                         width = max(width, classes.width ** (2 if hname == "mc_confusion" else 1))

@@ -33,6 +33,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import resized
 from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.unit_columns import HistTable
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
 from tilewatch.aggregators.stats.rolling import block_length
@@ -50,7 +51,8 @@ CellKey = tuple[str, ...]
 #: One cell of a window: ``(key, count, mean, m2)``.
 MomentRow = tuple[CellKey, int, float, float]
 #: Histograms of a window: name -> ``[(key, counts), ...]``.
-HistRows = dict[str, list[tuple[CellKey, list[int]]]]
+#: A window's histograms: ``[key, counts]`` rows (JSON) or a table (binary units).
+HistRows = dict[str, list[tuple[CellKey, list[int]]] | HistTable]
 
 #: Most bins a checkpointed histogram row may have.
 _MAX_BINS = 4096
@@ -224,6 +226,9 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
     def hists(v: Any, where: str) -> HistRows:
         out_h: HistRows = {}
         for name, hrows in check.mapping(v, where, "an object of histograms").items():
+            if isinstance(hrows, HistTable):
+                out_h[str(name)] = table(hrows, f"{where}.{name}")
+                continue
             if type(hrows) is not list or not hrows:
                 raise check.fail(f"{where}.{name}", "expected a non-empty list of [key, counts]")
             parsed_rows = []
@@ -236,6 +241,25 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
                 parsed_rows.append((key(row[0], at), [check.integer(x, at) for x in row[1]]))
             out_h[str(name)] = parsed_rows
         return out_h
+
+    def table(t: HistTable, where: str) -> HistTable:
+        """A histogram as a table (a binary unit's): checked in bulk, each key once."""
+        counts = t.table
+        if not len(t) or counts.ndim != 2 or len(counts) != len(t):
+            raise check.fail(where, "expected a non-empty table of [key, counts] rows")
+        if counts.dtype.kind not in "iu" or not 1 <= counts.shape[1] <= _MAX_BINS:
+            raise check.fail(where, f"expected 1 to {_MAX_BINS} integer counts per row")
+        if counts.dtype.kind == "i" and (counts < 0).any():
+            r = int(np.flatnonzero((counts < 0).any(axis=1))[0])
+            raise check.fail(f"{where}[{r}]", "expected counts >= 0")
+        seen: dict[int, CellKey] = {}  # the rows of a unit share their key lists
+        keys = []
+        for r, k in enumerate(t.keys):
+            got = seen.get(id(k))
+            if got is None:
+                got = seen[id(k)] = key(k, f"{where}[{r}]")
+            keys.append(got)
+        return HistTable(keys, counts)
 
     def windows(v: Any, where: str) -> list[tuple[int, list[MomentRow]]]:
         parsed = []

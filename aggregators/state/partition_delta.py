@@ -31,7 +31,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.state.unit_columns import UnitColumns
+from tilewatch.aggregators.state.unit_columns import HistTable, UnitColumns
 from tilewatch.aggregators.state.versions import version_rows
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
@@ -369,16 +369,26 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         if type(hists) is not dict:
             raise fail(f"unit {name!r:.40}.hists", "expected an object")
         for hname, hrows in hists.items():
-            if type(hrows) is not list:
+            if type(hrows) is not list and not isinstance(hrows, HistTable):
                 raise fail(f"unit {name!r:.40}.hists.{hname}", "expected a list")
-            window_hists[w].setdefault(hname, []).extend(hrows)
+            window_hists[w].setdefault(hname, []).append(hrows)
+
+    def joined(parts: list[Any], where: str) -> Any:
+        """A histogram's parts from several units: rows (JSON units) or one table."""
+        if not any(isinstance(p, HistTable) for p in parts):
+            return [row for p in parts for row in p]
+        try:
+            return HistTable.concat(parts)
+        except ValueError as exc:
+            raise fail(where, str(exc)) from None
 
     def windows(numbers: list[int]) -> list[Any]:
         out: list[Any] = []
         for w in sorted(numbers):
             entry: list[Any] = [w, window_rows[w]]
             if window_hists[w]:
-                entry.append(dict(sorted(window_hists[w].items())))
+                hists = sorted(window_hists[w].items())
+                entry.append({h: joined(parts, f"window {w}.hists.{h}") for h, parts in hists})
             out.append(entry)
         return out
 

@@ -294,7 +294,7 @@ class ReplicaState:
         The whole checkpoint is checked before cells are added to the registry.
         """
         with self.lock:
-            PartitionState.validate(self.registry, data)
+            parsed = PartitionState.validate(self.registry, data)
             labels = None
             if self.labels is not None and data.get("labels") is not None:
                 labels = PartitionLabels.from_dict(
@@ -306,7 +306,7 @@ class ReplicaState:
                     self.class_width,
                 )
             queue = LabelingQueue.restore(data.get("labeling"), self.labeling, self.registry)
-            state = PartitionState.from_dict(self.registry, data, self.classes)
+            state = PartitionState.from_dict(self.registry, data, self.classes, parsed)
             if labels is not None and labels.join is not None and state.class_moves:
                 reg = self.registry
                 labels.join.move_classes(state.class_moves, reg.model_ids, reg.model_names)

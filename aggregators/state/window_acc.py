@@ -274,6 +274,13 @@ class WindowAcc:
         else:
             for i, r in enumerate(rows):
                 counts[i, : len(r)] = r
+        self.add_table(name, cells, counts, n_cells)
+
+    def add_table(
+        self, name: str, cells: list[int], counts: npt.NDArray[np.integer], n_cells: int
+    ) -> None:
+        """:meth:`add_rows` of a table: row ``counts[i]`` added to cell ``cells[i]``'s."""
+        width = counts.shape[1]
         at = np.asarray(cells, dtype=np.int64)
         keep = counts.any(axis=1)
         at, counts = at[keep], counts[keep]

@@ -185,9 +185,11 @@ def _blob(
     digest: Any,
     what: str,
     unit: bool = False,
+    shared: dict[tuple[str, ...], list[str]] | None = None,
 ) -> Any:
     """The plain data of a chunked, hashed, compressed blob (JSON, or a unit's binary form
-    when ``unit``); raises _Refused."""
+    when ``unit``, its histograms as tables and its cell keys from ``shared``); raises
+    _Refused."""
     if type(chunks) is not int or chunks < 1 or type(digest) is not str:
         raise _Refused("corrupt", f"{what}: no chunk count or sha256")
     parts = [latest.get(f"{prefix}{i}".encode()) for i in range(chunks)]
@@ -206,7 +208,7 @@ def _blob(
         raise _Refused("corrupt", f"{what}: not compressed: {exc}") from None
     if unit and data[: len(MAGIC)] == MAGIC:
         try:
-            return unit_from_bytes(data).plain()
+            return unit_from_bytes(data, shared).plain(tables=True)
         except ValueError as exc:
             raise _Refused("corrupt", f"{what}: bad binary unit: {exc}") from None
     try:
@@ -258,6 +260,7 @@ def decode_delta(
         if type(body) is not dict or type(body.get("units")) is not dict:
             raise _Refused("corrupt", "head is not an object with units")
         units: dict[str, Any] = {}
+        shared: dict[tuple[str, ...], list[str]] = {}  # each cell key read once
         for name, ref in body["units"].items():
             if type(ref) is not list or len(ref) != 3 or ref[0] not in ("a", "b"):
                 raise _Refused("corrupt", f"unit {name!r:.40}: bad reference")
@@ -268,6 +271,7 @@ def decode_delta(
                 ref[2],
                 f"unit {name!r:.40}",
                 unit=True,
+                shared=shared,
             )
         try:
             state = merge_units(body.get("state"), units)

@@ -53,8 +53,13 @@ def unit_to_bytes(unit: UnitColumns) -> bytes:
     return b"".join([MAGIC, _HEAD.pack(len(header)), header, *body])
 
 
-def unit_from_bytes(data: bytes) -> UnitColumns:
-    """Read :func:`unit_to_bytes` output; raises ValueError on anything that does not match."""
+def unit_from_bytes(
+    data: bytes, shared: dict[tuple[str, ...], list[str]] | None = None
+) -> UnitColumns:
+    """Read :func:`unit_to_bytes` output; raises ValueError on anything that does not match.
+
+    ``shared``: key lists already read (by the other units of one checkpoint); a key met
+    again is that list, not a new one (a cell's key is in many units, one per window)."""
     view = memoryview(data)
     if bytes(view[: len(MAGIC)]) != MAGIC or len(view) < len(MAGIC) + _HEAD.size:
         raise ValueError("not a binary unit")
@@ -73,7 +78,9 @@ def unit_from_bytes(data: bytes) -> UnitColumns:
         type(k) is list and all(type(p) is str for p in k) for k in keys
     ):
         raise ValueError("the key table is not a list of key lists")
-    out = UnitColumns([tuple(k) for k in keys])
+    if shared is not None:
+        keys = [shared.setdefault(tuple(k), k) for k in keys]
+    out = UnitColumns(keys)
     if type(layout) is not list:
         raise ValueError("bad unit header: sections")
     for entry in layout:

@@ -1,0 +1,126 @@
+"""A restore reads a binary unit's histograms as tables (``HistTable``), not as ``[key,
+counts]`` rows: the same partition comes back, and a malformed table is refused like a
+malformed row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.streams.test_delta_checkpoint import FP, SETTINGS, SOURCE, _same, _Writer
+from tests.streams.test_delta_versions import _version3_round
+from tilewatch.aggregators.cells.registry import CellRegistry
+from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.partition import PartitionState
+from tilewatch.aggregators.state.unit_columns import HistTable
+from tilewatch.streams.changelog import Checkpoint
+from tilewatch.streams.changelog.delta import decode_delta
+
+
+def _with_latency(w: _Writer, n: int, t0: float, t1: float, cells: int = 300) -> None:
+    keys = [("m", f"s{i}") for i in w.rng.integers(0, cells, n)]
+    times = np.sort(w.rng.uniform(t0, t1, n))
+    bins = {"latency": w.rng.integers(0, 40, n)}
+    w.part.hist_bins["latency"] = 40
+    w.part.apply(keys, times, w.rng.random(n), bins=bins)
+    w.part.offset = (w.part.offset or 0) + n
+
+
+def _tables(state: dict[str, Any]) -> list[HistTable]:
+    return [
+        rows
+        for name in ("open", "closed")
+        for entry in state[name]
+        for rows in (entry[2].values() if len(entry) > 2 else ())
+        if isinstance(rows, HistTable)
+    ]
+
+
+def test_binary_units_restore_their_histograms_as_tables_exactly() -> None:
+    w = _Writer()
+    _with_latency(w, 3000, 0, 45)
+    w.round()
+    checkpoint = w.newest()
+    assert isinstance(checkpoint, Checkpoint)
+    tables = _tables(checkpoint.state)
+    # As written (closed windows compacted to uint8), never widened to int64.
+    assert tables and all(t.table.dtype.itemsize <= 4 for t in tables)
+    assert any(t.table.dtype == np.uint8 for t in tables)
+    # A cell's key is one list shared by every unit that names it.
+    ids = {id(k) for t in tables for k in t.keys}
+    assert len(ids) == len({tuple(k) for t in tables for k in t.keys})
+    _same(checkpoint, w.part)
+
+
+def test_a_window_of_json_and_binary_units_joins_into_one_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    joins: list[set[str]] = []
+    concat = HistTable.concat.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[HistTable], parts: Any) -> HistTable:
+        joins.append({type(p).__name__ for p in parts})
+        return concat(cls, parts)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(HistTable, "concat", classmethod(spy))
+    w = _Writer()
+    _with_latency(w, 3000, 0, 25)
+    _version3_round(w)  # every unit as JSON rows
+    _with_latency(w, 40, 21, 25, cells=3)  # then a few cells of the last window change
+    w.round()  # their units rewritten in binary form, the others left as JSON
+    checkpoint = w.newest()
+    assert isinstance(checkpoint, Checkpoint)
+    assert _tables(checkpoint.state)
+    assert {"list", "HistTable"} in joins  # one window held both forms
+    _same(checkpoint, w.part)
+
+
+def _restored_state() -> dict[str, Any]:
+    w = _Writer()
+    _with_latency(w, 800, 0, 15)
+    w.round()
+    checkpoint = decode_delta(SOURCE, "a", w.log, FP)
+    assert isinstance(checkpoint, Checkpoint)
+    return checkpoint.state
+
+
+@pytest.mark.parametrize(
+    ("spoil", "match"),
+    [
+        (lambda t: t.table.astype(np.int16) * -1 - 1, r"\[0\]: expected counts >= 0"),
+        (lambda t: t.table.astype(np.float64), "integer counts"),
+        (lambda t: t.table[:, :0], "1 to 4096 integer counts"),
+        (lambda t: t.table.ravel(), "non-empty table"),
+        (lambda t: t.table[:-1], "non-empty table"),
+    ],
+)
+def test_a_malformed_table_is_refused(spoil: Any, match: str) -> None:
+    state = _restored_state()
+    table = _tables(state)[0]
+    table.table = spoil(table)
+    with pytest.raises(StateError, match=match):
+        PartitionState.validate(CellRegistry(SETTINGS), state)
+
+
+def test_a_bad_key_in_a_table_is_refused_with_its_row() -> None:
+    state = _restored_state()
+    table = _tables(state)[0]
+    table.keys = [*table.keys[:2], ["m"], *table.keys[3:]]
+    with pytest.raises(StateError, match=r"\[2\]: expected a cell key"):
+        PartitionState.validate(CellRegistry(SETTINGS), state)
+
+
+def test_concat_pads_keeps_the_narrowest_type_and_refuses_bad_rows() -> None:
+    a = HistTable([["m", "a"]], np.array([[1, 2, 3]], dtype=np.uint8))
+    assert HistTable.concat([a]) is a
+    b = HistTable([["m", "b"]], np.array([[300]], dtype=np.uint16))
+    joined = HistTable.concat([a, b])
+    assert joined.table.dtype == np.uint16
+    assert joined.table.tolist() == [[1, 2, 3], [300, 0, 0]]
+    with_rows = HistTable.concat([a, [[["m", "c"], [7, 8, 9, 10]]]])
+    assert with_rows.table.tolist() == [[1, 2, 3, 0], [7, 8, 9, 10]]
+    for bad in ([["m", "c"], [1.5]], [["m", "c"]], "x", [["m", "c"], [2**64]]):
+        with pytest.raises(ValueError):
+            HistTable.concat([a, [bad]])
