@@ -42,6 +42,7 @@ __all__ = [
     "detections_of",
     "merge",
     "reported_windows",
+    "snapshot_hists",
     "trailing_span",
 ]
 
@@ -98,6 +99,13 @@ def _window(
                     width = min(hists[name].shape[1], h.shape[1])
                     hists[name][cells, :width] += h[:, :width]  # a cell once per partition
     return c, m, s, hists
+
+
+def snapshot_hists(hist_bins: dict[str, int], features: bool) -> dict[str, int]:
+    """The histograms a snapshot merges: all, or without ``features`` neither the feature
+    histograms nor the latency one (the forecasts' catch-up reads a past window's score
+    statistics over every cell, once per window a backlog closes: 8% of the CPU at 100k cells)."""
+    return {k: b for k, b in hist_bins.items() if features or (k[:2] != "f:" and k != "latency")}
 
 
 def _add_window_hists(
@@ -210,7 +218,10 @@ def build_window_view(
         drift = derive_window_drift(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
-    quantiles = latency_quantiles_many(w_h["latency"], LATENCY_QUANTILES)
+    if "latency" in w_h:
+        quantiles = latency_quantiles_many(w_h["latency"], LATENCY_QUANTILES)
+    else:  # a snapshot without it (the forecasts' catch-up)
+        quantiles = [np.full(n, math.nan) for _q in LATENCY_QUANTILES]
     latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
     multiclass, class_errors, class_drift = None, None, None
     class_gaps: tuple[Gap, ...] = ()

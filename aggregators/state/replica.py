@@ -44,6 +44,7 @@ from tilewatch.aggregators.state.merge import (
     build_window_view,
     detections_of,
     merge,
+    snapshot_hists,
     trailing_span,
 )
 from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, PartitionState
@@ -336,7 +337,7 @@ class ReplicaState:
         """A merged, consistent view; copies under the lock and merges outside it.
 
         ``upto``: report the windows up to that number only (a replay closing several at once).
-        ``features=False``: no feature drift (what the forecasts' catch-up reads).
+        ``features=False``: no feature drift, no latency percentiles (the forecasts' catch-up).
 
         Under the lock: the per-partition arrays, which window each model reports (its latest
         window that some partition closed with data for the model and that no partition
@@ -368,7 +369,7 @@ class ReplicaState:
                 s = profile.settings
                 for w in latest.values():
                     needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
-            hist_bins = {k: b for k, b in self.hist_bins.items() if features or k[:2] != "f:"}
+            hist_bins = snapshot_hists(self.hist_bins, features)
             fc = None if self.forecasts is None else self.forecasts.view(n)
             cache_key = (
                 n,
@@ -382,8 +383,7 @@ class ReplicaState:
                 # Labels joined from the outcomes topic may add to closed windows.
                 tuple(part.closed_version for part in self.partitions.values()),
             )
-            # A past window's view (upto, for the forecasts' catch-up) neither reads nor
-            # replaces the cached view of the reported windows.
+            # A past window's view (the forecasts' catch-up) leaves the reported one's cache.
             cached = self.window_cache if upto is None and features else None
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
             if window_view is not None:

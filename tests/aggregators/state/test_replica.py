@@ -342,3 +342,20 @@ def test_window_statistics_are_cached_until_a_window_closes() -> None:
     third = rs.snapshot()
     assert rs.window_cache is not cached
     assert third.window_start == {"m": 20.0}
+
+
+def test_a_snapshot_without_features_skips_the_latency_percentiles_only() -> None:
+    """The forecasts' catch-up snapshot (``features=False``) leaves out the latency
+    histogram: its percentiles are NaN, every score statistic is the full snapshot's."""
+    rs = ReplicaState(SETTINGS)
+    keys = [("m", "a"), ("m", "b"), ("m", "a"), ("m", "a")]
+    times = np.array([1.0, 2.0, 3.0, 25.0])
+    rs.apply(("t", 0), keys, times, np.array([0.2, 0.4, 0.6, 0.8]), 4, latencies=[5, 50, 7, 9])
+    full, light = rs.snapshot(upto=0), rs.snapshot(upto=0, features=False)
+    a = full.cell(("m", "a"))
+    assert full.window_latency and np.isfinite(full.window_latency[0.5][a])
+    assert all(np.isnan(v).all() for v in light.window_latency.values())
+    assert light.window_latency.keys() == full.window_latency.keys()
+    np.testing.assert_array_equal(light.window_count, full.window_count)
+    np.testing.assert_array_equal(light.window_mean, full.window_mean)
+    assert light.window_end == full.window_end
