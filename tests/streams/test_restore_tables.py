@@ -124,3 +124,44 @@ def test_concat_pads_keeps_the_narrowest_type_and_refuses_bad_rows() -> None:
     for bad in ([["m", "c"], [1.5]], [["m", "c"]], "x", [["m", "c"], [2**64]]):
         with pytest.raises(ValueError):
             HistTable.concat([a, [bad]])
+
+
+def test_class_histograms_read_as_tables_move_to_the_restoring_replicas_columns() -> None:
+    """A multi-class partition restored from binary units (its class histograms as tables)
+    into a replica whose class table orders the classes differently: the columns move by
+    name, and the numbers are those of the JSON form."""
+    import orjson
+
+    from tests.aggregators.state.test_class_checkpoint import per_name, run, state, stream
+    from tilewatch.aggregators.state.partition_delta import merge_units, partition_delta
+    from tilewatch.streams.changelog.unit_codec import unit_from_bytes, unit_to_bytes
+
+    preds, labels = stream()
+    original = state()
+    run(original, preds, None)
+    delta = partition_delta(original.partitions[("p", 0)], None)
+    head = orjson.loads(orjson.dumps(delta.head))
+    shared: dict[tuple[str, ...], list[str]] = {}
+    units = {
+        name: unit_from_bytes(unit_to_bytes(cols), shared).plain(tables=True)
+        for name, cols in delta.iter_columns()
+    }
+    data = merge_units(head, units)
+    kinds = {
+        h: type(rows).__name__
+        for name in ("open", "closed")
+        for entry in data[name]
+        for h, rows in (entry[2].items() if len(entry) > 2 else ())
+    }
+    assert kinds["mc_class"] == "HistTable"  # the class columns move from a table
+    run(original, [], labels)
+    want = per_name(original)
+    moved = state()
+    for name in ("hold", "wait", "buy"):
+        moved.classes.column("intent", name)  # type: ignore[union-attr]
+    moved.assign(("p", 0), moved.restore_partition(data))
+    assert moved.partitions[("p", 0)].class_moves == {"intent": [3, 2, 0]}
+    fresh = state()
+    fresh.assign(("p", 0), fresh.restore_partition(data))
+    run(fresh, [], labels)
+    assert per_name(fresh) == want
