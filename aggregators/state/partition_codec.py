@@ -50,8 +50,7 @@ CHECK = Check("partition state")
 CellKey = tuple[str, ...]
 #: One cell of a window: ``(key, count, mean, m2)``.
 MomentRow = tuple[CellKey, int, float, float]
-#: Histograms of a window: name -> ``[(key, counts), ...]``.
-#: A window's histograms: ``[key, counts]`` rows (JSON) or a table (binary units).
+#: Histograms of a window: name -> ``[(key, counts), ...]`` (JSON units) or a table (binary).
 HistRows = dict[str, list[tuple[CellKey, list[int]]] | HistTable]
 
 #: Most bins a checkpointed histogram row may have.
