@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["POS_DTYPES", "SECTIONS", "HistTable", "UnitColumns", "section_kind"]
+__all__ = ["POS_DTYPES", "SECTIONS", "HistTable", "UnitColumns", "pad_rows", "section_kind"]
 
 #: Columns of each section (besides ``pos``), and the dtypes their bytes may have.
 _INT = ("<i8",)
@@ -160,37 +160,43 @@ class HistTable:
         blocks: list[np.ndarray] = []
         for part in parts:
             if isinstance(part, HistTable):
+                if part.table.ndim != 2:
+                    raise ValueError("expected a 2-D table")
                 keys.extend(part.keys)
                 blocks.append(part.table)
                 continue
             for row in part:
                 if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
                     raise ValueError("expected [key, counts] rows")
+                if not all(type(x) is int for x in row[1]):
+                    raise ValueError("expected integer counts")
             keys.extend(row[0] for row in part)
-            blocks.append(_padded([row[1] for row in part]))
-        width = max((b.shape[1] for b in blocks if b.ndim == 2), default=0)
+            counts = [row[1] for row in part]
+            try:
+                blocks.append(pad_rows(counts, max((len(c) for c in counts), default=0)))
+            except OverflowError:
+                raise ValueError("a count is out of range") from None
+        width = max((b.shape[1] for b in blocks), default=0)
         # The narrowest type that holds every part (a binary unit's uint8 stays uint8).
         dtype = np.result_type(*(b.dtype for b in blocks)) if blocks else np.int64
         out = np.zeros((len(keys), width), dtype=dtype)
         at = 0
         for b in blocks:
-            if b.ndim != 2:
-                raise ValueError("expected a 2-D table")
             out[at : at + len(b), : b.shape[1]] = b
             at += len(b)
         return cls(keys, out)
 
 
-def _padded(rows: list[list[Any]]) -> np.ndarray:
-    """Rows of counts as one int64 table, short rows padded with zeros (ValueError if a
-    count is not an integer)."""
-    width = max((len(r) for r in rows), default=0)
+def pad_rows(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """Rows of at most ``width`` counts as one int64 table, short rows padded with zeros.
+
+    >>> pad_rows([[1, 2], [3]], 3).tolist()
+    [[1, 2, 0], [3, 0, 0]]
+    """
     out = np.zeros((len(rows), width), dtype=np.int64)
+    if all(len(r) == width for r in rows):
+        out[:] = np.asarray(rows, dtype=np.int64).reshape(len(rows), width)
+        return out
     for i, r in enumerate(rows):
-        if not all(type(x) is int for x in r):
-            raise ValueError("expected integer counts")
-        try:
-            out[i, : len(r)] = r
-        except OverflowError:
-            raise ValueError("a count is out of range") from None
+        out[i, : len(r)] = r
     return out

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tilewatch.aggregators.arrays import GROWTH, BoolArray, FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.state.unit_columns import pad_rows
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
 #: Bin counts of the histograms (latency, drift): int32.
@@ -268,13 +269,7 @@ class WindowAcc:
         """Add ``rows[i]`` (a list of at most ``width`` counts) to histogram ``name``'s row of
         cell ``cells[i]`` (``cells`` may repeat: the rows add), as :meth:`add_counts` adds a
         dense table with those rows: cells whose counts are all zero get no row."""
-        counts = np.zeros((len(rows), width), dtype=np.int64)
-        if all(len(r) == width for r in rows):
-            counts[:] = np.asarray(rows, dtype=np.int64).reshape(len(rows), width)
-        else:
-            for i, r in enumerate(rows):
-                counts[i, : len(r)] = r
-        self.add_table(name, cells, counts, n_cells)
+        self.add_table(name, cells, pad_rows(rows, width), n_cells)
 
     def add_table(
         self, name: str, cells: list[int], counts: npt.NDArray[np.integer], n_cells: int

@@ -132,7 +132,12 @@ def test_class_histograms_read_as_tables_move_to_the_restoring_replicas_columns(
     name, and the numbers are those of the JSON form."""
     import orjson
 
-    from tests.aggregators.state.test_class_checkpoint import per_name, run, state, stream
+    from tests.aggregators.state.test_class_checkpoint import (
+        check_moved_restore,
+        run,
+        state,
+        stream,
+    )
     from tilewatch.aggregators.state.partition_delta import merge_units, partition_delta
     from tilewatch.streams.changelog.unit_codec import unit_from_bytes, unit_to_bytes
 
@@ -154,14 +159,4 @@ def test_class_histograms_read_as_tables_move_to_the_restoring_replicas_columns(
         for h, rows in (entry[2].items() if len(entry) > 2 else ())
     }
     assert kinds["mc_class"] == "HistTable"  # the class columns move from a table
-    run(original, [], labels)
-    want = per_name(original)
-    moved = state()
-    for name in ("hold", "wait", "buy"):
-        moved.classes.column("intent", name)  # type: ignore[union-attr]
-    moved.assign(("p", 0), moved.restore_partition(data))
-    assert moved.partitions[("p", 0)].class_moves == {"intent": [3, 2, 0]}
-    fresh = state()
-    fresh.assign(("p", 0), fresh.restore_partition(data))
-    run(fresh, [], labels)
-    assert per_name(fresh) == want
+    check_moved_restore(original, data, labels)

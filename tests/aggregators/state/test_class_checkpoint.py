@@ -156,6 +156,13 @@ def test_a_delta_checkpoint_carries_the_class_names_of_a_full_one() -> None:
     head, units = orjson.loads(orjson.dumps([delta.head, delta.units]))
     data = merge_units(head, units)
     assert data["classes"] == {"intent": ["sell", "buy", "hold"]}
+    check_moved_restore(original, data, labels)
+
+
+def check_moved_restore(original: ReplicaState, data: dict, labels: list[dict]) -> None:
+    """``data`` (``original``'s partition ("p", 0)) restores into a replica whose class table
+    orders the classes otherwise, its columns moved by name, and into a fresh one that then
+    counts ``labels`` exactly as ``original`` does."""
     run(original, [], labels)
     want = per_name(original)
     restored = state()
