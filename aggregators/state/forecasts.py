@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tilewatch.aggregators.arrays import FloatArray
+from tilewatch.aggregators.state.reported import PastWindow, past_window
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.stats.forecast import DampedTrend
 
@@ -73,7 +74,7 @@ class ForecastSettings:
 ForecastView = dict[str, tuple[FloatArray, FloatArray, FloatArray]]
 
 
-def _observed(stat: str, snap: Snapshot) -> tuple[FloatArray, dict[str, float]] | None:
+def _observed(stat: str, snap: Snapshot | PastWindow) -> tuple[FloatArray, dict[str, float]] | None:
     """Each cell's value of ``stat`` in its model's reported window, and the window ends."""
     if stat == "score_mean":
         return snap.window_mean, snap.window_end
@@ -127,7 +128,7 @@ class CellForecasts:
         """Nominal coverage of the intervals."""
         return next(iter(self.series.values())).coverage if self.series else math.nan
 
-    def record(self, snap: Snapshot) -> bool:
+    def record(self, snap: Snapshot | PastWindow) -> bool:
         """Add the newly reported windows of ``snap``; True when a forecast changed."""
         changed = False
         for stat in self.statistics:
@@ -155,7 +156,8 @@ class CellForecasts:
     def catch_up(self, state: Any, snap: Snapshot) -> None:
         """Record every window ``state`` (a ReplicaState) closed since the last call, then
         ``snap``: a refresh after a backlog reports only the latest window, so each missed one
-        still closed in some partition is read from ``state.snapshot(upto=w)`` first."""
+        still closed in some partition is read first, its score statistics alone
+        (:func:`~tilewatch.aggregators.state.reported.past_window`)."""
         size = state.settings.window_seconds
         ends = list(snap.window_end.values())
         latest = round(max(ends) / size) - 1 if ends else None
@@ -163,7 +165,7 @@ class CellForecasts:
             closed = {w for part in state.partitions.values() for w in part.closed}
         if latest is not None:
             for w in sorted(w for w in closed if self._window < w < latest):
-                past = state.snapshot(upto=w, features=False)
+                past = past_window(state, w)
                 with state.lock:
                     self.record(past)
             self._window = max(self._window, latest)

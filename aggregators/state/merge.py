@@ -9,8 +9,9 @@ cached by the replica because closed windows never change).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -37,14 +38,28 @@ from tilewatch.aggregators.stats.rolling import RollingCopy
 __all__ = [
     "PartCopy",
     "View",
+    "WindowCopies",
     "WindowView",
     "build_window_view",
     "detections_of",
     "merge",
     "reported_windows",
     "snapshot_hists",
+    "sum_rows",
     "trailing_span",
 ]
+
+
+#: Per window: the moments (dense) and each histogram as ``(cells, counts)`` (compact).
+WindowCopies = dict[
+    int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, tuple[IntArray, IntArray]]]
+]
+
+
+class HasWindows(Protocol):
+    """What the window statistics read of a partition's copy: its windows."""
+
+    windows: WindowCopies
 
 
 @dataclass
@@ -55,10 +70,7 @@ class PartCopy:
     late: IntArray
     last: FloatArray
     rolling: RollingCopy
-    #: Per window: the moments (dense) and each histogram as ``(cells, counts)`` (compact).
-    windows: dict[
-        int, tuple[tuple[IntArray, FloatArray, FloatArray], dict[str, tuple[IntArray, IntArray]]]
-    ]
+    windows: WindowCopies
     violations: dict[tuple[str, str, str], int]
     detections: dict[tuple[int, str], tuple[int, float, bool]]
     versions: VersionTable
@@ -86,7 +98,7 @@ class View:
 
 
 def _window(
-    parts: list[PartCopy], w: int, n: int, hist_bins: dict[str, int]
+    parts: Sequence[HasWindows], w: int, n: int, hist_bins: dict[str, int]
 ) -> tuple[IntArray, FloatArray, FloatArray, dict[str, IntArray]]:
     c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     hists = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
@@ -109,7 +121,7 @@ def snapshot_hists(hist_bins: dict[str, int], features: bool) -> dict[str, int]:
 
 
 def _add_window_hists(
-    parts: list[PartCopy], w: int, sel: BoolArray, out: dict[str, IntArray]
+    parts: Sequence[HasWindows], w: int, sel: BoolArray, out: dict[str, IntArray]
 ) -> None:
     """Add each partition's histograms of window ``w``, for the cells selected by ``sel``,
     into the dense tables ``out`` (only the names ``out`` has)."""
@@ -121,6 +133,50 @@ def _add_window_hists(
                     keep = sel[cells]
                     width = min(table.shape[1], h.shape[1])
                     table[cells[keep], :width] += h[keep, :width]  # a cell once per partition
+
+
+def _window_rows(
+    parts: Sequence[HasWindows], w: int, sel: BoolArray, name: str
+) -> list[tuple[IntArray, IntArray]]:
+    """Each partition's rows of histogram ``name`` in window ``w`` for the cells selected by
+    ``sel``, compact: ``(cells, rows)`` (a cell once per partition)."""
+    out = []
+    for part in parts:
+        if w in part.windows and name in part.windows[w][1]:
+            cells, h = part.windows[w][1][name]
+            keep = sel[cells]
+            out.append((cells[keep], h[keep]))
+    return out
+
+
+def sum_rows(pieces: Sequence[tuple[IntArray, IntArray]], n: int) -> tuple[IntArray, IntArray]:
+    """The rows of ``pieces`` (each ``(cells, rows)``, a cell at most once per piece, cell
+    indices below ``n``) summed per cell: ``(cells, table)``, each cell once, in the order
+    first met, the table as wide as the widest piece (int64).
+
+    Examples
+    --------
+    >>> cells, table = sum_rows([(np.array([3, 1]), np.array([[1, 0], [0, 2]])),
+    ...                          (np.array([3, 0]), np.array([[5, 5, 1], [0, 0, 7]]))], 4)
+    >>> cells.tolist(), table.tolist()
+    ([3, 1, 0], [[6, 5, 1], [0, 2, 0], [0, 0, 7]])
+    """
+    width = max((h.shape[1] for _c, h in pieces), default=0)
+    slot = np.full(n, -1, dtype=np.int64)  # cell -> its row in the table
+    table = np.zeros((sum(len(c) for c, _h in pieces), width), dtype=np.int64)
+    used = 0
+    for cells, rows in pieces:
+        at = slot[cells]
+        new = at < 0
+        k = int(new.sum())
+        at[new] = np.arange(used, used + k)
+        slot[cells[new]] = at[new]
+        used += k
+        table[at, : rows.shape[1]] += rows  # each row of the table once per piece
+    order = np.flatnonzero(slot >= 0)
+    cells = np.empty(used, dtype=np.int64)
+    cells[slot[order]] = order
+    return cells, table[:used]
 
 
 @dataclass(frozen=True)
@@ -153,7 +209,7 @@ def trailing_span(w: int, windows: int, gap: int) -> range:
 
 
 def _trailing(
-    parts: list[PartCopy], view: View, profile: DriftProfile, hist_bins: dict[str, int]
+    parts: Sequence[HasWindows], view: View, profile: DriftProfile, hist_bins: dict[str, int]
 ) -> Reference:
     """Each cell's own previous windows, merged: counts add, moments merge exactly."""
     s = profile.settings
@@ -178,14 +234,19 @@ def build_window_view(
     profile: DriftProfile | None,
     hist_bins: dict[str, int],
     view: View,
-    parts: list[PartCopy],
+    parts: Sequence[HasWindows],
     references: CellReferences | None = None,
 ) -> WindowView:
     n = len(view.keys)
     model_ids = view.model_ids
     w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     p_c, p_m = np.zeros(n, dtype=np.int64), np.zeros(n)
-    w_h = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
+    # Latency is read for its percentiles only: kept compact (the rows of the cells with
+    # data), not as a dense (cells, 62) table (64 MB at 100,000 cells, zeroed and summed for
+    # every new reported window).
+    dense = {name: b for name, b in hist_bins.items() if name != "latency"}
+    w_h = {name: np.zeros((n, b), dtype=np.int64) for name, b in dense.items()}
+    latency: list[tuple[IntArray, IntArray]] = []
     size = settings.window_seconds
     window_start: dict[str, float] = {}
     window_end: dict[str, float] = {}
@@ -196,6 +257,8 @@ def build_window_view(
         # are disjoint and the rows start at zero): no dense per-window table and copy, which
         # at 100,000 cells were two 50 MB temporaries for the latency table alone.
         _add_window_hists(parts, w, sel, w_h)
+        if "latency" in hist_bins:
+            latency += _window_rows(parts, w, sel, "latency")
         pc, pm, _ps, _ph = _window(parts, w - 1, n, {})
         p_c[sel], p_m[sel] = pc[sel], pm[sel]
         for mid in mids:
@@ -218,11 +281,14 @@ def build_window_view(
         drift = derive_window_drift(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
-    if "latency" in w_h:
-        quantiles = latency_quantiles_many(w_h["latency"], LATENCY_QUANTILES)
-    else:  # a snapshot without it (the forecasts' catch-up)
-        quantiles = [np.full(n, math.nan) for _q in LATENCY_QUANTILES]
-    latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
+    quantiles = [np.full(n, math.nan) for _q in LATENCY_QUANTILES]
+    if latency:
+        cells, table = sum_rows(latency, n)
+        for out, values in zip(
+            quantiles, latency_quantiles_many(table, LATENCY_QUANTILES), strict=True
+        ):
+            out[cells] = values
+    window_latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
     multiclass, class_errors, class_drift = None, None, None
     class_gaps: tuple[Gap, ...] = ()
     if "mc_class" in w_h:
@@ -265,7 +331,7 @@ def build_window_view(
         window_start,
         window_end,
         drift,
-        latency,
+        window_latency,
         multiclass,
         class_errors,
         class_drift,

@@ -34,7 +34,7 @@ from tilewatch.aggregators.labeling.settings import LabelingSettings
 from tilewatch.aggregators.labels.class_rows import ClassRows
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL, PartitionLabels
 from tilewatch.aggregators.labels.settings import LabelSettings
-from tilewatch.aggregators.labels.view import copy_labels, performance_view
+from tilewatch.aggregators.labels.view import copy_labels
 from tilewatch.aggregators.state.forecasts import CellForecasts
 from tilewatch.aggregators.state.history import WindowHistory
 from tilewatch.aggregators.state.merge import (
@@ -44,10 +44,14 @@ from tilewatch.aggregators.state.merge import (
     build_window_view,
     detections_of,
     merge,
-    snapshot_hists,
-    trailing_span,
 )
 from tilewatch.aggregators.state.partition import RETAIN_CLOSED, ApplyResult, PartitionState
+from tilewatch.aggregators.state.reported import (
+    needed_windows,
+    performance,
+    reported_latest,
+    window_copies,
+)
 from tilewatch.aggregators.state.snapshot import IngestStats, IngestUpdate, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import update_versions
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins
@@ -333,43 +337,24 @@ class ReplicaState:
         if self.forecasts is not None:
             self.forecasts.catch_up(self, snap)
 
-    def snapshot(self, upto: int | None = None, features: bool = True) -> Snapshot:
+    def snapshot(self, upto: int | None = None) -> Snapshot:
         """A merged, consistent view; copies under the lock and merges outside it.
 
         ``upto``: report the windows up to that number only (a replay closing several at once).
-        ``features=False``: no feature drift, no latency percentiles (the forecasts' catch-up).
 
-        Under the lock: the per-partition arrays, which window each model reports (its latest
-        window that some partition closed with data for the model and that no partition
-        holding data of that model for it still holds open), and copies of just those windows
-        and the ones before them. Outside: the merge and the window statistics.
+        Under the lock: the per-partition arrays, which window each model reports
+        (:func:`~tilewatch.aggregators.state.reported.reported_latest`), and copies of just
+        those windows and the ones their statistics merge. Outside: the merge and the window
+        statistics.
         """
         profile = self.profile
-        if profile is not None and not features:
-            profile = profile.without_features()
         with self.lock:
             reg = self.registry
             n = len(reg)
             model_ids = reg.model_ids
-            still_open: set[tuple[int, int]] = set()
-            closed_models: list[tuple[PartitionState, int, set[int]]] = []
-            for part in self.partitions.values():
-                part._ensure(n)
-                for w in part.open:
-                    still_open |= {(w, mid) for mid in part.window_models(w, open_=True)}
-                for w in part.closed if upto is None else [w for w in part.closed if w <= upto]:
-                    closed_models.append((part, w, part.window_models(w)))
-            latest: dict[int, int] = {}
-            for _part, w, mids in closed_models:
-                for mid in mids:
-                    if (w, mid) not in still_open and latest.get(mid, -(2**62)) < w:
-                        latest[mid] = w
-            needed = set(latest.values()) | {w - 1 for w in latest.values()}
-            if profile is not None and self.trailing:
-                s = profile.settings
-                for w in latest.values():
-                    needed |= set(trailing_span(w, s.trailing_windows, s.trailing_gap))
-            hist_bins = snapshot_hists(self.hist_bins, features)
+            latest = reported_latest(self.partitions.values(), n, upto)
+            needed = needed_windows(latest, profile, self.trailing)
+            hist_bins = self.hist_bins
             fc = None if self.forecasts is None else self.forecasts.view(n)
             cache_key = (
                 n,
@@ -383,8 +368,8 @@ class ReplicaState:
                 # Labels joined from the outcomes topic may add to closed windows.
                 tuple(part.closed_version for part in self.partitions.values()),
             )
-            # A past window's view (the forecasts' catch-up) leaves the reported one's cache.
-            cached = self.window_cache if upto is None and features else None
+            # A replay's past window leaves the reported one's cache.
+            cached = self.window_cache if upto is None else None
             window_view = cached[1] if cached is not None and cached[0] == cache_key else None
             if window_view is not None:
                 needed = set()
@@ -396,14 +381,7 @@ class ReplicaState:
                     late=part.late[:n].copy(),
                     last=part.last_event_time[:n].copy(),
                     rolling=part.rolling.copy(n),
-                    windows={
-                        w: (
-                            acc.sized(n),
-                            {name: acc.hist_copy(name, n, b) for name, b in hist_bins.items()},
-                        )
-                        for w, acc in part.closed.items()
-                        if w in needed
-                    },
+                    windows=window_copies(part, needed, n, hist_bins),
                     violations=dict(part.violations),
                     detections=detections_of(part),
                     versions={k: list(v) for k, v in part.versions.items()},
@@ -427,24 +405,10 @@ class ReplicaState:
             window_view = build_window_view(
                 self.settings, profile, hist_bins, view, parts, self.references
             )
-            if upto is None and features:
+            if upto is None:
                 with self.lock:
                     self.window_cache = (cache_key, window_view)
-        perf = None
-        if self.labels is not None:
-            perf = performance_view(
-                self.labels,
-                self.settings.window_seconds,
-                view.keys,
-                self.settings.dimensions,
-                model_ids,
-                view.model_names,
-                latest,
-                [part.labels for part in parts if part.labels is not None],
-                reference_errors=self._reference_errors(view.keys),
-                trailing=self._trailing_errors(),
-                decision_cache=self._decision_cache,
-            )
+        perf = performance(self, view, [part.labels for part in parts if part.labels is not None])
         snap = merge(self.settings, profile, view, parts, ingest, window_view)
         snap = dataclasses.replace(snap, performance=perf, forecasts=fc, class_labels=class_labels)
         return dataclasses.replace(snap, class_thresholds=class_thresholds)

@@ -31,7 +31,6 @@ state does not validate is refused with a reason, never applied in part. Pure: n
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition_delta import PartitionDelta, merge_units, unit_window
 from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.aggregators.state.unit_columns import UnitColumns
+from tilewatch.streams.changelog import deflate
 from tilewatch.streams.changelog.records import (
     MAX_STATE_BYTES,
     Checkpoint,
@@ -96,7 +96,7 @@ def encode_unit(
 ) -> tuple[list[tuple[bytes, bytes]], UnitRef]:
     """The records of one unit version (its binary form, compressed), and the reference a
     head keeps of it."""
-    payload = zlib.compress(unit_to_bytes(data), 1)
+    payload = deflate.compress(unit_to_bytes(data))
     records = chunk_records(unit_prefix(source, unit, slot), payload)
     return records, [slot, len(records), hashlib.sha256(payload).hexdigest()]
 
@@ -111,7 +111,7 @@ def encode_head(
     now: float | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The records of a head (chunks, then the manifest) naming ``units``."""
-    payload = zlib.compress(orjson.dumps({"state": head, "units": dict(units)}), 1)
+    payload = deflate.compress(orjson.dumps({"state": head, "units": dict(units)}))
     prefix = head_prefix(source, slot)
     records = chunk_records(prefix, payload)
     header = (DELTA_FORMAT, DELTA_VERSION)
@@ -200,11 +200,11 @@ def _blob(
     if hashlib.sha256(payload).hexdigest() != digest:
         raise _Refused("corrupt", f"{what}: payload does not match its SHA-256")
     try:
-        inflater = zlib.decompressobj()
+        inflater = deflate.decompressobj()
         data = inflater.decompress(payload, MAX_STATE_BYTES)
         if inflater.unconsumed_tail:
             raise _Refused("corrupt", f"{what}: larger than {MAX_STATE_BYTES} bytes")
-    except zlib.error as exc:
+    except deflate.Error as exc:
         raise _Refused("corrupt", f"{what}: not compressed: {exc}") from None
     if unit and data[: len(MAGIC)] == MAGIC:
         try:

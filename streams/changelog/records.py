@@ -2,9 +2,10 @@
 
 A checkpoint is one partition's state (``PartitionState.to_dict()``: plain data, never pickle)
 together with the offset up to which that state is complete. It is written as JSON, compressed
-with zlib and cut into records of at most :data:`CHUNK_BYTES`, then a manifest record that names
-the format, version, source partition, cell settings, sequence number, offset, chunk count and
-the SHA-256 of the whole payload. Record keys are ``topic/partition/slot/part``.
+with zlib (:mod:`~tilewatch.streams.changelog.deflate`) and cut into records of at most
+:data:`CHUNK_BYTES`, then a manifest record that names the format, version, source partition,
+cell settings, sequence number, offset, chunk count and the SHA-256 of the whole payload.
+Record keys are ``topic/partition/slot/part``.
 
 A slot that is incomplete, corrupt (hash, compression, JSON), foreign (another format, version,
 source partition or cell settings) or whose state does not validate is refused with a reason
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,7 @@ from tilewatch.aggregators.drift.profile import DriftProfile
 from tilewatch.aggregators.labels.settings import LabelSettings
 from tilewatch.aggregators.state.snapshot import PartitionKey
 from tilewatch.aggregators.stats.latency import LATENCY_BINS
+from tilewatch.streams.changelog import deflate
 
 __all__ = [
     "CHUNK_BYTES",
@@ -162,7 +163,7 @@ def encode_checkpoint(
     now: float | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The changelog records (key, value) of one checkpoint: chunks first, manifest last."""
-    payload = zlib.compress(orjson.dumps(state), 1)
+    payload = deflate.compress(orjson.dumps(state))
     prefix = _prefix(source, slot)
     records = chunk_records(prefix, payload)
     records.append(
@@ -232,12 +233,12 @@ def decode_slot(
     if hashlib.sha256(payload).hexdigest() != digest:
         return refuse("corrupt", "payload does not match its SHA-256")
     try:
-        inflater = zlib.decompressobj()
+        inflater = deflate.decompressobj()
         data = inflater.decompress(payload, MAX_STATE_BYTES)
         if inflater.unconsumed_tail:
             return refuse("corrupt", f"state larger than {MAX_STATE_BYTES} bytes")
         state = orjson.loads(data)
-    except (zlib.error, orjson.JSONDecodeError) as exc:
+    except (deflate.Error, orjson.JSONDecodeError) as exc:
         return refuse("corrupt", f"payload is not compressed JSON: {exc}")
     if not isinstance(state, dict):
         return refuse("corrupt", "state is not a JSON object")

@@ -77,6 +77,7 @@ from tests.bench.harness import (  # noqa: E402
     spine_spec,
     write_json,
 )
+from tests.bench.spy import start_py_spy, stop_py_spy  # noqa: E402
 from tests.e2e.support.process import TILEWATCH_BIN  # noqa: E402
 from tests.e2e.support.scrape import (  # noqa: E402
     leaf_events_total,
@@ -374,66 +375,6 @@ class Scraper(threading.Thread):
                 self.bytes = len(body)
 
 
-def start_py_spy(prefix: Path, replica: Replica, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    out = prefix.with_name(f"{prefix.name}-{name}.txt")
-    spy = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "--pid",
-            str(replica.proc.pid),
-            "--format",
-            "raw",
-            "--threads",
-            "--nonblocking",
-            "--rate",
-            "100",
-            "-o",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return spy, out
-
-
-def stop_py_spy(spy: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
-    spy.send_signal(signal.SIGINT)
-    spy.wait(30)
-    return {"path": str(out), **top_entries(out)}
-
-
-def top_entries(path: Path, n: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares of the functions in py-spy's collapsed stacks."""
-    self_n: dict[str, int] = {}
-    incl: dict[str, int] = {}
-    threads: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        k = int(count)
-        total += k
-        frames = stack.split(";")
-        threads[frames[0]] = threads.get(frames[0], 0) + k
-        leaf = frames[-1]
-        self_n[leaf] = self_n.get(leaf, 0) + k
-        for f in set(frames[1:]):
-            incl[f] = incl.get(f, 0) + k
-    total = max(total, 1)
-
-    def top(d: dict[str, int]) -> list[tuple[str, float]]:
-        return [(f, c / total) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
-
-    return {
-        "samples": total,
-        "threads": top(threads),
-        "self": top(self_n),
-        "inclusive": top(incl),
-    }
-
-
 def committed_total(bootstrap: str, group: str, topics: dict[str, int]) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -486,7 +427,7 @@ def run_replicas(
             read0 += r.read()
         scraper.start()
         spies = [
-            start_py_spy(args.py_spy, r, f"x{count}-{i}")
+            start_py_spy(args.py_spy, r.proc.pid, f"x{count}-{i}")
             for i, r in enumerate(replicas)
             if args.py_spy is not None
         ]

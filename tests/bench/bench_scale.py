@@ -73,6 +73,7 @@ from tests.bench.harness import (  # noqa: E402
     run_floor,
     write_json,
 )
+from tests.bench.spy import start_py_spy, stop_py_spy  # noqa: E402
 from tests.e2e.support.process import TILEWATCH_BIN  # noqa: E402
 from tests.e2e.support.scrape import parse_metrics, scrape, value  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
@@ -108,6 +109,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steady",
         action="store_true",
         help="a second pass of --events events over the same cells: steady-state CPU per event",
+    )
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --steady: profile the steady pass with py-spy (collapsed stacks written to "
+        "PATH-cellsN.txt; the top entries are printed); py-spy must be installed",
     )
     return p.parse_args(argv)
 
@@ -325,11 +334,15 @@ RESTORED = re.compile(r"partition \S+/(\d+): restored up to offset (\d+)")
 
 
 def measure_restore(
-    config: Path, partitions: int, backlog: tuple[str, str, int] | None = None
+    config: Path,
+    partitions: int,
+    backlog: tuple[str, str, int] | None = None,
+    spy: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
     """Time a second process's restore (spawn to the last partition restored); with
     ``backlog`` (bootstrap, group, events not yet read), then its steady state: the same
-    cells, from the last partition restored to idle (:func:`follow`)."""
+    cells, from the last partition restored to idle (:func:`follow`), profiled by py-spy
+    when ``spy`` (path prefix, name) is given."""
     proc, err = start(config, "restore")
     steady = None
     t0 = time.monotonic()
@@ -351,11 +364,14 @@ def measure_restore(
         if backlog is not None:
             bootstrap, group, events = backlog
             committed = Committed(bootstrap, group, partitions)
+            recorder = None if spy is None else start_py_spy(spy[0], proc.pid, spy[1])
             try:
                 total = committed.total() + events
                 steady = follow(proc, err, committed, events, partitions, RESTORED, total)
             finally:
                 committed.close()
+                profile = None if recorder is None else stop_py_spy(*recorder)
+            steady["profile"] = profile
             steady["peak_rss_mb"] = proc_status(proc.pid)["VmHWM"] / 1024
     finally:
         code = stop(proc)
@@ -376,6 +392,7 @@ def run_size(
     extra: str = "",
     steady: bool = False,
     workdir: Path | None = None,
+    py_spy: Path | None = None,
 ) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     with broker_with_topics({TOPIC: partitions}) as broker:
@@ -424,7 +441,8 @@ def run_size(
                 finally:
                     pool.terminate()
                 backlog = (bootstrap, group, events)
-            restore = measure_restore(config, partitions, backlog)
+            spy = None if py_spy is None else (py_spy, f"cells{cells}")
+            restore = measure_restore(config, partitions, backlog, spy)
             second = restore.pop("steady")
     rounds = (scrape_fig["checkpoints_total"] or 0) / partitions
     return {
@@ -462,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             args.extra,
             args.steady,
             args.workdir,
+            args.py_spy,
         )
         results.append(r)
         s = r["scrape"]
@@ -506,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("read_events_total", f"{s['read_events_total']:.0f}"),
             ],
         )
+        profile = None if r["steady"] is None else r["steady"]["profile"]
+        if profile is not None:
+            print(f"  steady pass profile ({profile['samples']} samples): {profile['path']}")
+            for kind in ("self", "inclusive"):
+                for name, share in profile[kind]:
+                    print(f"    {kind:9} {100 * share:5.1f}%  {name}")
         expected = args.events  # the first process's scrape (the second pass is read later)
         if s["read_events_total"] != expected:
             print(f"ERROR: read {s['read_events_total']} of {expected}")

@@ -12,7 +12,7 @@ import orjson
 
 from tests.streams.test_delta_checkpoint import FP, SOURCE, _same, _Writer
 from tilewatch.aggregators.state.partition_delta import partition_delta
-from tilewatch.streams.changelog import Checkpoint, Refusal
+from tilewatch.streams.changelog import Checkpoint, Refusal, deflate
 from tilewatch.streams.changelog.delta import (
     DELTA_VERSION,
     decode_delta,
@@ -89,3 +89,24 @@ def test_a_binary_unit_that_does_not_match_its_header_refuses_the_head() -> None
         assert "past the end" in str(exc)
     else:
         raise AssertionError("a cut unit was read")
+
+
+def test_units_compressed_by_either_library_restore() -> None:
+    """Checkpoints are written by ISA-L when ``isal`` is installed, by zlib otherwise: the
+    same format, so a replica restores what a replica with the other library wrote."""
+    w = _Writer()
+    w.batch(3000, 0, 60)
+    w.round()
+    assert deflate.BACKEND == "isal"  # a dependency: the faster path is the one users run
+    table: dict[str, Any] = {}
+    for name in sorted(w.table or {}):
+        plain = _payload(w, name)  # ISA-L's stream, read by the standard zlib
+        payload = zlib.compress(plain, 6)  # what a replica without isal (or older) writes
+        records = chunk_records(unit_prefix(SOURCE, name, "b"), payload)
+        w.log.update(records)
+        table[name] = ["b", len(records), hashlib.sha256(payload).hexdigest()]
+    head = partition_delta(w.part, None).head
+    w.log.update(encode_head(SOURCE, "b", w.seq, head, table, FP))
+    checkpoint = decode_delta(SOURCE, "b", w.log, FP)
+    assert isinstance(checkpoint, Checkpoint), checkpoint
+    _same(checkpoint, w.part)

@@ -20,6 +20,7 @@ from tilewatch.aggregators.drift.reference import (
 )
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.replica import ReplicaState
+from tilewatch.aggregators.state.reported import past_window
 from tilewatch.aggregators.state.snapshot import Snapshot
 from tilewatch.aggregators.stats.divergence import psi
 
@@ -357,18 +358,19 @@ def test_snapshot_with_two_consecutive_closed_windows(profile: DriftProfile) -> 
     assert snap.drift.mean_change[shift] == pytest.approx(0.4, abs=0.05)  # 0.9 now, 0.5 before
 
 
-def test_a_snapshot_without_features_has_the_full_ones_score_statistics(
-    profile: DriftProfile,
-) -> None:
-    """What the forecasts' catch-up reads of a past window (``features=False``) equals the
-    full snapshot's: window means and score drift; no feature drift; the cache untouched."""
+def test_a_past_window_has_the_full_snapshots_score_statistics(profile: DriftProfile) -> None:
+    """What the forecasts' catch-up reads of a past window (:func:`past_window`) equals the
+    full snapshot's: models, window ends, means and score drift; no feature drift; the
+    cache untouched."""
     rs, _events = _run(profile, seed=3)
     current = rs.snapshot()
     for w in WINDOWS:
         full = rs.snapshot(upto=w)
-        light = rs.snapshot(upto=w, features=False)
+        light = past_window(rs, w)
         assert full.drift is not None and light.drift is not None
         assert light.window_end == full.window_end
+        assert light.model_names == full.model_names
+        np.testing.assert_array_equal(light.model_ids, full.model_ids)
         np.testing.assert_array_equal(light.window_mean, full.window_mean)
         np.testing.assert_array_equal(light.drift.score_psi, full.drift.score_psi)
         assert np.isfinite(full.drift.score_psi).any()

@@ -12,6 +12,7 @@ import pytest
 from tilewatch.aggregators import CellSettings, ReplicaState
 from tilewatch.aggregators.labels.label_state import RETAIN_FINAL
 from tilewatch.aggregators.labels.settings import LabelSettings, PerformanceSettings
+from tilewatch.aggregators.state.reported import past_window
 
 SIZE = 10.0
 CELLS = CellSettings(dimensions=("segment",), window_seconds=SIZE, grace_seconds=0.0)
@@ -108,3 +109,20 @@ def test_decisions_are_reused_until_their_inputs_change() -> None:
     later = rs.snapshot().performance
     assert later is not None and later.decisions is not first.decisions
     assert later.window_end != first.window_end
+
+
+def test_a_past_windows_accuracy_is_the_full_snapshots() -> None:
+    """The forecasts' catch-up reads a past window's performance from :func:`past_window`:
+    the same accuracy and performance window as the full snapshot up to that window."""
+    rng = np.random.default_rng(6)
+    rs = _state()
+    for w in range(8):
+        _window(rs, w, RATES if w % 2 else {"easy": 0.2, "hard": 0.6}, rng)
+    seen = set()
+    for w in range(1, 7):
+        full, light = rs.snapshot(upto=w).performance, past_window(rs, w).performance
+        assert full is not None and light is not None
+        assert light.window_end == full.window_end
+        np.testing.assert_array_equal(light.stats.accuracy, full.stats.accuracy)
+        seen.add(tuple(np.round(full.stats.accuracy[np.isfinite(full.stats.accuracy)], 6)))
+    assert len(seen) > 1  # the windows differ: each past window read its own

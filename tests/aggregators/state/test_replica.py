@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot
+from tilewatch.aggregators.state.merge import sum_rows
+from tilewatch.aggregators.state.reported import past_window
+from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins, latency_quantiles_many
 
 SIZE, GRACE, ROLL = 10.0, 2.0, 6
 SETTINGS = CellSettings(
@@ -344,18 +347,60 @@ def test_window_statistics_are_cached_until_a_window_closes() -> None:
     assert third.window_start == {"m": 20.0}
 
 
-def test_a_snapshot_without_features_skips_the_latency_percentiles_only() -> None:
-    """The forecasts' catch-up snapshot (``features=False``) leaves out the latency
-    histogram: its percentiles are NaN, every score statistic is the full snapshot's."""
+def test_a_past_window_has_the_snapshots_score_statistics_for_each_window() -> None:
+    """What the forecasts' catch-up reads of each past window (:func:`past_window`, without
+    latency, counts or rolling statistics) is the full snapshot's up to that window."""
     rs = ReplicaState(SETTINGS)
-    keys = [("m", "a"), ("m", "b"), ("m", "a"), ("m", "a")]
-    times = np.array([1.0, 2.0, 3.0, 25.0])
-    rs.apply(("t", 0), keys, times, np.array([0.2, 0.4, 0.6, 0.8]), 4, latencies=[5, 50, 7, 9])
-    full, light = rs.snapshot(upto=0), rs.snapshot(upto=0, features=False)
-    a = full.cell(("m", "a"))
-    assert full.window_latency and np.isfinite(full.window_latency[0.5][a])
-    assert all(np.isnan(v).all() for v in light.window_latency.values())
-    assert light.window_latency.keys() == full.window_latency.keys()
-    np.testing.assert_array_equal(light.window_count, full.window_count)
-    np.testing.assert_array_equal(light.window_mean, full.window_mean)
-    assert light.window_end == full.window_end
+    keys = [("m", "a"), ("m", "b"), ("m", "a"), ("m", "a"), ("n", "a"), ("m", "b")]
+    times = np.array([1.0, 2.0, 3.0, 12.0, 14.0, 35.0])
+    scores = np.array([0.2, 0.4, 0.6, 0.8, 0.1, 0.3])
+    rs.apply(("t", 0), keys, times, scores, 6, latencies=[5, 50, 7, 9, 3, 4])
+    for w in (0, 1, 2):
+        full, light = rs.snapshot(upto=w), past_window(rs, w)
+        assert light.window_end == full.window_end and light.model_names == full.model_names
+        np.testing.assert_array_equal(light.window_mean, full.window_mean)
+        np.testing.assert_array_equal(light.model_ids, full.model_ids)
+    assert past_window(rs, 1).window_end == {"m": 20.0, "n": 20.0}
+    assert float(past_window(rs, 0).window_mean[full.cell(("m", "a"))]) == pytest.approx(0.4)
+
+
+def test_sum_rows_adds_each_cells_rows_over_the_pieces() -> None:
+    rng = np.random.default_rng(8)
+    n = 50
+    pieces = []
+    dense = np.zeros((n, 7), dtype=np.int64)
+    for width in (7, 5, 7):
+        cells = rng.choice(n, 20, replace=False)
+        rows = rng.integers(0, 200, (20, width)).astype(np.uint8)
+        dense[cells, :width] += rows
+        pieces.append((cells, rows))
+    cells, table = sum_rows(pieces, n)
+    assert len(set(cells.tolist())) == len(cells)
+    assert set(cells.tolist()) == set(np.flatnonzero(dense.sum(axis=1) > 0).tolist())
+    np.testing.assert_array_equal(table, dense[cells])
+    empty_cells, empty = sum_rows([], n)
+    assert len(empty_cells) == 0 and empty.shape == (0, 0)
+
+
+def test_window_latency_percentiles_over_two_partitions_are_the_merged_histograms() -> None:
+    """Roll-up cells hold events of both partitions: their latency percentiles are those of
+    the histograms added together (the compact merge), a cell without latency NaN."""
+    rs = ReplicaState(SETTINGS)
+    rng = np.random.default_rng(9)
+    raw: dict[tuple[str, ...], list[float]] = collections.defaultdict(list)
+    for p in (0, 1):
+        keys = [("m", f"s{p}{i % 4}") for i in range(40)]
+        lat = rng.lognormal(3.0 + p, 0.5, 40).tolist()
+        rs.apply(("t", p), keys, np.linspace(1.0, 9.0, 40), rng.random(40), 40, latencies=lat)
+        rs.apply(("t", p), [("m", "late")], np.array([25.0]), np.array([0.5]), 41)
+        for k, v in zip(keys, lat, strict=True):
+            raw[k].append(v)
+            raw[("m", ALL)].append(v)
+    snap = rs.snapshot()
+    median = snap.window_latency[0.5]
+    for key, values in raw.items():
+        table = np.zeros((1, LATENCY_BINS), dtype=np.int64)
+        np.add.at(table[0], latency_bins(values)[0], 1)
+        want = latency_quantiles_many(table, (0.5,))[0][0]
+        assert median[snap.cell(key)] == pytest.approx(want), key
+    assert np.isnan(median[snap.cell(("m", "late"))])  # its window is still open
