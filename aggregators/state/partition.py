@@ -292,19 +292,19 @@ class PartitionState:
             self.labels.expire(self.max_event_time, wm)
 
     def _evict_closed(self) -> None:
-        model_ids = self.registry.model_ids
-        keep = retained(
-            self.closed,
-            self.retain_closed,
-            lambda w: models_in(self.closed[w].count > 0, model_ids),
-        )
+        keep = retained(self.closed, self.retain_closed, self.window_models)
         for w in [w for w in self.closed if w not in keep]:
             del self.closed[w]
 
     def window_models(self, w: int, open_: bool = False) -> set[int]:
-        """Model ids with events in closed (or, with ``open_``, open) window ``w``."""
-        acc = self.open[w] if open_ else self.closed[w]
-        return models_in(acc.count > 0, self.registry.model_ids)
+        """Model ids with events in closed (or, with ``open_``, open) window ``w`` (a closed
+        window's are found once: every snapshot asks for each closed window's)."""
+        if open_:
+            return models_in(self.open[w].count > 0, self.registry.model_ids)
+        acc = self.closed[w]
+        if acc.models is None:
+            acc.models = models_in(acc.count > 0, self.registry.model_ids)
+        return set(acc.models)
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -49,9 +49,12 @@ class WindowAcc:
     ([[2, 1], [2.0, 5.0], [2.0, 0.0]], [[1, 0, 0], [0, 0, 1]])
     """
 
-    __slots__ = ("_row_cells", "_rows", "_used", "count", "hist", "m2", "mean")
+    __slots__ = ("_row_cells", "_rows", "_used", "count", "hist", "m2", "mean", "models")
 
     def __init__(self, n: int = 0) -> None:
+        #: The model ids with events in this window, once it is closed (its counts no longer
+        #: change): kept by :meth:`PartitionState.window_models`, None until first asked.
+        self.models: set[int] | None = None
         self.count = np.zeros(n, dtype=np.int64)
         self.mean = np.zeros(n)
         self.m2 = np.zeros(n)
