@@ -95,6 +95,7 @@ class CellRegistry:
         self._model_index: dict[str, int] = {}
         self._model_of: list[int] = []
         self._model_ids_cache: IntArray | None = None
+        self._is_leaf_cache: BoolArray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -108,8 +109,14 @@ class CellRegistry:
 
     @property
     def is_leaf(self) -> BoolArray:
-        """Boolean mask over cell indices: True for leaf cells."""
-        return np.array(self._is_leaf, dtype=bool)
+        """Boolean mask over cell indices: True for leaf cells (read-only; rebuilt only when
+        cells were added since the last call, as :attr:`model_ids`)."""
+        cached = self._is_leaf_cache
+        if cached is None or len(cached) != len(self._is_leaf):
+            cached = np.array(self._is_leaf, dtype=bool)
+            cached.flags.writeable = False
+            self._is_leaf_cache = cached
+        return cached
 
     @property
     def model_ids(self) -> IntArray:

@@ -171,7 +171,13 @@ class PartitionDelta:
     def _table(self, *cells: IntArray) -> tuple[UnitColumns, IntArray]:
         """A unit with the keys of ``cells`` (cell indices) as its key table, and the table's
         cell indices (sorted)."""
-        table = np.unique(np.concatenate(cells)) if len(cells) > 1 else np.unique(cells[0])
+        first = cells[0]
+        if all(len(c) == len(first) and np.array_equal(c, first) for c in cells[1:]) and (
+            len(first) < 2 or bool((first[1:] > first[:-1]).all())
+        ):
+            table = first  # the common window unit: its histograms' cells are its cells, sorted
+        else:
+            table = np.unique(np.concatenate(cells)) if len(cells) > 1 else np.unique(first)
         keys = self._keys
         return UnitColumns([keys[i] for i in table.tolist()]), table
 
@@ -300,6 +306,9 @@ def partition_delta(
                 at_h = np.flatnonzero(hcells < n)
                 at_h = at_h[h[at_h].any(axis=1) & w_dirty[blocks[hcells[at_h]]]]
                 if len(at_h):
+                    # In cell order, as the moments' rows: a unit whose histogram rows are
+                    # its moments' cells takes them as its key table as they are (_table).
+                    at_h = at_h[np.argsort(hcells[at_h], kind="stable")]
                     hists[name] = (hcells[at_h], h[at_h])  # fancy indexing copies
             changed.append(_Window(w, at, (c[at], m[at], s[at]), hists))
     head = {
