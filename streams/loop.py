@@ -78,10 +78,11 @@ REFRESH_INTERVAL = 1.0
 #: (a backlog's fetch gaps are shorter).
 IDLE_SECONDS = 1.0
 #: Wait at least this many times the last refresh's duration before the next one, so that
-#: refreshing (O(cells): 0.1 s at 100,000 cells) takes at most about a tenth of the loop,
-#: also after an empty poll (reading a backlog, a fetch that has not arrived yet is one, many
-#: times a second). Scrapes do not depend on it for their rolling statistics (a snapshot
-#: merges what is not refreshed yet); it paces the window statistics' cache and the history.
+#: refreshing (O(cells): 0.1 s at 100,000 cells) takes at most about a tenth of the loop;
+#: after an empty poll too (reading a backlog, a fetch that has not arrived yet is one, many
+#: times a second), but then never longer than :data:`REFRESH_INTERVAL`. Scrapes do not
+#: depend on it for their rolling statistics (a snapshot merges what is not refreshed yet);
+#: it paces the window statistics' cache and the history.
 REFRESH_COST_FACTOR = 10.0
 
 
@@ -422,7 +423,7 @@ class Monitor:
         self.pacer.measure_lag(consumer)
         self.pacer.pace(consumer)
         paced = REFRESH_COST_FACTOR * self._refresh_seconds
-        interval = paced if idle else max(REFRESH_INTERVAL, paced)
+        interval = min(REFRESH_INTERVAL, paced) if idle else max(REFRESH_INTERVAL, paced)
         if self._applied_since_refresh and now - self._last_refresh >= interval:
             self.state.refresh()
             self._applied_since_refresh = False

@@ -100,12 +100,17 @@ class View:
 def _window(
     parts: Sequence[HasWindows], w: int, n: int, hist_bins: dict[str, int]
 ) -> tuple[IntArray, FloatArray, FloatArray, dict[str, IntArray]]:
-    c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    moments_of = [part.windows[w][0] for part in parts if w in part.windows]
+    if moments_of:  # the first partition's as they are (its copies), the others merged in
+        c, m, s = moments_of[0]
+        for moments in moments_of[1:]:
+            c, m, s = merge_moments(c, m, s, *moments)
+    else:
+        c, m, s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     hists = {name: np.zeros((n, b), dtype=np.int64) for name, b in hist_bins.items()}
     for part in parts:
         if w in part.windows:
-            moments, part_hists = part.windows[w]
-            c, m, s = merge_moments(c, m, s, *moments)
+            part_hists = part.windows[w][1]
             for name, (cells, h) in part_hists.items():
                 if name in hists:  # callers may ask for the moments only
                     width = min(hists[name].shape[1], h.shape[1])
@@ -362,7 +367,10 @@ def merge(
         events += part.events
         late += part.late
         np.maximum(last, part.last, out=last)
-        r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling.current())
+        if part is parts[0]:  # fresh arrays (current() copies): the first as it is
+            r_c, r_m, r_s = part.rolling.current()
+        else:
+            r_c, r_m, r_s = merge_moments(r_c, r_m, r_s, *part.rolling.current())
         for vkey, count in part.violations.items():
             violations[vkey] = violations.get(vkey, 0) + count
     wv = window_view
