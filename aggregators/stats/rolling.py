@@ -190,11 +190,24 @@ class RollingWindows:
         rows = np.flatnonzero(self._dirty[: self._nrows])
         if len(rows) == 0:
             return
-        count, mean, m2 = self._merge(self._total[rows], self._bmean[rows], self._bm2[rows])
-        self._count[rows] = count
-        self._mean[rows] = mean
-        self._m2[rows] = m2
+        one, rest = self._split(rows)
+        self._count[one], self._mean[one], self._m2[one] = self._first_blocks(one)
+        if len(rest):
+            count, mean, m2 = self._merge(self._total[rest], self._bmean[rest], self._bm2[rest])
+            self._count[rest], self._mean[rest], self._m2[rest] = count, mean, m2
         self._dirty[rows] = False
+
+    def _split(self, rows: IntArray) -> tuple[IntArray, IntArray]:
+        """``rows`` with at most one block of values (their window is that block), and the
+        others; the block tables of the first are never gathered whole (at 100,000 cells,
+        (rows, slots) copies of 80 MB)."""
+        total = self._total[rows]
+        one = (total >= 1) & (total <= self.block)
+        return rows[one], rows[~one]
+
+    def _first_blocks(self, rows: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Count, mean and m2 of rows whose values all lie in their first block."""
+        return self._total[rows], self._bmean[rows, 0], self._bm2[rows, 0]
 
     def _merge(
         self, total: IntArray, bmean: FloatArray, bm2: FloatArray
@@ -239,14 +252,15 @@ class RollingWindows:
         """What :meth:`current` needs, copied (to take under the state's lock): the moments as
         of the last refresh and the blocks of the cells written since."""
         rows = np.flatnonzero(self._dirty[: self._nrows])
-        rows = rows[self._cells[rows] < n_cells]
+        one, rest = self._split(rows[self._cells[rows] < n_cells])
         return RollingCopy(
             self,
             self.moments(n_cells),
-            self._cells[rows],
-            self._total[rows],
-            self._bmean[rows],
-            self._bm2[rows],
+            self._cells[rest],
+            self._total[rest],
+            self._bmean[rest],
+            self._bm2[rest],
+            (self._cells[one], *self._first_blocks(one)),
         )
 
     def moments(self, n_cells: int) -> tuple[IntArray, FloatArray, FloatArray]:
@@ -408,10 +422,14 @@ class RollingCopy:
         total: IntArray,
         bmean: FloatArray,
         bm2: FloatArray,
+        single: tuple[IntArray, IntArray, FloatArray, FloatArray] | None = None,
     ) -> None:
         self._merge = windows._merge
         self._refreshed = refreshed
         self._cells, self._total, self._bmean, self._bm2 = cells, total, bmean, bm2
+        #: Cells written since the refresh whose window is one block: (cells, moments), as
+        #: they are (nothing to merge).
+        self._single = single
 
     def current(self) -> tuple[IntArray, FloatArray, FloatArray]:
         """Count, mean and m2 per cell index, as of the copy."""
@@ -420,6 +438,9 @@ class RollingCopy:
             self._refreshed[1].copy(),
             self._refreshed[2].copy(),
         )
+        if self._single is not None:
+            cells, c, m, s = self._single
+            count[cells], mean[cells], m2[cells] = c, m, s
         if len(self._cells):
             c, m, s = self._merge(self._total, self._bmean, self._bm2)
             count[self._cells], mean[self._cells], m2[self._cells] = c, m, s
