@@ -8,6 +8,8 @@ formula, histograms add.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,6 +27,9 @@ SUMMED_HISTOGRAMS = frozenset({"mc_top_sum", "mc_calib_conf", "mc_brier", "mc_lo
 #: (``np.bincount``) when the table has at most this many positions per counted event, else
 #: through a sort of the positions (which costs the batch, not the table).
 DENSE_FACTOR = 16
+#: A compacted table keeps its rows with a count of 256 or more apart when they are at most
+#: one in this many (:meth:`WindowAcc.compact`).
+WIDE_SHARE = 8
 
 __all__ = ["WindowAcc", "per_variant"]
 
@@ -49,7 +54,7 @@ class WindowAcc:
     ([[2, 1], [2.0, 5.0], [2.0, 0.0]], [[1, 0, 0], [0, 0, 1]])
     """
 
-    __slots__ = ("_row_cells", "_rows", "_used", "count", "hist", "m2", "mean", "models")
+    __slots__ = ("_row_cells", "_rows", "_used", "_wide", "count", "hist", "m2", "mean", "models")
 
     def __init__(self, n: int = 0) -> None:
         #: The model ids with events in this window, once it is closed (its counts no longer
@@ -63,6 +68,9 @@ class WindowAcc:
         #: histogram count in this window (:meth:`hist_cells`), not one per registry cell, and
         #: allocated ahead (a quarter more at a time).
         self.hist: dict[str, npt.NDArray[np.signedinteger]] = {}
+        #: Per compacted table whose few large rows were kept apart (:meth:`compact`): those
+        #: rows' positions and their counts; the table holds zeros in their place.
+        self._wide: dict[str, tuple[IntArray, npt.NDArray[Any]]] = {}
         #: Cell -> its histogram row (-1: none), and row -> cell.
         self._rows = np.full(0, -1, dtype=np.int32)
         self._row_cells = np.zeros(0, dtype=np.int64)
@@ -220,6 +228,9 @@ class WindowAcc:
         narrowed by :meth:`compact` is widened back to its written dtype first."""
         table = self.hist.get(name)
         dtype = np.int64 if name in SUMMED_HISTOGRAMS else HIST_DTYPE
+        if name in self._wide:  # compacted with its large rows apart: one table again
+            table = self._joined(name)
+            del self._wide[name]
         if table is None:
             table = np.zeros((rows, bins), dtype=dtype)
         elif table.dtype != dtype:
@@ -237,14 +248,30 @@ class WindowAcc:
         Called when the window closes: a closed window rarely changes again (labels joined
         from the outcomes topic may still add to it; :meth:`_hist_table` then widens the
         table back), and at 100,000 cells most of its counts are below 256, so its latency
-        table takes a quarter of the int32 bytes and no doubling slack. Values are unchanged:
-        every reader adds the counts into int64 or converts them to Python ints.
+        table takes a quarter of the int32 bytes and no doubling slack. The few rows with a
+        larger count (roll-up cells: thousands of events a window) are kept apart in their
+        own dtype (at most one row in :data:`WIDE_SHARE`), so they do not double the bytes of
+        every other row. Values are unchanged: :meth:`hist_of` joins the rows back, and every
+        reader adds the counts into int64 or converts them to Python ints.
         """
         used = self._used
         self._row_cells = self._row_cells[:used].copy()
         for name, table in self.hist.items():
             table = table[: min(used, table.shape[0])]
-            top = int(table.max()) if table.size else 0
+            if table.dtype.kind == "u":  # compacted before (a restore compacts again)
+                continue
+            top_row = table.max(axis=1) if table.size else np.zeros(0, dtype=table.dtype)
+            top = int(top_row.max()) if len(top_row) else 0
+            wide = np.flatnonzero(top_row >= 2**8)
+            if len(wide) and len(wide) * WIDE_SHARE <= len(table) and top < 2**32:
+                counts: npt.NDArray[Any] = table[wide].astype(
+                    np.uint16 if top < 2**16 else np.uint32
+                )
+                narrow: npt.NDArray[Any] = table.astype(np.uint8)  # a copy: rows freed
+                narrow[wide] = 0
+                self.hist[name] = narrow
+                self._wide[name] = (wide, counts)
+                continue
             if top < 2**8:
                 dtype: type[np.integer] = np.uint8
             elif top < 2**16:
@@ -253,11 +280,20 @@ class WindowAcc:
                 dtype = table.dtype.type
             self.hist[name] = table.astype(dtype)  # a copy: the allocated rows are freed
 
+    def _joined(self, name: str) -> npt.NDArray[Any]:
+        """Histogram ``name``'s table with its large rows back in place (a copy in their
+        dtype)."""
+        rows, counts = self._wide[name]
+        out = self.hist[name].astype(counts.dtype)
+        out[rows] = counts
+        return out
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the window's arrays (moments, row maps and histogram tables)."""
         arrays = (self.count, self.mean, self.m2, self._rows, self._row_cells)
-        return sum(a.nbytes for a in arrays) + sum(t.nbytes for t in self.hist.values())
+        wide = sum(r.nbytes + c.nbytes for r, c in self._wide.values())
+        return sum(a.nbytes for a in arrays) + sum(t.nbytes for t in self.hist.values()) + wide
 
     def add_counts(self, name: str, counts: IntArray) -> None:
         """Add a ``(cells, bins)`` table (dense: row i is cell i) to histogram ``name``."""
@@ -288,10 +324,13 @@ class WindowAcc:
 
     def hist_of(self, name: str) -> tuple[IntArray, npt.NDArray[np.signedinteger]]:
         """Histogram ``name`` as ``(cells, counts)``: the cell of each row in use and its
-        counts (no copy; empty if absent)."""
+        counts (no copy, except for a compacted table with large rows apart; empty if
+        absent)."""
         h = self.hist.get(name)
         if h is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=HIST_DTYPE)
+        if name in self._wide:  # a copy with the large rows in place
+            h = self._joined(name)
         # The rows are shared by every histogram of the window, but a table grows only when
         # its own histogram is written: rows past its end have no count in it.
         used = min(self.hist_row_count, h.shape[0])

@@ -92,7 +92,7 @@ def test_compact_narrows_a_closed_window_and_a_later_write_widens_it_back() -> N
     wide = acc.nbytes
     acc.compact()
     assert acc.hist["latency"].dtype == np.uint8
-    assert acc.hist["score"].dtype == np.uint16  # one count of 300
+    assert acc.hist["score"].dtype == np.uint8  # its one row with a count of 300 kept apart
     rows = acc.hist_row_count
     assert acc.hist["latency"].shape == (rows, n_bins)
     assert acc.hist["latency"].nbytes == rows * n_bins  # one byte a bin, no spare rows
@@ -105,3 +105,35 @@ def test_compact_narrows_a_closed_window_and_a_later_write_widens_it_back() -> N
     expected = before["latency"]
     expected[7, 3] += 2
     assert (acc.hist_sized("latency", n_cells, n_bins) == expected).all()
+
+
+def test_compact_keeps_a_few_large_rows_apart_and_the_rest_in_one_byte() -> None:
+    """Roll-up cells count thousands of events a window: their few rows are kept apart, so
+    the other rows stay uint8 (not uint16 for all); every reader sees the counts unchanged,
+    and a later write joins them back into one int32 table."""
+    rng = np.random.default_rng(5)
+    n_cells, n_bins = 5_000, 62
+    cells = np.concatenate([rng.integers(0, n_cells, 8_000), np.full(3_000, 17)])
+    bins = np.concatenate([rng.integers(0, n_bins, 8_000), rng.integers(10, 14, 3_000)])
+    acc = WindowAcc()
+    acc.add(cells, rng.random(len(cells)), n_cells)
+    acc.add_hist("latency", cells, bins, n_cells, n_bins)
+    before = acc.hist_sized("latency", n_cells, n_bins)
+    assert before[17].max() >= 256  # the "roll-up" row
+    wide = acc.nbytes
+    acc.compact()
+    assert acc.hist["latency"].dtype == np.uint8
+    assert acc.hist["latency"].nbytes == acc.hist_row_count * n_bins  # one byte a bin
+    assert acc.nbytes < wide / 2
+    assert (acc.hist_sized("latency", n_cells, n_bins) == before).all()
+    hcells, h = acc.hist_of("latency")
+    assert h.dtype == np.uint16 and (before[hcells] == h).all()
+    c, copied = acc.hist_copy("latency", n_cells, n_bins)
+    assert (before[c] == copied).all()
+    acc.compact()  # compacting again changes nothing
+    assert (acc.hist_sized("latency", n_cells, n_bins) == before).all()
+    acc.add_hist("latency", np.array([17, 3]), np.array([0, 1]), n_cells, n_bins)
+    assert acc.hist["latency"].dtype == HIST_DTYPE
+    before[17, 0] += 1
+    before[3, 1] += 1
+    assert (acc.hist_sized("latency", n_cells, n_bins) == before).all()
