@@ -90,6 +90,15 @@ def _raw(reference: FloatArray, window: IntArray, fn: str) -> FloatArray:
     return out
 
 
+def window_score_psi(
+    profile: DriftProfile, count: IntArray, score_hist: IntArray, reference: Reference
+) -> FloatArray:
+    """Each cell's debiased score PSI against its reference (NaN below ``min_samples``): the
+    one drift statistic the forecasts read of a past window, without the decisions."""
+    raw = _raw(reference.hists["score"], score_hist, "psi")
+    return gate(raw, count, profile.settings.min_samples)
+
+
 def derive_window_drift(
     profile: DriftProfile,
     count: IntArray,
@@ -107,7 +116,7 @@ def derive_window_drift(
     ref = reference.hists
 
     score_hist = hists["score"]
-    score_psi = gate(_raw(ref["score"], score_hist, "psi"), count, k)
+    score_psi = window_score_psi(profile, count, score_hist, reference)
     score_js = gate(_raw(ref["score"], score_hist, "js"), count, k)
     zscore = gate(mean_zscore(mean, count, reference.mean, reference.std), count, k)
     lower, upper = t_interval(mean, variance, count)

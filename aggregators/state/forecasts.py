@@ -79,6 +79,8 @@ def _observed(stat: str, snap: Snapshot | PastWindow) -> tuple[FloatArray, dict[
     if stat == "score_mean":
         return snap.window_mean, snap.window_end
     if stat == "score_psi":
+        if isinstance(snap, PastWindow):
+            return None if snap.score_psi is None else (snap.score_psi, snap.window_end)
         return None if snap.drift is None else (snap.drift.score_psi, snap.window_end)
     if stat == "accuracy":
         perf = snap.performance

@@ -21,7 +21,12 @@ from tilewatch.aggregators.cells.settings import CellSettings
 from tilewatch.aggregators.cells.windows import models_in, reporting
 from tilewatch.aggregators.drift.cell_reference import CellReferences
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.drift.window import Reference, WindowDrift, derive_window_drift
+from tilewatch.aggregators.drift.window import (
+    Reference,
+    WindowDrift,
+    derive_window_drift,
+    window_score_psi,
+)
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
@@ -199,6 +204,8 @@ class WindowView:
     class_errors: ClassErrorDecisions | None = None
     class_drift: ClassDrift | None = None
     class_gaps: tuple[Gap, ...] = ()
+    #: The score PSI alone (``score_only``; else in :attr:`drift`).
+    score_psi: FloatArray | None = None
 
 
 def trailing_span(w: int, windows: int, gap: int) -> range:
@@ -241,7 +248,12 @@ def build_window_view(
     view: View,
     parts: Sequence[HasWindows],
     references: CellReferences | None = None,
+    score_only: bool = False,
 ) -> WindowView:
+    """Each cell's model's reported window, merged, and its statistics. ``score_only``: the
+    score moments and, with a drift profile, the score PSI alone (:attr:`WindowView.score_psi`;
+    no drift decisions, latency or multi-class metrics): what the forecasts' catch-up reads
+    of each past window."""
     n = len(view.keys)
     model_ids = view.model_ids
     w_c, w_m, w_s = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
@@ -283,6 +295,9 @@ def build_window_view(
                 np.full(n, math.nan),
                 np.full(n, math.nan),
             )
+        if score_only:
+            psi = window_score_psi(profile, w_c, w_h["score"], reference)
+            return WindowView(w_c, mean, var, window_start, window_end, None, {}, score_psi=psi)
         drift = derive_window_drift(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
@@ -294,6 +309,8 @@ def build_window_view(
         ):
             out[cells] = values
     window_latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
+    if score_only:
+        return WindowView(w_c, mean, var, window_start, window_end, None, {})
     multiclass, class_errors, class_drift = None, None, None
     class_gaps: tuple[Gap, ...] = ()
     if "mc_class" in w_h:

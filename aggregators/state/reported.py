@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from tilewatch.aggregators.arrays import FloatArray, IntArray
 from tilewatch.aggregators.drift.profile import DriftProfile
-from tilewatch.aggregators.drift.window import WindowDrift
 from tilewatch.aggregators.labels.view import (
     LabelCopy,
     PerformanceView,
@@ -123,7 +122,8 @@ class PastWindow:
     model_ids: IntArray
     window_mean: FloatArray
     window_end: dict[str, float]
-    drift: WindowDrift | None
+    #: The debiased score PSI of each cell (None without a drift profile).
+    score_psi: FloatArray | None
     performance: PerformanceView | None
 
 
@@ -134,7 +134,7 @@ class _Windows:
 
 def past_window(state: ReplicaState, upto: int) -> PastWindow:
     """The windows each model reports up to window ``upto``, their score statistics only
-    (score drift with a drift profile, performance with labels); copies under the lock,
+    (the score PSI with a drift profile, performance with labels); copies under the lock,
     merges outside it."""
     profile = state.profile
     if profile is not None:
@@ -162,12 +162,14 @@ def past_window(state: ReplicaState, upto: int) -> PastWindow:
             for part in state.partitions.values()
             if part.labels is not None
         ]
-    windows = build_window_view(state.settings, profile, hist_bins, view, parts, state.references)
+    windows = build_window_view(
+        state.settings, profile, hist_bins, view, parts, state.references, score_only=True
+    )
     return PastWindow(
         model_names=view.model_names,
         model_ids=view.model_ids,
         window_mean=windows.mean,
         window_end=windows.end,
-        drift=windows.drift,
+        score_psi=windows.score_psi,
         performance=performance(state, view, labels),
     )
