@@ -31,11 +31,14 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def _interrupt_on_signals() -> None:
-    """SIGTERM and SIGHUP stop the demo like Ctrl-C, so its broker is always stopped."""
+    """SIGTERM and SIGHUP stop the demo like Ctrl-C, so its broker is always stopped; SIGINT
+    raises KeyboardInterrupt even when the parent ignored it (a script's background job
+    starts with SIGINT ignored, and Python keeps an inherited ignore), as ``run`` stops on it."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
 

@@ -60,13 +60,22 @@ class _Lines:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_broker_serves_the_printed_address_and_stops_on_a_signal(signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "ignored"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-ignored-by-the-parent"],
+)
+def test_broker_serves_the_printed_address_and_stops_on_a_signal(
+    signum: int, ignored: bool
+) -> None:
+    """``ignored``: started as a script's background job is (SIGINT ignored, which a child
+    inherits): Ctrl-C's signal still stops it."""
     with subprocess.Popen(
         [str(SCRIPT), "broker", "--port", "0", "--topic", "predictions", "--topic", "outcomes"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None,
     ) as proc:
         brokers: list[int] = []
         assert proc.stdout is not None and proc.stderr is not None
