@@ -30,6 +30,7 @@ from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.changelog.records import Checkpoint, Refusal
 from tilewatch.streams.changelog.store import ChangelogStore, Covered
 from tilewatch.streams.clients import ConsumerLike
+from tilewatch.streams.memory import release_free_memory
 from tilewatch.streams.summary import RunSummary
 from tilewatch.streams.topics import Routing
 
@@ -196,6 +197,8 @@ class Assignments:
             consumer.resume(tp)
             self.pending.discard(key)
         self._restore_labels(consumer, label_keys)
+        if any(self.summary.restored.get(key) is not None for key in keys):
+            release_free_memory()  # the decoded checkpoints' pages, freed but kept by malloc
 
     def _first_valid(
         self, key: PartitionKey, candidates: Iterable[Checkpoint]
