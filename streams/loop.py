@@ -68,7 +68,7 @@ from tilewatch.streams.settings import EventFields, KafkaSettings, LabelTopic, S
 from tilewatch.streams.summary import RunSummary
 from tilewatch.streams.topics import Routing, ensure_topics
 
-__all__ = ["REFRESH_INTERVAL", "Monitor"]
+__all__ = ["REFRESH_INTERVAL", "Monitor", "refresh_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,21 @@ IDLE_SECONDS = 1.0
 #: depend on it for their rolling statistics (a snapshot merges what is not refreshed yet);
 #: it paces the window statistics' cache and the history.
 REFRESH_COST_FACTOR = 10.0
+
+
+def refresh_interval(last_refresh_seconds: float, idle: bool) -> float:
+    """Seconds to wait after a refresh that took ``last_refresh_seconds`` before the next one,
+    after a poll that returned records or, with ``idle``, none.
+
+    Examples
+    --------
+    >>> refresh_interval(0.002, idle=False), refresh_interval(0.002, idle=True)  # 100 cells
+    (1.0, 0.02)
+    >>> refresh_interval(0.3, idle=False), refresh_interval(0.3, idle=True)  # 100k, drift
+    (3.0, 1.0)
+    """
+    paced = REFRESH_COST_FACTOR * last_refresh_seconds
+    return min(REFRESH_INTERVAL, paced) if idle else max(REFRESH_INTERVAL, paced)
 
 
 class Monitor:
@@ -422,13 +437,13 @@ class Monitor:
         now = time.monotonic()
         self.pacer.measure_lag(consumer)
         self.pacer.pace(consumer)
-        paced = REFRESH_COST_FACTOR * self._refresh_seconds
-        interval = min(REFRESH_INTERVAL, paced) if idle else max(REFRESH_INTERVAL, paced)
+        interval = refresh_interval(self._refresh_seconds, idle)
         if self._applied_since_refresh and now - self._last_refresh >= interval:
+            started = time.monotonic()
             self.state.refresh()
             self._applied_since_refresh = False
             self._last_refresh = time.monotonic()
-            self._refresh_seconds = self._last_refresh - now
+            self._refresh_seconds = self._last_refresh - started
         if idle and self.on_idle is not None and now - self._last_records >= IDLE_SECONDS:
             self.on_idle()
         if self.committer.due(now):

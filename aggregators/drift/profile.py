@@ -18,7 +18,6 @@ feature and kind (:data:`VIOLATION_KINDS`).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,14 +203,6 @@ class DriftProfile:
         for name in self.features:
             widest = max(spec.n_bins for m in specs for spec in m.features if spec.name == name)
             self.hist_bins[f"f:{name}"] = widest + 1
-
-    def without_features(self) -> DriftProfile:
-        """This profile judging the score and class histograms only (no feature drift): what
-        a forecast's catch-up reads of a past window."""
-        out = copy.copy(self)
-        out.features = []
-        out.hist_bins = {k: b for k, b in self.hist_bins.items() if not k.startswith("f:")}
-        return out
 
     def _all_specs(self) -> list[_ModelSpec]:
         specs = [self._default]

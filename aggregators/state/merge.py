@@ -49,7 +49,6 @@ __all__ = [
     "detections_of",
     "merge",
     "reported_windows",
-    "snapshot_hists",
     "sum_rows",
     "trailing_span",
 ]
@@ -121,13 +120,6 @@ def _window(
                     width = min(hists[name].shape[1], h.shape[1])
                     hists[name][cells, :width] += h[:, :width]  # a cell once per partition
     return c, m, s, hists
-
-
-def snapshot_hists(hist_bins: dict[str, int], features: bool) -> dict[str, int]:
-    """The histograms a snapshot merges: all, or without ``features`` neither the feature
-    histograms nor the latency one (the forecasts' catch-up reads a past window's score
-    statistics over every cell, once per window a backlog closes: 8% of the CPU at 100k cells)."""
-    return {k: b for k, b in hist_bins.items() if features or (k[:2] != "f:" and k != "latency")}
 
 
 def _add_window_hists(

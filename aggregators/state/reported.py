@@ -30,7 +30,6 @@ from tilewatch.aggregators.state.merge import (
     View,
     WindowCopies,
     build_window_view,
-    snapshot_hists,
     trailing_span,
 )
 from tilewatch.aggregators.state.partition import PartitionState
@@ -137,9 +136,8 @@ def past_window(state: ReplicaState, upto: int) -> PastWindow:
     (the score PSI with a drift profile, performance with labels); copies under the lock,
     merges outside it."""
     profile = state.profile
-    if profile is not None:
-        profile = profile.without_features()
-    hist_bins = snapshot_hists(state.hist_bins, features=False)
+    # The score histogram alone (its PSI): no feature, latency or multi-class tables copied.
+    hist_bins = {} if profile is None else {"score": state.hist_bins["score"]}
     with state.lock:
         reg = state.registry
         n = len(reg)

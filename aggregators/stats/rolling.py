@@ -212,26 +212,8 @@ class RollingWindows:
     def _merge(
         self, total: IntArray, bmean: FloatArray, bm2: FloatArray
     ) -> tuple[IntArray, FloatArray, FloatArray]:
-        """Count, mean and m2 of the windows of rows with these totals and block tables.
-
-        A row with at most one block of values (most rows at many cells: a cell with fewer
-        than ``block`` events ever) is its first block as it is; the others merge their
-        blocks."""
-        first = (total >= 1) & (total <= self.block)
-        if not first.any():
-            return self._merge_blocks(total, bmean, bm2)
-        count, mean, m2 = total.copy(), bmean[:, 0].copy(), bm2[:, 0].copy()
-        rest = np.flatnonzero(~first)
-        if len(rest):
-            count[rest], mean[rest], m2[rest] = self._merge_blocks(
-                total[rest], bmean[rest], bm2[rest]
-            )
-        return count, mean, m2
-
-    def _merge_blocks(
-        self, total: IntArray, bmean: FloatArray, bm2: FloatArray
-    ) -> tuple[IntArray, FloatArray, FloatArray]:
-        """:meth:`_merge` over every block slot of each row."""
+        """Count, mean and m2 of the windows of rows with these totals and block tables (rows
+        of more than one block: :meth:`_split` takes the others apart)."""
         newest = (total - 1) // self.block
         fill = total - newest * self.block
         full = np.minimum(newest, (self.size - fill) // self.block)
@@ -422,7 +404,7 @@ class RollingCopy:
         total: IntArray,
         bmean: FloatArray,
         bm2: FloatArray,
-        single: tuple[IntArray, IntArray, FloatArray, FloatArray] | None = None,
+        single: tuple[IntArray, IntArray, FloatArray, FloatArray],
     ) -> None:
         self._merge = windows._merge
         self._refreshed = refreshed
@@ -438,9 +420,8 @@ class RollingCopy:
             self._refreshed[1].copy(),
             self._refreshed[2].copy(),
         )
-        if self._single is not None:
-            cells, c, m, s = self._single
-            count[cells], mean[cells], m2[cells] = c, m, s
+        cells, c, m, s = self._single
+        count[cells], mean[cells], m2[cells] = c, m, s
         if len(self._cells):
             c, m, s = self._merge(self._total, self._bmean, self._bm2)
             count[self._cells], mean[self._cells], m2[self._cells] = c, m, s
