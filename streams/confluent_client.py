@@ -2,9 +2,8 @@
 
 ``[kafka] client_library = "confluent"`` selects it (``pip install tilewatch[confluent]``).
 :class:`ConfluentConsumer` and :class:`~tilewatch.streams.confluent_producer.ConfluentProducer`
-speak the part of kafka-python's API
-the loop, the assignments, the pacer, the committer, the dead-letter sink and the changelog
-store use (:class:`~tilewatch.streams.clients.ConsumerLike`,
+speak the part of kafka-python's API the loop, the assignments, the pacer, the committer, the
+dead-letter sink and the changelog store use (:class:`~tilewatch.streams.clients.ConsumerLike`,
 :class:`~tilewatch.streams.deadletter.ProducerLike`), with kafka-python's ``TopicPartition``
 and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
 :mod:`tilewatch.streams.loop` holds unchanged:
@@ -23,8 +22,8 @@ and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
 - **high watermarks** come from the fetch responses (``get_watermark_offsets(cached=True)``)
   and from end-of-partition events, never from a broker query alone (Tansu's can be too low);
 - **errors**: a message carrying a librdkafka error is logged (once a second at most per
-  code) and skipped, never handed to a decoder; a fatal error raises StreamError. A failed
-  commit raises kafka-python's ``KafkaError``, which the committer retries.
+  code) and skipped; a fatal error raises StreamError; a failed commit raises kafka-python's
+  ``KafkaError``, which the committer retries.
 - **liveness** (``kafka_up``): the brokers' response counters of librdkafka's statistics
   (emitted every second): no response for two heartbeat intervals (plus a second) means the
   brokers do not answer, the rule :func:`~tilewatch.streams.clients.connected` applies to
@@ -96,8 +95,7 @@ class ConfluentConsumer:
         self._paused: set[TopicPartition] = set()
         #: Partitions revoked by a rebalance callback during the current poll.
         self._moved: set[TopicPartition] = set()
-        #: Where each assigned partition was last sought (absolute or logical offset): where it
-        #: starts when it is assigned again because a partition could not be sought.
+        #: Where each partition was last sought: where it starts if assigned again (a seek refused).
         self._starts: dict[TopicPartition, int] = {}
         self._listener: Any = None
         self._rx = -1
@@ -198,8 +196,16 @@ class ConfluentConsumer:
         the callback until it is restored and sought.
         """
         self._moved = set()
+        limit = max_records or 500
+        consume = self._consumer.consume
         try:
-            messages = self._consumer.consume(max_records or 500, timeout_ms / 1000.0)
+            # As kafka-python's poll: what is queued, else the first message to come and what
+            # came with it (``consume(n, timeout)`` waits for ``n`` messages or the timeout).
+            messages = consume(limit, 0)
+            if not messages and timeout_ms > 0:
+                messages = consume(1, timeout_ms / 1000.0)
+                if messages and limit > 1:
+                    messages.extend(consume(limit - 1, 0))
         except self._ck.KafkaException as exc:
             raise StreamError(f"confluent-kafka consumer failed: {exc}") from exc
         out: dict[TopicPartition, list[ConfluentRecord]] = {}
@@ -260,9 +266,14 @@ class ConfluentConsumer:
         self._positions[(partition.topic, partition.partition)] = offset
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        # To the first offset the broker names: sought to the logical beginning, librdkafka
+        # resolves it itself and starts fetching about 0.5 s later.
         for tp in partitions or tuple(self._assigned):
-            self._seek(tp, self._ck.OFFSET_BEGINNING)
-            self._positions.pop((tp.topic, tp.partition), None)
+            try:
+                self.seek(tp, self.beginning_offsets([tp])[tp])
+            except self._ck.KafkaException:
+                self._seek(tp, self._ck.OFFSET_BEGINNING)
+                self._positions.pop((tp.topic, tp.partition), None)
 
     def seek_to_end(self, *partitions: TopicPartition) -> None:
         for tp in partitions or tuple(self._assigned):
@@ -345,6 +356,17 @@ class ConfluentConsumer:
         if high < 0:
             return end
         return high if end is None else max(high, end)
+
+    def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._watermarks(partitions, 0)  # asked of the broker, one query each
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        # The broker's answer (Tansu's can be too low: tells an empty partition, not an end).
+        return self._watermarks(partitions, 1)
+
+    def _watermarks(self, tps: Sequence[TopicPartition], end: int) -> dict[TopicPartition, int]:
+        query = self._consumer.get_watermark_offsets
+        return {tp: int(query(self._ctp(tp), timeout=10.0, cached=False)[end]) for tp in tps}
 
     def committed(self, partition: TopicPartition) -> int | None:
         try:

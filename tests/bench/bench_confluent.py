@@ -11,7 +11,9 @@ On one embedded broker, one topic filled once (spine events keyed by cell,
 
 - **floor A**: kafka-python ``poll`` + ``orjson.loads`` of every value, nothing else
   (``tests.bench.harness.run_floor``);
-- **floor B**: confluent-kafka ``consume`` + ``orjson.loads`` of every value, nothing else;
+- **floor B**: confluent-kafka ``consume`` + ``orjson.loads`` of every value, nothing else,
+  with the prefetch settings tilewatch gives its consumer (``FETCH_QUEUE``; also once with
+  librdkafka's defaults, printed beside it);
 - ``tilewatch run`` with the default config (checkpoints on, metrics endpoint up, not scraped)
   and ``[kafka] client_library`` = each client, timed from the log line of the last partition
   assigned to the first scrape (every 0.5 s) showing every record read (end-to-end), and in
@@ -53,8 +55,10 @@ from tests.bench.harness import (  # noqa: E402
     run_floor,
     write_json,
 )
+from tests.bench.spy import start_py_spy, stop_py_spy  # noqa: E402
 from tests.e2e.support.scrape import parse_metrics, scrape, value  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
+from tilewatch.streams.confluent_options import FETCH_QUEUE  # noqa: E402
 from tilewatch.streams.settings import KafkaSettings  # noqa: E402
 
 TOPIC = "scale-predictions"  # bench_scale's write_config reads this topic
@@ -72,20 +76,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client", choices=("both", "kafka-python", "confluent"), default="both")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="profile each tilewatch run with py-spy (collapsed stacks written to "
+        "PATH-CLIENT.txt; the top entries are printed); py-spy must be installed",
+    )
     return parser.parse_args(argv)
 
 
-def run_floor_b(settings: KafkaSettings, events: int) -> dict[str, Any]:
-    """confluent-kafka ``consume`` + ``orjson.loads`` of every value until ``events`` read."""
+def run_floor_b(settings: KafkaSettings, events: int, fetch_queue: bool = True) -> dict[str, Any]:
+    """confluent-kafka ``consume`` + ``orjson.loads`` of every value until ``events`` read.
+
+    With ``fetch_queue`` the consumer prefetches as tilewatch's does
+    (:data:`~tilewatch.streams.confluent_options.FETCH_QUEUE`), else with librdkafka's
+    defaults (which wait up to a second between fetches once 100,000 records are queued).
+    """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": ",".join(settings.bootstrap_servers),
-            "group.id": f"floor-b-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(settings.bootstrap_servers),
+        "group.id": f"floor-b-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+    }
+    if fetch_queue:
+        config.update(FETCH_QUEUE)
+    consumer = Consumer(config)
     loads = orjson.loads
     count = 0
     try:
@@ -164,7 +182,14 @@ def follow(
     }
 
 
-def run_process(bootstrap: str, events: int, cells: int, partitions: int, client: str) -> dict:
+def run_process(
+    bootstrap: str,
+    events: int,
+    cells: int,
+    partitions: int,
+    client: str,
+    spy: Path | None = None,
+) -> dict:
     group = f"bench-{client}-{uuid.uuid4().hex[:8]}"
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-confluent-") as tmp:
@@ -172,10 +197,15 @@ def run_process(bootstrap: str, events: int, cells: int, partitions: int, client
         text = config.read_text().replace("[kafka]\n", f'[kafka]\nclient_library = "{client}"\n', 1)
         config.write_text(text)
         proc, err = start(config, client)
+        recorder = None if spy is None else start_py_spy(spy, proc.pid, client)
         try:
             run = follow(proc, err, f"http://127.0.0.1:{port}/metrics", events, partitions)
         finally:
+            profile = None if recorder is None else stop_py_spy(*recorder)
             code = stop(proc)
+        if profile is not None:
+            run["profile"] = profile
+            print(f"py-spy, tilewatch run with {client}:", profile, flush=True)
         if code != 0:
             raise RuntimeError(f"tilewatch exited {code}: {err.read_text()[-2000:]}")
     return run
@@ -197,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             floor_b = run_floor_b(settings, args.events)
             one["floor_b"] = floor_b["events_per_second"]
             one["floor_b_cpu_us_per_event"] = floor_b["cpu_us_per_event"]
+            one["floor_b_defaults"] = run_floor_b(settings, args.events, False)["events_per_second"]
             for client in clients:
                 one[client] = run_process(
-                    broker.bootstrap, args.events, args.cells, args.partitions, client
+                    broker.bootstrap, args.events, args.cells, args.partitions, client, args.py_spy
                 )
             rounds.append(one)
     med = statistics.median
@@ -212,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "floor_a": med(r["floor_a"] for r in rounds),
         "floor_b": med(r["floor_b"] for r in rounds),
+        "floor_b_defaults": med(r["floor_b_defaults"] for r in rounds),
     }
     rows = [
         ("load average", "{:.2f} -> {:.2f}".format(*result["load_average"])),
@@ -219,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         (
             "floor B (confluent)",
             f"{result['floor_b']:,.0f} events/s, "
-            f"{med(r['floor_b_cpu_us_per_event'] for r in rounds):.1f} us CPU/event",
+            f"{med(r['floor_b_cpu_us_per_event'] for r in rounds):.1f} us CPU/event "
+            f"(librdkafka's fetch queue defaults: {result['floor_b_defaults']:,.0f} events/s)",
         ),
     ]
     for client in clients:
