@@ -12,6 +12,7 @@ import pytest
 from tilewatch.cli import main
 from tilewatch.config import ConfigError, parse_config
 from tilewatch.streams.confluent_options import (
+    FETCH_QUEUE,
     REJECTED,
     RESERVED,
     TRANSLATIONS,
@@ -95,6 +96,18 @@ def test_what_the_guarantee_rests_on_cannot_be_overridden() -> None:
 def test_dotted_librdkafka_options_pass_through() -> None:
     config = librdkafka_config(_settings(**{"fetch.wait.max.ms": 50}), "consumer")
     assert config["fetch.wait.max.ms"] == 50
+
+
+def test_consumers_prefetch_without_the_one_second_queue_backoff() -> None:
+    """librdkafka's default backoff (1 s once 100,000 records are queued) halved floor B's
+    rate on a backlog: both consumers get tilewatch's prefetch, a dotted option overrides it."""
+    assert FETCH_QUEUE["fetch.queue.backoff.ms"] < 100
+    for kind in ("consumer", "restore"):
+        config = librdkafka_config(_settings(), kind)
+        assert {k: config[k] for k in FETCH_QUEUE} == FETCH_QUEUE
+    assert not FETCH_QUEUE.keys() & librdkafka_config(_settings(), "producer").keys()
+    own = librdkafka_config(_settings(**{"fetch.queue.backoff.ms": 1000}), "consumer")
+    assert own["fetch.queue.backoff.ms"] == 1000
 
 
 def test_producer_units_and_names() -> None:
