@@ -46,7 +46,9 @@ def _interrupt_on_signals() -> None:
 def _run(args: argparse.Namespace) -> int:
     from tilewatch.app import App
     from tilewatch.config import load_config
+    from tilewatch.streams.memory import tune_allocator
 
+    tune_allocator()  # before any thread starts (see the module)
     app = App(load_config(args.config), progress_interval=args.progress_interval)
     _stop_on_signals(app.stop_event)
     summary = app.run()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tilewatch.streams.memory import _TRIM, release_free_memory
+from tilewatch.streams.memory import _TRIM, ALLOCATOR, release_free_memory, tune_allocator
 
 
 def _rss_mb() -> float:
@@ -30,3 +30,30 @@ def test_freed_heap_pages_are_returned() -> None:
     assert release_free_memory()
     assert _rss_mb() < held - 100
     assert len(keep) == 64 * 1024
+
+
+@pytest.mark.skipif(_TRIM is None, reason="not glibc: no mallopt")
+def test_the_environment_overrides_the_allocator_settings() -> None:
+    """A variable glibc reads itself wins: the parameter is left as the environment set it."""
+    assert set(tune_allocator({})) == set(ALLOCATOR)
+    assert set(tune_allocator({"MALLOC_ARENA_MAX": "8"})) == {"MALLOC_MMAP_THRESHOLD_"}
+
+
+@pytest.mark.skipif(_TRIM is None, reason="not glibc: no mallopt")
+def test_large_temporaries_go_back_to_the_system_once_freed() -> None:
+    """With the mmap threshold fixed, 1 MB blocks are mapped and unmapped: freed, their pages
+    leave the process without a trim. glibc's dynamic threshold would have risen above 1 MB
+    once the 16 MB block below was freed, and put the 1 MB blocks on the heap, where they stay
+    (the last one kept holds the heap's top)."""
+    tune_allocator({})
+    big = bytearray(16 * 1024 * 1024)
+    del big
+    before = _rss_mb()
+    chunks = [bytearray(1024 * 1024) for _ in range(300)]
+    keep = chunks[-1]
+    held = _rss_mb()
+    del chunks
+    gc.collect()
+    assert held > before + 250
+    assert _rss_mb() < held - 250
+    assert len(keep) == 1024 * 1024
