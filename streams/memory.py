@@ -14,13 +14,13 @@ glibc's allocator parameters, unless the environment sets them (``MALLOC_ARENA_M
 - at most two malloc arenas: each thread that allocates (the Kafka client's, the checkpoint
   producer's, the scrape handlers) otherwise gets an arena of its own, whose freed pages the
   others cannot reuse;
-- a fixed mmap threshold: glibc raises it (up to 32 MB) each time a large mapped block is
-  freed, after which the per-batch and per-refresh numpy temporaries (100,000 cells: arrays of
-  0.8 MB) come from the heap and their pages stay with the process once freed.
+- a fixed mmap threshold (1 MiB): glibc raises it (up to 32 MB) each time a large mapped
+  block is freed, after which the large numpy temporaries of batches, refreshes and
+  checkpoints come from the heap and their pages stay with the process once freed.
 
 At 100,000 cells (``bench_scale.py --cells 100000 --steady --events 1600000``) the process
-that restores and reads a pass peaked at 644 MB, 608 MB with the arenas alone, 581 MB with
-both (``docs/scale.md``).
+that restores and reads a pass peaked at 644 MB; with these settings 591 MB (570 MB restored,
+518 MB for the first pass, was 589), at the same CPU per event (``docs/scale.md``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["ALLOCATOR", "release_free_memory", "tune_allocator"]
 #: each: (glibc's parameter number, value).
 ALLOCATOR: dict[str, tuple[int, int]] = {
     "MALLOC_ARENA_MAX": (-8, 2),  # M_ARENA_MAX
-    "MALLOC_MMAP_THRESHOLD_": (-3, 256 * 1024),  # M_MMAP_THRESHOLD
+    "MALLOC_MMAP_THRESHOLD_": (-3, 1024 * 1024),  # M_MMAP_THRESHOLD
 }
 
 

@@ -41,19 +41,19 @@ def test_the_environment_overrides_the_allocator_settings() -> None:
 
 @pytest.mark.skipif(_TRIM is None, reason="not glibc: no mallopt")
 def test_large_temporaries_go_back_to_the_system_once_freed() -> None:
-    """With the mmap threshold fixed, 1 MB blocks are mapped and unmapped: freed, their pages
-    leave the process without a trim. glibc's dynamic threshold would have risen above 1 MB
-    once the 16 MB block below was freed, and put the 1 MB blocks on the heap, where they stay
+    """With the mmap threshold fixed (1 MiB), 2 MB blocks are mapped and unmapped: freed,
+    their pages leave the process without a trim. glibc's dynamic threshold would have risen
+    above 2 MB once the 16 MB block below was freed, and put them on the heap, where they stay
     (the last one kept holds the heap's top)."""
     tune_allocator({})
     big = bytearray(16 * 1024 * 1024)
     del big
     before = _rss_mb()
-    chunks = [bytearray(1024 * 1024) for _ in range(300)]
+    chunks = [bytearray(2 * 1024 * 1024) for _ in range(150)]
     keep = chunks[-1]
     held = _rss_mb()
     del chunks
     gc.collect()
     assert held > before + 250
     assert _rss_mb() < held - 250
-    assert len(keep) == 1024 * 1024
+    assert len(keep) == 2 * 1024 * 1024
