@@ -27,7 +27,10 @@ _CONNECTION = re.compile(
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 #: kafka-python errors about its own close (a metadata refresh or a send cut short when the
 #: client closes, as on Ctrl-C): not a problem with Kafka, dropped unless ``tracebacks``.
-_OWN_CLOSE = re.compile(r"failed:? Cancelled|Transport closed for writes|CancelledError")
+_OWN_CLOSE = re.compile(
+    r"failed:? Cancelled|Transport closed for writes|CancelledError|"
+    r"\(closed\)>: Error receiving network data"  # a read cut short by the client's close
+)
 
 
 @dataclass
