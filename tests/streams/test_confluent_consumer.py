@@ -17,6 +17,18 @@ from tilewatch.streams.dev.broker import EmbeddedBroker
 from tilewatch.streams.settings import KafkaSettings
 
 
+def _restore_consumer(broker: EmbeddedBroker) -> ConfluentConsumer:
+    """A confluent restore consumer (assigned partitions, no group join) on ``broker``."""
+    settings = KafkaSettings(
+        bootstrap_servers=(broker.bootstrap,),
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        client_library="confluent",
+    )
+    consumer = new_restore_consumer(settings)
+    assert isinstance(consumer, ConfluentConsumer)
+    return consumer
+
+
 def _read_to_end(consumer: ConfluentConsumer, tps: list[TopicPartition]) -> dict[int, list[int]]:
     """The offsets read from each partition until its position reaches the fetched end (the
     test's timeout bounds the wait)."""
@@ -43,13 +55,7 @@ def test_a_partition_assigned_again_starts_where_it_is_sought_not_where_it_was_r
     topic = make_topic(2)
     values = [f"v{i}".encode() for i in range(200)]
     produce(broker.bootstrap, topic, values, [f"k{i}".encode() for i in range(200)])
-    settings = KafkaSettings(
-        bootstrap_servers=(broker.bootstrap,),
-        group_id=f"g-{uuid.uuid4().hex[:8]}",
-        client_library="confluent",
-    )
-    consumer = new_restore_consumer(settings)
-    assert isinstance(consumer, ConfluentConsumer)
+    consumer = _restore_consumer(broker)
     tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     try:
         consumer.assign(tps)  # no committed offset: from the earliest
@@ -79,13 +85,7 @@ def test_poll_returns_what_is_queued_without_waiting_for_a_full_batch(
     later."""
     topic = make_topic(1)
     produce(broker.bootstrap, topic, [f"v{i}".encode() for i in range(50)])
-    settings = KafkaSettings(
-        bootstrap_servers=(broker.bootstrap,),
-        group_id=f"g-{uuid.uuid4().hex[:8]}",
-        client_library="confluent",
-    )
-    consumer = new_restore_consumer(settings)
-    assert isinstance(consumer, ConfluentConsumer)
+    consumer = _restore_consumer(broker)
     tp = TopicPartition(topic, 0)
     try:
         assert consumer.beginning_offsets([tp]) == {tp: 0}
@@ -119,8 +119,7 @@ def test_watermark_queries_tell_an_empty_partition(
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     producer.send(topic, b"x", partition=1).get(timeout=30)
     producer.close()
-    settings = KafkaSettings(bootstrap_servers=(broker.bootstrap,), client_library="confluent")
-    consumer = new_restore_consumer(settings)
+    consumer = _restore_consumer(broker)
     tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     try:
         starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
