@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tilewatch.streams.deadletter import ProducerLike
 from tilewatch.streams.errors import StreamError
@@ -100,6 +100,9 @@ def kafka_client_config(settings: KafkaSettings, kind: str) -> dict[str, Any]:
     return config
 
 
+_C = TypeVar("_C")
+
+
 def new_consumer(settings: KafkaSettings, copartitioned: bool = False) -> ConsumerLike:
     """The group consumer; ``copartitioned`` when an outcomes topic is read beside predictions."""
     if settings.client_library == "confluent":
@@ -118,7 +121,7 @@ def new_consumer(settings: KafkaSettings, copartitioned: bool = False) -> Consum
         consumer: ConsumerLike = KafkaConsumer(**config)
     except Exception as exc:
         raise StreamError(f"cannot create the Kafka consumer: {exc}") from exc
-    return consumer
+    return _with_parser(consumer, settings)
 
 
 def new_restore_consumer(settings: KafkaSettings) -> Any:
@@ -129,7 +132,16 @@ def new_restore_consumer(settings: KafkaSettings) -> Any:
         return new_confluent_restore_consumer(settings)
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(**kafka_client_config(settings, "restore"))
+    return _with_parser(KafkaConsumer(**kafka_client_config(settings, "restore")), settings)
+
+
+def _with_parser(consumer: _C, settings: KafkaSettings) -> _C:
+    """``consumer``, reading its record batches as ``[kafka] record_parser`` says."""
+    if settings.record_parser == "tilewatch":
+        from tilewatch.streams.kafka_records import install
+
+        install(consumer)
+    return consumer
 
 
 def new_producer(settings: KafkaSettings) -> ProducerLike:

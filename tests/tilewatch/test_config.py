@@ -433,7 +433,7 @@ def test_error_names_the_source_path_as_given(tmp_path: Path) -> None:
             {"kafka": {"poll_timeout_seconds": 1}},
             "[kafka].poll_timeout_seconds: unknown key, expected one of auto_offset_reset, "
             "bootstrap_servers, client, client_library, commit_interval, dead_letter_topic, "
-            "group_id, max_poll_records, poll_timeout, topics",
+            "group_id, max_poll_records, poll_timeout, record_parser, topics",
         ),
         (
             {"events": {"a b": "x"}},

@@ -11,7 +11,7 @@ from typing import Any
 from tilewatch.config.base import TOPIC, TOPIC_EXPECTED, ConfigError, Table, resolve_env, show
 from tilewatch.config.base import toml_key as _key
 from tilewatch.streams.confluent_options import LIBRARIES, untranslatable
-from tilewatch.streams.settings import KafkaSettings
+from tilewatch.streams.settings import RECORD_PARSERS, KafkaSettings
 
 __all__ = ["KEYS", "parse_kafka"]
 
@@ -25,6 +25,7 @@ KEYS = (
     "group_id",
     "max_poll_records",
     "poll_timeout",
+    "record_parser",
     "topics",
 )
 #: kafka-python options that tilewatch sets itself, with the reason they may not be overridden.
@@ -78,6 +79,9 @@ def parse_kafka(data: Mapping[str, Any], source: str) -> KafkaSettings:
         raise table.error(
             "client", 'a table of kafka-python options, "kafka-python" or "confluent"', client
         )
+    parser = table.data.get("record_parser", defaults.record_parser)
+    if parser not in RECORD_PARSERS:
+        raise table.error("record_parser", '"tilewatch" or "kafka-python"', parser)
     return KafkaSettings(
         bootstrap_servers=tuple(servers),
         topics=tuple(topics),
@@ -93,6 +97,7 @@ def parse_kafka(data: Mapping[str, Any], source: str) -> KafkaSettings:
         ),
         client=_parse_client(client, source, library),
         client_library=library,
+        record_parser=parser,
     )
 
 
