@@ -34,9 +34,34 @@ from tilewatch.streams.labeling_sink import LabelingStage
 from tilewatch.streams.summary import RunSummary
 from tilewatch.streams.topics import Routing
 
-__all__ = ["Committer"]
+__all__ = ["CHECKPOINT_SHARE", "MAX_STRETCH", "Committer", "next_round_gap"]
 
 log = logging.getLogger(__name__)
+
+#: The most of the loop's time checkpoint rounds may take: after a round of ``d`` seconds the
+#: next is due ``d / CHECKPOINT_SHARE`` seconds after it started, when that is longer than the
+#: interval. At 100 to 10,000 cells a round takes milliseconds and the interval holds; at
+#: 100,000 cells, with every cell changed between rounds, a round takes about a second.
+CHECKPOINT_SHARE = 0.05
+#: The interval stretches to at most this many times its configured length.
+MAX_STRETCH = 6.0
+
+
+def next_round_gap(interval: float, last_round: float) -> float:
+    """Seconds from the start of a round that took ``last_round`` seconds to the next one.
+
+    >>> next_round_gap(10.0, 0.004)
+    10.0
+    >>> next_round_gap(10.0, 1.1)
+    22.0
+    >>> next_round_gap(10.0, 30.0)  # a stalled broker: at most MAX_STRETCH intervals
+    60.0
+    >>> next_round_gap(0.0, 0.5)  # no checkpoints, commits every poll: no stretch
+    0.0
+    """
+    if interval <= 0:
+        return interval
+    return min(max(interval, last_round / CHECKPOINT_SHARE), MAX_STRETCH * interval)
 
 
 class Committer:
@@ -82,14 +107,19 @@ class Committer:
         # With checkpoints the first round waits a whole interval; without, the first poll
         # commits.
         self._last = time.monotonic() if changelog is not None else 0.0
+        #: Seconds from the start of the last round to the next (:func:`next_round_gap`).
+        self.gap = interval_seconds
+        self._stretched = False
 
     def due(self, now: float) -> bool:
-        """Whether ``interval_seconds`` have passed since the last round (monotonic time)."""
-        return now - self._last >= self.interval_seconds
+        """Whether the next round is due (monotonic time): ``interval_seconds`` after the last
+        round started, or longer after a round that took more than ``CHECKPOINT_SHARE`` of
+        that (:func:`next_round_gap`)."""
+        return now - self._last >= self.gap
 
     def commit(self, consumer: ConsumerLike | None) -> None:
         """One round: flush dead letters, checkpoint what moved, commit what is durable."""
-        self._last = time.monotonic()
+        self._last = start = time.monotonic()
         self.dead_letters.flush()
         if self.labeling is not None:
             self.labeling.flush()
@@ -97,6 +127,27 @@ class Committer:
             self._checkpoint(self.changelog)
         if consumer is not None:
             self._commit_offsets(consumer)
+        if self.changelog is not None:  # without checkpoints a round is a commit: no stretch
+            self._pace(time.monotonic() - start)
+
+    def _pace(self, took: float) -> None:
+        """Set when the next round is due after one that took ``took`` seconds."""
+        gap = next_round_gap(self.interval_seconds, took)
+        stretched = gap > self.interval_seconds
+        if stretched != self._stretched:
+            self._stretched = stretched
+            if stretched:
+                log.info(
+                    "a checkpoint round took %.2f s: the next in %.3g s, not %g s (rounds are "
+                    "kept under %.0f%% of the loop's time)",
+                    took,
+                    gap,
+                    self.interval_seconds,
+                    100 * CHECKPOINT_SHARE,
+                )
+            else:
+                log.info("checkpoint rounds are due every %g s again", self.interval_seconds)
+        self.gap = gap
 
     def _checkpoint(self, changelog: ChangelogStore) -> None:
         """Steps 2 and 3: snapshot the partitions that moved, write them, wait for the acks."""
