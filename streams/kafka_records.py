@@ -109,7 +109,11 @@ class TightPartitionRecords(_Base or object):  # type: ignore[misc]
             raise RuntimeError("StopIteration raised unpacking messageset") from None
 
     def _v2(self, tp: Any, batch: Any) -> Iterator[Any]:
-        """The records of one v2 batch (``DefaultRecordBatch._read_msg``, inlined)."""
+        """The records of one v2 batch (``DefaultRecordBatch._read_msg``, inlined).
+
+        The five varint blocks repeat on purpose: a helper call per field is the cost this
+        loop removes (``decode_varint`` stays for the three-byte and longer ones).
+        """
         batch._maybe_uncompress()
         buf = batch._buffer
         pos = batch._pos
