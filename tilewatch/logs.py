@@ -29,7 +29,8 @@ _NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 #: client closes, as on Ctrl-C): not a problem with Kafka, dropped unless ``tracebacks``.
 _OWN_CLOSE = re.compile(
     r"failed:? Cancelled|Transport closed for writes|CancelledError|"
-    r"\(closed\)>: Error receiving network data"  # a read cut short by the client's close
+    r"\(closed\)>: Error receiving network data|"  # a read cut short by the client's close
+    r"Error closing coroutine for cancelled task"  # a task of its I/O loop, closed with it
 )
 
 
