@@ -35,7 +35,7 @@ from tilewatch.aggregators.state.partition_codec import (
     parse_partition,
     partition_to_dict,
 )
-from tilewatch.aggregators.state.unit_columns import HistTable
+from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc, per_variant
 from tilewatch.aggregators.stats.rolling import RollingWindows
@@ -349,11 +349,18 @@ class PartitionState:
         out.max_event_time = parsed.max_event_time
         index = {key: registry.ensure(key) for key in parsed.keys}
         out._ensure(len(registry))
-        for key, events, late, last in parsed.cells:
-            i = index[key]
-            out.events[i] += events
-            out.late[i] += late
-            out.last_event_time[i] = max(out.last_event_time[i], last)
+        if isinstance(parsed.cells, ColumnTable):
+            cell_at = np.array([index[k] for k in parsed.cells.keys], dtype=np.int64)
+            c = parsed.cells.columns
+            np.add.at(out.events, cell_at, c["events"])
+            np.add.at(out.late, cell_at, c["late"])
+            np.maximum.at(out.last_event_time, cell_at, c["last"])
+        else:
+            for key, events, late, last in parsed.cells:
+                i = index[key]
+                out.events[i] += events
+                out.late[i] += late
+                out.last_event_time[i] = max(out.last_event_time[i], last)
         n = len(registry)
         for name, windows in (("open", parsed.open), ("closed", parsed.closed)):
             table: dict[int, WindowAcc] = getattr(out, name)
@@ -384,6 +391,11 @@ class PartitionState:
                     acc.add_rows(
                         hname, [index[k] for k, _c in hrows], [c for _k, c in hrows], width, n
                     )
+                if isinstance(rows, ColumnTable):
+                    c = rows.columns
+                    columns = np.column_stack((c["count"], c["mean"], c["m2"]))
+                    acc.add_moments([index[k] for k in rows.keys], columns, n)
+                    continue
                 cells = [index[k] for k, *_ in rows]
                 acc.add_moments(cells, [(c, m, s) for _k, c, m, s in rows], n)
         for acc in out.closed.values():

@@ -33,7 +33,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import resized
 from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.state.unit_columns import HistTable
+from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
 from tilewatch.aggregators.stats.rolling import block_length
@@ -189,10 +189,12 @@ class ParsedPartition:
         self.max_event_time = -math.inf
         #: Every cell key met, in order of first appearance.
         self.keys: dict[CellKey, None] = {}
-        #: ``(key, events, late, last event time)`` per cell.
-        self.cells: list[tuple[CellKey, int, int, float]] = []
-        self.open: list[tuple[int, list[MomentRow]]] = []
-        self.closed: list[tuple[int, list[MomentRow]]] = []
+        #: ``(key, events, late, last event time)`` per cell, or one table (binary units;
+        #: ``last`` -inf for none).
+        self.cells: list[tuple[CellKey, int, int, float]] | ColumnTable = []
+        #: ``(window, rows)``: ``(key, count, mean, m2)`` tuples, or one table (binary units).
+        self.open: list[tuple[int, list[MomentRow] | ColumnTable]] = []
+        self.closed: list[tuple[int, list[MomentRow] | ColumnTable]] = []
         #: ``(key, values)`` (raw values, version 1) or ``(key, total, means, m2s)`` (blocks).
         self.rolling: list[RollingRow] = []
         #: ``("open" | "closed", window)`` -> its histograms.
@@ -260,15 +262,61 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
             keys.append(got)
         return HistTable(keys, counts)
 
-    def windows(v: Any, where: str) -> list[tuple[int, list[MomentRow]]]:
-        parsed = []
+    def columns(t: ColumnTable, where: str, ints: tuple[str, ...], lo: int) -> ColumnTable:
+        """A section's rows as columns (a binary unit's): checked in bulk, each key once.
+        ``ints`` are the integer columns (each in ``[lo, 2**63)``), the others floats."""
+        if any(c.ndim != 1 or len(c) != len(t) for c in t.columns.values()):
+            raise check.fail(where, "expected columns of one value per row")
+        out_c: dict[str, np.ndarray] = {}
+        for name, c in t.columns.items():
+            if name in ints:
+                if c.dtype.kind not in "iu":
+                    raise check.fail(where, f"expected integer {name} values")
+                bad = np.flatnonzero((c < lo) | (c.astype(np.float64) >= 2.0**63))
+                if len(bad):
+                    raise check.fail(f"{where}[{int(bad[0])}]", f"expected an integer >= {lo}")
+                out_c[name] = c.astype(np.int64)
+            else:
+                if c.dtype.kind != "f":
+                    raise check.fail(where, f"expected float {name} values")
+                out_c[name] = c.astype(np.float64)
+        seen: dict[int, CellKey] = {}  # the rows of a unit share their key lists
+        keys = []
+        for r, k in enumerate(t.keys):
+            got = seen.get(id(k))
+            if got is None:
+                got = seen[id(k)] = key(k, f"{where}[{r}]")
+            keys.append(got)
+        return ColumnTable(keys, out_c)
+
+    def moments(t: ColumnTable, where: str) -> ColumnTable:
+        """A window's moments as columns: counts >= 1, finite means, m2 finite (>= 0)."""
+        rows = columns(t, where, ("count",), 1)
+        for name in ("mean", "m2"):
+            bad = np.flatnonzero(~np.isfinite(rows.columns[name]))
+            if len(bad):
+                raise check.fail(f"{where}[{int(bad[0])}]", "expected a finite number")
+        rows.columns["m2"] = np.maximum(rows.columns["m2"], 0.0)
+        return rows
+
+    def windows(v: Any, where: str) -> list[tuple[int, list[MomentRow] | ColumnTable]]:
+        parsed: list[tuple[int, list[MomentRow] | ColumnTable]] = []
         for j, item in enumerate(check.array(v, where)):
             at = f"{where}[{j}]"
-            if type(item) is not list or len(item) not in (2, 3) or type(item[1]) is not list:
+            if (
+                type(item) is not list
+                or len(item) not in (2, 3)
+                or not (type(item[1]) is list or isinstance(item[1], ColumnTable))
+            ):
                 raise check.fail(at, "expected [window, cells] or [window, cells, hists]")
             w = item[0]
             if type(w) is not int or abs(w) >= 2**53:
                 raise check.fail(at, f"expected a window number, got {w!r:.40}")
+            if isinstance(item[1], ColumnTable):
+                parsed.append((w, moments(item[1], f"{at}[1]")))
+                if len(item) == 3:
+                    out.hists[(where, w)] = hists(item[2], f"{at}[2]")
+                continue
             cells = []
             for r, row in enumerate(item[1]):
                 cell_at = f"{at}[{r}]"
@@ -291,17 +339,28 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
         offset = data["offset"]
         out.offset = None if offset is None else check.integer(offset, "offset")
         out.max_event_time = time(data["max_event_time"], "max_event_time")
-        for j, row in enumerate(check.array(data["cells"], "cells")):
-            at = f"cells[{j}]"
-            check.row(row, at, 4, "[key, events, late, last_event_time]")
-            out.cells.append(
-                (
-                    key(row[0], at),
-                    check.integer(row[1], at),
-                    check.integer(row[2], at),
-                    time(row[3], at),
+        if isinstance(data["cells"], ColumnTable):
+            cell_table = columns(data["cells"], "cells", ("events", "late"), 0)
+            last = cell_table.columns["last"]
+            if np.isinf(last).any():  # null (NaN) reads as no event time, as in the rows
+                r = int(np.flatnonzero(np.isinf(last))[0])
+                raise check.fail(f"cells[{r}]", "expected a finite number or null")
+            cell_table.columns["last"] = np.where(np.isnan(last), -math.inf, last)
+            out.cells = cell_table
+        else:
+            rows: list[tuple[CellKey, int, int, float]] = []
+            for j, row in enumerate(check.array(data["cells"], "cells")):
+                at = f"cells[{j}]"
+                check.row(row, at, 4, "[key, events, late, last_event_time]")
+                rows.append(
+                    (
+                        key(row[0], at),
+                        check.integer(row[1], at),
+                        check.integer(row[2], at),
+                        time(row[3], at),
+                    )
                 )
-            )
+            out.cells = rows
         out.open = windows(data["open"], "open")
         out.closed = windows(data["closed"], "closed")
         out.rolling = _rolling(data["rolling"], rolling_size, key)

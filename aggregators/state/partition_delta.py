@@ -31,7 +31,13 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.state.unit_columns import HistTable, UnitColumns
+from tilewatch.aggregators.state.unit_columns import (
+    CELL_COLUMNS,
+    MOMENT_COLUMNS,
+    ColumnTable,
+    HistTable,
+    UnitColumns,
+)
 from tilewatch.aggregators.state.versions import version_rows
 from tilewatch.aggregators.stats.rolling import RollingWindows
 
@@ -356,8 +362,9 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
     rolling = head.get("rolling")
     if type(rolling) is not dict:
         raise fail("head.rolling", "expected an object")
-    cells: list[Any] = []
+    cells: list[Any] = []  # parts: lists of rows (JSON units) or ColumnTables (binary ones)
     roll: list[Any] = []
+    # Each window's moment parts: lists of rows (JSON units) or ColumnTables (binary ones).
     window_rows: dict[int, list[Any]] = {w: [] for w in head["open"] + head["closed"]}
     window_hists: dict[int, dict[str, list[Any]]] = {w: {} for w in window_rows}
     for name, unit in sorted(units.items()):
@@ -368,12 +375,14 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise fail(f"unit {name!r:.40}", str(exc)) from None
         if w is None:
-            cells.extend(_rows(unit, name, "cells"))
+            part = unit.get("cells", [])
+            cells.append(part if isinstance(part, ColumnTable) else _rows(unit, name, "cells"))
             roll.extend(_rows(unit, name, "rolling"))
             continue
         if w not in window_rows:
             continue  # a window evicted since that unit was written
-        window_rows[w].extend(_rows(unit, name, "rows"))
+        rows = unit.get("rows", [])
+        window_rows[w].append(rows if isinstance(rows, ColumnTable) else _rows(unit, name, "rows"))
         hists = unit.get("hists", {})
         if type(hists) is not dict:
             raise fail(f"unit {name!r:.40}.hists", "expected an object")
@@ -391,10 +400,19 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise fail(where, str(exc)) from None
 
+    def table(parts: list[Any], names: dict[str, type], where: str) -> Any:
+        """A section's rows from several units: rows (JSON units only) or one table."""
+        if not any(isinstance(p, ColumnTable) for p in parts):
+            return [row for p in parts for row in p]
+        try:
+            return ColumnTable.concat(parts, names)
+        except ValueError as exc:
+            raise fail(where, str(exc)) from None
+
     def windows(numbers: list[int]) -> list[Any]:
         out: list[Any] = []
         for w in sorted(numbers):
-            entry: list[Any] = [w, window_rows[w]]
+            entry: list[Any] = [w, table(window_rows[w], MOMENT_COLUMNS, f"window {w}.rows")]
             if window_hists[w]:
                 hists = sorted(window_hists[w].items())
                 entry.append({h: joined(parts, f"window {w}.hists.{h}") for h, parts in hists})
@@ -405,7 +423,7 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         return {
             "offset": head["offset"],
             "max_event_time": head["max_event_time"],
-            "cells": cells,
+            "cells": table(cells, CELL_COLUMNS, "cells"),
             "open": windows(head["open"]),
             "closed": windows(head["closed"]),
             "rolling": {**rolling, "cells": roll},

@@ -39,7 +39,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["POS_DTYPES", "SECTIONS", "HistTable", "UnitColumns", "pad_rows", "section_kind"]
+__all__ = [
+    "CELL_COLUMNS",
+    "MOMENT_COLUMNS",
+    "POS_DTYPES",
+    "SECTIONS",
+    "ColumnTable",
+    "HistTable",
+    "UnitColumns",
+    "pad_rows",
+    "section_kind",
+]
 
 #: Columns of each section (besides ``pos``), and the dtypes their bytes may have.
 _INT = ("<i8",)
@@ -92,13 +102,18 @@ class UnitColumns:
 
     def plain(self, tables: bool = False) -> dict[str, Any]:
         """The unit's plain data, as the JSON form has it; with ``tables`` each histogram as a
-        :class:`HistTable` instead of ``[key, counts]`` rows (what a restore reads)."""
+        :class:`HistTable` instead of ``[key, counts]`` rows, and the cells' and a window's
+        moments' rows as a :class:`ColumnTable` (what a restore reads)."""
         keys = [k if type(k) is list else list(k) for k in self.keys]  # shared, not copied
         unit: dict[str, Any] = {}
         hists: dict[str, Any] = {}
         for name, cols in self.sections.items():
             k = [keys[i] for i in cols["pos"].tolist()]
-            if name == "cells":
+            if name == "cells" and tables:
+                unit["cells"] = ColumnTable(
+                    k, {"events": cols["events"], "late": cols["late"], "last": cols["last"]}
+                )
+            elif name == "cells":
                 last = _finite(cols["last"].tolist())
                 rows = zip(k, cols["events"].tolist(), cols["late"].tolist(), last, strict=True)
                 unit["cells"] = [list(r) for r in rows]
@@ -111,6 +126,10 @@ class UnitColumns:
                         k, cols["total"].tolist(), cols["lengths"].tolist(), ends, strict=True
                     )
                 ]
+            elif name == "rows" and tables:
+                unit["rows"] = ColumnTable(
+                    k, {"count": cols["c"], "mean": cols["m"], "m2": cols["s"]}
+                )
             elif name == "rows":
                 rows = zip(
                     k, cols["c"].tolist(), cols["m"].tolist(), cols["s"].tolist(), strict=True
@@ -125,6 +144,88 @@ class UnitColumns:
         if hists:
             unit["hists"] = dict(sorted(hists.items()))
         return unit
+
+
+class ColumnTable:
+    """Rows of a unit's section as columns: ``keys[i]`` (a cell key) owns row ``i`` of each
+    column (``columns[name]``, one value per row).
+
+    What a restore reads instead of rows of Python lists: a window's ``[key, count, mean, m2]``
+    rows (columns :data:`MOMENT_COLUMNS`) and the ``[key, events, late, last]`` rows of the
+    cells units (:data:`CELL_COLUMNS`). At 100,000 cells those lists were most of a decoded
+    checkpoint (about 120 MB of a partition's 160), held while it was parsed and built;
+    :func:`~.partition_codec.parse_partition` checks the columns in bulk and each key once.
+
+    >>> t = ColumnTable.concat(
+    ...     [ColumnTable([["m", "a"]], {"count": np.array([2]), "mean": np.array([0.5]),
+    ...                                 "m2": np.array([0.1])}),
+    ...      [[["m", "b"], 1, 0.25, 0.0]]], MOMENT_COLUMNS)
+    >>> t.keys, [t.columns[c].tolist() for c in MOMENT_COLUMNS]
+    ([['m', 'a'], ['m', 'b']], [[2, 1], [0.5, 0.25], [0.1, 0.0]])
+    """
+
+    __slots__ = ("columns", "keys")
+
+    def __init__(self, keys: list[Any], columns: dict[str, np.ndarray]) -> None:
+        self.keys = keys
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Any], names: dict[str, type]) -> ColumnTable:
+        """One table of ``parts``: tables, or lists of ``[key, *values]`` rows in the order of
+        ``names`` (the JSON form of an older unit in the same checkpoint); ``names`` maps each
+        column to ``int`` or ``float`` (a float column reads ``null`` as NaN). Raises ValueError
+        on rows of another shape or type."""
+        if len(parts) == 1 and isinstance(parts[0], ColumnTable):
+            return parts[0]
+        keys: list[Any] = []
+        blocks: list[dict[str, np.ndarray]] = []
+        kinds = list(names.values())
+        for part in parts:
+            if isinstance(part, ColumnTable):
+                keys.extend(part.keys)
+                blocks.append(part.columns)
+                continue
+            for row in part:
+                if type(row) is not list or len(row) != len(kinds) + 1:
+                    raise ValueError(f"expected [key, {', '.join(names)}] rows")
+                for x, kind in zip(row[1:], kinds, strict=True):
+                    ok = type(x) is int if kind is int else x is None or type(x) in (int, float)
+                    if not ok:
+                        raise ValueError(f"expected [key, {', '.join(names)}] rows")
+            keys.extend(row[0] for row in part)
+            block: dict[str, np.ndarray] = {}
+            for i, (name, kind) in enumerate(names.items(), start=1):
+                values = [row[i] for row in part]
+                try:
+                    if kind is int:
+                        block[name] = np.array(values, dtype=np.int64)
+                    else:
+                        block[name] = np.array(
+                            [math.nan if v is None else v for v in values], dtype=np.float64
+                        )
+                except OverflowError:
+                    raise ValueError("a count is out of range") from None
+            blocks.append(block)
+        dtypes = {name: np.int64 if kind is int else np.float64 for name, kind in names.items()}
+        return cls(
+            keys,
+            {
+                name: np.concatenate([b[name] for b in blocks])
+                if blocks
+                else np.zeros(0, dtype=dtypes[name])
+                for name in names
+            },
+        )
+
+
+#: The columns of a window's moments in a :class:`ColumnTable`, in row order.
+MOMENT_COLUMNS: dict[str, type] = {"count": int, "mean": float, "m2": float}
+#: The columns of the cells units' rows in a :class:`ColumnTable`, in row order.
+CELL_COLUMNS: dict[str, type] = {"events": int, "late": int, "last": float}
 
 
 class HistTable:

@@ -124,7 +124,10 @@ class WindowAcc:
         )
 
     def add_moments(
-        self, cells: list[int], moments: list[tuple[int, float, float]], n_cells: int
+        self,
+        cells: list[int],
+        moments: list[tuple[int, float, float]] | FloatArray,
+        n_cells: int,
     ) -> None:
         """Merge per-cell ``(count, mean, m2)`` into this window; ``cells`` may repeat (restore:
         two keys of a checkpoint that name one cell here)."""

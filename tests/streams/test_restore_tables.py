@@ -14,7 +14,7 @@ from tests.streams.test_delta_versions import _version3_round
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition import PartitionState
-from tilewatch.aggregators.state.unit_columns import HistTable
+from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable
 from tilewatch.streams.changelog import Checkpoint
 from tilewatch.streams.changelog.delta import decode_delta
 
@@ -160,3 +160,98 @@ def test_class_histograms_read_as_tables_move_to_the_restoring_replicas_columns(
     }
     assert kinds["mc_class"] == "HistTable"  # the class columns move from a table
     check_moved_restore(original, data, labels)
+
+
+def test_binary_units_restore_cells_and_window_moments_as_column_tables() -> None:
+    w = _Writer()
+    w.batch(4000, 0, 100)
+    w.round()
+    checkpoint = w.newest()
+    assert isinstance(checkpoint, Checkpoint)
+    state = checkpoint.state
+    assert isinstance(state["cells"], ColumnTable)
+    moments = [entry[1] for name in ("open", "closed") for entry in state[name]]
+    assert moments and all(isinstance(rows, ColumnTable) for rows in moments)
+    _same(checkpoint, w.part)
+
+
+def test_a_window_of_json_and_binary_moment_rows_joins_into_one_column_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    joins: list[set[str]] = []
+    concat = ColumnTable.concat.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[ColumnTable], parts: Any, names: Any) -> ColumnTable:
+        joins.append({type(p).__name__ for p in parts})
+        return concat(cls, parts, names)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ColumnTable, "concat", classmethod(spy))
+    w = _Writer()
+    w.batch(3000, 0, 25)
+    _version3_round(w)  # every unit as JSON rows
+    w.part.apply([("m", "s1"), ("m", "s2")], np.array([21.0, 22.0]), np.array([0.1, 0.2]))
+    w.part.offset = (w.part.offset or 0) + 2
+    w.round()  # the changed units in binary form, the others left as JSON
+    checkpoint = w.newest()
+    assert isinstance(checkpoint, Checkpoint)
+    assert {"list", "ColumnTable"} in joins  # one section held both forms
+    _same(checkpoint, w.part)
+
+
+def _moments(state: dict[str, Any]) -> ColumnTable:
+    table = state["closed"][0][1] if state["closed"] else state["open"][0][1]
+    assert isinstance(table, ColumnTable)
+    return table
+
+
+@pytest.mark.parametrize(
+    ("section", "column", "spoil", "match"),
+    [
+        ("moments", "count", lambda c: c * 0, r"\[0\]: expected an integer >= 1"),
+        ("moments", "count", lambda c: c.astype(np.float64), "expected integer count values"),
+        (
+            "moments",
+            "mean",
+            lambda c: np.where(np.arange(len(c)) == 1, np.nan, c),
+            r"\[1\]: "
+            "expected a finite number",
+        ),
+        ("moments", "m2", lambda c: c[:-1], "one value per row"),
+        ("cells", "events", lambda c: c - c - 1, r"cells\[0\]: expected an integer >= 0"),
+        (
+            "cells",
+            "last",
+            lambda c: np.full(len(c), np.inf),
+            r"cells\[0\]: expected a finite "
+            "number or null",
+        ),
+        ("cells", "late", lambda c: c.astype(np.uint64) + np.uint64(2**63), r"cells\[0\]"),
+    ],
+)
+def test_malformed_columns_are_refused_with_their_row(
+    section: str, column: str, spoil: Any, match: str
+) -> None:
+    state = _restored_state()
+    table = state["cells"] if section == "cells" else _moments(state)
+    table.columns[column] = spoil(table.columns[column])
+    with pytest.raises(StateError, match=match):
+        PartitionState.validate(CellRegistry(SETTINGS), state)
+
+
+def test_a_bad_key_in_a_column_table_is_refused_with_its_row() -> None:
+    state = _restored_state()
+    table = state["cells"]
+    table.keys = [*table.keys[:3], ["m", ""], *table.keys[4:]]
+    with pytest.raises(StateError, match=r"cells\[3\]: expected a cell key"):
+        PartitionState.validate(CellRegistry(SETTINGS), state)
+
+
+def test_column_table_concat_refuses_rows_of_another_shape() -> None:
+    names = {"count": int, "mean": float, "m2": float}
+    good = [[["m", "a"], 2, 0.5, None]]
+    assert np.isnan(ColumnTable.concat([good, good], names).columns["m2"]).all()
+    for bad in ([["m", "a"], 2.0, 0.5, 0.1], [["m", "a"], 2, "x", 0.1], [["m", "a"], 2], "x"):
+        with pytest.raises(ValueError):
+            ColumnTable.concat([[bad]], names)
+    with pytest.raises(ValueError, match="out of range"):
+        ColumnTable.concat([[[["m", "a"], 2**64, 0.5, 0.1]]], names)
