@@ -243,6 +243,17 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
             out_h[str(name)] = parsed_rows
         return out_h
 
+    def table_keys(keys: list[Any], where: str) -> list[CellKey]:
+        """A table's cell keys, each checked once (the rows of a unit share their key lists)."""
+        seen: dict[int, CellKey] = {}
+        out_k = []
+        for r, k in enumerate(keys):
+            got = seen.get(id(k))
+            if got is None:
+                got = seen[id(k)] = key(k, f"{where}[{r}]")
+            out_k.append(got)
+        return out_k
+
     def table(t: HistTable, where: str) -> HistTable:
         """A histogram as a table (a binary unit's): checked in bulk, each key once."""
         counts = t.table
@@ -253,14 +264,7 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
         if counts.dtype.kind == "i" and (counts < 0).any():
             r = int(np.flatnonzero((counts < 0).any(axis=1))[0])
             raise check.fail(f"{where}[{r}]", "expected counts >= 0")
-        seen: dict[int, CellKey] = {}  # the rows of a unit share their key lists
-        keys = []
-        for r, k in enumerate(t.keys):
-            got = seen.get(id(k))
-            if got is None:
-                got = seen[id(k)] = key(k, f"{where}[{r}]")
-            keys.append(got)
-        return HistTable(keys, counts)
+        return HistTable(table_keys(t.keys, where), counts)
 
     def columns(t: ColumnTable, where: str, ints: tuple[str, ...], lo: int) -> ColumnTable:
         """A section's rows as columns (a binary unit's): checked in bulk, each key once.
@@ -280,14 +284,7 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
                 if c.dtype.kind != "f":
                     raise check.fail(where, f"expected float {name} values")
                 out_c[name] = c.astype(np.float64)
-        seen: dict[int, CellKey] = {}  # the rows of a unit share their key lists
-        keys = []
-        for r, k in enumerate(t.keys):
-            got = seen.get(id(k))
-            if got is None:
-                got = seen[id(k)] = key(k, f"{where}[{r}]")
-            keys.append(got)
-        return ColumnTable(keys, out_c)
+        return ColumnTable(table_keys(t.keys, where), out_c)
 
     def moments(t: ColumnTable, where: str) -> ColumnTable:
         """A window's moments as columns: counts >= 1, finite means, m2 finite (>= 0)."""
