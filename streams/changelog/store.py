@@ -275,7 +275,10 @@ class ChangelogStore:
                     )
                     written += len(key) + (0 if value is None else len(value))
                 plans[source] = (slots, table, new_keys)
-            producer.flush(timeout=self.timeout_seconds)
+                # One partition's records in memory at a time (about 13 MB each at 100,000
+                # cells); what was acknowledged counts only once every partition's is.
+                del records
+                producer.flush(timeout=self.timeout_seconds)
             for future in futures:
                 future.get(timeout=0)
         except (KafkaError, StreamError) as exc:
