@@ -311,25 +311,27 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
                 raise check.fail(at, f"expected a window number, got {w!r:.40}")
             if isinstance(item[1], ColumnTable):
                 parsed.append((w, moments(item[1], f"{at}[1]")))
-                if len(item) == 3:
-                    out.hists[(where, w)] = hists(item[2], f"{at}[2]")
-                continue
-            cells = []
-            for r, row in enumerate(item[1]):
-                cell_at = f"{at}[{r}]"
-                check.row(row, cell_at, 4, "[key, count, mean, m2]")
-                cells.append(
-                    (
-                        key(row[0], cell_at),
-                        check.integer(row[1], cell_at, 1),
-                        check.number(row[2], cell_at),
-                        max(check.number(row[3], cell_at), 0.0),
-                    )
-                )
-            parsed.append((w, cells))
+            else:
+                parsed.append((w, window_rows(item[1], at)))
             if len(item) == 3:
                 out.hists[(where, w)] = hists(item[2], f"{at}[2]")
         return parsed
+
+    def window_rows(v: list[Any], at: str) -> list[MomentRow]:
+        """A window's ``[key, count, mean, m2]`` rows (a JSON unit's), checked one by one."""
+        cells = []
+        for r, row in enumerate(v):
+            cell_at = f"{at}[{r}]"
+            check.row(row, cell_at, 4, "[key, count, mean, m2]")
+            cells.append(
+                (
+                    key(row[0], cell_at),
+                    check.integer(row[1], cell_at, 1),
+                    check.number(row[2], cell_at),
+                    max(check.number(row[3], cell_at), 0.0),
+                )
+            )
+        return cells
 
     check.mapping(data, "checkpoint")
     try:

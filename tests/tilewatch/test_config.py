@@ -465,6 +465,15 @@ def test_kafka_client_keys_are_free() -> None:
     assert parse_config({"kafka": {"client": client}}).kafka.client == client
 
 
+def test_kafka_record_parser() -> None:
+    assert parse_config({}).kafka.record_parser == "tilewatch"
+    parsed = parse_config({"kafka": {"record_parser": "kafka-python"}})
+    assert parsed.kafka.record_parser == "kafka-python"
+    assert error_of({"kafka": {"record_parser": "fast"}}) == (
+        f'{SOURCE}: [kafka].record_parser: expected "tilewatch" or "kafka-python", got "fast"'
+    )
+
+
 @pytest.mark.parametrize(
     ("section", "key"),
     [
