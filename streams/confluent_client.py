@@ -48,13 +48,14 @@ from tilewatch.streams.confluent_producer import (
     STATS_INTERVAL_SECONDS,
     load_library,
 )
-from tilewatch.streams.confluent_record import ConfluentRecord, _new_record
+from tilewatch.streams.confluent_record import ConfluentRecord, ConfluentRun
 from tilewatch.streams.errors import StreamError
 from tilewatch.streams.settings import KafkaSettings
 
 __all__ = [
     "ConfluentConsumer",
     "ConfluentRecord",
+    "ConfluentRun",
     "new_confluent_consumer",
     "new_confluent_restore_consumer",
 ]
@@ -182,7 +183,7 @@ class ConfluentConsumer:
     # --- reading ------------------------------------------------------------------------
     def poll(
         self, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConfluentRecord]]:
+    ) -> dict[TopicPartition, ConfluentRun]:
         """Up to ``max_records`` messages, grouped by partition in the order they came.
 
         librdkafka runs the rebalance callbacks in the middle of ``consume()`` and still returns
@@ -208,32 +209,35 @@ class ConfluentConsumer:
                     messages.extend(consume(limit - 1, 0))
         except self._ck.KafkaException as exc:
             raise StreamError(f"confluent-kafka consumer failed: {exc}") from exc
-        out: dict[TopicPartition, list[ConfluentRecord]] = {}
+        out: dict[TopicPartition, ConfluentRun] = {}
         if not messages:
             return out
-        dropped: list[ConfluentRecord] = []  # records of an earlier assignment
+        dropped = ConfluentRun("", -1)  # messages of an earlier assignment
         current = dropped
+        add_message, add_value = current.messages.append, current.values.append
         last_topic: str | None = None
         last_partition = -1
         positions, assigned, moved = self._positions, self._assigned, self._moved
-        record, new = ConfluentRecord, _new_record
         for msg in messages:
             if msg.error() is not None:
                 self._message_error(msg.error(), msg.topic(), msg.partition(), msg.offset())
                 continue
-            topic, partition = msg.topic(), msg.partition()
-            if partition != last_partition or topic != last_topic:
+            partition = msg.partition()
+            if partition != last_partition or msg.topic() != last_topic:
                 if current is not dropped:
-                    positions[(current[0][2], current[0][3])] = current[-1][1] + 1
+                    positions[(current.topic, current.partition)] = current.next_offset()
+                topic = msg.topic()
                 tp = self._tp(topic, partition)
                 if tp in assigned and tp not in moved:
-                    current = out.get(tp) or out.setdefault(tp, [])
+                    current = out.get(tp) or out.setdefault(tp, ConfluentRun(topic, partition))
                 else:
                     current = dropped
+                add_message, add_value = current.messages.append, current.values.append
                 last_topic, last_partition = topic, partition
-            current.append(new(record, (msg.value(), msg.offset(), topic, partition, msg)))
+            add_message(msg)
+            add_value(msg.value())
         if current is not dropped:
-            positions[(current[0][2], current[0][3])] = current[-1][1] + 1
+            positions[(current.topic, current.partition)] = current.next_offset()
         if dropped:
             log.debug("dropped %d records of an earlier assignment", len(dropped))
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -143,13 +144,15 @@ class EventDecoder:
         self._dim_names = list(fields.dimensions)
         self._lo, self._hi = float(fields.score_min), float(fields.score_max)
         self._max_bytes = fields.max_event_bytes
-        self._fast = self._build_fast()
+        self._fast, self._fast_values = self._build_fast()
 
     def decode(self, records: Iterable[RecordLike]) -> DecodedBatch:
         """Decode a batch; never raises for anything a producer can send."""
         out = DecodedBatch()
         extra = (out.predictions.append, out.features.append) if self.capture else (None, None)
-        self._fast(
+        values = getattr(records, "values", None)  # a run that read its values already
+        fast = self._fast if values is None else partial(self._fast_values, values)
+        fast(
             records,
             out.keys.append,
             out.event_times.append,
@@ -238,11 +241,10 @@ class EventDecoder:
         dim_lines = "".join(f"            d{i} = {access(p)}\n" for i, p in enumerate(dims))
         dim_checks = "".join(f" and type(d{i}) is str and d{i}" for i in range(len(dims)))
         key = "(model" + "".join(f", d{i}" for i in range(len(dims))) + ",)"
-        src = f"""
-def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None{cargs}):
-    for rec in records:
-        v = rec.value
-        try:
+
+        def body(slow_record: str) -> str:
+            """The loop body; ``slow_record`` names the record where the fast path fails."""
+            return f"""        try:
             obj = loads(v) if len(v) <= max_bytes else None
             model = {access(self.fields.model)}
 {score_line}            ts = {access(self.fields.timestamp)}
@@ -256,7 +258,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             add_time(ts)
             add_score(score)
 {extra_fast}            continue
-        try:
+{slow_record}        try:
             k, t, s = one(v, rec.timestamp)
         except Exception as exc:  # a DecodeError's reason, or "internal" (a bug)
             rejected.append(rejection(rec, exc))
@@ -265,6 +267,16 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
         add_time(t)
         add_score(s)
 {extra_slow}"""
+
+        src = f"""
+def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_feats=None{cargs}):
+    for rec in records:
+        v = rec.value
+{body("")}
+def fast_values(values, records, add_key, add_time, add_score, rejected, add_pred=None,
+                add_feats=None{cargs}):
+    for i, v in enumerate(values):
+{body("        rec = records[i]" + chr(10))}"""
         env: dict[str, Any] = {
             "loads": orjson.loads,
             "max_bytes": self._max_bytes,
@@ -279,7 +291,7 @@ def fast(records, add_key, add_time, add_score, rejected, add_pred=None, add_fea
             "top": _fast_top,
         }
         exec(compile(src, f"<tilewatch decoder {self.fields.model}>", "exec"), env)
-        return env["fast"]
+        return env["fast"], env["fast_values"]
 
     def _decode_one(
         self, value: bytes | None, record_ms: int | None

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from tilewatch.aggregators.cells.settings import UNKNOWN
+from tilewatch.streams.confluent_record import ConfluentRun
 from tilewatch.streams.decoding.predictions import DecodedBatch, EventDecoder
 from tilewatch.streams.decoding.record import REASONS
 from tilewatch.streams.errors import DecodeError
@@ -123,7 +125,7 @@ def test_internal_error_becomes_a_rejection() -> None:
         raise ZeroDivisionError("bug")
 
     dec._decode_one = boom  # type: ignore[method-assign]
-    dec._fast = dec._build_fast()  # the generated loop binds _decode_one at build time
+    dec._fast, dec._fast_values = dec._build_fast()  # the loops bind _decode_one at build
     batch = dec.decode([rec(b"[]"), rec(event())])
     assert len(batch) == 1  # the fast path does not need _decode_one
     assert [(r.reason, r.detail) for r in batch.rejected] == [
@@ -499,7 +501,7 @@ def test_fast_path_agrees_with_decode_one(fields: EventFields) -> None:
         return result
 
     dec._decode_one = counting  # type: ignore[method-assign]
-    dec._fast = dec._build_fast()
+    dec._fast, dec._fast_values = dec._build_fast()
     batch = dec.decode(records)
 
     assert batch.keys == keys
@@ -511,6 +513,20 @@ def test_fast_path_agrees_with_decode_one(fields: EventFields) -> None:
     assert len(batch.rejected) > 500
     assert slow_valid > 300
     assert len(batch) - slow_valid > 300
+
+    # The same records as confluent-kafka hands them out: a run whose values the decoder
+    # reads directly, making a record only for what fails the fast path.
+    run = ConfluentRun("t", 0)
+    for r in records:
+        stamp = (0, 0) if r.timestamp is None else (1, r.timestamp)
+        run.add(Message(topic="t", partition=0, offset=r.offset, value=r.value, timestamp=stamp))
+    from_run = EventDecoder(fields).decode(run)
+    assert from_run.keys == keys
+    assert from_run.event_times == times
+    assert from_run.scores == scores
+    assert [(r.record.offset, r.reason, r.detail) for r in from_run.rejected] == rejects
+    assert all(r.record is run[r.record.offset] for r in from_run.rejected)
+    assert len(run._made) == len(from_run.rejected) + slow_valid  # no record for the rest
 
 
 def test_mixed_fast_and_slow_records_keep_partition_order() -> None:
