@@ -13,7 +13,7 @@ prediction and counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,9 +111,13 @@ class LabelDecoder:
         id_name, label_name, time_name = self._id[0], self._label[0], self._time[0]
         flat = self._id[1] is None and self._label[1] is None and self._time[1] is None
         flat = flat and not self.class_names  # class names: always the full checker
-        for rec in records:
+        seq = records if isinstance(records, Sequence) else list(records)
+        values = getattr(seq, "values", None)  # a run that read its values already
+        if values is None:
+            values = [rec.value for rec in seq]
+        v: Any  # None or too large: an exception, then the full checker
+        for i, v in enumerate(values):
             if flat:
-                v: Any = rec.value  # None or too large: an exception, then the full checker
                 try:
                     obj: Any = loads(v) if len(v) <= max_bytes else None
                     event_id = obj.get(id_name)
@@ -140,8 +144,9 @@ class LabelDecoder:
                     add_label(label)
                     add_time(t)
                     continue
+            rec = seq[i]
             try:
-                event_id, label, t = self._one(rec.value, rec.timestamp)
+                event_id, label, t = self._one(v, rec.timestamp)
             except Exception as exc:  # a DecodeError's reason, or "internal" (a bug)
                 out.rejected.append(rejection(rec, exc))
                 continue

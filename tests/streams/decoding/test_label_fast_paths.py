@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilewatch.aggregators.labels.label_state import label_values
+from tilewatch.streams.confluent_record import ConfluentRun
 from tilewatch.streams.decoding.outcomes import LabelDecoder
 from tilewatch.streams.decoding.record import MAX_DETAIL, Rejected
 from tilewatch.streams.errors import DecodeError
@@ -42,7 +45,7 @@ def slow_decode(dec: LabelDecoder, records: list[Any]) -> tuple[list[Any], list[
     return ok, rejected
 
 
-def fast_decode(dec: LabelDecoder, records: list[Any]) -> tuple[list[Any], list[Any]]:
+def fast_decode(dec: LabelDecoder, records: Iterable[Any]) -> tuple[list[Any], list[Any]]:
     batch = dec.decode(records)
     assert all(isinstance(x, Rejected) for x in batch.rejected)
     ok = list(zip(batch.event_ids, batch.labels, batch.times, strict=True))
@@ -114,6 +117,18 @@ def test_decode_fast_path_matches_on_a_grid_of_edge_values(classification: bool)
     fast, slow = fast_decode(dec, records), slow_decode(dec, records)
     assert fast == slow
     assert len(fast[0]) > 100 and len(fast[1]) > 100  # both outcomes are exercised
+    # The same records as confluent-kafka hands them out (the decoder reads the run's
+    # values) and as a one-pass iterable: the same columns and rejections.
+    run = ConfluentRun("o", 0)
+    for r in records:
+        run.add(
+            Message(
+                topic="o", partition=0, offset=r.offset, value=r.value, timestamp=(1, r.timestamp)
+            )
+        )
+    assert fast_decode(dec, run) == slow
+    assert all(x.record is run[x.record.offset] for x in dec.decode(run).rejected)
+    assert fast_decode(dec, iter(records)) == slow  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("classification", [True, False])
