@@ -9,16 +9,13 @@ and ``OffsetAndMetadata`` as the currency, so the delivery guarantee of
 :mod:`tilewatch.streams.loop` holds unchanged:
 
 - **rebalances**: librdkafka calls ``on_assign`` / ``on_revoke`` (``on_lost`` counts as a
-  revoke) from inside ``consume()``, on the loop's thread; the partitions are assigned
-  (incrementally under the cooperative protocol, ``partition.assignment.strategy =
-  "cooperative-sticky"`` in ``[kafka.client]``), then handed to the same listener
-  kafka-python calls, which pauses new ones until
+  revoke) inside ``consume()``, on the loop's thread; the partitions are assigned (one by
+  one under ``partition.assignment.strategy = "cooperative-sticky"``), then handed to the
+  listener kafka-python calls, which pauses new ones until
   :class:`~tilewatch.streams.assignment.Assignments` has restored and sought them (a seek
-  librdkafka refuses because the fetcher has not started assigns the partition again at
-  the offset asked for); records ``consume()`` returns for partitions revoked during that
-  call belong to the earlier assignment and are dropped;
-- **offsets** are committed synchronously, explicitly, only when the committer asks (auto
-  commit and the auto offset store are off);
+  refused before the fetcher starts assigns the partition again at that offset); records
+  of partitions revoked during a ``consume()`` call are dropped;
+- **offsets** are committed synchronously, only when the committer asks (no auto commit);
 - **high watermarks** come from the fetch responses (``get_watermark_offsets(cached=True)``)
   and from end-of-partition events, never from a broker query alone (Tansu's can be too low);
 - **errors**: a message carrying a librdkafka error is logged (once a second at most per
@@ -213,8 +210,7 @@ class ConfluentConsumer:
         if not messages:
             return out
         dropped = ConfluentRun("", -1)  # messages of an earlier assignment
-        current = dropped
-        add_message, add_value = current.messages.append, current.values.append
+        current = dropped  # the first message sets the appends (it starts a run)
         last_topic: str | None = None
         last_partition = -1
         positions, assigned, moved = self._positions, self._assigned, self._moved

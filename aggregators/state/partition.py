@@ -35,7 +35,7 @@ from tilewatch.aggregators.state.partition_codec import (
     parse_partition,
     partition_to_dict,
 )
-from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable
+from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable, RollingTable
 from tilewatch.aggregators.state.versions import VersionTable
 from tilewatch.aggregators.state.window_acc import WindowAcc, per_variant
 from tilewatch.aggregators.stats.rolling import RollingWindows
@@ -405,8 +405,13 @@ class PartitionState:
         ]
         for vkey, vcount in parsed.violations:
             out.violations[vkey] = out.violations.get(vkey, 0) + vcount
+        roll = parsed.rolling
+        if isinstance(roll, RollingTable):
+            roll_cells = np.array([index[k] for k in roll.keys], dtype=np.int64)
+            out.rolling.load_arrays(roll_cells, roll.total, roll.lengths, roll.means, roll.m2s)
+            roll = []
         blocks = []
-        for row in parsed.rolling:
+        for row in roll:
             if len(row) == 2:  # raw values (version 1 checkpoints): replayed
                 values = np.asarray(row[1], dtype=np.float64)
                 out.rolling.update(np.full(len(values), index[row[0]], dtype=np.int64), values)

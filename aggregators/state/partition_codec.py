@@ -33,7 +33,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import resized
 from tilewatch.aggregators.codec import Check, finite_or_none
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable
+from tilewatch.aggregators.state.unit_columns import ColumnTable, HistTable, RollingTable
 from tilewatch.aggregators.state.versions import VersionTable, parse_versions, version_rows
 from tilewatch.aggregators.stats.detections import DetectionRow, parse_detections
 from tilewatch.aggregators.stats.rolling import block_length
@@ -125,12 +125,13 @@ def partition_to_dict(state: PartitionState) -> dict[str, Any]:
 RollingRow = tuple[CellKey, list[float]] | tuple[CellKey, int, list[float], list[float]]
 
 
-def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
+def _rolling(rolling: Any, size: int, key: Any, table_keys: Any) -> list[RollingRow] | RollingTable:
     """Check the rolling windows: blocks (``{"size", "block", "cells": [[key, total, means,
-    m2s], ...]}``, newest block first) or the raw values of earlier checkpoints (no
-    ``block``: ``[[key, values], ...]``)."""
+    m2s], ...]}``, newest block first; a :class:`RollingTable` of binary units) or the raw
+    values of earlier checkpoints (no ``block``: ``[[key, values], ...]``)."""
     check = CHECK
-    if type(rolling) is not dict or type(rolling.get("cells")) is not list:
+    cells = rolling.get("cells") if type(rolling) is dict else None
+    if type(cells) is not list and not isinstance(cells, RollingTable):
         raise check.fail("rolling", "expected an object with a list of cells")
     if rolling.get("size") != size:
         raise StateError(
@@ -138,8 +139,8 @@ def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
             f"the configured {size}"
         )
     out: list[RollingRow] = []
-    if "block" not in rolling:
-        for j, row in enumerate(rolling["cells"]):
+    if "block" not in rolling and type(cells) is list:
+        for j, row in enumerate(cells):
             at = f"rolling.cells[{j}]"
             if type(row) is not list or len(row) != 2 or type(row[1]) is not list:
                 raise check.fail(at, "expected [key, values]")
@@ -151,7 +152,9 @@ def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
             f"rolling block length {rolling['block']!r} in the checkpoint differs from the "
             f"{block} of a {size}-event window"
         )
-    for j, row in enumerate(rolling["cells"]):
+    if isinstance(cells, RollingTable):
+        return _rolling_table(cells, size, block, table_keys)
+    for j, row in enumerate(cells):
         at = f"rolling.cells[{j}]"
         if type(row) is not list or len(row) != 4 or type(row[2]) is not list:
             raise check.fail(at, "expected [key, total, means, m2s]")
@@ -164,6 +167,47 @@ def _rolling(rolling: Any, size: int, key: Any) -> list[RollingRow]:
             raise check.fail(at, f"expected {blocks} block means and m2s (>= 0) for {total}")
         out.append((key(row[0], at), total, means, m2s))
     return out
+
+
+def _rolling_table(t: RollingTable, size: int, block: int, table_keys: Any) -> RollingTable:
+    """A binary unit's rolling blocks, checked in bulk as the rows are one by one."""
+    check = CHECK
+    where = "rolling.cells"
+    n = len(t)
+    if any(c.ndim != 1 for c in (t.total, t.lengths, t.means, t.m2s)) or not (
+        len(t.total) == len(t.lengths) == n
+        and t.total.dtype.kind in "iu"
+        and t.lengths.dtype.kind in "iu"
+        and t.means.dtype.kind == "f"
+        and t.m2s.dtype.kind == "f"
+    ):
+        raise check.fail(where, "expected integer totals and lengths, float means and m2s")
+    bad_total = np.flatnonzero((t.total < 1) | (t.total.astype(np.float64) >= 2.0**63))
+    if len(bad_total):
+        raise check.fail(f"{where}[{int(bad_total[0])}]", "expected an integer >= 1")
+    total, lengths = t.total.astype(np.int64), t.lengths.astype(np.int64)
+    newest = (total - 1) // block
+    blocks = np.minimum(newest, (size - (total - newest * block)) // block) + 1
+    bad = lengths != blocks
+    if not bad.any():  # every length is right: the blocks can be matched to their rows
+        if int(lengths.sum()) != len(t.means) or len(t.means) != len(t.m2s):
+            raise check.fail(where, "expected as many block means and m2s as the lengths say")
+        bad_block = ~np.isfinite(t.means) | ~np.isfinite(t.m2s) | (t.m2s < 0)
+        if bad_block.any():
+            bad[np.repeat(np.arange(n), lengths)[bad_block]] = True
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise check.fail(
+            f"{where}[{r}]",
+            f"expected {int(blocks[r])} block means and m2s (>= 0) for {int(t.total[r])}",
+        )
+    return RollingTable(
+        table_keys(t.keys, where),
+        total,
+        lengths,
+        t.means.astype(np.float64),
+        t.m2s.astype(np.float64),
+    )
 
 
 class ParsedPartition:
@@ -196,7 +240,7 @@ class ParsedPartition:
         self.open: list[tuple[int, list[MomentRow] | ColumnTable]] = []
         self.closed: list[tuple[int, list[MomentRow] | ColumnTable]] = []
         #: ``(key, values)`` (raw values, version 1) or ``(key, total, means, m2s)`` (blocks).
-        self.rolling: list[RollingRow] = []
+        self.rolling: list[RollingRow] | RollingTable = []
         #: ``("open" | "closed", window)`` -> its histograms.
         self.hists: dict[tuple[str, int], HistRows] = {}
         self.violations: list[tuple[tuple[str, str, str], int]] = []
@@ -362,7 +406,7 @@ def parse_partition(data: Any, key_len: int, rolling_size: int) -> ParsedPartiti
             out.cells = rows
         out.open = windows(data["open"], "open")
         out.closed = windows(data["closed"], "closed")
-        out.rolling = _rolling(data["rolling"], rolling_size, key)
+        out.rolling = _rolling(data["rolling"], rolling_size, key, table_keys)
         for j, row in enumerate(check.array(data["violations"], "violations")):
             at = f"violations[{j}]"
             if type(row) is not list or len(row) != 4 or not all(type(x) is str for x in row[:3]):

@@ -36,6 +36,7 @@ from tilewatch.aggregators.state.unit_columns import (
     MOMENT_COLUMNS,
     ColumnTable,
     HistTable,
+    RollingTable,
     UnitColumns,
 )
 from tilewatch.aggregators.state.versions import version_rows
@@ -363,7 +364,7 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
     if type(rolling) is not dict:
         raise fail("head.rolling", "expected an object")
     cells: list[Any] = []  # parts: lists of rows (JSON units) or ColumnTables (binary ones)
-    roll: list[Any] = []
+    roll: list[Any] = []  # parts: lists of rows (JSON units) or RollingTables (binary ones)
     # Each window's moment parts: lists of rows (JSON units) or ColumnTables (binary ones).
     window_rows: dict[int, list[Any]] = {w: [] for w in head["open"] + head["closed"]}
     window_hists: dict[int, dict[str, list[Any]]] = {w: {} for w in window_rows}
@@ -377,7 +378,8 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         if w is None:
             part = unit.get("cells", [])
             cells.append(part if isinstance(part, ColumnTable) else _rows(unit, name, "cells"))
-            roll.extend(_rows(unit, name, "rolling"))
+            part = unit.get("rolling", [])
+            roll.append(part if isinstance(part, RollingTable) else _rows(unit, name, "rolling"))
             continue
         if w not in window_rows:
             continue  # a window evicted since that unit was written
@@ -409,6 +411,15 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise fail(where, str(exc)) from None
 
+    def rolling_cells() -> Any:
+        """The rolling blocks' rows (JSON units only) or one table."""
+        if not any(isinstance(p, RollingTable) for p in roll):
+            return [row for p in roll for row in p]
+        try:
+            return RollingTable.concat(roll)
+        except ValueError as exc:
+            raise fail("rolling", str(exc)) from None
+
     def windows(numbers: list[int]) -> list[Any]:
         out: list[Any] = []
         for w in sorted(numbers):
@@ -426,7 +437,7 @@ def merge_units(head: Any, units: dict[str, Any]) -> dict[str, Any]:
             "cells": table(cells, CELL_COLUMNS, "cells"),
             "open": windows(head["open"]),
             "closed": windows(head["closed"]),
-            "rolling": {**rolling, "cells": roll},
+            "rolling": {**rolling, "cells": rolling_cells()},
             "violations": head["violations"],
             "detectors": head["detectors"],
             "versions": head["versions"],

@@ -46,6 +46,7 @@ __all__ = [
     "SECTIONS",
     "ColumnTable",
     "HistTable",
+    "RollingTable",
     "UnitColumns",
     "pad_rows",
     "section_kind",
@@ -103,7 +104,8 @@ class UnitColumns:
     def plain(self, tables: bool = False) -> dict[str, Any]:
         """The unit's plain data, as the JSON form has it; with ``tables`` each histogram as a
         :class:`HistTable` instead of ``[key, counts]`` rows, and the cells' and a window's
-        moments' rows as a :class:`ColumnTable` (what a restore reads)."""
+        moments' rows as a :class:`ColumnTable`, the rolling blocks as a
+        :class:`RollingTable` (what a restore reads)."""
         keys = [k if type(k) is list else list(k) for k in self.keys]  # shared, not copied
         unit: dict[str, Any] = {}
         hists: dict[str, Any] = {}
@@ -117,6 +119,10 @@ class UnitColumns:
                 last = _finite(cols["last"].tolist())
                 rows = zip(k, cols["events"].tolist(), cols["late"].tolist(), last, strict=True)
                 unit["cells"] = [list(r) for r in rows]
+            elif name == "rolling" and tables:
+                unit["rolling"] = RollingTable(
+                    k, cols["total"], cols["lengths"], cols["means"], cols["m2s"]
+                )
             elif name == "rolling":
                 ends = np.cumsum(cols["lengths"]).tolist()
                 means, m2s = cols["means"].tolist(), cols["m2s"].tolist()
@@ -226,6 +232,89 @@ class ColumnTable:
 MOMENT_COLUMNS: dict[str, type] = {"count": int, "mean": float, "m2": float}
 #: The columns of the cells units' rows in a :class:`ColumnTable`, in row order.
 CELL_COLUMNS: dict[str, type] = {"events": int, "late": int, "last": float}
+
+
+class RollingTable:
+    """A cells unit's rolling blocks as columns: ``keys[i]`` (a cell key) has ``total[i]``
+    events in its window and ``lengths[i]`` blocks, whose means and m2s (newest first) follow
+    those of the rows before it in ``means`` and ``m2s``.
+
+    What a restore reads instead of ``[key, total, means, m2s]`` rows (two Python lists of
+    floats per cell, about 27 MB per 100,000 cells).
+
+    >>> t = RollingTable.concat([
+    ...     RollingTable([["m", "a"]], np.array([3]), np.array([2]), np.array([1.0, 2.0]),
+    ...                  np.array([0.0, 0.5])),
+    ...     [[["m", "b"], 1, [4.0], [0.0]]]])
+    >>> t.keys, t.total.tolist(), t.lengths.tolist(), t.means.tolist(), t.m2s.tolist()
+    ([['m', 'a'], ['m', 'b']], [3, 1], [2, 1], [1.0, 2.0, 4.0], [0.0, 0.5, 0.0])
+    """
+
+    __slots__ = ("keys", "lengths", "m2s", "means", "total")
+
+    def __init__(
+        self,
+        keys: list[Any],
+        total: np.ndarray,
+        lengths: np.ndarray,
+        means: np.ndarray,
+        m2s: np.ndarray,
+    ) -> None:
+        self.keys = keys
+        self.total = total
+        self.lengths = lengths
+        self.means = means
+        self.m2s = m2s
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Any]) -> RollingTable:
+        """One table of ``parts``: tables, or lists of ``[key, total, means, m2s]`` rows (the
+        JSON form of an older unit in the same checkpoint). Raises ValueError on rows of
+        another shape or type (the values are checked with the table's)."""
+        if len(parts) == 1 and isinstance(parts[0], RollingTable):
+            return parts[0]
+        keys: list[Any] = []
+        cols: list[list[np.ndarray]] = [[], [], [], []]
+        for part in parts:
+            if not isinstance(part, RollingTable):
+                part = cls._of_rows(part)
+            keys.extend(part.keys)
+            for col, arr in zip(
+                cols, (part.total, part.lengths, part.means, part.m2s), strict=True
+            ):
+                col.append(arr)
+        total, lengths, means, m2s = (
+            np.concatenate(c) if c else np.zeros(0, dtype=dt)
+            for c, dt in zip(cols, (np.int64, np.int64, np.float64, np.float64), strict=True)
+        )
+        return cls(keys, total, lengths, means, m2s)
+
+    @classmethod
+    def _of_rows(cls, rows: list[Any]) -> RollingTable:
+        for row in rows:
+            if (
+                type(row) is not list
+                or len(row) != 4
+                or type(row[1]) is not int
+                or type(row[2]) is not list
+                or type(row[3]) is not list
+                or len(row[2]) != len(row[3])
+                or not all(type(x) in (int, float) for x in row[2] + row[3])
+            ):
+                raise ValueError("expected [key, total, means, m2s] rows")
+        try:
+            return cls(
+                [r[0] for r in rows],
+                np.array([r[1] for r in rows], dtype=np.int64),
+                np.array([len(r[2]) for r in rows], dtype=np.int64),
+                np.array([x for r in rows for x in r[2]], dtype=np.float64),
+                np.array([x for r in rows for x in r[3]], dtype=np.float64),
+            )
+        except OverflowError:
+            raise ValueError("a number is out of range") from None
 
 
 class HistTable:

@@ -331,40 +331,61 @@ class RollingWindows:
             end += n
         return {"size": self.size, "block": self.block, "cells": out}
 
-    def load_blocks(self, cell: int, total: int, means: list[float], m2s: list[float]) -> None:
-        """Add one cell of :meth:`to_dict` output (checked by the caller) as cell ``cell``."""
-        self.load_many([(cell, total, means, m2s)])
-
     def load_many(self, rows: list[tuple[int, int, list[float], list[float]]]) -> None:
         """Add cells of :meth:`to_dict` output (checked by the caller): ``(cell, total, block
-        means, block m2s)``, newest block first, in one pass.
+        means, block m2s)``, newest block first. Blocks cannot be interleaved, so when a cell
+        already has a window, or is named twice (several checkpointed cells restored into one
+        overflow cell of a full registry), the window with more events is kept."""
+        self.load_arrays(
+            np.array([r[0] for r in rows], dtype=np.int64),
+            np.array([r[1] for r in rows], dtype=np.int64),
+            np.array([len(r[2]) for r in rows], dtype=np.int64),
+            np.array([x for r in rows for x in r[2]], dtype=np.float64),
+            np.array([x for r in rows for x in r[3]], dtype=np.float64),
+        )
 
-        Blocks cannot be interleaved, so when a cell already has a window, or is named twice
-        (several checkpointed cells restored into one overflow cell of a full registry), the
-        window with more events is kept; counts and event-time windows still add exactly.
+    def load_arrays(
+        self,
+        cells: IntArray,
+        totals: IntArray,
+        lengths: IntArray,
+        means: FloatArray,
+        m2s: FloatArray,
+    ) -> None:
+        """:meth:`load_many` of columns: row ``i`` is cell ``cells[i]``, ``totals[i]`` events,
+        ``lengths[i]`` blocks whose means and m2s follow the rows before it's in ``means`` and
+        ``m2s`` (newest block first); checked by the caller.
+
+        >>> w = RollingWindows(40)  # blocks of 2 events
+        >>> w.load_arrays(np.array([3, 3]), np.array([3, 4]), np.array([2, 2]),
+        ...               np.array([9.0, 9.0, 2.5, 1.0]), np.array([0.0, 0.0, 0.5, 0.5]))
+        >>> w.refresh()
+        >>> [a.tolist() for a in w.moments(4)]  # the row with more events is kept
+        [[0, 0, 0, 4], [0.0, 0.0, 0.0, 1.75], [0.0, 0.0, 0.0, 3.25]]
         """
-        best: dict[int, tuple[int, list[float], list[float]]] = {}
-        for cell, total, means, m2s in rows:
-            if cell not in best or best[cell][0] < total:
-                best[cell] = (total, means, m2s)
-        if not best:
+        if not len(cells):
             return
-        cells = np.fromiter(best, dtype=np.int64, count=len(best))
-        row_idx = self._rows_for(cells)
-        totals = np.array([best[c][0] for c in best], dtype=np.int64)
-        take = totals > self._total[row_idx]
+        starts = np.cumsum(lengths) - lengths
+        # One row per cell: the most events, the first of equals (as the rows' order had it).
+        order = np.lexsort((np.arange(len(cells)), -totals, cells))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = cells[order[1:]] != cells[order[:-1]]
+        pick = order[first]
+        row_idx = self._rows_for(cells[pick])
+        take = totals[pick] > self._total[row_idx]
         if not take.any():
             return
-        row_idx, totals = row_idx[take], totals[take]
-        chosen = [v for v, t in zip(best.values(), take.tolist(), strict=True) if t]
-        lengths = np.array([len(v[1]) for v in chosen], dtype=np.int64)
-        flat_rows = np.repeat(row_idx, lengths)
-        age = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        newest = np.repeat((totals - 1) // self.block, lengths)
+        pick, row_idx = pick[take], row_idx[take]
+        picked = lengths[pick]
+        n = int(picked.sum())
+        age = np.arange(n) - np.repeat(np.cumsum(picked) - picked, picked)
+        source = np.repeat(starts[pick], picked) + age
+        flat_rows = np.repeat(row_idx, picked)
+        newest = np.repeat((totals[pick] - 1) // self.block, picked)
         slots = (newest - age) % self.slots
-        self._bmean[flat_rows, slots] = [x for v in chosen for x in v[1]]
-        self._bm2[flat_rows, slots] = [x for v in chosen for x in v[2]]
-        self._total[row_idx] = totals
+        self._bmean[flat_rows, slots] = means[source]
+        self._bm2[flat_rows, slots] = m2s[source]
+        self._total[row_idx] = totals[pick]
         self._dirty[row_idx] = True
 
     def load(self, data: dict[str, Any], index_of: dict[tuple[str, ...], int]) -> None:
@@ -384,7 +405,7 @@ class RollingWindows:
                 arr = np.asarray(row[1], dtype=np.float64)[-self.size :]
                 self.update(np.full(len(arr), cell, dtype=np.int64), arr)
             else:
-                self.load_blocks(cell, int(row[1]), list(row[2]), list(row[3]))
+                self.load_many([(cell, int(row[1]), list(row[2]), list(row[3]))])
 
 
 class RollingCopy:

@@ -20,7 +20,8 @@ What it does, in one run:
 3. ``tilewatch run --config FILE`` (the console script) with the **default config** except what
    must differ: broker, topics, group, a free loopback port, with ``drift-labels`` the
    ``[baseline]`` path and ``[labels]`` (source ``topic``), and ``--client NAME`` as
-   ``[kafka] client_library`` (``kafka-python`` or ``confluent``). Checkpoints are on (every 10 s), the metrics endpoint is up and this script
+   ``[kafka] client_library`` (``kafka-python`` or ``confluent``). Checkpoints are on (every
+   10 s), the metrics endpoint is up and this script
    scrapes ``/metrics`` every ``--scrape-interval`` seconds, as Prometheus does (gzip
    asked for; median and longest time to the last byte reported);
 4. **start-up**: from the process start to its first counted record, as it logs it

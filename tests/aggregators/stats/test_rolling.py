@@ -225,11 +225,11 @@ def test_block_round_trip_and_refusals() -> None:
     for a, b in zip(rw.moments(4), back.moments(4), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     before = back.moments(4)
-    back.load_blocks(0, 5, [1.0], [0.0])  # fewer events than the cell's window: kept as is
+    back.load_many([(0, 5, [1.0], [0.0])])  # fewer events than the cell's window: kept as is
     back.refresh()
     for a, b in zip(before, back.moments(4), strict=True):
         np.testing.assert_array_equal(a, b)
-    back.load_blocks(0, 2000, [1.0] * 20, [0.0] * 20)  # more: replaces it
+    back.load_many([(0, 2000, [1.0] * 20, [0.0] * 20)])  # more: replaces it
     back.refresh()
     count, mean, m2 = back.moments(1)
     assert (count[0], mean[0], m2[0]) == (100, 1.0, 0.0)
