@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from functools import partial
 
-from tilewatch.aggregators.state.partition_delta import PartitionDelta, partition_delta
+from tilewatch.aggregators.state.partition import PartitionState
+from tilewatch.aggregators.state.partition_delta import DeltaMark, PartitionDelta, partition_delta
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
 from tilewatch.streams.changelog.delta import frozen_json
@@ -152,7 +155,7 @@ class Committer:
     def _checkpoint(self, changelog: ChangelogStore) -> None:
         """Steps 2 and 3: snapshot the partitions that moved, write them, wait for the acks."""
         with self.state.lock:
-            states: dict[PartitionKey, PartitionDelta] = {}
+            states: dict[PartitionKey, Callable[[], PartitionDelta]] = {}
             for key, part in self.state.partitions.items():
                 if key in self.pending:
                     continue
@@ -164,7 +167,7 @@ class Committer:
                 if part.offset != covered.offset or (
                     labels is not None and labels.offset != covered.label_offset
                 ):
-                    states[key] = partition_delta(part, changelog.delta_mark(key), frozen_json)
+                    states[key] = partial(self._delta, part, changelog.delta_mark(key))
         if not states:
             return
         try:
@@ -179,6 +182,13 @@ class Committer:
                 checkpoint_last_time=time.time(),
             )
         )
+
+    def _delta(self, part: PartitionState, mark: DeltaMark | None) -> PartitionDelta:
+        """A partition's delta, taken under the state's lock when the store asks for it: one
+        partition's copies in memory at a time. The round runs on the loop's thread, so no
+        batch is applied between the first partition's delta and the last one's."""
+        with self.state.lock:
+            return partition_delta(part, mark, frozen_json)
 
     def _commit_offsets(self, consumer: ConsumerLike) -> None:
         """Step 4: commit the offsets the durable state covers, where they moved."""

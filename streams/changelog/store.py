@@ -241,8 +241,14 @@ class ChangelogStore:
         slots = self._slots.get(source)
         return None if slots is None else slots.mark
 
-    def write_delta(self, deltas: Mapping[PartitionKey, PartitionDelta]) -> int:
+    def write_delta(
+        self, deltas: Mapping[PartitionKey, PartitionDelta | Callable[[], PartitionDelta]]
+    ) -> int:
         """Write one delta checkpoint per partition and wait until all are acknowledged.
+
+        A partition's delta may be given as a function that takes it: it is then called when
+        that partition's turn comes, so one partition's copies exist at a time (the first
+        round after a restore copies every unit of the partition).
 
         Per partition, in one batch: tombstones for keys no acknowledged head needs any more,
         the changed units (each into the slot the current head does not name), then the head.
@@ -256,8 +262,16 @@ class ChangelogStore:
         futures = []
         written = 0
         plans: dict[PartitionKey, tuple[_Slots, dict[str, Any], dict[str, set[bytes]]]] = {}
+        taken: dict[PartitionKey, tuple[Any, Any, DeltaMark]] = {}  # offsets and mark
         try:
-            for source, delta in deltas.items():
+            for source, given in deltas.items():
+                delta = given() if callable(given) else given
+                labels = delta.head.get("labels")
+                taken[source] = (
+                    delta.head.get("offset"),
+                    None if labels is None else labels["offset"],
+                    delta.mark,
+                )
                 slots = self._slots.setdefault(source, _Slots())
                 records, table, new_keys = plan_delta(
                     source,
@@ -277,7 +291,7 @@ class ChangelogStore:
                 plans[source] = (slots, table, new_keys)
                 # One partition's records in memory at a time (about 13 MB each at 100,000
                 # cells); what was acknowledged counts only once every partition's is.
-                del records
+                del records, delta
                 producer.flush(timeout=self.timeout_seconds)
             for future in futures:
                 future.get(timeout=0)
@@ -285,11 +299,10 @@ class ChangelogStore:
             self.on_refusal("write_failed")
             raise StreamError(f"cannot write checkpoints to {self.topic!r}: {exc}") from exc
         for source, (slots, table, new_keys) in plans.items():
-            delta = deltas[source]
-            labels = delta.head.get("labels")
+            offset, label_offset, mark = taken[source]
             slots.covered = Covered(
-                offset=delta.head.get("offset"),
-                label_offset=slots.covered.label_offset if labels is None else labels["offset"],
+                offset=offset,
+                label_offset=slots.covered.label_offset if label_offset is None else label_offset,
             )
             for key in slots.garbage:
                 for keys in slots.keys.values():
@@ -307,7 +320,7 @@ class ChangelogStore:
                     slots.garbage |= keys
             slots.keys = {u: k for u, k in slots.keys.items() if u in table}
             slots.table = table
-            slots.mark = delta.mark
+            slots.mark = mark
             slots.head_slot = _other(slots.head_slot)
             slots.next_seq += 1
         return written
