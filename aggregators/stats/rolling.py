@@ -353,7 +353,7 @@ class RollingWindows:
         m2s: FloatArray,
     ) -> None:
         """:meth:`load_many` of columns: row ``i`` is cell ``cells[i]``, ``totals[i]`` events,
-        ``lengths[i]`` blocks whose means and m2s follow the rows before it's in ``means`` and
+        ``lengths[i]`` blocks, whose means and m2s follow the earlier rows' in ``means`` and
         ``m2s`` (newest block first); checked by the caller.
 
         >>> w = RollingWindows(40)  # blocks of 2 events

@@ -11,6 +11,7 @@ import pytest
 
 from tests.streams.test_delta_checkpoint import FP, SETTINGS, SOURCE, _same, _Writer
 from tests.streams.test_delta_versions import _version3_round
+from tests.streams.test_restore_tables import record_joins
 from tilewatch.aggregators.cells.registry import CellRegistry
 from tilewatch.aggregators.errors import StateError
 from tilewatch.aggregators.state.partition import PartitionState
@@ -44,14 +45,7 @@ def test_binary_units_restore_their_rolling_blocks_as_one_table_exactly() -> Non
 def test_json_and_binary_rolling_rows_of_one_checkpoint_join_into_one_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    joins: list[set[str]] = []
-    concat = RollingTable.concat.__func__  # type: ignore[attr-defined]
-
-    def spy(cls: type[RollingTable], parts: Any) -> RollingTable:
-        joins.append({type(p).__name__ for p in parts})
-        return concat(cls, parts)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(RollingTable, "concat", classmethod(spy))
+    joins = record_joins(monkeypatch, RollingTable)
     w = _Writer()
     w.batch(3000, 0, 25)
     _version3_round(w)  # every unit as JSON rows

@@ -54,17 +54,23 @@ def test_binary_units_restore_their_histograms_as_tables_exactly() -> None:
     _same(checkpoint, w.part)
 
 
+def record_joins(monkeypatch: pytest.MonkeyPatch, table: type) -> list[set[str]]:
+    """The kinds of parts (``list`` rows, tables) each ``table.concat`` call is given."""
+    joins: list[set[str]] = []
+    concat = table.concat.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type, parts: Any, *args: Any) -> Any:
+        joins.append({type(p).__name__ for p in parts})
+        return concat(cls, parts, *args)
+
+    monkeypatch.setattr(table, "concat", classmethod(spy))
+    return joins
+
+
 def test_a_window_of_json_and_binary_units_joins_into_one_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    joins: list[set[str]] = []
-    concat = HistTable.concat.__func__  # type: ignore[attr-defined]
-
-    def spy(cls: type[HistTable], parts: Any) -> HistTable:
-        joins.append({type(p).__name__ for p in parts})
-        return concat(cls, parts)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(HistTable, "concat", classmethod(spy))
+    joins = record_joins(monkeypatch, HistTable)
     w = _Writer()
     _with_latency(w, 3000, 0, 25)
     _version3_round(w)  # every unit as JSON rows
@@ -178,14 +184,7 @@ def test_binary_units_restore_cells_and_window_moments_as_column_tables() -> Non
 def test_a_window_of_json_and_binary_moment_rows_joins_into_one_column_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    joins: list[set[str]] = []
-    concat = ColumnTable.concat.__func__  # type: ignore[attr-defined]
-
-    def spy(cls: type[ColumnTable], parts: Any, names: Any) -> ColumnTable:
-        joins.append({type(p).__name__ for p in parts})
-        return concat(cls, parts, names)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(ColumnTable, "concat", classmethod(spy))
+    joins = record_joins(monkeypatch, ColumnTable)
     w = _Writer()
     w.batch(3000, 0, 25)
     _version3_round(w)  # every unit as JSON rows
