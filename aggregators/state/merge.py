@@ -30,11 +30,12 @@ from tilewatch.aggregators.drift.window import (
 from tilewatch.aggregators.labels.fairness import Gap, performance_gaps
 from tilewatch.aggregators.labels.view import LabelCopy
 from tilewatch.aggregators.state.partition import PartitionState
+from tilewatch.aggregators.state.row_sums import latency_by_cell, sum_rows
 from tilewatch.aggregators.state.snapshot import IngestStats, PartitionKey, Snapshot
 from tilewatch.aggregators.state.versions import VersionTable, merge_versions
 from tilewatch.aggregators.stats.class_drift import ClassDrift, class_drift_decisions
 from tilewatch.aggregators.stats.class_errors import ClassErrorDecisions, class_error_decisions
-from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES, latency_quantiles_many
+from tilewatch.aggregators.stats.latency import LATENCY_QUANTILES
 from tilewatch.aggregators.stats.moments import merge_moments, variance
 from tilewatch.aggregators.stats.multiclass import MulticlassMetrics
 from tilewatch.aggregators.stats.multiclass_window import window_metrics
@@ -151,36 +152,6 @@ def _window_rows(
     return out
 
 
-def sum_rows(pieces: Sequence[tuple[IntArray, IntArray]], n: int) -> tuple[IntArray, IntArray]:
-    """The rows of ``pieces`` (each ``(cells, rows)``, a cell at most once per piece, cell
-    indices below ``n``) summed per cell: ``(cells, table)``, each cell once, in the order
-    first met, the table as wide as the widest piece (int64).
-
-    Examples
-    --------
-    >>> cells, table = sum_rows([(np.array([3, 1]), np.array([[1, 0], [0, 2]])),
-    ...                          (np.array([3, 0]), np.array([[5, 5, 1], [0, 0, 7]]))], 4)
-    >>> cells.tolist(), table.tolist()
-    ([3, 1, 0], [[6, 5, 1], [0, 2, 0], [0, 0, 7]])
-    """
-    width = max((h.shape[1] for _c, h in pieces), default=0)
-    slot = np.full(n, -1, dtype=np.int64)  # cell -> its row in the table
-    table = np.zeros((sum(len(c) for c, _h in pieces), width), dtype=np.int64)
-    used = 0
-    for cells, rows in pieces:
-        at = slot[cells]
-        new = at < 0
-        k = int(new.sum())
-        at[new] = np.arange(used, used + k)
-        slot[cells[new]] = at[new]
-        used += k
-        table[at, : rows.shape[1]] += rows  # each row of the table once per piece
-    order = np.flatnonzero(slot >= 0)
-    cells = np.empty(used, dtype=np.int64)
-    cells[slot[order]] = order
-    return cells, table[:used]
-
-
 @dataclass(frozen=True)
 class WindowView:
     """Each cell's model's reported window, merged, with its statistics (cached)."""
@@ -293,13 +264,7 @@ def build_window_view(
         drift = derive_window_drift(
             profile, w_c, mean, var, w_h, np.where(p_c > 0, p_m, math.nan), p_c, reference
         )
-    quantiles = [np.full(n, math.nan) for _q in LATENCY_QUANTILES]
-    if latency:
-        cells, table = sum_rows(latency, n)
-        for out, values in zip(
-            quantiles, latency_quantiles_many(table, LATENCY_QUANTILES), strict=True
-        ):
-            out[cells] = values
+    quantiles = latency_by_cell(latency, n, LATENCY_QUANTILES)
     window_latency = dict(zip(LATENCY_QUANTILES, quantiles, strict=True))
     if score_only:
         return WindowView(w_c, mean, var, window_start, window_end, None, {})

@@ -216,13 +216,13 @@ class PartitionState:
             flat = cells.ravel()
             k = cells.shape[1]
             flat_scores = np.repeat(scores, k)
-            self.events[:n_cells] += np.bincount(flat, minlength=n_cells)
+            np.add.at(self.events, flat, 1)  # costs the batch, not the cells
             np.maximum.at(self.last_event_time, flat, np.repeat(event_times, k))
             windows = np.unique(window).tolist()
             for w in windows:
                 acc = self.open.get(w)
                 if acc is None:
-                    acc = self.open[w] = WindowAcc()
+                    acc = self.open[w] = WindowAcc(expect_rows=self._rows_before(w))
                 if len(windows) == 1:  # the common batch: no selection to make
                     in_window, w_cells, w_scores = None, flat, flat_scores
                 else:
@@ -273,6 +273,14 @@ class PartitionState:
         self.labels.labels(event_ids, labels, label_times, next_offset)
         credit_class_labels(self)
         self.labels.expire(self.max_event_time, self.watermark)
+
+    def _rows_before(self, w: int) -> int:
+        """Histogram rows of the newest window before ``w`` (open or closed; 0 if none)."""
+        before = [v for v in (*self.open, *self.closed) if v < w]
+        if not before:
+            return 0
+        v = max(before)
+        return (self.open.get(v) or self.closed[v]).hist_row_count
 
     def _close_windows(self) -> None:
         size = self.settings.window_seconds

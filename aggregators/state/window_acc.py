@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tilewatch.aggregators.arrays import GROWTH, BoolArray, FloatArray, IntArray, grow, resized
+from tilewatch.aggregators.arrays import (
+    GROWTH,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    group,
+    grow,
+    resized,
+)
 from tilewatch.aggregators.state.unit_columns import pad_rows
 from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 
@@ -54,9 +62,23 @@ class WindowAcc:
     ([[2, 1], [2.0, 5.0], [2.0, 0.0]], [[1, 0, 0], [0, 0, 1]])
     """
 
-    __slots__ = ("_row_cells", "_rows", "_used", "_wide", "count", "hist", "m2", "mean", "models")
+    __slots__ = (
+        "_expect",
+        "_row_cells",
+        "_rows",
+        "_used",
+        "_wide",
+        "count",
+        "hist",
+        "m2",
+        "mean",
+        "models",
+    )
 
-    def __init__(self, n: int = 0) -> None:
+    def __init__(self, n: int = 0, expect_rows: int = 0) -> None:
+        """``n`` cells' moments, zero; ``expect_rows``: histogram rows to allocate for at
+        once (the rows the window before had), so the tables of a window that fills as its
+        predecessor did are not copied a quarter at a time as its cells arrive."""
         #: The model ids with events in this window, once it is closed (its counts no longer
         #: change): kept by :meth:`PartitionState.window_models`, None until first asked.
         self.models: set[int] | None = None
@@ -75,6 +97,7 @@ class WindowAcc:
         self._rows = np.full(0, -1, dtype=np.int32)
         self._row_cells = np.zeros(0, dtype=np.int64)
         self._used = 0
+        self._expect = expect_rows
 
     @property
     def hist_row_count(self) -> int:
@@ -92,7 +115,7 @@ class WindowAcc:
         rows = self._rows[cells]
         new = rows < 0
         if new.any():
-            fresh = np.unique(cells[new])
+            fresh = np.sort(group(cells[new], n_cells)[0])  # rows in cell order
             used = self.hist_row_count
             need = used + len(fresh)
             if len(self._row_cells) < need:
@@ -111,7 +134,7 @@ class WindowAcc:
         if n_cells > 2 * len(cells):
             # Few cells touched among many: merge only the touched rows, so a batch costs
             # what it holds, not the size of the cell table.
-            touched, local = np.unique(cells, return_inverse=True)
+            touched, local = group(cells, n_cells)
             c, m, s = group_moments(local, values, len(touched))
             self.count[touched], self.mean[touched], self.m2[touched] = merge_moments(
                 self.count[touched], self.mean[touched], self.m2[touched], c, m, s
@@ -235,7 +258,7 @@ class WindowAcc:
             table = self._joined(name)
             del self._wide[name]
         if table is None:
-            table = np.zeros((rows, bins), dtype=dtype)
+            table = np.zeros((max(rows, self._expect), bins), dtype=dtype)
         elif table.dtype != dtype:
             table = table.astype(dtype)
         if table.shape[0] < rows or table.shape[1] < bins:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tilewatch.aggregators.arrays import grow, resized
+from tilewatch.aggregators.arrays import group, grow, resized
 from tilewatch.aggregators.cells.windows import models_in, retained, window_numbers
 from tilewatch.aggregators.codec import Check, is_number, numbers
 from tilewatch.aggregators.errors import StateError
@@ -45,6 +46,38 @@ def test_resized_cuts_and_pads_every_axis() -> None:
     assert resized(arr, (1, 4)).tolist() == [[0, 1, 2, 0]]
     out = resized(arr, (2, 3))
     assert out is not arr and out.tolist() == arr.tolist()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [[], [5], [2, 2, 2], [9, 0, 9, 3, 0, 0, 7], list(range(50))[::-1], [4] * 3 + [1] * 5000],
+)
+def test_group_finds_what_unique_finds(keys: list[int]) -> None:
+    arr = np.array(keys, dtype=np.int64)
+    distinct, local = group(arr, 10_000)
+    assert sorted(distinct.tolist()) == np.unique(arr).tolist()
+    assert (distinct[local] == arr).all() and local.dtype.kind == "i"
+
+
+def test_group_over_random_batches_of_a_large_table_and_a_second_thread() -> None:
+    """The scratch array is never cleared: slots left by an earlier batch, a larger table
+    asked for later, and another thread's own scratch do not change a result."""
+    rng = np.random.default_rng(3)
+    for n, size in [(100_000, 2000), (300, 2000), (250_000, 40), (10, 10)]:
+        keys = rng.integers(0, n, size)
+        distinct, local = group(keys, n)
+        assert len(distinct) == len(np.unique(keys)) and (distinct[local] == keys).all()
+    seen: list[bool] = []
+    keys = rng.integers(0, 400_000, 3000)
+
+    def other() -> None:
+        d, loc = group(keys, 400_000)
+        seen.append(len(d) == len(np.unique(keys)) and bool((d[loc] == keys).all()))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen == [True]
 
 
 # --- codec ------------------------------------------------------------------------------------

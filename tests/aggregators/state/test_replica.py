@@ -13,6 +13,7 @@ import pytest
 from tilewatch.aggregators import ALL, CellSettings, ReplicaState, Snapshot
 from tilewatch.aggregators.state.merge import sum_rows
 from tilewatch.aggregators.state.reported import past_window
+from tilewatch.aggregators.state.row_sums import latency_by_cell
 from tilewatch.aggregators.stats.latency import LATENCY_BINS, latency_bins, latency_quantiles_many
 
 SIZE, GRACE, ROLL = 10.0, 2.0, 6
@@ -380,6 +381,31 @@ def test_sum_rows_adds_each_cells_rows_over_the_pieces() -> None:
     np.testing.assert_array_equal(table, dense[cells])
     empty_cells, empty = sum_rows([], n)
     assert len(empty_cells) == 0 and empty.shape == (0, 0)
+
+
+def test_latency_of_cells_read_where_they_are_equals_the_summed_table() -> None:
+    """A cell's latency quantiles read from its one piece (a leaf) or from its rows summed
+    over several (a roll-up) are those of the table of every cell's rows summed."""
+    rng = np.random.default_rng(10)
+    n = 400
+    pieces = []
+    for p, dtype in enumerate((np.uint8, np.int32, np.uint16)):
+        leaves = np.arange(p, 360, 3)  # each leaf in one piece
+        rollups = rng.choice(np.arange(360, n), 25, replace=False)  # some in several
+        cells = rng.permutation(np.r_[leaves, rollups])
+        rows = (
+            rng.integers(0, 3, (len(cells), LATENCY_BINS)) * (rng.random(len(cells)) < 0.9)[:, None]
+        )
+        pieces.append((cells, rows.astype(dtype)))
+    qs = (0.5, 0.9, 0.99)
+    got = latency_by_cell(pieces, n, qs)
+    cells, table = sum_rows(pieces, n)
+    for q, values, res in zip(qs, latency_quantiles_many(table, qs), got, strict=True):
+        want = np.full(n, np.nan)
+        want[cells] = values
+        assert np.array_equal(res, want, equal_nan=True), q
+    assert np.isnan(got[0]).sum() > 10 and (~np.isnan(got[0])).sum() > 300
+    assert all(np.isnan(q).all() for q in latency_by_cell([], n, qs))
 
 
 def test_window_latency_percentiles_over_two_partitions_are_the_merged_histograms() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tilewatch.aggregators.state.window_acc import HIST_DTYPE, SUMMED_HISTOGRAMS, WindowAcc
+from tilewatch.aggregators.stats.moments import group_moments, merge_moments
 from tilewatch.aggregators.stats.multiclass_window import SUM_SCALE, window_weights
 
 
@@ -75,6 +76,47 @@ def test_several_histograms_at_once_count_what_add_at_counts(events: int) -> Non
         acc.add_hists(cells, hists, n_cells)
     for name, width in widths.items():
         assert acc.hist_sized(name, n_cells, width).tolist() == expected[name].tolist(), name
+
+
+def test_moments_of_a_few_cells_among_many_equal_a_merge_per_sorted_cell() -> None:
+    """A batch touching few cells of a large table merges only the touched rows, grouped
+    without a sort; the moments equal, bit for bit, a merge of each batch's cells grouped by
+    ``np.unique`` and written out here, and cells never touched stay zero."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    acc = WindowAcc()
+    count, mean, m2 = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    for size in (600, 1, 2000, 600):
+        cells = rng.integers(0, n // 10, size) * 10  # repeats within a batch
+        values = rng.normal(0.4, 0.2, size)
+        acc.add(cells, values, n)  # n > 2 x the batch: the touched rows
+        touched, local = np.unique(cells, return_inverse=True)
+        c, m, s = group_moments(local, values, len(touched))
+        count[touched], mean[touched], m2[touched] = merge_moments(
+            count[touched], mean[touched], m2[touched], c, m, s
+        )
+    got = acc.sized(n)
+    assert got[0].tolist() == count.tolist()
+    assert got[1].tolist() == mean.tolist() and got[2].tolist() == m2.tolist()
+    assert count.sum() == 3201 and (count[1::10] == 0).all()
+
+
+def test_rows_expected_ahead_change_no_count() -> None:
+    """A window told to expect the rows its predecessor had allocates them at once; its
+    tables read as those of a window that grew a quarter at a time."""
+    rng = np.random.default_rng(12)
+    grown, ahead = WindowAcc(), WindowAcc(expect_rows=700)
+    for _ in range(5):
+        cells = rng.integers(0, 1000, 300)
+        bins = rng.integers(-1, 62, 300)
+        for acc in (grown, ahead):
+            acc.add_hists(cells, [("latency", bins, 62, None)], 1000)
+    assert ahead.hist["latency"].shape[0] >= 700
+    assert ahead.hist_row_count == grown.hist_row_count
+    assert ahead.hist_cells().tolist() == grown.hist_cells().tolist()
+    want = grown.hist_sized("latency", 1000, 62)
+    assert ahead.hist_sized("latency", 1000, 62).tolist() == want.tolist()
+    assert want.sum() > 1000
 
 
 def test_compact_narrows_a_closed_window_and_a_later_write_widens_it_back() -> None:
