@@ -110,30 +110,32 @@ def latency_quantiles(hist: IntArray, q: float) -> FloatArray:
 
 def latency_quantiles_many(hist: IntArray, qs: tuple[float, ...]) -> list[FloatArray]:
     """:func:`latency_quantiles` for each of ``qs``, reading the histogram once, a block of
-    rows at a time: the float copy and cumulative sums are those of :data:`_CHUNK` rows, not
-    of the whole table (50 MB each at 100,000 cells), and each row's result is the same."""
+    rows at a time: the cumulative sums are those of :data:`_CHUNK` rows, not of the whole
+    table (50 MB at 100,000 cells), integers summed straight from the table's dtype (a
+    closed window's are one byte a bin), and each row's result is the same."""
     out = [np.full(len(hist), np.nan) for _ in qs]
     for start in range(0, len(hist), _CHUNK):
-        chunk = np.asarray(hist[start : start + _CHUNK], dtype=np.float64)
-        n = chunk.sum(axis=1)
-        rows = np.flatnonzero(n > 0)
+        chunk = hist[start : start + _CHUNK]
+        cum = np.cumsum(chunk, axis=1, dtype=np.int64)
+        rows = np.flatnonzero(cum[:, -1] > 0) if cum.shape[1] else []
         if not len(rows):
             continue
-        cum = np.cumsum(chunk[rows], axis=1)
+        cum = cum[rows]
         for q, res in zip(qs, out, strict=True):
-            res[start + rows] = _quantile_rows(chunk, rows, n[rows], cum, q)
+            res[start + rows] = _quantile_rows(chunk, rows, cum, q)
     return out
 
 
-def _quantile_rows(
-    hist: FloatArray, rows: IntArray, n: FloatArray, cum: FloatArray, q: float
-) -> FloatArray:
-    """Quantile ``q`` of ``hist[rows]`` (each with ``n`` > 0 events), ``cum`` their
-    cumulative sums."""
+def _quantile_rows(hist: IntArray, rows: IntArray, cum: IntArray, q: float) -> FloatArray:
+    """Quantile ``q`` of ``hist[rows]`` (each with events), ``cum`` their cumulative sums."""
+    n = cum[:, -1].astype(np.float64)
     target = q * n
-    b = np.minimum((cum < target[:, None]).sum(axis=1), LATENCY_BINS - 1)
-    below = np.where(b > 0, cum[np.arange(len(rows)), np.maximum(b - 1, 0)], 0.0)
-    inside = hist[rows, b]
+    # Bins whose cumulative count is below the target: for integer sums, those below its
+    # ceiling, so the comparison stays in integers.
+    b = (cum < np.ceil(target).astype(np.int64)[:, None]).sum(axis=1)
+    b = np.minimum(b, LATENCY_BINS - 1)
+    below = np.where(b > 0, cum[np.arange(len(rows)), np.maximum(b - 1, 0)], 0).astype(np.float64)
+    inside = hist[rows, b].astype(np.float64)
     frac = np.clip(
         np.where(inside > 0, (target - below) / np.where(inside > 0, inside, 1), 0), 0, 1
     )

@@ -10,6 +10,7 @@ from tilewatch.aggregators.stats.latency import (
     LATENCY_QUANTILES,
     latency_bins,
     latency_quantiles,
+    latency_quantiles_many,
 )
 
 
@@ -82,3 +83,45 @@ def test_quantiles_read_in_blocks_of_rows_equal_each_row_alone() -> None:
             alone = latency_quantiles(h[i : i + 1], q)[0]
             assert (np.isnan(alone) and np.isnan(res[i])) or res[i] == alone
     assert np.isnan(got[0][h.sum(axis=1) == 0]).all()
+
+
+def _float_reference(row: np.ndarray, q: float) -> float:
+    """A row's quantile written out in floats, the bin found by comparing float sums with the
+    float target (what the integer comparison must agree with)."""
+    from tilewatch.aggregators.stats.latency import _EDGES
+
+    cum = np.cumsum(row.astype(np.float64))
+    target = q * cum[-1]
+    b = min(int((cum < target).sum()), LATENCY_BINS - 1)
+    if b == 0:
+        return float(_EDGES[0])
+    if b == LATENCY_BINS - 1:
+        return float(_EDGES[-1])
+    below, inside = cum[b - 1], float(row[b])
+    frac = min(max((target - below) / inside, 0.0), 1.0) if inside > 0 else 0.0
+    lo, hi = _EDGES[b - 1], _EDGES[min(b, len(_EDGES) - 1)]
+    return float(lo * (hi / lo) ** frac)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_quantiles_of_every_table_dtype_equal_the_float_reference(dtype: type) -> None:
+    """Closed windows keep one-byte tables: the sums are taken in integers from any dtype,
+    the bin found by comparing them with the target's ceiling; each quantile equals the one
+    found in floats, targets that fall exactly on a bin's sum included (q * n an integer)."""
+    rng = np.random.default_rng(6)
+    h = rng.integers(0, 4, (600, LATENCY_BINS)) * (rng.random((600, LATENCY_BINS)) < 0.2)
+    h[:50] = 0
+    h[50:100, 20] = 2  # n = 2 x (1 + the others): 0.5 x n lands on bin sums
+    h[100:110] = 0
+    h[100:110, 0] = 1  # everything in the lowest bin, or the highest
+    h[105:110, 0], h[105:110, -1] = 0, 7
+    qs = (0.0, 0.5, 0.95, 0.99, 1.0)
+    got = latency_quantiles_many(h.astype(dtype), qs)
+    for q, res in zip(qs, got, strict=True):
+        for i in range(len(h)):
+            if h[i].sum() == 0:
+                assert np.isnan(res[i])
+            else:
+                # The same bin and fraction; numpy's vectorized power may round the last
+                # bit apart from Python's.
+                assert res[i] == pytest.approx(_float_reference(h[i], q), rel=1e-14), (q, i)
