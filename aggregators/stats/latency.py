@@ -117,7 +117,9 @@ def latency_quantiles_many(hist: IntArray, qs: tuple[float, ...]) -> list[FloatA
     for start in range(0, len(hist), _CHUNK):
         chunk = hist[start : start + _CHUNK]
         cum = np.cumsum(chunk, axis=1, dtype=np.int64)
-        rows = np.flatnonzero(cum[:, -1] > 0) if cum.shape[1] else []
+        if not cum.shape[1]:
+            continue
+        rows: IntArray = np.flatnonzero(cum[:, -1] > 0)
         if not len(rows):
             continue
         cum = cum[rows]
