@@ -24,6 +24,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener
 
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.delta_mark import mark_of
 from tilewatch.aggregators.state.partition import PartitionState
 from tilewatch.aggregators.state.replica import ReplicaState
 from tilewatch.aggregators.state.snapshot import IngestUpdate, PartitionKey
@@ -175,10 +176,13 @@ class Assignments:
                 self.state.assign(key, restored)
                 result = "restored" if restored is not None else "empty"
                 self.state.count_ingest(IngestUpdate(checkpoint_restores={result: 1}))
+                # What the restored units hold: the first round writes only what changes.
+                mark = None if restored is None else mark_of(restored)
             if restored is not None:
                 assert self.changelog is not None
                 label_offset = None if restored.labels is None else restored.labels.offset
-                self.changelog.restored(key, Covered(restored.offset, label_offset), used)
+                covered = Covered(restored.offset, label_offset)
+                self.changelog.restored(key, covered, used, mark)
             used = None
             if restored is not None and restored.offset is not None:
                 consumer.seek(tp, restored.offset)

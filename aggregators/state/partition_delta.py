@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +30,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
+from tilewatch.aggregators.state.delta_mark import DeltaMark
 from tilewatch.aggregators.state.unit_columns import (
     CELL_COLUMNS,
     MOMENT_COLUMNS,
@@ -75,18 +75,6 @@ def unit_window(name: str) -> int | None:
     if not part.startswith("w"):
         raise ValueError(f"not a unit name: {name!r:.60}")
     return int(part[1:])
-
-
-@dataclass
-class DeltaMark:
-    """What a partition held when a checkpoint was taken: compared with at the next one."""
-
-    events: IntArray
-    late: IntArray
-    #: Counts per cell of the windows that were open (closed windows never change).
-    open_counts: dict[int, IntArray] = field(default_factory=dict)
-    #: Every window the checkpoint held.
-    windows: frozenset[int] = frozenset()
 
 
 class _Blocks:

@@ -290,6 +290,7 @@ def decode_delta(
         state=state,
         written_at=float(written_at) if isinstance(written_at, int | float) else 0.0,
         units=body["units"],
+        blocks=blocks if type(blocks := body["state"].get("blocks")) is int else None,
     )
 
 

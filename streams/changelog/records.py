@@ -80,6 +80,9 @@ class Checkpoint:
     #: A delta checkpoint's unit references (``[slot, chunks, sha256]`` by unit); None for a
     #: full one.
     units: dict[str, Any] | None = None
+    #: The blocks a delta checkpoint's cells were cut into (its head's ``blocks``; None: not
+    #: named): a restore keeps naming its units only when they are cut as this version cuts.
+    blocks: int | None = None
 
 
 @dataclass(frozen=True)

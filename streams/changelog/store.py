@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilewatch.aggregators.state.partition_delta import DeltaMark, PartitionDelta
+from tilewatch.aggregators.state.partition_delta import BLOCKS, DeltaMark, PartitionDelta
 from tilewatch.aggregators.state.snapshot import PartitionKey
+from tilewatch.streams.changelog.candidates import Candidates
 from tilewatch.streams.changelog.delta import (
-    decode_delta,
     delta_prefix,
     delta_seq,
     head_prefix,
@@ -33,7 +33,6 @@ from tilewatch.streams.changelog.delta import (
 from tilewatch.streams.changelog.records import (
     Checkpoint,
     Refusal,
-    decode_slot,
     encode_checkpoint,
     slot_seq,
 )
@@ -75,52 +74,6 @@ class _Slots:
 
 def _other(slot: str) -> str:
     return "b" if slot == "a" else "a"
-
-
-class Candidates:
-    """A partition's checkpoints on the changelog, newest first; iterating checks and decodes
-    them one at a time (a refused one is counted, logged and skipped), so a restore that
-    succeeds with the newest never decodes the others."""
-
-    def __init__(
-        self,
-        store: ChangelogStore,
-        source: PartitionKey,
-        order: list[tuple[int, str, str]],
-        latest: Mapping[bytes, bytes | None],
-    ) -> None:
-        self._store = store
-        self._source = source
-        self._order = order
-        self._latest = latest
-        self._decoded: list[Checkpoint] = []
-        self._next = 0
-
-    def __iter__(self) -> Iterator[Checkpoint]:
-        i = 0
-        while True:
-            if i < len(self._decoded):
-                yield self._decoded[i]
-                i += 1
-                continue
-            if self._next >= len(self._order):
-                return
-            _seq, kind, slot = self._order[self._next]
-            self._next += 1
-            decode = decode_slot if kind == "full" else decode_delta
-            result = decode(self._source, slot, self._latest, self._store.fingerprint)
-            if isinstance(result, Refusal):
-                self._store.refuse(result)
-            elif result is not None:
-                self._decoded.append(result)
-
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, list | Candidates) else False
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Candidates({self._source}, {[(k, s, q) for q, k, s in self._order]})"
 
 
 @dataclass
@@ -222,12 +175,21 @@ class ChangelogStore:
         return written
 
     def restored(
-        self, source: PartitionKey, covered: Covered, checkpoint: Checkpoint | None = None
+        self,
+        source: PartitionKey,
+        covered: Covered,
+        checkpoint: Checkpoint | None = None,
+        mark: DeltaMark | None = None,
     ) -> None:
         """Record what the checkpoint of ``source`` that the runtime restored covers.
 
-        A restored delta head's units are kept whole until the next head is acknowledged; the
-        first delta round after a restore writes every unit (into the other slots).
+        ``mark``: what the partition restored from a delta ``checkpoint`` holds
+        (:func:`~tilewatch.aggregators.state.delta_mark.mark_of`, taken before any batch).
+        The first delta round then writes only the units that changed since the restore and
+        names the restored ones for the rest, as any later round does. Without it, or when
+        the checkpoint's cells were cut into other blocks than this version's, that round
+        writes every unit (into the other slots). The restored head's units are kept until
+        the next head is acknowledged either way.
         """
         slots = self._slots.setdefault(source, _Slots())
         slots.covered = covered
@@ -235,6 +197,8 @@ class ChangelogStore:
         if checkpoint is not None and checkpoint.units is not None:
             slots.table = dict(checkpoint.units)
             slots.head_slot = _other(checkpoint.slot)
+            if checkpoint.blocks == BLOCKS:
+                slots.mark = mark
 
     def delta_mark(self, source: PartitionKey) -> DeltaMark | None:
         """What the last acknowledged delta checkpoint of ``source`` held (None: write all)."""

@@ -352,3 +352,64 @@ def test_a_foreign_checkpoint_is_refused_and_the_partition_starts_empty(
     assert leaf_events_total(after) == len(new)
     restarted.signal(signal.SIGTERM)
     assert restarted.wait_exit(30) == 0, restarted.describe()
+
+
+def _units_written(bootstrap: str, changelog: str, after: dict[int, int]) -> dict[str, set[str]]:
+    """Unit names (``block/c``, ``block/w<window>``) per source partition written to the
+    changelog past the offsets ``after`` (changelog partition -> next offset)."""
+    out: dict[str, set[str]] = {}
+    for rec in read_changelog(bootstrap, changelog):
+        if rec.offset < after.get(rec.partition, 0) or rec.key is None or rec.value is None:
+            continue
+        parts = rec.key.decode().split("/")  # topic/partition/d/u/block/unit/slot/chunk
+        if parts[-6:-4] == ["d", "u"]:
+            out.setdefault(parts[-7], set()).add("/".join(parts[-4:-2]))
+    return out
+
+
+def test_after_a_restore_a_round_writes_what_changed_not_every_unit(
+    broker: EmbeddedBroker,
+    make_topic: Callable[..., str],
+    tilewatch_config: Callable[..., Path],
+    start_tilewatch: Callable[..., TilewatchProcess],
+) -> None:
+    """The first round after a restore writes the units of the cells that changed since, and
+    names the restored ones for the rest; what it leaves restores exactly."""
+    topic = make_topic(PARTITIONS)
+    config = tilewatch_config(topic, kafka={"max_poll_records": 500})
+    events, _reference, _manifests = _checkpointed_twice(broker, topic, config, start_tilewatch)
+    changelog = f"{read_config(config)['kafka']['group_id']}-tilewatch-changelog"
+    before = read_changelog(broker.bootstrap, changelog)
+    ends: dict[int, int] = {}
+    for rec in before:
+        ends[rec.partition] = max(ends.get(rec.partition, 0), rec.offset + 1)
+    restored_units = _units_written(broker.bootstrap, changelog, {})
+    assert all(len(units) > 40 for units in restored_units.values()), restored_units
+
+    restarted = start_tilewatch(config, name="after-restore")
+    settled_metrics(restarted, "restored", lambda m: _restores(m) == {"restored": PARTITIONS})
+    # One more event, of a cell in the open window: its four variants' blocks change.
+    last = events[-1]
+    extra = Event("extra", last.cell, last.time, last.score, {**last.payload, "event_id": "extra"})
+    values, keys = records_of([extra])
+    produce(broker.bootstrap, topic, values, keys)
+    restarted.wait_read(1)
+    _wait_committed(broker.bootstrap, restarted.group_id, topic, len(events) + 1, restarted)
+    written = _units_written(broker.bootstrap, changelog, ends)
+    assert len(written) == 1, written  # one source partition changed
+    (units,) = written.values()
+    windows = {u.split("/")[1] for u in units}
+    assert 1 <= len(units) <= 8 and windows <= {"c", f"w{int(last.time // WINDOW_SECONDS)}"}, units
+    restarted.signal(signal.SIGTERM)
+    assert restarted.wait_exit(30) == 0, restarted.describe()
+
+    # The heads that name restored and rewritten units restore exactly.
+    again = start_tilewatch(config, name="restored-twice")
+    metrics = settled_metrics(
+        again, "restored again", lambda m: _restores(m) == {"restored": PARTITIONS}
+    )
+    assert _errors(metrics) == {}
+    assert value(metrics, "tilewatch_read_events_total") == 0
+    assert _counts(metrics) == _expected_counts([*events, extra])
+    again.signal(signal.SIGTERM)
+    assert again.wait_exit(30) == 0, again.describe()

@@ -6,6 +6,7 @@ one test goes through the broker with the store.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tilewatch.aggregators import CellRegistry, CellSettings, PartitionState
+from tilewatch.aggregators.state.delta_mark import mark_of
 from tilewatch.aggregators.state.partition_delta import (
     BLOCKS,
     block_of_key,
@@ -125,6 +127,71 @@ def test_a_round_writes_only_what_changed_and_restores_exactly() -> None:
     _third, delta = w.round()
     assert delta.units == {}
     _same(w.newest(), w.part)
+
+
+def test_the_mark_of_a_state_is_the_one_a_full_round_leaves() -> None:
+    w = _Writer()
+    w.batch(3000, 0, 45)  # open and closed windows
+    assert w.part.open and w.part.closed
+    full = partition_delta(w.part, None).mark
+    mark = mark_of(w.part)
+    assert mark.windows == full.windows
+    assert mark.events.tolist() == full.events.tolist()
+    assert mark.late.tolist() == full.late.tolist()
+    assert sorted(mark.open_counts) == sorted(full.open_counts)
+    for win, counts in full.open_counts.items():
+        assert mark.open_counts[win].tolist() == counts.tolist()
+    # Copies: the state moving on leaves the mark as it was.
+    before = mark.events.copy()
+    w.batch(500, 45, 48)
+    assert mark.events.tolist() == before.tolist()
+
+
+def _restore(w: _Writer) -> tuple[PartitionState, Checkpoint]:
+    """The partition restored from the writer's newest head, as the runtime restores it."""
+    checkpoint = w.newest()
+    assert isinstance(checkpoint, Checkpoint) and checkpoint.units is not None
+    assert checkpoint.blocks == BLOCKS
+    registry = CellRegistry(SETTINGS)
+    parsed = PartitionState.validate(registry, checkpoint.state)
+    return PartitionState.from_dict(registry, checkpoint.state, parsed=parsed), checkpoint
+
+
+def test_after_a_restore_a_round_writes_what_changed_and_names_the_restored_units() -> None:
+    w = _Writer()
+    w.batch(5000, 0, 100)  # ten windows, nine of them closed
+    full, _delta = w.round()
+    restored, checkpoint = _restore(w)
+    _same(checkpoint, restored)
+    # The restarted writer: the restored head's units and a mark of what they hold.
+    after = _Writer()
+    after.part, after.log, after.seq = restored, dict(w.log), w.seq
+    after.table, after.mark = dict(checkpoint.units or {}), mark_of(restored)
+    # Nothing changed since the restore: only the head.
+    records, delta = after.round()
+    assert delta.units == {} and not delta.full
+    _same(after.newest(), restored)
+    # Three events in the open window: those cells' blocks only; the closed windows named as
+    # restored, never written again.
+    keys = [("m", "s1"), ("m", "s2"), ("m", "s3")]
+    restored.apply(keys, np.array([95.0, 96, 97]), np.array([0.1, 0.2, 0.3]))
+    restored.offset = (restored.offset or 0) + 3
+    records, delta = after.round()
+    reg = restored.registry
+    touched = reg.rollups[reg.index_many(keys)].ravel()
+    blocks = {block_of_key(reg.keys[i]) for i in touched.tolist()}
+    assert set(delta.units) == {f"{b}/c" for b in blocks} | {f"{b}/w9" for b in blocks}
+    size = sum(len(k) + len(v or b"") for k, v in records)
+    assert size < sum(len(k) + len(v or b"") for k, v in full) / 4
+    newest = after.newest()
+    _same(newest, restored)
+    assert isinstance(newest, Checkpoint) and newest.units is not None
+    for unit, ref in newest.units.items():  # untouched units: the restored references
+        if unit not in delta.units:
+            assert ref == (checkpoint.units or {})[unit]
+    # And what the two heads hold restores exactly once more.
+    again, _checkpoint = _restore(after)
+    assert _canonical(again.to_dict()) == _canonical(restored.to_dict())
 
 
 def test_evicted_windows_are_dropped_from_the_head() -> None:
@@ -263,8 +330,33 @@ def test_store_writes_deltas_collects_garbage_and_restores(broker: EmbeddedBroke
     part = reader._slots[SOURCE]
     assert "" not in part.keys
     reader.restored(SOURCE, reader.checkpointed(SOURCE), newest)
-    assert reader.delta_mark(SOURCE) is None  # the first round after a restore writes all
+    assert reader.delta_mark(SOURCE) is None  # no mark given: the first round writes all
     assert reader.next_slot(SOURCE)[1] == 5
+    # Cut into other blocks than this version's: its units cannot be named as they are.
+    foreign = dataclasses.replace(newest, blocks=BLOCKS * 2)
+    reader.restored(SOURCE, reader.checkpointed(SOURCE), foreign, mark_of(w.part))
+    assert reader.delta_mark(SOURCE) is None
+    # The runtime's restore: the partition rebuilt from the head, its mark taken before any
+    # batch. The first round writes one changed cell's units and the head, names the rest.
+    registry = CellRegistry(SETTINGS)
+    restored = PartitionState.from_dict(registry, newest.state)
+    mark = mark_of(restored)
+    reader.restored(SOURCE, reader.checkpointed(SOURCE), newest, mark)
+    assert reader.delta_mark(SOURCE) is mark
+    restored.apply([("m", "s9")], np.array([302.0]), np.array([0.25]))
+    restored.offset = (restored.offset or 0) + 1
+    try:
+        after = reader.write_delta({SOURCE: partition_delta(restored, reader.delta_mark(SOURCE))})
+    finally:
+        reader.close()
+    assert after < sizes[0] / 4
+    third = store()
+    try:
+        again = list(third.read([SOURCE])[SOURCE])
+    finally:
+        third.close()
+    assert refusals == [] and again[0].seq == 5
+    _same(again[0], restored)
 
 
 def test_restore_decodes_older_checkpoints_only_when_needed() -> None:
