@@ -29,8 +29,8 @@ class DeltaMark:
 
 
 def mark_of(state: PartitionState) -> DeltaMark:
-    """The mark of what ``state`` holds now (copies): the one a round that wrote every unit
-    of it would leave, as ``partition_delta(state, None).mark``, without building the units.
+    """The mark of what ``state`` holds now (copies): what every delta round leaves for the
+    next to compare with (``partition_delta(state, mark).mark``).
 
     A partition restored from a delta checkpoint holds exactly what that checkpoint's units
     hold, so this mark lets the first round after a restore write only what changed since,

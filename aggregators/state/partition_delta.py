@@ -30,7 +30,7 @@ import numpy as np
 from tilewatch.aggregators.arrays import FloatArray, IntArray, resized
 from tilewatch.aggregators.codec import finite_or_none
 from tilewatch.aggregators.errors import StateError
-from tilewatch.aggregators.state.delta_mark import DeltaMark
+from tilewatch.aggregators.state.delta_mark import DeltaMark, mark_of
 from tilewatch.aggregators.state.unit_columns import (
     CELL_COLUMNS,
     MOMENT_COLUMNS,
@@ -277,15 +277,10 @@ def partition_delta(
         select[roll_cells] = cell_dirty[blocks[roll_cells]]
         rolling = state.rolling.subset(select)
     # Window units.
-    open_counts: dict[int, IntArray] = {}
-    windows: list[int] = []
     changed: list[_Window] = []
-    for table, is_open in ((state.open, True), (state.closed, False)):
+    for table in (state.open, state.closed):
         for w, acc in sorted(table.items()):
-            windows.append(w)
             c, m, s = acc.sized(n)
-            if is_open:
-                open_counts[w] = c.copy()
             if mark is None or w not in mark.windows:
                 w_dirty = np.ones(BLOCKS, dtype=bool)
             elif w in mark.open_counts:
@@ -321,9 +316,8 @@ def partition_delta(
     }
     if state.labeling is not None:  # bounded by its budgets: written whole with the head
         head["labeling"] = state.labeling.to_dict(keys)
-    new_mark = DeltaMark(events.copy(), late.copy(), open_counts, frozenset(windows))
     return PartitionDelta(
-        head, new_mark, mark is None, keys, blocks[:n].copy(), cells, rolling, changed
+        head, mark_of(state), mark is None, keys, blocks[:n].copy(), cells, rolling, changed
     )
 
 
